@@ -1,0 +1,324 @@
+package route
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// jsonRoute is one element of `ip -d -json route show`. Fields routepush
+// cannot render back are captured only to mark the route Unrestorable.
+type jsonRoute struct {
+	Type     string                   `json:"type"`
+	Dst      string                   `json:"dst"`
+	Gateway  string                   `json:"gateway"`
+	Dev      string                   `json:"dev"`
+	Protocol string                   `json:"protocol"`
+	Scope    string                   `json:"scope"`
+	PrefSrc  string                   `json:"prefsrc"`
+	Metric   uint32                   `json:"metric"`
+	Table    string                   `json:"table"`
+	Pref     string                   `json:"pref"`
+	Flags    []string                 `json:"flags"`
+	Metrics  []map[string]json.Number `json:"metrics"`
+	Nexthops []jsonNexthop            `json:"nexthops"`
+	Via      json.RawMessage          `json:"via"`
+	Encap    json.RawMessage          `json:"encap"`
+	Expires  json.RawMessage          `json:"expires"`
+	Tos      json.RawMessage          `json:"tos"`
+}
+
+type jsonNexthop struct {
+	Gateway string          `json:"gateway"`
+	Dev     string          `json:"dev"`
+	Weight  int             `json:"weight"`
+	Flags   []string        `json:"flags"`
+	Via     json.RawMessage `json:"via"`
+}
+
+// ParseJSON parses the output of `ip -d -json route show` for one family.
+// Family decides what "default" means.
+func ParseJSON(data []byte, fam Family) ([]Route, error) {
+	var raw []jsonRoute
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return nil, fmt.Errorf("route: parse ip -json output: %w", err)
+	}
+	routes := make([]Route, 0, len(raw))
+	for i := range raw {
+		r, err := raw[i].route(fam)
+		if err != nil {
+			return nil, fmt.Errorf("route: ip -json entry %d (dst %q): %w", i, raw[i].Dst, err)
+		}
+		routes = append(routes, r)
+	}
+	return routes, nil
+}
+
+func (j *jsonRoute) route(fam Family) (Route, error) {
+	var r Route
+	var err error
+	if r.Dst, err = parseDst(j.Dst, fam); err != nil {
+		return r, err
+	}
+	r.Type = typeName(j.Type)
+	if j.Gateway != "" {
+		if r.Gateway, err = netip.ParseAddr(j.Gateway); err != nil {
+			return r, fmt.Errorf("gateway: %w", err)
+		}
+	}
+	if j.PrefSrc != "" {
+		if r.PrefSrc, err = netip.ParseAddr(j.PrefSrc); err != nil {
+			return r, fmt.Errorf("prefsrc: %w", err)
+		}
+	}
+	if j.Protocol != "" {
+		if r.Protocol, err = ParseProtocol(j.Protocol); err != nil {
+			return r, err
+		}
+	} else {
+		// iproute2 leaves out "boot" without -d; with -d it always prints it.
+		r.Protocol = 3
+	}
+	r.Dev, r.Scope, r.Metric, r.Table, r.Pref = j.Dev, j.Scope, j.Metric, j.Table, j.Pref
+	if len(j.Flags) > 0 {
+		r.Flags = j.Flags
+	}
+	for _, m := range j.Metrics {
+		names := make([]string, 0, len(m))
+		for name := range m {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			r.Metrics = append(r.Metrics, Attr{Name: name, Value: m[name].String()})
+		}
+	}
+	for _, nh := range j.Nexthops {
+		n := Nexthop{Dev: nh.Dev, Weight: nh.Weight}
+		if len(nh.Flags) > 0 {
+			n.Flags = nh.Flags
+		}
+		if nh.Gateway != "" {
+			if n.Gateway, err = netip.ParseAddr(nh.Gateway); err != nil {
+				return r, fmt.Errorf("nexthop gateway: %w", err)
+			}
+		}
+		if nh.Via != nil {
+			r.Unrestorable = "nexthop via another family"
+		}
+		r.Nexthops = append(r.Nexthops, n)
+	}
+	switch {
+	case j.Via != nil:
+		r.Unrestorable = "via another family"
+	case j.Encap != nil:
+		r.Unrestorable = "encap"
+	case j.Expires != nil:
+		r.Unrestorable = "expires"
+	case j.Tos != nil:
+		r.Unrestorable = "tos"
+	}
+	return r, nil
+}
+
+// typeNumbers are the rtnetlink route types, for `ip -N` output.
+var typeNumbers = map[string]string{
+	"1": "unicast", "2": "local", "3": "broadcast", "4": "anycast", "5": "multicast",
+	"6": "blackhole", "7": "unreachable", "8": "prohibit", "9": "throw", "10": "nat",
+}
+
+// typeName returns the name `ip route` accepts for a type, "" for unicast.
+func typeName(t string) string {
+	if name, ok := typeNumbers[t]; ok {
+		t = name
+	}
+	if t == "unicast" {
+		return ""
+	}
+	return t
+}
+
+// ParseText parses the text output of `ip -d route show` (or plain
+// `ip route show`) for one family. It is the fallback for iproute2 builds
+// older than 4.14, which have no -json.
+func ParseText(data []byte, fam Family) ([]Route, error) {
+	var routes []Route
+	lines := bytes.Split(data, []byte("\n"))
+	for n, line := range lines {
+		s := strings.TrimRight(string(line), " \t\r")
+		if strings.TrimSpace(s) == "" {
+			continue
+		}
+		if s[0] == ' ' || s[0] == '\t' {
+			// A continuation line: a hop of the multipath route above it,
+			// or the "cache" line of `ip route get`.
+			if len(routes) == 0 {
+				return nil, fmt.Errorf("route: line %d: continuation with no route: %q", n+1, s)
+			}
+			if err := parseNexthopLine(&routes[len(routes)-1], strings.Fields(s)); err != nil {
+				return nil, fmt.Errorf("route: line %d: %w: %q", n+1, err, s)
+			}
+			continue
+		}
+		r, err := parseTextRoute(strings.Fields(s), fam)
+		if err != nil {
+			return nil, fmt.Errorf("route: line %d: %w: %q", n+1, err, s)
+		}
+		routes = append(routes, r)
+	}
+	return routes, nil
+}
+
+// textKeys are the attributes iproute2 prints as "name value" after the
+// destination; the value of those not modelled by Route is kept in Metrics.
+var textMetricKeys = map[string]bool{
+	"mtu": true, "advmss": true, "rtt": true, "rttvar": true, "reordering": true,
+	"window": true, "cwnd": true, "initcwnd": true, "initrwnd": true, "ssthresh": true,
+	"realms": true, "rto_min": true, "hoplimit": true, "features": true, "quickack": true,
+	"congctl": true, "fastopen_no_cookie": true,
+}
+
+func parseTextRoute(f []string, fam Family) (Route, error) {
+	var r Route
+	r.Protocol = 3 // what the kernel records when nothing says otherwise, and what plain `ip route show` hides
+	if len(f) > 0 && (routeTypes[f[0]] || typeNumbers[f[0]] != "") {
+		r.Type = typeName(f[0])
+		f = f[1:]
+	}
+	if len(f) == 0 {
+		return r, fmt.Errorf("no destination")
+	}
+	var err error
+	if r.Dst, err = parseDst(f[0], fam); err != nil {
+		return r, err
+	}
+	f = f[1:]
+	for len(f) > 0 {
+		key := f[0]
+		if knownFlags[key] {
+			r.Flags = append(r.Flags, key)
+			f = f[1:]
+			continue
+		}
+		if key == "nexthop" {
+			// Multipath hops on the same line, as `ip -o` and Spec print them.
+			return r, parseInlineNexthops(&r, f)
+		}
+		if len(f) < 2 {
+			return r, fmt.Errorf("%q has no value", key)
+		}
+		val := f[1]
+		f = f[2:]
+		switch key {
+		case "via":
+			if val == "inet" || val == "inet6" {
+				if len(f) == 0 {
+					return r, fmt.Errorf("via %s has no address", val)
+				}
+				r.Unrestorable = "via another family"
+				val, f = f[0], f[1:]
+			}
+			if r.Gateway, err = netip.ParseAddr(val); err != nil {
+				return r, fmt.Errorf("via: %w", err)
+			}
+		case "dev":
+			r.Dev = val
+		case "proto":
+			if r.Protocol, err = ParseProtocol(val); err != nil {
+				return r, err
+			}
+		case "scope":
+			r.Scope = val
+		case "src":
+			if r.PrefSrc, err = netip.ParseAddr(val); err != nil {
+				return r, fmt.Errorf("src: %w", err)
+			}
+		case "metric":
+			m, err := strconv.ParseUint(val, 10, 32)
+			if err != nil {
+				return r, fmt.Errorf("metric: %w", err)
+			}
+			r.Metric = uint32(m)
+		case "table":
+			if val != "main" {
+				r.Table = val
+			}
+		case "pref":
+			r.Pref = val
+		case "expires", "tos", "encap", "nhid", "from", "error":
+			r.Unrestorable = key
+		default:
+			if !textMetricKeys[key] {
+				return r, fmt.Errorf("unknown attribute %q", key)
+			}
+			if val == "lock" && len(f) > 0 {
+				r.Unrestorable = key + " lock"
+				val, f = f[0], f[1:]
+			}
+			r.Metrics = append(r.Metrics, Attr{Name: key, Value: val})
+		}
+	}
+	return r, nil
+}
+
+func parseInlineNexthops(r *Route, f []string) error {
+	start := 0
+	for i := 1; i <= len(f); i++ {
+		if i == len(f) || f[i] == "nexthop" {
+			if err := parseNexthopLine(r, f[start:i]); err != nil {
+				return err
+			}
+			start = i
+		}
+	}
+	return nil
+}
+
+func parseNexthopLine(r *Route, f []string) error {
+	if len(f) == 0 || f[0] != "nexthop" {
+		return fmt.Errorf("expected nexthop")
+	}
+	f = f[1:]
+	var nh Nexthop
+	for len(f) > 0 {
+		key := f[0]
+		if knownFlags[key] {
+			nh.Flags = append(nh.Flags, key)
+			f = f[1:]
+			continue
+		}
+		if len(f) < 2 {
+			return fmt.Errorf("nexthop %q has no value", key)
+		}
+		val := f[1]
+		f = f[2:]
+		var err error
+		switch key {
+		case "via":
+			if val == "inet" || val == "inet6" {
+				if len(f) == 0 {
+					return fmt.Errorf("nexthop via %s has no address", val)
+				}
+				r.Unrestorable = "nexthop via another family"
+				val, f = f[0], f[1:]
+			}
+			if nh.Gateway, err = netip.ParseAddr(val); err != nil {
+				return fmt.Errorf("nexthop via: %w", err)
+			}
+		case "dev":
+			nh.Dev = val
+		case "weight":
+			if nh.Weight, err = strconv.Atoi(val); err != nil {
+				return fmt.Errorf("nexthop weight: %w", err)
+			}
+		default:
+			r.Unrestorable = "nexthop " + key
+		}
+	}
+	r.Nexthops = append(r.Nexthops, nh)
+	return nil
+}
