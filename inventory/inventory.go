@@ -1,0 +1,63 @@
+// Package inventory builds routepush's node table: for every node its name,
+// where SSH reaches it, its internal IPs (the next hops other nodes route
+// through) and its pod CIDRs. The table comes from a hosts.yaml file (this
+// package) and later from the Kubernetes API; either way it passes through
+// Validate before routepush connects anywhere.
+//
+// Every string from the file is parsed into a netip value or checked against
+// a strict pattern here, so nothing later in the program ever has to quote
+// inventory data for a shell.
+package inventory
+
+import (
+	"net/netip"
+	"slices"
+
+	"github.com/routepush/routepush/route"
+)
+
+// Node is one machine of the cluster.
+type Node struct {
+	// Name is the node's name, as Kubernetes knows it.
+	Name string
+	// Address is where SSH connects: an IP address or a DNS name.
+	Address string
+	// InternalIPs are the next hops for this node's pod CIDRs, at most one
+	// per address family.
+	InternalIPs []netip.Addr
+	// PodCIDRs are the networks of this node's pods, at most one per family.
+	// A node without any still receives routes but is no destination.
+	PodCIDRs []netip.Prefix
+	// SSH holds per-node connection settings; zero values mean "use the
+	// run's defaults".
+	SSH SSH
+}
+
+// SSH is how to log in to a node.
+type SSH struct {
+	User         string
+	Port         int
+	IdentityFile string
+}
+
+// InternalIP returns the node's internal IP of the family, if it has one.
+func (n *Node) InternalIP(fam route.Family) (netip.Addr, bool) {
+	for _, a := range n.InternalIPs {
+		if route.FamilyOf(a) == fam {
+			return a, true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// Families returns the families the node has an internal IP in: the
+// families of routes it can receive.
+func (n *Node) Families() []route.Family {
+	var fams []route.Family
+	for _, a := range n.InternalIPs {
+		if f := route.FamilyOf(a); !slices.Contains(fams, f) {
+			fams = append(fams, f)
+		}
+	}
+	return fams
+}

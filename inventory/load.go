@@ -1,0 +1,258 @@
+package inventory
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/viper"
+)
+
+// fileNode is a node entry of hosts.yaml, as written.
+type fileNode struct {
+	Name         string   `mapstructure:"name"`
+	Address      string   `mapstructure:"address"`
+	InternalIP   string   `mapstructure:"internal_ip"`
+	InternalIPs  []string `mapstructure:"internal_ips"`
+	PodCIDR      string   `mapstructure:"pod_cidr"`
+	PodCIDRs     []string `mapstructure:"pod_cidrs"`
+	User         string   `mapstructure:"user"`
+	Port         int      `mapstructure:"port"`
+	IdentityFile string   `mapstructure:"identity_file"`
+}
+
+// fileDefaults are the per-node settings a node inherits unless it sets its own.
+type fileDefaults struct {
+	User         string `mapstructure:"user"`
+	Port         int    `mapstructure:"port"`
+	IdentityFile string `mapstructure:"identity_file"`
+}
+
+// Load reads an inventory file (YAML, or JSON/TOML by extension), applies its
+// defaults to every node and validates the table. Errors name the file, the
+// node and the field.
+func Load(path string) ([]Node, error) {
+	v := viper.New()
+	v.SetConfigFile(path)
+	if err := v.ReadInConfig(); err != nil {
+		return nil, fmt.Errorf("inventory %s: %w", path, unwrapViper(err))
+	}
+	nodes, errs := decode(v.AllSettings())
+	if nodes != nil {
+		errs = append(errs, validationErrs(Validate(path, nodes), errs)...)
+	}
+	if len(errs) > 0 {
+		return nil, &ValidationError{Source: path, Errs: errs}
+	}
+	return nodes, nil
+}
+
+// validationErrs returns the problems Validate found, less those about a
+// field that already failed to parse (its "missing" would only be noise).
+func validationErrs(err error, parsed []error) []error {
+	var verr *ValidationError
+	if !errors.As(err, &verr) {
+		return nil
+	}
+	type at struct {
+		index int
+		field string
+	}
+	failed := map[at]bool{}
+	for _, e := range parsed {
+		var fe *FieldError
+		if errors.As(e, &fe) {
+			failed[at{fe.Index, fe.Field}] = true
+		}
+	}
+	var out []error
+	for _, e := range verr.Errs {
+		var fe *FieldError
+		if errors.As(e, &fe) && (failed[at{fe.Index, fe.Field}] || failed[at{fe.Index, ""}]) {
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// unwrapViper drops viper's generic wrapper so the YAML parser's own message
+// (with its line number) is what the operator reads.
+func unwrapViper(err error) error {
+	var parse viper.ConfigParseError
+	if errors.As(err, &parse) {
+		if inner := errors.Unwrap(parse); inner != nil {
+			return inner
+		}
+	}
+	return err
+}
+
+// decode turns the file's settings into nodes. Each node is decoded on its
+// own so that an unknown or mistyped key is reported against that node; a
+// node whose values do not parse is still returned, less those values, so
+// the rest of it can be validated in the same pass.
+func decode(settings map[string]any) ([]Node, []error) {
+	var errs []error
+	for key := range settings {
+		if key != "defaults" && key != "nodes" {
+			errs = append(errs, fmt.Errorf("unknown top-level key %q (want defaults, nodes)", key))
+		}
+	}
+	var defaults fileDefaults
+	if d, ok := settings["defaults"]; ok {
+		if err := strictDecode(d, &defaults); err != nil {
+			errs = append(errs, &FieldError{Index: -1, Msg: err.Error()})
+		}
+	}
+	list, ok := settings["nodes"].([]any)
+	if !ok {
+		if settings["nodes"] == nil {
+			errs = append(errs, errors.New("no nodes: the file needs a 'nodes:' list"))
+		} else {
+			errs = append(errs, errors.New("'nodes' must be a list"))
+		}
+		return nil, errs
+	}
+	nodes := make([]Node, 0, len(list))
+	for i, item := range list {
+		var fn fileNode
+		if err := strictDecode(item, &fn); err != nil {
+			name, _ := asMap(item)["name"].(string)
+			if !nameRE.MatchString(name) {
+				name = ""
+			}
+			errs = append(errs, &FieldError{Node: name, Index: i, Msg: err.Error()})
+			// Keep the position so later nodes' messages keep their index.
+			nodes = append(nodes, Node{Name: name})
+			continue
+		}
+		n, ferrs := fn.node(i, defaults)
+		errs = append(errs, ferrs...)
+		nodes = append(nodes, n)
+	}
+	return nodes, errs
+}
+
+func asMap(v any) map[string]any {
+	m, _ := v.(map[string]any)
+	return m
+}
+
+// strictDecode decodes a YAML mapping into out, refusing keys out does not
+// have: a misspelt "pod_cdir" must not silently become "no pod CIDR".
+func strictDecode(in any, out any) error {
+	if _, ok := in.(map[string]any); !ok {
+		return fmt.Errorf("expected a mapping of settings, got %T", in)
+	}
+	var md mapstructure.Metadata
+	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
+		Result:           out,
+		Metadata:         &md,
+		WeaklyTypedInput: true,
+	})
+	if err != nil {
+		return err
+	}
+	if err := dec.Decode(in); err != nil {
+		return cleanDecodeError(err)
+	}
+	if len(md.Unused) > 0 {
+		sort.Strings(md.Unused)
+		return fmt.Errorf("unknown key %q", strings.Join(md.Unused, `", "`))
+	}
+	return nil
+}
+
+// cleanDecodeError shortens mapstructure's "1 error(s) decoding:\n\n* ..." to
+// its message.
+func cleanDecodeError(err error) error {
+	msg := err.Error()
+	if i := strings.Index(msg, "* "); i >= 0 {
+		msg = msg[i+2:]
+	}
+	return errors.New(strings.TrimSpace(msg))
+}
+
+// node parses the entry's addresses and merges the defaults. Values that do
+// not parse are reported and left out, so Validate can still check the rest.
+func (fn *fileNode) node(i int, d fileDefaults) (Node, []error) {
+	n := Node{Name: fn.Name, Address: fn.Address, SSH: SSH{User: fn.User, Port: fn.Port, IdentityFile: fn.IdentityFile}}
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Node: validName(fn.Name), Index: i, Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+	if n.SSH.User == "" {
+		n.SSH.User = d.User
+	}
+	if n.SSH.Port == 0 {
+		n.SSH.Port = d.Port
+	}
+	if n.SSH.IdentityFile == "" {
+		n.SSH.IdentityFile = d.IdentityFile
+	}
+	if fn.InternalIP != "" && len(fn.InternalIPs) > 0 {
+		bad("internal_ip", "set both internal_ip and internal_ips; use one")
+	}
+	ipStrings := fn.InternalIPs
+	if fn.InternalIP != "" {
+		ipStrings = []string{fn.InternalIP}
+	}
+	if len(ipStrings) == 0 {
+		// The SSH address is the next hop unless said otherwise.
+		if a, err := netip.ParseAddr(fn.Address); err == nil {
+			ipStrings = []string{a.String()}
+		}
+	}
+	for _, s := range ipStrings {
+		a, err := netip.ParseAddr(strings.TrimSpace(s))
+		if err != nil {
+			bad("internal_ip", "%q is not an IP address", s)
+			continue
+		}
+		n.InternalIPs = append(n.InternalIPs, a.Unmap())
+	}
+	if fn.PodCIDR != "" && len(fn.PodCIDRs) > 0 {
+		bad("pod_cidr", "set both pod_cidr and pod_cidrs; use one")
+	}
+	cidrStrings := fn.PodCIDRs
+	if fn.PodCIDR != "" {
+		cidrStrings = []string{fn.PodCIDR}
+	}
+	for _, s := range cidrStrings {
+		p, err := ParseCIDR(s)
+		if err != nil {
+			bad("pod_cidr", "%v", err)
+			continue
+		}
+		n.PodCIDRs = append(n.PodCIDRs, p)
+	}
+	return n, errs
+}
+
+func validName(s string) string {
+	if nameRE.MatchString(s) {
+		return s
+	}
+	return ""
+}
+
+// ParseCIDR parses a pod CIDR and insists on its canonical form: a CIDR with
+// host bits set (100.64.0.5/24) is almost always a typo for something else,
+// so the error says what the network would be instead of guessing.
+func ParseCIDR(s string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(strings.TrimSpace(s))
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR (want e.g. 100.64.0.0/24)", s)
+	}
+	if p.Addr().Is4In6() || p.Addr().Zone() != "" {
+		return netip.Prefix{}, fmt.Errorf("%q: write IPv4 CIDRs in dotted form, without a zone", s)
+	}
+	if m := p.Masked(); m != p {
+		return netip.Prefix{}, fmt.Errorf("%q has host bits set; did you mean %s?", s, m)
+	}
+	return p, nil
+}

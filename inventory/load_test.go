@@ -1,0 +1,106 @@
+package inventory
+
+import (
+	"errors"
+	"net/netip"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestLoadValid(t *testing.T) {
+	t.Parallel()
+	nodes, err := Load("testdata/valid-basic.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Node{
+		{
+			Name: "worker-0", Address: "198.18.0.10",
+			InternalIPs: []netip.Addr{netip.MustParseAddr("198.18.0.10")},
+			PodCIDRs:    []netip.Prefix{netip.MustParsePrefix("100.64.0.0/24")},
+			SSH:         SSH{User: "root", Port: 22, IdentityFile: "~/.ssh/id_ed25519"},
+		},
+		{
+			Name: "worker-1", Address: "worker-1.lab.example",
+			InternalIPs: []netip.Addr{netip.MustParseAddr("198.18.0.11"), netip.MustParseAddr("2001:db8::11")},
+			PodCIDRs:    []netip.Prefix{netip.MustParsePrefix("100.64.1.0/24"), netip.MustParsePrefix("2001:db8:1::/64")},
+			SSH:         SSH{User: "admin", Port: 2222, IdentityFile: "~/.ssh/id_ed25519"},
+		},
+		{
+			Name: "worker-2", Address: "198.18.0.12",
+			InternalIPs: []netip.Addr{netip.MustParseAddr("198.18.0.12")},
+			SSH:         SSH{User: "root", Port: 22, IdentityFile: "~/.ssh/id_ed25519"},
+		},
+	}
+	if !reflect.DeepEqual(nodes, want) {
+		t.Errorf("Load() =\n%#v\nwant\n%#v", nodes, want)
+	}
+}
+
+// Each invalid fixture must fail with a message naming the node (where it
+// has a usable name) and the field, and saying what is wrong.
+func TestLoadInvalid(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		file string
+		want []string
+	}{
+		{"invalid-unknown-key.yaml", []string{`node "worker-0" (nodes[0])`, `unknown key "pod_cdir"`}},
+		{"invalid-missing-name.yaml", []string{"nodes[0] name: missing"}},
+		{"invalid-missing-address.yaml", []string{`node "worker-0" (nodes[0]) address: missing`}},
+		{"invalid-duplicate-name.yaml", []string{`node "worker-0" (nodes[1]) name: duplicate: nodes[0] has the same name`}},
+		{"invalid-duplicate-ip.yaml", []string{`node "worker-1" (nodes[1]) internal_ip: 198.18.0.10 is also the internal IP of node "worker-0"`}},
+		{"invalid-bad-ip.yaml", []string{`node "worker-0" (nodes[0]) internal_ip: "198.18.0.300" is not an IP address`}},
+		{"invalid-bad-cidr.yaml", []string{`node "worker-0" (nodes[0]) pod_cidr: "100.64.0/24" is not a CIDR`}},
+		{"invalid-noncanonical-cidr.yaml", []string{`node "worker-0" (nodes[0]) pod_cidr: "100.64.0.5/24" has host bits set; did you mean 100.64.0.0/24?`}},
+		{"invalid-overlap.yaml", []string{`node "worker-1" (nodes[1]) pod_cidr: 100.64.1.0/24 overlaps 100.64.0.0/16 of node "worker-0"`}},
+		{"invalid-cidr-contains-ip.yaml", []string{`node "worker-0" (nodes[0]) pod_cidr: 198.18.0.0/24 contains 198.18.0.10, the internal IP of node "worker-0"`, `contains 198.18.0.11, the internal IP of node "worker-1"`}},
+		{"invalid-dns-without-internal-ip.yaml", []string{`node "worker-0" (nodes[0]) internal_ip: missing`}},
+		{"invalid-family-mismatch.yaml", []string{`node "worker-0" (nodes[0]) pod_cidr: 2001:db8:1::/64 is IPv6 but the node has no IPv6 internal_ip`}},
+		{"invalid-shell-name.yaml", []string{`nodes[0] name: "$(touch /tmp/pwned)" is not a valid node name`, `node "worker-1" (nodes[1]) address: "198.18.0.11;reboot" is neither`, `node "worker-1" (nodes[1]) pod_cidr: "100.64.1.0/24` + "`id`" + `" is not a CIDR`}},
+		{"invalid-yaml.yaml", []string{"testdata/invalid-yaml.yaml", "line 3"}},
+		{"invalid-no-nodes.yaml", []string{"no nodes"}},
+		{"invalid-bad-port.yaml", []string{`node "worker-0" (nodes[0]) port: 70000 is out of range`, `user: "root;id" is not a valid user name`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			t.Parallel()
+			_, err := Load("testdata/" + tt.file)
+			if err == nil {
+				t.Fatal("Load() succeeded, want an error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q\ndoes not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestValidationErrorIsTyped(t *testing.T) {
+	t.Parallel()
+	_, err := Load("testdata/invalid-overlap.yaml")
+	var fe *FieldError
+	if !errors.As(err, &fe) || fe.Node != "worker-1" || fe.Field != "pod_cidr" {
+		t.Errorf("errors.As(%v) = %+v, want a FieldError for worker-1 pod_cidr", err, fe)
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	t.Parallel()
+	_, err := Load("testdata/does-not-exist.yaml")
+	if err == nil || !strings.Contains(err.Error(), "does-not-exist.yaml") {
+		t.Errorf("Load() error = %v, want one naming the file", err)
+	}
+}
+
+func TestUnknownKeyIsTheOnlyComplaint(t *testing.T) {
+	t.Parallel()
+	_, err := Load("testdata/invalid-unknown-key.yaml")
+	var verr *ValidationError
+	if !errors.As(err, &verr) || len(verr.Errs) != 1 {
+		t.Errorf("Load() = %v, want exactly one problem", err)
+	}
+}

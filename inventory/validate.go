@@ -1,0 +1,204 @@
+package inventory
+
+import (
+	"cmp"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/routepush/routepush/route"
+)
+
+// FieldError is one problem with one field of one node.
+type FieldError struct {
+	Node  string // the node's name, or "" when it has none
+	Index int    // position in the node list
+	Field string // the inventory key, e.g. "pod_cidr"
+	Msg   string
+}
+
+func (e *FieldError) Error() string {
+	where := fmt.Sprintf("nodes[%d]", e.Index)
+	if e.Index < 0 {
+		where = "defaults"
+	} else if e.Node != "" {
+		where = fmt.Sprintf("node %q (nodes[%d])", e.Node, e.Index)
+	}
+	if e.Field == "" {
+		return where + ": " + e.Msg
+	}
+	return where + " " + e.Field + ": " + e.Msg
+}
+
+// ValidationError lists every problem found in a node table, so an operator
+// fixes them in one pass instead of one per run.
+type ValidationError struct {
+	Source string
+	Errs   []error
+}
+
+func (e *ValidationError) Error() string {
+	var b strings.Builder
+	b.WriteString("inventory")
+	if e.Source != "" {
+		b.WriteString(" " + e.Source)
+	}
+	if len(e.Errs) == 1 {
+		b.WriteString(": " + e.Errs[0].Error())
+		return b.String()
+	}
+	fmt.Fprintf(&b, ": %d problems:", len(e.Errs))
+	for _, err := range e.Errs {
+		b.WriteString("\n  " + err.Error())
+	}
+	return b.String()
+}
+
+// Unwrap lets errors.As find the FieldErrors.
+func (e *ValidationError) Unwrap() []error { return e.Errs }
+
+var (
+	// nameRE accepts Kubernetes node names and the host names people put in
+	// Ansible inventories, and nothing a shell would treat specially.
+	nameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$`)
+	// userRE is what useradd accepts, less the odd corners.
+	userRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9._-]{0,31}$`)
+)
+
+// Validate checks a node table as a whole: names and addresses, one internal
+// IP and one pod CIDR per family, CIDRs in canonical form, no node or
+// internal IP twice, no pod CIDRs that overlap, and no pod CIDR that
+// contains a node's internal IP (routing it elsewhere would cut that node
+// off). It returns a *ValidationError listing every problem, or nil.
+func Validate(source string, nodes []Node) error {
+	v := &validator{}
+	names := make(map[string]int, len(nodes))
+	ips := make(map[netip.Addr]int, len(nodes))
+	for i := range nodes {
+		n := &nodes[i]
+		v.node(i, n)
+		if n.Name != "" {
+			if j, dup := names[n.Name]; dup {
+				v.add(i, n, "name", "duplicate: nodes[%d] has the same name", j)
+			} else {
+				names[n.Name] = i
+			}
+		}
+		for _, a := range n.InternalIPs {
+			if j, dup := ips[a]; dup {
+				v.add(i, n, "internal_ip", "%s is also the internal IP of node %q", a, nodes[j].Name)
+			} else {
+				ips[a] = i
+			}
+		}
+	}
+	v.cidrs(nodes)
+	if len(v.errs) == 0 {
+		return nil
+	}
+	return &ValidationError{Source: source, Errs: v.errs}
+}
+
+type validator struct{ errs []error }
+
+func (v *validator) add(i int, n *Node, field, format string, args ...any) {
+	name := ""
+	if n != nil && nameRE.MatchString(n.Name) {
+		name = n.Name
+	}
+	v.errs = append(v.errs, &FieldError{Node: name, Index: i, Field: field, Msg: fmt.Sprintf(format, args...)})
+}
+
+// node checks what can be checked of one node alone.
+func (v *validator) node(i int, n *Node) {
+	switch {
+	case n.Name == "":
+		v.add(i, n, "name", "missing")
+	case !nameRE.MatchString(n.Name):
+		v.add(i, n, "name", "%q is not a valid node name (letters, digits, '.', '-', '_')", n.Name)
+	}
+	if n.Address == "" {
+		v.add(i, n, "address", "missing")
+	} else if _, err := netip.ParseAddr(n.Address); err != nil && !nameRE.MatchString(n.Address) {
+		v.add(i, n, "address", "%q is neither an IP address nor a host name", n.Address)
+	}
+	if len(n.InternalIPs) == 0 {
+		v.add(i, n, "internal_ip", "missing (needed when address is not an IP)")
+	}
+	seen := map[route.Family]bool{}
+	for _, a := range n.InternalIPs {
+		fam := route.FamilyOf(a)
+		if seen[fam] {
+			v.add(i, n, "internal_ips", "more than one %s address", fam)
+		}
+		seen[fam] = true
+		if a.Zone() != "" || a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() {
+			v.add(i, n, "internal_ip", "%s cannot be a next hop", a)
+		}
+	}
+	seenCIDR := map[route.Family]bool{}
+	for _, p := range n.PodCIDRs {
+		fam := route.FamilyOf(p.Addr())
+		if seenCIDR[fam] {
+			v.add(i, n, "pod_cidrs", "more than one %s CIDR (one per address family)", fam)
+		}
+		seenCIDR[fam] = true
+		if _, ok := n.InternalIP(fam); !ok {
+			v.add(i, n, "pod_cidr", "%s is %s but the node has no %s internal_ip to route it through", p, fam, fam)
+		}
+	}
+	if n.SSH.User != "" && !userRE.MatchString(n.SSH.User) {
+		v.add(i, n, "user", "%q is not a valid user name", n.SSH.User)
+	}
+	if n.SSH.Port < 0 || n.SSH.Port > 65535 {
+		v.add(i, n, "port", "%d is out of range 1-65535", n.SSH.Port)
+	}
+}
+
+// cidrs checks the pod CIDRs of all nodes against each other and against
+// every internal IP. Sorting makes it O(n log n): pod CIDRs that are valid
+// are disjoint, so a prefix can only overlap the one that covers it.
+func (v *validator) cidrs(nodes []Node) {
+	type owned struct {
+		p netip.Prefix
+		i int
+	}
+	var all []owned
+	for i := range nodes {
+		for _, p := range nodes[i].PodCIDRs {
+			all = append(all, owned{p, i})
+		}
+	}
+	slices.SortFunc(all, func(a, b owned) int {
+		if c := a.p.Addr().Compare(b.p.Addr()); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.p.Bits(), b.p.Bits())
+	})
+	var cover *owned
+	for k := range all {
+		o := &all[k]
+		if cover != nil && cover.p.Overlaps(o.p) {
+			v.add(o.i, &nodes[o.i], "pod_cidr", "%s overlaps %s of node %q", o.p, cover.p, nodes[cover.i].Name)
+			continue
+		}
+		cover = o
+	}
+	for i := range nodes {
+		for _, a := range nodes[i].InternalIPs {
+			k, _ := slices.BinarySearchFunc(all, a, func(o owned, a netip.Addr) int {
+				return o.p.Addr().Compare(a)
+			})
+			// The covering prefix, if any, starts at or before a.
+			for _, c := range []int{k, k - 1} {
+				if c >= 0 && c < len(all) && all[c].p.Contains(a) {
+					o := all[c]
+					v.add(o.i, &nodes[o.i], "pod_cidr", "%s contains %s, the internal IP of node %q; routing it to pods would cut that node off", o.p, a, nodes[i].Name)
+					break
+				}
+			}
+		}
+	}
+}
