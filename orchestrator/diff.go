@@ -1,0 +1,109 @@
+package orchestrator
+
+import (
+	"fmt"
+
+	"github.com/routepush/routepush/route"
+)
+
+// Diff is what must change on a node to match its HostPlan. It stores
+// positions in the plan rather than routes, so holding the diffs of every
+// node of a large cluster until the run ends stays cheap; only the routes
+// that will be overwritten are copied, because rollback must put them back.
+type Diff struct {
+	Add       []int32   // plan positions of routes the node lacks
+	Replace   []Replace // routes present with the same key but another next hop
+	Unchanged int
+}
+
+// Replace is a planned route that overwrites a route already on the node.
+type Replace struct {
+	Index int32
+	Old   route.Route
+}
+
+// Empty reports whether the node is already in sync.
+func (d *Diff) Empty() bool { return len(d.Add) == 0 && len(d.Replace) == 0 }
+
+// ComputeDiff compares a node's plan with its current routes. A route with
+// the plan's destination and metric (the kernel's key, the one `ip route
+// replace` overwrites) that does not already go via the planned gateway
+// with routepush's protocol is replaced; its old form is kept for rollback.
+// It fails when such a route has attributes that could not be restored.
+func ComputeDiff(h HostPlan, current []route.Route) (Diff, error) {
+	byKey := make(map[route.Key]int, len(current))
+	for i := range current {
+		if current[i].Table == "" {
+			byKey[current[i].Key()] = i
+		}
+	}
+	var d Diff
+	for k, n := 0, h.Len(); k < n; k++ {
+		want := h.Route(k)
+		i, ok := byKey[want.Key()]
+		switch {
+		case !ok:
+			d.Add = append(d.Add, int32(k))
+		case current[i].SameNextHop(want):
+			d.Unchanged++
+		default:
+			old := current[i]
+			if old.Unrestorable != "" {
+				return Diff{}, fmt.Errorf("route %s would be replaced, but its %s cannot be restored on rollback; remove it or change it by hand", old, old.Unrestorable)
+			}
+			d.Replace = append(d.Replace, Replace{Index: int32(k), Old: old})
+		}
+	}
+	return d, nil
+}
+
+// ApplyBatch renders the diff as the `ip -batch` lines that make the node
+// match its plan.
+func (d *Diff) ApplyBatch(h HostPlan) *route.Batch {
+	var b route.Batch
+	for _, k := range d.Add {
+		b.Replace(h.Route(int(k)))
+	}
+	for _, r := range d.Replace {
+		b.Replace(h.Route(int(r.Index)))
+	}
+	return &b
+}
+
+// UndoBatch renders the lines that put the node back as it was: delete what
+// was added (matching gateway and protocol, so nothing else is touched) and
+// put every replaced route back with all its attributes.
+func (d *Diff) UndoBatch(h HostPlan) *route.Batch {
+	var b route.Batch
+	for _, k := range d.Add {
+		b.Delete(h.Route(int(k)))
+	}
+	for _, r := range d.Replace {
+		b.Replace(r.Old)
+	}
+	return &b
+}
+
+// Verify checks a node's table after apply: every planned route must be
+// there with the planned gateway and protocol. It returns one message per
+// route that is not.
+func Verify(h HostPlan, current []route.Route) []string {
+	byKey := make(map[route.Key]int, len(current))
+	for i := range current {
+		if current[i].Table == "" {
+			byKey[current[i].Key()] = i
+		}
+	}
+	var problems []string
+	for k, n := 0, h.Len(); k < n; k++ {
+		want := h.Route(k)
+		i, ok := byKey[want.Key()]
+		switch {
+		case !ok:
+			problems = append(problems, fmt.Sprintf("route %s is missing", want))
+		case !current[i].SameNextHop(want):
+			problems = append(problems, fmt.Sprintf("route %s is %s instead", want, current[i]))
+		}
+	}
+	return problems
+}

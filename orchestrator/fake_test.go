@@ -1,0 +1,144 @@
+package orchestrator
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/routepush/routepush/inventory"
+	"github.com/routepush/routepush/route"
+)
+
+// fakeKernel is an in-memory routing table that understands the batch lines
+// routepush writes, enough to test run, verify and rollback logic.
+type fakeKernel struct {
+	mu      sync.Mutex
+	name    string
+	routes  []route.Route
+	failDst string // a "route replace" of this destination fails like the kernel would
+	applied int    // batches received
+}
+
+func (k *fakeKernel) digest() [32]byte {
+	var b strings.Builder
+	for _, r := range k.routes {
+		b.WriteString(r.Spec() + "\n")
+	}
+	return sha256.Sum256([]byte(b.String()))
+}
+
+func (k *fakeKernel) ReadRoutes(_ context.Context, _ []route.Family) (route.Table, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return route.Table{Routes: slices.Clone(k.routes), Digest: k.digest()}, nil
+}
+
+type fakeCommandError struct{ stderr string }
+
+func (e *fakeCommandError) Error() string      { return "ip -batch: " + strings.TrimSpace(e.stderr) }
+func (e *fakeCommandError) StderrText() string { return e.stderr }
+
+func (k *fakeKernel) Apply(_ context.Context, batch []byte, force bool) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.applied++
+	var firstErr error
+	for n, line := range strings.Split(strings.TrimSpace(string(batch)), "\n") {
+		var err error
+		switch {
+		case strings.HasPrefix(line, "route replace "):
+			err = k.replace(strings.TrimPrefix(line, "route replace "))
+		case strings.HasPrefix(line, "route del "):
+			err = k.del(strings.TrimPrefix(line, "route del "))
+		default:
+			err = fmt.Errorf("unknown command")
+		}
+		if err != nil {
+			err = &fakeCommandError{fmt.Sprintf("Error: %v.\nCommand failed -:%d\n", err, n+1)}
+			if !force {
+				return err
+			}
+			if firstErr == nil {
+				firstErr = err
+			}
+		}
+	}
+	return firstErr
+}
+
+func (k *fakeKernel) parse(spec string) (route.Route, error) {
+	rs, err := route.ParseText([]byte(spec), route.IPv4)
+	if err != nil {
+		return route.Route{}, err
+	}
+	return rs[0], nil
+}
+
+func (k *fakeKernel) replace(spec string) error {
+	r, err := k.parse(spec)
+	if err != nil {
+		return err
+	}
+	if r.Dst.String() == k.failDst {
+		return fmt.Errorf("Nexthop has invalid gateway")
+	}
+	for i := range k.routes {
+		if k.routes[i].Key() == r.Key() {
+			k.routes[i] = r
+			return nil
+		}
+	}
+	k.routes = append(k.routes, r)
+	slices.SortFunc(k.routes, func(a, b route.Route) int { return strings.Compare(a.Spec(), b.Spec()) })
+	return nil
+}
+
+func (k *fakeKernel) del(spec string) error {
+	r, err := k.parse(spec)
+	if err != nil {
+		return err
+	}
+	for i := range k.routes {
+		c := k.routes[i]
+		if c.Key() == r.Key() && c.Gateway == r.Gateway && c.Protocol == r.Protocol {
+			k.routes = slices.Delete(k.routes, i, i+1)
+			return nil
+		}
+	}
+	return fmt.Errorf("No such process")
+}
+
+func (k *fakeKernel) Close() error { return nil }
+
+// fakeCluster hands out one fakeKernel per node; unreachable nodes fail to
+// connect.
+type fakeCluster struct {
+	kernels     map[string]*fakeKernel
+	unreachable map[string]bool
+}
+
+func newFakeCluster(nodes []inventory.Node) *fakeCluster {
+	c := &fakeCluster{kernels: map[string]*fakeKernel{}, unreachable: map[string]bool{}}
+	for _, n := range nodes {
+		c.kernels[n.Name] = &fakeKernel{name: n.Name}
+	}
+	return c
+}
+
+func (c *fakeCluster) connect(_ context.Context, n *inventory.Node) (Host, error) {
+	if c.unreachable[n.Name] {
+		return nil, fmt.Errorf("%s: dial tcp %s:22: connect: no route to host", n.Name, n.Address)
+	}
+	return c.kernels[n.Name], nil
+}
+
+func (c *fakeCluster) digests() map[string][32]byte {
+	m := map[string][32]byte{}
+	for name, k := range c.kernels {
+		m[name] = k.digest()
+	}
+	return m
+}

@@ -1,0 +1,142 @@
+package orchestrator
+
+import (
+	"net/netip"
+
+	"github.com/routepush/routepush/inventory"
+	"github.com/routepush/routepush/route"
+)
+
+// DefaultProtocol is the `proto` number routepush marks its routes with.
+// 114 ('r') is not used by the kernel, iproute2's names (boot 3, static 4,
+// dhcp 16, bird 12, zebra 11, babel 42, keepalived 18, openr 99, 186-192),
+// kube-router (17) or Calico (80).
+const DefaultProtocol route.Protocol = 114
+
+// Plan is the desired routing of a whole cluster: on every node, a route to
+// each other node's pod CIDRs via that node's internal IP of the same
+// family. It holds one entry per pod CIDR, not one per route: the routes of
+// a node are computed when asked for, so a 5,000-node plan costs kilobytes,
+// not 25 million route structs.
+type Plan struct {
+	Nodes    []inventory.Node
+	Protocol route.Protocol
+	// dests holds every pod CIDR with its next hop, per family, grouped by
+	// owner in node order; owners[f][i] is the range of node i's entries.
+	dests  [2][]destination
+	owners [2][]span
+}
+
+type destination struct {
+	cidr netip.Prefix
+	via  netip.Addr
+}
+
+type span struct{ start, end int }
+
+func famIndex(f route.Family) int {
+	if f == route.IPv6 {
+		return 1
+	}
+	return 0
+}
+
+// NewPlan plans routes for a validated node table.
+func NewPlan(nodes []inventory.Node, proto route.Protocol) *Plan {
+	p := &Plan{Nodes: nodes, Protocol: proto}
+	for fi := range p.owners {
+		p.owners[fi] = make([]span, len(nodes))
+	}
+	for i := range nodes {
+		n := &nodes[i]
+		for fi := range p.owners {
+			p.owners[fi][i] = span{len(p.dests[fi]), len(p.dests[fi])}
+		}
+		for _, c := range n.PodCIDRs {
+			fam := route.FamilyOf(c.Addr())
+			via, ok := n.InternalIP(fam)
+			if !ok {
+				continue // Validate refuses this; never route a CIDR nowhere.
+			}
+			fi := famIndex(fam)
+			p.dests[fi] = append(p.dests[fi], destination{c, via})
+			p.owners[fi][i].end = len(p.dests[fi])
+		}
+	}
+	return p
+}
+
+// Host returns the plan of node i.
+func (p *Plan) Host(i int) HostPlan {
+	h := HostPlan{plan: p, node: i}
+	for _, fam := range p.Nodes[i].Families() {
+		fi := famIndex(fam)
+		own := p.owners[fi][i]
+		h.segs = append(h.segs, segment{fam: fam, skip: own, n: len(p.dests[fi]) - (own.end - own.start)})
+	}
+	return h
+}
+
+// HostPlan is the desired routes of one node: every other node's pod CIDRs,
+// in the families the node has an internal IP in (a node with no IPv6
+// address gets no IPv6 routes), and never a route to its own pod CIDR.
+type HostPlan struct {
+	plan *Plan
+	node int
+	segs []segment
+}
+
+// segment is one family's routes of a host: the plan's destinations of that
+// family minus the node's own.
+type segment struct {
+	fam  route.Family
+	skip span
+	n    int
+}
+
+// Node returns the node this plan is for.
+func (h HostPlan) Node() *inventory.Node { return &h.plan.Nodes[h.node] }
+
+// Len returns the number of routes the node should have.
+func (h HostPlan) Len() int {
+	n := 0
+	for _, s := range h.segs {
+		n += s.n
+	}
+	return n
+}
+
+// Families returns the families of the node's routes (the tables to read).
+func (h HostPlan) Families() []route.Family {
+	fams := make([]route.Family, len(h.segs))
+	for i, s := range h.segs {
+		fams[i] = s.fam
+	}
+	return fams
+}
+
+// Route returns the k-th route of the node's plan, 0 <= k < Len().
+func (h HostPlan) Route(k int) route.Route {
+	for _, s := range h.segs {
+		if k >= s.n {
+			k -= s.n
+			continue
+		}
+		if k >= s.skip.start {
+			k += s.skip.end - s.skip.start
+		}
+		d := h.plan.dests[famIndex(s.fam)][k]
+		return route.Route{
+			Dst:      d.cidr,
+			Gateway:  d.via,
+			Protocol: h.plan.Protocol,
+			Metric:   s.fam.DefaultMetric(),
+		}
+	}
+	panic("orchestrator: route index out of range")
+}
+
+// IsDestination reports whether the node has a pod CIDR, so that others
+// route to it. A node without one (IPAM has not given it a CIDR yet) still
+// receives routes.
+func (h HostPlan) IsDestination() bool { return len(h.Node().PodCIDRs) > 0 }

@@ -1,0 +1,273 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/routepush/routepush/inventory"
+	"github.com/routepush/routepush/route"
+)
+
+// Host is one node's routing table, reached somehow (package remote does it
+// over SSH). Errors should name the host.
+type Host interface {
+	// ReadRoutes reads the main table of each family.
+	ReadRoutes(ctx context.Context, fams []route.Family) (route.Table, error)
+	// Apply feeds a batch to `ip -batch -`. With force, ip carries on past
+	// failing lines (used to roll back, where some lines may not apply).
+	Apply(ctx context.Context, batch []byte, force bool) error
+	Close() error
+}
+
+// Connector opens a Host for a node.
+type Connector func(ctx context.Context, n *inventory.Node) (Host, error)
+
+// RollbackMode says which nodes to restore when a run fails.
+type RollbackMode string
+
+// Rollback modes, as given to --rollback.
+const (
+	RollbackAll  RollbackMode = "all"  // every node the run changed
+	RollbackHost RollbackMode = "host" // only the nodes that failed
+	RollbackNone RollbackMode = "none" // leave everything as it is
+)
+
+// ParseRollbackMode checks a --rollback value.
+func ParseRollbackMode(s string) (RollbackMode, error) {
+	switch m := RollbackMode(s); m {
+	case RollbackAll, RollbackHost, RollbackNone:
+		return m, nil
+	}
+	return "", fmt.Errorf("unknown rollback mode %q (want all, host or none)", s)
+}
+
+// Options tune a run. Zero values are sensible defaults.
+type Options struct {
+	Concurrency int          // nodes worked on at once; default 50
+	Check       bool         // only read and diff, change nothing
+	Rollback    RollbackMode // default RollbackAll
+	Logger      *slog.Logger // status messages; default discards
+}
+
+// nodeRun is the state of one node during a run.
+type nodeRun struct {
+	plan    HostPlan
+	host    Host
+	diff    Diff
+	before  [32]byte // digest of the table as first read
+	touched bool     // a batch was sent: some of it may be in the kernel
+	rep     *NodeReport
+}
+
+// Run executes a plan: read every node's table and diff it; unless Check,
+// apply the differences and verify them; and if any node fails, restore the
+// changed nodes from their snapshots. A node that cannot be read stops the
+// run before anything is changed anywhere.
+func Run(ctx context.Context, plan *Plan, connect Connector, opts Options) *Report {
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 50
+	}
+	if opts.Rollback == "" {
+		opts.Rollback = RollbackAll
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	start := time.Now()
+	rep := &Report{Check: opts.Check, Plan: plan, Nodes: make([]NodeReport, len(plan.Nodes))}
+	runs := make([]*nodeRun, len(plan.Nodes))
+	for i := range runs {
+		rep.Nodes[i] = NodeReport{Name: plan.Nodes[i].Name, Outcome: Skipped}
+		runs[i] = &nodeRun{plan: plan.Host(i), rep: &rep.Nodes[i]}
+	}
+	defer func() {
+		for _, r := range runs {
+			if r.host != nil {
+				r.host.Close()
+			}
+		}
+		rep.Duration = time.Since(start)
+	}()
+
+	log.Info("reading route tables", "nodes", len(runs), "concurrency", opts.Concurrency)
+	each(ctx, runs, opts.Concurrency, func(ctx context.Context, r *nodeRun) { r.prepare(ctx, connect) })
+	if rep.failed() {
+		log.Warn("not changing anything: some nodes could not be read")
+		return rep
+	}
+	if opts.Check {
+		return rep
+	}
+
+	var stop atomic.Bool
+	var pending []*nodeRun
+	for _, r := range runs {
+		if !r.diff.Empty() {
+			pending = append(pending, r)
+		}
+	}
+	log.Info("applying routes", "nodes", len(pending))
+	each(ctx, pending, opts.Concurrency, func(ctx context.Context, r *nodeRun) {
+		if stop.Load() || ctx.Err() != nil {
+			r.rep.Outcome = Skipped
+			return
+		}
+		if !r.apply(ctx) {
+			stop.Store(true)
+		}
+	})
+	if ctx.Err() != nil {
+		rep.Err = fmt.Errorf("run interrupted: %w", context.Cause(ctx))
+	}
+	if !rep.failed() || opts.Rollback == RollbackNone {
+		return rep
+	}
+
+	var undo []*nodeRun
+	for _, r := range pending {
+		if r.touched && (opts.Rollback == RollbackAll || r.rep.Outcome == Failed) {
+			undo = append(undo, r)
+		}
+	}
+	log.Warn("rolling back", "nodes", len(undo))
+	// The run's context may be what failed (Ctrl-C); restoring must not be
+	// cut short by it.
+	rctx := context.WithoutCancel(ctx)
+	each(rctx, undo, opts.Concurrency, func(ctx context.Context, r *nodeRun) { r.rollback(ctx) })
+	return rep
+}
+
+// each runs fn for every node run, at most limit at a time. fn records its
+// outcome in the node's report; one node's failure never cancels the others
+// mid-flight, because a half-sent batch is worse than a finished one.
+func each(ctx context.Context, runs []*nodeRun, limit int, fn func(context.Context, *nodeRun)) {
+	var g errgroup.Group
+	g.SetLimit(limit)
+	for _, r := range runs {
+		g.Go(func() error {
+			fn(ctx, r)
+			return nil
+		})
+	}
+	_ = g.Wait()
+}
+
+// prepare connects, reads the node's table and computes its diff.
+func (r *nodeRun) prepare(ctx context.Context, connect Connector) {
+	t0 := time.Now()
+	defer func() { r.rep.Duration += time.Since(t0) }()
+	node := r.plan.Node()
+	host, err := connect(ctx, node)
+	if err != nil {
+		r.fail(err)
+		return
+	}
+	r.host = host
+	table, err := host.ReadRoutes(ctx, r.plan.Families())
+	if err != nil {
+		r.fail(err)
+		return
+	}
+	r.before = table.Digest
+	r.diff, err = ComputeDiff(r.plan, table.Routes)
+	if err != nil {
+		r.fail(fmt.Errorf("%s: %w", node.Name, err))
+		return
+	}
+	r.rep.Diff = r.diff
+	r.rep.Added, r.rep.Changed, r.rep.Unchanged = len(r.diff.Add), len(r.diff.Replace), r.diff.Unchanged
+	if r.diff.Empty() {
+		r.rep.Outcome = InSync
+	} else {
+		r.rep.Outcome = WouldChange
+	}
+}
+
+// apply sends the node's batch and verifies the result. It returns false
+// when the node failed.
+func (r *nodeRun) apply(ctx context.Context) bool {
+	t0 := time.Now()
+	defer func() { r.rep.Duration += time.Since(t0) }()
+	name := r.plan.Node().Name
+	batch := r.diff.ApplyBatch(r.plan)
+	r.touched = true
+	if err := r.host.Apply(ctx, batch.Bytes(), false); err != nil {
+		r.fail(explainBatchError(err, batch.Bytes()))
+		return false
+	}
+	table, err := r.host.ReadRoutes(ctx, r.plan.Families())
+	if err != nil {
+		r.fail(fmt.Errorf("verify: %w", err))
+		return false
+	}
+	if problems := Verify(r.plan, table.Routes); len(problems) > 0 {
+		r.fail(fmt.Errorf("%s: verify failed: %s", name, summarize(problems)))
+		return false
+	}
+	r.rep.Outcome = Applied
+	return true
+}
+
+// rollback restores the node to the table it had before the run and checks
+// that the table reads back byte-identical.
+func (r *nodeRun) rollback(ctx context.Context) {
+	name := r.plan.Node().Name
+	undo := r.diff.UndoBatch(r.plan)
+	// With -force, ip goes on past lines that fail because the run never
+	// got that far; the digest below is what decides success.
+	applyErr := r.host.Apply(ctx, undo.Bytes(), true)
+	table, err := r.host.ReadRoutes(ctx, r.plan.Families())
+	switch {
+	case err != nil:
+		r.rep.RollbackErr = fmt.Errorf("rollback: %w", err)
+	case table.Digest != r.before:
+		r.rep.RollbackErr = fmt.Errorf("%s: rollback: route table differs from before the run", name)
+		if applyErr != nil {
+			r.rep.RollbackErr = fmt.Errorf("%w (%v)", r.rep.RollbackErr, applyErr)
+		}
+	}
+	if r.rep.RollbackErr != nil {
+		r.rep.Outcome = RollbackFailed
+		return
+	}
+	if r.rep.Outcome != Failed {
+		r.rep.Outcome = RolledBack
+	}
+	r.rep.RolledBack = true
+}
+
+func (r *nodeRun) fail(err error) {
+	r.rep.Outcome = Failed
+	r.rep.Err = err
+}
+
+// explainBatchError adds the batch line ip rejected to its error.
+func explainBatchError(err error, batch []byte) error {
+	var se interface{ StderrText() string }
+	if !errors.As(err, &se) {
+		return err
+	}
+	n := route.FailedBatchLine(se.StderrText())
+	lines := strings.Split(string(batch), "\n")
+	if n < 1 || n > len(lines) {
+		return err
+	}
+	return fmt.Errorf("%w (batch line %d: %s)", err, n, lines[n-1])
+}
+
+// summarize keeps a long list of problems readable.
+func summarize(problems []string) string {
+	const show = 3
+	if len(problems) <= show {
+		return strings.Join(problems, "; ")
+	}
+	return fmt.Sprintf("%s; and %d more", strings.Join(problems[:show], "; "), len(problems)-show)
+}

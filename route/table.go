@@ -1,0 +1,28 @@
+package route
+
+import (
+	"regexp"
+	"strconv"
+)
+
+// Table is a node's routing table as read for one or more families: the
+// parsed routes, and a digest of exactly what iproute2 printed. Two reads
+// with the same digest saw byte-identical tables, which is how a rollback
+// proves it put everything back.
+type Table struct {
+	Routes []Route
+	Digest [32]byte
+}
+
+var failedLineRE = regexp.MustCompile(`Command failed -:(\d+)`)
+
+// FailedBatchLine returns the 1-based line of the batch that `ip -batch -`
+// reported as failed in its stderr, or 0 when it names none.
+func FailedBatchLine(stderr string) int {
+	m := failedLineRE.FindStringSubmatch(stderr)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}
