@@ -1,0 +1,76 @@
+// Package app is the routepush command line: flags, configuration and
+// output. It wires package inventory, orchestrator and remote together;
+// Run is what tests call, Main is what the binary calls.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Exit codes, documented in README.md.
+const (
+	ExitOK          = 0   // done, or --check found nothing to change
+	ExitError       = 1   // something failed (changed nodes were rolled back)
+	ExitChanges     = 2   // --check found changes
+	ExitInterrupted = 130 // stopped by SIGINT/SIGTERM (after rolling back)
+)
+
+// ExitError carries a non-zero exit code out of Run. Err, when set, has
+// already been reported unless it is printed by Main.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *exitError) Unwrap() error { return e.err }
+
+// Streams are the command's standard streams, injected so tests can read
+// what it prints.
+type Streams struct {
+	In          io.Reader
+	Out, ErrOut io.Writer
+}
+
+// Main runs routepush with the process's arguments and exits.
+func Main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := Run(ctx, Streams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}, os.Args[1:])
+	stop()
+	os.Exit(ExitCode(err, os.Stderr))
+}
+
+// ExitCode prints err once, as "ERROR: ...", and returns the exit code for it.
+func ExitCode(err error, w io.Writer) int {
+	if err == nil {
+		return ExitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil {
+			fmt.Fprintf(w, "ERROR: %v\n", ee.err)
+		}
+		return ee.code
+	}
+	fmt.Fprintf(w, "ERROR: %v\n", err)
+	return ExitError
+}
+
+// Run runs routepush with args (without the program name).
+func Run(ctx context.Context, streams Streams, args []string) error {
+	cmd := newRootCommand(ctx, streams)
+	cmd.SetArgs(args)
+	return cmd.ExecuteContext(ctx)
+}

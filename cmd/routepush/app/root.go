@@ -1,0 +1,161 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+	"golang.org/x/term"
+
+	"github.com/routepush/routepush/orchestrator"
+)
+
+// options are the resolved settings of a run: defaults, then the config
+// file, then ROUTEPUSH_* environment variables, then flags.
+type options struct {
+	inventory      string
+	check          bool
+	concurrency    int
+	connectTimeout time.Duration
+	commandTimeout time.Duration
+	knownHosts     string
+	identities     []string
+	user           string
+	userFromFlag   bool // --user given on the command line: overrides the inventory
+	rollback       orchestrator.RollbackMode
+	protocol       int
+	verbosity      int
+}
+
+func newRootCommand(ctx context.Context, streams Streams) *cobra.Command {
+	v := viper.New()
+	cmd := &cobra.Command{
+		Use:   "routepush --inventory hosts.yaml [--check]",
+		Short: "Push pod-network host routes to every Kubernetes node over SSH",
+		Long: `routepush gives every node a route to each other node's pod CIDR via that
+node's internal IP, over SSH, all nodes at once. It verifies every route and
+restores every changed node exactly if anything fails.
+
+Exit codes: 0 done or in sync, 1 error (changed nodes rolled back),
+2 --check found changes, 130 interrupted.`,
+		Example: `  routepush --inventory hosts.yaml --check   # show what would change
+  routepush --inventory hosts.yaml           # apply, verify, roll back on failure`,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts, err := loadOptions(cmd, v)
+			if err != nil {
+				return err
+			}
+			return runApply(ctx, streams, opts, newLogger(streams, opts.verbosity))
+		},
+	}
+	cmd.SetOut(streams.Out)
+	cmd.SetErr(streams.ErrOut)
+	f := cmd.Flags()
+	f.StringP("inventory", "i", "", "node table (hosts.yaml)")
+	f.Bool("check", false, "show what would change on each node; change nothing (exit 2 if anything would)")
+	f.StringP("config", "c", "", "config file (routepush.yaml); env ROUTEPUSH_* and flags override it")
+	f.Int("concurrency", 50, "nodes worked on at once")
+	f.Duration("connect-timeout", 10*time.Second, "TCP connect plus SSH handshake, per node")
+	f.Duration("command-timeout", 60*time.Second, "each remote command")
+	f.String("known-hosts", "~/.ssh/known_hosts", "host keys every node must match (unknown or changed = refused)")
+	f.StringSlice("identity", nil, "private key file(s) to offer after ssh-agent's (default: ~/.ssh/id_ed25519, id_ecdsa, id_rsa)")
+	f.String("user", "", "SSH user for every node (overrides the inventory; default: inventory, then your user name)")
+	f.String("rollback", "all", "on failure restore: all changed nodes | host (only failed ones) | none")
+	f.Int("protocol", int(orchestrator.DefaultProtocol), "route protocol number marking routepush's routes (1-255)")
+	f.CountP("verbose", "v", "more status on stderr (-v info, -vv debug)")
+	f.BoolP("quiet", "q", false, "only errors on stderr")
+	return cmd
+}
+
+// configKeys are the settings a config file or ROUTEPUSH_* may set: the
+// flags, under the same names.
+var configKeys = []string{"inventory", "check", "concurrency", "connect-timeout", "command-timeout",
+	"known-hosts", "identity", "user", "rollback", "protocol"}
+
+func loadOptions(cmd *cobra.Command, v *viper.Viper) (*options, error) {
+	f := cmd.Flags()
+	v.SetEnvPrefix("ROUTEPUSH")
+	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
+	v.AutomaticEnv()
+	for _, k := range configKeys {
+		if err := v.BindPFlag(k, f.Lookup(k)); err != nil {
+			return nil, err
+		}
+	}
+	if path, _ := f.GetString("config"); path != "" {
+		v.SetConfigFile(path)
+		if err := v.ReadInConfig(); err != nil {
+			return nil, fmt.Errorf("failed to read config %s: %w", path, err)
+		}
+		for _, k := range v.AllKeys() {
+			if !contains(configKeys, k) {
+				return nil, fmt.Errorf("config %s: unknown key %q (known: %s)", path, k, strings.Join(configKeys, ", "))
+			}
+		}
+	}
+	o := &options{
+		inventory:      v.GetString("inventory"),
+		check:          v.GetBool("check"),
+		concurrency:    v.GetInt("concurrency"),
+		connectTimeout: v.GetDuration("connect-timeout"),
+		commandTimeout: v.GetDuration("command-timeout"),
+		knownHosts:     v.GetString("known-hosts"),
+		identities:     v.GetStringSlice("identity"),
+		user:           v.GetString("user"),
+		userFromFlag:   f.Changed("user"),
+		protocol:       v.GetInt("protocol"),
+	}
+	var err error
+	if o.rollback, err = orchestrator.ParseRollbackMode(v.GetString("rollback")); err != nil {
+		return nil, err
+	}
+	switch {
+	case o.inventory == "":
+		return nil, fmt.Errorf("no inventory: pass --inventory hosts.yaml (see configs/hosts.example.yaml)")
+	case o.concurrency < 1:
+		return nil, fmt.Errorf("--concurrency must be at least 1, got %d", o.concurrency)
+	case o.protocol < 1 || o.protocol > 255:
+		return nil, fmt.Errorf("--protocol must be 1-255, got %d", o.protocol)
+	}
+	o.verbosity, _ = f.GetCount("verbose")
+	if q, _ := f.GetBool("quiet"); q {
+		o.verbosity = -1
+	}
+	return o, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// newLogger writes status to stderr: warnings and errors by default, info
+// with -v or on a terminal, debug with -vv.
+func newLogger(streams Streams, verbosity int) *slog.Logger {
+	level := slog.LevelWarn
+	if f, ok := streams.ErrOut.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		level = slog.LevelInfo
+	}
+	switch {
+	case verbosity < 0:
+		level = slog.LevelError
+	case verbosity == 1:
+		level = slog.LevelInfo
+	case verbosity >= 2:
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(streams.ErrOut, &slog.HandlerOptions{Level: level}))
+}
+

@@ -1,0 +1,57 @@
+package remote
+
+import (
+	"fmt"
+	"strings"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+)
+
+// CommandError is a remote command that ran and failed: the orchestrator
+// reports the node's own stderr (the kernel's message) to the operator.
+type CommandError struct {
+	Host       string // node name
+	Command    string
+	ExitStatus int
+	Stderr     string
+}
+
+func (e *CommandError) Error() string {
+	msg := strings.Join(strings.Fields(strings.TrimSpace(e.Stderr)), " ")
+	if msg == "" {
+		msg = "no error output"
+	}
+	return fmt.Sprintf("%s: %s: exit status %d: %s", e.Host, e.Command, e.ExitStatus, msg)
+}
+
+// StderrText returns what the command wrote to stderr.
+func (e *CommandError) StderrText() string { return e.Stderr }
+
+// HostKeyError is a refused host key. Unknown is true when known_hosts has
+// no key for the host; otherwise Known lists the keys on file that the
+// offered key does not match (a changed key: possibly an attack).
+type HostKeyError struct {
+	Host    string // node name
+	Addr    string // host:port as dialed
+	Offered ssh.PublicKey
+	Known   []knownhosts.KnownKey
+	File    string // the known_hosts file consulted
+}
+
+// Unknown reports whether known_hosts has no key at all for the host.
+func (e *HostKeyError) Unknown() bool { return len(e.Known) == 0 }
+
+func (e *HostKeyError) Error() string {
+	offered := e.Offered.Type() + " " + ssh.FingerprintSHA256(e.Offered)
+	if e.Unknown() {
+		return fmt.Sprintf("%s: host key for %s is not in %s (offered %s); check the fingerprint and add it, e.g. with ssh-keyscan or one manual ssh login",
+			e.Host, e.Addr, e.File, offered)
+	}
+	var known []string
+	for _, k := range e.Known {
+		known = append(known, fmt.Sprintf("%s:%d has %s %s", k.Filename, k.Line, k.Key.Type(), ssh.FingerprintSHA256(k.Key)))
+	}
+	return fmt.Sprintf("%s: HOST KEY FOR %s HAS CHANGED: offered %s, but %s; refusing to connect (if the node was reinstalled, remove the old line)",
+		e.Host, e.Addr, offered, strings.Join(known, "; "))
+}
