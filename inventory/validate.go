@@ -124,7 +124,7 @@ func (v *validator) node(i int, n *Node) {
 	} else if _, err := netip.ParseAddr(n.Address); err != nil && !nameRE.MatchString(n.Address) {
 		v.add(i, n, "address", "%q is neither an IP address nor a host name", n.Address)
 	}
-	if len(n.InternalIPs) == 0 {
+	if len(n.InternalIPs) == 0 && n.Address != "" {
 		v.add(i, n, "internal_ip", "missing (needed when address is not an IP)")
 	}
 	seen := map[route.Family]bool{}

@@ -122,7 +122,11 @@ func (r *Report) WriteSummary(w io.Writer) {
 			added += n.Added
 			changed += n.Changed
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n", n.Name, n.Outcome, n.Added, n.Changed, n.Unchanged, n.Duration.Round(time.Millisecond))
+		outcome := string(n.Outcome)
+		if n.Outcome == Failed && n.RolledBack {
+			outcome = "failed, rolled back"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n", n.Name, outcome, n.Added, n.Changed, n.Unchanged, n.Duration.Round(time.Millisecond))
 	}
 	tw.Flush()
 	for i := range r.Plan.Nodes {

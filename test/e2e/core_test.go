@@ -1,0 +1,250 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/routepush/routepush/test/lab"
+)
+
+// expectedTable is what `ip route show` must print on node i of a converged
+// lab: the connected route and one route per other node, nothing else.
+func expectedTable(l *lab.Lab, i int) string {
+	var lines []string
+	for j, o := range l.Nodes {
+		if j != i {
+			lines = append(lines, fmt.Sprintf("%s via %s dev eth0 proto 114 ", o.PodCIDR, o.Addr))
+		}
+	}
+	lines = append(lines, fmt.Sprintf("198.18.0.0/16 dev eth0 proto kernel scope link src %s ", l.Nodes[i].Addr))
+	sort.Strings(lines)
+	return strings.Join(lines, "\n") + "\n"
+}
+
+func ipv4Table(t *testing.T, n *lab.Node) string {
+	t.Helper()
+	out, err := exec4(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	sort.Strings(lines)
+	return strings.Join(lines, "\n") + "\n"
+}
+
+// pingMatrix pings every pod IP from every other node's pod IP and returns
+// the pairs that failed.
+func pingMatrix(t *testing.T, l *lab.Lab) []string {
+	t.Helper()
+	ctx := testContext(t)
+	var mu sync.Mutex
+	var failed []string
+	var wg sync.WaitGroup
+	for _, from := range l.Nodes {
+		for _, to := range l.Nodes {
+			if from == to {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := l.Ping(ctx, from, to); err != nil {
+					mu.Lock()
+					failed = append(failed, from.Name+"->"+to.Name)
+					mu.Unlock()
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	sort.Strings(failed)
+	return failed
+}
+
+func TestCheckApplyConverge(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, 5)
+	inv := l.InventoryPath()
+	before := snapshot(t, l)
+	if failed := pingMatrix(t, l); len(failed) != 20 {
+		t.Fatalf("before any routes, %d of 20 pod pings failed; the lab is not isolated", len(failed))
+	}
+
+	res := rp(t, l, "--inventory", inv, "--check")
+	if res.Code != 2 {
+		t.Fatalf("--check exit %d, want 2", res.Code)
+	}
+	if n := regexp.MustCompile(`(?m)^  \+ 100\.64\.\d+\.0/24 via 198\.18\.0\.\d+ proto 114$`).FindAllString(res.Stdout, -1); len(n) != 20 {
+		t.Errorf("--check lists %d additions, want 20", len(n))
+	}
+	assertUnchanged(t, l, before)
+
+	res = rp(t, l, "--inventory", inv)
+	if res.Code != 0 {
+		t.Fatalf("apply exit %d, want 0", res.Code)
+	}
+	if !strings.Contains(res.Stdout, "5 nodes done") || !strings.Contains(res.Stdout, "20 routes added") {
+		t.Errorf("apply summary missing: %s", res.Stdout)
+	}
+	for i, n := range l.Nodes {
+		if got, want := ipv4Table(t, n), expectedTable(l, i); got != want {
+			t.Errorf("%s: ip route show =\n%s\nwant\n%s", n.Name, got, want)
+		}
+	}
+	if failed := pingMatrix(t, l); len(failed) > 0 {
+		t.Errorf("pod pings failed after apply: %v", failed)
+	}
+
+	converged := snapshot(t, l)
+	res = rp(t, l, "--inventory", inv)
+	if res.Code != 0 || !strings.Contains(res.Stdout, "5 in sync") || !strings.Contains(res.Stdout, "0 routes added, 0 changed") {
+		t.Errorf("second apply: exit %d, want 0 and nothing changed", res.Code)
+	}
+	assertUnchanged(t, l, converged)
+
+	res = rp(t, l, "--inventory", inv, "--check")
+	if res.Code != 0 {
+		t.Errorf("--check on a converged lab: exit %d, want 0", res.Code)
+	}
+}
+
+// A node whose kernel rejects one of its routes part-way through the batch:
+// the run fails naming that node and the kernel's message, and every node,
+// including one whose existing route was overwritten, is restored exactly.
+func TestKernelRejectsRouteRollsBackAll(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, 5)
+	// node-0 already has a hand-made route to node-2's CIDR: the run
+	// replaces it, and rollback must bring it back as it was.
+	ipRun(t, l.Nodes[0], "route", "add", "100.64.2.0/24", "via", "198.18.0.99", "dev", "eth0")
+	// node-3 only reaches 198.18.0.0-12 directly: its routes via node-0..2
+	// apply, then the one via node-4 (198.18.0.14) is refused by the kernel.
+	breakLink(t, l.Nodes[3])
+	before := snapshot(t, l)
+
+	res := rp(t, l, "--inventory", l.InventoryPath())
+	if res.Code != 1 {
+		t.Fatalf("exit %d, want 1", res.Code)
+	}
+	for _, want := range []string{"node-3", "Nexthop has invalid gateway", "route replace 100.64.4.0/24 via 198.18.0.14"} {
+		if !strings.Contains(res.Stderr, want) {
+			t.Errorf("stderr does not name %q", want)
+		}
+	}
+	if got := len(regexp.MustCompile(`(?m)^node-[0124] +rolled back `).FindAllString(res.Stdout, -1)); got != 4 {
+		t.Errorf("report shows %d other nodes rolled back, want 4", got)
+	}
+	if !regexp.MustCompile(`(?m)^node-3 +failed, rolled back `).MatchString(res.Stdout) {
+		t.Error("report does not show node-3 as failed and rolled back")
+	}
+	assertUnchanged(t, l, before)
+}
+
+// With --rollback=host only the failing node is restored.
+func TestRollbackHostOnlyRestoresFailedNode(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, 5)
+	breakLink(t, l.Nodes[3])
+	before := snapshot(t, l)
+	res := rp(t, l, "--inventory", l.InventoryPath(), "--rollback", "host")
+	if res.Code != 1 {
+		t.Fatalf("exit %d, want 1", res.Code)
+	}
+	after := snapshot(t, l)
+	for i, n := range l.Nodes {
+		if i == 3 {
+			if before[n.Name] != after[n.Name] {
+				t.Errorf("failed node-3 not restored:\n%s", after[n.Name])
+			}
+			continue
+		}
+		if got, want := ipv4Table(t, n), expectedTable(l, i); got != want {
+			t.Errorf("%s should stay converged with --rollback=host:\n%s", n.Name, got)
+		}
+	}
+}
+
+// breakLink narrows a node's on-link range to 198.18.0.0-12, so a next hop
+// of 198.18.0.13 or .14 is not directly reachable from it.
+func breakLink(t *testing.T, n *lab.Node) {
+	t.Helper()
+	ipRun(t, n, "route", "add", "198.18.0.0/29", "dev", "eth0", "src", n.Addr.String())
+	ipRun(t, n, "route", "add", "198.18.0.8/30", "dev", "eth0", "src", n.Addr.String())
+	ipRun(t, n, "route", "add", "198.18.0.12/32", "dev", "eth0", "src", n.Addr.String())
+	ipRun(t, n, "route", "del", "198.18.0.0/16", "dev", "eth0")
+}
+
+func TestHostKeyMismatchRefusedEverywhere(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, 5)
+	before := snapshot(t, l)
+	// node-2's known_hosts line now holds node-4's key: a changed host key.
+	kh, err := os.ReadFile(l.KnownHostsPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(kh), "\n")
+	lines[2] = lab.KnownHostsLine(l.Nodes[2].Addr.String(), l.Nodes[4].HostKey)
+	writeFile(t, l.KnownHostsPath(), strings.Join(lines, "\n"))
+
+	res := rp(t, l, "--inventory", l.InventoryPath())
+	if res.Code != 1 {
+		t.Fatalf("exit %d, want 1", res.Code)
+	}
+	for _, want := range []string{"node-2", "HOST KEY", "HAS CHANGED", "known_hosts:3", fingerprint(l.Nodes[2])} {
+		if !strings.Contains(res.Stderr, want) {
+			t.Errorf("stderr does not contain %q", want)
+		}
+	}
+	assertUnchanged(t, l, before)
+
+	// An unknown host (its line removed) is refused as well.
+	writeFile(t, l.KnownHostsPath(), strings.Join(append(lines[:2:2], lines[3:]...), "\n"))
+	res = rp(t, l, "--inventory", l.InventoryPath())
+	if res.Code != 1 || !strings.Contains(res.Stderr, "node-2: host key for 198.18.0.12:22 is not in") {
+		t.Errorf("unknown host key: exit %d, stderr %q", res.Code, res.Stderr)
+	}
+	assertUnchanged(t, l, before)
+}
+
+func TestUnreachableNodeChangesNothing(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, 5)
+	before := snapshot(t, l)
+	if err := l.StopSSHD(testContext(t), l.Nodes[1]); err != nil {
+		t.Fatal(err)
+	}
+	res := rp(t, l, "--inventory", l.InventoryPath(), "--connect-timeout", "3s")
+	if res.Code != 1 || !strings.Contains(res.Stderr, "node-1: dial tcp 198.18.0.11:22") {
+		t.Errorf("exit %d, stderr %q: want 1 and node-1's dial error", res.Code, res.Stderr)
+	}
+	assertUnchanged(t, l, before)
+}
+
+// Bad inventory input is refused before any SSH connection is made.
+func TestBadInventoryConnectsNowhere(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, 3)
+	inv := filepath.Join(l.Dir, "bad.yaml")
+	data, err := os.ReadFile(l.InventoryPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, inv, strings.Replace(string(data), "100.64.1.0/24", "100.64.1.7/24", 1))
+	res := rp(t, l, "--inventory", inv)
+	if res.Code != 1 || !strings.Contains(res.Stderr, `node "node-1" (nodes[1]) pod_cidr: "100.64.1.7/24" has host bits set; did you mean 100.64.1.0/24?`) {
+		t.Errorf("exit %d, stderr %q", res.Code, res.Stderr)
+	}
+	for _, n := range l.Nodes {
+		log, _ := os.ReadFile(filepath.Join(n.Dir, "sshd.log"))
+		if strings.Contains(string(log), "Accepted") || strings.Contains(string(log), "Connection from") {
+			t.Errorf("%s was connected to despite a bad inventory:\n%s", n.Name, log)
+		}
+	}
+}

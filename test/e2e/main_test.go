@@ -1,0 +1,123 @@
+// Package e2e runs the routepush binary against labs of real sshd nodes,
+// each in its own network namespace with its own kernel routing table.
+// It needs root; `make test` installs what the lab uses.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/routepush/routepush/test/lab"
+)
+
+// routepush is the binary under test, built once by TestMain.
+var routepush string
+
+func TestMain(m *testing.M) {
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "e2e tests need root (network namespaces); run them through `make test` as root")
+		os.Exit(1)
+	}
+	dir, err := os.MkdirTemp("", "routepush-e2e-bin-")
+	if err != nil {
+		panic(err)
+	}
+	routepush = filepath.Join(dir, "routepush")
+	build := exec.Command("go", "build", "-o", routepush, "../../cmd/routepush")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building routepush:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// newLab brings up a lab of n nodes that is torn down when the test ends.
+func newLab(t *testing.T, n int) *lab.Lab {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	l, err := lab.Up(ctx, lab.Options{Nodes: n})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := l.Down(); err != nil {
+			t.Errorf("lab down: %v", err)
+		}
+	})
+	return l
+}
+
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// rp runs routepush in the lab's bastion.
+func rp(t *testing.T, l *lab.Lab, args ...string) lab.Result {
+	t.Helper()
+	res, err := l.Routepush(testContext(t), routepush, args...)
+	if err != nil {
+		t.Fatalf("running routepush %v: %v", args, err)
+	}
+	t.Logf("routepush %s: %s", strings.Join(args, " "), res)
+	return res
+}
+
+// snapshot returns every node's `ip route show` (IPv4 and IPv6).
+func snapshot(t *testing.T, l *lab.Lab) map[string]string {
+	t.Helper()
+	s, err := l.AllRoutes(testContext(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// assertUnchanged fails for every node whose tables differ from before.
+func assertUnchanged(t *testing.T, l *lab.Lab, before map[string]string) {
+	t.Helper()
+	after := snapshot(t, l)
+	for _, n := range l.Nodes {
+		if before[n.Name] != after[n.Name] {
+			t.Errorf("%s: route table changed:\n--- before\n%s--- after\n%s", n.Name, before[n.Name], after[n.Name])
+		}
+	}
+}
+
+// ipRun runs ip inside a node's namespace.
+func ipRun(t *testing.T, n *lab.Node, args ...string) {
+	t.Helper()
+	out, err := exec.Command("ip", append([]string{"-n", n.NS}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip -n %s %s: %v: %s", n.NS, strings.Join(args, " "), err, out)
+	}
+}
+
+func writeFile(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// exec4 returns a node's `ip -4 route show`.
+func exec4(n *lab.Node) (string, error) {
+	out, err := exec.Command("ip", "-n", n.NS, "-4", "route", "show").Output()
+	return string(out), err
+}
+
+// fingerprint is the SHA256 fingerprint of a node's host key.
+func fingerprint(n *lab.Node) string { return ssh.FingerprintSHA256(n.HostKey) }

@@ -1,0 +1,445 @@
+// Package lab builds routepush's test lab on one Linux machine: N nodes,
+// each a network namespace with its own kernel routing table, an eth0 on a
+// shared bridge, its pod IP on lo and a real OpenSSH sshd with its own host
+// key; plus a bastion namespace on the same bridge from which routepush
+// runs. The bridge lives in a namespace of its own, so nothing in the
+// host's namespace routes to lab addresses (198.18.0.0/16, pods in
+// 100.64.0.0/10).
+//
+// It needs root, iproute2, openssh-server and (for pings) iputils-ping;
+// scripts/install-deps.sh installs them.
+package lab
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/sync/errgroup"
+)
+
+// Node is one lab node.
+type Node struct {
+	Name    string
+	NS      string // network namespace
+	Addr    netip.Addr
+	PodCIDR netip.Prefix
+	PodIP   netip.Addr    // on lo, inside PodCIDR
+	Dir     string        // its sshd config, keys, log and "filesystem" folders
+	HostKey ssh.PublicKey `json:"-"`
+}
+
+// Lab is a running lab.
+type Lab struct {
+	Prefix  string // namespace name prefix, unique per lab
+	Dir     string
+	Bridge  string // namespace holding the bridge
+	Bastion string // namespace routepush runs in
+	Nodes   []*Node
+	// BastionAddr is the bastion's address on the bridge.
+	BastionAddr netip.Addr
+}
+
+// Options size a lab.
+type Options struct {
+	Nodes  int
+	Dir    string // default: a new temporary directory
+	Prefix string // default: "rp" and random hex
+}
+
+var (
+	labNet      = netip.MustParsePrefix("198.18.0.0/16")
+	bastionAddr = netip.MustParseAddr("198.18.0.1")
+	firstNode   = netip.MustParseAddr("198.18.0.10")
+	podBase     = netip.MustParseAddr("100.64.0.0")
+)
+
+// NodeAddr returns node i's address: 198.18.0.10 and up.
+func NodeAddr(i int) netip.Addr { return addOffset(firstNode, uint32(i)) }
+
+// NodePodCIDR returns node i's pod CIDR: the i-th /24 of 100.64.0.0/10.
+func NodePodCIDR(i int) netip.Prefix { return netip.PrefixFrom(addOffset(podBase, uint32(i)<<8), 24) }
+
+func addOffset(a netip.Addr, off uint32) netip.Addr {
+	b := a.As4()
+	n := binary.BigEndian.Uint32(b[:]) + off
+	binary.BigEndian.PutUint32(b[:], n)
+	return netip.AddrFrom4(b)
+}
+
+// Up creates a lab. On error everything created so far is torn down.
+func Up(ctx context.Context, o Options) (l *Lab, err error) {
+	if o.Nodes < 1 || o.Nodes > 16000 {
+		return nil, fmt.Errorf("lab: %d nodes: want 1 to 16000", o.Nodes)
+	}
+	if o.Prefix == "" {
+		b := make([]byte, 3)
+		_, _ = rand.Read(b)
+		o.Prefix = "rp" + hex.EncodeToString(b)
+	}
+	if o.Dir == "" {
+		if o.Dir, err = os.MkdirTemp("", "routepush-lab-"+o.Prefix+"-"); err != nil {
+			return nil, err
+		}
+	}
+	if o.Dir, err = filepath.Abs(o.Dir); err != nil {
+		return nil, err
+	}
+	l = &Lab{Prefix: o.Prefix, Dir: o.Dir, Bridge: o.Prefix + "-br", Bastion: o.Prefix + "-bastion", BastionAddr: bastionAddr}
+	defer func() {
+		if err != nil {
+			l.Down()
+			l = nil
+		}
+	}()
+	for _, d := range []string{"/run/sshd", "/var/lib/routepush", "/etc/routepush", "/etc/systemd/system", filepath.Join(o.Dir, "nodes")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	if err := l.writeClientKey(); err != nil {
+		return nil, err
+	}
+	if err := l.upBridgeAndBastion(ctx); err != nil {
+		return nil, err
+	}
+	for i := 0; i < o.Nodes; i++ {
+		l.Nodes = append(l.Nodes, &Node{
+			Name:    fmt.Sprintf("node-%d", i),
+			NS:      fmt.Sprintf("%s-n%d", o.Prefix, i),
+			Addr:    NodeAddr(i),
+			PodCIDR: NodePodCIDR(i),
+			PodIP:   NodePodCIDR(i).Addr().Next(),
+			Dir:     filepath.Join(o.Dir, "nodes", fmt.Sprintf("node-%d", i)),
+		})
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(16)
+	for _, n := range l.Nodes {
+		g.Go(func() error { return l.upNode(gctx, n) })
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	if err := l.waitSSHD(ctx); err != nil {
+		return nil, err
+	}
+	if err := l.writeKnownHosts(); err != nil {
+		return nil, err
+	}
+	if err := l.WriteInventory(l.InventoryPath(), l.Nodes); err != nil {
+		return nil, err
+	}
+	return l, l.writeConfig()
+}
+
+// run runs a command on the host and returns its combined output on error.
+func run(ctx context.Context, name string, args ...string) error {
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("lab: %s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// ipBatch runs `ip -batch -` in a namespace ("" = the host's).
+func ipBatch(ctx context.Context, ns string, lines ...string) error {
+	args := []string{"-batch", "-"}
+	if ns != "" {
+		args = append([]string{"-n", ns}, args...)
+	}
+	cmd := exec.CommandContext(ctx, "ip", args...)
+	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("lab: ip %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+func (l *Lab) upBridgeAndBastion(ctx context.Context) error {
+	if err := ipBatch(ctx, "",
+		"netns add "+l.Bridge,
+		"netns add "+l.Bastion,
+		"link add eth0 netns "+l.Bastion+" type veth peer name bastion netns "+l.Bridge,
+	); err != nil {
+		return err
+	}
+	if err := ipBatch(ctx, l.Bridge,
+		"link set lo up",
+		"link add br0 type bridge",
+		"link set br0 up",
+		"link set bastion master br0",
+		"link set bastion up",
+	); err != nil {
+		return err
+	}
+	return ipBatch(ctx, l.Bastion,
+		"link set lo up",
+		fmt.Sprintf("addr add %s/%d dev eth0", bastionAddr, labNet.Bits()),
+		"link set eth0 up",
+	)
+}
+
+func (l *Lab) upNode(ctx context.Context, n *Node) error {
+	veth := "v" + strings.TrimPrefix(n.Name, "node-")
+	if err := ipBatch(ctx, "",
+		"netns add "+n.NS,
+		"link add eth0 netns "+n.NS+" type veth peer name "+veth+" netns "+l.Bridge,
+	); err != nil {
+		return err
+	}
+	if err := ipBatch(ctx, l.Bridge, "link set "+veth+" master br0", "link set "+veth+" up"); err != nil {
+		return err
+	}
+	if err := ipBatch(ctx, n.NS,
+		"link set lo up",
+		fmt.Sprintf("addr add %s/32 dev lo", n.PodIP),
+		fmt.Sprintf("addr add %s/%d dev eth0", n.Addr, labNet.Bits()),
+		"link set eth0 up",
+	); err != nil {
+		return err
+	}
+	if err := l.writeNodeFiles(n); err != nil {
+		return err
+	}
+	return l.StartSSHD(ctx, n)
+}
+
+// sshdConfig is each node's sshd_config; extra lines come first because
+// sshd keeps the first value it reads for most keywords.
+const sshdConfig = `Port 22
+HostKey {{dir}}/ssh_host_ed25519_key
+PidFile {{dir}}/sshd.pid
+AuthorizedKeysFile {{lab}}/authorized_keys
+UsePAM no
+StrictModes no
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+MaxStartups 200:30:1000
+MaxSessions 100
+LogLevel VERBOSE
+`
+
+func (l *Lab) writeNodeFiles(n *Node) error {
+	for _, d := range []string{"var-lib-routepush", "etc-routepush", "etc-systemd-system", "root-home"} {
+		if err := os.MkdirAll(filepath.Join(n.Dir, d), 0o755); err != nil {
+			return err
+		}
+	}
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	if err := writeKey(filepath.Join(n.Dir, "ssh_host_ed25519_key"), priv, "host key of "+n.Name); err != nil {
+		return err
+	}
+	if n.HostKey, err = ssh.NewPublicKey(pub); err != nil {
+		return err
+	}
+	cfg := strings.NewReplacer("{{dir}}", n.Dir, "{{lab}}", l.Dir).Replace(sshdConfig)
+	return os.WriteFile(filepath.Join(n.Dir, "sshd_config"), []byte(cfg), 0o644)
+}
+
+func writeKey(path string, priv ed25519.PrivateKey, comment string) error {
+	block, err := ssh.MarshalPrivateKey(priv, comment)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, pem.EncodeToMemory(block), 0o600)
+}
+
+// nodeStart runs inside the node's namespace: a private mount namespace
+// (ip netns exec gives one) where the node's own folders stand in for the
+// paths routepush writes on nodes, then sshd. $1 is the node's folder.
+// Each node also gets its own empty /root, as a fresh machine has: the
+// host's shell start-up files would otherwise run in every SSH session.
+const nodeStart = `set -e
+echo 1 > /proc/sys/net/ipv4/ip_forward
+mount --bind "$1/var-lib-routepush" /var/lib/routepush
+mount --bind "$1/etc-routepush" /etc/routepush
+mount --bind "$1/etc-systemd-system" /etc/systemd/system
+mount --bind "$1/root-home" /root
+rm -f "$1/sshd.pid"
+shift
+exec /usr/sbin/sshd "$@"
+`
+
+// StartSSHD starts (or, after StopSSHD, restarts) a node's sshd; extra are
+// more sshd options such as "-o", "ForceCommand=/path/script".
+func (l *Lab) StartSSHD(ctx context.Context, n *Node, extra ...string) error {
+	args := []string{"netns", "exec", n.NS, "sh", "-c", nodeStart, "sh", n.Dir,
+		"-f", filepath.Join(n.Dir, "sshd_config"), "-E", filepath.Join(n.Dir, "sshd.log")}
+	return run(ctx, "ip", append(args, extra...)...)
+}
+
+// StopSSHD kills every process in the node's namespace: its sshd and any
+// session still running.
+func (l *Lab) StopSSHD(ctx context.Context, n *Node) error {
+	return killNamespace(ctx, n.NS)
+}
+
+// waitSSHD waits until every sshd has written its pid file, which it does
+// after it has bound its port.
+func (l *Lab) waitSSHD(ctx context.Context) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for _, n := range l.Nodes {
+		if err := WaitFile(ctx, filepath.Join(n.Dir, "sshd.pid"), deadline); err != nil {
+			log, _ := os.ReadFile(filepath.Join(n.Dir, "sshd.log"))
+			return fmt.Errorf("lab: sshd of %s did not start: %w\n%s", n.Name, err, log)
+		}
+	}
+	return nil
+}
+
+// WaitFile waits for a file to exist.
+func WaitFile(ctx context.Context, path string, deadline time.Time) error {
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not appear", path)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (l *Lab) writeClientKey() error {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	if err := writeKey(l.IdentityPath(), priv, "routepush lab"); err != nil {
+		return err
+	}
+	sshPub, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(l.Dir, "authorized_keys"), ssh.MarshalAuthorizedKey(sshPub), 0o600)
+}
+
+// IdentityPath is the private key routepush logs in with.
+func (l *Lab) IdentityPath() string { return filepath.Join(l.Dir, "id_ed25519") }
+
+// KnownHostsPath is the known_hosts file holding every node's host key.
+func (l *Lab) KnownHostsPath() string { return filepath.Join(l.Dir, "known_hosts") }
+
+// InventoryPath is the generated hosts.yaml of all nodes.
+func (l *Lab) InventoryPath() string { return filepath.Join(l.Dir, "hosts.yaml") }
+
+// ConfigPath is a routepush.yaml pointing at the lab's key and known_hosts.
+func (l *Lab) ConfigPath() string { return filepath.Join(l.Dir, "routepush.yaml") }
+
+func (l *Lab) writeKnownHosts() error {
+	var b strings.Builder
+	for _, n := range l.Nodes {
+		b.WriteString(KnownHostsLine(n.Addr.String(), n.HostKey) + "\n")
+	}
+	return os.WriteFile(l.KnownHostsPath(), []byte(b.String()), 0o644)
+}
+
+// KnownHostsLine renders a known_hosts line.
+func KnownHostsLine(host string, key ssh.PublicKey) string {
+	return host + " " + strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key)))
+}
+
+func (l *Lab) writeConfig() error {
+	cfg := fmt.Sprintf("known-hosts: %s\nidentity: [%s]\nuser: root\n", l.KnownHostsPath(), l.IdentityPath())
+	return os.WriteFile(l.ConfigPath(), []byte(cfg), 0o644)
+}
+
+// WriteInventory writes a hosts.yaml for the given nodes.
+func (l *Lab) WriteInventory(path string, nodes []*Node) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "defaults:\n  user: root\n  port: 22\n  identity_file: %s\nnodes:\n", l.IdentityPath())
+	for _, n := range nodes {
+		fmt.Fprintf(&b, "  - name: %s\n    address: %s\n    pod_cidr: %s\n", n.Name, n.Addr, n.PodCIDR)
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+// Down kills every process in the lab's namespaces, deletes them and the
+// lab's folder. It carries on past errors and returns them all.
+func (l *Lab) Down() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	namespaces := []string{l.Bastion}
+	for _, n := range l.Nodes {
+		namespaces = append(namespaces, n.NS)
+	}
+	namespaces = append(namespaces, l.Bridge)
+	var mu sync.Mutex
+	var errs []error
+	var g errgroup.Group
+	g.SetLimit(16)
+	for _, ns := range namespaces {
+		g.Go(func() error {
+			if err := DeleteNamespace(ctx, ns); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
+	if l.Dir != "" && os.Getenv("KEEP_LAB_DIR") == "" {
+		if err := os.RemoveAll(l.Dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// DeleteNamespace kills every process in a namespace and deletes it. A
+// process left behind would keep the deleted namespace alive as a ghost
+// that later tests could still reach.
+func DeleteNamespace(ctx context.Context, ns string) error {
+	if _, err := os.Stat(filepath.Join("/run/netns", ns)); err != nil {
+		return nil
+	}
+	if err := killNamespace(ctx, ns); err != nil {
+		return err
+	}
+	return run(ctx, "ip", "netns", "del", ns)
+}
+
+func killNamespace(ctx context.Context, ns string) error {
+	for attempt := 0; attempt < 50; attempt++ {
+		out, err := exec.CommandContext(ctx, "ip", "netns", "pids", ns).Output()
+		if err != nil {
+			return fmt.Errorf("lab: ip netns pids %s: %w", ns, err)
+		}
+		pids := strings.Fields(string(out))
+		if len(pids) == 0 {
+			return nil
+		}
+		for _, p := range pids {
+			if pid, err := strconv.Atoi(p); err == nil {
+				_ = killPID(pid)
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("lab: processes in %s survive SIGKILL", ns)
+}

@@ -1,0 +1,94 @@
+// Command labctl brings routepush's test lab up and down by hand:
+//
+//	labctl up -nodes 5 -dir .lab   # prints the lab's prefix and files
+//	labctl down -dir .lab
+//	labctl clean                   # remove every lab namespace left behind
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/routepush/routepush/test/lab"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: labctl up|down|clean [flags]")
+		os.Exit(2)
+	}
+	ctx := context.Background()
+	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
+	nodes := fs.Int("nodes", 5, "number of nodes")
+	dir := fs.String("dir", ".lab", "lab folder (state is kept in DIR/lab.json)")
+	_ = fs.Parse(os.Args[2:])
+	var err error
+	switch os.Args[1] {
+	case "up":
+		err = up(ctx, *nodes, *dir)
+	case "down":
+		err = down(*dir)
+	case "clean":
+		err = clean(ctx)
+	default:
+		err = fmt.Errorf("unknown command %q", os.Args[1])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ERROR:", err)
+		os.Exit(1)
+	}
+}
+
+func up(ctx context.Context, nodes int, dir string) error {
+	if _, err := os.Stat(filepath.Join(dir, "lab.json")); err == nil {
+		return fmt.Errorf("a lab is already up in %s: labctl down -dir %s first", dir, dir)
+	}
+	l, err := lab.Up(ctx, lab.Options{Nodes: nodes, Dir: dir})
+	if err != nil {
+		return err
+	}
+	state, _ := json.MarshalIndent(l, "", "  ")
+	if err := os.WriteFile(filepath.Join(l.Dir, "lab.json"), state, 0o644); err != nil {
+		return err
+	}
+	fmt.Printf("lab %s: %d nodes, bastion namespace %s\n  inventory %s\n  config    %s\n",
+		l.Prefix, len(l.Nodes), l.Bastion, l.InventoryPath(), l.ConfigPath())
+	return nil
+}
+
+func load(dir string) (*lab.Lab, error) {
+	data, err := os.ReadFile(filepath.Join(dir, "lab.json"))
+	if err != nil {
+		return nil, err
+	}
+	var l lab.Lab
+	return &l, json.Unmarshal(data, &l)
+}
+
+func down(dir string) error {
+	l, err := load(dir)
+	if err != nil {
+		return err
+	}
+	return l.Down()
+}
+
+// clean removes the namespaces of labs whose process died before Down.
+func clean(ctx context.Context) error {
+	entries, _ := os.ReadDir("/run/netns")
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasPrefix(name, "rp") && (strings.Contains(name, "-n") || strings.HasSuffix(name, "-br") || strings.HasSuffix(name, "-bastion")) {
+			if err := lab.DeleteNamespace(ctx, name); err != nil {
+				return err
+			}
+			fmt.Println("deleted", name)
+		}
+	}
+	return nil
+}
