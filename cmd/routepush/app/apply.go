@@ -73,4 +73,3 @@ func target(n *inventory.Node, o *options) remote.Target {
 	}
 	return t
 }
-

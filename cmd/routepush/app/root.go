@@ -158,4 +158,3 @@ func newLogger(streams Streams, verbosity int) *slog.Logger {
 	}
 	return slog.New(slog.NewTextHandler(streams.ErrOut, &slog.HandlerOptions{Level: level}))
 }
-
