@@ -1,0 +1,46 @@
+# routepush: `make demo` runs it on a local lab, `make test` runs every test.
+# Both install what they need first (scripts/install-deps.sh) and need root
+# for the lab's network namespaces.
+
+GO         ?= go
+GOBIN      := $(shell $(GO) env GOPATH)/bin
+STATICCHECK = $(GOBIN)/staticcheck
+
+.PHONY: build deps lint unit e2e fuzz test demo lab-clean clean
+
+build:
+	$(GO) build -o bin/routepush ./cmd/routepush
+
+deps:
+	./scripts/install-deps.sh
+
+lint: deps
+	@out="$$(gofmt -l $$(git ls-files '*.go'))"; if [ -n "$$out" ]; then echo "gofmt wants to change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+
+# Unit tests, the route parsers' checked-in fuzz seeds included.
+unit:
+	$(GO) test -count=1 ./route/... ./inventory/... ./orchestrator/... ./remote/... ./cmd/...
+
+# End-to-end tests on labs of real sshd nodes (root).
+e2e: deps
+	$(GO) test -count=1 -timeout 20m ./test/...
+
+# A short fuzzing run of the text route parser on top of its seeds.
+fuzz:
+	$(GO) test ./route -run '^$$' -fuzz FuzzParseText -fuzztime 15s
+
+test: deps lint unit e2e fuzz demo
+
+# Brings up a 5-node lab, shows the diff, applies, pings pod to pod before
+# and after, and tears the lab down (KEEP=1 leaves it up).
+demo: deps build
+	$(GO) run ./test/lab/demo -routepush bin/routepush -nodes 5 $(if $(KEEP),-keep)
+
+# Removes lab namespaces left behind by a killed test or demo.
+lab-clean:
+	$(GO) run ./test/lab/labctl clean
+
+clean:
+	rm -rf bin .lab

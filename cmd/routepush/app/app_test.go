@@ -1,0 +1,113 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spf13/viper"
+
+	"github.com/routepush/routepush/inventory"
+)
+
+func run(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err := Run(context.Background(), Streams{Out: &out, ErrOut: &errOut}, args)
+	code := ExitCode(err, &errOut)
+	return out.String() + errOut.String(), code
+}
+
+func TestRunRejectsBadCommandLines(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--invetory", "hosts.yaml"}, "unknown flag: --invetory"},
+		{[]string{}, "no inventory: pass --inventory"},
+		{[]string{"-i", "x.yaml", "--rollback", "some"}, `unknown rollback mode "some"`},
+		{[]string{"-i", "x.yaml", "--concurrency", "0"}, "--concurrency must be at least 1"},
+		{[]string{"-i", "x.yaml", "--protocol", "256"}, "--protocol must be 1-255"},
+		{[]string{"-i", "../../../inventory/testdata/invalid-overlap.yaml"}, `node "worker-1" (nodes[1]) pod_cidr`},
+		{[]string{"extra"}, `unknown command "extra"`},
+	}
+	for _, tt := range tests {
+		out, code := run(t, tt.args...)
+		if code != ExitError || !strings.Contains(out, "ERROR: ") || !strings.Contains(out, tt.want) {
+			t.Errorf("routepush %v: exit %d, output %q; want exit 1 and %q", tt.args, code, out, tt.want)
+		}
+	}
+}
+
+// parseOptions parses a command line the way Run does, without running.
+func parseOptions(t *testing.T, args ...string) (*options, error) {
+	t.Helper()
+	cmd := newRootCommand(context.Background(), Streams{Out: &bytes.Buffer{}, ErrOut: &bytes.Buffer{}})
+	if err := cmd.ParseFlags(args); err != nil {
+		t.Fatal(err)
+	}
+	return loadOptions(cmd, viper.New())
+}
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "routepush.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// Flags beat ROUTEPUSH_* which beat the config file which beats defaults.
+func TestConfigPrecedence(t *testing.T) {
+	cfg := writeConfig(t, "inventory: hosts.yaml\nconcurrency: 7\nconnect-timeout: 3s\nrollback: host\n")
+	o, err := parseOptions(t, "--config", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.concurrency != 7 || o.connectTimeout.String() != "3s" || o.rollback != "host" || o.inventory != "hosts.yaml" || o.protocol != 114 {
+		t.Errorf("from file: %+v", o)
+	}
+	t.Setenv("ROUTEPUSH_CONCURRENCY", "9")
+	t.Setenv("ROUTEPUSH_CONNECT_TIMEOUT", "4s")
+	if o, err = parseOptions(t, "--config", cfg); err != nil || o.concurrency != 9 || o.connectTimeout.String() != "4s" {
+		t.Errorf("env over file: %+v, %v", o, err)
+	}
+	if o, err = parseOptions(t, "--config", cfg, "--concurrency", "11"); err != nil || o.concurrency != 11 || o.connectTimeout.String() != "4s" {
+		t.Errorf("flag over env: %+v, %v", o, err)
+	}
+}
+
+func TestConfigUnknownKey(t *testing.T) {
+	cfg := writeConfig(t, "inventory: hosts.yaml\nconcurency: 7\n")
+	if _, err := parseOptions(t, "--config", cfg); err == nil || !strings.Contains(err.Error(), `unknown key "concurency"`) {
+		t.Errorf("error = %v, want unknown key", err)
+	}
+}
+
+func TestExampleConfigsLoad(t *testing.T) {
+	if _, err := parseOptions(t, "--config", "../../../configs/routepush.example.yaml"); err != nil {
+		t.Errorf("configs/routepush.example.yaml: %v", err)
+	}
+	if _, err := inventory.Load("../../../configs/hosts.example.yaml"); err != nil {
+		t.Errorf("configs/hosts.example.yaml: %v", err)
+	}
+}
+
+// The inventory's user wins over config and env, --user on the command
+// line wins over the inventory.
+func TestTargetUser(t *testing.T) {
+	n := &inventory.Node{Name: "w", Address: "198.18.0.10", SSH: inventory.SSH{User: "admin", Port: 2222}}
+	if got := target(n, &options{user: "cfg"}); got.User != "admin" || got.Port != 2222 || got.Host != "198.18.0.10" {
+		t.Errorf("target = %+v, want the inventory's user", got)
+	}
+	if got := target(n, &options{user: "flag", userFromFlag: true}); got.User != "flag" {
+		t.Errorf("target = %+v, want --user", got)
+	}
+	if got := target(&inventory.Node{Name: "w"}, &options{user: "cfg"}); got.User != "cfg" {
+		t.Errorf("target = %+v, want the config's user", got)
+	}
+}

@@ -1,0 +1,32 @@
+#!/bin/sh
+# Installs what routepush's lab, tests and demo use, if it is missing:
+# OpenSSH's server (one sshd per lab node), iproute2, ping, and staticcheck.
+# Safe to run again: it installs nothing that is already there.
+set -eu
+
+need=""
+[ -x /usr/sbin/sshd ] || need="$need openssh-server"
+command -v ssh >/dev/null 2>&1 || need="$need openssh-client"
+command -v ip >/dev/null 2>&1 || need="$need iproute2"
+command -v ping >/dev/null 2>&1 || need="$need iputils-ping"
+
+if [ -n "$need" ]; then
+	if [ "$(id -u)" != 0 ]; then
+		echo "install-deps: need root to install:$need" >&2
+		exit 1
+	fi
+	echo "install-deps: installing$need"
+	apt-get update -qq
+	# policy-rc.d keeps the package from starting an sshd on the host itself.
+	printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+	chmod +x /usr/sbin/policy-rc.d
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
+	rm -f /usr/sbin/policy-rc.d
+fi
+
+STATICCHECK_VERSION=v0.8.2
+gobin="$(go env GOPATH)/bin"
+if ! "$gobin/staticcheck" -version 2>/dev/null | grep -q "${STATICCHECK_VERSION#v}"; then
+	echo "install-deps: installing staticcheck $STATICCHECK_VERSION"
+	GOFLAGS= go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
+fi
