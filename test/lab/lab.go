@@ -135,9 +135,6 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	if err := l.waitSSHD(ctx); err != nil {
-		return nil, err
-	}
 	if err := l.writeKnownHosts(); err != nil {
 		return nil, err
 	}
@@ -279,12 +276,16 @@ shift
 exec /usr/sbin/sshd "$@"
 `
 
-// StartSSHD starts (or, after StopSSHD, restarts) a node's sshd; extra are
-// more sshd options such as "-o", "ForceCommand=/path/script".
+// StartSSHD starts (or, after StopSSHD, restarts) a node's sshd and waits
+// for its pid file, which sshd writes once it listens. extra are more sshd
+// options such as "-o", "ForceCommand=/path/script".
 func (l *Lab) StartSSHD(ctx context.Context, n *Node, extra ...string) error {
 	args := []string{"netns", "exec", n.NS, "sh", "-c", nodeStart, "sh", n.Dir,
 		"-f", filepath.Join(n.Dir, "sshd_config"), "-E", filepath.Join(n.Dir, "sshd.log")}
-	return run(ctx, "ip", append(args, extra...)...)
+	if err := run(ctx, "ip", append(args, extra...)...); err != nil {
+		return err
+	}
+	return WaitFile(ctx, filepath.Join(n.Dir, "sshd.pid"), time.Now().Add(30*time.Second))
 }
 
 // StopSSHD kills every process in the node's namespace: its sshd and any
@@ -293,20 +294,8 @@ func (l *Lab) StopSSHD(ctx context.Context, n *Node) error {
 	return killNamespace(ctx, n.NS)
 }
 
-// waitSSHD waits until every sshd has written its pid file, which it does
-// after it has bound its port.
-func (l *Lab) waitSSHD(ctx context.Context) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for _, n := range l.Nodes {
-		if err := WaitFile(ctx, filepath.Join(n.Dir, "sshd.pid"), deadline); err != nil {
-			log, _ := os.ReadFile(filepath.Join(n.Dir, "sshd.log"))
-			return fmt.Errorf("lab: sshd of %s did not start: %w\n%s", n.Name, err, log)
-		}
-	}
-	return nil
-}
-
-// WaitFile waits for a file to exist.
+// WaitFile waits for a file to exist; sshd writes its pid file after it
+// has bound its port.
 func WaitFile(ctx context.Context, path string, deadline time.Time) error {
 	for {
 		if _, err := os.Stat(path); err == nil {
