@@ -135,8 +135,3 @@ func (h HostPlan) Route(k int) route.Route {
 	}
 	panic("orchestrator: route index out of range")
 }
-
-// IsDestination reports whether the node has a pod CIDR, so that others
-// route to it. A node without one (IPAM has not given it a CIDR yet) still
-// receives routes.
-func (h HostPlan) IsDestination() bool { return len(h.Node().PodCIDRs) > 0 }

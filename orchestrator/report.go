@@ -42,7 +42,8 @@ type NodeReport struct {
 	RolledBack                bool
 }
 
-func (r *Report) failed() bool {
+// Failed reports whether the run or any node failed (exit code 1).
+func (r *Report) Failed() bool {
 	if r.Err != nil {
 		return true
 	}
@@ -53,9 +54,6 @@ func (r *Report) failed() bool {
 	}
 	return false
 }
-
-// Failed reports whether any node failed (the run's exit code is then 1).
-func (r *Report) Failed() bool { return r.failed() }
 
 // Changes reports whether any node differs from its plan (--check's exit
 // code is then 2).

@@ -99,7 +99,7 @@ func Run(ctx context.Context, plan *Plan, connect Connector, opts Options) *Repo
 
 	log.Info("reading route tables", "nodes", len(runs), "concurrency", opts.Concurrency)
 	each(ctx, runs, opts.Concurrency, func(ctx context.Context, r *nodeRun) { r.prepare(ctx, connect) })
-	if rep.failed() {
+	if rep.Failed() {
 		log.Warn("not changing anything: some nodes could not be read")
 		return rep
 	}
@@ -127,7 +127,7 @@ func Run(ctx context.Context, plan *Plan, connect Connector, opts Options) *Repo
 	if ctx.Err() != nil {
 		rep.Err = fmt.Errorf("run interrupted: %w", context.Cause(ctx))
 	}
-	if !rep.failed() || opts.Rollback == RollbackNone {
+	if !rep.Failed() || opts.Rollback == RollbackNone {
 		return rep
 	}
 

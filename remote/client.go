@@ -17,7 +17,6 @@ import (
 // run on that node goes over it as a separate session.
 type Client struct {
 	name     string
-	addr     string
 	conn     *ssh.Client
 	timeout  time.Duration
 	textMode bool // the node's iproute2 has no -json: parse its text output
@@ -75,7 +74,7 @@ func (d *Dialer) Dial(ctx context.Context, t Target) (*Client, error) {
 		return nil, fmt.Errorf("%s: ssh %s@%s: %w", t.Name, t.User, addr, err)
 	}
 	_ = tcp.SetDeadline(time.Time{})
-	return &Client{name: t.Name, addr: addr, conn: ssh.NewClient(c, chans, reqs), timeout: d.cfg.CommandTimeout}, nil
+	return &Client{name: t.Name, conn: ssh.NewClient(c, chans, reqs), timeout: d.cfg.CommandTimeout}, nil
 }
 
 // Close closes the connection.

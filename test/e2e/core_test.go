@@ -7,7 +7,6 @@ import (
 	"regexp"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/routepush/routepush/test/lab"
@@ -42,28 +41,14 @@ func ipv4Table(t *testing.T, n *lab.Node) string {
 // the pairs that failed.
 func pingMatrix(t *testing.T, l *lab.Lab) []string {
 	t.Helper()
-	ctx := testContext(t)
-	var mu sync.Mutex
 	var failed []string
-	var wg sync.WaitGroup
-	for _, from := range l.Nodes {
-		for _, to := range l.Nodes {
-			if from == to {
-				continue
+	for i, row := range l.PingMatrix(testContext(t)) {
+		for j, ok := range row {
+			if i != j && !ok {
+				failed = append(failed, l.Nodes[i].Name+"->"+l.Nodes[j].Name)
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := l.Ping(ctx, from, to); err != nil {
-					mu.Lock()
-					failed = append(failed, from.Name+"->"+to.Name)
-					mu.Unlock()
-				}
-			}()
 		}
 	}
-	wg.Wait()
-	sort.Strings(failed)
 	return failed
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 )
 
@@ -85,4 +86,26 @@ func (l *Lab) Routepush(ctx context.Context, bin string, args ...string) (Result
 		return res, err
 	}
 	return res, nil
+}
+
+// PingMatrix pings every node's pod IP from every other node's pod IP, all
+// at once. ok[i][j] reports whether node i reached node j (false for i == j).
+func (l *Lab) PingMatrix(ctx context.Context) (ok [][]bool) {
+	ok = make([][]bool, len(l.Nodes))
+	var wg sync.WaitGroup
+	for i, from := range l.Nodes {
+		ok[i] = make([]bool, len(l.Nodes))
+		for j, to := range l.Nodes {
+			if i == j {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ok[i][j] = l.Ping(ctx, from, to) == nil
+			}()
+		}
+	}
+	wg.Wait()
+	return ok
 }

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 
 	"github.com/routepush/routepush/test/lab"
 )
@@ -94,22 +93,7 @@ The lab stays up (%s). Try:
 
 // pingMatrix prints who reaches whom and returns how many pings succeeded.
 func pingMatrix(ctx context.Context, l *lab.Lab) int {
-	ok := make([][]bool, len(l.Nodes))
-	var wg sync.WaitGroup
-	for i, from := range l.Nodes {
-		ok[i] = make([]bool, len(l.Nodes))
-		for j, to := range l.Nodes {
-			if i == j {
-				continue
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				ok[i][j] = l.Ping(ctx, from, to) == nil
-			}()
-		}
-	}
-	wg.Wait()
+	ok := l.PingMatrix(ctx)
 	fmt.Printf("    %-11s", "from \\ to")
 	for _, n := range l.Nodes {
 		fmt.Printf(" %7s", n.Name)
