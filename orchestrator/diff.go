@@ -31,30 +31,48 @@ func (d *Diff) Empty() bool { return len(d.Add) == 0 && len(d.Replace) == 0 }
 // with routepush's protocol is replaced; its old form is kept for rollback.
 // It fails when such a route has attributes that could not be restored.
 func ComputeDiff(h HostPlan, current []route.Route) (Diff, error) {
+	var d Diff
+	var err error
+	compare(h, current, func(k int, _ route.Route, have *route.Route) {
+		switch {
+		case err != nil:
+		case have == nil:
+			d.Add = append(d.Add, int32(k))
+		case have.Unrestorable != "":
+			err = fmt.Errorf("route %s would be replaced, but its %s cannot be restored on rollback; remove it or change it by hand", have, have.Unrestorable)
+		default:
+			d.Replace = append(d.Replace, Replace{Index: int32(k), Old: *have})
+		}
+	}, func() { d.Unchanged++ })
+	if err != nil {
+		return Diff{}, err
+	}
+	return d, nil
+}
+
+// compare walks a node's plan against its main table: differ is called for
+// every planned route that is missing (have == nil) or goes elsewhere, same
+// for every one already right. It is the one definition of "in sync" that
+// diff and verify share.
+func compare(h HostPlan, current []route.Route, differ func(k int, want route.Route, have *route.Route), same func()) {
 	byKey := make(map[route.Key]int, len(current))
 	for i := range current {
 		if current[i].Table == "" {
 			byKey[current[i].Key()] = i
 		}
 	}
-	var d Diff
 	for k, n := 0, h.Len(); k < n; k++ {
 		want := h.Route(k)
 		i, ok := byKey[want.Key()]
 		switch {
 		case !ok:
-			d.Add = append(d.Add, int32(k))
+			differ(k, want, nil)
 		case current[i].SameNextHop(want):
-			d.Unchanged++
+			same()
 		default:
-			old := current[i]
-			if old.Unrestorable != "" {
-				return Diff{}, fmt.Errorf("route %s would be replaced, but its %s cannot be restored on rollback; remove it or change it by hand", old, old.Unrestorable)
-			}
-			d.Replace = append(d.Replace, Replace{Index: int32(k), Old: old})
+			differ(k, want, &current[i])
 		}
 	}
-	return d, nil
 }
 
 // ApplyBatch renders the diff as the `ip -batch` lines that make the node
@@ -88,22 +106,13 @@ func (d *Diff) UndoBatch(h HostPlan) *route.Batch {
 // there with the planned gateway and protocol. It returns one message per
 // route that is not.
 func Verify(h HostPlan, current []route.Route) []string {
-	byKey := make(map[route.Key]int, len(current))
-	for i := range current {
-		if current[i].Table == "" {
-			byKey[current[i].Key()] = i
-		}
-	}
 	var problems []string
-	for k, n := 0, h.Len(); k < n; k++ {
-		want := h.Route(k)
-		i, ok := byKey[want.Key()]
-		switch {
-		case !ok:
+	compare(h, current, func(_ int, want route.Route, have *route.Route) {
+		if have == nil {
 			problems = append(problems, fmt.Sprintf("route %s is missing", want))
-		case !current[i].SameNextHop(want):
-			problems = append(problems, fmt.Sprintf("route %s is %s instead", want, current[i]))
+		} else {
+			problems = append(problems, fmt.Sprintf("route %s is %s instead", want, *have))
 		}
-	}
+	}, func() {})
 	return problems
 }

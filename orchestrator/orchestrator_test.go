@@ -156,8 +156,8 @@ func TestRunCheckThenApplyThenInSync(t *testing.T) {
 		t.Fatalf("apply failed: %v", rep.Errors())
 	}
 	for i := range rep.Nodes {
-		if rep.Nodes[i].Outcome != Applied || rep.Nodes[i].Added != 4 {
-			t.Errorf("%s: %s, %d added", rep.Nodes[i].Name, rep.Nodes[i].Outcome, rep.Nodes[i].Added)
+		if rep.Nodes[i].Outcome != Applied || rep.Nodes[i].Added() != 4 {
+			t.Errorf("%s: %s, %d added", rep.Nodes[i].Name, rep.Nodes[i].Outcome, rep.Nodes[i].Added())
 		}
 	}
 	rep = Run(ctx, p, c.connect, Options{Check: true})

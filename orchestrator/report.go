@@ -33,14 +33,19 @@ type Report struct {
 
 // NodeReport is the result of a run on one node.
 type NodeReport struct {
-	Name                      string
-	Outcome                   Outcome
-	Added, Changed, Unchanged int
-	Duration                  time.Duration
-	Diff                      Diff
-	Err, RollbackErr          error
-	RolledBack                bool
+	Name             string
+	Outcome          Outcome
+	Duration         time.Duration
+	Diff             Diff
+	Err, RollbackErr error
+	RolledBack       bool
 }
+
+// Added, Changed and Unchanged count the node's routes by what the diff
+// found for them.
+func (n *NodeReport) Added() int     { return len(n.Diff.Add) }
+func (n *NodeReport) Changed() int   { return len(n.Diff.Replace) }
+func (n *NodeReport) Unchanged() int { return n.Diff.Unchanged }
 
 // Failed reports whether the run or any node failed (exit code 1).
 func (r *Report) Failed() bool {
@@ -93,10 +98,10 @@ func (r *Report) WriteDiff(w io.Writer) {
 		}
 		h := r.Plan.Host(i)
 		if n.Diff.Empty() {
-			fmt.Fprintf(w, "%s: in sync (%d routes)\n", n.Name, n.Unchanged)
+			fmt.Fprintf(w, "%s: in sync (%d routes)\n", n.Name, n.Unchanged())
 			continue
 		}
-		fmt.Fprintf(w, "%s: %d to add, %d to change, %d in sync\n", n.Name, n.Added, n.Changed, n.Unchanged)
+		fmt.Fprintf(w, "%s: %d to add, %d to change, %d in sync\n", n.Name, n.Added(), n.Changed(), n.Unchanged())
 		for _, k := range n.Diff.Add {
 			fmt.Fprintf(w, "  + %s\n", h.Route(int(k)))
 		}
@@ -117,14 +122,14 @@ func (r *Report) WriteSummary(w io.Writer) {
 		n := &r.Nodes[i]
 		counts[n.Outcome]++
 		if n.Outcome == Applied {
-			added += n.Added
-			changed += n.Changed
+			added += n.Added()
+			changed += n.Changed()
 		}
 		outcome := string(n.Outcome)
 		if n.Outcome == Failed && n.RolledBack {
 			outcome = "failed, rolled back"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n", n.Name, outcome, n.Added, n.Changed, n.Unchanged, n.Duration.Round(time.Millisecond))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n", n.Name, outcome, n.Added(), n.Changed(), n.Unchanged(), n.Duration.Round(time.Millisecond))
 	}
 	tw.Flush()
 	for i := range r.Plan.Nodes {

@@ -60,7 +60,6 @@ type Options struct {
 type nodeRun struct {
 	plan    HostPlan
 	host    Host
-	diff    Diff
 	before  [32]byte // digest of the table as first read
 	touched bool     // a batch was sent: some of it may be in the kernel
 	rep     *NodeReport
@@ -110,7 +109,7 @@ func Run(ctx context.Context, plan *Plan, connect Connector, opts Options) *Repo
 	var stop atomic.Bool
 	var pending []*nodeRun
 	for _, r := range runs {
-		if !r.diff.Empty() {
+		if !r.rep.Diff.Empty() {
 			pending = append(pending, r)
 		}
 	}
@@ -177,14 +176,12 @@ func (r *nodeRun) prepare(ctx context.Context, connect Connector) {
 		return
 	}
 	r.before = table.Digest
-	r.diff, err = ComputeDiff(r.plan, table.Routes)
+	r.rep.Diff, err = ComputeDiff(r.plan, table.Routes)
 	if err != nil {
 		r.fail(fmt.Errorf("%s: %w", node.Name, err))
 		return
 	}
-	r.rep.Diff = r.diff
-	r.rep.Added, r.rep.Changed, r.rep.Unchanged = len(r.diff.Add), len(r.diff.Replace), r.diff.Unchanged
-	if r.diff.Empty() {
+	if r.rep.Diff.Empty() {
 		r.rep.Outcome = InSync
 	} else {
 		r.rep.Outcome = WouldChange
@@ -197,7 +194,7 @@ func (r *nodeRun) apply(ctx context.Context) bool {
 	t0 := time.Now()
 	defer func() { r.rep.Duration += time.Since(t0) }()
 	name := r.plan.Node().Name
-	batch := r.diff.ApplyBatch(r.plan)
+	batch := r.rep.Diff.ApplyBatch(r.plan)
 	r.touched = true
 	if err := r.host.Apply(ctx, batch.Bytes(), false); err != nil {
 		r.fail(explainBatchError(err, batch.Bytes()))
@@ -220,7 +217,7 @@ func (r *nodeRun) apply(ctx context.Context) bool {
 // that the table reads back byte-identical.
 func (r *nodeRun) rollback(ctx context.Context) {
 	name := r.plan.Node().Name
-	undo := r.diff.UndoBatch(r.plan)
+	undo := r.rep.Diff.UndoBatch(r.plan)
 	// With -force, ip goes on past lines that fail because the run never
 	// got that far; the digest below is what decides success.
 	applyErr := r.host.Apply(ctx, undo.Bytes(), true)

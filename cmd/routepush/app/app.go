@@ -21,8 +21,8 @@ const (
 	ExitInterrupted = 130 // stopped by SIGINT/SIGTERM (after rolling back)
 )
 
-// ExitError carries a non-zero exit code out of Run. Err, when set, has
-// already been reported unless it is printed by Main.
+// exitError carries a non-zero exit code out of Run; err, when set, is
+// printed once by ExitCode.
 type exitError struct {
 	code int
 	err  error

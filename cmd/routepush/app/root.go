@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -96,7 +97,7 @@ func loadOptions(cmd *cobra.Command, v *viper.Viper) (*options, error) {
 			return nil, fmt.Errorf("failed to read config %s: %w", path, err)
 		}
 		for _, k := range v.AllKeys() {
-			if !contains(configKeys, k) {
+			if !slices.Contains(configKeys, k) {
 				return nil, fmt.Errorf("config %s: unknown key %q (known: %s)", path, k, strings.Join(configKeys, ", "))
 			}
 		}
@@ -130,15 +131,6 @@ func loadOptions(cmd *cobra.Command, v *viper.Viper) (*options, error) {
 		o.verbosity = -1
 	}
 	return o, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // newLogger writes status to stderr: warnings and errors by default, info
