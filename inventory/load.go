@@ -35,19 +35,71 @@ type fileDefaults struct {
 // defaults to every node and validates the table. Errors name the file, the
 // node and the field.
 func Load(path string) ([]Node, error) {
+	f, errs, err := read(path)
+	if err != nil {
+		return nil, err
+	}
+	if f.Nodes != nil {
+		errs = append(errs, validationErrs(Validate(path, f.Nodes), errs)...)
+	}
+	if len(errs) > 0 {
+		return nil, &ValidationError{Source: "inventory " + path, Errs: errs}
+	}
+	return f.Nodes, nil
+}
+
+// File is an inventory file used beside the Kubernetes API: the API says
+// what each node's internal IPs and pod CIDRs are, the file how to reach
+// it over SSH. So an entry needs only a name; an address, user, port and
+// identity file override what the API and the defaults give, and internal
+// IPs or pod CIDRs, if written, must agree with the API.
+type File struct {
+	Path     string
+	Defaults SSH
+	Nodes    []Node
+	// ipsWritten[i] says whether node i's internal IPs were written in the
+	// file rather than taken from its address.
+	ipsWritten []bool
+}
+
+// LoadAccess reads an inventory file for use beside the Kubernetes API (see
+// File). It checks each entry's name, address, user and port and that no
+// name is there twice; the rest is checked once merged with the API.
+func LoadAccess(path string) (*File, error) {
+	f, errs, err := read(path)
+	if err != nil {
+		return nil, err
+	}
+	v := &validator{fields: fileFields}
+	names := make(map[string]int, len(f.Nodes))
+	for i := range f.Nodes {
+		n := &f.Nodes[i]
+		v.identity(i, n)
+		if j, dup := names[n.Name]; dup && n.Name != "" {
+			v.add(i, n, "name", "duplicate: nodes[%d] has the same name", j)
+		} else {
+			names[n.Name] = i
+		}
+	}
+	errs = append(errs, validationErrs(&ValidationError{Errs: v.errs}, errs)...)
+	if len(errs) > 0 {
+		return nil, &ValidationError{Source: "inventory " + path, Errs: errs}
+	}
+	return f, nil
+}
+
+// read parses an inventory file into nodes with their defaults applied. A
+// file that is not there or not YAML is err; problems with single values
+// are errs, reported with the rest once the whole table has been checked.
+func read(path string) (f *File, errs []error, err error) {
 	v := viper.New()
 	v.SetConfigFile(path)
 	if err := v.ReadInConfig(); err != nil {
-		return nil, fmt.Errorf("inventory %s: %w", path, unwrapViper(err))
+		return nil, nil, fmt.Errorf("inventory %s: %w", path, unwrapViper(err))
 	}
-	nodes, errs := decode(v.AllSettings())
-	if nodes != nil {
-		errs = append(errs, validationErrs(Validate(path, nodes), errs)...)
-	}
-	if len(errs) > 0 {
-		return nil, &ValidationError{Source: path, Errs: errs}
-	}
-	return nodes, nil
+	f = &File{Path: path}
+	errs = f.decode(v.AllSettings())
+	return f, errs, nil
 }
 
 // validationErrs returns the problems Validate found, less those about a
@@ -93,9 +145,9 @@ func unwrapViper(err error) error {
 
 // decode turns the file's settings into nodes. Each node is decoded on its
 // own so that an unknown or mistyped key is reported against that node; a
-// node whose values do not parse is still returned, less those values, so
-// the rest of it can be validated in the same pass.
-func decode(settings map[string]any) ([]Node, []error) {
+// node whose values do not parse is still kept, less those values, so the
+// rest of it can be validated in the same pass.
+func (f *File) decode(settings map[string]any) []error {
 	var errs []error
 	for key := range settings {
 		if key != "defaults" && key != "nodes" {
@@ -105,7 +157,7 @@ func decode(settings map[string]any) ([]Node, []error) {
 	var defaults fileDefaults
 	if d, ok := settings["defaults"]; ok {
 		if err := strictDecode(d, &defaults); err != nil {
-			errs = append(errs, &FieldError{Index: -1, Msg: err.Error()})
+			errs = append(errs, &FieldError{Index: DefaultsIndex, Msg: err.Error()})
 		}
 	}
 	list, ok := settings["nodes"].([]any)
@@ -115,9 +167,11 @@ func decode(settings map[string]any) ([]Node, []error) {
 		} else {
 			errs = append(errs, errors.New("'nodes' must be a list"))
 		}
-		return nil, errs
+		return errs
 	}
-	nodes := make([]Node, 0, len(list))
+	f.Defaults = SSH(defaults)
+	f.Nodes = make([]Node, 0, len(list))
+	f.ipsWritten = make([]bool, 0, len(list))
 	for i, item := range list {
 		var fn fileNode
 		if err := strictDecode(item, &fn); err != nil {
@@ -127,14 +181,16 @@ func decode(settings map[string]any) ([]Node, []error) {
 			}
 			errs = append(errs, &FieldError{Node: name, Index: i, Msg: err.Error()})
 			// Keep the position so later nodes' messages keep their index.
-			nodes = append(nodes, Node{Name: name})
+			f.Nodes = append(f.Nodes, Node{Name: name})
+			f.ipsWritten = append(f.ipsWritten, false)
 			continue
 		}
 		n, ferrs := fn.node(i, defaults)
 		errs = append(errs, ferrs...)
-		nodes = append(nodes, n)
+		f.Nodes = append(f.Nodes, n)
+		f.ipsWritten = append(f.ipsWritten, fn.InternalIP != "" || len(fn.InternalIPs) > 0)
 	}
-	return nodes, errs
+	return errs
 }
 
 func asMap(v any) map[string]any {

@@ -14,17 +14,28 @@ import (
 // FieldError is one problem with one field of one node.
 type FieldError struct {
 	Node  string // the node's name, or "" when it has none
-	Index int    // position in the node list
-	Field string // the inventory key, e.g. "pod_cidr"
+	Index int    // position in the inventory's node list, or DefaultsIndex or NoIndex
+	Field string // the inventory key ("pod_cidr") or API field ("spec.podCIDRs")
 	Msg   string
 }
 
+// Index values of a FieldError that is not about an entry of a node list.
+const (
+	DefaultsIndex = -1 // the inventory's defaults
+	NoIndex       = -2 // a node from the Kubernetes API: its name says which
+)
+
 func (e *FieldError) Error() string {
-	where := fmt.Sprintf("nodes[%d]", e.Index)
-	if e.Index < 0 {
+	var where string
+	switch {
+	case e.Index == DefaultsIndex:
 		where = "defaults"
-	} else if e.Node != "" {
+	case e.Index == NoIndex:
+		where = fmt.Sprintf("node %q", e.Node)
+	case e.Node != "":
 		where = fmt.Sprintf("node %q (nodes[%d])", e.Node, e.Index)
+	default:
+		where = fmt.Sprintf("nodes[%d]", e.Index)
 	}
 	if e.Field == "" {
 		return where + ": " + e.Msg
@@ -35,16 +46,13 @@ func (e *FieldError) Error() string {
 // ValidationError lists every problem found in a node table, so an operator
 // fixes them in one pass instead of one per run.
 type ValidationError struct {
-	Source string
+	Source string // "inventory hosts.yaml", or the cluster: `kubernetes context "prod" (https://...)`
 	Errs   []error
 }
 
 func (e *ValidationError) Error() string {
 	var b strings.Builder
-	b.WriteString("inventory")
-	if e.Source != "" {
-		b.WriteString(" " + e.Source)
-	}
+	b.WriteString(e.Source)
 	if len(e.Errs) == 1 {
 		b.WriteString(": " + e.Errs[0].Error())
 		return b.String()
@@ -67,18 +75,36 @@ var (
 	userRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9._-]{0,31}$`)
 )
 
-// Validate checks a node table as a whole: names and addresses, one internal
-// IP and one pod CIDR per family, CIDRs in canonical form, no node or
-// internal IP twice, no pod CIDRs that overlap, and no pod CIDR that
-// contains a node's internal IP (routing it elsewhere would cut that node
-// off). It returns a *ValidationError listing every problem, or nil.
-func Validate(source string, nodes []Node) error {
-	v := &validator{}
+// Validate checks a node table read from an inventory file as a whole:
+// names and addresses, one internal IP and one pod CIDR per family, CIDRs in
+// canonical form, no node or internal IP twice, no pod CIDRs that overlap,
+// and no pod CIDR that contains a node's internal IP (routing it elsewhere
+// would cut that node off). It returns a *ValidationError listing every
+// problem, or nil.
+func Validate(path string, nodes []Node) error {
+	return validate("inventory "+path, nodes, fileFields)
+}
+
+// fieldNames are the names problems are reported under: the inventory's
+// keys, or the Kubernetes API's fields the values came from.
+type fieldNames struct {
+	internalIP, podCIDR string
+	listed              bool // the nodes are a file's list: report positions
+}
+
+var (
+	fileFields = fieldNames{internalIP: "internal_ip", podCIDR: "pod_cidr", listed: true}
+	apiFields  = fieldNames{internalIP: "status.addresses[InternalIP]", podCIDR: "spec.podCIDRs"}
+)
+
+func validate(source string, nodes []Node, fields fieldNames) error {
+	v := &validator{fields: fields}
 	names := make(map[string]int, len(nodes))
 	ips := make(map[netip.Addr]int, len(nodes))
 	for i := range nodes {
 		n := &nodes[i]
-		v.node(i, n)
+		v.identity(i, n)
+		v.routing(i, n)
 		if n.Name != "" {
 			if j, dup := names[n.Name]; dup {
 				v.add(i, n, "name", "duplicate: nodes[%d] has the same name", j)
@@ -88,7 +114,7 @@ func Validate(source string, nodes []Node) error {
 		}
 		for _, a := range n.InternalIPs {
 			if j, dup := ips[a]; dup {
-				v.add(i, n, "internal_ip", "%s is also the internal IP of node %q", a, nodes[j].Name)
+				v.add(i, n, fields.internalIP, "%s is also the internal IP of node %q", a, nodes[j].Name)
 			} else {
 				ips[a] = i
 			}
@@ -101,52 +127,33 @@ func Validate(source string, nodes []Node) error {
 	return &ValidationError{Source: source, Errs: v.errs}
 }
 
-type validator struct{ errs []error }
+type validator struct {
+	fields fieldNames
+	errs   []error
+}
 
 func (v *validator) add(i int, n *Node, field, format string, args ...any) {
 	name := ""
 	if n != nil && nameRE.MatchString(n.Name) {
 		name = n.Name
 	}
+	if !v.fields.listed {
+		i = NoIndex
+	}
 	v.errs = append(v.errs, &FieldError{Node: name, Index: i, Field: field, Msg: fmt.Sprintf(format, args...)})
 }
 
-// node checks what can be checked of one node alone.
-func (v *validator) node(i int, n *Node) {
+// identity checks how a node is named and reached.
+func (v *validator) identity(i int, n *Node) {
 	switch {
 	case n.Name == "":
 		v.add(i, n, "name", "missing")
 	case !nameRE.MatchString(n.Name):
 		v.add(i, n, "name", "%q is not a valid node name (letters, digits, '.', '-', '_')", n.Name)
 	}
-	if n.Address == "" {
-		v.add(i, n, "address", "missing")
-	} else if _, err := netip.ParseAddr(n.Address); err != nil && !nameRE.MatchString(n.Address) {
-		v.add(i, n, "address", "%q is neither an IP address nor a host name", n.Address)
-	}
-	if len(n.InternalIPs) == 0 && n.Address != "" {
-		v.add(i, n, "internal_ip", "missing (needed when address is not an IP)")
-	}
-	seen := map[route.Family]bool{}
-	for _, a := range n.InternalIPs {
-		fam := route.FamilyOf(a)
-		if seen[fam] {
-			v.add(i, n, "internal_ips", "more than one %s address", fam)
-		}
-		seen[fam] = true
-		if a.Zone() != "" || a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() {
-			v.add(i, n, "internal_ip", "%s cannot be a next hop", a)
-		}
-	}
-	seenCIDR := map[route.Family]bool{}
-	for _, p := range n.PodCIDRs {
-		fam := route.FamilyOf(p.Addr())
-		if seenCIDR[fam] {
-			v.add(i, n, "pod_cidrs", "more than one %s CIDR (one per address family)", fam)
-		}
-		seenCIDR[fam] = true
-		if _, ok := n.InternalIP(fam); !ok {
-			v.add(i, n, "pod_cidr", "%s is %s but the node has no %s internal_ip to route it through", p, fam, fam)
+	if n.Address != "" {
+		if _, err := netip.ParseAddr(n.Address); err != nil && !nameRE.MatchString(n.Address) {
+			v.add(i, n, "address", "%q is neither an IP address nor a host name", n.Address)
 		}
 	}
 	if n.SSH.User != "" && !userRE.MatchString(n.SSH.User) {
@@ -154,6 +161,40 @@ func (v *validator) node(i int, n *Node) {
 	}
 	if n.SSH.Port < 0 || n.SSH.Port > 65535 {
 		v.add(i, n, "port", "%d is out of range 1-65535", n.SSH.Port)
+	}
+}
+
+// routing checks what a node contributes to the routing: its address (to
+// reach it), internal IPs (next hops) and pod CIDRs, each on its own.
+func (v *validator) routing(i int, n *Node) {
+	f := v.fields
+	if n.Address == "" {
+		v.add(i, n, "address", "missing")
+	}
+	if len(n.InternalIPs) == 0 && n.Address != "" {
+		v.add(i, n, f.internalIP, "missing (needed when address is not an IP)")
+	}
+	seen := map[route.Family]bool{}
+	for _, a := range n.InternalIPs {
+		fam := route.FamilyOf(a)
+		if seen[fam] {
+			v.add(i, n, f.internalIP, "more than one %s address", fam)
+		}
+		seen[fam] = true
+		if a.Zone() != "" || a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() {
+			v.add(i, n, f.internalIP, "%s cannot be a next hop", a)
+		}
+	}
+	seenCIDR := map[route.Family]bool{}
+	for _, p := range n.PodCIDRs {
+		fam := route.FamilyOf(p.Addr())
+		if seenCIDR[fam] {
+			v.add(i, n, f.podCIDR, "more than one %s CIDR (one per address family)", fam)
+		}
+		seenCIDR[fam] = true
+		if _, ok := n.InternalIP(fam); !ok {
+			v.add(i, n, f.podCIDR, "%s is %s but the node has no %s %s to route it through", p, fam, fam, f.internalIP)
+		}
 	}
 }
 
@@ -181,7 +222,7 @@ func (v *validator) cidrs(nodes []Node) {
 	for k := range all {
 		o := &all[k]
 		if cover != nil && cover.p.Overlaps(o.p) {
-			v.add(o.i, &nodes[o.i], "pod_cidr", "%s overlaps %s of node %q", o.p, cover.p, nodes[cover.i].Name)
+			v.add(o.i, &nodes[o.i], v.fields.podCIDR, "%s overlaps %s of node %q", o.p, cover.p, nodes[cover.i].Name)
 			continue
 		}
 		cover = o
@@ -195,7 +236,7 @@ func (v *validator) cidrs(nodes []Node) {
 			for _, c := range []int{k, k - 1} {
 				if c >= 0 && c < len(all) && all[c].p.Contains(a) {
 					o := all[c]
-					v.add(o.i, &nodes[o.i], "pod_cidr", "%s contains %s, the internal IP of node %q; routing it to pods would cut that node off", o.p, a, nodes[i].Name)
+					v.add(o.i, &nodes[o.i], v.fields.podCIDR, "%s contains %s, the internal IP of node %q; routing it to pods would cut that node off", o.p, a, nodes[i].Name)
 					break
 				}
 			}

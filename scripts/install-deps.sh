@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs what routepush's lab, tests and demo use, if it is missing:
-# OpenSSH's server (one sshd per lab node), iproute2, ping, and staticcheck.
+# OpenSSH's server (one sshd per lab node), iproute2, ping, etcd (behind the
+# test kube-apiserver, which the tests build themselves) and staticcheck.
 # Safe to run again: it installs nothing that is already there.
 set -eu
 
@@ -9,6 +10,7 @@ need=""
 command -v ssh >/dev/null 2>&1 || need="$need openssh-client"
 command -v ip >/dev/null 2>&1 || need="$need iproute2"
 command -v ping >/dev/null 2>&1 || need="$need iputils-ping"
+command -v etcd >/dev/null 2>&1 || need="$need etcd-server"
 
 if [ -n "$need" ]; then
 	if [ "$(id -u)" != 0 ]; then
@@ -17,7 +19,7 @@ if [ -n "$need" ]; then
 	fi
 	echo "install-deps: installing$need"
 	apt-get update -qq
-	# policy-rc.d keeps the package from starting an sshd on the host itself.
+	# policy-rc.d keeps the packages from starting an sshd or etcd on the host.
 	printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
 	chmod +x /usr/sbin/policy-rc.d
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null

@@ -22,12 +22,24 @@ func run(t *testing.T, args ...string) (string, int) {
 }
 
 func TestRunRejectsBadCommandLines(t *testing.T) {
+	// No kubeconfig anywhere and not in a pod, whatever this machine has.
+	t.Setenv("KUBECONFIG", filepath.Join(t.TempDir(), "absent"))
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, []byte(testKubeconfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		args []string
 		want string
 	}{
 		{[]string{"--invetory", "hosts.yaml"}, "unknown flag: --invetory"},
-		{[]string{}, "no inventory: pass --inventory"},
+		{[]string{}, "no kubeconfig found"},
+		{[]string{"-i", "x.yaml", "-l", "role=worker"}, "--selector needs the Kubernetes API as the node source"},
+		{[]string{"-i", "x.yaml", "--mark-network-available"}, "--mark-network-available needs the Kubernetes API"},
+		{[]string{"--kubeconfig", kubeconfig, "--context", "prod"}, `context "prod" is not in ` + kubeconfig + ` (contexts: lab)`},
+		{[]string{"--kubeconfig", kubeconfig, "-l", "role in (a"}, `--selector "role in (a"`},
+		{[]string{"--kubeconfig", kubeconfig, "--chunk-size", "0"}, "--chunk-size must be at least 1"},
 		{[]string{"-i", "x.yaml", "--rollback", "some"}, `unknown rollback mode "some"`},
 		{[]string{"-i", "x.yaml", "--concurrency", "0"}, "--concurrency must be at least 1"},
 		{[]string{"-i", "x.yaml", "--protocol", "256"}, "--protocol must be 1-255"},
@@ -111,3 +123,18 @@ func TestTargetUser(t *testing.T) {
 		t.Errorf("target = %+v, want the config's user", got)
 	}
 }
+
+// testKubeconfig points at a server that is never contacted.
+const testKubeconfig = `apiVersion: v1
+kind: Config
+clusters:
+- name: lab
+  cluster: {server: "https://198.18.0.1:6443"}
+users:
+- name: admin
+  user: {token: "t"}
+contexts:
+- name: lab
+  context: {cluster: lab, user: admin}
+current-context: lab
+`

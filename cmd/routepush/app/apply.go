@@ -3,8 +3,13 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os/user"
+	"strings"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/routepush/routepush/inventory"
 	"github.com/routepush/routepush/orchestrator"
@@ -14,7 +19,7 @@ import (
 
 // runApply is routepush's main job: load, plan, then check or apply.
 func runApply(ctx context.Context, streams Streams, o *options, log *slog.Logger) error {
-	nodes, err := inventory.Load(o.inventory)
+	nodes, cluster, err := loadNodes(ctx, o, log)
 	if err != nil {
 		return err
 	}
@@ -45,8 +50,12 @@ func runApply(ctx context.Context, streams Streams, o *options, log *slog.Logger
 		rep.WriteDiff(streams.Out)
 	}
 	rep.WriteSummary(streams.Out)
-	if rep.Failed() {
-		err := errors.Join(rep.Errors()...)
+	var markErr error
+	if o.markAvailable && !o.check && ctx.Err() == nil {
+		markErr = markNetworkAvailable(ctx, streams, cluster, rep, o.concurrency)
+	}
+	if rep.Failed() || markErr != nil {
+		err := errors.Join(append(rep.Errors(), markErr)...)
 		if rep.Err != nil && ctx.Err() != nil {
 			return &exitError{code: ExitInterrupted, err: err}
 		}
@@ -56,6 +65,88 @@ func runApply(ctx context.Context, streams Streams, o *options, log *slog.Logger
 		return &exitError{code: ExitChanges}
 	}
 	return nil
+}
+
+// loadNodes reads the node table: from the Kubernetes API (with the
+// inventory, if given, for SSH access) or from the inventory alone. No host
+// is contacted before it succeeds.
+func loadNodes(ctx context.Context, o *options, log *slog.Logger) ([]inventory.Node, *inventory.Cluster, error) {
+	if o.kube == nil {
+		nodes, err := inventory.Load(o.inventory)
+		return nodes, nil, err
+	}
+	cluster, err := inventory.NewCluster(*o.kube)
+	if err != nil {
+		return nil, nil, err
+	}
+	var file *inventory.File
+	if o.inventory != "" {
+		if file, err = inventory.LoadAccess(o.inventory); err != nil {
+			return nil, nil, err
+		}
+	}
+	t, err := cluster.Nodes(ctx, file, o.allowUnknown)
+	if err != nil {
+		return nil, nil, err
+	}
+	log.Info("node table from the Kubernetes API", "cluster", cluster.Name, "nodes", len(t.Nodes), "pages", t.Pages)
+	if len(t.Unselected) > 0 {
+		log.Info("inventory nodes left out by the selector", "nodes", strings.Join(t.Unselected, ","))
+	}
+	for _, name := range t.Unknown {
+		log.Warn("node is not in the cluster; routing it from the inventory alone", "node", name)
+	}
+	if len(t.Nodes) == 0 {
+		return nil, nil, fmt.Errorf("kubernetes %s: no nodes%s", cluster.Name, selected(o.kube.Selector))
+	}
+	return t.Nodes, cluster, nil
+}
+
+func selected(selector string) string {
+	if selector == "" {
+		return ""
+	}
+	return fmt.Sprintf(" match the selector %q", selector)
+}
+
+// markNetworkAvailable sets NetworkUnavailable=False on every node whose
+// routes were verified and stayed: a node that failed, or whose changes
+// were rolled back, is not touched.
+func markNetworkAvailable(ctx context.Context, streams Streams, cluster *inventory.Cluster, rep *orchestrator.Report, concurrency int) error {
+	var (
+		mu             sync.Mutex
+		wrote, already int
+		errs           []error
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(concurrency)
+	for i := range rep.Nodes {
+		n := &rep.Nodes[i]
+		if n.Outcome != orchestrator.Applied && n.Outcome != orchestrator.InSync {
+			continue
+		}
+		g.Go(func() error {
+			changed, err := cluster.MarkNetworkAvailable(gctx, n.Name)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				errs = append(errs, err)
+			case changed:
+				wrote++
+			default:
+				already++
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
+	fmt.Fprintf(streams.Out, "NetworkUnavailable=False: %d nodes marked, %d already so", wrote, already)
+	if len(errs) > 0 {
+		fmt.Fprintf(streams.Out, ", %d failed", len(errs))
+	}
+	fmt.Fprintln(streams.Out)
+	return errors.Join(errs...)
 }
 
 // target resolves how to log in to a node: --user on the command line, then

@@ -13,13 +13,18 @@ import (
 	"github.com/spf13/viper"
 	"golang.org/x/term"
 
+	"github.com/routepush/routepush/inventory"
 	"github.com/routepush/routepush/orchestrator"
+	"github.com/routepush/routepush/remote"
 )
 
 // options are the resolved settings of a run: defaults, then the config
 // file, then ROUTEPUSH_* environment variables, then flags.
 type options struct {
 	inventory      string
+	kube           *inventory.KubeOptions // nil: the inventory alone is the node table
+	allowUnknown   bool
+	markAvailable  bool
 	check          bool
 	concurrency    int
 	connectTimeout time.Duration
@@ -36,16 +41,24 @@ type options struct {
 func newRootCommand(ctx context.Context, streams Streams) *cobra.Command {
 	v := viper.New()
 	cmd := &cobra.Command{
-		Use:   "routepush --inventory hosts.yaml [--check]",
+		Use:   "routepush [--inventory hosts.yaml] [--kubeconfig FILE] [--check]",
 		Short: "Push pod-network host routes to every Kubernetes node over SSH",
 		Long: `routepush gives every node a route to each other node's pod CIDR via that
 node's internal IP, over SSH, all nodes at once. It verifies every route and
 restores every changed node exactly if anything fails.
 
+The node table (names, internal IPs, pod CIDRs) comes from the Kubernetes
+API, read with kubectl's kubeconfig rules, or from an inventory file alone
+when --inventory is given without --kubeconfig or --context. Given both, the
+API says where pods are and the inventory how to reach each node over SSH.
+
 Exit codes: 0 done or in sync, 1 error (changed nodes rolled back),
 2 --check found changes, 130 interrupted.`,
-		Example: `  routepush --inventory hosts.yaml --check   # show what would change
-  routepush --inventory hosts.yaml           # apply, verify, roll back on failure`,
+		Example: `  routepush --check                            # nodes from ~/.kube/config's cluster
+  routepush --kubeconfig admin.conf -l node-role.kubernetes.io/worker=
+  routepush --kubeconfig admin.conf --inventory hosts.yaml --mark-network-available
+  routepush --inventory hosts.yaml --check     # no cluster: the inventory is the table
+  routepush --inventory hosts.yaml             # apply, verify, roll back on failure`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -60,7 +73,14 @@ Exit codes: 0 done or in sync, 1 error (changed nodes rolled back),
 	cmd.SetOut(streams.Out)
 	cmd.SetErr(streams.ErrOut)
 	f := cmd.Flags()
-	f.StringP("inventory", "i", "", "node table (hosts.yaml)")
+	f.StringP("inventory", "i", "", "hosts.yaml: the node table, or with the Kubernetes API how to reach each node")
+	f.String("kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster)")
+	f.String("context", "", "kubeconfig context to use (default: its current-context)")
+	f.StringP("selector", "l", "", "label selector for the nodes, as kubectl -l (e.g. node-role.kubernetes.io/worker=)")
+	f.Int64("chunk-size", inventory.DefaultChunkSize, "nodes per API list request")
+	f.Duration("request-timeout", 30*time.Second, "each Kubernetes API request (0: none)")
+	f.Bool("allow-unknown-nodes", false, "route inventory nodes the cluster does not know from the inventory alone, instead of failing")
+	f.Bool("mark-network-available", false, "set NetworkUnavailable=False (reason RouteCreated) on every node whose routes verified")
 	f.Bool("check", false, "show what would change on each node; change nothing (exit 2 if anything would)")
 	f.StringP("config", "c", "", "config file (routepush.yaml); env ROUTEPUSH_* and flags override it")
 	f.Int("concurrency", 50, "nodes worked on at once")
@@ -78,8 +98,9 @@ Exit codes: 0 done or in sync, 1 error (changed nodes rolled back),
 
 // configKeys are the settings a config file or ROUTEPUSH_* may set: the
 // flags, under the same names.
-var configKeys = []string{"inventory", "check", "concurrency", "connect-timeout", "command-timeout",
-	"known-hosts", "identity", "user", "rollback", "protocol"}
+var configKeys = []string{"inventory", "kubeconfig", "context", "selector", "chunk-size", "request-timeout",
+	"allow-unknown-nodes", "mark-network-available", "check", "concurrency", "connect-timeout",
+	"command-timeout", "known-hosts", "identity", "user", "rollback", "protocol"}
 
 func loadOptions(cmd *cobra.Command, v *viper.Viper) (*options, error) {
 	f := cmd.Flags()
@@ -104,6 +125,8 @@ func loadOptions(cmd *cobra.Command, v *viper.Viper) (*options, error) {
 	}
 	o := &options{
 		inventory:      v.GetString("inventory"),
+		allowUnknown:   v.GetBool("allow-unknown-nodes"),
+		markAvailable:  v.GetBool("mark-network-available"),
 		check:          v.GetBool("check"),
 		concurrency:    v.GetInt("concurrency"),
 		connectTimeout: v.GetDuration("connect-timeout"),
@@ -118,9 +141,30 @@ func loadOptions(cmd *cobra.Command, v *viper.Viper) (*options, error) {
 	if o.rollback, err = orchestrator.ParseRollbackMode(v.GetString("rollback")); err != nil {
 		return nil, err
 	}
+	// Like kubectl, the cluster is the default source; an inventory alone
+	// replaces it unless a kubeconfig or context asks for the API too.
+	if o.inventory == "" || v.GetString("kubeconfig") != "" || v.GetString("context") != "" {
+		o.kube = &inventory.KubeOptions{
+			Kubeconfig: remote.ExpandHome(v.GetString("kubeconfig")),
+			Context:    v.GetString("context"),
+			Selector:   v.GetString("selector"),
+			ChunkSize:  v.GetInt64("chunk-size"),
+			Timeout:    v.GetDuration("request-timeout"),
+		}
+	} else {
+		for k, set := range map[string]bool{
+			"selector":               v.GetString("selector") != "",
+			"allow-unknown-nodes":    v.GetBool("allow-unknown-nodes"),
+			"mark-network-available": v.GetBool("mark-network-available"),
+		} {
+			if set {
+				return nil, fmt.Errorf("--%s needs the Kubernetes API as the node source: add --kubeconfig or --context", k)
+			}
+		}
+	}
 	switch {
-	case o.inventory == "":
-		return nil, fmt.Errorf("no inventory: pass --inventory hosts.yaml (see configs/hosts.example.yaml)")
+	case o.kube != nil && o.kube.ChunkSize < 1:
+		return nil, fmt.Errorf("--chunk-size must be at least 1, got %d", o.kube.ChunkSize)
 	case o.concurrency < 1:
 		return nil, fmt.Errorf("--concurrency must be at least 1, got %d", o.concurrency)
 	case o.protocol < 1 || o.protocol > 255:

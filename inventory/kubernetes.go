@@ -1,0 +1,372 @@
+package inventory
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/pager"
+
+	"github.com/routepush/routepush/route"
+)
+
+// KubeOptions choose the cluster and the nodes to read, as kubectl's flags
+// of the same names do.
+type KubeOptions struct {
+	// Kubeconfig is an explicit kubeconfig file. Empty means what kubectl
+	// does: $KUBECONFIG (its files merged), else ~/.kube/config, else the
+	// in-cluster service account when run inside a pod.
+	Kubeconfig string
+	Context    string
+	// Selector is a label selector limiting the nodes, as kubectl -l.
+	Selector string
+	// ChunkSize is how many nodes one list request returns at most.
+	ChunkSize int64
+	// Timeout bounds each API request; 0 means none.
+	Timeout time.Duration
+}
+
+// DefaultChunkSize is kubectl's --chunk-size default.
+const DefaultChunkSize = 500
+
+// Cluster is the Kubernetes API server the node table comes from.
+type Cluster struct {
+	// Name says which cluster this is in messages: the context, cluster
+	// and server, as the kubeconfig names them.
+	Name     string
+	Client   kubernetes.Interface
+	selector string
+	chunk    int64
+}
+
+// NewCluster connects to the cluster the options choose. Nothing is sent
+// yet; a kubeconfig that cannot be used is an error naming its context.
+func NewCluster(o KubeOptions) (*Cluster, error) {
+	if _, err := labels.Parse(o.Selector); err != nil {
+		return nil, fmt.Errorf("--selector %q: %w", o.Selector, err)
+	}
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = o.Kubeconfig
+	overrides := &clientcmd.ConfigOverrides{CurrentContext: o.Context}
+	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides)
+	if o.Context != "" {
+		if err := checkContext(rules, cc, o.Context); err != nil {
+			return nil, err
+		}
+	}
+	cfg, err := cc.ClientConfig()
+	if err != nil {
+		return nil, kubeconfigError(rules, err)
+	}
+	cfg.Timeout = o.Timeout
+	cfg.UserAgent = "routepush"
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes %s: %w", describe(cc, o.Context, cfg), err)
+	}
+	return NewClusterForClient(describe(cc, o.Context, cfg), client, o), nil
+}
+
+// NewClusterForClient wraps a client made elsewhere, such as a fake one.
+func NewClusterForClient(name string, client kubernetes.Interface, o KubeOptions) *Cluster {
+	chunk := o.ChunkSize
+	if chunk <= 0 {
+		chunk = DefaultChunkSize
+	}
+	return &Cluster{Name: name, Client: client, selector: o.Selector, chunk: chunk}
+}
+
+// describe names the cluster a client config points at the way an operator
+// finds it in their kubeconfig: `context "prod" (cluster "prod-eu",
+// https://10.0.0.1:6443)`.
+func describe(cc clientcmd.ClientConfig, context string, cfg *rest.Config) string {
+	raw, err := cc.RawConfig()
+	if context == "" && err == nil {
+		context = raw.CurrentContext
+	}
+	server := cfg.Host
+	if u, err := url.Parse(cfg.Host); err == nil && u.Host != "" {
+		server = u.Scheme + "://" + u.Host
+	}
+	if context == "" {
+		return fmt.Sprintf("in-cluster (%s)", server)
+	}
+	if c, ok := raw.Contexts[context]; ok && c.Cluster != "" {
+		return fmt.Sprintf("context %q (cluster %q, %s)", context, c.Cluster, server)
+	}
+	return fmt.Sprintf("context %q (%s)", context, server)
+}
+
+// kubeconfigFiles are the files a kubeconfig was read from, for messages.
+func kubeconfigFiles(rules *clientcmd.ClientConfigLoadingRules) string {
+	if rules.ExplicitPath != "" {
+		return rules.ExplicitPath
+	}
+	return strings.Join(rules.GetLoadingPrecedence(), ", ")
+}
+
+// checkContext fails, listing the contexts there are, when the kubeconfig
+// has no context of the name asked for.
+func checkContext(rules *clientcmd.ClientConfigLoadingRules, cc clientcmd.ClientConfig, context string) error {
+	raw, err := cc.RawConfig()
+	if err != nil {
+		return kubeconfigError(rules, err)
+	}
+	if _, ok := raw.Contexts[context]; ok {
+		return nil
+	}
+	names := slices.Sorted(maps.Keys(raw.Contexts))
+	if len(names) == 0 {
+		names = []string{"none"}
+	}
+	return fmt.Errorf("kubernetes: context %q is not in %s (contexts: %s)", context, kubeconfigFiles(rules), strings.Join(names, ", "))
+}
+
+// kubeconfigError explains why no client config could be made.
+func kubeconfigError(rules *clientcmd.ClientConfigLoadingRules, err error) error {
+	if clientcmd.IsEmptyConfig(err) {
+		return fmt.Errorf("kubernetes: no kubeconfig found (looked in %s) and not running in a pod: pass --kubeconfig, set KUBECONFIG, or use --inventory alone", kubeconfigFiles(rules))
+	}
+	return fmt.Errorf("kubernetes: kubeconfig %s: %w", kubeconfigFiles(rules), err)
+}
+
+// apiError explains a failed API request in terms of what to fix.
+func (c *Cluster) apiError(what string, err error) error {
+	var hint string
+	switch {
+	case apierrors.IsUnauthorized(err):
+		hint = " (401: the kubeconfig's token or certificate was refused; is it expired or for another cluster?)"
+	case apierrors.IsForbidden(err):
+		hint = " (403: bind the ClusterRole in configs/rbac.yaml to this user)"
+	}
+	return fmt.Errorf("kubernetes %s: %s: %w%s", c.Name, what, err, hint)
+}
+
+// Table is the node table of a run, with what the source said beside it.
+type Table struct {
+	Source string
+	Nodes  []Node
+	// Pending are nodes the API knows without a pod CIDR yet (its IPAM has
+	// not assigned one): they receive routes but are no destination.
+	Pending []string
+	// Unselected are inventory nodes the selector left out.
+	Unselected []string
+	// Unknown are inventory nodes the API does not know, taken from the
+	// inventory alone (--allow-unknown-nodes).
+	Unknown []string
+	// Pages is how many list requests the API answered.
+	Pages int
+}
+
+// Nodes reads the selected nodes from the API and, when an inventory file
+// is given, takes SSH access from it: its entry of the same name if there
+// is one, else the node's first internal IP and the file's defaults. An
+// inventory node the API does not know is an error unless allowUnknown,
+// which takes it from the file alone. Problems with single nodes are
+// reported together as a *ValidationError naming each node and field.
+func (c *Cluster) Nodes(ctx context.Context, inv *File, allowUnknown bool) (*Table, error) {
+	t := &Table{Source: "kubernetes " + c.Name}
+	var errs []error
+	p := pager.New(pager.SimplePageFunc(func(opts metav1.ListOptions) (runtime.Object, error) {
+		t.Pages++
+		return c.Client.CoreV1().Nodes().List(ctx, opts)
+	}))
+	p.PageSize = c.chunk
+	err := p.EachListItem(ctx, metav1.ListOptions{LabelSelector: c.selector}, func(obj runtime.Object) error {
+		kn, ok := obj.(*corev1.Node)
+		if !ok {
+			return fmt.Errorf("list returned a %T, not a Node", obj)
+		}
+		n, nerrs := nodeFromAPI(kn)
+		errs = append(errs, nerrs...)
+		t.Nodes = append(t.Nodes, n)
+		return nil
+	})
+	if err != nil {
+		return nil, c.apiError("listing nodes", err)
+	}
+	if inv != nil {
+		more, err := c.merge(ctx, t, inv, allowUnknown)
+		if err != nil {
+			return nil, err
+		}
+		errs = append(errs, more...)
+	}
+	for i := range t.Nodes {
+		n := &t.Nodes[i]
+		if n.Address == "" && len(n.InternalIPs) > 0 {
+			n.Address = n.InternalIPs[0].String()
+		}
+		if len(n.PodCIDRs) == 0 && !slices.Contains(t.Unknown, n.Name) {
+			t.Pending = append(t.Pending, n.Name)
+		}
+	}
+	if len(errs) == 0 {
+		if err := validate(t.Source, t.Nodes, apiFields); err != nil {
+			return nil, err
+		}
+		return t, nil
+	}
+	return nil, &ValidationError{Source: t.Source, Errs: errs}
+}
+
+// nodeFromAPI takes a Node's internal IPs (the first of each family: the
+// kubelet lists its primary address first) and pod CIDRs. They are paired
+// by family later, never by position.
+func nodeFromAPI(kn *corev1.Node) (Node, []error) {
+	n := Node{Name: kn.Name}
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Node: kn.Name, Index: NoIndex, Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+	for i, a := range kn.Status.Addresses {
+		if a.Type != corev1.NodeInternalIP {
+			continue
+		}
+		ip, err := netip.ParseAddr(a.Address)
+		if err != nil {
+			bad(fmt.Sprintf("status.addresses[%d]", i), "InternalIP %q is not an IP address", a.Address)
+			continue
+		}
+		ip = ip.Unmap()
+		if _, dup := n.InternalIP(route.FamilyOf(ip)); !dup {
+			n.InternalIPs = append(n.InternalIPs, ip)
+		}
+	}
+	cidrs, field := kn.Spec.PodCIDRs, "spec.podCIDRs"
+	if len(cidrs) == 0 && kn.Spec.PodCIDR != "" {
+		cidrs, field = []string{kn.Spec.PodCIDR}, "spec.podCIDR"
+	}
+	for i, s := range cidrs {
+		p, err := ParseCIDR(s)
+		if err != nil {
+			if field == "spec.podCIDRs" {
+				bad(fmt.Sprintf("%s[%d]", field, i), "%v", err)
+			} else {
+				bad(field, "%v", err)
+			}
+			continue
+		}
+		n.PodCIDRs = append(n.PodCIDRs, p)
+	}
+	if len(n.InternalIPs) == 0 && len(errs) == 0 {
+		bad("status.addresses", "no InternalIP: nothing to route its pods through (has its kubelet registered?)")
+	}
+	return n, errs
+}
+
+// merge takes SSH access for the API's nodes from the inventory, and sorts
+// the inventory's other nodes into unselected and unknown.
+func (c *Cluster) merge(ctx context.Context, t *Table, inv *File, allowUnknown bool) ([]error, error) {
+	var errs []error
+	entry := make(map[string]int, len(inv.Nodes))
+	for i := range inv.Nodes {
+		entry[inv.Nodes[i].Name] = i
+	}
+	inAPI := make(map[string]bool, len(t.Nodes))
+	for k := range t.Nodes {
+		n := &t.Nodes[k]
+		inAPI[n.Name] = true
+		i, ok := entry[n.Name]
+		if !ok {
+			n.SSH = inv.Defaults
+			continue
+		}
+		e := &inv.Nodes[i]
+		n.Address, n.SSH = e.Address, e.SSH
+		fe := func(field, format string, args ...any) {
+			errs = append(errs, &FieldError{Node: n.Name, Index: i, Field: field, Msg: fmt.Sprintf(format, args...)})
+		}
+		if inv.ipsWritten[i] && !slices.Equal(e.InternalIPs, n.InternalIPs) {
+			fe("internal_ip", "%s in %s, but the Kubernetes API says %s", addrList(e.InternalIPs), inv.Path, addrList(n.InternalIPs))
+		}
+		if len(e.PodCIDRs) > 0 && !slices.Equal(e.PodCIDRs, n.PodCIDRs) {
+			fe("pod_cidr", "%s in %s, but the Kubernetes API says %s", prefixList(e.PodCIDRs), inv.Path, prefixList(n.PodCIDRs))
+		}
+	}
+	var missing []int
+	for i := range inv.Nodes {
+		if !inAPI[inv.Nodes[i].Name] {
+			missing = append(missing, i)
+		}
+	}
+	if len(missing) == 0 {
+		return errs, nil
+	}
+	// With a selector, a missing node may just be one it leaves out.
+	var exists map[string]bool
+	if c.selector != "" {
+		var err error
+		if exists, err = c.nodeNames(ctx); err != nil {
+			return nil, err
+		}
+	}
+	for _, i := range missing {
+		e := inv.Nodes[i]
+		switch {
+		case exists[e.Name]:
+			t.Unselected = append(t.Unselected, e.Name)
+		case allowUnknown:
+			t.Unknown = append(t.Unknown, e.Name)
+			t.Nodes = append(t.Nodes, e)
+		default:
+			errs = append(errs, &FieldError{Node: e.Name, Index: i, Field: "name",
+				Msg: fmt.Sprintf("no node of this name in the cluster (%s); fix the name, or pass --allow-unknown-nodes to route it from the inventory alone", inv.Path)})
+		}
+	}
+	return errs, nil
+}
+
+// nodeNames lists the names of all nodes, selected or not.
+func (c *Cluster) nodeNames(ctx context.Context) (map[string]bool, error) {
+	names := map[string]bool{}
+	p := pager.New(pager.SimplePageFunc(func(opts metav1.ListOptions) (runtime.Object, error) {
+		return c.Client.CoreV1().Nodes().List(ctx, opts)
+	}))
+	p.PageSize = c.chunk
+	err := p.EachListItem(ctx, metav1.ListOptions{}, func(obj runtime.Object) error {
+		if n, ok := obj.(*corev1.Node); ok {
+			names[n.Name] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, c.apiError("listing nodes", err)
+	}
+	return names, nil
+}
+
+func addrList(as []netip.Addr) string {
+	if len(as) == 0 {
+		return "none"
+	}
+	s := make([]string, len(as))
+	for i, a := range as {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ", ")
+}
+
+func prefixList(ps []netip.Prefix) string {
+	if len(ps) == 0 {
+		return "none"
+	}
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ", ")
+}

@@ -1,0 +1,271 @@
+package inventory
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+)
+
+// These tests use client-go's fake clientset for the logic; test/e2e runs
+// the same code against a real kube-apiserver.
+
+func apiNode(name string, labels map[string]string, cidrs []string, addrs ...corev1.NodeAddress) *corev1.Node {
+	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
+	n.Spec.PodCIDRs = cidrs
+	if len(cidrs) > 0 {
+		n.Spec.PodCIDR = cidrs[0]
+	}
+	n.Status.Addresses = addrs
+	return n
+}
+
+func internal(ip string) corev1.NodeAddress {
+	return corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: ip}
+}
+
+func fakeCluster(o KubeOptions, nodes ...*corev1.Node) (*Cluster, *fake.Clientset) {
+	objs := make([]runtime.Object, len(nodes))
+	for i, n := range nodes {
+		objs[i] = n
+	}
+	client := fake.NewClientset(objs...)
+	return NewClusterForClient(`context "test"`, client, o), client
+}
+
+func TestClusterNodesPairsByFamily(t *testing.T) {
+	t.Parallel()
+	legacy := apiNode("legacy", nil, nil, internal("198.18.0.12"))
+	legacy.Spec.PodCIDR = "100.64.2.0/24" // only the singular field, as before dual-stack
+	c, _ := fakeCluster(KubeOptions{},
+		// IPv6 listed first, other address types around: pairing is by
+		// family, never by position.
+		apiNode("dual", nil, []string{"100.64.0.0/24", "2001:db8:64::/64"},
+			corev1.NodeAddress{Type: corev1.NodeHostName, Address: "dual"},
+			internal("2001:db8::10"),
+			corev1.NodeAddress{Type: corev1.NodeExternalIP, Address: "198.19.0.10"},
+			internal("198.18.0.10"),
+			internal("198.18.0.99")), // a second IPv4: the first one is the node's
+		apiNode("new", nil, nil, internal("198.18.0.11")),
+		legacy,
+	)
+	tab, err := c.Nodes(context.Background(), nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Node{
+		{Name: "dual", Address: "2001:db8::10",
+			InternalIPs: []netip.Addr{netip.MustParseAddr("2001:db8::10"), netip.MustParseAddr("198.18.0.10")},
+			PodCIDRs:    []netip.Prefix{netip.MustParsePrefix("100.64.0.0/24"), netip.MustParsePrefix("2001:db8:64::/64")}},
+		{Name: "legacy", Address: "198.18.0.12",
+			InternalIPs: []netip.Addr{netip.MustParseAddr("198.18.0.12")},
+			PodCIDRs:    []netip.Prefix{netip.MustParsePrefix("100.64.2.0/24")}},
+		{Name: "new", Address: "198.18.0.11", InternalIPs: []netip.Addr{netip.MustParseAddr("198.18.0.11")}},
+	}
+	if !reflect.DeepEqual(tab.Nodes, want) {
+		t.Errorf("Nodes =\n%+v\nwant\n%+v", tab.Nodes, want)
+	}
+	if !reflect.DeepEqual(tab.Pending, []string{"new"}) {
+		t.Errorf("Pending = %v, want [new]", tab.Pending)
+	}
+}
+
+func TestClusterNodesReportsBadNodes(t *testing.T) {
+	t.Parallel()
+	c, _ := fakeCluster(KubeOptions{},
+		apiNode("a", nil, []string{"100.64.0.5/24"}, internal("198.18.0.10")),
+		apiNode("b", nil, []string{"100.64.1.0/24"}),
+		apiNode("c", nil, []string{"2001:db8:64::/64"}, internal("198.18.0.12")),
+		apiNode("d", nil, []string{"100.64.0.0/16"}, internal("198.18.0.13")),
+		apiNode("e", nil, nil, internal("198.18.0.300")),
+	)
+	_, err := c.Nodes(context.Background(), nil, false)
+	var verr *ValidationError
+	if !errors.As(err, &verr) {
+		t.Fatalf("err = %v, want a *ValidationError", err)
+	}
+	for _, want := range []string{
+		`kubernetes context "test": 3 problems`,
+		`node "a" spec.podCIDRs[0]: "100.64.0.5/24" has host bits set; did you mean 100.64.0.0/24?`,
+		`node "b" status.addresses: no InternalIP`,
+		`node "e" status.addresses[0]: InternalIP "198.18.0.300" is not an IP address`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q\ndoes not contain %q", err, want)
+		}
+	}
+	// Once each node parses, the table is checked as a whole.
+	c, _ = fakeCluster(KubeOptions{},
+		apiNode("c", nil, []string{"2001:db8:64::/64"}, internal("198.18.0.12")),
+		apiNode("d", nil, []string{"100.64.0.0/16"}, internal("198.18.0.13")),
+		apiNode("f", nil, []string{"100.64.1.0/24"}, internal("198.18.0.14")),
+	)
+	_, err = c.Nodes(context.Background(), nil, false)
+	for _, want := range []string{
+		`node "c" spec.podCIDRs: 2001:db8:64::/64 is IPv6 but the node has no IPv6 status.addresses[InternalIP]`,
+		`node "f" spec.podCIDRs: 100.64.1.0/24 overlaps 100.64.0.0/16 of node "d"`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v\ndoes not contain %q", err, want)
+		}
+	}
+}
+
+func writeInventory(t *testing.T, body string) *File {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "hosts.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := LoadAccess(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func TestClusterNodesTakesAccessFromInventory(t *testing.T) {
+	t.Parallel()
+	c, _ := fakeCluster(KubeOptions{Selector: "role=worker"},
+		apiNode("w0", map[string]string{"role": "worker"}, []string{"100.64.0.0/24"}, internal("198.18.0.10")),
+		apiNode("w1", map[string]string{"role": "worker"}, []string{"100.64.1.0/24"}, internal("198.18.0.11")),
+		apiNode("cp", map[string]string{"role": "control-plane"}, []string{"100.64.9.0/24"}, internal("198.18.0.19")),
+	)
+	inv := writeInventory(t, `
+defaults: {user: admin, port: 2222}
+nodes:
+  - {name: w0, address: w0.mgmt.example, user: root}
+  - {name: cp, address: 198.18.1.19}
+  - {name: lb, address: 198.18.1.50, pod_cidr: 100.64.50.0/24}
+`)
+	if _, err := c.Nodes(context.Background(), inv, false); err == nil ||
+		!strings.Contains(err.Error(), `node "lb" (nodes[2]) name: no node of this name in the cluster`) {
+		t.Fatalf("err = %v, want lb reported as unknown", err)
+	}
+	tab, err := c.Nodes(context.Background(), inv, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]Node{}
+	for _, n := range tab.Nodes {
+		got[n.Name] = n
+	}
+	if n := got["w0"]; n.Address != "w0.mgmt.example" || n.SSH != (SSH{User: "root", Port: 2222}) {
+		t.Errorf("w0 = %+v, want the inventory's address and user", n)
+	}
+	if n := got["w1"]; n.Address != "198.18.0.11" || n.SSH != (SSH{User: "admin", Port: 2222}) {
+		t.Errorf("w1 = %+v, want its InternalIP and the inventory's defaults", n)
+	}
+	if _, ok := got["cp"]; ok || !reflect.DeepEqual(tab.Unselected, []string{"cp"}) {
+		t.Errorf("cp taken, or Unselected = %v; the selector leaves it out", tab.Unselected)
+	}
+	if n := got["lb"]; n.Address != "198.18.1.50" || len(n.PodCIDRs) != 1 || !reflect.DeepEqual(tab.Unknown, []string{"lb"}) {
+		t.Errorf("lb = %+v, Unknown = %v; want it from the inventory", n, tab.Unknown)
+	}
+}
+
+func TestClusterNodesRefusesInventoryThatDisagrees(t *testing.T) {
+	t.Parallel()
+	c, _ := fakeCluster(KubeOptions{},
+		apiNode("w0", nil, []string{"100.64.0.0/24"}, internal("198.18.0.10")),
+		apiNode("w1", nil, []string{"100.64.1.0/24"}, internal("198.18.0.11")),
+	)
+	inv := writeInventory(t, `
+nodes:
+  - {name: w0, address: 198.18.1.10, pod_cidr: 100.64.7.0/24}
+  - {name: w1, internal_ip: 198.18.0.21}
+`)
+	_, err := c.Nodes(context.Background(), inv, false)
+	for _, want := range []string{
+		`node "w0" (nodes[0]) pod_cidr: 100.64.7.0/24 in ` + inv.Path + `, but the Kubernetes API says 100.64.0.0/24`,
+		`node "w1" (nodes[1]) internal_ip: 198.18.0.21 in ` + inv.Path + `, but the Kubernetes API says 198.18.0.11`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v\ndoes not contain %q", err, want)
+		}
+	}
+}
+
+func TestClusterNodesNamesClusterOnAPIError(t *testing.T) {
+	t.Parallel()
+	c, client := fakeCluster(KubeOptions{})
+	client.PrependReactor("list", "nodes", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "nodes"}, "", errors.New(`User "bob" cannot list resource "nodes"`))
+	})
+	_, err := c.Nodes(context.Background(), nil, false)
+	if err == nil || !strings.Contains(err.Error(), `kubernetes context "test": listing nodes: `) || !strings.Contains(err.Error(), "configs/rbac.yaml") {
+		t.Errorf("err = %v, want it to name the cluster and the RBAC fix", err)
+	}
+}
+
+func networkUnavailable(t *testing.T, client *fake.Clientset, name string) *corev1.NodeCondition {
+	t.Helper()
+	n, err := client.CoreV1().Nodes().Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n.Status.Conditions {
+		if n.Status.Conditions[i].Type == corev1.NodeNetworkUnavailable {
+			return &n.Status.Conditions[i]
+		}
+	}
+	return nil
+}
+
+func TestMarkNetworkAvailable(t *testing.T) {
+	t.Parallel()
+	n := apiNode("w0", nil, []string{"100.64.0.0/24"}, internal("198.18.0.10"))
+	n.Status.Conditions = []corev1.NodeCondition{
+		{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady"},
+		{Type: corev1.NodeNetworkUnavailable, Status: corev1.ConditionTrue, Reason: "NoRouteCreated"},
+	}
+	c, client := fakeCluster(KubeOptions{}, n)
+	// The first write loses a race with another writer: it must be retried.
+	conflicts := 1
+	client.PrependReactor("patch", "nodes", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if a.GetSubresource() != "status" {
+			t.Errorf("patched subresource %q, want status", a.GetSubresource())
+		}
+		if conflicts > 0 {
+			conflicts--
+			return true, nil, apierrors.NewConflict(schema.GroupResource{Resource: "nodes"}, "w0", errors.New("the object has been modified"))
+		}
+		return false, nil, nil
+	})
+	changed, err := c.MarkNetworkAvailable(context.Background(), "w0")
+	if err != nil || !changed {
+		t.Fatalf("MarkNetworkAvailable = %v, %v; want true, nil", changed, err)
+	}
+	cond := networkUnavailable(t, client, "w0")
+	if cond == nil || cond.Status != corev1.ConditionFalse || cond.Reason != ReasonRouteCreated || cond.Message != MessageNetworkAvailable {
+		t.Errorf("condition = %+v, want False/RouteCreated", cond)
+	}
+	got, _ := client.CoreV1().Nodes().Get(context.Background(), "w0", metav1.GetOptions{})
+	if len(got.Status.Conditions) != 2 {
+		t.Errorf("conditions = %+v, want Ready kept beside NetworkUnavailable", got.Status.Conditions)
+	}
+
+	// Already so: nothing is written.
+	before := len(client.Actions())
+	changed, err = c.MarkNetworkAvailable(context.Background(), "w0")
+	if err != nil || changed {
+		t.Fatalf("second MarkNetworkAvailable = %v, %v; want false, nil", changed, err)
+	}
+	for _, a := range client.Actions()[before:] {
+		if a.GetVerb() != "get" {
+			t.Errorf("wrote %s although the condition was already False/RouteCreated", a.GetVerb())
+		}
+	}
+}
