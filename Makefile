@@ -6,7 +6,7 @@ GO         ?= go
 GOBIN      := $(shell $(GO) env GOPATH)/bin
 STATICCHECK = $(GOBIN)/staticcheck
 
-.PHONY: build deps lint unit e2e fuzz test demo lab-clean clean
+.PHONY: build deps kube-apiserver lint unit e2e fuzz test demo lab-clean clean
 
 build:
 	$(GO) build -o bin/routepush ./cmd/routepush
@@ -23,15 +23,22 @@ lint: deps
 unit:
 	$(GO) test -count=1 ./route/... ./inventory/... ./orchestrator/... ./remote/... ./cmd/...
 
-# End-to-end tests on labs of real sshd nodes (root).
-e2e: deps
+# The Kubernetes API server the e2e tests run, built from k8s.io/kubernetes
+# (test/kube-apiserver) into ~/.cache/routepush once per version: minutes
+# the first time, nothing after.
+kube-apiserver:
+	$(GO) run ./test/kube/build
+
+# End-to-end tests on labs of real sshd nodes, and a real kube-apiserver
+# over etcd (root).
+e2e: deps kube-apiserver
 	$(GO) test -count=1 -timeout 20m ./test/...
 
 # A short fuzzing run of the text route parser on top of its seeds.
 fuzz:
 	$(GO) test ./route -run '^$$' -fuzz FuzzParseText -fuzztime 15s
 
-test: deps lint unit e2e fuzz demo
+test: deps kube-apiserver lint unit e2e fuzz demo
 
 # Brings up a 5-node lab, shows the diff, applies, pings pod to pod before
 # and after, and tears the lab down (KEEP=1 leaves it up).
@@ -44,3 +51,4 @@ lab-clean:
 
 clean:
 	rm -rf bin .lab
+	rm -f $${ROUTEPUSH_CACHE:-$$HOME/.cache/routepush}/kube-apiserver-*

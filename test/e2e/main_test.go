@@ -15,11 +15,16 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/routepush/routepush/test/kube"
 	"github.com/routepush/routepush/test/lab"
 )
 
 // routepush is the binary under test, built once by TestMain.
 var routepush string
+
+// kubeAPIServer is the test kube-apiserver, from the cache or built by
+// TestMain (`make test` builds it before the tests start).
+var kubeAPIServer string
 
 func TestMain(m *testing.M) {
 	if os.Geteuid() != 0 {
@@ -35,6 +40,10 @@ func TestMain(m *testing.M) {
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building routepush:", err)
+		os.Exit(1)
+	}
+	if kubeAPIServer, err = kube.Binary(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os/exec"
 	"strings"
 	"sync"
@@ -54,7 +55,12 @@ func (l *Lab) AllRoutes(ctx context.Context) (map[string]string, error) {
 
 // Ping sends one ping from one node's pod IP to another's.
 func (l *Lab) Ping(ctx context.Context, from, to *Node) error {
-	_, err := l.Exec(ctx, from.NS, "ping", "-c", "1", "-W", "2", "-I", from.PodIP.String(), to.PodIP.String())
+	return l.PingFrom(ctx, from, from.PodIP, to.PodIP)
+}
+
+// PingFrom sends one ping from a node, from address src to dst.
+func (l *Lab) PingFrom(ctx context.Context, from *Node, src, dst netip.Addr) error {
+	_, err := l.Exec(ctx, from.NS, "ping", "-c", "1", "-W", "2", "-I", src.String(), dst.String())
 	return err
 }
 
@@ -71,11 +77,33 @@ func (r Result) String() string {
 // Routepush runs the routepush binary in the bastion namespace with the
 // lab's config (key and known_hosts) and the given arguments.
 func (l *Lab) Routepush(ctx context.Context, bin string, args ...string) (Result, error) {
-	full := append([]string{"netns", "exec", l.Bastion, bin, "--config", l.ConfigPath()}, args...)
+	return l.RoutepushWith(ctx, RunOptions{}, bin, args...)
+}
+
+// RunOptions change the bastion routepush runs on.
+type RunOptions struct {
+	// Env is added to routepush's environment.
+	Env []string
+	// Mounts bind folders over paths, for this run only (the bastion's
+	// mount namespace is its own): e.g. a service account's token over
+	// /var/run/secrets/kubernetes.io/serviceaccount.
+	Mounts map[string]string
+}
+
+// RoutepushWith is Routepush on a bastion changed by o.
+func (l *Lab) RoutepushWith(ctx context.Context, o RunOptions, bin string, args ...string) (Result, error) {
+	// ip netns exec gives the shell a mount namespace of its own, so the
+	// mounts vanish with it.
+	script := "set -e\n"
+	for src, dst := range o.Mounts {
+		script += fmt.Sprintf("mkdir -p %q && mount --bind %q %q\n", dst, src, dst)
+	}
+	script += `exec "$@"`
+	full := append([]string{"netns", "exec", l.Bastion, "sh", "-c", script, "sh", bin, "--config", l.ConfigPath()}, args...)
 	cmd := exec.CommandContext(ctx, "ip", full...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.Env = append(cmd.Environ(), "SSH_AUTH_SOCK=")
+	cmd.Env = append(append(cmd.Environ(), "SSH_AUTH_SOCK="), o.Env...)
 	err := cmd.Run()
 	res := Result{Stdout: stdout.String(), Stderr: stderr.String()}
 	var exit *exec.ExitError
@@ -91,6 +119,15 @@ func (l *Lab) Routepush(ctx context.Context, bin string, args ...string) (Result
 // PingMatrix pings every node's pod IP from every other node's pod IP, all
 // at once. ok[i][j] reports whether node i reached node j (false for i == j).
 func (l *Lab) PingMatrix(ctx context.Context) (ok [][]bool) {
+	return l.pingMatrix(ctx, func(n *Node) netip.Addr { return n.PodIP })
+}
+
+// PingMatrix6 is PingMatrix over the IPv6 pod IPs of a DualStack lab.
+func (l *Lab) PingMatrix6(ctx context.Context) (ok [][]bool) {
+	return l.pingMatrix(ctx, func(n *Node) netip.Addr { return n.PodIP6 })
+}
+
+func (l *Lab) pingMatrix(ctx context.Context, podIP func(*Node) netip.Addr) (ok [][]bool) {
 	ok = make([][]bool, len(l.Nodes))
 	var wg sync.WaitGroup
 	for i, from := range l.Nodes {
@@ -102,7 +139,7 @@ func (l *Lab) PingMatrix(ctx context.Context) (ok [][]bool) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				ok[i][j] = l.Ping(ctx, from, to) == nil
+				ok[i][j] = l.PingFrom(ctx, from, podIP(from), podIP(to)) == nil
 			}()
 		}
 	}

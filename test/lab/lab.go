@@ -4,7 +4,7 @@
 // key; plus a bastion namespace on the same bridge from which routepush
 // runs. The bridge lives in a namespace of its own, so nothing in the
 // host's namespace routes to lab addresses (198.18.0.0/16, pods in
-// 100.64.0.0/10).
+// 100.64.0.0/10; with DualStack also 2001:db8::/64, pods in 2001:db8:64::/48).
 //
 // It needs root, iproute2, openssh-server and (for pings) iputils-ping;
 // scripts/install-deps.sh installs them.
@@ -41,6 +41,10 @@ type Node struct {
 	PodIP   netip.Addr    // on lo, inside PodCIDR
 	Dir     string        // its sshd config, keys, log and "filesystem" folders
 	HostKey ssh.PublicKey `json:"-"`
+	// The IPv6 counterparts, set in a DualStack lab.
+	Addr6    netip.Addr   `json:",omitzero"`
+	PodCIDR6 netip.Prefix `json:",omitzero"`
+	PodIP6   netip.Addr   `json:",omitzero"`
 }
 
 // Lab is a running lab.
@@ -52,6 +56,7 @@ type Lab struct {
 	Nodes   []*Node
 	// BastionAddr is the bastion's address on the bridge.
 	BastionAddr netip.Addr
+	DualStack   bool
 }
 
 // Options size a lab.
@@ -59,6 +64,9 @@ type Options struct {
 	Nodes  int
 	Dir    string // default: a new temporary directory
 	Prefix string // default: "rp" and random hex
+	// DualStack gives every node and the bastion an IPv6 address and every
+	// node an IPv6 pod CIDR beside the IPv4 ones. SSH stays on IPv4.
+	DualStack bool
 }
 
 var (
@@ -66,6 +74,8 @@ var (
 	bastionAddr = netip.MustParseAddr("198.18.0.1")
 	firstNode   = netip.MustParseAddr("198.18.0.10")
 	podBase     = netip.MustParseAddr("100.64.0.0")
+	labNet6     = netip.MustParsePrefix("2001:db8::/64")
+	bastion6    = netip.MustParseAddr("2001:db8::1")
 )
 
 // NodeAddr returns node i's address: 198.18.0.10 and up.
@@ -73,6 +83,20 @@ func NodeAddr(i int) netip.Addr { return addOffset(firstNode, uint32(i)) }
 
 // NodePodCIDR returns node i's pod CIDR: the i-th /24 of 100.64.0.0/10.
 func NodePodCIDR(i int) netip.Prefix { return netip.PrefixFrom(addOffset(podBase, uint32(i)<<8), 24) }
+
+// NodeAddr6 returns node i's IPv6 address: 2001:db8::100 and up.
+func NodeAddr6(i int) netip.Addr {
+	b := bastion6.As16()
+	binary.BigEndian.PutUint32(b[12:], 0x100+uint32(i))
+	return netip.AddrFrom16(b)
+}
+
+// NodePodCIDR6 returns node i's IPv6 pod CIDR: 2001:db8:64:i::/64.
+func NodePodCIDR6(i int) netip.Prefix {
+	b := netip.MustParseAddr("2001:db8:64::").As16()
+	binary.BigEndian.PutUint16(b[6:], uint16(i))
+	return netip.PrefixFrom(netip.AddrFrom16(b), 64)
+}
 
 func addOffset(a netip.Addr, off uint32) netip.Addr {
 	b := a.As4()
@@ -99,7 +123,10 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	if o.Dir, err = filepath.Abs(o.Dir); err != nil {
 		return nil, err
 	}
-	l = &Lab{Prefix: o.Prefix, Dir: o.Dir, Bridge: o.Prefix + "-br", Bastion: o.Prefix + "-bastion", BastionAddr: bastionAddr}
+	if o.DualStack && o.Nodes > 65535 {
+		return nil, fmt.Errorf("lab: %d nodes: a dual-stack lab has at most 65535", o.Nodes)
+	}
+	l = &Lab{Prefix: o.Prefix, Dir: o.Dir, Bridge: o.Prefix + "-br", Bastion: o.Prefix + "-bastion", BastionAddr: bastionAddr, DualStack: o.DualStack}
 	defer func() {
 		if err != nil {
 			l.Down()
@@ -118,14 +145,18 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 		return nil, err
 	}
 	for i := 0; i < o.Nodes; i++ {
-		l.Nodes = append(l.Nodes, &Node{
+		n := &Node{
 			Name:    fmt.Sprintf("node-%d", i),
 			NS:      fmt.Sprintf("%s-n%d", o.Prefix, i),
 			Addr:    NodeAddr(i),
 			PodCIDR: NodePodCIDR(i),
 			PodIP:   NodePodCIDR(i).Addr().Next(),
 			Dir:     filepath.Join(o.Dir, "nodes", fmt.Sprintf("node-%d", i)),
-		})
+		}
+		if o.DualStack {
+			n.Addr6, n.PodCIDR6, n.PodIP6 = NodeAddr6(i), NodePodCIDR6(i), NodePodCIDR6(i).Addr().Next()
+		}
+		l.Nodes = append(l.Nodes, n)
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(16)
@@ -184,11 +215,14 @@ func (l *Lab) upBridgeAndBastion(ctx context.Context) error {
 	); err != nil {
 		return err
 	}
-	return ipBatch(ctx, l.Bastion,
+	lines := []string{
 		"link set lo up",
 		fmt.Sprintf("addr add %s/%d dev eth0", bastionAddr, labNet.Bits()),
-		"link set eth0 up",
-	)
+	}
+	if l.DualStack {
+		lines = append(lines, fmt.Sprintf("addr add %s/%d dev eth0 nodad", bastion6, labNet6.Bits()))
+	}
+	return ipBatch(ctx, l.Bastion, append(lines, "link set eth0 up")...)
 }
 
 func (l *Lab) upNode(ctx context.Context, n *Node) error {
@@ -202,12 +236,18 @@ func (l *Lab) upNode(ctx context.Context, n *Node) error {
 	if err := ipBatch(ctx, l.Bridge, "link set "+veth+" master br0", "link set "+veth+" up"); err != nil {
 		return err
 	}
-	if err := ipBatch(ctx, n.NS,
+	lines := []string{
 		"link set lo up",
 		fmt.Sprintf("addr add %s/32 dev lo", n.PodIP),
 		fmt.Sprintf("addr add %s/%d dev eth0", n.Addr, labNet.Bits()),
-		"link set eth0 up",
-	); err != nil {
+	}
+	if n.Addr6.IsValid() {
+		// nodad: usable at once, not after duplicate address detection.
+		lines = append(lines,
+			fmt.Sprintf("addr add %s/128 dev lo", n.PodIP6),
+			fmt.Sprintf("addr add %s/%d dev eth0 nodad", n.Addr6, labNet6.Bits()))
+	}
+	if err := ipBatch(ctx, n.NS, append(lines, "link set eth0 up")...); err != nil {
 		return err
 	}
 	if err := l.writeNodeFiles(n); err != nil {
@@ -267,6 +307,7 @@ func writeKey(path string, priv ed25519.PrivateKey, comment string) error {
 // host's shell start-up files would otherwise run in every SSH session.
 const nodeStart = `set -e
 echo 1 > /proc/sys/net/ipv4/ip_forward
+echo 1 > /proc/sys/net/ipv6/conf/all/forwarding
 mount --bind "$1/var-lib-routepush" /var/lib/routepush
 mount --bind "$1/etc-routepush" /etc/routepush
 mount --bind "$1/etc-systemd-system" /etc/systemd/system
@@ -342,7 +383,11 @@ func (l *Lab) ConfigPath() string { return filepath.Join(l.Dir, "routepush.yaml"
 func (l *Lab) writeKnownHosts() error {
 	var b strings.Builder
 	for _, n := range l.Nodes {
-		b.WriteString(KnownHostsLine(n.Addr.String(), n.HostKey) + "\n")
+		hosts := n.Addr.String()
+		if n.Addr6.IsValid() {
+			hosts += "," + n.Addr6.String()
+		}
+		b.WriteString(KnownHostsLine(hosts, n.HostKey) + "\n")
 	}
 	return os.WriteFile(l.KnownHostsPath(), []byte(b.String()), 0o644)
 }
@@ -362,6 +407,11 @@ func (l *Lab) WriteInventory(path string, nodes []*Node) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "defaults:\n  user: root\n  port: 22\n  identity_file: %s\nnodes:\n", l.IdentityPath())
 	for _, n := range nodes {
+		if n.Addr6.IsValid() {
+			fmt.Fprintf(&b, "  - name: %s\n    address: %s\n    internal_ips: [%s, %s]\n    pod_cidrs: [%s, %s]\n",
+				n.Name, n.Addr, n.Addr, n.Addr6, n.PodCIDR, n.PodCIDR6)
+			continue
+		}
 		fmt.Fprintf(&b, "  - name: %s\n    address: %s\n    pod_cidr: %s\n", n.Name, n.Addr, n.PodCIDR)
 	}
 	return os.WriteFile(path, []byte(b.String()), 0o644)

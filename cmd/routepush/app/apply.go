@@ -141,7 +141,7 @@ func markNetworkAvailable(ctx context.Context, streams Streams, cluster *invento
 		})
 	}
 	_ = g.Wait()
-	fmt.Fprintf(streams.Out, "NetworkUnavailable=False: %d nodes marked, %d already so", wrote, already)
+	fmt.Fprintf(streams.Out, "NetworkUnavailable=False: %d marked, %d already so", wrote, already)
 	if len(errs) > 0 {
 		fmt.Fprintf(streams.Out, ", %d failed", len(errs))
 	}
