@@ -24,15 +24,23 @@ const (
 // reason RouteCreated, through the status subresource. It writes nothing
 // when the condition already says so, and reports whether it wrote. The
 // patch carries the resourceVersion it was decided on, so a node changed
-// in between is read and decided again rather than overwritten.
+// in between is read and decided again rather than overwritten. The first
+// decision uses the node as Nodes listed it: one request per node, not two.
 func (c *Cluster) MarkNetworkAvailable(ctx context.Context, name string) (changed bool, err error) {
 	nodes := c.Client.CoreV1().Nodes()
+	known, fresh := c.listed[name], false
+	if known.resourceVersion == "" {
+		fresh = true // not listed: read it first
+	}
 	err = retry.RetryOnConflict(retry.DefaultBackoff, func() error {
-		changed = false
-		n, err := nodes.Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return err
+		if fresh {
+			n, err := nodes.Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			known = listedNode{resourceVersion: n.ResourceVersion, networkCond: networkCondition(n)}
 		}
+		fresh = true // after a conflict, decide again on what the API has now
 		now := metav1.Now()
 		cond := corev1.NodeCondition{
 			Type:               corev1.NodeNetworkUnavailable,
@@ -42,21 +50,17 @@ func (c *Cluster) MarkNetworkAvailable(ctx context.Context, name string) (change
 			LastTransitionTime: now,
 			LastHeartbeatTime:  now,
 		}
-		for _, old := range n.Status.Conditions {
-			if old.Type != corev1.NodeNetworkUnavailable {
-				continue
-			}
-			if old.Status == cond.Status && old.Reason == cond.Reason {
+		if old := known.networkCond; old != nil && old.Status == cond.Status {
+			if old.Reason == cond.Reason {
+				changed = false
 				return nil
 			}
-			if old.Status == cond.Status {
-				cond.LastTransitionTime = old.LastTransitionTime
-			}
+			cond.LastTransitionTime = old.LastTransitionTime
 		}
 		// Conditions merge by type in a strategic merge patch: the
 		// node's other conditions, the kubelet's, are left alone.
 		patch, err := json.Marshal(map[string]any{
-			"metadata": map[string]any{"resourceVersion": n.ResourceVersion},
+			"metadata": map[string]any{"resourceVersion": known.resourceVersion},
 			"status":   map[string]any{"conditions": []corev1.NodeCondition{cond}},
 		})
 		if err != nil {
@@ -72,4 +76,15 @@ func (c *Cluster) MarkNetworkAvailable(ctx context.Context, name string) (change
 		return false, c.apiError(fmt.Sprintf("node %q: setting NetworkUnavailable=False", name), err)
 	}
 	return changed, nil
+}
+
+// networkCondition returns a copy of the node's NetworkUnavailable
+// condition, or nil.
+func networkCondition(n *corev1.Node) *corev1.NodeCondition {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeNetworkUnavailable {
+			return &c
+		}
+	}
+	return nil
 }

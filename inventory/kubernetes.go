@@ -50,6 +50,14 @@ type Cluster struct {
 	Client   kubernetes.Interface
 	selector string
 	chunk    int64
+	// listed keeps, per node listed by Nodes, what MarkNetworkAvailable
+	// needs, so that it asks the API again only after a conflict.
+	listed map[string]listedNode
+}
+
+type listedNode struct {
+	resourceVersion string
+	networkCond     *corev1.NodeCondition
 }
 
 // NewCluster connects to the cluster the options choose. Nothing is sent
@@ -73,6 +81,10 @@ func NewCluster(o KubeOptions) (*Cluster, error) {
 	}
 	cfg.Timeout = o.Timeout
 	cfg.UserAgent = "routepush"
+	// kubectl's rate, not client-go's default of 5/s: marking thousands of
+	// nodes must not take minutes. The server's priority and fairness
+	// still protects it.
+	cfg.QPS, cfg.Burst = 50, 100
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes %s: %w", describe(cc, o.Context, cfg), err)
@@ -86,7 +98,7 @@ func NewClusterForClient(name string, client kubernetes.Interface, o KubeOptions
 	if chunk <= 0 {
 		chunk = DefaultChunkSize
 	}
-	return &Cluster{Name: name, Client: client, selector: o.Selector, chunk: chunk}
+	return &Cluster{Name: name, Client: client, selector: o.Selector, chunk: chunk, listed: map[string]listedNode{}}
 }
 
 // describe names the cluster a client config points at the way an operator
@@ -192,6 +204,7 @@ func (c *Cluster) Nodes(ctx context.Context, inv *File, allowUnknown bool) (*Tab
 		}
 		n, nerrs := nodeFromAPI(kn)
 		errs = append(errs, nerrs...)
+		c.listed[kn.Name] = listedNode{resourceVersion: kn.ResourceVersion, networkCond: networkCondition(kn)}
 		t.Nodes = append(t.Nodes, n)
 		return nil
 	})

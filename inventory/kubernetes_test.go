@@ -23,7 +23,7 @@ import (
 // the same code against a real kube-apiserver.
 
 func apiNode(name string, labels map[string]string, cidrs []string, addrs ...corev1.NodeAddress) *corev1.Node {
-	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
+	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels, ResourceVersion: "7"}}
 	n.Spec.PodCIDRs = cidrs
 	if len(cidrs) > 0 {
 		n.Spec.PodCIDR = cidrs[0]
@@ -267,5 +267,34 @@ func TestMarkNetworkAvailable(t *testing.T) {
 		if a.GetVerb() != "get" {
 			t.Errorf("wrote %s although the condition was already False/RouteCreated", a.GetVerb())
 		}
+	}
+}
+
+// After Nodes, marking a node costs one request: the listed node is what
+// the first write is decided on; only a conflict makes it read the node.
+func TestMarkNetworkAvailableUsesTheList(t *testing.T) {
+	t.Parallel()
+	marked := apiNode("done", nil, []string{"100.64.1.0/24"}, internal("198.18.0.11"))
+	marked.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeNetworkUnavailable, Status: corev1.ConditionFalse, Reason: ReasonRouteCreated}}
+	c, client := fakeCluster(KubeOptions{}, apiNode("w0", nil, []string{"100.64.0.0/24"}, internal("198.18.0.10")), marked)
+	if _, err := c.Nodes(context.Background(), nil, false); err != nil {
+		t.Fatal(err)
+	}
+	client.ClearActions()
+	if changed, err := c.MarkNetworkAvailable(context.Background(), "w0"); err != nil || !changed {
+		t.Fatalf("MarkNetworkAvailable(w0) = %v, %v", changed, err)
+	}
+	if changed, err := c.MarkNetworkAvailable(context.Background(), "done"); err != nil || changed {
+		t.Fatalf("MarkNetworkAvailable(done) = %v, %v; want no write", changed, err)
+	}
+	var verbs []string
+	for _, a := range client.Actions() {
+		verbs = append(verbs, a.GetVerb())
+	}
+	if !reflect.DeepEqual(verbs, []string{"patch"}) {
+		t.Errorf("requests = %v, want one patch", verbs)
+	}
+	if cond := networkUnavailable(t, client, "w0"); cond == nil || cond.Reason != ReasonRouteCreated {
+		t.Errorf("w0 condition = %+v", cond)
 	}
 }
