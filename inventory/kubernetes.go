@@ -170,10 +170,9 @@ func (c *Cluster) apiError(what string, err error) error {
 // Table is the node table of a run, with what the source said beside it.
 type Table struct {
 	Source string
-	Nodes  []Node
-	// Pending are nodes the API knows without a pod CIDR yet (its IPAM has
-	// not assigned one): they receive routes but are no destination.
-	Pending []string
+	// Nodes without a pod CIDR yet (the IPAM has not assigned one) are in
+	// it too: they receive routes but are no destination.
+	Nodes []Node
 	// Unselected are inventory nodes the selector left out.
 	Unselected []string
 	// Unknown are inventory nodes the API does not know, taken from the
@@ -219,12 +218,8 @@ func (c *Cluster) Nodes(ctx context.Context, inv *File, allowUnknown bool) (*Tab
 		errs = append(errs, more...)
 	}
 	for i := range t.Nodes {
-		n := &t.Nodes[i]
-		if n.Address == "" && len(n.InternalIPs) > 0 {
+		if n := &t.Nodes[i]; n.Address == "" && len(n.InternalIPs) > 0 {
 			n.Address = n.InternalIPs[0].String()
-		}
-		if len(n.PodCIDRs) == 0 && !slices.Contains(t.Unknown, n.Name) {
-			t.Pending = append(t.Pending, n.Name)
 		}
 	}
 	if len(errs) == 0 {
@@ -304,10 +299,10 @@ func (c *Cluster) merge(ctx context.Context, t *Table, inv *File, allowUnknown b
 			errs = append(errs, &FieldError{Node: n.Name, Index: i, Field: field, Msg: fmt.Sprintf(format, args...)})
 		}
 		if inv.ipsWritten[i] && !slices.Equal(e.InternalIPs, n.InternalIPs) {
-			fe("internal_ip", "%s in %s, but the Kubernetes API says %s", addrList(e.InternalIPs), inv.Path, addrList(n.InternalIPs))
+			fe("internal_ip", "%s in %s, but the Kubernetes API says %s", list(e.InternalIPs), inv.Path, list(n.InternalIPs))
 		}
 		if len(e.PodCIDRs) > 0 && !slices.Equal(e.PodCIDRs, n.PodCIDRs) {
-			fe("pod_cidr", "%s in %s, but the Kubernetes API says %s", prefixList(e.PodCIDRs), inv.Path, prefixList(n.PodCIDRs))
+			fe("pod_cidr", "%s in %s, but the Kubernetes API says %s", list(e.PodCIDRs), inv.Path, list(n.PodCIDRs))
 		}
 	}
 	var missing []int
@@ -362,24 +357,14 @@ func (c *Cluster) nodeNames(ctx context.Context) (map[string]bool, error) {
 	return names, nil
 }
 
-func addrList(as []netip.Addr) string {
-	if len(as) == 0 {
+// list renders addresses or prefixes for a message.
+func list[T fmt.Stringer](xs []T) string {
+	if len(xs) == 0 {
 		return "none"
 	}
-	s := make([]string, len(as))
-	for i, a := range as {
-		s[i] = a.String()
-	}
-	return strings.Join(s, ", ")
-}
-
-func prefixList(ps []netip.Prefix) string {
-	if len(ps) == 0 {
-		return "none"
-	}
-	s := make([]string, len(ps))
-	for i, p := range ps {
-		s[i] = p.String()
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = x.String()
 	}
 	return strings.Join(s, ", ")
 }

@@ -77,9 +77,6 @@ func TestClusterNodesPairsByFamily(t *testing.T) {
 	if !reflect.DeepEqual(tab.Nodes, want) {
 		t.Errorf("Nodes =\n%+v\nwant\n%+v", tab.Nodes, want)
 	}
-	if !reflect.DeepEqual(tab.Pending, []string{"new"}) {
-		t.Errorf("Pending = %v, want [new]", tab.Pending)
-	}
 }
 
 func TestClusterNodesReportsBadNodes(t *testing.T) {
