@@ -295,3 +295,42 @@ func TestMarkNetworkAvailableUsesTheList(t *testing.T) {
 		t.Errorf("w0 condition = %+v", cond)
 	}
 }
+
+// Like kubectl: the files in $KUBECONFIG are merged, --context picks any
+// context of any of them, and the cluster is named after the kubeconfig.
+func TestNewClusterMergesKUBECONFIG(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, cluster, server string) string {
+		p := filepath.Join(dir, name)
+		body := "apiVersion: v1\nkind: Config\nclusters:\n- name: " + cluster + "\n  cluster: {server: \"" + server + "\"}\n" +
+			"users:\n- name: u-" + cluster + "\n  user: {token: t}\ncontexts:\n- name: ctx-" + cluster + "\n  context: {cluster: " + cluster + ", user: u-" + cluster + "}\n" +
+			"current-context: ctx-" + cluster + "\n"
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	first, second := write("a", "dev", "https://198.18.0.1:6443"), write("b", "prod", "https://198.18.0.2:6443/")
+	t.Setenv("KUBECONFIG", first+string(os.PathListSeparator)+second)
+	for _, tt := range []struct {
+		context, want string
+	}{
+		{"", `context "ctx-dev" (cluster "dev", https://198.18.0.1:6443)`},
+		{"ctx-prod", `context "ctx-prod" (cluster "prod", https://198.18.0.2:6443)`},
+	} {
+		c, err := NewCluster(KubeOptions{Context: tt.context})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Name != tt.want {
+			t.Errorf("--context %q: cluster %s, want %s", tt.context, c.Name, tt.want)
+		}
+	}
+	if _, err := NewCluster(KubeOptions{Context: "staging"}); err == nil || !strings.Contains(err.Error(), `context "staging" is not in `+first+", "+second+" (contexts: ctx-dev, ctx-prod)") {
+		t.Errorf("unknown context: err = %v", err)
+	}
+	// --kubeconfig names one file and ignores $KUBECONFIG.
+	if _, err := NewCluster(KubeOptions{Kubeconfig: first, Context: "ctx-prod"}); err == nil || !strings.Contains(err.Error(), `is not in `+first+" (contexts: ctx-dev)") {
+		t.Errorf("--kubeconfig with another file's context: err = %v", err)
+	}
+}
