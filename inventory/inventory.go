@@ -20,7 +20,9 @@ import (
 type Node struct {
 	// Name is the node's name, as Kubernetes knows it.
 	Name string
-	// Address is where SSH connects: an IP address or a DNS name.
+	// Address is where SSH connects, when the inventory says: an IP address
+	// or a DNS name. Empty means ssh_config's HostName for the node's name,
+	// else its first internal IP.
 	Address string
 	// InternalIPs are the next hops for this node's pod CIDRs, at most one
 	// per address family.
@@ -38,6 +40,8 @@ type SSH struct {
 	User         string
 	Port         int
 	IdentityFile string
+	Jump         string // jump hosts, as ssh's ProxyJump: [user@]host[:port][,...]
+	Become       bool   // run ip through sudo
 }
 
 // InternalIP returns the node's internal IP of the family, if it has one.

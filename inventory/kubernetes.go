@@ -217,11 +217,6 @@ func (c *Cluster) Nodes(ctx context.Context, inv *File, allowUnknown bool) (*Tab
 		}
 		errs = append(errs, more...)
 	}
-	for i := range t.Nodes {
-		if n := &t.Nodes[i]; n.Address == "" && len(n.InternalIPs) > 0 {
-			n.Address = n.InternalIPs[0].String()
-		}
-	}
 	if len(errs) == 0 {
 		if err := validate(t.Source, t.Nodes, apiFields); err != nil {
 			return nil, err

@@ -66,13 +66,13 @@ func TestClusterNodesPairsByFamily(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []Node{
-		{Name: "dual", Address: "2001:db8::10",
+		{Name: "dual",
 			InternalIPs: []netip.Addr{netip.MustParseAddr("2001:db8::10"), netip.MustParseAddr("198.18.0.10")},
 			PodCIDRs:    []netip.Prefix{netip.MustParsePrefix("100.64.0.0/24"), netip.MustParsePrefix("2001:db8:64::/64")}},
-		{Name: "legacy", Address: "198.18.0.12",
+		{Name: "legacy",
 			InternalIPs: []netip.Addr{netip.MustParseAddr("198.18.0.12")},
 			PodCIDRs:    []netip.Prefix{netip.MustParsePrefix("100.64.2.0/24")}},
-		{Name: "new", Address: "198.18.0.11", InternalIPs: []netip.Addr{netip.MustParseAddr("198.18.0.11")}},
+		{Name: "new", InternalIPs: []netip.Addr{netip.MustParseAddr("198.18.0.11")}},
 	}
 	if !reflect.DeepEqual(tab.Nodes, want) {
 		t.Errorf("Nodes =\n%+v\nwant\n%+v", tab.Nodes, want)
@@ -162,8 +162,8 @@ nodes:
 	if n := got["w0"]; n.Address != "w0.mgmt.example" || n.SSH != (SSH{User: "root", Port: 2222}) {
 		t.Errorf("w0 = %+v, want the inventory's address and user", n)
 	}
-	if n := got["w1"]; n.Address != "198.18.0.11" || n.SSH != (SSH{User: "admin", Port: 2222}) {
-		t.Errorf("w1 = %+v, want its InternalIP and the inventory's defaults", n)
+	if n := got["w1"]; n.Address != "" || n.SSH != (SSH{User: "admin", Port: 2222}) {
+		t.Errorf("w1 = %+v, want no address (SSH goes to its InternalIP) and the inventory's defaults", n)
 	}
 	if _, ok := got["cp"]; ok || !reflect.DeepEqual(tab.Unselected, []string{"cp"}) {
 		t.Errorf("cp taken, or Unselected = %v; the selector leaves it out", tab.Unselected)

@@ -9,6 +9,8 @@ import (
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
+
+	"github.com/routepush/routepush/remote"
 )
 
 // fileNode is a node entry of hosts.yaml, as written.
@@ -22,6 +24,8 @@ type fileNode struct {
 	User         string   `mapstructure:"user"`
 	Port         int      `mapstructure:"port"`
 	IdentityFile string   `mapstructure:"identity_file"`
+	Jump         string   `mapstructure:"jump"`
+	Become       *bool    `mapstructure:"become"`
 }
 
 // fileDefaults are the per-node settings a node inherits unless it sets its own.
@@ -29,6 +33,8 @@ type fileDefaults struct {
 	User         string `mapstructure:"user"`
 	Port         int    `mapstructure:"port"`
 	IdentityFile string `mapstructure:"identity_file"`
+	Jump         string `mapstructure:"jump"`
+	Become       bool   `mapstructure:"become"`
 }
 
 // Load reads an inventory file (YAML, or JSON/TOML by extension), applies its
@@ -169,6 +175,10 @@ func (f *File) decode(settings map[string]any) []error {
 		}
 		return errs
 	}
+	if _, err := remote.ParseJump(defaults.Jump); err != nil {
+		errs = append(errs, &FieldError{Index: DefaultsIndex, Field: "jump", Msg: err.Error()})
+		defaults.Jump = ""
+	}
 	f.Defaults = SSH(defaults)
 	f.Nodes = make([]Node, 0, len(list))
 	f.ipsWritten = make([]bool, 0, len(list))
@@ -236,7 +246,7 @@ func cleanDecodeError(err error) error {
 // node parses the entry's addresses and merges the defaults. Values that do
 // not parse are reported and left out, so Validate can still check the rest.
 func (fn *fileNode) node(i int, d fileDefaults) (Node, []error) {
-	n := Node{Name: fn.Name, Address: fn.Address, SSH: SSH{User: fn.User, Port: fn.Port, IdentityFile: fn.IdentityFile}}
+	n := Node{Name: fn.Name, Address: fn.Address, SSH: SSH{User: fn.User, Port: fn.Port, IdentityFile: fn.IdentityFile, Jump: fn.Jump, Become: d.Become}}
 	var errs []error
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, &FieldError{Node: validName(fn.Name), Index: i, Field: field, Msg: fmt.Sprintf(format, args...)})
@@ -249,6 +259,15 @@ func (fn *fileNode) node(i int, d fileDefaults) (Node, []error) {
 	}
 	if n.SSH.IdentityFile == "" {
 		n.SSH.IdentityFile = d.IdentityFile
+	}
+	if n.SSH.Jump == "" {
+		n.SSH.Jump = d.Jump
+	}
+	if fn.Become != nil {
+		n.SSH.Become = *fn.Become
+	}
+	if _, err := remote.ParseJump(fn.Jump); err != nil {
+		bad("jump", "%v", err)
 	}
 	if fn.InternalIP != "" && len(fn.InternalIPs) > 0 {
 		bad("internal_ip", "set both internal_ip and internal_ips; use one")

@@ -168,10 +168,10 @@ func (v *validator) identity(i int, n *Node) {
 // reach it), internal IPs (next hops) and pod CIDRs, each on its own.
 func (v *validator) routing(i int, n *Node) {
 	f := v.fields
-	if n.Address == "" {
-		v.add(i, n, "address", "missing")
-	}
-	if len(n.InternalIPs) == 0 && n.Address != "" {
+	switch {
+	case n.Address == "" && len(n.InternalIPs) == 0:
+		v.add(i, n, "address", "missing (give address, or %s to route through and, unless ssh_config has a HostName for the node, connect to)", f.internalIP)
+	case len(n.InternalIPs) == 0:
 		v.add(i, n, f.internalIP, "missing (needed when address is not an IP)")
 	}
 	seen := map[route.Family]bool{}

@@ -5,76 +5,88 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
-	xknownhosts "golang.org/x/crypto/ssh/knownhosts"
 )
 
 // Client is one authenticated SSH connection to a node. Every command of a
 // run on that node goes over it as a separate session.
 type Client struct {
 	name     string
+	user     string
 	conn     *ssh.Client
 	timeout  time.Duration
+	sudo     bool // run ip through sudo -n (become)
 	textMode bool // the node's iproute2 has no -json: parse its text output
 }
 
-// Dial connects to a target and authenticates. A host key that is unknown or
-// does not match known_hosts is refused with a *HostKeyError.
+// Dial connects to a target, through its jump hosts if it has any, and
+// authenticates. A host key that is unknown (unless accepted as new), changed
+// or revoked is refused with a *HostKeyError. Every error names the node.
 func (d *Dialer) Dial(ctx context.Context, t Target) (*Client, error) {
-	if t.Port == 0 {
-		t.Port = 22
-	}
-	if t.User == "" {
-		return nil, fmt.Errorf("%s: no SSH user", t.Name)
-	}
-	auth, err := d.authFor(t)
-	if err != nil {
-		return nil, err
-	}
-	addr := net.JoinHostPort(t.Host, strconv.Itoa(t.Port))
-	var keyErr *HostKeyError
-	check := d.hostKeys.HostKeyCallback()
-	config := &ssh.ClientConfig{
-		User: t.User,
-		Auth: auth,
-		HostKeyCallback: func(hostname string, remote net.Addr, key ssh.PublicKey) error {
-			err := check(hostname, remote, key)
-			var ke *xknownhosts.KeyError
-			if errors.As(err, &ke) {
-				keyErr = &HostKeyError{Host: t.Name, Addr: addr, Offered: key, Known: ke.Want, File: d.cfg.KnownHostsFile}
-				return keyErr
-			}
-			return err
-		},
-		// Ask for the key types known_hosts holds for this host, so a node
-		// with several host keys is not refused for offering another type.
-		HostKeyAlgorithms: d.hostKeys.HostKeyAlgorithms(addr),
-		Timeout:           d.cfg.ConnectTimeout,
-	}
-	dialer := net.Dialer{Timeout: d.cfg.ConnectTimeout}
-	tcp, err := dialer.DialContext(ctx, "tcp", addr)
+	e, err := d.endpoint(ctx, t, false)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", t.Name, err)
 	}
-	// The handshake is not context-aware: bound it by a deadline, and by
-	// the context through closing the socket.
-	_ = tcp.SetDeadline(time.Now().Add(d.cfg.ConnectTimeout))
-	stop := context.AfterFunc(ctx, func() { tcp.Close() })
-	c, chans, reqs, err := ssh.NewClientConn(tcp, addr, config)
-	stop()
-	if err != nil {
-		tcp.Close()
-		if keyErr != nil {
-			return nil, keyErr
+	var via *ssh.Client
+	if len(e.jump) > 0 {
+		j, err := d.jump(ctx, e.jump)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", t.Name, err)
 		}
-		return nil, fmt.Errorf("%s: ssh %s@%s: %w", t.Name, t.User, addr, err)
+		via = j.last()
 	}
-	_ = tcp.SetDeadline(time.Time{})
-	return &Client{name: t.Name, conn: ssh.NewClient(c, chans, reqs), timeout: d.cfg.CommandTimeout}, nil
+	c, err := d.handshake(ctx, via, e, t.Name)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{name: t.Name, user: e.user, conn: c, timeout: d.cfg.CommandTimeout, sudo: t.Become}, nil
+}
+
+// handshake opens a TCP connection to the endpoint (through via, if not
+// nil) and logs in. label names the host in errors.
+func (d *Dialer) handshake(ctx context.Context, via *ssh.Client, e *endpoint, label string) (*ssh.Client, error) {
+	auth, err := d.authFor(e)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", label, err)
+	}
+	known, err := d.knownHosts(e)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", label, err)
+	}
+	addr := e.addr()
+	var refused *HostKeyError
+	config := &ssh.ClientConfig{
+		User:              e.user,
+		Auth:              auth,
+		HostKeyCallback:   known.callback(d, e, label, &refused),
+		HostKeyAlgorithms: known.algorithms(addr),
+		Timeout:           e.timeout,
+	}
+	// TCP connect and handshake are bounded together by the connect
+	// timeout; the handshake is not context-aware, so closing the
+	// connection is how the context and the timeout stop it.
+	ctx, cancel := context.WithTimeout(ctx, e.timeout)
+	defer cancel()
+	conn, err := dialVia(ctx, via, addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %s: %w", label, addr, err)
+	}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	c, chans, reqs, err := ssh.NewClientConn(conn, addr, config)
+	if !stop() {
+		err = errors.Join(err, context.Cause(ctx))
+	}
+	if err != nil {
+		conn.Close()
+		if refused != nil {
+			return nil, refused
+		}
+		return nil, fmt.Errorf("%s: ssh %s: %w", label, e, err)
+	}
+	return ssh.NewClient(c, chans, reqs), nil
 }
 
 // Close closes the connection.
@@ -85,6 +97,10 @@ func (c *Client) Close() error { return c.conn.Close() }
 func (c *Client) run(ctx context.Context, cmd string, stdin []byte) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
+	if c.sudo {
+		// -n: fail at once, never wait for a password nobody will type.
+		cmd = "sudo -n " + cmd
+	}
 	sess, err := c.conn.NewSession()
 	if err != nil {
 		return nil, fmt.Errorf("%s: open session: %w", c.name, err)
@@ -106,9 +122,24 @@ func (c *Client) run(ctx context.Context, cmd string, stdin []byte) ([]byte, err
 	var exit *ssh.ExitError
 	switch {
 	case errors.As(err, &exit):
-		return stdout.Bytes(), &CommandError{Host: c.name, Command: cmd, ExitStatus: exit.ExitStatus(), Stderr: stderr.String()}
+		ce := &CommandError{Host: c.name, Command: cmd, ExitStatus: exit.ExitStatus(), Stderr: stderr.String()}
+		ce.Hint = c.hint(ce.Stderr)
+		return stdout.Bytes(), ce
 	case err != nil:
 		return nil, fmt.Errorf("%s: %s: %w", c.name, cmd, err)
 	}
 	return stdout.Bytes(), nil
+}
+
+// hint explains the failures of a login that cannot change routes.
+func (c *Client) hint(stderr string) string {
+	switch {
+	case c.sudo && strings.Contains(stderr, "a password is required"):
+		return fmt.Sprintf("sudo wants a password for %s; become needs passwordless sudo for ip, e.g. a sudoers line '%s ALL=(root) NOPASSWD: /usr/sbin/ip'", c.user, c.user)
+	case c.sudo && (strings.Contains(stderr, "sudo: not found") || strings.Contains(stderr, "sudo: command not found")):
+		return "become needs sudo on the node"
+	case !c.sudo && c.user != "root" && strings.Contains(stderr, "Operation not permitted"):
+		return fmt.Sprintf("%s may not change routes: log in as root, or use --become (become: true) to run ip through sudo", c.user)
+	}
+	return ""
 }

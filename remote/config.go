@@ -1,79 +1,123 @@
 package remote
 
 import (
-	"errors"
+	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
-	"strings"
+	"os/user"
+	"strconv"
 	"sync"
 	"time"
 
-	"github.com/skeema/knownhosts"
-	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
 )
 
-// Config is how routepush logs in to nodes. Zero values mean OpenSSH's
-// defaults where OpenSSH has one.
+// Config is how routepush logs in to nodes. Its fields are the command
+// line's and the routepush config's; they override ssh_config, and zero
+// values mean "ssh_config's, else OpenSSH's default".
 type Config struct {
-	// KnownHostsFile lists the host keys nodes must present. It is
-	// required: there is no way to skip host key checking.
+	// KnownHostsFile overrides ssh_config's UserKnownHostsFile. Host keys
+	// are always checked: unknown or changed keys are refused unless
+	// AcceptNewHostKeys, which accepts unknown ones only.
 	KnownHostsFile string
-	// IdentityFiles are private keys offered after the agent's keys. When
-	// empty, OpenSSH's defaults (~/.ssh/id_ed25519, id_ecdsa, id_rsa) that
-	// exist are used.
+	// AcceptNewHostKeys is OpenSSH's StrictHostKeyChecking=accept-new:
+	// unknown host keys are appended to known_hosts, changed ones refused.
+	AcceptNewHostKeys bool
+	// IdentityFiles are private keys offered after ssh-agent's keys, before
+	// ssh_config's IdentityFile. With none anywhere, OpenSSH's default
+	// files (~/.ssh/id_ed25519, id_ecdsa, id_rsa) that exist are used.
 	IdentityFiles []string
 	// Agent is the ssh-agent socket; empty means $SSH_AUTH_SOCK.
 	Agent string
-	// ConnectTimeout bounds TCP connect plus SSH handshake; default 10s.
+	// SSHConfig is the OpenSSH client configuration; nil for none.
+	SSHConfig *SSHConfig
+	// Jump overrides every target's jump hosts ("none": connect directly).
+	Jump string
+	// User is the login when neither the target nor ssh_config names one;
+	// empty means the local user name, as ssh does.
+	User string
+	// ConnectTimeout bounds TCP connect plus SSH handshake; 0 means
+	// ssh_config's ConnectTimeout, else 10s.
 	ConnectTimeout time.Duration
 	// CommandTimeout bounds each remote command; default 60s.
 	CommandTimeout time.Duration
+	// Passphrase asks for an encrypted identity file's passphrase; nil asks
+	// on the terminal (/dev/tty), as ssh does.
+	Passphrase func(prompt string) ([]byte, error)
+	// Logger receives warnings (ssh_config fallbacks, keys added to
+	// known_hosts); nil discards them.
+	Logger *slog.Logger
 }
 
-// Target is one node to connect to, with its settings resolved.
+// Target is one node to connect to. Empty fields are filled from
+// ssh_config, then from Config.
 type Target struct {
-	Name         string // node name, used in every error
-	Host         string // IP or DNS name
-	Port         int    // default 22
-	User         string // required
-	IdentityFile string // tried first, before Config's
+	Name string // node name: used in every error, and the ssh_config alias when Address is empty
+	// Address is where SSH connects, as the inventory says, and then the
+	// ssh_config alias (as Ansible's ansible_host is what ssh sees).
+	Address string
+	// Fallback is connected to when neither Address nor ssh_config's
+	// HostName says where the node is: its internal IP.
+	Fallback     string
+	Port         int
+	User         string
+	IdentityFile string // offered first, after the agent's keys
+	Jump         string // ProxyJump-style hops; overrides ssh_config
+	Become       bool   // run ip through sudo -n
 }
 
-// Dialer opens connections to nodes. It reads keys and known_hosts once and
-// is safe for concurrent use.
+// Dialer opens connections to nodes. It reads keys and known_hosts once,
+// shares one connection per jump host chain, and is safe for concurrent
+// use.
 type Dialer struct {
-	cfg      Config
-	hostKeys *knownhosts.HostKeyDB
-	agent    agent.ExtendedAgent
-	mu       sync.Mutex
-	signers  map[string][]ssh.Signer // by identity file path
+	cfg   Config
+	agent agent.ExtendedAgent
+	log   *slog.Logger
+
+	mu        sync.Mutex
+	keys      map[string]*identity     // by identity file path
+	knownDBs  map[string]*knownHostsDB // by the files' list
+	jumps     map[string]*jumpChain    // by chain
+	passMu    sync.Mutex               // one passphrase prompt at a time
+	localUser string
 }
 
-// NewDialer checks the configuration and loads known_hosts and the default
-// identity files.
+// NewDialer checks the configuration and connects to the ssh-agent. Keys
+// and known_hosts files are read when first needed, once.
 func NewDialer(cfg Config) (*Dialer, error) {
-	if cfg.ConnectTimeout <= 0 {
-		cfg.ConnectTimeout = 10 * time.Second
-	}
 	if cfg.CommandTimeout <= 0 {
 		cfg.CommandTimeout = 60 * time.Second
 	}
-	if cfg.KnownHostsFile == "" {
-		return nil, errors.New("remote: a known_hosts file is required")
+	d := &Dialer{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		keys:     map[string]*identity{},
+		knownDBs: map[string]*knownHostsDB{},
+		jumps:    map[string]*jumpChain{},
 	}
-	path := ExpandHome(cfg.KnownHostsFile)
-	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("remote: known_hosts: %w (routepush checks every node's host key; create it with ssh-keyscan or one manual ssh login)", err)
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
 	}
-	db, err := knownhosts.NewDB(path)
-	if err != nil {
-		return nil, fmt.Errorf("remote: known_hosts %s: %w", path, err)
+	if u, err := user.Current(); err == nil {
+		d.localUser = u.Username
 	}
-	cfg.KnownHostsFile = path
-	d := &Dialer{cfg: cfg, hostKeys: db, signers: map[string][]ssh.Signer{}}
+	if cfg.Jump != "" {
+		if _, err := ParseJump(cfg.Jump); err != nil {
+			return nil, fmt.Errorf("--jump: %w", err)
+		}
+	}
+	if cfg.KnownHostsFile != "" && !cfg.AcceptNewHostKeys {
+		if _, err := os.Stat(ExpandHome(cfg.KnownHostsFile)); err != nil {
+			return nil, fmt.Errorf("known_hosts: %w (routepush checks every node's host key; create it with ssh-keyscan or one manual ssh login, or use --accept-new-host-keys)", err)
+		}
+	}
+	for _, f := range cfg.IdentityFiles {
+		if _, err := d.identity(f, true); err != nil {
+			return nil, err
+		}
+	}
 	sock := cfg.Agent
 	if sock == "" {
 		sock = os.Getenv("SSH_AUTH_SOCK")
@@ -81,91 +125,130 @@ func NewDialer(cfg Config) (*Dialer, error) {
 	if sock != "" {
 		conn, err := net.Dial("unix", sock)
 		if err != nil {
-			return nil, fmt.Errorf("remote: ssh-agent at %s: %w", sock, err)
+			return nil, fmt.Errorf("ssh-agent at %s: %w", sock, err)
 		}
 		d.agent = agent.NewClient(conn)
-	}
-	if len(cfg.IdentityFiles) == 0 {
-		for _, name := range []string{"id_ed25519", "id_ecdsa", "id_rsa"} {
-			p := ExpandHome("~/.ssh/" + name)
-			if _, err := os.Stat(p); err == nil {
-				d.cfg.IdentityFiles = append(d.cfg.IdentityFiles, p)
-			}
-		}
-	}
-	for _, f := range d.cfg.IdentityFiles {
-		if _, err := d.identity(f); err != nil {
-			return nil, err
-		}
 	}
 	return d, nil
 }
 
-// identity loads a private key file once.
-func (d *Dialer) identity(path string) ([]ssh.Signer, error) {
-	path = ExpandHome(path)
+// Close closes the shared jump host connections.
+func (d *Dialer) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if s, ok := d.signers[path]; ok {
-		return s, nil
+	for _, j := range d.jumps {
+		j.close()
 	}
-	pem, err := os.ReadFile(path)
+	return nil
+}
+
+// endpoint is one SSH server with everything needed to log in, resolved
+// from the target, ssh_config and Config.
+type endpoint struct {
+	alias      string // what ssh_config was asked about
+	host       string
+	port       int
+	user       string
+	identities []identityRef
+	knownHosts []string
+	policy     hostKeyPolicy
+	hashNew    bool // HashKnownHosts: write new lines hashed
+	timeout    time.Duration
+	jump       []Hop
+}
+
+type identityRef struct {
+	path     string
+	explicit bool // named by the inventory or a flag: it must exist
+}
+
+func (e *endpoint) addr() string { return net.JoinHostPort(e.host, strconv.Itoa(e.port)) }
+
+func (e *endpoint) String() string { return e.user + "@" + e.addr() }
+
+// endpoint resolves a target. Precedence is OpenSSH users': the command
+// line, then the inventory, then ssh_config, then defaults. isHop: the
+// target is a jump host, whose own ProxyJump is not followed.
+func (d *Dialer) endpoint(ctx context.Context, t Target, isHop bool) (*endpoint, error) {
+	alias := t.Address
+	if alias == "" {
+		alias = t.Name
+	}
+	hc, err := d.cfg.SSHConfig.Host(ctx, alias)
 	if err != nil {
-		return nil, fmt.Errorf("remote: identity file: %w", err)
+		return nil, err
 	}
-	signer, err := ssh.ParsePrivateKey(pem)
-	var missing *ssh.PassphraseMissingError
+	e := &endpoint{alias: alias, host: t.Address, port: t.Port, user: t.User}
 	switch {
-	case errors.As(err, &missing):
-		return nil, fmt.Errorf("remote: identity file %s is encrypted; add it to ssh-agent with ssh-add first", path)
-	case err != nil:
-		return nil, fmt.Errorf("remote: identity file %s: %w", path, err)
+	case hc.HostName != "":
+		e.host = hc.HostName
+	case e.host == "" && t.Fallback != "":
+		e.host = t.Fallback
+	case e.host == "":
+		e.host = alias
 	}
-	d.signers[path] = []ssh.Signer{signer}
-	return d.signers[path], nil
-}
-
-// authFor returns the keys to offer a target, in OpenSSH's order: agent
-// keys, then the target's identity file, then the configured ones.
-func (d *Dialer) authFor(t Target) ([]ssh.AuthMethod, error) {
-	var files []string
+	if e.port == 0 {
+		e.port = hc.Port
+	}
+	if e.port == 0 {
+		e.port = 22
+	}
+	for _, u := range []string{e.user, hc.User, d.cfg.User, d.localUser} {
+		if e.user == "" {
+			e.user = u
+		}
+	}
+	if e.user == "" {
+		return nil, fmt.Errorf("no SSH user")
+	}
 	if t.IdentityFile != "" {
-		files = append(files, t.IdentityFile)
+		e.identities = append(e.identities, identityRef{ExpandHome(t.IdentityFile), true})
 	}
-	files = append(files, d.cfg.IdentityFiles...)
-	var fileSigners []ssh.Signer
-	seen := map[string]bool{}
-	for _, f := range files {
-		f = ExpandHome(f)
-		if seen[f] {
-			continue
-		}
-		seen[f] = true
-		s, err := d.identity(f)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", t.Name, err)
-		}
-		fileSigners = append(fileSigners, s...)
+	for _, f := range d.cfg.IdentityFiles {
+		e.identities = append(e.identities, identityRef{ExpandHome(f), true})
 	}
-	ag := d.agent
-	return []ssh.AuthMethod{ssh.PublicKeysCallback(func() ([]ssh.Signer, error) {
-		var all []ssh.Signer
-		if ag != nil {
-			s, err := ag.Signers()
-			if err == nil {
-				all = append(all, s...)
-			}
-		}
-		return append(all, fileSigners...), nil
-	})}, nil
-}
-
-// ExpandHome expands a leading ~/ the way a shell would.
-func ExpandHome(p string) string {
-	if p == "~" || strings.HasPrefix(p, "~/") {
-		if home, err := os.UserHomeDir(); err == nil {
-			return filepath.Join(home, p[1:])
+	for _, f := range hc.IdentityFiles {
+		e.identities = append(e.identities, identityRef{f, false})
+	}
+	if len(e.identities) == 0 {
+		for _, name := range []string{"id_ed25519", "id_ecdsa", "id_rsa"} {
+			e.identities = append(e.identities, identityRef{ExpandHome("~/.ssh/" + name), false})
 		}
 	}
-	return p
+	switch {
+	case d.cfg.KnownHostsFile != "":
+		e.knownHosts = []string{ExpandHome(d.cfg.KnownHostsFile)}
+	case len(hc.KnownHostsFiles) > 0:
+		e.knownHosts = hc.KnownHostsFiles
+	default:
+		e.knownHosts = []string{ExpandHome("~/.ssh/known_hosts")}
+	}
+	if e.policy, err = d.hostKeyPolicy(alias, hc.StrictHostKeyChecking); err != nil {
+		return nil, err
+	}
+	e.hashNew = hc.HashKnownHosts
+	e.timeout = d.cfg.ConnectTimeout
+	if e.timeout <= 0 {
+		e.timeout = hc.ConnectTimeout
+	}
+	if e.timeout <= 0 {
+		e.timeout = 10 * time.Second
+	}
+	if isHop {
+		return e, nil
+	}
+	jump := d.cfg.Jump
+	if jump == "" {
+		jump = t.Jump
+	}
+	if jump == "" {
+		if hc.ProxyCommand != "" {
+			return nil, fmt.Errorf("ssh config for %s: %w", alias, errProxyCommand)
+		}
+		jump = hc.ProxyJump
+	}
+	if e.jump, err = ParseJump(jump); err != nil {
+		return nil, err
+	}
+	return e, nil
 }

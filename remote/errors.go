@@ -15,6 +15,7 @@ type CommandError struct {
 	Command    string
 	ExitStatus int
 	Stderr     string
+	Hint       string // what the operator can do about it, if routepush knows
 }
 
 func (e *CommandError) Error() string {
@@ -22,7 +23,11 @@ func (e *CommandError) Error() string {
 	if msg == "" {
 		msg = "no error output"
 	}
-	return fmt.Sprintf("%s: %s: exit status %d: %s", e.Host, e.Command, e.ExitStatus, msg)
+	s := fmt.Sprintf("%s: %s: exit status %d: %s", e.Host, e.Command, e.ExitStatus, msg)
+	if e.Hint != "" {
+		s += " (" + e.Hint + ")"
+	}
+	return s
 }
 
 // StderrText returns what the command wrote to stderr.
@@ -36,16 +41,22 @@ type HostKeyError struct {
 	Addr    string // host:port as dialed
 	Offered ssh.PublicKey
 	Known   []knownhosts.KnownKey
-	File    string // the known_hosts file consulted
+	File    string // the known_hosts files consulted
+	// Revoked is the @revoked line the offered key matches, if it does.
+	Revoked *knownhosts.KnownKey
 }
 
 // Unknown reports whether known_hosts has no key at all for the host.
-func (e *HostKeyError) Unknown() bool { return len(e.Known) == 0 }
+func (e *HostKeyError) Unknown() bool { return len(e.Known) == 0 && e.Revoked == nil }
 
 func (e *HostKeyError) Error() string {
 	offered := e.Offered.Type() + " " + ssh.FingerprintSHA256(e.Offered)
+	if e.Revoked != nil {
+		return fmt.Sprintf("%s: host key for %s is REVOKED: offered %s, marked @revoked at %s:%d; refusing to connect",
+			e.Host, e.Addr, offered, e.Revoked.Filename, e.Revoked.Line)
+	}
 	if e.Unknown() {
-		return fmt.Sprintf("%s: host key for %s is not in %s (offered %s); check the fingerprint and add it, e.g. with ssh-keyscan or one manual ssh login",
+		return fmt.Sprintf("%s: host key for %s is not in %s (offered %s); check the fingerprint and add it, e.g. with ssh-keyscan or one manual ssh login, or run with --accept-new-host-keys",
 			e.Host, e.Addr, e.File, offered)
 	}
 	var known []string

@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 	"context"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -109,18 +110,21 @@ func TestExampleConfigsLoad(t *testing.T) {
 	}
 }
 
-// The inventory's user wins over config and env, --user on the command
-// line wins over the inventory.
-func TestTargetUser(t *testing.T) {
-	n := &inventory.Node{Name: "w", Address: "198.18.0.10", SSH: inventory.SSH{User: "admin", Port: 2222}}
-	if got := target(n, &options{user: "cfg"}); got.User != "admin" || got.Port != 2222 || got.Host != "198.18.0.10" {
-		t.Errorf("target = %+v, want the inventory's user", got)
+// The inventory's user wins over config and env (which the dialer uses
+// only after ssh_config), --user on the command line wins over the
+// inventory; --become applies to every node.
+func TestTarget(t *testing.T) {
+	n := &inventory.Node{Name: "w", Address: "198.18.0.10", SSH: inventory.SSH{User: "admin", Port: 2222, Jump: "j"},
+		InternalIPs: []netip.Addr{netip.MustParseAddr("198.18.1.10")}}
+	if got := target(n, &options{user: "cfg"}); got.User != "admin" || got.Port != 2222 || got.Address != "198.18.0.10" ||
+		got.Fallback != "198.18.1.10" || got.Jump != "j" || got.Become {
+		t.Errorf("target = %+v, want the inventory's settings", got)
 	}
-	if got := target(n, &options{user: "flag", userFromFlag: true}); got.User != "flag" {
-		t.Errorf("target = %+v, want --user", got)
+	if got := target(n, &options{user: "flag", userFromFlag: true, become: true}); got.User != "flag" || !got.Become {
+		t.Errorf("target = %+v, want --user and --become", got)
 	}
-	if got := target(&inventory.Node{Name: "w"}, &options{user: "cfg"}); got.User != "cfg" {
-		t.Errorf("target = %+v, want the config's user", got)
+	if got := target(&inventory.Node{Name: "w"}, &options{user: "cfg"}); got.User != "" {
+		t.Errorf("target = %+v, want no user: ssh_config's comes before the config's", got)
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os/user"
 	"strings"
 	"sync"
 
@@ -23,15 +22,28 @@ func runApply(ctx context.Context, streams Streams, o *options, log *slog.Logger
 	if err != nil {
 		return err
 	}
+	sshConfig, err := remote.LoadSSHConfig(o.sshConfig)
+	if err != nil {
+		return err
+	}
+	if sshConfig.Fallback != "" {
+		log.Info("ssh config not parsable here; asking OpenSSH (ssh -G) for each host", "reason", sshConfig.Fallback)
+	}
 	dialer, err := remote.NewDialer(remote.Config{
-		KnownHostsFile: o.knownHosts,
-		IdentityFiles:  o.identities,
-		ConnectTimeout: o.connectTimeout,
-		CommandTimeout: o.commandTimeout,
+		KnownHostsFile:    o.knownHosts,
+		AcceptNewHostKeys: o.acceptNewHostKeys,
+		IdentityFiles:     o.identities,
+		SSHConfig:         sshConfig,
+		Jump:              o.jump,
+		User:              o.user,
+		ConnectTimeout:    o.connectTimeout,
+		CommandTimeout:    o.commandTimeout,
+		Logger:            log,
 	})
 	if err != nil {
 		return err
 	}
+	defer dialer.Close()
 	plan := orchestrator.NewPlan(nodes, route.Protocol(o.protocol))
 	connect := func(ctx context.Context, n *inventory.Node) (orchestrator.Host, error) {
 		c, err := dialer.Dial(ctx, target(n, o))
@@ -149,18 +161,24 @@ func markNetworkAvailable(ctx context.Context, streams Streams, cluster *invento
 	return errors.Join(errs...)
 }
 
-// target resolves how to log in to a node: --user on the command line, then
-// the inventory (node, then its defaults), then config/env, then the local
-// user name, as ssh would.
+// target says how the inventory and the command line want a node reached;
+// the dialer fills the rest from ssh_config, then the config's defaults
+// (user: config/env, then the local user name, as ssh would).
 func target(n *inventory.Node, o *options) remote.Target {
-	t := remote.Target{Name: n.Name, Host: n.Address, Port: n.SSH.Port, User: n.SSH.User, IdentityFile: n.SSH.IdentityFile}
-	if o.userFromFlag || t.User == "" {
-		t.User = o.user
+	t := remote.Target{
+		Name:         n.Name,
+		Address:      n.Address,
+		Port:         n.SSH.Port,
+		User:         n.SSH.User,
+		IdentityFile: n.SSH.IdentityFile,
+		Jump:         n.SSH.Jump,
+		Become:       n.SSH.Become || o.become,
 	}
-	if t.User == "" {
-		if u, err := user.Current(); err == nil {
-			t.User = u.Username
-		}
+	if len(n.InternalIPs) > 0 {
+		t.Fallback = n.InternalIPs[0].String()
+	}
+	if o.userFromFlag {
+		t.User = o.user
 	}
 	return t
 }

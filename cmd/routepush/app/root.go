@@ -21,21 +21,25 @@ import (
 // options are the resolved settings of a run: defaults, then the config
 // file, then ROUTEPUSH_* environment variables, then flags.
 type options struct {
-	inventory      string
-	kube           *inventory.KubeOptions // nil: the inventory alone is the node table
-	allowUnknown   bool
-	markAvailable  bool
-	check          bool
-	concurrency    int
-	connectTimeout time.Duration
-	commandTimeout time.Duration
-	knownHosts     string
-	identities     []string
-	user           string
-	userFromFlag   bool // --user given on the command line: overrides the inventory
-	rollback       orchestrator.RollbackMode
-	protocol       int
-	verbosity      int
+	inventory         string
+	kube              *inventory.KubeOptions // nil: the inventory alone is the node table
+	allowUnknown      bool
+	markAvailable     bool
+	check             bool
+	concurrency       int
+	connectTimeout    time.Duration
+	commandTimeout    time.Duration
+	knownHosts        string
+	identities        []string
+	sshConfig         string
+	jump              string
+	acceptNewHostKeys bool
+	become            bool
+	user              string
+	userFromFlag      bool // --user given on the command line: overrides the inventory
+	rollback          orchestrator.RollbackMode
+	protocol          int
+	verbosity         int
 }
 
 func newRootCommand(ctx context.Context, streams Streams) *cobra.Command {
@@ -84,11 +88,15 @@ Exit codes: 0 done or in sync, 1 error (changed nodes rolled back),
 	f.Bool("check", false, "show what would change on each node; change nothing (exit 2 if anything would)")
 	f.StringP("config", "c", "", "config file (routepush.yaml); env ROUTEPUSH_* and flags override it")
 	f.Int("concurrency", 50, "nodes worked on at once")
-	f.Duration("connect-timeout", 10*time.Second, "TCP connect plus SSH handshake, per node")
+	f.Duration("connect-timeout", 0, "TCP connect plus SSH handshake, per node (default: ssh_config's ConnectTimeout, else 10s)")
 	f.Duration("command-timeout", 60*time.Second, "each remote command")
-	f.String("known-hosts", "~/.ssh/known_hosts", "host keys every node must match (unknown or changed = refused)")
-	f.StringSlice("identity", nil, "private key file(s) to offer after ssh-agent's (default: ~/.ssh/id_ed25519, id_ecdsa, id_rsa)")
-	f.String("user", "", "SSH user for every node (overrides the inventory; default: inventory, then your user name)")
+	f.String("ssh-config", "", "OpenSSH client config, like ssh -F (default: ~/.ssh/config, then /etc/ssh/ssh_config)")
+	f.StringP("jump", "J", "", "jump host(s) for every node, like ssh -J: [user@]host[:port][,...] (\"none\": connect directly)")
+	f.String("known-hosts", "", "host keys every node must match (default: ssh_config's UserKnownHostsFile, else ~/.ssh/known_hosts)")
+	f.Bool("accept-new-host-keys", false, "add unknown host keys to known_hosts, like StrictHostKeyChecking=accept-new; changed keys are still refused")
+	f.StringSlice("identity", nil, "private key file(s) to offer after ssh-agent's, before ssh_config's (default: ~/.ssh/id_ed25519, id_ecdsa, id_rsa)")
+	f.String("user", "", "SSH user for every node (overrides the inventory; default: inventory, ssh_config, then your user name)")
+	f.Bool("become", false, "run ip through sudo -n on every node (passwordless sudo for ip), as Ansible's become")
 	f.String("rollback", "all", "on failure restore: all changed nodes | host (only failed ones) | none")
 	f.Int("protocol", int(orchestrator.DefaultProtocol), "route protocol number marking routepush's routes (1-255)")
 	f.CountP("verbose", "v", "more status on stderr (-v info, -vv debug)")
@@ -100,7 +108,8 @@ Exit codes: 0 done or in sync, 1 error (changed nodes rolled back),
 // flags, under the same names.
 var configKeys = []string{"inventory", "kubeconfig", "context", "selector", "chunk-size", "request-timeout",
 	"allow-unknown-nodes", "mark-network-available", "check", "concurrency", "connect-timeout",
-	"command-timeout", "known-hosts", "identity", "user", "rollback", "protocol"}
+	"command-timeout", "ssh-config", "jump", "known-hosts", "accept-new-host-keys", "identity", "user", "become",
+	"rollback", "protocol"}
 
 func loadOptions(cmd *cobra.Command, v *viper.Viper) (*options, error) {
 	f := cmd.Flags()
@@ -124,18 +133,22 @@ func loadOptions(cmd *cobra.Command, v *viper.Viper) (*options, error) {
 		}
 	}
 	o := &options{
-		inventory:      v.GetString("inventory"),
-		allowUnknown:   v.GetBool("allow-unknown-nodes"),
-		markAvailable:  v.GetBool("mark-network-available"),
-		check:          v.GetBool("check"),
-		concurrency:    v.GetInt("concurrency"),
-		connectTimeout: v.GetDuration("connect-timeout"),
-		commandTimeout: v.GetDuration("command-timeout"),
-		knownHosts:     v.GetString("known-hosts"),
-		identities:     v.GetStringSlice("identity"),
-		user:           v.GetString("user"),
-		userFromFlag:   f.Changed("user"),
-		protocol:       v.GetInt("protocol"),
+		inventory:         v.GetString("inventory"),
+		allowUnknown:      v.GetBool("allow-unknown-nodes"),
+		markAvailable:     v.GetBool("mark-network-available"),
+		check:             v.GetBool("check"),
+		concurrency:       v.GetInt("concurrency"),
+		connectTimeout:    v.GetDuration("connect-timeout"),
+		commandTimeout:    v.GetDuration("command-timeout"),
+		knownHosts:        v.GetString("known-hosts"),
+		identities:        v.GetStringSlice("identity"),
+		sshConfig:         v.GetString("ssh-config"),
+		jump:              v.GetString("jump"),
+		acceptNewHostKeys: v.GetBool("accept-new-host-keys"),
+		become:            v.GetBool("become"),
+		user:              v.GetString("user"),
+		userFromFlag:      f.Changed("user"),
+		protocol:          v.GetInt("protocol"),
 	}
 	var err error
 	if o.rollback, err = orchestrator.ParseRollbackMode(v.GetString("rollback")); err != nil {

@@ -1,0 +1,396 @@
+package remote
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kevinburke/ssh_config"
+)
+
+// HostConfig is what OpenSSH's client configuration says about one host,
+// with ~ and %-tokens expanded. Zero values mean it says nothing.
+type HostConfig struct {
+	HostName              string
+	User                  string
+	Port                  int
+	IdentityFiles         []string
+	ProxyJump             string // "" or "none": no jump host
+	ProxyCommand          string // refused: routepush speaks SSH itself
+	KnownHostsFiles       []string
+	StrictHostKeyChecking string // yes, ask, accept-new, no, off
+	ConnectTimeout        time.Duration
+	HashKnownHosts        bool
+}
+
+// SSHConfig answers HostConfig questions from the files OpenSSH's ssh would
+// read. It uses github.com/kevinburke/ssh_config where that parses the files;
+// where it cannot (Match criteria other than host/all, such as the
+// "Match final" RHEL and Fedora ship), it asks OpenSSH itself with
+// `ssh -G`, once per host, so the answer is exactly what ssh would do.
+type SSHConfig struct {
+	files  []string             // in OpenSSH's order: user's, then system's
+	parsed []*ssh_config.Config // one per file; nil when ssh -G answers
+	// Fallback says why ssh -G answers instead of the parser; "" if it does not.
+	Fallback string
+	explicit string // the -F file, if one was given
+
+	mu      sync.Mutex
+	hosts   map[string]*resolved
+	sshPath string
+
+	defaultsOnce sync.Once
+	defaults     HostConfig // ssh -G's answer with no configuration at all
+	defaultsErr  error
+}
+
+type resolved struct {
+	once sync.Once
+	hc   HostConfig
+	err  error
+}
+
+// LoadSSHConfig reads OpenSSH client configuration: only path when given
+// (like ssh -F), else ~/.ssh/config and /etc/ssh/ssh_config where they exist.
+// An unparsable file is not an error as long as OpenSSH's ssh is installed
+// to resolve hosts with ssh -G.
+func LoadSSHConfig(path string) (*SSHConfig, error) {
+	c := &SSHConfig{hosts: map[string]*resolved{}}
+	if path != "" {
+		path = ExpandHome(path)
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("ssh config: %w", err)
+		}
+		c.files, c.explicit = []string{path}, path
+	} else {
+		for _, p := range []string{ExpandHome("~/.ssh/config"), "/etc/ssh/ssh_config"} {
+			if _, err := os.Stat(p); err == nil {
+				c.files = append(c.files, p)
+			}
+		}
+	}
+	for _, f := range c.files {
+		cfg, err := parseSSHConfig(f)
+		if err != nil {
+			c.parsed = nil
+			sshPath, lookErr := exec.LookPath("ssh")
+			if lookErr != nil {
+				return nil, fmt.Errorf("ssh config %s (or a file it includes): %v; routepush resolves such files with OpenSSH's `ssh -G`, which is not installed", f, err)
+			}
+			c.sshPath = sshPath
+			c.Fallback = fmt.Sprintf("%s (or a file it includes): %v", f, err)
+			return c, nil
+		}
+		c.parsed = append(c.parsed, cfg)
+	}
+	return c, nil
+}
+
+// parseSSHConfig parses one file with kevinburke/ssh_config. The parser
+// panics on some input; that is a parse error here, not a crash.
+func parseSSHConfig(path string) (cfg *ssh_config.Config, err error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+	cfg, err = ssh_config.DecodeBytes(b)
+	if err != nil {
+		return nil, lineError(err)
+	}
+	return cfg, nil
+}
+
+// lineError rewrites the parser's "(12, 1): msg" position into "line 12: msg".
+func lineError(err error) error {
+	msg := err.Error()
+	var line, col int
+	if n, _ := fmt.Sscanf(msg, "(%d, %d): ", &line, &col); n == 2 {
+		if i := strings.Index(msg, "): "); i >= 0 {
+			return fmt.Errorf("line %d: %s", line, strings.TrimPrefix(msg[i+3:], "ssh_config: "))
+		}
+	}
+	return err
+}
+
+// Files returns the files consulted, in order.
+func (c *SSHConfig) Files() []string { return c.files }
+
+// Host resolves the configuration for a host alias (the name as one would
+// type it after ssh). The answer is computed once per alias.
+func (c *SSHConfig) Host(ctx context.Context, alias string) (HostConfig, error) {
+	if c == nil {
+		return HostConfig{}, nil
+	}
+	c.mu.Lock()
+	r, ok := c.hosts[alias]
+	if !ok {
+		r = &resolved{}
+		c.hosts[alias] = r
+	}
+	c.mu.Unlock()
+	r.once.Do(func() {
+		if c.parsed != nil || c.sshPath == "" {
+			r.hc, r.err = c.fromParsed(alias)
+		} else {
+			r.hc, r.err = c.fromSSH(ctx, alias)
+		}
+	})
+	return r.hc, r.err
+}
+
+// fromParsed answers from the parsed files: the first value wins, as in
+// OpenSSH, except IdentityFile, of which every one counts.
+func (c *SSHConfig) fromParsed(alias string) (HostConfig, error) {
+	get := func(key string) string {
+		for _, cfg := range c.parsed {
+			if v, _ := cfg.Get(alias, key); v != "" {
+				return v
+			}
+		}
+		return ""
+	}
+	kv := map[string][]string{}
+	for _, key := range []string{"hostname", "user", "port", "proxyjump", "proxycommand", "userknownhostsfile",
+		"stricthostkeychecking", "connecttimeout", "hashknownhosts"} {
+		if v := get(key); v != "" {
+			kv[key] = []string{v}
+		}
+	}
+	for _, cfg := range c.parsed {
+		all, _ := cfg.GetAll(alias, "identityfile")
+		kv["identityfile"] = append(kv["identityfile"], all...)
+	}
+	return c.hostConfig(alias, kv, true)
+}
+
+// fromSSH asks OpenSSH. ssh -G prints every option, defaults included, so
+// values equal to its answer without any configuration count as unset:
+// routepush's own defaults and the inventory come before them.
+func (c *SSHConfig) fromSSH(ctx context.Context, alias string) (HostConfig, error) {
+	c.defaultsOnce.Do(func() {
+		const none = "routepush-defaults.invalid"
+		kv, err := c.runG(ctx, "/dev/null", none)
+		if err == nil {
+			c.defaults, err = c.hostConfig(none, kv, false)
+		}
+		c.defaultsErr = err
+	})
+	if c.defaultsErr != nil {
+		return HostConfig{}, c.defaultsErr
+	}
+	kv, err := c.runG(ctx, c.explicit, alias)
+	if err != nil {
+		return HostConfig{}, err
+	}
+	hc, err := c.hostConfig(alias, kv, false)
+	if err != nil {
+		return HostConfig{}, err
+	}
+	d := &c.defaults
+	if hc.HostName == alias {
+		hc.HostName = ""
+	}
+	if hc.User == d.User {
+		hc.User = ""
+	}
+	if hc.Port == d.Port {
+		hc.Port = 0
+	}
+	if slices.Equal(hc.IdentityFiles, d.IdentityFiles) {
+		hc.IdentityFiles = nil
+	}
+	if slices.Equal(hc.KnownHostsFiles, d.KnownHostsFiles) {
+		hc.KnownHostsFiles = nil
+	}
+	if hc.StrictHostKeyChecking == d.StrictHostKeyChecking {
+		hc.StrictHostKeyChecking = ""
+	}
+	return hc, nil
+}
+
+// runG runs `ssh -G [-F file] alias` and returns its keyword/value lines.
+// The alias is a validated node name or host; it is an argument, never
+// shell text.
+func (c *SSHConfig) runG(ctx context.Context, file, alias string) (map[string][]string, error) {
+	args := []string{"-G"}
+	if file != "" {
+		args = append(args, "-F", file)
+	}
+	args = append(args, "--", alias)
+	cmd := exec.CommandContext(ctx, c.sshPath, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("ssh -G %s: %w: %s", alias, err, strings.TrimSpace(stderr.String()))
+	}
+	kv := map[string][]string{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		k, v, _ := strings.Cut(sc.Text(), " ")
+		kv[k] = append(kv[k], v)
+	}
+	// ssh -G prints these expanded and in its own words; map them to the
+	// config file's.
+	if v, ok := kv["stricthostkeychecking"]; ok {
+		switch v[0] {
+		case "true":
+			kv["stricthostkeychecking"] = []string{"yes"}
+		case "false":
+			kv["stricthostkeychecking"] = []string{"no"}
+		}
+	}
+	if v, ok := kv["userknownhostsfile"]; ok {
+		kv["userknownhostsfile"] = strings.Fields(strings.Join(v, " "))
+	}
+	return kv, nil
+}
+
+// hostConfig turns keyword values into a HostConfig. With expand, ~ and
+// %-tokens are expanded here (ssh -G has already done it).
+func (c *SSHConfig) hostConfig(alias string, kv map[string][]string, expand bool) (HostConfig, error) {
+	var hc HostConfig
+	first := func(k string) string {
+		if v := kv[k]; len(v) > 0 {
+			return strings.TrimSpace(v[0])
+		}
+		return ""
+	}
+	hc.HostName = first("hostname")
+	if expand && hc.HostName != "" {
+		hc.HostName = expandTokens(hc.HostName, tokens{host: alias, alias: alias})
+	}
+	hc.User = first("user")
+	if p := first("port"); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 {
+			return hc, fmt.Errorf("ssh config for %s: Port %q is not a port number", alias, p)
+		}
+		hc.Port = n
+	}
+	host := alias
+	if hc.HostName != "" {
+		host = hc.HostName
+	}
+	tok := tokens{host: host, alias: alias, port: hc.Port, user: hc.User}
+	for _, f := range kv["identityfile"] {
+		if strings.EqualFold(f, "none") {
+			continue
+		}
+		if expand {
+			f = expandTokens(f, tok)
+		}
+		hc.IdentityFiles = append(hc.IdentityFiles, ExpandHome(f))
+	}
+	hc.ProxyJump = first("proxyjump")
+	if strings.EqualFold(hc.ProxyJump, "none") {
+		hc.ProxyJump = ""
+	}
+	hc.ProxyCommand = first("proxycommand")
+	if strings.EqualFold(hc.ProxyCommand, "none") {
+		hc.ProxyCommand = ""
+	}
+	for _, v := range kv["userknownhostsfile"] {
+		for _, f := range strings.Fields(v) {
+			if expand {
+				f = expandTokens(f, tok)
+			}
+			hc.KnownHostsFiles = append(hc.KnownHostsFiles, ExpandHome(f))
+		}
+	}
+	hc.StrictHostKeyChecking = strings.ToLower(first("stricthostkeychecking"))
+	if t := first("connecttimeout"); t != "" && t != "none" {
+		n, err := strconv.Atoi(t)
+		if err != nil || n < 0 {
+			return hc, fmt.Errorf("ssh config for %s: ConnectTimeout %q is not a number of seconds", alias, t)
+		}
+		hc.ConnectTimeout = time.Duration(n) * time.Second
+	}
+	hc.HashKnownHosts = strings.EqualFold(first("hashknownhosts"), "yes")
+	return hc, nil
+}
+
+type tokens struct {
+	host, alias, user string
+	port              int
+}
+
+// expandTokens expands the ssh_config tokens routepush's keywords may use
+// (%h %n %p %r %u %d %i %%) and a leading ~, as OpenSSH does. Unknown
+// tokens are left as written.
+func expandTokens(s string, t tokens) string {
+	if !strings.Contains(s, "%") {
+		return ExpandHome(s)
+	}
+	local, _ := user.Current()
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '%' || i+1 == len(s) {
+			b.WriteByte(s[i])
+			continue
+		}
+		i++
+		switch s[i] {
+		case '%':
+			b.WriteByte('%')
+		case 'h':
+			b.WriteString(t.host)
+		case 'n':
+			b.WriteString(t.alias)
+		case 'p':
+			port := t.port
+			if port == 0 {
+				port = 22
+			}
+			b.WriteString(strconv.Itoa(port))
+		case 'r':
+			r := t.user
+			if r == "" && local != nil {
+				r = local.Username
+			}
+			b.WriteString(r)
+		case 'u':
+			if local != nil {
+				b.WriteString(local.Username)
+			}
+		case 'd':
+			home, _ := os.UserHomeDir()
+			b.WriteString(home)
+		case 'i':
+			b.WriteString(strconv.Itoa(os.Getuid()))
+		default:
+			b.WriteByte('%')
+			b.WriteByte(s[i])
+		}
+	}
+	return ExpandHome(b.String())
+}
+
+// errProxyCommand refuses a keyword routepush cannot honour.
+var errProxyCommand = errors.New("ProxyCommand is not supported; use ProxyJump (routepush connects through jump hosts itself)")
+
+// ExpandHome expands a leading ~/ the way a shell would.
+func ExpandHome(p string) string {
+	if p == "~" || strings.HasPrefix(p, "~/") {
+		if home, err := os.UserHomeDir(); err == nil {
+			return filepath.Join(home, p[1:])
+		}
+	}
+	return p
+}
