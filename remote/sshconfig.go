@@ -263,7 +263,7 @@ func (c *SSHConfig) runG(ctx context.Context, file, alias string) (map[string][]
 }
 
 // hostConfig turns keyword values into a HostConfig. With expand, ~ and
-// %-tokens are expanded here (ssh -G has already done it).
+// %-tokens are expanded here (ssh -G has done it, except for IdentityFile).
 func (c *SSHConfig) hostConfig(alias string, kv map[string][]string, expand bool) (HostConfig, error) {
 	var hc HostConfig
 	first := func(k string) string {
@@ -293,10 +293,8 @@ func (c *SSHConfig) hostConfig(alias string, kv map[string][]string, expand bool
 		if strings.EqualFold(f, "none") {
 			continue
 		}
-		if expand {
-			f = expandTokens(f, tok)
-		}
-		hc.IdentityFiles = append(hc.IdentityFiles, ExpandHome(f))
+		// ssh -G prints IdentityFile unexpanded too: ssh expands it on use.
+		hc.IdentityFiles = append(hc.IdentityFiles, expandTokens(f, tok))
 	}
 	hc.ProxyJump = first("proxyjump")
 	if strings.EqualFold(hc.ProxyJump, "none") {
