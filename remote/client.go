@@ -71,8 +71,11 @@ func (d *Dialer) handshake(ctx context.Context, via *ssh.Client, e *endpoint, la
 	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
 	conn, err := dialVia(ctx, via, addr)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %s: %w", label, addr, err)
+	switch {
+	case err != nil && via == nil:
+		return nil, fmt.Errorf("%s: %w", label, err) // names the address
+	case err != nil:
+		return nil, fmt.Errorf("%s: %s through the jump host: %w", label, addr, err)
 	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	c, chans, reqs, err := ssh.NewClientConn(conn, addr, config)

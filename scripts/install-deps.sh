@@ -1,7 +1,9 @@
 #!/bin/sh
 # Installs what routepush's lab, tests and demo use, if it is missing:
-# OpenSSH's server (one sshd per lab node), iproute2, ping, etcd (behind the
-# test kube-apiserver, which the tests build themselves) and staticcheck.
+# OpenSSH's server (one sshd per lab node) and client (ssh-agent, ssh-keygen),
+# iproute2, ping, sudo (nodes that log in as a user who becomes root), etcd
+# (behind the test kube-apiserver, which the tests build themselves) and
+# staticcheck.
 # Safe to run again: it installs nothing that is already there.
 set -eu
 
@@ -11,6 +13,7 @@ command -v ssh >/dev/null 2>&1 || need="$need openssh-client"
 command -v ip >/dev/null 2>&1 || need="$need iproute2"
 command -v ping >/dev/null 2>&1 || need="$need iputils-ping"
 command -v etcd >/dev/null 2>&1 || need="$need etcd-server"
+command -v sudo >/dev/null 2>&1 || need="$need sudo"
 
 if [ -n "$need" ]; then
 	if [ "$(id -u)" != 0 ]; then

@@ -88,6 +88,9 @@ type RunOptions struct {
 	// mount namespace is its own): e.g. a service account's token over
 	// /var/run/secrets/kubernetes.io/serviceaccount.
 	Mounts map[string]string
+	// Cmd, if set, may change the command before it starts: its stdin, or
+	// its controlling terminal.
+	Cmd func(*exec.Cmd)
 }
 
 // RoutepushWith is Routepush on a bastion changed by o.
@@ -103,7 +106,11 @@ func (l *Lab) RoutepushWith(ctx context.Context, o RunOptions, bin string, args 
 	cmd := exec.CommandContext(ctx, "ip", full...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.Env = append(append(cmd.Environ(), "SSH_AUTH_SOCK="), o.Env...)
+	// No agent and no ~/.ssh of the host's: a test adds what it uses.
+	cmd.Env = append(append(cmd.Environ(), "SSH_AUTH_SOCK=", "HOME="+l.HomeDir()), o.Env...)
+	if o.Cmd != nil {
+		o.Cmd(cmd)
+	}
 	err := cmd.Run()
 	res := Result{Stdout: stdout.String(), Stderr: stderr.String()}
 	var exit *exec.ExitError

@@ -6,8 +6,14 @@
 // host's namespace routes to lab addresses (198.18.0.0/16, pods in
 // 100.64.0.0/10; with DualStack also 2001:db8::/64, pods in 2001:db8:64::/48).
 //
-// It needs root, iproute2, openssh-server and (for pings) iputils-ping;
-// scripts/install-deps.sh installs them.
+// With Options.Jump the bastion sits on a segment of its own
+// (198.19.0.0/24) whose only other member is a jump host, also on the nodes'
+// bridge: the bastion reaches nodes only through the jump host's sshd. With
+// Options.SudoUser nodes accept only that non-root user, who may run ip
+// through passwordless sudo.
+//
+// It needs root, iproute2, openssh-server, sudo and (for pings)
+// iputils-ping; scripts/install-deps.sh installs them.
 package lab
 
 import (
@@ -57,6 +63,11 @@ type Lab struct {
 	// BastionAddr is the bastion's address on the bridge.
 	BastionAddr netip.Addr
 	DualStack   bool
+	// Jump is the jump host, with Options.Jump; its Addr is the address
+	// the bastion reaches it on.
+	Jump *Node `json:",omitempty"`
+	// SudoUser is the only login nodes accept, with Options.SudoUser.
+	SudoUser string `json:",omitempty"`
 }
 
 // Options size a lab.
@@ -67,6 +78,12 @@ type Options struct {
 	// DualStack gives every node and the bastion an IPv6 address and every
 	// node an IPv6 pod CIDR beside the IPv4 ones. SSH stays on IPv4.
 	DualStack bool
+	// Jump puts the bastion on a segment of its own with a jump host, the
+	// only way to the nodes.
+	Jump bool
+	// SudoUser makes nodes refuse root and accept only this user (uid
+	// 4242), allowed to run ip through sudo without a password.
+	SudoUser string
 }
 
 var (
@@ -76,6 +93,11 @@ var (
 	podBase     = netip.MustParseAddr("100.64.0.0")
 	labNet6     = netip.MustParsePrefix("2001:db8::/64")
 	bastion6    = netip.MustParseAddr("2001:db8::1")
+	// The bastion's own segment, behind the jump host.
+	jumpNet         = netip.MustParsePrefix("198.19.0.0/24")
+	jumpBastionAddr = netip.MustParseAddr("198.19.0.1")
+	jumpOuterAddr   = netip.MustParseAddr("198.19.0.2")
+	jumpInnerAddr   = netip.MustParseAddr("198.18.0.2")
 )
 
 // NodeAddr returns node i's address: 198.18.0.10 and up.
@@ -126,7 +148,15 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	if o.DualStack && o.Nodes > 65535 {
 		return nil, fmt.Errorf("lab: %d nodes: a dual-stack lab has at most 65535", o.Nodes)
 	}
-	l = &Lab{Prefix: o.Prefix, Dir: o.Dir, Bridge: o.Prefix + "-br", Bastion: o.Prefix + "-bastion", BastionAddr: bastionAddr, DualStack: o.DualStack}
+	if o.DualStack && o.Jump {
+		return nil, errors.New("lab: a jump host lab is IPv4 only")
+	}
+	l = &Lab{Prefix: o.Prefix, Dir: o.Dir, Bridge: o.Prefix + "-br", Bastion: o.Prefix + "-bastion", BastionAddr: bastionAddr,
+		DualStack: o.DualStack, SudoUser: o.SudoUser}
+	if o.Jump {
+		l.BastionAddr = jumpBastionAddr
+		l.Jump = &Node{Name: "jump", NS: o.Prefix + "-jump", Addr: jumpOuterAddr, Dir: filepath.Join(o.Dir, "nodes", "jump")}
+	}
 	defer func() {
 		if err != nil {
 			l.Down()
@@ -141,8 +171,21 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	if err := l.writeClientKey(); err != nil {
 		return nil, err
 	}
+	if o.SudoUser != "" {
+		// sshd reads authorized_keys as the user it logs in.
+		for _, p := range []string{o.Dir, filepath.Join(o.Dir, "nodes"), filepath.Join(o.Dir, "authorized_keys")} {
+			if err := os.Chmod(p, 0o755); err != nil {
+				return nil, err
+			}
+		}
+	}
 	if err := l.upBridgeAndBastion(ctx); err != nil {
 		return nil, err
+	}
+	if l.Jump != nil {
+		if err := l.upJump(ctx); err != nil {
+			return nil, err
+		}
 	}
 	for i := 0; i < o.Nodes; i++ {
 		n := &Node{
@@ -206,23 +249,58 @@ func (l *Lab) upBridgeAndBastion(ctx context.Context) error {
 	); err != nil {
 		return err
 	}
+	bastionBridge, bits := "br0", labNet.Bits()
+	if l.Jump != nil {
+		bastionBridge, bits = "br1", jumpNet.Bits()
+	}
 	if err := ipBatch(ctx, l.Bridge,
 		"link set lo up",
 		"link add br0 type bridge",
 		"link set br0 up",
-		"link set bastion master br0",
+		"link add br1 type bridge",
+		"link set br1 up",
+		"link set bastion master "+bastionBridge,
 		"link set bastion up",
 	); err != nil {
 		return err
 	}
 	lines := []string{
 		"link set lo up",
-		fmt.Sprintf("addr add %s/%d dev eth0", bastionAddr, labNet.Bits()),
+		fmt.Sprintf("addr add %s/%d dev eth0", l.BastionAddr, bits),
 	}
 	if l.DualStack {
 		lines = append(lines, fmt.Sprintf("addr add %s/%d dev eth0 nodad", bastion6, labNet6.Bits()))
 	}
 	return ipBatch(ctx, l.Bastion, append(lines, "link set eth0 up")...)
+}
+
+// upJump brings up the jump host: eth0 on the bastion's segment, eth1 on
+// the nodes' bridge, no forwarding between them, and an sshd.
+func (l *Lab) upJump(ctx context.Context) error {
+	j := l.Jump
+	if err := ipBatch(ctx, "",
+		"netns add "+j.NS,
+		"link add eth0 netns "+j.NS+" type veth peer name jout netns "+l.Bridge,
+		"link add eth1 netns "+j.NS+" type veth peer name jin netns "+l.Bridge,
+	); err != nil {
+		return err
+	}
+	if err := ipBatch(ctx, l.Bridge, "link set jout master br1", "link set jout up", "link set jin master br0", "link set jin up"); err != nil {
+		return err
+	}
+	if err := ipBatch(ctx, j.NS,
+		"link set lo up",
+		fmt.Sprintf("addr add %s/%d dev eth0", jumpOuterAddr, jumpNet.Bits()),
+		fmt.Sprintf("addr add %s/%d dev eth1", jumpInnerAddr, labNet.Bits()),
+		"link set eth0 up",
+		"link set eth1 up",
+	); err != nil {
+		return err
+	}
+	if err := l.writeNodeFiles(j); err != nil {
+		return err
+	}
+	return l.StartSSHD(ctx, j)
 }
 
 func (l *Lab) upNode(ctx context.Context, n *Node) error {
@@ -289,7 +367,67 @@ func (l *Lab) writeNodeFiles(n *Node) error {
 		return err
 	}
 	cfg := strings.NewReplacer("{{dir}}", n.Dir, "{{lab}}", l.Dir).Replace(sshdConfig)
+	if l.SudoUser != "" && n != l.Jump {
+		cfg = "PermitRootLogin no\nAllowUsers " + l.SudoUser + "\n" + cfg
+		if err := l.writeUserFiles(n); err != nil {
+			return err
+		}
+	}
 	return os.WriteFile(filepath.Join(n.Dir, "sshd_config"), []byte(cfg), 0o644)
+}
+
+const sudoUID = 4242
+
+// writeUserFiles gives a node its own /etc/passwd, group, shadow and
+// sudoers (bind-mounted by nodeStart): the host's, plus the sudo user. The
+// host's own files stay as they are.
+func (l *Lab) writeUserFiles(n *Node) error {
+	home := filepath.Join(n.Dir, "home")
+	if err := os.MkdirAll(home, 0o755); err != nil {
+		return err
+	}
+	if err := os.Chown(home, sudoUID, sudoUID); err != nil {
+		return err
+	}
+	u := l.SudoUser
+	for name, line := range map[string]string{
+		"passwd": fmt.Sprintf("%s:x:%d:%d::%s:/bin/sh", u, sudoUID, sudoUID, home),
+		"group":  fmt.Sprintf("%s:x:%d:", u, sudoUID),
+		"shadow": u + ":*:19000:0:99999:7:::", // no password; not locked
+	} {
+		host, err := os.ReadFile("/etc/" + name)
+		if err != nil {
+			return err
+		}
+		mode := os.FileMode(0o644)
+		if name == "shadow" {
+			mode = 0o640
+		}
+		if err := os.WriteFile(filepath.Join(n.Dir, name), append(host, []byte(line+"\n")...), mode); err != nil {
+			return err
+		}
+	}
+	return l.SetSudoers(n, true)
+}
+
+// SetSudoers rewrites a node's sudoers in place (the bind mount follows the
+// file, not its name): the sudo user may run ip as root, without a
+// password or, with passwordless false, only after typing one.
+func (l *Lab) SetSudoers(n *Node, passwordless bool) error {
+	tag := "NOPASSWD: "
+	if !passwordless {
+		tag = ""
+	}
+	sudoers := fmt.Sprintf(`Defaults env_reset
+Defaults secure_path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+root ALL=(ALL:ALL) ALL
+%s ALL=(root) %s/usr/sbin/ip, /usr/bin/ip, /sbin/ip, /bin/ip
+`, l.SudoUser, tag)
+	path := filepath.Join(n.Dir, "sudoers")
+	if err := os.WriteFile(path, []byte(sudoers), 0o440); err != nil {
+		return err
+	}
+	return os.Chmod(path, 0o440)
 }
 
 func writeKey(path string, priv ed25519.PrivateKey, comment string) error {
@@ -312,6 +450,9 @@ mount --bind "$1/var-lib-routepush" /var/lib/routepush
 mount --bind "$1/etc-routepush" /etc/routepush
 mount --bind "$1/etc-systemd-system" /etc/systemd/system
 mount --bind "$1/root-home" /root
+for f in passwd group shadow sudoers; do
+	[ ! -f "$1/$f" ] || mount --bind "$1/$f" "/etc/$f"
+done
 rm -f "$1/sshd.pid"
 shift
 exec /usr/sbin/sshd "$@"
@@ -382,6 +523,9 @@ func (l *Lab) ConfigPath() string { return filepath.Join(l.Dir, "routepush.yaml"
 
 func (l *Lab) writeKnownHosts() error {
 	var b strings.Builder
+	if l.Jump != nil {
+		b.WriteString(KnownHostsLine(l.Jump.Addr.String(), l.Jump.HostKey) + "\n")
+	}
 	for _, n := range l.Nodes {
 		hosts := n.Addr.String()
 		if n.Addr6.IsValid() {
@@ -397,15 +541,50 @@ func KnownHostsLine(host string, key ssh.PublicKey) string {
 	return host + " " + strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key)))
 }
 
+// SSHConfigPath is the lab's ssh_config, empty unless a test writes one: it
+// keeps the host's ~/.ssh/config and /etc/ssh/ssh_config out of lab runs.
+func (l *Lab) SSHConfigPath() string { return filepath.Join(l.Dir, "ssh_config") }
+
+// HomeDir is routepush's $HOME in the lab: no ~/.ssh of the host's.
+func (l *Lab) HomeDir() string { return filepath.Join(l.Dir, "bastion-home") }
+
 func (l *Lab) writeConfig() error {
-	cfg := fmt.Sprintf("known-hosts: %s\nidentity: [%s]\nuser: root\n", l.KnownHostsPath(), l.IdentityPath())
+	if err := os.MkdirAll(l.HomeDir(), 0o700); err != nil {
+		return err
+	}
+	if err := os.WriteFile(l.SSHConfigPath(), []byte("# the lab's ssh_config\n"), 0o644); err != nil {
+		return err
+	}
+	user := "root"
+	if l.SudoUser != "" {
+		user = l.SudoUser
+	}
+	cfg := fmt.Sprintf("known-hosts: %s\nidentity: [%s]\nuser: %s\nssh-config: %s\n", l.KnownHostsPath(), l.IdentityPath(), user, l.SSHConfigPath())
+	if l.Jump != nil {
+		cfg += fmt.Sprintf("jump: root@%s\n", l.Jump.Addr)
+	}
 	return os.WriteFile(l.ConfigPath(), []byte(cfg), 0o644)
+}
+
+// AuthorizeKey lets a public key log in to every node (and the jump host).
+func (l *Lab) AuthorizeKey(key ssh.PublicKey) error {
+	f, err := os.OpenFile(filepath.Join(l.Dir, "authorized_keys"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = f.Write(ssh.MarshalAuthorizedKey(key))
+	return err
 }
 
 // WriteInventory writes a hosts.yaml for the given nodes.
 func (l *Lab) WriteInventory(path string, nodes []*Node) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "defaults:\n  user: root\n  port: 22\n  identity_file: %s\nnodes:\n", l.IdentityPath())
+	user := "root"
+	if l.SudoUser != "" {
+		user = l.SudoUser
+	}
+	fmt.Fprintf(&b, "defaults:\n  user: %s\n  port: 22\n  identity_file: %s\nnodes:\n", user, l.IdentityPath())
 	for _, n := range nodes {
 		if n.Addr6.IsValid() {
 			fmt.Fprintf(&b, "  - name: %s\n    address: %s\n    internal_ips: [%s, %s]\n    pod_cidrs: [%s, %s]\n",
@@ -423,6 +602,9 @@ func (l *Lab) Down() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	namespaces := []string{l.Bastion}
+	if l.Jump != nil {
+		namespaces = append(namespaces, l.Jump.NS)
+	}
 	for _, n := range l.Nodes {
 		namespaces = append(namespaces, n.NS)
 	}
