@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -87,6 +88,9 @@ func (d *Dialer) handshake(ctx context.Context, via *ssh.Client, e *endpoint, la
 		if refused != nil {
 			return nil, refused
 		}
+		if strings.Contains(err.Error(), "unable to authenticate") {
+			return nil, fmt.Errorf("%s: ssh %s: %w (%s)", label, e, err, d.offered(e))
+		}
 		return nil, fmt.Errorf("%s: ssh %s: %w", label, e, err)
 	}
 	return ssh.NewClient(c, chans, reqs), nil
@@ -145,4 +149,24 @@ func (c *Client) hint(stderr string) string {
 		return fmt.Sprintf("%s may not change routes: log in as root, or use --become (become: true) to run ip through sudo", c.user)
 	}
 	return ""
+}
+
+// offered says which keys a failed login offered, as ssh -v would: the
+// usual cause is the wrong key, user or agent.
+func (d *Dialer) offered(e *endpoint) string {
+	var keys []string
+	if d.agent != nil {
+		if signers, err := d.agent.Signers(); err == nil {
+			keys = append(keys, fmt.Sprintf("%d from ssh-agent", len(signers)))
+		}
+	}
+	for _, ref := range e.identities {
+		if id, _ := d.identity(ref.path, ref.explicit); id != nil && !slices.Contains(keys, ref.path) {
+			keys = append(keys, ref.path)
+		}
+	}
+	if len(keys) == 0 {
+		return "no keys to offer: no ssh-agent and no identity file"
+	}
+	return "keys offered: " + strings.Join(keys, ", ")
 }
