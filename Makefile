@@ -34,9 +34,12 @@ kube-apiserver:
 e2e: deps kube-apiserver
 	$(GO) test -count=1 -timeout 20m ./test/...
 
-# A short fuzzing run of the text route parser on top of its seeds.
+# A short fuzzing run of the text route parser on top of its seeds. The
+# budget is a count, not a duration: Go 1.26's fuzz coordinator can fail a
+# clean run with "context deadline exceeded" when a duration runs out
+# (golang/go#75804, fixed in Go 1.27). 400k runs take about 15 s here.
 fuzz:
-	$(GO) test ./route -run '^$$' -fuzz FuzzParseText -fuzztime 15s
+	$(GO) test ./route -run '^$$' -fuzz FuzzParseText -fuzztime 400000x
 
 test: deps kube-apiserver lint unit e2e fuzz demo
 
