@@ -143,8 +143,22 @@ func TestJumpHostOnly(t *testing.T) {
 		}
 	}
 	assertConverged(t, l)
-	if res := rp(t, l, "--inventory", l.InventoryPath(), "--check"); res.Code != 0 {
-		t.Errorf("--check after apply: exit %d", res.Code)
+
+	// Two hops (the jump host, then the jump host again by its inner
+	// address): one login on each, and the second key checked too.
+	twoHops := "root@198.19.0.2,root@198.18.0.2"
+	res = rp(t, l, "--inventory", l.InventoryPath(), "--check", "--jump", twoHops)
+	if res.Code != 1 || !strings.Contains(res.Stderr, "jump host root@198.18.0.2:22: host key for 198.18.0.2:22 is not in") {
+		t.Errorf("second hop's unknown key: exit %d, stderr %q", res.Code, res.Stderr)
+	}
+	writeFile(t, l.KnownHostsPath(), string(kh)+lab.KnownHostsLine("198.18.0.2", l.Jump.HostKey)+"\n")
+	log := func() string { return readFile(t, filepath.Join(l.Jump.Dir, "sshd.log")) }
+	outer, inner := strings.Count(log(), "Connection from 198.19.0.1 "), strings.Count(log(), "Connection from 198.18.0.2 ")
+	if res := rp(t, l, "--inventory", l.InventoryPath(), "--check", "--jump", twoHops); res.Code != 0 {
+		t.Errorf("--check through two hops: exit %d, want 0", res.Code)
+	}
+	if o, i := strings.Count(log(), "Connection from 198.19.0.1 ")-outer, strings.Count(log(), "Connection from 198.18.0.2 ")-inner; o != 1 || i != 1 {
+		t.Errorf("two hops: %d logins from the bastion and %d from the first hop, want 1 and 1", o, i)
 	}
 }
 
