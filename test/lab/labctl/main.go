@@ -26,11 +26,16 @@ func main() {
 	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
 	nodes := fs.Int("nodes", 5, "number of nodes")
 	dir := fs.String("dir", ".lab", "lab folder (state is kept in DIR/lab.json)")
+	var o lab.Options
+	fs.BoolVar(&o.DualStack, "dual-stack", false, "IPv6 addresses and pod CIDRs beside the IPv4 ones")
+	fs.BoolVar(&o.Jump, "jump", false, "put the bastion behind a jump host, its only way to the nodes")
+	fs.StringVar(&o.SudoUser, "sudo-user", "", "nodes accept only this user, with passwordless sudo for ip")
 	_ = fs.Parse(os.Args[2:])
+	o.Nodes, o.Dir = *nodes, *dir
 	var err error
 	switch os.Args[1] {
 	case "up":
-		err = up(ctx, *nodes, *dir)
+		err = up(ctx, o)
 	case "down":
 		err = down(*dir)
 	case "clean":
@@ -44,11 +49,11 @@ func main() {
 	}
 }
 
-func up(ctx context.Context, nodes int, dir string) error {
-	if _, err := os.Stat(filepath.Join(dir, "lab.json")); err == nil {
-		return fmt.Errorf("a lab is already up in %s: labctl down -dir %s first", dir, dir)
+func up(ctx context.Context, o lab.Options) error {
+	if _, err := os.Stat(filepath.Join(o.Dir, "lab.json")); err == nil {
+		return fmt.Errorf("a lab is already up in %s: labctl down -dir %s first", o.Dir, o.Dir)
 	}
-	l, err := lab.Up(ctx, lab.Options{Nodes: nodes, Dir: dir})
+	l, err := lab.Up(ctx, o)
 	if err != nil {
 		return err
 	}
