@@ -79,7 +79,7 @@ type Dialer struct {
 	mu        sync.Mutex
 	keys      map[string]*identity     // by identity file path
 	knownDBs  map[string]*knownHostsDB // by the files' list
-	jumps     map[string]*jumpChain    // by chain
+	jumps     onceMap[*jumpChain]      // by chain
 	passMu    sync.Mutex               // one passphrase prompt at a time
 	localUser string
 }
@@ -95,7 +95,6 @@ func NewDialer(cfg Config) (*Dialer, error) {
 		log:      cfg.Logger,
 		keys:     map[string]*identity{},
 		knownDBs: map[string]*knownHostsDB{},
-		jumps:    map[string]*jumpChain{},
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
@@ -134,11 +133,7 @@ func NewDialer(cfg Config) (*Dialer, error) {
 
 // Close closes the shared jump host connections.
 func (d *Dialer) Close() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for _, j := range d.jumps {
-		j.close()
-	}
+	d.jumps.each((*jumpChain).close)
 	return nil
 }
 

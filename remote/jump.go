@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -96,13 +95,10 @@ func parseHop(s string) (Hop, error) {
 }
 
 // jumpChain is one authenticated connection through a chain of jump hosts,
-// shared by every node behind it: one login on the jump host per run, and
-// each node a direct-tcpip channel on it.
+// shared by every node behind it: one login on each jump host per run, and
+// each node a direct-tcpip channel on the last one.
 type jumpChain struct {
-	once    sync.Once
 	clients []*ssh.Client // every hop's client, first hop first
-	desc    string        // user@host:port of each hop, for messages
-	err     error
 }
 
 // last is the client nodes are dialed through.
@@ -118,37 +114,28 @@ func (j *jumpChain) close() {
 // first use. A chain that failed is not retried in the same run: every node
 // behind it reports the same error instead of hammering the jump host.
 func (d *Dialer) jump(ctx context.Context, hops []Hop) (*jumpChain, error) {
-	key := fmt.Sprint(hops)
-	d.mu.Lock()
-	j, ok := d.jumps[key]
-	if !ok {
-		j = &jumpChain{}
-		d.jumps[key] = j
-	}
-	d.mu.Unlock()
-	j.once.Do(func() {
+	return d.jumps.get(fmt.Sprint(hops), func() (*jumpChain, error) {
 		// The chain outlives the first node's context: use one of its own,
 		// bounded by the connect timeout of each hop.
 		ctx := context.WithoutCancel(ctx)
+		j := &jumpChain{}
 		var via *ssh.Client
 		for _, h := range hops {
 			ep, err := d.endpoint(ctx, Target{Name: h.Host, User: h.User, Port: h.Port}, true)
 			if err != nil {
-				j.err = fmt.Errorf("jump host %s: %w", h, err)
-				return
+				j.close()
+				return nil, fmt.Errorf("jump host %s: %w", h, err)
 			}
 			c, err := d.handshake(ctx, via, ep, "jump host "+ep.String())
 			if err != nil {
 				j.close()
-				j.err = err
-				return
+				return nil, err
 			}
 			j.clients = append(j.clients, c)
 			via = c
-			j.desc += " via " + ep.String()
 		}
+		return j, nil
 	})
-	return j, j.err
 }
 
 // dialVia opens a TCP connection to addr, directly or through a jump

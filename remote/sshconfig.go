@@ -46,8 +46,7 @@ type SSHConfig struct {
 	Fallback string
 	explicit string // the -F file, if one was given
 
-	mu      sync.Mutex
-	hosts   map[string]*resolved
+	hosts   onceMap[HostConfig]
 	sshPath string
 
 	defaultsOnce sync.Once
@@ -55,18 +54,12 @@ type SSHConfig struct {
 	defaultsErr  error
 }
 
-type resolved struct {
-	once sync.Once
-	hc   HostConfig
-	err  error
-}
-
 // LoadSSHConfig reads OpenSSH client configuration: only path when given
 // (like ssh -F), else ~/.ssh/config and /etc/ssh/ssh_config where they exist.
 // An unparsable file is not an error as long as OpenSSH's ssh is installed
 // to resolve hosts with ssh -G.
 func LoadSSHConfig(path string) (*SSHConfig, error) {
-	c := &SSHConfig{hosts: map[string]*resolved{}}
+	c := &SSHConfig{}
 	if path != "" {
 		path = ExpandHome(path)
 		if _, err := os.Stat(path); err != nil {
@@ -137,21 +130,12 @@ func (c *SSHConfig) Host(ctx context.Context, alias string) (HostConfig, error) 
 	if c == nil {
 		return HostConfig{}, nil
 	}
-	c.mu.Lock()
-	r, ok := c.hosts[alias]
-	if !ok {
-		r = &resolved{}
-		c.hosts[alias] = r
-	}
-	c.mu.Unlock()
-	r.once.Do(func() {
+	return c.hosts.get(alias, func() (HostConfig, error) {
 		if c.parsed != nil || c.sshPath == "" {
-			r.hc, r.err = c.fromParsed(alias)
-		} else {
-			r.hc, r.err = c.fromSSH(ctx, alias)
+			return c.fromParsed(alias)
 		}
+		return c.fromSSH(ctx, alias)
 	})
-	return r.hc, r.err
 }
 
 // fromParsed answers from the parsed files: the first value wins, as in

@@ -54,9 +54,15 @@ func TestMain(m *testing.M) {
 // newLab brings up a lab of n nodes that is torn down when the test ends.
 func newLab(t *testing.T, n int) *lab.Lab {
 	t.Helper()
+	return newLabWith(t, lab.Options{Nodes: n})
+}
+
+// newLabWith is newLab with options.
+func newLabWith(t *testing.T, o lab.Options) *lab.Lab {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	l, err := lab.Up(ctx, lab.Options{Nodes: n})
+	l, err := lab.Up(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}

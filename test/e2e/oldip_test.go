@@ -47,10 +47,7 @@ func TestOldIproute2TextFallback(t *testing.T) {
 	writeExec(t, filepath.Join(dir, "oldip", "ip"), fmt.Sprintf(oldIP, realIP))
 	writeExec(t, filepath.Join(dir, "force-command"), forceCommand)
 	ctx := testContext(t)
-	if err := l.StopSSHD(ctx, old); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.StartSSHD(ctx, old, "-o", "ForceCommand="+filepath.Join(dir, "force-command")); err != nil {
+	if err := l.RestartSSHD(ctx, old, "-o", "ForceCommand="+filepath.Join(dir, "force-command")); err != nil {
 		t.Fatal(err)
 	}
 

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
@@ -22,23 +21,6 @@ import (
 
 	"github.com/routepush/routepush/test/lab"
 )
-
-// newLabWith is newLab with options.
-func newLabWith(t *testing.T, o lab.Options) *lab.Lab {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	l, err := lab.Up(ctx, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := l.Down(); err != nil {
-			t.Errorf("lab down: %v", err)
-		}
-	})
-	return l
-}
 
 // connections counts the SSH connections a host's sshd has accepted so far.
 func connections(t *testing.T, n *lab.Node) int {
@@ -89,6 +71,15 @@ func newKey(t *testing.T, dir, name, passphrase string) (string, ssh.PublicKey) 
 	}
 	writeFile(t, path+".pub", string(ssh.MarshalAuthorizedKey(sshPub)))
 	return path, sshPub
+}
+
+// mkdir makes a folder (and its parents) and returns its path.
+func mkdir(t *testing.T, path string) string {
+	t.Helper()
+	if err := os.MkdirAll(path, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // additions counts the routes a --check run would add.
@@ -170,9 +161,7 @@ func TestSSHConfigHostBlocks(t *testing.T) {
 	l := newLabWith(t, lab.Options{Nodes: 5, Jump: true})
 	ctx := testContext(t)
 	dir := filepath.Join(l.Dir, "operator")
-	if err := os.MkdirAll(filepath.Join(dir, "ssh_config.d"), 0o700); err != nil {
-		t.Fatal(err)
-	}
+	mkdir(t, filepath.Join(dir, "ssh_config.d"))
 	// Nodes listen on 2222 and take a key only ssh_config names.
 	workerKey, workerPub := newKey(t, dir, "worker_key", "")
 	if err := l.AuthorizeKey(workerPub); err != nil {
@@ -182,10 +171,7 @@ func TestSSHConfigHostBlocks(t *testing.T) {
 	known.WriteString(lab.KnownHostsLine(l.Jump.Addr.String(), l.Jump.HostKey) + "\n")
 	inv.WriteString("nodes:\n")
 	for i, n := range l.Nodes {
-		if err := l.StopSSHD(ctx, n); err != nil {
-			t.Fatal(err)
-		}
-		if err := l.StartSSHD(ctx, n, "-p", "2222"); err != nil {
+		if err := l.RestartSSHD(ctx, n, "-p", "2222"); err != nil {
 			t.Fatal(err)
 		}
 		fmt.Fprintf(&inv, "  - name: worker-%d\n    internal_ip: %s\n    pod_cidr: %s\n", i, n.Addr, n.PodCIDR)
@@ -246,10 +232,7 @@ func TestAgentEncryptedKeysAndCertificates(t *testing.T) {
 	t.Parallel()
 	l := newLab(t, 5)
 	ctx := testContext(t)
-	dir := filepath.Join(l.Dir, "keys")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	dir := mkdir(t, filepath.Join(l.Dir, "keys"))
 	agentKey, agentPub := newKey(t, dir, "agent_key", "")
 	encKey, encPub := newKey(t, dir, "enc_key", "correct horse")
 	// From now on only these two keys log in: not the lab's own.
@@ -337,10 +320,7 @@ func TestAgentEncryptedKeysAndCertificates(t *testing.T) {
 	certKey, _ := newKey(t, dir, "cert_key", "")
 	run(t, "ssh-keygen", "-q", "-s", filepath.Join(dir, "user_ca"), "-I", "routepush-e2e", "-n", "root", "-V", "-5m:+1h", certKey+".pub")
 	for _, n := range l.Nodes {
-		if err := l.StopSSHD(ctx, n); err != nil {
-			t.Fatal(err)
-		}
-		if err := l.StartSSHD(ctx, n, "-o", "TrustedUserCAKeys="+filepath.Join(dir, "user_ca.pub"), "-o", "AuthorizedKeysFile=none"); err != nil {
+		if err := l.RestartSSHD(ctx, n, "-o", "TrustedUserCAKeys="+filepath.Join(dir, "user_ca.pub"), "-o", "AuthorizedKeysFile=none"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -438,17 +418,11 @@ func TestHostKeyForms(t *testing.T) {
 	t.Parallel()
 	l := newLab(t, 5)
 	ctx := testContext(t)
-	dir := filepath.Join(l.Dir, "hostkeys")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	dir := mkdir(t, filepath.Join(l.Dir, "hostkeys"))
 	n := l.Nodes
 	restart := func(node *lab.Node, args ...string) {
 		t.Helper()
-		if err := l.StopSSHD(ctx, node); err != nil {
-			t.Fatal(err)
-		}
-		if err := l.StartSSHD(ctx, node, args...); err != nil {
+		if err := l.RestartSSHD(ctx, node, args...); err != nil {
 			t.Fatal(err)
 		}
 	}

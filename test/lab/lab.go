@@ -470,6 +470,15 @@ func (l *Lab) StartSSHD(ctx context.Context, n *Node, extra ...string) error {
 	return WaitFile(ctx, filepath.Join(n.Dir, "sshd.pid"), time.Now().Add(30*time.Second))
 }
 
+// RestartSSHD stops a node's sshd (and its sessions) and starts it again
+// with extra options.
+func (l *Lab) RestartSSHD(ctx context.Context, n *Node, extra ...string) error {
+	if err := l.StopSSHD(ctx, n); err != nil {
+		return err
+	}
+	return l.StartSSHD(ctx, n, extra...)
+}
+
 // StopSSHD kills every process in the node's namespace: its sshd and any
 // session still running.
 func (l *Lab) StopSSHD(ctx context.Context, n *Node) error {
