@@ -143,11 +143,10 @@ func (k *knownHostsDB) add(d *Dialer, hostname string, key ssh.PublicKey, hash b
 	if known, ok := k.added[host]; ok {
 		return known, nil
 	}
-	name := host
+	line := knownhosts.Line([]string{host}, key) + "\n"
 	if hash {
-		name = xknownhosts.HashHostname(host)
+		line = xknownhosts.HashHostname(host) + " " + key.Type() + " " + base64.StdEncoding.EncodeToString(key.Marshal()) + "\n"
 	}
-	line := name + " " + key.Type() + " " + base64.StdEncoding.EncodeToString(key.Marshal()) + "\n"
 	if err := appendLine(k.write, line); err != nil {
 		return nil, fmt.Errorf("adding the host key of %s to %s: %w", host, k.write, err)
 	}
