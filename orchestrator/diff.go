@@ -33,7 +33,7 @@ func (d *Diff) Empty() bool { return len(d.Add) == 0 && len(d.Replace) == 0 }
 func ComputeDiff(h HostPlan, current []route.Route) (Diff, error) {
 	var d Diff
 	var err error
-	compare(h, current, func(k int, _ route.Route, have *route.Route) {
+	compare(h, current, func(k int, have *route.Route) {
 		switch {
 		case err != nil:
 		case have == nil:
@@ -51,26 +51,42 @@ func ComputeDiff(h HostPlan, current []route.Route) (Diff, error) {
 }
 
 // compare walks a node's plan against its main table: differ is called for
-// every planned route that is missing (have == nil) or goes elsewhere, same
-// for every one already right. It is the one definition of "in sync" that
-// diff and verify share.
-func compare(h HostPlan, current []route.Route, differ func(k int, want route.Route, have *route.Route), same func()) {
-	byKey := make(map[route.Key]int, len(current))
+// every planned route k that is missing (have == nil) or goes elsewhere,
+// same for every one already right. It is the one definition of "in sync"
+// that diff and verify share. It builds no Route per planned route: on a
+// 5,000-node cluster it runs 25 million times.
+func compare(h HostPlan, current []route.Route, differ func(k int, have *route.Route), same func()) {
+	match := make([]int32, h.Len()) // match[k]: index in current of planned route k, or -1
+	for k := range match {
+		match[k] = -1
+	}
 	for i := range current {
-		if current[i].Table == "" {
-			byKey[current[i].Key()] = i
+		c := &current[i]
+		if c.Table != "" {
+			continue
+		}
+		if fi, pos, ok := h.plan.lookup(c); ok {
+			if k, ok := h.indexOf(fi, pos); ok {
+				match[k] = int32(i)
+			}
 		}
 	}
-	for k, n := 0, h.Len(); k < n; k++ {
-		want := h.Route(k)
-		i, ok := byKey[want.Key()]
-		switch {
-		case !ok:
-			differ(k, want, nil)
-		case current[i].SameNextHop(want):
-			same()
-		default:
-			differ(k, want, &current[i])
+	k := 0
+	for _, s := range h.segs {
+		dests := h.plan.dests[famIndex(s.fam)]
+		for pos := range dests {
+			if pos >= s.skip.start && pos < s.skip.end {
+				continue // the node's own pod CIDR
+			}
+			switch i := match[k]; {
+			case i < 0:
+				differ(k, nil)
+			case current[i].GoesVia(dests[pos].via, h.plan.Protocol):
+				same()
+			default:
+				differ(k, &current[i])
+			}
+			k++
 		}
 	}
 }
@@ -79,11 +95,19 @@ func compare(h HostPlan, current []route.Route, differ func(k int, want route.Ro
 // match its plan.
 func (d *Diff) ApplyBatch(h HostPlan) *route.Batch {
 	var b route.Batch
+	size := 0
 	for _, k := range d.Add {
-		b.Replace(h.Route(int(k)))
+		size += route.ReplaceSize(h.spec(int(k)))
 	}
 	for _, r := range d.Replace {
-		b.Replace(h.Route(int(r.Index)))
+		size += route.ReplaceSize(h.spec(int(r.Index)))
+	}
+	b.Grow(size) // exactly: a first run on a large cluster renders gigabytes
+	for _, k := range d.Add {
+		b.ReplaceSpec(h.spec(int(k)))
+	}
+	for _, r := range d.Replace {
+		b.ReplaceSpec(h.spec(int(r.Index)))
 	}
 	return &b
 }
@@ -93,6 +117,7 @@ func (d *Diff) ApplyBatch(h HostPlan) *route.Batch {
 // put every replaced route back with all its attributes.
 func (d *Diff) UndoBatch(h HostPlan) *route.Batch {
 	var b route.Batch
+	b.Grow((len(d.Add) + len(d.Replace)) * route.LineSize)
 	for _, k := range d.Add {
 		b.Delete(h.Route(int(k)))
 	}
@@ -107,7 +132,8 @@ func (d *Diff) UndoBatch(h HostPlan) *route.Batch {
 // route that is not.
 func Verify(h HostPlan, current []route.Route) []string {
 	var problems []string
-	compare(h, current, func(_ int, want route.Route, have *route.Route) {
+	compare(h, current, func(k int, have *route.Route) {
+		want := h.Route(k)
 		if have == nil {
 			problems = append(problems, fmt.Sprintf("route %s is missing", want))
 		} else {

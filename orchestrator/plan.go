@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"encoding/binary"
 	"net/netip"
 
 	"github.com/routepush/routepush/inventory"
@@ -25,11 +26,55 @@ type Plan struct {
 	// owner in node order; owners[f][i] is the range of node i's entries.
 	dests  [2][]destination
 	owners [2][]span
+	// index4 and index6 find a destination by its CIDR, so a node's table
+	// is matched against its plan with one lookup per route instead of a
+	// map built per node. The keys are plain integers: hashing is most of
+	// the cost of matching 25 million routes.
+	index4 map[uint64]int32
+	index6 map[v6Key]int32
+}
+
+type v6Key struct {
+	hi, lo uint64
+	bits   uint8
+}
+
+// lookup returns the family index and plan position of the destination a
+// route in a node's table stands for, if the plan has one: same CIDR, and
+// the metric routepush's routes get.
+func (p *Plan) lookup(r *route.Route) (fi, pos int, ok bool) {
+	a := r.Dst.Addr()
+	var i int32
+	if a.Is4() {
+		b := a.As4()
+		fi = 0
+		i, ok = p.index4[uint64(b[0])<<32|uint64(b[1])<<24|uint64(b[2])<<16|uint64(b[3])<<8|uint64(r.Dst.Bits())]
+	} else {
+		b := a.As16()
+		fi = 1
+		i, ok = p.index6[v6Key{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:]), uint8(r.Dst.Bits())}]
+	}
+	if !ok || r.Metric != route.FamilyOf(a).DefaultMetric() {
+		return 0, 0, false
+	}
+	return fi, int(i), true
+}
+
+func (p *Plan) addIndex(c netip.Prefix, pos int) {
+	a := c.Addr()
+	if a.Is4() {
+		b := a.As4()
+		p.index4[uint64(b[0])<<32|uint64(b[1])<<24|uint64(b[2])<<16|uint64(b[3])<<8|uint64(c.Bits())] = int32(pos)
+		return
+	}
+	b := a.As16()
+	p.index6[v6Key{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:]), uint8(c.Bits())}] = int32(pos)
 }
 
 type destination struct {
 	cidr netip.Prefix
 	via  netip.Addr
+	spec []byte // the route's `ip route replace` arguments, the same on every node
 }
 
 type span struct{ start, end int }
@@ -43,7 +88,7 @@ func famIndex(f route.Family) int {
 
 // NewPlan plans routes for a validated node table.
 func NewPlan(nodes []inventory.Node, proto route.Protocol) *Plan {
-	p := &Plan{Nodes: nodes, Protocol: proto}
+	p := &Plan{Nodes: nodes, Protocol: proto, index4: make(map[uint64]int32, len(nodes)), index6: map[v6Key]int32{}}
 	for fi := range p.owners {
 		p.owners[fi] = make([]span, len(nodes))
 	}
@@ -59,7 +104,10 @@ func NewPlan(nodes []inventory.Node, proto route.Protocol) *Plan {
 				continue // Validate refuses this; never route a CIDR nowhere.
 			}
 			fi := famIndex(fam)
-			p.dests[fi] = append(p.dests[fi], destination{c, via})
+			p.addIndex(c, len(p.dests[fi]))
+			d := destination{cidr: c, via: via}
+			d.spec = d.route(proto, fam).AppendSpec(nil)
+			p.dests[fi] = append(p.dests[fi], d)
 			p.owners[fi][i].end = len(p.dests[fi])
 		}
 	}
@@ -115,8 +163,41 @@ func (h HostPlan) Families() []route.Family {
 	return fams
 }
 
+// indexOf returns the position in the node's plan of the plan's
+// destination pos of family fi; false for the node's own pod CIDR and for a
+// family the node gets no routes in.
+func (h HostPlan) indexOf(fi, pos int) (int, bool) {
+	off := 0
+	for _, s := range h.segs {
+		if famIndex(s.fam) != fi {
+			off += s.n
+			continue
+		}
+		switch {
+		case pos < s.skip.start:
+			return off + pos, true
+		case pos < s.skip.end:
+			return 0, false
+		default:
+			return off + pos - (s.skip.end - s.skip.start), true
+		}
+	}
+	return 0, false
+}
+
 // Route returns the k-th route of the node's plan, 0 <= k < Len().
 func (h HostPlan) Route(k int) route.Route {
+	d, fam := h.dest(k)
+	return d.route(h.plan.Protocol, fam)
+}
+
+// spec returns the k-th route rendered for `ip route replace`.
+func (h HostPlan) spec(k int) []byte {
+	d, _ := h.dest(k)
+	return d.spec
+}
+
+func (h HostPlan) dest(k int) (*destination, route.Family) {
 	for _, s := range h.segs {
 		if k >= s.n {
 			k -= s.n
@@ -125,13 +206,11 @@ func (h HostPlan) Route(k int) route.Route {
 		if k >= s.skip.start {
 			k += s.skip.end - s.skip.start
 		}
-		d := h.plan.dests[famIndex(s.fam)][k]
-		return route.Route{
-			Dst:      d.cidr,
-			Gateway:  d.via,
-			Protocol: h.plan.Protocol,
-			Metric:   s.fam.DefaultMetric(),
-		}
+		return &h.plan.dests[famIndex(s.fam)][k], s.fam
 	}
 	panic("orchestrator: route index out of range")
+}
+
+func (d *destination) route(proto route.Protocol, fam route.Family) route.Route {
+	return route.Route{Dst: d.cidr, Gateway: d.via, Protocol: proto, Metric: fam.DefaultMetric()}
 }
