@@ -6,7 +6,7 @@ GO         ?= go
 GOBIN      := $(shell $(GO) env GOPATH)/bin
 STATICCHECK = $(GOBIN)/staticcheck
 
-.PHONY: build deps kube-apiserver lint unit e2e fuzz test demo lab-clean clean
+.PHONY: build deps kube-apiserver lint unit e2e fuzz test demo bench lab-clean clean
 
 build:
 	$(GO) build -o bin/routepush ./cmd/routepush
@@ -47,6 +47,15 @@ test: deps kube-apiserver lint unit e2e fuzz demo
 # and after, and tears the lab down (KEEP=1 leaves it up).
 demo: deps build
 	$(GO) run ./test/lab/demo -routepush bin/routepush -nodes 5 $(if $(KEEP),-keep)
+
+# routepush against OpenSSH fan-out, the bare SSH connection floor and
+# Ansible on labs of BENCH_NODES (default 10,20,50,200; BENCH_NODES=1000 for
+# the big run), then the Go benchmarks of plan+diff and parsing. Writes
+# bench/out/results.{md,json}; bench/RESULTS.md keeps a committed run.
+bench: build
+	./scripts/install-deps.sh bench
+	$(GO) run ./bench -routepush bin/routepush
+	$(GO) test -run '^$$' -bench . -benchmem ./orchestrator ./route
 
 # Removes lab namespaces left behind by a killed test or demo.
 lab-clean:

@@ -14,6 +14,11 @@ command -v ip >/dev/null 2>&1 || need="$need iproute2"
 command -v ping >/dev/null 2>&1 || need="$need iputils-ping"
 command -v etcd >/dev/null 2>&1 || need="$need etcd-server"
 command -v sudo >/dev/null 2>&1 || need="$need sudo"
+# `install-deps.sh bench`: also what make bench races routepush against.
+if [ "${1:-}" = bench ]; then
+	command -v ansible-playbook >/dev/null 2>&1 || need="$need ansible"
+	command -v xargs >/dev/null 2>&1 || need="$need findutils"
+fi
 
 if [ -n "$need" ]; then
 	if [ "$(id -u)" != 0 ]; then
