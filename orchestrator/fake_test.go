@@ -41,7 +41,13 @@ type fakeCommandError struct{ stderr string }
 func (e *fakeCommandError) Error() string      { return "ip -batch: " + strings.TrimSpace(e.stderr) }
 func (e *fakeCommandError) StderrText() string { return e.stderr }
 
-func (k *fakeKernel) Apply(_ context.Context, batch []byte, force bool) error {
+func (k *fakeKernel) Apply(ctx context.Context, batch []byte, force bool, fams []route.Family) (route.Table, error, error) {
+	applyErr := k.apply(batch, force)
+	t, err := k.ReadRoutes(ctx, fams)
+	return t, applyErr, err
+}
+
+func (k *fakeKernel) apply(batch []byte, force bool) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.applied++

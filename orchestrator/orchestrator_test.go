@@ -253,8 +253,8 @@ type cancelAfterApply struct {
 	cancel context.CancelFunc
 }
 
-func (h *cancelAfterApply) Apply(ctx context.Context, batch []byte, force bool) error {
-	err := h.fakeKernel.Apply(ctx, batch, force)
+func (h *cancelAfterApply) Apply(ctx context.Context, batch []byte, force bool, fams []route.Family) (route.Table, error, error) {
+	t, applyErr, err := h.fakeKernel.Apply(ctx, batch, force, fams)
 	h.cancel()
-	return err
+	return t, applyErr, err
 }

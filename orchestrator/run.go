@@ -20,9 +20,12 @@ import (
 type Host interface {
 	// ReadRoutes reads the main table of each family.
 	ReadRoutes(ctx context.Context, fams []route.Family) (route.Table, error)
-	// Apply feeds a batch to `ip -batch -`. With force, ip carries on past
-	// failing lines (used to roll back, where some lines may not apply).
-	Apply(ctx context.Context, batch []byte, force bool) error
+	// Apply feeds a batch to `ip -batch -`, then reads the main table of
+	// each family: one round trip, not two, for apply and verify (and for
+	// rollback and its check). applyErr is the batch's failure; with force,
+	// ip carries on past failing lines (used to roll back, where some lines
+	// may not apply). err is a failure to read the tables afterwards.
+	Apply(ctx context.Context, batch []byte, force bool, fams []route.Family) (table route.Table, applyErr, err error)
 	Close() error
 }
 
@@ -196,11 +199,11 @@ func (r *nodeRun) apply(ctx context.Context) bool {
 	name := r.plan.Node().Name
 	batch := r.rep.Diff.ApplyBatch(r.plan)
 	r.touched = true
-	if err := r.host.Apply(ctx, batch.Bytes(), false); err != nil {
-		r.fail(explainBatchError(err, batch.Bytes()))
+	table, applyErr, err := r.host.Apply(ctx, batch.Bytes(), false, r.plan.Families())
+	if applyErr != nil {
+		r.fail(explainBatchError(applyErr, batch.Bytes()))
 		return false
 	}
-	table, err := r.host.ReadRoutes(ctx, r.plan.Families())
 	if err != nil {
 		r.fail(fmt.Errorf("verify: %w", err))
 		return false
@@ -220,8 +223,7 @@ func (r *nodeRun) rollback(ctx context.Context) {
 	undo := r.rep.Diff.UndoBatch(r.plan)
 	// With -force, ip goes on past lines that fail because the run never
 	// got that far; the digest below is what decides success.
-	applyErr := r.host.Apply(ctx, undo.Bytes(), true)
-	table, err := r.host.ReadRoutes(ctx, r.plan.Families())
+	table, applyErr, err := r.host.Apply(ctx, undo.Bytes(), true, r.plan.Families())
 	switch {
 	case err != nil:
 		r.rep.RollbackErr = fmt.Errorf("rollback: %w", err)

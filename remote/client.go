@@ -100,21 +100,19 @@ func (d *Dialer) handshake(ctx context.Context, via *ssh.Client, e *endpoint, la
 func (c *Client) Close() error { return c.conn.Close() }
 
 // run executes a fixed command in a new session, feeding it stdin, and
-// returns its stdout. A command that exits non-zero returns *CommandError.
-func (c *Client) run(ctx context.Context, cmd string, stdin []byte) ([]byte, error) {
+// returns what it printed. A command that exits non-zero returns
+// *CommandError; label is how messages name the command (the script itself
+// is long and full of markers).
+func (c *Client) run(ctx context.Context, label, cmd string, stdin []byte) (stdout, stderr []byte, err error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	if c.sudo {
-		// -n: fail at once, never wait for a password nobody will type.
-		cmd = "sudo -n " + cmd
-	}
 	sess, err := c.conn.NewSession()
 	if err != nil {
-		return nil, fmt.Errorf("%s: open session: %w", c.name, err)
+		return nil, nil, fmt.Errorf("%s: open session: %w", c.name, err)
 	}
 	defer sess.Close()
-	var stdout, stderr bytes.Buffer
-	sess.Stdout, sess.Stderr = &stdout, &stderr
+	var out, errOut bytes.Buffer
+	sess.Stdout, sess.Stderr = &out, &errOut
 	if stdin != nil {
 		sess.Stdin = bytes.NewReader(stdin)
 	}
@@ -124,18 +122,18 @@ func (c *Client) run(ctx context.Context, cmd string, stdin []byte) ([]byte, err
 	case err = <-done:
 	case <-ctx.Done():
 		sess.Close()
-		return nil, fmt.Errorf("%s: %s: %w", c.name, cmd, context.Cause(ctx))
+		return nil, nil, fmt.Errorf("%s: %s: %w", c.name, label, context.Cause(ctx))
 	}
 	var exit *ssh.ExitError
 	switch {
 	case errors.As(err, &exit):
-		ce := &CommandError{Host: c.name, Command: cmd, ExitStatus: exit.ExitStatus(), Stderr: stderr.String()}
+		ce := &CommandError{Host: c.name, Command: label, ExitStatus: exit.ExitStatus(), Stderr: errOut.String()}
 		ce.Hint = c.hint(ce.Stderr)
-		return stdout.Bytes(), ce
+		return out.Bytes(), errOut.Bytes(), ce
 	case err != nil:
-		return nil, fmt.Errorf("%s: %s: %w", c.name, cmd, err)
+		return nil, nil, fmt.Errorf("%s: %s: %w", c.name, label, err)
 	}
-	return stdout.Bytes(), nil
+	return out.Bytes(), errOut.Bytes(), nil
 }
 
 // hint explains the failures of a login that cannot change routes.

@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -13,35 +14,80 @@ import (
 // The commands routepush runs on nodes: fixed strings, nothing spliced in.
 // -d shows every route's protocol (plain `ip route show` hides "boot");
 // -N prints numbers, so a node's own rt_protos names cannot confuse parsing.
-var readCommands = map[route.Family][2]string{
-	route.IPv4: {"ip -d -N -json -4 route show table main", "ip -d -4 route show table main"},
-	route.IPv6: {"ip -d -N -json -6 route show table main", "ip -d -6 route show table main"},
+var readArgs = map[route.Family][2]string{
+	route.IPv4: {"-d -N -json -4 route show table main", "-d -4 route show table main"},
+	route.IPv6: {"-d -N -json -6 route show table main", "-d -6 route show table main"},
 }
 
+// Markers between the parts of one session's output. Neither ip's JSON nor
+// its text output can contain them.
 const (
-	applyCommand      = "ip -batch -"
-	forceApplyCommand = "ip -force -batch -"
+	endOfTable = "--- routepush: end of table ---"
+	batchOK    = "--- routepush: batch applied ---"
+	readNext   = "--- routepush: tables follow ---"
 )
 
-// ReadRoutes reads the node's main routing table for each family. The
-// digest covers exactly what ip printed, in family order. On an iproute2
-// without JSON output it falls back to parsing text, and stays with text
-// for the rest of the connection so before/after digests compare alike.
+// ip renders an ip command line, through sudo -n with become.
+func (c *Client) ip(args string) string {
+	if c.sudo {
+		// -n: fail at once, never wait for a password nobody will type.
+		return "sudo -n ip " + args
+	}
+	return "ip " + args
+}
+
+// readScript prints the main table of each family, each followed by the
+// endOfTable line: every family in one session.
+func (c *Client) readScript(fams []route.Family) string {
+	var parts []string
+	for _, fam := range fams {
+		args := readArgs[fam][0]
+		if c.textMode {
+			args = readArgs[fam][1]
+		}
+		parts = append(parts, c.ip(args), "echo '"+endOfTable+"'")
+	}
+	return strings.Join(parts, " && ")
+}
+
+// ReadRoutes reads the node's main routing table for each family, in one
+// session. The digest covers exactly what ip printed, in family order. On
+// an iproute2 without JSON output it falls back to parsing text, and stays
+// with text for the rest of the connection so before/after digests compare
+// alike.
 func (c *Client) ReadRoutes(ctx context.Context, fams []route.Family) (route.Table, error) {
+	label := c.ip("route show table main")
+	out, _, err := c.run(ctx, label, c.readScript(fams), nil)
+	var ce *CommandError
+	if err != nil && !c.textMode && errors.As(err, &ce) && unknownOption(ce.Stderr) {
+		c.textMode = true
+		out, _, err = c.run(ctx, label, c.readScript(fams), nil)
+	}
+	if err != nil {
+		return route.Table{}, err
+	}
+	return c.parseTables(out, fams)
+}
+
+// parseTables splits a readScript's output into its families' tables.
+func (c *Client) parseTables(out []byte, fams []route.Family) (route.Table, error) {
 	var t route.Table
 	h := sha256.New()
 	for _, fam := range fams {
-		out, err := c.readFamily(ctx, fam)
-		if err != nil {
-			return route.Table{}, err
+		i := bytes.Index(out, []byte(endOfTable+"\n"))
+		if i < 0 {
+			return route.Table{}, fmt.Errorf("%s: reading the %s table: output cut short", c.name, fam)
 		}
-		fmt.Fprintf(h, "%s %d\n", fam, len(out))
-		h.Write(out)
+		section := out[:i]
+		out = out[i+len(endOfTable)+1:]
+		fmt.Fprintf(h, "%s %d\n", fam, len(section))
+		h.Write(section)
 		var routes []route.Route
+		var err error
 		if c.textMode {
-			routes, err = route.ParseText(out, fam)
+			routes, err = route.ParseText(section, fam)
 		} else {
-			routes, err = route.ParseJSON(out, fam)
+			routes, err = route.ParseJSON(section, fam)
 		}
 		if err != nil {
 			return route.Table{}, fmt.Errorf("%s: %w", c.name, err)
@@ -52,32 +98,41 @@ func (c *Client) ReadRoutes(ctx context.Context, fams []route.Family) (route.Tab
 	return t, nil
 }
 
-func (c *Client) readFamily(ctx context.Context, fam route.Family) ([]byte, error) {
-	cmds := readCommands[fam]
-	if !c.textMode {
-		out, err := c.run(ctx, cmds[0], nil)
-		var ce *CommandError
-		if err == nil || !errors.As(err, &ce) || !unknownOption(ce.Stderr) {
-			return out, err
-		}
-		c.textMode = true
-	}
-	return c.run(ctx, cmds[1], nil)
-}
-
 // unknownOption recognises an iproute2 too old for -json or -N.
 func unknownOption(stderr string) bool {
 	return strings.Contains(stderr, `Option "-json" is unknown`) || strings.Contains(stderr, `Option "-N" is unknown`) ||
 		strings.Contains(stderr, `Option "-Numeric" is unknown`)
 }
 
-// Apply feeds a batch to `ip -batch -` on stdin. With force, ip carries on
-// past failing lines and the exit status still reports that some failed.
-func (c *Client) Apply(ctx context.Context, batch []byte, force bool) error {
-	cmd := applyCommand
+// Apply feeds a batch to `ip -batch -` on stdin, then reads the tables, in
+// one session: `A && echo ok; echo next && READ` runs the reads whether
+// or not the batch failed, and the markers say which parts ran. With
+// force, ip carries on past failing lines and still reports that some
+// failed.
+func (c *Client) Apply(ctx context.Context, batch []byte, force bool, fams []route.Family) (route.Table, error, error) {
+	apply := c.ip("-batch -")
 	if force {
-		cmd = forceApplyCommand
+		apply = c.ip("-force -batch -")
 	}
-	_, err := c.run(ctx, cmd, batch)
-	return err
+	script := apply + " && echo '" + batchOK + "'; echo '" + readNext + "' && " + c.readScript(fams)
+	out, stderr, err := c.run(ctx, apply, script, batch)
+	var ce *CommandError
+	if err != nil && !errors.As(err, &ce) {
+		return route.Table{}, err, err // the session itself failed: nothing is known
+	}
+	var applyErr error
+	if bytes.HasPrefix(out, []byte(batchOK+"\n")) {
+		out = out[len(batchOK)+1:]
+	} else {
+		// ip -batch exits 1 when a line fails; its stderr says which.
+		applyErr = &CommandError{Host: c.name, Command: apply, ExitStatus: 1, Stderr: string(stderr), Hint: c.hint(string(stderr))}
+	}
+	if !bytes.HasPrefix(out, []byte(readNext+"\n")) {
+		return route.Table{}, applyErr, fmt.Errorf("%s: reading the tables after the batch: output cut short", c.name)
+	}
+	if err != nil {
+		return route.Table{}, applyErr, fmt.Errorf("reading the tables after the batch: %w", err)
+	}
+	t, err := c.parseTables(out[len(readNext)+1:], fams)
+	return t, applyErr, err
 }
