@@ -21,6 +21,10 @@ type Client struct {
 	timeout  time.Duration
 	sudo     bool // run ip through sudo -n (become)
 	textMode bool // the node's iproute2 has no -json: parse its text output
+	// stream: the first read leaves its ip running for Apply (a run that
+	// will apply); streamed: that has been tried; pending: the ip waiting.
+	stream, streamed bool
+	pending          *pendingIP
 }
 
 // Dial connects to a target, through its jump hosts if it has any, and
@@ -43,7 +47,7 @@ func (d *Dialer) Dial(ctx context.Context, t Target) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{name: t.Name, user: e.user, conn: c, timeout: d.cfg.CommandTimeout, sudo: t.Become}, nil
+	return &Client{name: t.Name, user: e.user, conn: c, timeout: d.cfg.CommandTimeout, sudo: t.Become, stream: !d.cfg.ReadOnly}, nil
 }
 
 // handshake opens a TCP connection to the endpoint (through via, if not
@@ -96,8 +100,11 @@ func (d *Dialer) handshake(ctx context.Context, via *ssh.Client, e *endpoint, la
 	return ssh.NewClient(c, chans, reqs), nil
 }
 
-// Close closes the connection.
-func (c *Client) Close() error { return c.conn.Close() }
+// Close ends a waiting ip (it changes nothing) and closes the connection.
+func (c *Client) Close() error {
+	c.closePending()
+	return c.conn.Close()
+}
 
 // run executes a fixed command in a new session, feeding it stdin, and
 // returns what it printed. A command that exits non-zero returns

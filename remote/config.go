@@ -43,6 +43,9 @@ type Config struct {
 	ConnectTimeout time.Duration
 	// CommandTimeout bounds each remote command; default 60s.
 	CommandTimeout time.Duration
+	// ReadOnly says the run only reads (--check): no ip is left waiting for
+	// a batch after the snapshot.
+	ReadOnly bool
 	// Passphrase asks for an encrypted identity file's passphrase; nil asks
 	// on the terminal (/dev/tty), as ssh does.
 	Passphrase func(prompt string) ([]byte, error)

@@ -19,6 +19,17 @@ var readArgs = map[route.Family][2]string{
 	route.IPv6: {"-d -N -json -6 route show table main", "-d -6 route show table main"},
 }
 
+// batchArgs start an ip that reads, applies and verifies one family in
+// JSON: the family is ip's, for the whole process (a batch line cannot
+// choose it), so this serves nodes with one family.
+var batchArgs = map[route.Family]string{
+	route.IPv4: "-4 -d -N -json -batch -",
+	route.IPv6: "-6 -d -N -json -batch -",
+}
+
+// showLine is the batch line that prints the family's main table.
+const showLine = "route show table main\n"
+
 // Markers between the parts of one session's output. Neither ip's JSON nor
 // its text output can contain them.
 const (
@@ -37,7 +48,7 @@ func (c *Client) ip(args string) string {
 }
 
 // readScript prints the main table of each family, each followed by the
-// endOfTable line: every family in one session.
+// endOfTable line: every family in one shell session.
 func (c *Client) readScript(fams []route.Family) string {
 	var parts []string
 	for _, fam := range fams {
@@ -50,19 +61,42 @@ func (c *Client) readScript(fams []route.Family) string {
 	return strings.Join(parts, " && ")
 }
 
-// ReadRoutes reads the node's main routing table for each family, in one
-// session. The digest covers exactly what ip printed, in family order. On
-// an iproute2 without JSON output it falls back to parsing text, and stays
-// with text for the rest of the connection so before/after digests compare
-// alike.
+// ReadRoutes reads the node's main routing table for each family. The
+// digest covers exactly what ip printed, in family order.
+//
+// On a node with one family it runs one `ip -json -batch -` with a `route
+// show` line. When the run will apply (Config.ReadOnly is false), that ip
+// is left waiting for more lines: Apply then sends the batch and the show
+// line again to the same process. A node then costs one session and one ip
+// process for snapshot, apply and verify; on these machines a process
+// costs more than anything else a node does. A dual-stack node is read in
+// one shell session running ip once per family.
+//
+// On an iproute2 without JSON output it falls back to parsing text, and
+// stays with text for the rest of the connection so before/after digests
+// compare alike.
 func (c *Client) ReadRoutes(ctx context.Context, fams []route.Family) (route.Table, error) {
-	label := c.ip("route show table main")
-	out, _, err := c.run(ctx, label, c.readScript(fams), nil)
+	if !c.textMode && len(fams) == 1 {
+		t, err := c.readJSON(ctx, fams[0])
+		var ce *CommandError
+		if err == nil || !errors.As(err, &ce) || !unknownOption(ce.Stderr) {
+			return t, err
+		}
+	}
+	t, err := c.readScripted(ctx, fams)
 	var ce *CommandError
 	if err != nil && !c.textMode && errors.As(err, &ce) && unknownOption(ce.Stderr) {
 		c.textMode = true
-		out, _, err = c.run(ctx, label, c.readScript(fams), nil)
+		t, err = c.readScripted(ctx, fams)
 	}
+	return t, err
+}
+
+// readScripted reads the tables in one shell session (dual-stack nodes, and
+// text mode).
+func (c *Client) readScripted(ctx context.Context, fams []route.Family) (route.Table, error) {
+	label := c.ip("route show table main")
+	out, _, err := c.run(ctx, label, c.readScript(fams), nil)
 	if err != nil {
 		return route.Table{}, err
 	}
@@ -71,24 +105,28 @@ func (c *Client) ReadRoutes(ctx context.Context, fams []route.Family) (route.Tab
 
 // parseTables splits a readScript's output into its families' tables.
 func (c *Client) parseTables(out []byte, fams []route.Family) (route.Table, error) {
+	parse := route.ParseJSON
+	if c.textMode {
+		parse = route.ParseText
+	}
+	return c.parseSections(out, fams, []byte(endOfTable+"\n"), parse)
+}
+
+// parseSections parses one section per family, each ending in sep. The
+// digest covers exactly what ip printed, in family order.
+func (c *Client) parseSections(out []byte, fams []route.Family, sep []byte, parse func([]byte, route.Family) ([]route.Route, error)) (route.Table, error) {
 	var t route.Table
 	h := sha256.New()
 	for _, fam := range fams {
-		i := bytes.Index(out, []byte(endOfTable+"\n"))
+		i := bytes.Index(out, sep)
 		if i < 0 {
 			return route.Table{}, fmt.Errorf("%s: reading the %s table: output cut short", c.name, fam)
 		}
 		section := out[:i]
-		out = out[i+len(endOfTable)+1:]
+		out = out[i+len(sep):]
 		fmt.Fprintf(h, "%s %d\n", fam, len(section))
 		h.Write(section)
-		var routes []route.Route
-		var err error
-		if c.textMode {
-			routes, err = route.ParseText(section, fam)
-		} else {
-			routes, err = route.ParseJSON(section, fam)
-		}
+		routes, err := parse(section, fam)
 		if err != nil {
 			return route.Table{}, fmt.Errorf("%s: %w", c.name, err)
 		}
@@ -104,12 +142,19 @@ func unknownOption(stderr string) bool {
 		strings.Contains(stderr, `Option "-Numeric" is unknown`)
 }
 
-// Apply feeds a batch to `ip -batch -` on stdin, then reads the tables, in
-// one session: `A && echo ok; echo next && READ` runs the reads whether
-// or not the batch failed, and the markers say which parts ran. With
-// force, ip carries on past failing lines and still reports that some
-// failed.
+// Apply feeds a batch to `ip -batch -`, then reads the tables. With force,
+// ip carries on past failing lines and still reports that some failed.
 func (c *Client) Apply(ctx context.Context, batch []byte, force bool, fams []route.Family) (route.Table, error, error) {
+	if !c.textMode && len(fams) == 1 {
+		return c.applyJSON(ctx, batch, force, fams[0])
+	}
+	return c.applyScripted(ctx, batch, force, fams)
+}
+
+// applyScripted is Apply in one shell session (dual-stack nodes, and text
+// mode): `A && echo ok; echo next && READ` runs the reads whether or not
+// the batch failed, and the markers say which parts ran.
+func (c *Client) applyScripted(ctx context.Context, batch []byte, force bool, fams []route.Family) (route.Table, error, error) {
 	apply := c.ip("-batch -")
 	if force {
 		apply = c.ip("-force -batch -")

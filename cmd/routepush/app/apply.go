@@ -38,6 +38,7 @@ func runApply(ctx context.Context, streams Streams, o *options, log *slog.Logger
 		User:              o.user,
 		ConnectTimeout:    o.connectTimeout,
 		CommandTimeout:    o.commandTimeout,
+		ReadOnly:          o.check,
 		Logger:            log,
 	})
 	if err != nil {
