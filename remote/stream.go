@@ -72,7 +72,9 @@ func (c *Client) startPending(ctx context.Context, fam route.Family) (route.Tabl
 	if p.stdin, err = sess.StdinPipe(); err == nil {
 		var out io.Reader
 		if out, err = sess.StdoutPipe(); err == nil {
-			p.stdout = bufio.NewReaderSize(out, 64<<10)
+			// A waiting ip per node is kept until apply: its buffer is
+			// per-node memory, so keep it small (ReadBytes grows a line).
+			p.stdout = bufio.NewReader(out)
 			err = sess.Start(c.ip(batchArgs[fam]))
 		}
 	}
