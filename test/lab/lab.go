@@ -171,6 +171,9 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	if err := l.writeClientKey(); err != nil {
 		return nil, err
 	}
+	if err := raiseNeighbourLimits(o.Nodes); err != nil {
+		return nil, err
+	}
 	if o.SudoUser != "" {
 		// sshd reads authorized_keys as the user it logs in.
 		for _, p := range []string{o.Dir, filepath.Join(o.Dir, "nodes"), filepath.Join(o.Dir, "authorized_keys")} {
@@ -216,6 +219,30 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 		return nil, err
 	}
 	return l, l.writeConfig()
+}
+
+// raiseNeighbourLimits makes room in the kernel's ARP and NDP tables for a
+// big lab. Their limits (gc_thresh1-3) are the host's, shared by every
+// namespace: with the defaults (128/512/1024) a 1,000-node lab's bastion
+// loses neighbours as fast as it learns them, and connects fail with "no
+// route to host". Limits are only ever raised.
+func raiseNeighbourLimits(nodes int) error {
+	for _, fam := range []string{"ipv4", "ipv6"} {
+		for i, want := range []int{2 * nodes, 4 * nodes, 8 * nodes} {
+			path := fmt.Sprintf("/proc/sys/net/%s/neigh/default/gc_thresh%d", fam, i+1)
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			if have, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && have >= want {
+				continue
+			}
+			if err := os.WriteFile(path, []byte(strconv.Itoa(want)), 0o644); err != nil {
+				return fmt.Errorf("lab: raising %s for %d nodes: %w", path, nodes, err)
+			}
+		}
+	}
+	return nil
 }
 
 // run runs a command on the host and returns its combined output on error.
