@@ -38,6 +38,29 @@ func (l *lockedBuffer) Write(p []byte) (int, error) {
 	return l.b.Write(p)
 }
 
+// ReadFrom lets the session copy stderr without its own 32 KiB buffer per
+// node: io.Copy uses it instead. A thousand waiting nodes would otherwise
+// hold 32 MiB of empty buffers.
+func (l *lockedBuffer) ReadFrom(r io.Reader) (int64, error) {
+	var buf [512]byte
+	var total int64
+	for {
+		n, err := r.Read(buf[:])
+		if n > 0 {
+			l.mu.Lock()
+			l.b.Write(buf[:n])
+			l.mu.Unlock()
+			total += int64(n)
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
 func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
