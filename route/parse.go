@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -47,8 +48,8 @@ type jsonNexthop struct {
 func ParseJSON(data []byte, fam Family) ([]Route, error) {
 	// fastjson, not encoding/json: reflection made a 5,000-route table cost
 	// 20 ms to parse, and a run parses every node's table twice.
-	p := parsers.Get()
-	defer parsers.Put(p) // nothing below keeps a reference into p's values
+	p := getParser()
+	defer putParser(p) // nothing below keeps a reference into p's values
 	v, err := p.ParseBytes(data)
 	if err != nil {
 		return nil, fmt.Errorf("route: parse ip -json output: %w", err)
@@ -73,8 +74,27 @@ func ParseJSON(data []byte, fam Family) ([]Route, error) {
 }
 
 // parsers keep their value caches between tables: growing one from empty
-// is most of the cost of a fresh parser.
-var parsers fastjson.ParserPool
+// is most of the cost of a fresh parser. The pool is bounded, not a
+// sync.Pool: a run with 50 nodes in flight would otherwise keep 50 caches
+// of a whole table each (about 1 MB per 1,000 routes), when only as many
+// parses as there are CPUs run at once.
+var parsers = make(chan *fastjson.Parser, 2*runtime.GOMAXPROCS(0))
+
+func getParser() *fastjson.Parser {
+	select {
+	case p := <-parsers:
+		return p
+	default:
+		return new(fastjson.Parser)
+	}
+}
+
+func putParser(p *fastjson.Parser) {
+	select {
+	case parsers <- p:
+	default:
+	}
+}
 
 // decode fills j from one entry of ip's JSON array, as encoding/json would
 // with the struct tags: a field of the wrong JSON type is an error.

@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 )
 
@@ -47,21 +46,11 @@ type Streams struct {
 
 // Main runs routepush with the process's arguments and exits.
 func Main() {
-	// A soft memory limit (unless GOMEMLIMIT says otherwise): the garbage
-	// collector works harder near it instead of letting a 1,000-node run's
-	// heap double between collections.
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(memoryLimit)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := Run(ctx, Streams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}, os.Args[1:])
 	stop()
 	os.Exit(ExitCode(err, os.Stderr))
 }
-
-// memoryLimit is the soft heap limit of a run (issue 5: 100 MB of RSS at
-// 1,000 nodes, with room for the runtime's own).
-const memoryLimit = 64 << 20
 
 // ExitCode prints err once, as "ERROR: ...", and returns the exit code for it.
 func ExitCode(err error, w io.Writer) int {
