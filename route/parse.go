@@ -107,25 +107,15 @@ func (j *jsonRoute) decode(v *fastjson.Value) error {
 		if err != nil {
 			return
 		}
+		if field := j.stringField(key); field != nil {
+			b, e := f.StringBytes()
+			if e != nil {
+				err = fmt.Errorf("%s: %w", key, e)
+			}
+			*field = string(b)
+			return
+		}
 		switch string(key) {
-		case "type":
-			j.Type, err = jsonString(f, "type")
-		case "dst":
-			j.Dst, err = jsonString(f, "dst")
-		case "gateway":
-			j.Gateway, err = jsonString(f, "gateway")
-		case "dev":
-			j.Dev, err = jsonString(f, "dev")
-		case "protocol":
-			j.Protocol, err = jsonString(f, "protocol")
-		case "scope":
-			j.Scope, err = jsonString(f, "scope")
-		case "prefsrc":
-			j.PrefSrc, err = jsonString(f, "prefsrc")
-		case "table":
-			j.Table, err = jsonString(f, "table")
-		case "pref":
-			j.Pref, err = jsonString(f, "pref")
 		case "metric":
 			var m uint
 			if m, err = f.Uint(); err == nil && m > 1<<32-1 {
@@ -149,6 +139,31 @@ func (j *jsonRoute) decode(v *fastjson.Value) error {
 		}
 	})
 	return err
+}
+
+// stringField is where a string-valued key of ip's JSON goes, or nil.
+func (j *jsonRoute) stringField(key []byte) *string {
+	switch string(key) {
+	case "type":
+		return &j.Type
+	case "dst":
+		return &j.Dst
+	case "gateway":
+		return &j.Gateway
+	case "dev":
+		return &j.Dev
+	case "protocol":
+		return &j.Protocol
+	case "scope":
+		return &j.Scope
+	case "prefsrc":
+		return &j.PrefSrc
+	case "table":
+		return &j.Table
+	case "pref":
+		return &j.Pref
+	}
+	return nil
 }
 
 func jsonString(v *fastjson.Value, name string) (string, error) {
