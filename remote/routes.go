@@ -82,6 +82,7 @@ func (c *Client) ReadRoutes(ctx context.Context, fams []route.Family) (route.Tab
 		if err == nil || !errors.As(err, &ce) || !unknownOption(ce.Stderr) {
 			return t, err
 		}
+		c.textMode = true // no -json here: go straight to text
 	}
 	t, err := c.readScripted(ctx, fams)
 	var ce *CommandError
