@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"time"
@@ -110,7 +111,7 @@ func (c *Client) Close() error {
 // returns what it printed. A command that exits non-zero returns
 // *CommandError; label is how messages name the command (the script itself
 // is long and full of markers).
-func (c *Client) run(ctx context.Context, label, cmd string, stdin []byte) (stdout, stderr []byte, err error) {
+func (c *Client) run(ctx context.Context, label, cmd string, stdin io.Reader) (stdout, stderr []byte, err error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	sess, err := c.conn.NewSession()
@@ -121,7 +122,7 @@ func (c *Client) run(ctx context.Context, label, cmd string, stdin []byte) (stdo
 	var out, errOut bytes.Buffer
 	sess.Stdout, sess.Stderr = &out, &errOut
 	if stdin != nil {
-		sess.Stdin = bytes.NewReader(stdin)
+		sess.Stdin = stdin
 	}
 	done := make(chan error, 1)
 	go func() { done <- sess.Run(cmd) }()

@@ -161,7 +161,7 @@ func (c *Client) applyScripted(ctx context.Context, batch []byte, force bool, fa
 		apply = c.ip("-force -batch -")
 	}
 	script := apply + " && echo '" + batchOK + "'; echo '" + readNext + "' && " + c.readScript(fams)
-	out, stderr, err := c.run(ctx, apply, script, batch)
+	out, stderr, err := c.run(ctx, apply, script, bytes.NewReader(batch))
 	var ce *CommandError
 	if err != nil && !errors.As(err, &ce) {
 		return route.Table{}, err, err // the session itself failed: nothing is known
