@@ -71,7 +71,17 @@ Exit codes: 0 done or in sync, 1 error (changed nodes rolled back),
 			if err != nil {
 				return err
 			}
-			return runApply(ctx, streams, opts, newLogger(streams, opts.verbosity))
+			name, _ := cmd.Flags().GetString("profile")
+			path, _ := cmd.Flags().GetString("profile-output")
+			stopProfile, err := startProfile(name, path)
+			if err != nil {
+				return err
+			}
+			err = runApply(ctx, streams, opts, newLogger(streams, opts.verbosity))
+			if perr := stopProfile(); perr != nil && err == nil {
+				err = fmt.Errorf("failed to write profile %s: %w", path, perr)
+			}
+			return err
 		},
 	}
 	cmd.SetOut(streams.Out)
@@ -101,6 +111,8 @@ Exit codes: 0 done or in sync, 1 error (changed nodes rolled back),
 	f.Int("protocol", int(orchestrator.DefaultProtocol), "route protocol number marking routepush's routes (1-255)")
 	f.CountP("verbose", "v", "more status on stderr (-v info, -vv debug)")
 	f.BoolP("quiet", "q", false, "only errors on stderr")
+	f.String("profile", "none", "profile to write, as kubectl's: "+strings.Join(profiles, "|")+" (heap: at the live heap's peak)")
+	f.String("profile-output", "profile.pprof", "file the profile is written to")
 	return cmd
 }
 
