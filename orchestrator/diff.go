@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"fmt"
+	"iter"
 
 	"github.com/routepush/routepush/route"
 )
@@ -11,9 +12,44 @@ import (
 // node of a large cluster until the run ends stays cheap; only the routes
 // that will be overwritten are copied, because rollback must put them back.
 type Diff struct {
-	Add       []int32   // plan positions of routes the node lacks
+	Add       Positions // plan positions of routes the node lacks
 	Replace   []Replace // routes present with the same key but another next hop
 	Unchanged int
+}
+
+// Positions is a set of plan positions kept as ascending runs. A node
+// that lacks routes usually lacks a whole stretch of them (all of them on
+// a first run): a 1,000-node cluster's first run keeps 1,000 runs, not a
+// million numbers.
+type Positions struct {
+	runs []span
+	n    int
+}
+
+// add appends k, which must be larger than every position already added.
+func (p *Positions) add(k int) {
+	p.n++
+	if last := len(p.runs) - 1; last >= 0 && p.runs[last].end == k {
+		p.runs[last].end++
+		return
+	}
+	p.runs = append(p.runs, span{k, k + 1})
+}
+
+// Len is how many positions there are.
+func (p *Positions) Len() int { return p.n }
+
+// All yields the positions in ascending order.
+func (p *Positions) All() iter.Seq[int] {
+	return func(yield func(int) bool) {
+		for _, r := range p.runs {
+			for k := r.start; k < r.end; k++ {
+				if !yield(k) {
+					return
+				}
+			}
+		}
+	}
 }
 
 // Replace is a planned route that overwrites a route already on the node.
@@ -23,7 +59,7 @@ type Replace struct {
 }
 
 // Empty reports whether the node is already in sync.
-func (d *Diff) Empty() bool { return len(d.Add) == 0 && len(d.Replace) == 0 }
+func (d *Diff) Empty() bool { return d.Add.Len() == 0 && len(d.Replace) == 0 }
 
 // ComputeDiff compares a node's plan with its current routes. A route with
 // the plan's destination and metric (the kernel's key, the one `ip route
@@ -37,7 +73,7 @@ func ComputeDiff(h HostPlan, current []route.Route) (Diff, error) {
 		switch {
 		case err != nil:
 		case have == nil:
-			d.Add = append(d.Add, int32(k))
+			d.Add.add(k)
 		case have.Unrestorable != "":
 			err = fmt.Errorf("route %s would be replaced, but its %s cannot be restored on rollback; remove it or change it by hand", have, have.Unrestorable)
 		default:
@@ -96,15 +132,15 @@ func compare(h HostPlan, current []route.Route, differ func(k int, have *route.R
 func (d *Diff) ApplyBatch(h HostPlan) *route.Batch {
 	var b route.Batch
 	size := 0
-	for _, k := range d.Add {
-		size += route.ReplaceSize(h.spec(int(k)))
+	for k := range d.Add.All() {
+		size += route.ReplaceSize(h.spec(k))
 	}
 	for _, r := range d.Replace {
 		size += route.ReplaceSize(h.spec(int(r.Index)))
 	}
 	b.Grow(size) // exactly: a first run on a large cluster renders gigabytes
-	for _, k := range d.Add {
-		b.ReplaceSpec(h.spec(int(k)))
+	for k := range d.Add.All() {
+		b.ReplaceSpec(h.spec(k))
 	}
 	for _, r := range d.Replace {
 		b.ReplaceSpec(h.spec(int(r.Index)))
@@ -117,9 +153,9 @@ func (d *Diff) ApplyBatch(h HostPlan) *route.Batch {
 // put every replaced route back with all its attributes.
 func (d *Diff) UndoBatch(h HostPlan) *route.Batch {
 	var b route.Batch
-	b.Grow((len(d.Add) + len(d.Replace)) * route.LineSize)
-	for _, k := range d.Add {
-		b.Delete(h.Route(int(k)))
+	b.Grow((d.Add.Len() + len(d.Replace)) * route.LineSize)
+	for k := range d.Add.All() {
+		b.Delete(h.Route(k))
 	}
 	for _, r := range d.Replace {
 		b.Replace(r.Old)

@@ -38,7 +38,7 @@ func ExampleComputeDiff() {
 	current, _ := route.ParseText([]byte("unicast 100.64.1.0/24 via 198.18.0.99 dev eth0 proto boot scope global\n"), route.IPv4)
 	h := orchestrator.NewPlan(nodes, orchestrator.DefaultProtocol).Host(0)
 	d, _ := orchestrator.ComputeDiff(h, current)
-	fmt.Printf("%d to add, %d to change\n", len(d.Add), len(d.Replace))
+	fmt.Printf("%d to add, %d to change\n", d.Add.Len(), len(d.Replace))
 	os.Stdout.Write(d.ApplyBatch(h).Bytes())
 	// Output:
 	// 1 to add, 1 to change

@@ -43,7 +43,7 @@ type NodeReport struct {
 
 // Added, Changed and Unchanged count the node's routes by what the diff
 // found for them.
-func (n *NodeReport) Added() int     { return len(n.Diff.Add) }
+func (n *NodeReport) Added() int     { return n.Diff.Add.Len() }
 func (n *NodeReport) Changed() int   { return len(n.Diff.Replace) }
 func (n *NodeReport) Unchanged() int { return n.Diff.Unchanged }
 
@@ -102,8 +102,8 @@ func (r *Report) WriteDiff(w io.Writer) {
 			continue
 		}
 		fmt.Fprintf(w, "%s: %d to add, %d to change, %d in sync\n", n.Name, n.Added(), n.Changed(), n.Unchanged())
-		for _, k := range n.Diff.Add {
-			fmt.Fprintf(w, "  + %s\n", h.Route(int(k)))
+		for k := range n.Diff.Add.All() {
+			fmt.Fprintf(w, "  + %s\n", h.Route(k))
 		}
 		for _, c := range n.Diff.Replace {
 			fmt.Fprintf(w, "  ~ %s -> %s\n", c.Old, h.Route(int(c.Index)))
