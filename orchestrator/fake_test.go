@@ -20,6 +20,7 @@ type fakeKernel struct {
 	routes  []route.Route
 	failDst string // a "route replace" of this destination fails like the kernel would
 	applied int    // batches received
+	closed  int    // Close calls
 }
 
 func (k *fakeKernel) digest() [32]byte {
@@ -117,7 +118,12 @@ func (k *fakeKernel) del(spec string) error {
 	return fmt.Errorf("No such process")
 }
 
-func (k *fakeKernel) Close() error { return nil }
+func (k *fakeKernel) Close() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.closed++
+	return nil
+}
 
 // fakeCluster hands out one fakeKernel per node; unreachable nodes fail to
 // connect.

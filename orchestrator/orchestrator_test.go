@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/routepush/routepush/inventory"
@@ -108,7 +109,7 @@ unicast 198.18.0.0/16 dev eth0 proto kernel scope link src 198.18.0.10
 	}
 	// 100.64.1.0/24 is right; 100.64.2.0/24 goes elsewhere; the metric-1
 	// route is another key, so 100.64.3.0/24 is still to add.
-	if d.Unchanged != 1 || len(d.Replace) != 1 || len(d.Add) != 1 {
+	if d.Unchanged != 1 || len(d.Replace) != 1 || d.Add.Len() != 1 {
 		t.Fatalf("diff = %+v", d)
 	}
 	if got := d.ApplyBatch(p.Host(0)).Bytes(); string(got) != "route replace 100.64.3.0/24 via 198.18.0.13 proto 114\nroute replace 100.64.2.0/24 via 198.18.0.12 proto 114\n" {
@@ -209,6 +210,61 @@ func TestRunRollsBackEveryChangedNode(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A node that applied and verified is disconnected at once (a thousand
+// idle connections would be most of the memory of a run) and connected to
+// again only to be rolled back; one that cannot be reached then is
+// reported, and the others are still restored.
+func TestRunReconnectsToRollBack(t *testing.T) {
+	t.Parallel()
+	nodes := labNodes(5)
+	c := newFakeCluster(nodes)
+	c.kernels["node-4"].failDst = "100.64.0.0/24"
+	before := c.digests()
+	var mu sync.Mutex
+	connects := map[string]int{}
+	connect := func(ctx context.Context, n *inventory.Node) (Host, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		connects[n.Name]++
+		if n.Name == "node-1" && connects[n.Name] > 1 {
+			return nil, fmt.Errorf("%s: dial tcp %s:22: connect: no route to host", n.Name, n.Address)
+		}
+		return c.kernels[n.Name], nil
+	}
+	rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), connect, Options{Concurrency: 1})
+	if !rep.Failed() {
+		t.Fatal("run did not fail")
+	}
+	after := c.digests()
+	for _, n := range rep.Nodes {
+		k := c.kernels[n.Name]
+		switch n.Name {
+		case "node-4": // failed: kept its connection to roll back
+			if connects[n.Name] != 1 || n.Outcome != Failed || !n.RolledBack {
+				t.Errorf("%s: %d connections, %s, rolled back %v", n.Name, connects[n.Name], n.Outcome, n.RolledBack)
+			}
+		case "node-1":
+			if n.Outcome != RollbackFailed || !strings.Contains(fmt.Sprint(n.RollbackErr), "rollback: node-1: dial tcp") {
+				t.Errorf("%s: %s, %v", n.Name, n.Outcome, n.RollbackErr)
+			}
+			if after[n.Name] == before[n.Name] {
+				t.Errorf("%s was not reachable to roll back, yet its table is as before", n.Name)
+			}
+			continue
+		default:
+			if connects[n.Name] != 2 || n.Outcome != RolledBack {
+				t.Errorf("%s: %d connections, %s", n.Name, connects[n.Name], n.Outcome)
+			}
+		}
+		if after[n.Name] != before[n.Name] {
+			t.Errorf("%s: table differs from before the run", n.Name)
+		}
+		if k.closed != connects[n.Name] {
+			t.Errorf("%s: %d connections, %d closed", n.Name, connects[n.Name], k.closed)
+		}
 	}
 }
 

@@ -62,7 +62,7 @@ type Options struct {
 // nodeRun is the state of one node during a run.
 type nodeRun struct {
 	plan    HostPlan
-	host    Host
+	host    Host     // nil once the node needs nothing more, until a rollback
 	before  [32]byte // digest of the table as first read
 	touched bool     // a batch was sent: some of it may be in the kernel
 	rep     *NodeReport
@@ -86,6 +86,10 @@ func Run(ctx context.Context, plan *Plan, connect Connector, opts Options) *Repo
 	start := time.Now()
 	rep := &Report{Check: opts.Check, Plan: plan, Nodes: make([]NodeReport, len(plan.Nodes))}
 	runs := make([]*nodeRun, len(plan.Nodes))
+	// Connections are closed as soon as a node is done with: an SSH
+	// connection keeps a buffer the size of the largest packet it ever
+	// carried, and a thousand of them idle until the run ends would be
+	// most of routepush's memory. Rolling a node back connects again.
 	for i := range runs {
 		rep.Nodes[i] = NodeReport{Name: plan.Nodes[i].Name, Outcome: Skipped}
 		runs[i] = &nodeRun{plan: plan.Host(i), rep: &rep.Nodes[i]}
@@ -100,7 +104,12 @@ func Run(ctx context.Context, plan *Plan, connect Connector, opts Options) *Repo
 	}()
 
 	log.Info("reading route tables", "nodes", len(runs), "concurrency", opts.Concurrency)
-	each(ctx, runs, opts.Concurrency, func(ctx context.Context, r *nodeRun) { r.prepare(ctx, connect) })
+	each(ctx, runs, opts.Concurrency, func(ctx context.Context, r *nodeRun) {
+		r.prepare(ctx, connect)
+		if opts.Check || r.rep.Diff.Empty() {
+			r.close() // nothing to apply, nothing to roll back
+		}
+	})
 	if rep.Failed() {
 		log.Warn("not changing anything: some nodes could not be read")
 		return rep
@@ -124,7 +133,9 @@ func Run(ctx context.Context, plan *Plan, connect Connector, opts Options) *Repo
 		}
 		if !r.apply(ctx) {
 			stop.Store(true)
+			return
 		}
+		r.close()
 	})
 	if ctx.Err() != nil {
 		rep.Err = fmt.Errorf("run interrupted: %w", context.Cause(ctx))
@@ -143,7 +154,7 @@ func Run(ctx context.Context, plan *Plan, connect Connector, opts Options) *Repo
 	// The run's context may be what failed (Ctrl-C); restoring must not be
 	// cut short by it.
 	rctx := context.WithoutCancel(ctx)
-	each(rctx, undo, opts.Concurrency, func(ctx context.Context, r *nodeRun) { r.rollback(ctx) })
+	each(rctx, undo, opts.Concurrency, func(ctx context.Context, r *nodeRun) { r.rollback(ctx, connect) })
 	return rep
 }
 
@@ -197,11 +208,13 @@ func (r *nodeRun) apply(ctx context.Context) bool {
 	t0 := time.Now()
 	defer func() { r.rep.Duration += time.Since(t0) }()
 	name := r.plan.Node().Name
-	batch := r.rep.Diff.ApplyBatch(r.plan)
 	r.touched = true
-	table, applyErr, err := r.host.Apply(ctx, batch.Bytes(), false, r.plan.Families())
+	// The batch is not kept for the error message: it is rendered again
+	// if ip rejects a line, so the 50 nodes in flight hold theirs only
+	// until it is sent.
+	table, applyErr, err := r.host.Apply(ctx, r.rep.Diff.ApplyBatch(r.plan).Bytes(), false, r.plan.Families())
 	if applyErr != nil {
-		r.fail(explainBatchError(applyErr, batch.Bytes()))
+		r.fail(explainBatchError(applyErr, r.rep.Diff.ApplyBatch(r.plan).Bytes()))
 		return false
 	}
 	if err != nil {
@@ -217,9 +230,19 @@ func (r *nodeRun) apply(ctx context.Context) bool {
 }
 
 // rollback restores the node to the table it had before the run and checks
-// that the table reads back byte-identical.
-func (r *nodeRun) rollback(ctx context.Context) {
+// that the table reads back byte-identical. A node that applied and
+// verified was disconnected: it is connected to again.
+func (r *nodeRun) rollback(ctx context.Context, connect Connector) {
 	name := r.plan.Node().Name
+	if r.host == nil {
+		host, err := connect(ctx, r.plan.Node())
+		if err != nil {
+			r.rep.RollbackErr = fmt.Errorf("rollback: %w", err)
+			r.rep.Outcome = RollbackFailed
+			return
+		}
+		r.host = host
+	}
 	undo := r.rep.Diff.UndoBatch(r.plan)
 	// With -force, ip goes on past lines that fail because the run never
 	// got that far; the digest below is what decides success.
@@ -241,6 +264,15 @@ func (r *nodeRun) rollback(ctx context.Context) {
 		r.rep.Outcome = RolledBack
 	}
 	r.rep.RolledBack = true
+}
+
+// close disconnects from the node; a close error changes nothing that was
+// done.
+func (r *nodeRun) close() {
+	if r.host != nil {
+		r.host.Close()
+		r.host = nil
+	}
 }
 
 func (r *nodeRun) fail(err error) {

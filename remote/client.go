@@ -22,6 +22,7 @@ type Client struct {
 	timeout  time.Duration
 	sudo     bool // run ip through sudo -n (become)
 	textMode bool // the node's iproute2 has no -json: parse its text output
+	dialer   *Dialer
 	// stream: the first read leaves its ip running for Apply (a run that
 	// will apply); streamed: that has been tried; pending: the ip waiting.
 	stream, streamed bool
@@ -48,7 +49,8 @@ func (d *Dialer) Dial(ctx context.Context, t Target) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{name: t.Name, user: e.user, conn: c, timeout: d.cfg.CommandTimeout, sudo: t.Become, stream: !d.cfg.ReadOnly}, nil
+	return &Client{name: t.Name, user: e.user, conn: c, timeout: d.cfg.CommandTimeout, sudo: t.Become, stream: !d.cfg.ReadOnly,
+		textMode: d.textNode(t.Name), dialer: d}, nil
 }
 
 // handshake opens a TCP connection to the endpoint (through via, if not
@@ -122,7 +124,7 @@ func (c *Client) run(ctx context.Context, label, cmd string, stdin io.Reader) (s
 	var out, errOut bytes.Buffer
 	sess.Stdout, sess.Stderr = &out, &errOut
 	if stdin != nil {
-		sess.Stdin = stdin
+		sess.Stdin = smallReads{stdin}
 	}
 	done := make(chan error, 1)
 	go func() { done <- sess.Run(cmd) }()
@@ -142,6 +144,20 @@ func (c *Client) run(ctx context.Context, label, cmd string, stdin io.Reader) (s
 		return nil, nil, fmt.Errorf("%s: %s: %w", c.name, label, err)
 	}
 	return out.Bytes(), errOut.Bytes(), nil
+}
+
+// maxWrite bounds the SSH packets routepush sends. x/crypto/ssh keeps, per
+// connection, an encryption buffer as large as the largest packet sent: a
+// batch written at once would leave every node's connection holding 32 KiB.
+const maxWrite = 4 << 10
+
+// smallReads hands out at most maxWrite bytes per Read, so whatever copies
+// from it writes packets no larger (it also hides WriterTo, which would
+// write everything at once).
+type smallReads struct{ r io.Reader }
+
+func (s smallReads) Read(p []byte) (int, error) {
+	return s.r.Read(p[:min(len(p), maxWrite)])
 }
 
 // hint explains the failures of a login that cannot change routes.

@@ -85,6 +85,25 @@ type Dialer struct {
 	jumps     onceMap[*jumpChain]      // by chain
 	passMu    sync.Mutex               // one passphrase prompt at a time
 	localUser string
+	// textNodes are the nodes found to have an iproute2 without -json, so
+	// that a second connection (a rollback) reads and writes as the first.
+	textNodes map[string]bool
+}
+
+// textNode reports whether a node was found to need text mode.
+func (d *Dialer) textNode(name string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.textNodes[name]
+}
+
+func (d *Dialer) setTextNode(name string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.textNodes == nil {
+		d.textNodes = map[string]bool{}
+	}
+	d.textNodes[name] = true
 }
 
 // NewDialer checks the configuration and connects to the ssh-agent. Keys

@@ -82,15 +82,24 @@ func (c *Client) ReadRoutes(ctx context.Context, fams []route.Family) (route.Tab
 		if err == nil || !errors.As(err, &ce) || !unknownOption(ce.Stderr) {
 			return t, err
 		}
-		c.textMode = true // no -json here: go straight to text
+		c.useText() // no -json here: go straight to text
 	}
 	t, err := c.readScripted(ctx, fams)
 	var ce *CommandError
 	if err != nil && !c.textMode && errors.As(err, &ce) && unknownOption(ce.Stderr) {
-		c.textMode = true
+		c.useText()
 		t, err = c.readScripted(ctx, fams)
 	}
 	return t, err
+}
+
+// useText switches the client, and later connections to its node, to text
+// mode.
+func (c *Client) useText() {
+	c.textMode = true
+	if c.dialer != nil {
+		c.dialer.setTextNode(c.name)
+	}
 }
 
 // readScripted reads the tables in one shell session (dual-stack nodes, and
@@ -131,7 +140,11 @@ func (c *Client) parseSections(out []byte, fams []route.Family, sep []byte, pars
 		if err != nil {
 			return route.Table{}, fmt.Errorf("%s: %w", c.name, err)
 		}
-		t.Routes = append(t.Routes, routes...)
+		if t.Routes == nil {
+			t.Routes = routes // one family: no copy of a table-sized slice
+		} else {
+			t.Routes = append(t.Routes, routes...)
+		}
 	}
 	copy(t.Digest[:], h.Sum(nil))
 	return t, nil

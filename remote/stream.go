@@ -10,7 +10,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 
 	"golang.org/x/crypto/ssh"
 
@@ -23,49 +22,16 @@ type pendingIP struct {
 	sess   *ssh.Session
 	stdin  io.WriteCloser
 	stdout *bufio.Reader
-	stderr *lockedBuffer
+	// stderr is read only once ip has finished: a goroutine copying it
+	// per waiting node would cost a thousand goroutine stacks, and ip says
+	// little there (it stops at the first failing line).
+	stderr io.Reader
 }
 
-// lockedBuffer is a bytes.Buffer that the session's stderr copier and the
-// reader may use at once.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// ReadFrom lets the session copy stderr without its own 32 KiB buffer per
-// node: io.Copy uses it instead. A thousand waiting nodes would otherwise
-// hold 32 MiB of empty buffers.
-func (l *lockedBuffer) ReadFrom(r io.Reader) (int64, error) {
-	var buf [512]byte
-	var total int64
-	for {
-		n, err := r.Read(buf[:])
-		if n > 0 {
-			l.mu.Lock()
-			l.b.Write(buf[:n])
-			l.mu.Unlock()
-			total += int64(n)
-		}
-		if err == io.EOF {
-			return total, nil
-		}
-		if err != nil {
-			return total, err
-		}
-	}
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+// readStderr returns what ip wrote to stderr; call it once ip is done.
+func (p *pendingIP) readStderr() string {
+	b, _ := io.ReadAll(p.stderr)
+	return string(b)
 }
 
 // readJSON reads a family's table through `ip -json -batch -`: left
@@ -91,15 +57,16 @@ func (c *Client) startPending(ctx context.Context, fam route.Family) (route.Tabl
 	if err != nil {
 		return route.Table{}, fmt.Errorf("%s: open session: %w", c.name, err)
 	}
-	p := &pendingIP{sess: sess, stderr: &lockedBuffer{}}
-	sess.Stderr = p.stderr
+	p := &pendingIP{sess: sess}
 	if p.stdin, err = sess.StdinPipe(); err == nil {
 		var out io.Reader
 		if out, err = sess.StdoutPipe(); err == nil {
 			// A waiting ip per node is kept until apply: its buffer is
 			// per-node memory, so keep it small (ReadBytes grows a line).
-			p.stdout = bufio.NewReader(out)
-			err = sess.Start(c.ip(batchArgs[fam]))
+			p.stdout = bufio.NewReaderSize(out, 512)
+			if p.stderr, err = sess.StderrPipe(); err == nil {
+				err = sess.Start(c.ip(batchArgs[fam]))
+			}
 		}
 	}
 	if err != nil {
@@ -132,7 +99,8 @@ func (c *Client) startPending(ctx context.Context, fam route.Family) (route.Tabl
 		// ip ended before printing the tables: its exit status and stderr
 		// say why (an iproute2 without -json, sudo wanting a password).
 		p.stdin.Close()
-		err := c.exitError(label, sess.Wait(), p.stderr.String())
+		stderr := p.readStderr()
+		err := c.exitError(label, sess.Wait(), stderr)
 		sess.Close()
 		if err == nil {
 			err = fmt.Errorf("%s: %s: output cut short", c.name, label)
@@ -194,23 +162,25 @@ func (c *Client) finishPending(ctx context.Context, p *pendingIP, label string, 
 	defer cancel()
 	defer p.sess.Close()
 	type result struct {
-		out  []byte
-		wait error
+		out    []byte
+		stderr string
+		wait   error
 	}
 	done := make(chan result, 1)
 	go func() {
 		// ip may stop reading at a failing line; the write error that
 		// causes is not the news, its exit status is.
 		go func() {
-			_, _ = io.Copy(p.stdin, input)
+			_, _ = io.CopyBuffer(p.stdin, smallReads{input}, make([]byte, maxWrite))
 			p.stdin.Close()
 		}()
 		out, _ := io.ReadAll(p.stdout)
-		done <- result{out, p.sess.Wait()}
+		stderr := p.readStderr()
+		done <- result{out, stderr, p.sess.Wait()}
 	}()
 	select {
 	case r := <-done:
-		return r.out, p.stderr.String(), c.exitError(label, r.wait, p.stderr.String())
+		return r.out, r.stderr, c.exitError(label, r.wait, r.stderr)
 	case <-ctx.Done():
 		return nil, "", fmt.Errorf("%s: %s: %w", c.name, label, context.Cause(ctx))
 	}
