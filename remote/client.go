@@ -1,7 +1,6 @@
 package remote
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,7 +17,7 @@ import (
 type Client struct {
 	name     string
 	user     string
-	conn     *ssh.Client
+	conn     ssh.Conn // answered by serve; commands run through startExec
 	timeout  time.Duration
 	sudo     bool // run ip through sudo -n (become)
 	textMode bool // the node's iproute2 has no -json: parse its text output
@@ -45,24 +44,25 @@ func (d *Dialer) Dial(ctx context.Context, t Target) (*Client, error) {
 		}
 		via = j.last()
 	}
-	c, err := d.handshake(ctx, via, e, t.Name)
+	c, chans, reqs, err := d.handshake(ctx, via, e, t.Name)
 	if err != nil {
 		return nil, err
 	}
+	go serve(chans, reqs)
 	return &Client{name: t.Name, user: e.user, conn: c, timeout: d.cfg.CommandTimeout, sudo: t.Become, stream: !d.cfg.ReadOnly,
 		textMode: d.textNode(t.Name), dialer: d}, nil
 }
 
 // handshake opens a TCP connection to the endpoint (through via, if not
 // nil) and logs in. label names the host in errors.
-func (d *Dialer) handshake(ctx context.Context, via *ssh.Client, e *endpoint, label string) (*ssh.Client, error) {
+func (d *Dialer) handshake(ctx context.Context, via *ssh.Client, e *endpoint, label string) (ssh.Conn, <-chan ssh.NewChannel, <-chan *ssh.Request, error) {
 	auth, err := d.authFor(e)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", label, err)
+		return nil, nil, nil, fmt.Errorf("%s: %w", label, err)
 	}
 	known, err := d.knownHosts(e)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", label, err)
+		return nil, nil, nil, fmt.Errorf("%s: %w", label, err)
 	}
 	addr := e.addr()
 	var refused *HostKeyError
@@ -81,9 +81,9 @@ func (d *Dialer) handshake(ctx context.Context, via *ssh.Client, e *endpoint, la
 	conn, err := dialVia(ctx, via, addr)
 	switch {
 	case err != nil && via == nil:
-		return nil, fmt.Errorf("%s: %w", label, err) // names the address
+		return nil, nil, nil, fmt.Errorf("%s: %w", label, err) // names the address
 	case err != nil:
-		return nil, fmt.Errorf("%s: %s through the jump host: %w", label, addr, err)
+		return nil, nil, nil, fmt.Errorf("%s: %s through the jump host: %w", label, addr, err)
 	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	c, chans, reqs, err := ssh.NewClientConn(conn, addr, config)
@@ -93,14 +93,14 @@ func (d *Dialer) handshake(ctx context.Context, via *ssh.Client, e *endpoint, la
 	if err != nil {
 		conn.Close()
 		if refused != nil {
-			return nil, refused
+			return nil, nil, nil, refused
 		}
 		if strings.Contains(err.Error(), "unable to authenticate") {
-			return nil, fmt.Errorf("%s: ssh %s: %w (%s)", label, e, err, d.offered(e))
+			return nil, nil, nil, fmt.Errorf("%s: ssh %s: %w (%s)", label, e, err, d.offered(e))
 		}
-		return nil, fmt.Errorf("%s: ssh %s: %w", label, e, err)
+		return nil, nil, nil, fmt.Errorf("%s: ssh %s: %w", label, e, err)
 	}
-	return ssh.NewClient(c, chans, reqs), nil
+	return c, chans, reqs, nil
 }
 
 // Close ends a waiting ip (it changes nothing) and closes the connection.
@@ -116,34 +116,52 @@ func (c *Client) Close() error {
 func (c *Client) run(ctx context.Context, label, cmd string, stdin io.Reader) (stdout, stderr []byte, err error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	sess, err := c.conn.NewSession()
+	sess, err := startExec(c.conn, cmd)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: open session: %w", c.name, err)
+		return nil, nil, fmt.Errorf("%s: %s: %w", c.name, label, err)
 	}
 	defer sess.Close()
-	var out, errOut bytes.Buffer
-	sess.Stdout, sess.Stderr = &out, &errOut
-	if stdin != nil {
-		sess.Stdin = smallReads{stdin}
+	type result struct {
+		out, errOut []byte
+		err         error
 	}
-	done := make(chan error, 1)
-	go func() { done <- sess.Run(cmd) }()
+	done := make(chan result, 1)
+	go func() {
+		go func() {
+			// A command may stop reading early; its exit status says why.
+			if stdin != nil {
+				_, _ = io.CopyBuffer(sess.ch, smallReads{stdin}, make([]byte, maxWrite))
+			}
+			_ = sess.ch.CloseWrite()
+		}()
+		errOut := make(chan []byte, 1)
+		go func() {
+			b, _ := io.ReadAll(sess.ch.Stderr())
+			errOut <- b
+		}()
+		var r result
+		r.out, _ = io.ReadAll(sess.ch)
+		r.errOut = <-errOut
+		r.err = sess.wait()
+		done <- r
+	}()
+	var r result
 	select {
-	case err = <-done:
+	case r = <-done:
 	case <-ctx.Done():
 		sess.Close()
 		return nil, nil, fmt.Errorf("%s: %s: %w", c.name, label, context.Cause(ctx))
 	}
-	var exit *ssh.ExitError
+	var exit *exitStatus
 	switch {
-	case errors.As(err, &exit):
-		ce := &CommandError{Host: c.name, Command: label, ExitStatus: exit.ExitStatus(), Stderr: errOut.String()}
+	case errors.As(r.err, &exit):
+		ce := &CommandError{Host: c.name, Command: label, ExitStatus: exit.code, Stderr: string(r.errOut)}
 		ce.Hint = c.hint(ce.Stderr)
-		return out.Bytes(), errOut.Bytes(), ce
-	case err != nil:
-		return nil, nil, fmt.Errorf("%s: %s: %w", c.name, label, err)
+		return r.out, r.errOut, ce
+	case r.err != nil:
+		return nil, nil, fmt.Errorf("%s: %s: %w", c.name, label, r.err)
 	}
-	return out.Bytes(), errOut.Bytes(), nil
+	return r.out, r.errOut, nil
 }
 
 // maxWrite bounds the SSH packets routepush sends. x/crypto/ssh keeps, per

@@ -126,11 +126,12 @@ func (d *Dialer) jump(ctx context.Context, hops []Hop) (*jumpChain, error) {
 				j.close()
 				return nil, fmt.Errorf("jump host %s: %w", h, err)
 			}
-			c, err := d.handshake(ctx, via, ep, "jump host "+ep.String())
+			conn, chans, reqs, err := d.handshake(ctx, via, ep, "jump host "+ep.String())
 			if err != nil {
 				j.close()
 				return nil, err
 			}
+			c := ssh.NewClient(conn, chans, reqs) // Dial, for the next hop
 			j.clients = append(j.clients, c)
 			via = c
 		}
@@ -147,3 +148,4 @@ func dialVia(ctx context.Context, via *ssh.Client, addr string) (net.Conn, error
 	}
 	return via.DialContext(ctx, "tcp", addr)
 }
+

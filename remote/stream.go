@@ -11,16 +11,13 @@ import (
 	"strconv"
 	"strings"
 
-	"golang.org/x/crypto/ssh"
-
 	"github.com/routepush/routepush/route"
 )
 
 // pendingIP is the `ip -json -batch -` a snapshot read left running,
 // waiting on stdin for the batch that Apply sends.
 type pendingIP struct {
-	sess   *ssh.Session
-	stdin  io.WriteCloser
+	sess   *execSession
 	stdout *bufio.Reader
 	// stderr is read only once ip has finished: a goroutine copying it
 	// per waiting node would cost a thousand goroutine stacks, and ip says
@@ -53,26 +50,13 @@ func (c *Client) startPending(ctx context.Context, fam route.Family) (route.Tabl
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	label := c.ip("route show table main")
-	sess, err := c.conn.NewSession()
+	sess, err := startExec(c.conn, c.ip(batchArgs[fam]))
 	if err != nil {
-		return route.Table{}, fmt.Errorf("%s: open session: %w", c.name, err)
-	}
-	p := &pendingIP{sess: sess}
-	if p.stdin, err = sess.StdinPipe(); err == nil {
-		var out io.Reader
-		if out, err = sess.StdoutPipe(); err == nil {
-			// A waiting ip per node is kept until apply: its buffer is
-			// per-node memory, so keep it small (ReadBytes grows a line).
-			p.stdout = bufio.NewReaderSize(out, 512)
-			if p.stderr, err = sess.StderrPipe(); err == nil {
-				err = sess.Start(c.ip(batchArgs[fam]))
-			}
-		}
-	}
-	if err != nil {
-		sess.Close()
 		return route.Table{}, fmt.Errorf("%s: %s: %w", c.name, label, err)
 	}
+	// A waiting ip per node is kept until apply: its buffer is per-node
+	// memory, so keep it small (ReadBytes grows a line).
+	p := &pendingIP{sess: sess, stdout: bufio.NewReaderSize(sess.ch, 512), stderr: sess.ch.Stderr()}
 	c.streamed = true
 	// The writes and reads below block on the network: run them aside so
 	// the context can stop them by closing the session.
@@ -83,7 +67,7 @@ func (c *Client) startPending(ctx context.Context, fam route.Family) (route.Tabl
 	done := make(chan result, 1)
 	go func() {
 		var r result
-		if _, r.err = io.WriteString(p.stdin, showLine); r.err == nil {
+		if _, r.err = io.WriteString(sess.ch, showLine); r.err == nil {
 			r.line, r.err = p.stdout.ReadBytes('\n')
 		}
 		done <- r
@@ -98,9 +82,9 @@ func (c *Client) startPending(ctx context.Context, fam route.Family) (route.Tabl
 	if r.err != nil {
 		// ip ended before printing the tables: its exit status and stderr
 		// say why (an iproute2 without -json, sudo wanting a password).
-		p.stdin.Close()
+		_ = sess.ch.CloseWrite()
 		stderr := p.readStderr()
-		err := c.exitError(label, sess.Wait(), stderr)
+		err := c.exitError(label, sess.wait(), stderr)
 		sess.Close()
 		if err == nil {
 			err = fmt.Errorf("%s: %s: output cut short", c.name, label)
@@ -171,12 +155,12 @@ func (c *Client) finishPending(ctx context.Context, p *pendingIP, label string, 
 		// ip may stop reading at a failing line; the write error that
 		// causes is not the news, its exit status is.
 		go func() {
-			_, _ = io.CopyBuffer(p.stdin, smallReads{input}, make([]byte, maxWrite))
-			p.stdin.Close()
+			_, _ = io.CopyBuffer(p.sess.ch, smallReads{input}, make([]byte, maxWrite))
+			_ = p.sess.ch.CloseWrite()
 		}()
 		out, _ := io.ReadAll(p.stdout)
 		stderr := p.readStderr()
-		done <- result{out, stderr, p.sess.Wait()}
+		done <- result{out, stderr, p.sess.wait()}
 	}()
 	select {
 	case r := <-done:
@@ -188,12 +172,12 @@ func (c *Client) finishPending(ctx context.Context, p *pendingIP, label string, 
 
 // exitError turns a session's end into nil or *CommandError.
 func (c *Client) exitError(label string, err error, stderr string) error {
-	var exit *ssh.ExitError
+	var exit *exitStatus
 	switch {
 	case err == nil:
 		return nil
 	case errors.As(err, &exit):
-		return &CommandError{Host: c.name, Command: label, ExitStatus: exit.ExitStatus(), Stderr: stderr, Hint: c.hint(stderr)}
+		return &CommandError{Host: c.name, Command: label, ExitStatus: exit.code, Stderr: stderr, Hint: c.hint(stderr)}
 	}
 	return fmt.Errorf("%s: %s: %w", c.name, label, err)
 }
@@ -221,7 +205,7 @@ func (c *Client) parseJSONTable(out []byte, fam route.Family) (route.Table, erro
 func (c *Client) closePending() {
 	if p := c.pending; p != nil {
 		c.pending = nil
-		p.stdin.Close()
+		_ = p.sess.ch.CloseWrite() // EOF: ip ends without changing anything
 		p.sess.Close()
 	}
 }
