@@ -65,3 +65,8 @@ func (n *Node) Families() []route.Family {
 	}
 	return fams
 }
+
+// HasInternalIP reports whether a is one of the node's internal IPs.
+func (n *Node) HasInternalIP(a netip.Addr) bool {
+	return slices.Contains(n.InternalIPs, a.Unmap())
+}

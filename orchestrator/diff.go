@@ -7,14 +7,103 @@ import (
 	"github.com/routepush/routepush/route"
 )
 
-// Diff is what must change on a node to match its HostPlan. It stores
-// positions in the plan rather than routes, so holding the diffs of every
-// node of a large cluster until the run ends stays cheap; only the routes
-// that will be overwritten are copied, because rollback must put them back.
+// Diff is what must change on a node to match its HostPlan, and what the
+// plan found there that it leaves alone. It stores positions in the plan
+// rather than routes, so holding the diffs of every node of a large cluster
+// until the run ends stays cheap; only routes that will be overwritten or
+// deleted are copied, because rollback must put them back.
 type Diff struct {
 	Add       Positions // plan positions of routes the node lacks
-	Replace   []Replace // routes present with the same key but another next hop
+	Replace   []Replace // routes with a planned route's key (destination, metric) that go elsewhere
+	Remove    []Finding // routes the batch deletes: stale with --prune, foreign or self with --adopt
 	Unchanged int
+	// Kept are findings the batch does not touch: stale routes without
+	// --prune, self routes without --adopt, routes overlapping a planned
+	// destination (never touched), and conflicts, which refuse the node's
+	// plan without --adopt.
+	Kept []Finding
+}
+
+// Finding is a route on a node that the plan has something to say about.
+type Finding struct {
+	Kind  FindingKind
+	Route route.Route
+	// Planned is the plan's route to the same or an overlapping
+	// destination (conflicts and overlaps).
+	Planned route.Route
+}
+
+// FindingKind says why a route is a finding.
+type FindingKind uint8
+
+// Kinds of findings.
+const (
+	// Stale: routepush's protocol, but not in the plan (its node left, its
+	// CIDR moved, or the metric changed). --prune deletes it.
+	Stale FindingKind = iota + 1
+	// Conflict: another owner's route to a planned destination (another
+	// protocol, or another metric beside the planned one). The node's plan
+	// is refused; --adopt replaces it with routepush's route.
+	Conflict
+	// Self: a route to the node's own pod CIDR via the node itself, which
+	// the Ansible playbook put on every node. --adopt deletes it.
+	Self
+	// Overlap: another owner's route that covers or splits a planned
+	// destination without being equal to it. Reported, never deleted.
+	Overlap
+)
+
+func (k FindingKind) String() string {
+	switch k {
+	case Stale:
+		return "stale"
+	case Conflict:
+		return "conflict"
+	case Self:
+		return "self route"
+	case Overlap:
+		return "overlap"
+	}
+	return "finding"
+}
+
+// Why explains a finding in a sentence that names the route's owner by its
+// protocol, as /etc/iproute2/rt_protos does.
+func (f Finding) Why() string {
+	switch f.Kind {
+	case Stale:
+		return fmt.Sprintf("routepush's route %s is not in the plan (its node left or its pod CIDR moved)", f.Route)
+	case Conflict:
+		return fmt.Sprintf("route %s (%s) is in the way of the planned %s", f.Route, owner(f.Route.Protocol), f.Planned)
+	case Self:
+		return fmt.Sprintf("route %s (%s) sends the node's own pod CIDR back to itself", f.Route, owner(f.Route.Protocol))
+	case Overlap:
+		return fmt.Sprintf("route %s (%s) overlaps the planned %s", f.Route, owner(f.Route.Protocol), f.Planned)
+	}
+	return f.Route.String()
+}
+
+// owner names who probably made a route, from its protocol.
+func owner(p route.Protocol) string {
+	switch p {
+	case 3:
+		return "proto boot: ip route add or route add"
+	case 2:
+		return "proto kernel"
+	case 4:
+		return "proto static: an administrator"
+	case 17:
+		return "proto 17: kube-router"
+	case 80:
+		return "proto 80: Calico"
+	}
+	return "proto " + p.String()
+}
+
+// Replace is a planned route that overwrites a route already on the node.
+type Replace struct {
+	Index int32
+	Old   route.Route
 }
 
 // Positions is a set of plan positions kept as ascending runs. A node
@@ -52,41 +141,106 @@ func (p *Positions) All() iter.Seq[int] {
 	}
 }
 
-// Replace is a planned route that overwrites a route already on the node.
-type Replace struct {
-	Index int32
-	Old   route.Route
+// Empty reports whether the node is already in sync: the batch would be
+// empty. Kept findings do not count.
+func (d *Diff) Empty() bool { return d.Add.Len() == 0 && len(d.Replace) == 0 && len(d.Remove) == 0 }
+
+// Conflicts returns the findings that refuse the node's plan.
+func (d *Diff) Conflicts() []Finding {
+	var c []Finding
+	for _, f := range d.Kept {
+		if f.Kind == Conflict {
+			c = append(c, f)
+		}
+	}
+	return c
 }
 
-// Empty reports whether the node is already in sync.
-func (d *Diff) Empty() bool { return d.Add.Len() == 0 && len(d.Replace) == 0 }
+// Removed counts the routes the batch deletes.
+func (d *Diff) Removed() int { return len(d.Remove) }
 
 // ComputeDiff compares a node's plan with its current routes. A route with
 // the plan's destination and metric (the kernel's key, the one `ip route
 // replace` overwrites) that does not already go via the planned gateway
-// with routepush's protocol is replaced; its old form is kept for rollback.
+// with routepush's protocol is replaced if it is routepush's own or adopted;
+// its old form is kept for rollback, as is every route the batch deletes.
 // It fails when such a route has attributes that could not be restored.
 func ComputeDiff(h HostPlan, current []route.Route) (Diff, error) {
-	var d Diff
-	var err error
-	compare(h, current, func(k int, have *route.Route) {
-		switch {
-		case err != nil:
-		case have == nil:
-			d.Add.add(k)
-		case have.Unrestorable != "":
-			err = fmt.Errorf("route %s would be replaced, but its %s cannot be restored on rollback; remove it or change it by hand", have, have.Unrestorable)
-		default:
-			d.Replace = append(d.Replace, Replace{Index: int32(k), Old: *have})
+	d := diff(h, current)
+	for _, r := range d.Replace {
+		if r.Old.Unrestorable != "" {
+			return Diff{}, fmt.Errorf("route %s would be replaced, but its %s cannot be restored on rollback; remove it or change it by hand", r.Old, r.Old.Unrestorable)
 		}
-	}, func() { d.Unchanged++ })
-	if err != nil {
-		return Diff{}, err
+	}
+	for _, f := range d.Remove {
+		if f.Route.Unrestorable != "" {
+			return Diff{}, fmt.Errorf("route %s would be deleted, but its %s cannot be restored on rollback; remove it or change it by hand", f.Route, f.Route.Unrestorable)
+		}
 	}
 	return d, nil
 }
 
-// compare walks a node's plan against its main table: differ is called for
+func diff(h HostPlan, current []route.Route) Diff {
+	var d Diff
+	p := h.plan
+	compare(h, current, func(k int, have *route.Route) {
+		switch {
+		case have == nil:
+			d.Add.add(k)
+		case have.Protocol == p.Protocol || p.Adopt:
+			d.Replace = append(d.Replace, Replace{Index: int32(k), Old: *have})
+		default:
+			d.Kept = append(d.Kept, Finding{Kind: Conflict, Route: *have, Planned: h.Route(k)})
+		}
+	}, func() { d.Unchanged++ })
+	// Routes the plan has no slot for: routepush's own that are stale,
+	// others' beside a planned destination, self routes, overlaps.
+	for i := range current {
+		c := &current[i]
+		if c.Table != "" {
+			continue
+		}
+		var f Finding
+		fi, pos, found := p.find(c.Dst)
+		k, planned := 0, false
+		if found {
+			k, planned = h.indexOf(fi, pos)
+		}
+		if planned && c.Metric == p.Metric[fi] {
+			continue // compare has dealt with it
+		}
+		switch {
+		case found && !planned && p.dests[fi][pos].owner == h.node && c.Gateway.IsValid() && h.Node().HasInternalIP(c.Gateway):
+			f = Finding{Kind: Self, Route: *c}
+			if p.Adopt {
+				d.Remove = append(d.Remove, f)
+				continue
+			}
+		case c.Protocol == p.Protocol:
+			f = Finding{Kind: Stale, Route: *c}
+			if p.Prune {
+				d.Remove = append(d.Remove, f)
+				continue
+			}
+		case planned:
+			f = Finding{Kind: Conflict, Route: *c, Planned: h.Route(k)}
+			if p.Adopt {
+				d.Remove = append(d.Remove, f)
+				continue
+			}
+		default:
+			k, ok := h.overlapping(c.Dst)
+			if !ok {
+				continue
+			}
+			f = Finding{Kind: Overlap, Route: *c, Planned: h.Route(k)}
+		}
+		d.Kept = append(d.Kept, f)
+	}
+	return d
+}
+
+// compare walks a node's plan against its table: differ is called for
 // every planned route k that is missing (have == nil) or goes elsewhere,
 // same for every one already right. It is the one definition of "in sync"
 // that diff and verify share. It builds no Route per planned route: on a
@@ -128,17 +282,21 @@ func compare(h HostPlan, current []route.Route, differ func(k int, have *route.R
 }
 
 // ApplyBatch renders the diff as the `ip -batch` lines that make the node
-// match its plan.
+// match its plan: deletions first, so an adopted route's other-metric
+// duplicate is gone before routepush's own takes its destination.
 func (d *Diff) ApplyBatch(h HostPlan) *route.Batch {
 	var b route.Batch
-	size := 0
+	size := len(d.Remove) * route.LineSize
 	for k := range d.Add.All() {
 		size += route.ReplaceSize(h.spec(k))
 	}
 	for _, r := range d.Replace {
 		size += route.ReplaceSize(h.spec(int(r.Index)))
 	}
-	b.Grow(size) // exactly: a first run on a large cluster renders gigabytes
+	b.Grow(size) // a first run on a large cluster renders gigabytes
+	for _, f := range d.Remove {
+		b.Delete(f.Route)
+	}
 	for k := range d.Add.All() {
 		b.ReplaceSpec(h.spec(k))
 	}
@@ -149,32 +307,41 @@ func (d *Diff) ApplyBatch(h HostPlan) *route.Batch {
 }
 
 // UndoBatch renders the lines that put the node back as it was: delete what
-// was added (matching gateway and protocol, so nothing else is touched) and
-// put every replaced route back with all its attributes.
+// was added (matching gateway and protocol, so nothing else is touched), put
+// every replaced route back and recreate every deleted one, each with all
+// its attributes.
 func (d *Diff) UndoBatch(h HostPlan) *route.Batch {
 	var b route.Batch
-	b.Grow((d.Add.Len() + len(d.Replace)) * route.LineSize)
+	b.Grow((d.Add.Len() + len(d.Replace) + len(d.Remove)) * route.LineSize)
 	for k := range d.Add.All() {
 		b.Delete(h.Route(k))
 	}
 	for _, r := range d.Replace {
 		b.Replace(r.Old)
 	}
+	for _, f := range d.Remove {
+		b.Replace(f.Route)
+	}
 	return &b
 }
 
 // Verify checks a node's table after apply: every planned route must be
-// there with the planned gateway and protocol. It returns one message per
-// route that is not.
+// there with the planned gateway and protocol, and every route the batch
+// deleted must be gone. It returns one message per route that is not so.
 func Verify(h HostPlan, current []route.Route) []string {
 	var problems []string
-	compare(h, current, func(k int, have *route.Route) {
-		want := h.Route(k)
-		if have == nil {
-			problems = append(problems, fmt.Sprintf("route %s is missing", want))
-		} else {
-			problems = append(problems, fmt.Sprintf("route %s is %s instead", want, *have))
-		}
-	}, func() {})
+	d := diff(h, current)
+	for k := range d.Add.All() {
+		problems = append(problems, fmt.Sprintf("route %s is missing", h.Route(k)))
+	}
+	for _, r := range d.Replace {
+		problems = append(problems, fmt.Sprintf("route %s is %s instead", h.Route(int(r.Index)), r.Old))
+	}
+	for _, f := range d.Remove {
+		problems = append(problems, fmt.Sprintf("route %s is still there", f.Route))
+	}
+	for _, f := range d.Conflicts() {
+		problems = append(problems, fmt.Sprintf("route %s is %s instead", f.Planned, f.Route))
+	}
 	return problems
 }

@@ -27,8 +27,8 @@ func ExampleNewPlan() {
 	// 100.64.2.0/24 via 198.18.0.12 proto 114
 }
 
-// The diff against what a node has: one route to add, one to change, and
-// the batch that does it.
+// The diff against what a node has: one route to add, one to change (a
+// route another owner made, adopted), and the batch that does it.
 func ExampleComputeDiff() {
 	nodes := []inventory.Node{
 		{Name: "worker-0", InternalIPs: []netip.Addr{netip.MustParseAddr("198.18.0.10")}, PodCIDRs: []netip.Prefix{netip.MustParsePrefix("100.64.0.0/24")}},
@@ -36,7 +36,7 @@ func ExampleComputeDiff() {
 		{Name: "worker-2", InternalIPs: []netip.Addr{netip.MustParseAddr("198.18.0.12")}, PodCIDRs: []netip.Prefix{netip.MustParsePrefix("100.64.2.0/24")}},
 	}
 	current, _ := route.ParseText([]byte("unicast 100.64.1.0/24 via 198.18.0.99 dev eth0 proto boot scope global\n"), route.IPv4)
-	h := orchestrator.NewPlan(nodes, orchestrator.DefaultProtocol).Host(0)
+	h := orchestrator.NewPlanWith(nodes, orchestrator.PlanOptions{Protocol: orchestrator.DefaultProtocol, Adopt: true}).Host(0)
 	d, _ := orchestrator.ComputeDiff(h, current)
 	fmt.Printf("%d to add, %d to change\n", d.Add.Len(), len(d.Replace))
 	os.Stdout.Write(d.ApplyBatch(h).Bytes())

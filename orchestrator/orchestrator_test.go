@@ -95,34 +95,109 @@ func mustRoutes(t *testing.T, text string) []route.Route {
 	return rs
 }
 
-func TestComputeDiff(t *testing.T) {
-	t.Parallel()
-	p := NewPlan(labNodes(4), DefaultProtocol)
-	current := mustRoutes(t, `unicast 100.64.1.0/24 via 198.18.0.11 dev eth0 proto 114 scope global
+// What the playbook and others leave on node-0, and what each policy does
+// with it.
+const foreignTable = `unicast 100.64.1.0/24 via 198.18.0.11 dev eth0 proto 114 scope global
 unicast 100.64.2.0/24 via 198.18.0.99 dev eth0 proto boot scope global
 unicast 100.64.3.0/24 via 198.18.0.13 dev eth0 proto boot scope global metric 1
+unicast 100.64.0.0/24 via 198.18.0.10 dev eth0 proto boot scope global
+unicast 100.64.9.0/24 via 198.18.0.19 dev eth0 proto 114 scope global
+unicast 100.64.0.0/16 via 198.18.0.1 dev eth0 proto static scope global
+unicast 100.64.2.128/25 dev eth0 proto kernel scope link
 unicast 198.18.0.0/16 dev eth0 proto kernel scope link src 198.18.0.10
-`)
-	d, err := ComputeDiff(p.Host(0), current)
+unicast default via 198.18.0.1 dev eth0 proto boot scope global
+`
+
+func kinds(fs []Finding) string {
+	var s []string
+	for _, f := range fs {
+		s = append(s, f.Kind.String()+" "+f.Route.Dst.String())
+	}
+	return strings.Join(s, ", ")
+}
+
+func TestComputeDiffReportsWithoutAdoptOrPrune(t *testing.T) {
+	t.Parallel()
+	p := NewPlan(labNodes(4), DefaultProtocol)
+	d, err := ComputeDiff(p.Host(0), mustRoutes(t, foreignTable))
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 100.64.1.0/24 is right; 100.64.2.0/24 goes elsewhere; the metric-1
-	// route is another key, so 100.64.3.0/24 is still to add.
-	if d.Unchanged != 1 || len(d.Replace) != 1 || d.Add.Len() != 1 {
+	// Only 100.64.3.0/24 at metric 0 is free to add; everything else is
+	// reported and left alone.
+	if d.Unchanged != 1 || len(d.Replace) != 0 || len(d.Remove) != 0 || d.Add.Len() != 1 {
 		t.Fatalf("diff = %+v", d)
 	}
-	if got := d.ApplyBatch(p.Host(0)).Bytes(); string(got) != "route replace 100.64.3.0/24 via 198.18.0.13 proto 114\nroute replace 100.64.2.0/24 via 198.18.0.12 proto 114\n" {
+	want := "conflict 100.64.2.0/24, conflict 100.64.3.0/24, self route 100.64.0.0/24, stale 100.64.9.0/24, overlap 100.64.0.0/16, overlap 100.64.2.128/25"
+	if got := kinds(d.Kept); got != want {
+		t.Errorf("kept:\n got %s\nwant %s", got, want)
+	}
+	if c := d.Conflicts(); len(c) != 2 || !strings.Contains(c[0].Why(), "proto boot: ip route add or route add") {
+		t.Errorf("conflicts = %v", c)
+	}
+}
+
+func TestComputeDiffAdoptAndPrune(t *testing.T) {
+	t.Parallel()
+	p := NewPlanWith(labNodes(4), PlanOptions{Protocol: DefaultProtocol, Adopt: true, Prune: true})
+	h := p.Host(0)
+	d, err := ComputeDiff(h, mustRoutes(t, foreignTable))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := kinds(d.Remove), "conflict 100.64.3.0/24, self route 100.64.0.0/24, stale 100.64.9.0/24"; got != want {
+		t.Errorf("remove:\n got %s\nwant %s", got, want)
+	}
+	if got, want := kinds(d.Kept), "overlap 100.64.0.0/16, overlap 100.64.2.128/25"; got != want {
+		t.Errorf("kept:\n got %s\nwant %s", got, want)
+	}
+	if got := string(d.ApplyBatch(h).Bytes()); got != `route del 100.64.3.0/24 via 198.18.0.13 proto 3 metric 1
+route del 100.64.0.0/24 via 198.18.0.10 proto 3 metric 0
+route del 100.64.9.0/24 via 198.18.0.19 proto 114 metric 0
+route replace 100.64.3.0/24 via 198.18.0.13 proto 114
+route replace 100.64.2.0/24 via 198.18.0.12 proto 114
+` {
 		t.Errorf("apply batch:\n%s", got)
 	}
-	if got := d.UndoBatch(p.Host(0)).Bytes(); string(got) != "route del 100.64.3.0/24 via 198.18.0.13 proto 114 metric 0\nroute replace 100.64.2.0/24 via 198.18.0.99 dev eth0 proto boot scope global\n" {
+	if got := string(d.UndoBatch(h).Bytes()); got != `route del 100.64.3.0/24 via 198.18.0.13 proto 114 metric 0
+route replace 100.64.2.0/24 via 198.18.0.99 dev eth0 proto boot scope global
+route replace 100.64.3.0/24 via 198.18.0.13 dev eth0 proto boot scope global metric 1
+route replace 100.64.0.0/24 via 198.18.0.10 dev eth0 proto boot scope global
+route replace 100.64.9.0/24 via 198.18.0.19 dev eth0 proto 114 scope global
+` {
 		t.Errorf("undo batch:\n%s", got)
+	}
+	// After the batch, verify wants the deleted routes gone.
+	after := mustRoutes(t, `unicast 100.64.1.0/24 via 198.18.0.11 dev eth0 proto 114 scope global
+unicast 100.64.2.0/24 via 198.18.0.12 dev eth0 proto 114 scope global
+unicast 100.64.3.0/24 via 198.18.0.13 dev eth0 proto 114 scope global
+unicast 100.64.9.0/24 via 198.18.0.19 dev eth0 proto 114 scope global
+`)
+	if problems := Verify(h, after); len(problems) != 1 || !strings.Contains(problems[0], "100.64.9.0/24 via 198.18.0.19 dev eth0 proto 114 is still there") {
+		t.Errorf("verify = %q", problems)
+	}
+}
+
+func TestPlanMetric(t *testing.T) {
+	t.Parallel()
+	m := uint32(100)
+	p := NewPlanWith(labNodes(2), PlanOptions{Protocol: DefaultProtocol, Metric: &m})
+	d, err := ComputeDiff(p.Host(0), mustRoutes(t, "unicast 100.64.1.0/24 via 198.18.0.11 dev eth0 proto 114 scope global\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The metric-0 route is routepush's but no longer planned: stale.
+	if d.Add.Len() != 1 || kinds(d.Kept) != "stale 100.64.1.0/24" {
+		t.Fatalf("diff = %+v", d)
+	}
+	if got := string(d.ApplyBatch(p.Host(0)).Bytes()); got != "route replace 100.64.1.0/24 via 198.18.0.11 proto 114 metric 100\n" {
+		t.Errorf("apply batch: %q", got)
 	}
 }
 
 func TestComputeDiffRefusesUnrestorable(t *testing.T) {
 	t.Parallel()
-	p := NewPlan(labNodes(2), DefaultProtocol)
+	p := NewPlanWith(labNodes(2), PlanOptions{Protocol: DefaultProtocol, Adopt: true})
 	current := mustRoutes(t, "100.64.1.0/24 via 198.18.0.99 dev eth0 expires 30sec\n")
 	_, err := ComputeDiff(p.Host(0), current)
 	if err == nil || !strings.Contains(err.Error(), "cannot be restored") {
@@ -178,7 +253,8 @@ func TestRunRollsBackEveryChangedNode(t *testing.T) {
 			c.kernels["node-0"].routes = mustRoutes(t, "100.64.2.0/24 via 198.18.0.99 dev eth0 proto boot scope global\n")
 			c.kernels["node-3"].failDst = "100.64.4.0/24"
 			before := c.digests()
-			rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), c.connect, Options{Rollback: mode, Concurrency: 1})
+			plan := NewPlanWith(nodes, PlanOptions{Protocol: DefaultProtocol, Adopt: true})
+			rep := Run(context.Background(), plan, c.connect, Options{Rollback: mode, Concurrency: 1})
 			if !rep.Failed() {
 				t.Fatal("run did not fail")
 			}
@@ -265,6 +341,32 @@ func TestRunReconnectsToRollBack(t *testing.T) {
 		if k.closed != connects[n.Name] {
 			t.Errorf("%s: %d connections, %d closed", n.Name, connects[n.Name], k.closed)
 		}
+	}
+}
+
+// Another owner's route in the way refuses that node's plan, and nothing
+// changes anywhere; --check lists it.
+func TestRunRefusesConflicts(t *testing.T) {
+	t.Parallel()
+	nodes := labNodes(4)
+	c := newFakeCluster(nodes)
+	c.kernels["node-2"].routes = mustRoutes(t, "100.64.1.0/24 via 198.18.0.11 dev eth0 proto boot scope global metric 1\n")
+	rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), c.connect, Options{})
+	if !rep.Failed() || rep.Nodes[2].Outcome != Refused {
+		t.Fatalf("node-2: %s, failed %v", rep.Nodes[2].Outcome, rep.Failed())
+	}
+	if err := fmt.Sprint(rep.Nodes[2].Err); !strings.Contains(err, "node-2: refusing to change the node: route 100.64.1.0/24 via 198.18.0.11 dev eth0 proto boot metric 1 (proto boot: ip route add or route add) is in the way of the planned 100.64.1.0/24 via 198.18.0.11 proto 114; --adopt") {
+		t.Errorf("error = %s", err)
+	}
+	for name, k := range c.kernels {
+		if k.applied != 0 {
+			t.Errorf("%s received %d batches although node-2 was refused", name, k.applied)
+		}
+	}
+	var diff strings.Builder
+	rep.WriteDiff(&diff)
+	if !strings.Contains(diff.String(), "node-2: refused: 1 routes of other owners in the way") || !strings.Contains(diff.String(), "  ! 100.64.1.0/24 via 198.18.0.11 dev eth0 proto boot metric 1") {
+		t.Errorf("diff:\n%s", diff.String())
 	}
 }
 

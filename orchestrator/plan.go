@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"encoding/binary"
 	"net/netip"
+	"slices"
 
 	"github.com/routepush/routepush/inventory"
 	"github.com/routepush/routepush/route"
@@ -22,6 +23,13 @@ const DefaultProtocol route.Protocol = 114
 type Plan struct {
 	Nodes    []inventory.Node
 	Protocol route.Protocol
+	// Metric is the metric of routepush's routes per family (IPv4, IPv6):
+	// the kernel's defaults unless --metric says otherwise.
+	Metric [2]uint32
+	// Prune deletes routepush's routes that are not in the plan; Adopt
+	// replaces other owners' routes to planned destinations, and deletes
+	// self routes. Without them such routes are only reported.
+	Prune, Adopt bool
 	// dests holds every pod CIDR with its next hop, per family, grouped by
 	// owner in node order; owners[f][i] is the range of node i's entries.
 	dests  [2][]destination
@@ -32,6 +40,9 @@ type Plan struct {
 	// the cost of matching 25 million routes.
 	index4 map[uint64]int32
 	index6 map[v6Key]int32
+	// sorted holds each family's plan positions in address order, to find
+	// the planned destinations a route overlaps.
+	sorted [2][]int32
 }
 
 type v6Key struct {
@@ -43,21 +54,25 @@ type v6Key struct {
 // route in a node's table stands for, if the plan has one: same CIDR, and
 // the metric routepush's routes get.
 func (p *Plan) lookup(r *route.Route) (fi, pos int, ok bool) {
-	a := r.Dst.Addr()
+	fi, pos, ok = p.find(r.Dst)
+	if !ok || r.Metric != p.Metric[fi] {
+		return 0, 0, false
+	}
+	return fi, pos, true
+}
+
+// find returns the family index and plan position of a destination.
+func (p *Plan) find(dst netip.Prefix) (fi, pos int, ok bool) {
+	a := dst.Addr()
 	var i int32
 	if a.Is4() {
 		b := a.As4()
-		fi = 0
-		i, ok = p.index4[uint64(b[0])<<32|uint64(b[1])<<24|uint64(b[2])<<16|uint64(b[3])<<8|uint64(r.Dst.Bits())]
-	} else {
-		b := a.As16()
-		fi = 1
-		i, ok = p.index6[v6Key{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:]), uint8(r.Dst.Bits())}]
+		i, ok = p.index4[uint64(b[0])<<32|uint64(b[1])<<24|uint64(b[2])<<16|uint64(b[3])<<8|uint64(dst.Bits())]
+		return 0, int(i), ok
 	}
-	if !ok || r.Metric != route.FamilyOf(a).DefaultMetric() {
-		return 0, 0, false
-	}
-	return fi, int(i), true
+	b := a.As16()
+	i, ok = p.index6[v6Key{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:]), uint8(dst.Bits())}]
+	return 1, int(i), ok
 }
 
 func (p *Plan) addIndex(c netip.Prefix, pos int) {
@@ -72,9 +87,10 @@ func (p *Plan) addIndex(c netip.Prefix, pos int) {
 }
 
 type destination struct {
-	cidr netip.Prefix
-	via  netip.Addr
-	spec []byte // the route's `ip route replace` arguments, the same on every node
+	cidr  netip.Prefix
+	via   netip.Addr
+	owner int    // index of the node whose pod CIDR it is
+	spec  []byte // the route's `ip route replace` arguments, the same on every node
 }
 
 type span struct{ start, end int }
@@ -86,9 +102,32 @@ func famIndex(f route.Family) int {
 	return 0
 }
 
-// NewPlan plans routes for a validated node table.
+// PlanOptions are what a plan's routes look like and how it treats routes
+// it finds on nodes.
+type PlanOptions struct {
+	Protocol route.Protocol
+	// Metric, when set, is the metric of every route; else the kernel's
+	// default of each family (0 for IPv4, 1024 for IPv6).
+	Metric       *uint32
+	Prune, Adopt bool
+}
+
+// NewPlan plans routes for a validated node table, with the kernel's
+// default metrics, reporting stale and foreign routes without touching
+// them.
 func NewPlan(nodes []inventory.Node, proto route.Protocol) *Plan {
-	p := &Plan{Nodes: nodes, Protocol: proto, index4: make(map[uint64]int32, len(nodes)), index6: map[v6Key]int32{}}
+	return NewPlanWith(nodes, PlanOptions{Protocol: proto})
+}
+
+// NewPlanWith plans routes for a validated node table.
+func NewPlanWith(nodes []inventory.Node, o PlanOptions) *Plan {
+	proto := o.Protocol
+	p := &Plan{Nodes: nodes, Protocol: proto, Prune: o.Prune, Adopt: o.Adopt,
+		index4: make(map[uint64]int32, len(nodes)), index6: map[v6Key]int32{}}
+	p.Metric = [2]uint32{route.IPv4.DefaultMetric(), route.IPv6.DefaultMetric()}
+	if o.Metric != nil {
+		p.Metric = [2]uint32{*o.Metric, *o.Metric}
+	}
 	for fi := range p.owners {
 		p.owners[fi] = make([]span, len(nodes))
 	}
@@ -105,11 +144,19 @@ func NewPlan(nodes []inventory.Node, proto route.Protocol) *Plan {
 			}
 			fi := famIndex(fam)
 			p.addIndex(c, len(p.dests[fi]))
-			d := destination{cidr: c, via: via}
-			d.spec = d.route(proto, fam).AppendSpec(nil)
+			d := destination{cidr: c, via: via, owner: i}
+			d.spec = d.route(proto, p.Metric[fi]).AppendSpec(nil)
 			p.dests[fi] = append(p.dests[fi], d)
 			p.owners[fi][i].end = len(p.dests[fi])
 		}
+	}
+	for fi, dests := range p.dests {
+		sorted := make([]int32, len(dests))
+		for i := range sorted {
+			sorted[i] = int32(i)
+		}
+		slices.SortFunc(sorted, func(a, b int32) int { return dests[a].cidr.Addr().Compare(dests[b].cidr.Addr()) })
+		p.sorted[fi] = sorted
 	}
 	return p
 }
@@ -188,7 +235,40 @@ func (h HostPlan) indexOf(fi, pos int) (int, bool) {
 // Route returns the k-th route of the node's plan, 0 <= k < Len().
 func (h HostPlan) Route(k int) route.Route {
 	d, fam := h.dest(k)
-	return d.route(h.plan.Protocol, fam)
+	return d.route(h.plan.Protocol, h.plan.Metric[famIndex(fam)])
+}
+
+// overlapping returns the position in the node's plan of a planned
+// destination that dst covers or is covered by, without being equal. Pod
+// CIDRs are disjoint, so at most one covers dst, and the ones dst covers
+// are adjacent in address order.
+func (h HostPlan) overlapping(dst netip.Prefix) (int, bool) {
+	if dst.Bits() == 0 {
+		return 0, false // a default route covers everything; that is its job
+	}
+	fi := famIndex(route.FamilyOf(dst.Addr()))
+	dests, sorted := h.plan.dests[fi], h.plan.sorted[fi]
+	dst = dst.Masked()
+	// The first destination at or after dst's start, and the one before it.
+	i, _ := slices.BinarySearchFunc(sorted, dst.Addr(), func(pos int32, a netip.Addr) int { return dests[pos].cidr.Addr().Compare(a) })
+	if i > 0 {
+		if c := dests[sorted[i-1]].cidr; c.Bits() < dst.Bits() && c.Contains(dst.Addr()) {
+			return h.indexOf(fi, int(sorted[i-1])) // covers dst
+		}
+	}
+	for ; i < len(sorted); i++ {
+		c := dests[sorted[i]].cidr
+		if !dst.Contains(c.Addr()) {
+			break
+		}
+		if c == dst {
+			continue
+		}
+		if k, ok := h.indexOf(fi, int(sorted[i])); ok {
+			return k, true // dst covers it (or, at dst's start, it covers dst)
+		}
+	}
+	return 0, false
 }
 
 // spec returns the k-th route rendered for `ip route replace`.
@@ -211,6 +291,6 @@ func (h HostPlan) dest(k int) (*destination, route.Family) {
 	panic("orchestrator: route index out of range")
 }
 
-func (d *destination) route(proto route.Protocol, fam route.Family) route.Route {
-	return route.Route{Dst: d.cidr, Gateway: d.via, Protocol: proto, Metric: fam.DefaultMetric()}
+func (d *destination) route(proto route.Protocol, metric uint32) route.Route {
+	return route.Route{Dst: d.cidr, Gateway: d.via, Protocol: proto, Metric: metric}
 }

@@ -18,6 +18,7 @@ const (
 	WouldChange    Outcome = "would change"    // --check found differences
 	Applied        Outcome = "changed"         // applied and verified
 	Failed         Outcome = "failed"          // see Err
+	Refused        Outcome = "refused"         // other owners' routes in the way (see Err); --adopt
 	RolledBack     Outcome = "rolled back"     // changed, then restored exactly
 	RollbackFailed Outcome = "rollback failed" // see RollbackErr: inspect by hand
 )
@@ -46,6 +47,7 @@ type NodeReport struct {
 func (n *NodeReport) Added() int     { return n.Diff.Add.Len() }
 func (n *NodeReport) Changed() int   { return len(n.Diff.Replace) }
 func (n *NodeReport) Unchanged() int { return n.Diff.Unchanged }
+func (n *NodeReport) Removed() int   { return n.Diff.Removed() }
 
 // Failed reports whether the run or any node failed (exit code 1).
 func (r *Report) Failed() bool {
@@ -53,7 +55,7 @@ func (r *Report) Failed() bool {
 		return true
 	}
 	for i := range r.Nodes {
-		if r.Nodes[i].Outcome == Failed || r.Nodes[i].Outcome == RollbackFailed {
+		if o := r.Nodes[i].Outcome; o == Failed || o == RollbackFailed || o == Refused {
 			return true
 		}
 	}
@@ -88,25 +90,45 @@ func (r *Report) Errors() []error {
 	return errs
 }
 
-// WriteDiff prints, node by node, the routes --check would add (+) or
-// change (~, old -> new).
+// WriteDiff prints, node by node, what --check found: routes to add (+),
+// to change (~, old -> new) and to delete (-), stale routes kept without
+// --prune (-, marked kept), other owners' routes in the way (!) and routes
+// that overlap a planned destination (?), which routepush never touches.
 func (r *Report) WriteDiff(w io.Writer) {
 	for i := range r.Nodes {
 		n := &r.Nodes[i]
-		if n.Outcome != WouldChange && n.Outcome != InSync {
+		if n.Outcome != WouldChange && n.Outcome != InSync && n.Outcome != Refused {
 			continue
 		}
 		h := r.Plan.Host(i)
-		if n.Diff.Empty() {
+		switch {
+		case n.Outcome == Refused:
+			fmt.Fprintf(w, "%s: refused: %d routes of other owners in the way (--adopt replaces them)\n", n.Name, len(n.Diff.Conflicts()))
+		case n.Diff.Empty():
 			fmt.Fprintf(w, "%s: in sync (%d routes)\n", n.Name, n.Unchanged())
-			continue
+		default:
+			fmt.Fprintf(w, "%s: %d to add, %d to change, %d to delete, %d in sync\n", n.Name, n.Added(), n.Changed(), n.Diff.Removed(), n.Unchanged())
 		}
-		fmt.Fprintf(w, "%s: %d to add, %d to change, %d in sync\n", n.Name, n.Added(), n.Changed(), n.Unchanged())
+		for _, f := range n.Diff.Remove {
+			fmt.Fprintf(w, "  - %s (%s)\n", f.Route, f.Kind)
+		}
 		for k := range n.Diff.Add.All() {
 			fmt.Fprintf(w, "  + %s\n", h.Route(k))
 		}
 		for _, c := range n.Diff.Replace {
 			fmt.Fprintf(w, "  ~ %s -> %s\n", c.Old, h.Route(int(c.Index)))
+		}
+		for _, f := range n.Diff.Kept {
+			switch f.Kind {
+			case Stale:
+				fmt.Fprintf(w, "  - %s (stale, kept: --prune deletes it)\n", f.Route)
+			case Conflict:
+				fmt.Fprintf(w, "  ! %s (%s) in the way of %s\n", f.Route, owner(f.Route.Protocol), f.Planned)
+			case Self:
+				fmt.Fprintf(w, "  ! %s (%s) routes the node's own pod CIDR to itself (--adopt deletes it)\n", f.Route, owner(f.Route.Protocol))
+			case Overlap:
+				fmt.Fprintf(w, "  ? %s (%s) overlaps %s (left alone)\n", f.Route, owner(f.Route.Protocol), f.Planned)
+			}
 		}
 	}
 }
@@ -115,21 +137,22 @@ func (r *Report) WriteDiff(w io.Writer) {
 // destination, and a summary line.
 func (r *Report) WriteSummary(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tOUTCOME\tADDED\tCHANGED\tUNCHANGED\tTIME")
+	fmt.Fprintln(tw, "NODE\tOUTCOME\tADDED\tCHANGED\tREMOVED\tUNCHANGED\tTIME")
 	counts := map[Outcome]int{}
-	added, changed := 0, 0
+	added, changed, removed := 0, 0, 0
 	for i := range r.Nodes {
 		n := &r.Nodes[i]
 		counts[n.Outcome]++
 		if n.Outcome == Applied {
 			added += n.Added()
 			changed += n.Changed()
+			removed += n.Removed()
 		}
 		outcome := string(n.Outcome)
 		if n.Outcome == Failed && n.RolledBack {
 			outcome = "failed, rolled back"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n", n.Name, outcome, n.Added(), n.Changed(), n.Unchanged(), n.Duration.Round(time.Millisecond))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\n", n.Name, outcome, n.Added(), n.Changed(), n.Removed(), n.Unchanged(), n.Duration.Round(time.Millisecond))
 	}
 	tw.Flush()
 	for i := range r.Plan.Nodes {
@@ -138,7 +161,7 @@ func (r *Report) WriteSummary(w io.Writer) {
 		}
 	}
 	var parts []string
-	for _, o := range []Outcome{Applied, WouldChange, InSync, Failed, RolledBack, RollbackFailed, Skipped} {
+	for _, o := range []Outcome{Applied, WouldChange, InSync, Refused, Failed, RolledBack, RollbackFailed, Skipped} {
 		if counts[o] > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", counts[o], o))
 		}
@@ -149,7 +172,7 @@ func (r *Report) WriteSummary(w io.Writer) {
 	}
 	fmt.Fprintf(w, "%d nodes %s in %s: %s", len(r.Nodes), verb, r.Duration.Round(time.Millisecond), strings.Join(parts, ", "))
 	if !r.Check {
-		fmt.Fprintf(w, "; %d routes added, %d changed", added, changed)
+		fmt.Fprintf(w, "; %d routes added, %d changed, %d removed", added, changed, removed)
 	}
 	fmt.Fprintln(w)
 }

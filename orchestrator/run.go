@@ -111,7 +111,7 @@ func Run(ctx context.Context, plan *Plan, connect Connector, opts Options) *Repo
 		}
 	})
 	if rep.Failed() {
-		log.Warn("not changing anything: some nodes could not be read")
+		log.Warn("not changing anything: some nodes could not be read or were refused")
 		return rep
 	}
 	if opts.Check {
@@ -195,11 +195,25 @@ func (r *nodeRun) prepare(ctx context.Context, connect Connector) {
 		r.fail(fmt.Errorf("%s: %w", node.Name, err))
 		return
 	}
+	if c := r.rep.Diff.Conflicts(); len(c) > 0 {
+		r.rep.Outcome = Refused
+		r.rep.Err = conflictError(node.Name, c)
+		return
+	}
 	if r.rep.Diff.Empty() {
 		r.rep.Outcome = InSync
 	} else {
 		r.rep.Outcome = WouldChange
 	}
+}
+
+// conflictError refuses a node's plan because of other owners' routes.
+func conflictError(node string, conflicts []Finding) error {
+	whys := make([]string, len(conflicts))
+	for i, f := range conflicts {
+		whys[i] = f.Why()
+	}
+	return fmt.Errorf("%s: refusing to change the node: %s; --adopt replaces them with routepush's routes", node, summarize(whys))
 }
 
 // apply sends the node's batch and verifies the result. It returns false
