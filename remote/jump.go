@@ -149,3 +149,22 @@ func dialVia(ctx context.Context, via *ssh.Client, addr string) (net.Conn, error
 	return via.DialContext(ctx, "tcp", addr)
 }
 
+// JumpHosts returns the host name or address of each jump host a target is
+// reached through, as --jump and ssh_config resolve them (HostName
+// included), so the plan can be checked against them before any
+// connection.
+func (d *Dialer) JumpHosts(ctx context.Context, t Target) ([]string, error) {
+	e, err := d.endpoint(ctx, t, false)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", t.Name, err)
+	}
+	hosts := make([]string, 0, len(e.jump))
+	for _, h := range e.jump {
+		ep, err := d.endpoint(ctx, Target{Name: h.Host, User: h.User, Port: h.Port}, true)
+		if err != nil {
+			return nil, fmt.Errorf("%s: jump host %s: %w", t.Name, h, err)
+		}
+		hosts = append(hosts, ep.host)
+	}
+	return hosts, nil
+}

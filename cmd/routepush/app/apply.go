@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"strings"
 	"sync"
 
@@ -45,7 +47,15 @@ func runApply(ctx context.Context, streams Streams, o *options, log *slog.Logger
 		return err
 	}
 	defer dialer.Close()
-	plan := orchestrator.NewPlan(nodes, route.Protocol(o.protocol))
+	if err := checkRails(ctx, o, nodes, cluster, dialer); err != nil {
+		return err
+	}
+	plan := orchestrator.NewPlanWith(nodes, orchestrator.PlanOptions{
+		Protocol: route.Protocol(o.protocol),
+		Metric:   o.metric,
+		Prune:    o.prune,
+		Adopt:    o.adopt,
+	})
 	connect := func(ctx context.Context, n *inventory.Node) (orchestrator.Host, error) {
 		c, err := dialer.Dial(ctx, target(n, o))
 		if err != nil {
@@ -78,6 +88,53 @@ func runApply(ctx context.Context, streams Streams, o *options, log *slog.Logger
 		return &exitError{code: ExitChanges}
 	}
 	return nil
+}
+
+// checkRails refuses a node table whose pod CIDRs are too wide or contain
+// an address routepush travels to (this host's own, a jump host's), before
+// any connection.
+func checkRails(ctx context.Context, o *options, nodes []inventory.Node, cluster *inventory.Cluster, dialer *remote.Dialer) error {
+	rails := o.rails
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil && !p.Addr().IsLoopback() {
+				rails.Reserved = append(rails.Reserved, inventory.ReservedAddr{Addr: p.Addr(), What: "an address of this control host"})
+			}
+		}
+	}
+	seen := map[string]bool{}
+	for i := range nodes {
+		hosts, err := dialer.JumpHosts(ctx, target(&nodes[i], o))
+		if err != nil {
+			return err
+		}
+		for _, h := range hosts {
+			if seen[h] {
+				continue
+			}
+			seen[h] = true
+			addrs, err := lookupHost(ctx, h)
+			if err != nil {
+				return fmt.Errorf("%s: jump host %s: %w", nodes[i].Name, h, err)
+			}
+			for _, a := range addrs {
+				rails.Reserved = append(rails.Reserved, inventory.ReservedAddr{Addr: a, What: "the address of jump host " + h})
+			}
+		}
+	}
+	source := "inventory " + o.inventory
+	if cluster != nil {
+		source = "kubernetes " + cluster.Name
+	}
+	return inventory.CheckRails(source, nodes, cluster != nil, rails)
+}
+
+// lookupHost returns a host's addresses; an address is its own.
+func lookupHost(ctx context.Context, host string) ([]netip.Addr, error) {
+	if a, err := netip.ParseAddr(host); err == nil {
+		return []netip.Addr{a}, nil
+	}
+	return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 }
 
 // loadNodes reads the node table: from the Kubernetes API (with the

@@ -39,6 +39,9 @@ type options struct {
 	userFromFlag      bool // --user given on the command line: overrides the inventory
 	rollback          orchestrator.RollbackMode
 	protocol          int
+	metric            *uint32 // nil: the kernel's default per family
+	prune, adopt      bool
+	rails             inventory.Rails
 	verbosity         int
 }
 
@@ -109,6 +112,11 @@ Exit codes: 0 done or in sync, 1 error (changed nodes rolled back),
 	f.Bool("become", false, "run ip through sudo -n on every node (passwordless sudo for ip), as Ansible's become")
 	f.String("rollback", "all", "on failure restore: all changed nodes | host (only failed ones) | none")
 	f.Int("protocol", int(orchestrator.DefaultProtocol), "route protocol number marking routepush's routes (1-255)")
+	f.Int64("metric", -1, "metric of routepush's routes (default: the kernel's, 0 for IPv4 and 1024 for IPv6)")
+	f.Bool("prune", false, "delete routepush's routes that are no longer planned (nodes that left, CIDRs that moved)")
+	f.Bool("adopt", false, "replace other owners' routes to planned destinations (e.g. the Ansible playbook's) and delete self routes, instead of refusing the node")
+	f.Int("min-prefix-v4", inventory.DefaultRails.MinPrefix[0], "refuse IPv4 pod CIDRs wider than this prefix length")
+	f.Int("min-prefix-v6", inventory.DefaultRails.MinPrefix[1], "refuse IPv6 pod CIDRs wider than this prefix length")
 	f.CountP("verbose", "v", "more status on stderr (-v info, -vv debug)")
 	f.BoolP("quiet", "q", false, "only errors on stderr")
 	f.String("profile", "none", "profile to write, as kubectl's: "+strings.Join(profiles, "|")+" (heap: at the live heap's peak)")
@@ -121,7 +129,7 @@ Exit codes: 0 done or in sync, 1 error (changed nodes rolled back),
 var configKeys = []string{"inventory", "kubeconfig", "context", "selector", "chunk-size", "request-timeout",
 	"allow-unknown-nodes", "mark-network-available", "check", "concurrency", "connect-timeout",
 	"command-timeout", "ssh-config", "jump", "known-hosts", "accept-new-host-keys", "identity", "user", "become",
-	"rollback", "protocol"}
+	"rollback", "protocol", "metric", "prune", "adopt", "min-prefix-v4", "min-prefix-v6"}
 
 func loadOptions(cmd *cobra.Command, v *viper.Viper) (*options, error) {
 	f := cmd.Flags()
@@ -161,6 +169,17 @@ func loadOptions(cmd *cobra.Command, v *viper.Viper) (*options, error) {
 		user:              v.GetString("user"),
 		userFromFlag:      f.Changed("user"),
 		protocol:          v.GetInt("protocol"),
+		prune:             v.GetBool("prune"),
+		adopt:             v.GetBool("adopt"),
+	}
+	o.rails.MinPrefix = [2]int{v.GetInt("min-prefix-v4"), v.GetInt("min-prefix-v6")}
+	switch m := v.GetInt64("metric"); {
+	case m == -1:
+	case m < 0 || m > 1<<32-1:
+		return nil, fmt.Errorf("--metric must be 0-4294967295, got %d", m)
+	default:
+		mm := uint32(m)
+		o.metric = &mm
 	}
 	var err error
 	if o.rollback, err = orchestrator.ParseRollbackMode(v.GetString("rollback")); err != nil {
@@ -194,6 +213,10 @@ func loadOptions(cmd *cobra.Command, v *viper.Viper) (*options, error) {
 		return nil, fmt.Errorf("--concurrency must be at least 1, got %d", o.concurrency)
 	case o.protocol < 1 || o.protocol > 255:
 		return nil, fmt.Errorf("--protocol must be 1-255, got %d", o.protocol)
+	case o.rails.MinPrefix[0] < 0 || o.rails.MinPrefix[0] > 32:
+		return nil, fmt.Errorf("--min-prefix-v4 must be 0-32, got %d", o.rails.MinPrefix[0])
+	case o.rails.MinPrefix[1] < 0 || o.rails.MinPrefix[1] > 128:
+		return nil, fmt.Errorf("--min-prefix-v6 must be 0-128, got %d", o.rails.MinPrefix[1])
 	}
 	o.verbosity, _ = f.GetCount("verbose")
 	if q, _ := f.GetBool("quiet"); q {
