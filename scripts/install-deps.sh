@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs what routepush's lab, tests and demo use, if it is missing:
 # OpenSSH's server (one sshd per lab node) and client (ssh-agent, ssh-keygen),
-# iproute2, ping, sudo (nodes that log in as a user who becomes root), etcd
+# iproute2, ping, sudo (nodes that log in as a user who becomes root), route
+# (net-tools, as the Ansible playbook used), etcd
 # (behind the test kube-apiserver, which the tests build themselves) and
 # staticcheck.
 # Safe to run again: it installs nothing that is already there.
@@ -14,6 +15,8 @@ command -v ip >/dev/null 2>&1 || need="$need iproute2"
 command -v ping >/dev/null 2>&1 || need="$need iputils-ping"
 command -v etcd >/dev/null 2>&1 || need="$need etcd-server"
 command -v sudo >/dev/null 2>&1 || need="$need sudo"
+# net-tools' route: the tests reproduce what the Ansible playbook left behind.
+[ -x /usr/sbin/route ] || need="$need net-tools"
 # `install-deps.sh bench`: also what make bench races routepush against.
 if [ "${1:-}" = bench ]; then
 	command -v ansible-playbook >/dev/null 2>&1 || need="$need ansible"

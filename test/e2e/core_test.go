@@ -106,14 +106,14 @@ func TestKernelRejectsRouteRollsBackAll(t *testing.T) {
 	t.Parallel()
 	l := newLab(t, 5)
 	// node-0 already has a hand-made route to node-2's CIDR: the run
-	// replaces it, and rollback must bring it back as it was.
+	// adopts it (replaces it), and rollback must bring it back as it was.
 	ipRun(t, l.Nodes[0], "route", "add", "100.64.2.0/24", "via", "198.18.0.99", "dev", "eth0")
 	// node-3 only reaches 198.18.0.0-12 directly: its routes via node-0..2
 	// apply, then the one via node-4 (198.18.0.14) is refused by the kernel.
 	breakLink(t, l.Nodes[3])
 	before := snapshot(t, l)
 
-	res := rp(t, l, "--inventory", l.InventoryPath())
+	res := rp(t, l, "--inventory", l.InventoryPath(), "--adopt")
 	if res.Code != 1 {
 		t.Fatalf("exit %d, want 1", res.Code)
 	}
