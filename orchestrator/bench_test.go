@@ -56,6 +56,9 @@ func BenchmarkPlanDiff5000(b *testing.B) {
 					if err != nil {
 						b.Fatal(err)
 					}
+					if !d.Empty() && len(UnconnectedNextHops(h, current)) > 0 {
+						b.Fatal("next hops not connected")
+					}
 					batchBytes += len(d.ApplyBatch(h).Bytes())
 					if i%1000 == 999 {
 						var ms runtime.MemStats

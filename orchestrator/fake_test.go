@@ -23,12 +23,15 @@ type fakeKernel struct {
 	closed  int    // Close calls
 }
 
+// digest is order-independent, as the kernel's own listing order is
+// fixed: only the set of routes counts.
 func (k *fakeKernel) digest() [32]byte {
-	var b strings.Builder
-	for _, r := range k.routes {
-		b.WriteString(r.Spec() + "\n")
+	specs := make([]string, len(k.routes))
+	for i, r := range k.routes {
+		specs[i] = r.Spec() + "\n"
 	}
-	return sha256.Sum256([]byte(b.String()))
+	slices.Sort(specs)
+	return sha256.Sum256([]byte(strings.Join(specs, "")))
 }
 
 func (k *fakeKernel) ReadRoutes(_ context.Context, _ []route.Family) (route.Table, error) {
@@ -135,7 +138,9 @@ type fakeCluster struct {
 func newFakeCluster(nodes []inventory.Node) *fakeCluster {
 	c := &fakeCluster{kernels: map[string]*fakeKernel{}, unreachable: map[string]bool{}}
 	for _, n := range nodes {
-		c.kernels[n.Name] = &fakeKernel{name: n.Name}
+		// Every node starts with its link's connected route, as in the lab.
+		link, _ := route.ParseText([]byte(fmt.Sprintf("unicast 198.18.0.0/16 dev eth0 proto kernel scope link src %s\n", n.InternalIPs[0])), route.IPv4)
+		c.kernels[n.Name] = &fakeKernel{name: n.Name, routes: link}
 	}
 	return c
 }

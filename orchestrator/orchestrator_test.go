@@ -178,6 +178,29 @@ unicast 100.64.9.0/24 via 198.18.0.19 dev eth0 proto 114 scope global
 	}
 }
 
+func TestUnconnectedNextHops(t *testing.T) {
+	t.Parallel()
+	p := NewPlan(labNodes(5), DefaultProtocol)
+	// node-3 reaches 198.18.0.0-12 on its link, the rest through a gateway.
+	current := mustRoutes(t, `unicast default via 198.18.0.1 dev eth0 proto boot scope global
+unicast 198.18.0.0/29 dev eth0 proto boot scope link src 198.18.0.13
+unicast 198.18.0.8/30 dev eth0 proto boot scope link src 198.18.0.13
+unicast 198.18.0.12/32 dev eth0 proto boot scope link src 198.18.0.13
+unicast 100.64.4.0/24 via 198.18.0.14 dev eth0 proto 114 scope global
+`)
+	got := UnconnectedNextHops(p.Host(3), current)
+	if len(got) != 1 || got[0] != "next hop 198.18.0.14 is not on a directly connected subnet: the node reaches it through 0.0.0.0/0 via 198.18.0.1 dev eth0 proto boot" {
+		t.Errorf("UnconnectedNextHops = %q", got)
+	}
+	if got := UnconnectedNextHops(p.Host(3), current[1:4]); len(got) != 1 || got[0] != "next hop 198.18.0.14: no route to it" {
+		t.Errorf("without a default route: %q", got)
+	}
+	connected := mustRoutes(t, "unicast 198.18.0.0/16 dev eth0 proto kernel scope link src 198.18.0.13\n")
+	if got := UnconnectedNextHops(p.Host(3), connected); len(got) != 0 {
+		t.Errorf("on a /16 link: %q", got)
+	}
+}
+
 func TestPlanMetric(t *testing.T) {
 	t.Parallel()
 	m := uint32(100)
@@ -250,7 +273,7 @@ func TestRunRollsBackEveryChangedNode(t *testing.T) {
 			nodes := labNodes(5)
 			c := newFakeCluster(nodes)
 			// A pre-existing route that the plan replaces must come back too.
-			c.kernels["node-0"].routes = mustRoutes(t, "100.64.2.0/24 via 198.18.0.99 dev eth0 proto boot scope global\n")
+			c.kernels["node-0"].routes = append(c.kernels["node-0"].routes, mustRoutes(t, "100.64.2.0/24 via 198.18.0.99 dev eth0 proto boot scope global\n")...)
 			c.kernels["node-3"].failDst = "100.64.4.0/24"
 			before := c.digests()
 			plan := NewPlanWith(nodes, PlanOptions{Protocol: DefaultProtocol, Adopt: true})
@@ -350,7 +373,7 @@ func TestRunRefusesConflicts(t *testing.T) {
 	t.Parallel()
 	nodes := labNodes(4)
 	c := newFakeCluster(nodes)
-	c.kernels["node-2"].routes = mustRoutes(t, "100.64.1.0/24 via 198.18.0.11 dev eth0 proto boot scope global metric 1\n")
+	c.kernels["node-2"].routes = append(c.kernels["node-2"].routes, mustRoutes(t, "100.64.1.0/24 via 198.18.0.11 dev eth0 proto boot scope global metric 1\n")...)
 	rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), c.connect, Options{})
 	if !rep.Failed() || rep.Nodes[2].Outcome != Refused {
 		t.Fatalf("node-2: %s, failed %v", rep.Nodes[2].Outcome, rep.Failed())

@@ -200,6 +200,13 @@ func (r *nodeRun) prepare(ctx context.Context, connect Connector) {
 		r.rep.Err = conflictError(node.Name, c)
 		return
 	}
+	if !r.rep.Diff.Empty() {
+		if problems := UnconnectedNextHops(r.plan, table.Routes); len(problems) > 0 {
+			r.rep.Outcome = Refused
+			r.rep.Err = fmt.Errorf("%s: refusing to change the node: %s; routepush adds no onlink routes: fix the node's addressing or leave it out", node.Name, summarize(problems))
+			return
+		}
+	}
 	if r.rep.Diff.Empty() {
 		r.rep.Outcome = InSync
 	} else {

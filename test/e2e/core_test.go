@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -108,9 +109,9 @@ func TestKernelRejectsRouteRollsBackAll(t *testing.T) {
 	// node-0 already has a hand-made route to node-2's CIDR: the run
 	// adopts it (replaces it), and rollback must bring it back as it was.
 	ipRun(t, l.Nodes[0], "route", "add", "100.64.2.0/24", "via", "198.18.0.99", "dev", "eth0")
-	// node-3 only reaches 198.18.0.0-12 directly: its routes via node-0..2
-	// apply, then the one via node-4 (198.18.0.14) is refused by the kernel.
-	breakLink(t, l.Nodes[3])
+	// node-3's routes via node-0..2 apply, then the kernel refuses the one
+	// via node-4.
+	rejectRouteVia(t, l, l.Nodes[3], l.Nodes[4].Addr)
 	before := snapshot(t, l)
 
 	res := rp(t, l, "--inventory", l.InventoryPath(), "--adopt")
@@ -135,7 +136,7 @@ func TestKernelRejectsRouteRollsBackAll(t *testing.T) {
 func TestRollbackHostOnlyRestoresFailedNode(t *testing.T) {
 	t.Parallel()
 	l := newLab(t, 5)
-	breakLink(t, l.Nodes[3])
+	rejectRouteVia(t, l, l.Nodes[3], l.Nodes[4].Addr)
 	before := snapshot(t, l)
 	res := rp(t, l, "--inventory", l.InventoryPath(), "--rollback", "host")
 	if res.Code != 1 {
@@ -155,14 +156,56 @@ func TestRollbackHostOnlyRestoresFailedNode(t *testing.T) {
 	}
 }
 
-// breakLink narrows a node's on-link range to 198.18.0.0-12, so a next hop
-// of 198.18.0.13 or .14 is not directly reachable from it.
-func breakLink(t *testing.T, n *lab.Node) {
+// narrowLink narrows a node's on-link range to 198.18.0.0-12, so a next hop
+// of 198.18.0.13 and up is not directly connected.
+func narrowLink(t *testing.T, n *lab.Node) {
 	t.Helper()
 	ipRun(t, n, "route", "add", "198.18.0.0/29", "dev", "eth0", "src", n.Addr.String())
 	ipRun(t, n, "route", "add", "198.18.0.8/30", "dev", "eth0", "src", n.Addr.String())
 	ipRun(t, n, "route", "add", "198.18.0.12/32", "dev", "eth0", "src", n.Addr.String())
 	ipRun(t, n, "route", "del", "198.18.0.0/16", "dev", "eth0")
+}
+
+// rejectFilter is a node's ForceCommand that feeds each command's stdin
+// through a filter: in `route replace` lines the gateway %[1]s becomes
+// 198.19.255.254, which is not on the node's link, so the kernel refuses
+// that one line ("Nexthop has invalid gateway") part-way through a batch.
+// Nothing else on the node changes, so a rollback can be checked byte for
+// byte.
+const rejectFilter = `#!/bin/sh
+while IFS= read -r line; do
+	case "$line" in
+	"route replace "*" via %[1]s "*) line="${line%%%% via *} via 198.19.255.254 ${line#* via %[1]s }" ;;
+	esac
+	printf '%%s\n' "$line"
+done | sh -c "$SSH_ORIGINAL_COMMAND"
+`
+
+// rejectRouteVia makes node n's kernel refuse, in the middle of its batch,
+// the route via the given next hop.
+func rejectRouteVia(t *testing.T, l *lab.Lab, n *lab.Node, via netip.Addr) {
+	t.Helper()
+	script := filepath.Join(n.Dir, "reject-filter")
+	writeExec(t, script, fmt.Sprintf(rejectFilter, via))
+	if err := l.RestartSSHD(testContext(t), n, "-o", "ForceCommand="+script); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A next hop that is not on a directly connected subnet refuses the node
+// before anything changes anywhere: routepush adds no onlink routes.
+func TestNextHopNotConnectedRefused(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, 5)
+	narrowLink(t, l.Nodes[3])
+	before := snapshot(t, l)
+	for _, args := range [][]string{{"--check"}, nil} {
+		res := rp(t, l, append([]string{"--inventory", l.InventoryPath()}, args...)...)
+		if res.Code != 1 || !strings.Contains(res.Stderr, "node-3: refusing to change the node: next hop 198.18.0.14: no route to it; routepush adds no onlink routes") {
+			t.Errorf("routepush %v: exit %d, want 1 naming node-3 and its next hop; stderr:\n%s", args, res.Code, res.Stderr)
+		}
+	}
+	assertUnchanged(t, l, before)
 }
 
 func TestHostKeyMismatchRefusedEverywhere(t *testing.T) {

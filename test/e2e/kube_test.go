@@ -180,7 +180,7 @@ func TestKubeMarkNetworkAvailable(t *testing.T) {
 	t.Parallel()
 	k := newKubeLab(t, 5, false)
 	k.registerAll(t)
-	breakLink(t, k.Nodes[3]) // node-3's route via node-4 will be refused
+	rejectRouteVia(t, k.Lab, k.Nodes[3], k.Nodes[4].Addr) // node-3's route via node-4 will be refused
 	readOnly := filepath.Join(k.Dir, "kubeconfig-readonly")
 	if err := k.api.WriteKubeconfig(readOnly, kube.ReadOnlyToken, ""); err != nil {
 		t.Fatal(err)
@@ -220,8 +220,10 @@ func TestKubeMarkNetworkAvailable(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// node-3's link mended: only node-3 is written.
-	ipRun(t, k.Nodes[3], "route", "add", "198.18.0.0/16", "dev", "eth0", "proto", "kernel", "scope", "link", "src", k.Nodes[3].Addr.String())
+	// node-3 mended (its sshd without the fault): only node-3 is written.
+	if err := k.RestartSSHD(testContext(t), k.Nodes[3]); err != nil {
+		t.Fatal(err)
+	}
 	res = rp(t, k.Lab, "--kubeconfig", k.kubeconfig, "--mark-network-available")
 	if res.Code != 0 || !strings.Contains(res.Stdout, "NetworkUnavailable=False: 1 marked, 4 already so") {
 		t.Errorf("exit %d; want 0, node-3 marked and the other four already so", res.Code)

@@ -53,7 +53,7 @@ func TestOldIproute2TextFallback(t *testing.T) {
 
 	// First a run that fails elsewhere: the text-mode node must be restored
 	// exactly like the others.
-	breakLink(t, l.Nodes[3])
+	rejectRouteVia(t, l, l.Nodes[3], l.Nodes[4].Addr)
 	before := snapshot(t, l)
 	if res := rp(t, l, "--inventory", l.InventoryPath()); res.Code != 1 {
 		t.Fatalf("run with node-3 broken: exit %d, want 1", res.Code)

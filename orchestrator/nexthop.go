@@ -1,0 +1,74 @@
+package orchestrator
+
+import (
+	"cmp"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/routepush/routepush/route"
+)
+
+// UnconnectedNextHops checks, in a node's own main table, that every next
+// hop of its plan is on a subnet directly connected to it: the most
+// specific route to the next hop (what `ip route get` would use) has no
+// gateway of its own. The kernel refuses a route via any other next hop
+// ("Nexthop has invalid gateway") unless it is added onlink, which
+// routepush never does silently: flannel host-gw learned that an onlink
+// route to an unreachable peer is a black hole. It returns one message per
+// next hop that is not directly connected.
+func UnconnectedNextHops(h HostPlan, current []route.Route) []string {
+	// Only routes that are not pod routes can reach a node's internal IP:
+	// pod CIDRs never contain one (inventory validation refuses that).
+	var infra []*route.Route
+	for i := range current {
+		c := &current[i]
+		if c.Table != "" {
+			continue
+		}
+		if _, _, planned := h.plan.find(c.Dst); planned {
+			continue
+		}
+		infra = append(infra, c)
+	}
+	// Most specific first (the lower metric first among equals): the first
+	// route that contains a next hop is the one the kernel would use.
+	slices.SortStableFunc(infra, func(a, b *route.Route) int {
+		if c := cmp.Compare(b.Dst.Bits(), a.Dst.Bits()); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Metric, b.Metric)
+	})
+	var problems []string
+	for _, s := range h.segs {
+		for pos, d := range h.plan.dests[famIndex(s.fam)] {
+			if pos >= s.skip.start && pos < s.skip.end {
+				continue // the node's own pod CIDR
+			}
+			if p := nextHopProblem(infra, d.via); p != "" {
+				problems = append(problems, p)
+			}
+		}
+	}
+	return problems
+}
+
+// nextHopProblem says why via is not directly connected, or "".
+func nextHopProblem(infra []*route.Route, via netip.Addr) string {
+	var best *route.Route
+	for _, r := range infra {
+		if r.Dst.Contains(via) {
+			best = r
+			break
+		}
+	}
+	switch {
+	case best == nil:
+		return fmt.Sprintf("next hop %s: no route to it", via)
+	case best.Type != "" && best.Type != "unicast":
+		return fmt.Sprintf("next hop %s is %s by %s", via, best.Type, best)
+	case best.Gateway.IsValid() || len(best.Nexthops) > 0:
+		return fmt.Sprintf("next hop %s is not on a directly connected subnet: the node reaches it through %s", via, best)
+	}
+	return ""
+}
