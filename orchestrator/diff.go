@@ -197,8 +197,8 @@ func diff(h HostPlan, current []route.Route) Diff {
 	// others' beside a planned destination, self routes, overlaps.
 	for i := range current {
 		c := &current[i]
-		if c.Table != "" {
-			continue
+		if c.Table != p.Table {
+			continue // another table: not routepush's business
 		}
 		var f Finding
 		fi, pos, found := p.find(c.Dst)
@@ -252,8 +252,8 @@ func compare(h HostPlan, current []route.Route, differ func(k int, have *route.R
 	}
 	for i := range current {
 		c := &current[i]
-		if c.Table != "" {
-			continue
+		if c.Table != h.plan.Table {
+			continue // another table: not routepush's business
 		}
 		if fi, pos, ok := h.plan.lookup(c); ok {
 			if k, ok := h.indexOf(fi, pos); ok {

@@ -201,6 +201,30 @@ unicast 100.64.4.0/24 via 198.18.0.14 dev eth0 proto 114 scope global
 	}
 }
 
+func TestPlanTable(t *testing.T) {
+	t.Parallel()
+	p := NewPlanWith(labNodes(3), PlanOptions{Protocol: DefaultProtocol, Table: "100", Prune: true})
+	current := mustRoutes(t, `unicast 100.64.1.0/24 via 198.18.0.11 dev eth0 proto 114 scope global
+unicast 198.18.0.0/16 dev eth0 proto kernel scope link src 198.18.0.10
+`)
+	// The main table's proto 114 route is not in the managed table: not
+	// stale, not in sync.
+	d, err := ComputeDiff(p.Host(0), current)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Add.Len() != 2 || len(d.Kept)+len(d.Remove) != 0 {
+		t.Fatalf("diff = %+v", d)
+	}
+	if got := string(d.ApplyBatch(p.Host(0)).Bytes()); got != "route replace 100.64.1.0/24 via 198.18.0.11 table 100 proto 114\nroute replace 100.64.2.0/24 via 198.18.0.12 table 100 proto 114\n" {
+		t.Errorf("apply batch: %q", got)
+	}
+	current[0].Table = "100"
+	if d, _ = ComputeDiff(p.Host(0), current); d.Unchanged != 1 || d.Add.Len() != 1 {
+		t.Errorf("with the route in table 100: %+v", d)
+	}
+}
+
 func TestPlanMetric(t *testing.T) {
 	t.Parallel()
 	m := uint32(100)

@@ -26,6 +26,9 @@ type Plan struct {
 	// Metric is the metric of routepush's routes per family (IPv4, IPv6):
 	// the kernel's defaults unless --metric says otherwise.
 	Metric [2]uint32
+	// Table is the routing table the routes go in: "" for main, else its
+	// number (--table).
+	Table string
 	// Prune deletes routepush's routes that are not in the plan; Adopt
 	// replaces other owners' routes to planned destinations, and deletes
 	// self routes. Without them such routes are only reported.
@@ -109,6 +112,7 @@ type PlanOptions struct {
 	// Metric, when set, is the metric of every route; else the kernel's
 	// default of each family (0 for IPv4, 1024 for IPv6).
 	Metric       *uint32
+	Table        string // "" for main, else the table's number
 	Prune, Adopt bool
 }
 
@@ -122,7 +126,7 @@ func NewPlan(nodes []inventory.Node, proto route.Protocol) *Plan {
 // NewPlanWith plans routes for a validated node table.
 func NewPlanWith(nodes []inventory.Node, o PlanOptions) *Plan {
 	proto := o.Protocol
-	p := &Plan{Nodes: nodes, Protocol: proto, Prune: o.Prune, Adopt: o.Adopt,
+	p := &Plan{Nodes: nodes, Protocol: proto, Prune: o.Prune, Adopt: o.Adopt, Table: o.Table,
 		index4: make(map[uint64]int32, len(nodes)), index6: map[v6Key]int32{}}
 	p.Metric = [2]uint32{route.IPv4.DefaultMetric(), route.IPv6.DefaultMetric()}
 	if o.Metric != nil {
@@ -145,7 +149,7 @@ func NewPlanWith(nodes []inventory.Node, o PlanOptions) *Plan {
 			fi := famIndex(fam)
 			p.addIndex(c, len(p.dests[fi]))
 			d := destination{cidr: c, via: via, owner: i}
-			d.spec = d.route(proto, p.Metric[fi]).AppendSpec(nil)
+			d.spec = d.route(proto, p.Metric[fi], p.Table).AppendSpec(nil)
 			p.dests[fi] = append(p.dests[fi], d)
 			p.owners[fi][i].end = len(p.dests[fi])
 		}
@@ -235,7 +239,7 @@ func (h HostPlan) indexOf(fi, pos int) (int, bool) {
 // Route returns the k-th route of the node's plan, 0 <= k < Len().
 func (h HostPlan) Route(k int) route.Route {
 	d, fam := h.dest(k)
-	return d.route(h.plan.Protocol, h.plan.Metric[famIndex(fam)])
+	return d.route(h.plan.Protocol, h.plan.Metric[famIndex(fam)], h.plan.Table)
 }
 
 // overlapping returns the position in the node's plan of a planned
@@ -291,6 +295,6 @@ func (h HostPlan) dest(k int) (*destination, route.Family) {
 	panic("orchestrator: route index out of range")
 }
 
-func (d *destination) route(proto route.Protocol, metric uint32) route.Route {
-	return route.Route{Dst: d.cidr, Gateway: d.via, Protocol: proto, Metric: metric}
+func (d *destination) route(proto route.Protocol, metric uint32, table string) route.Route {
+	return route.Route{Dst: d.cidr, Gateway: d.via, Protocol: proto, Metric: metric, Table: table}
 }

@@ -105,9 +105,9 @@ func (r *Report) WriteDiff(w io.Writer) {
 		case n.Outcome == Refused:
 			fmt.Fprintf(w, "%s: refused: %d routes of other owners in the way (--adopt replaces them)\n", n.Name, len(n.Diff.Conflicts()))
 		case n.Diff.Empty():
-			fmt.Fprintf(w, "%s: in sync (%d routes)\n", n.Name, n.Unchanged())
+			fmt.Fprintf(w, "%s: in sync (%d routes%s)\n", n.Name, n.Unchanged(), inTable(r.Plan.Table))
 		default:
-			fmt.Fprintf(w, "%s: %d to add, %d to change, %d to delete, %d in sync\n", n.Name, n.Added(), n.Changed(), n.Diff.Removed(), n.Unchanged())
+			fmt.Fprintf(w, "%s: %d to add, %d to change, %d to delete, %d in sync%s\n", n.Name, n.Added(), n.Changed(), n.Diff.Removed(), n.Unchanged(), inTable(r.Plan.Table))
 		}
 		for _, f := range n.Diff.Remove {
 			fmt.Fprintf(w, "  - %s (%s)\n", f.Route, f.Kind)
@@ -131,6 +131,14 @@ func (r *Report) WriteDiff(w io.Writer) {
 			}
 		}
 	}
+}
+
+// inTable names a table other than main in the diff's node lines.
+func inTable(table string) string {
+	if table == "" {
+		return ""
+	}
+	return " in table " + table
 }
 
 // WriteSummary prints a table of every node's outcome, the nodes that are no

@@ -19,8 +19,9 @@ type Client struct {
 	user     string
 	conn     ssh.Conn // answered by serve; commands run through startExec
 	timeout  time.Duration
-	sudo     bool // run ip through sudo -n (become)
-	textMode bool // the node's iproute2 has no -json: parse its text output
+	sudo     bool   // run ip through sudo -n (become)
+	textMode bool   // the node's iproute2 has no -json: parse its text output
+	table    string // the managed table when not main (a number)
 	dialer   *Dialer
 	// stream: the first read leaves its ip running for Apply (a run that
 	// will apply); streamed: that has been tried; pending: the ip waiting.
@@ -50,7 +51,7 @@ func (d *Dialer) Dial(ctx context.Context, t Target) (*Client, error) {
 	}
 	go serve(chans, reqs)
 	return &Client{name: t.Name, user: e.user, conn: c, timeout: d.cfg.CommandTimeout, sudo: t.Become, stream: !d.cfg.ReadOnly,
-		textMode: d.textNode(t.Name), dialer: d}, nil
+		textMode: d.textNode(t.Name), dialer: d, table: d.cfg.Table}, nil
 }
 
 // handshake opens a TCP connection to the endpoint (through via, if not

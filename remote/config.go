@@ -46,6 +46,10 @@ type Config struct {
 	// ReadOnly says the run only reads (--check): no ip is left waiting for
 	// a batch after the snapshot.
 	ReadOnly bool
+	// Table is the routing table routepush manages when it is not main: a
+	// number, validated by ParseTable. Nodes' main tables are read too, to
+	// resolve next hops.
+	Table string
 	// Passphrase asks for an encrypted identity file's passphrase; nil asks
 	// on the terminal (/dev/tty), as ssh does.
 	Passphrase func(prompt string) ([]byte, error)
@@ -268,4 +272,22 @@ func (d *Dialer) endpoint(ctx context.Context, t Target, isHop bool) (*endpoint,
 		return nil, err
 	}
 	return e, nil
+}
+
+// ParseTable checks a --table value: "main", or a table number. Names
+// other than main are refused: nodes print numbers (-N), and a name in one
+// node's rt_tables may mean another table, or nothing, on the next. The
+// table routepush manages is returned as a number, "" for main.
+func ParseTable(s string) (string, error) {
+	switch s {
+	case "", "main", "254":
+		return "", nil
+	case "local", "255", "default", "253", "unspec", "0":
+		return "", fmt.Errorf("--table %s: routepush does not manage the kernel's %s table", s, s)
+	}
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil || n == 0 {
+		return "", fmt.Errorf("--table %q: give main or the table's number (1-4294967295; ip -N route show table all prints them)", s)
+	}
+	return strconv.FormatUint(n, 10), nil
 }

@@ -11,12 +11,34 @@ import (
 	"github.com/routepush/routepush/route"
 )
 
-// The commands routepush runs on nodes: fixed strings, nothing spliced in.
-// -d shows every route's protocol (plain `ip route show` hides "boot");
-// -N prints numbers, so a node's own rt_protos names cannot confuse parsing.
-var readArgs = map[route.Family][2]string{
-	route.IPv4: {"-d -N -json -4 route show table main", "-d -4 route show table main"},
-	route.IPv6: {"-d -N -json -6 route show table main", "-d -6 route show table main"},
+// The commands routepush runs on nodes: fixed strings and validated table
+// numbers, nothing else spliced in. -d shows every route's protocol (plain
+// `ip route show` hides "boot"); -N prints numbers, so a node's own
+// rt_protos names cannot confuse parsing.
+func (c *Client) readArgs(fam route.Family, table string) string {
+	if c.textMode {
+		return fmt.Sprintf("-d -%d route show table %s", fam, table)
+	}
+	return fmt.Sprintf("-d -N -json -%d route show table %s", fam, table)
+}
+
+// tables are the tables read from each family: main, where next hops are
+// resolved, and the table routepush manages if --table names another.
+func (c *Client) tables() []string {
+	if c.table == "" {
+		return []string{"main"}
+	}
+	return []string{"main", c.table}
+}
+
+// showLines are the batch lines that print a family's tables, one JSON
+// line each.
+func (c *Client) showLines() string {
+	var b strings.Builder
+	for _, t := range c.tables() {
+		b.WriteString("route show table " + t + "\n")
+	}
+	return b.String()
 }
 
 // batchArgs start an ip that reads, applies and verifies one family in
@@ -26,9 +48,6 @@ var batchArgs = map[route.Family]string{
 	route.IPv4: "-4 -d -N -json -batch -",
 	route.IPv6: "-6 -d -N -json -batch -",
 }
-
-// showLine is the batch line that prints the family's main table.
-const showLine = "route show table main\n"
 
 // Markers between the parts of one session's output. Neither ip's JSON nor
 // its text output can contain them.
@@ -52,11 +71,9 @@ func (c *Client) ip(args string) string {
 func (c *Client) readScript(fams []route.Family) string {
 	var parts []string
 	for _, fam := range fams {
-		args := readArgs[fam][0]
-		if c.textMode {
-			args = readArgs[fam][1]
+		for _, t := range c.tables() {
+			parts = append(parts, c.ip(c.readArgs(fam, t)), "echo '"+endOfTable+"'")
 		}
-		parts = append(parts, c.ip(args), "echo '"+endOfTable+"'")
 	}
 	return strings.Join(parts, " && ")
 }
@@ -122,28 +139,37 @@ func (c *Client) parseTables(out []byte, fams []route.Family) (route.Table, erro
 	return c.parseSections(out, fams, []byte(endOfTable+"\n"), parse)
 }
 
-// parseSections parses one section per family, each ending in sep. The
-// digest covers exactly what ip printed, in family order.
+// parseSections parses one section per family and table, each ending in
+// sep. The digest covers exactly what ip printed, in family order. Routes
+// of the managed table, printed without their table (ip leaves out the one
+// asked for), are marked with it.
 func (c *Client) parseSections(out []byte, fams []route.Family, sep []byte, parse func([]byte, route.Family) ([]route.Route, error)) (route.Table, error) {
 	var t route.Table
 	h := sha256.New()
 	for _, fam := range fams {
-		i := bytes.Index(out, sep)
-		if i < 0 {
-			return route.Table{}, fmt.Errorf("%s: reading the %s table: output cut short", c.name, fam)
-		}
-		section := out[:i]
-		out = out[i+len(sep):]
-		fmt.Fprintf(h, "%s %d\n", fam, len(section))
-		h.Write(section)
-		routes, err := parse(section, fam)
-		if err != nil {
-			return route.Table{}, fmt.Errorf("%s: %w", c.name, err)
-		}
-		if t.Routes == nil {
-			t.Routes = routes // one family: no copy of a table-sized slice
-		} else {
-			t.Routes = append(t.Routes, routes...)
+		for ti, table := range c.tables() {
+			i := bytes.Index(out, sep)
+			if i < 0 {
+				return route.Table{}, fmt.Errorf("%s: reading the %s table %s: output cut short", c.name, fam, table)
+			}
+			section := out[:i]
+			out = out[i+len(sep):]
+			fmt.Fprintf(h, "%s %s %d\n", fam, table, len(section))
+			h.Write(section)
+			routes, err := parse(section, fam)
+			if ti > 0 {
+				for k := range routes {
+					routes[k].Table = table
+				}
+			}
+			if err != nil {
+				return route.Table{}, fmt.Errorf("%s: %w", c.name, err)
+			}
+			if t.Routes == nil {
+				t.Routes = routes // one family and table: no copy of a table-sized slice
+			} else {
+				t.Routes = append(t.Routes, routes...)
+			}
 		}
 	}
 	copy(t.Digest[:], h.Sum(nil))

@@ -37,7 +37,7 @@ func (c *Client) readJSON(ctx context.Context, fam route.Family) (route.Table, e
 	if c.stream && c.pending == nil && !c.streamed {
 		return c.startPending(ctx, fam)
 	}
-	out, _, err := c.run(ctx, c.ip("route show table main"), c.ip(batchArgs[fam]), strings.NewReader(showLine))
+	out, _, err := c.run(ctx, c.ip("route show table main"), c.ip(batchArgs[fam]), strings.NewReader(c.showLines()))
 	if err != nil {
 		return route.Table{}, err
 	}
@@ -67,8 +67,15 @@ func (c *Client) startPending(ctx context.Context, fam route.Family) (route.Tabl
 	done := make(chan result, 1)
 	go func() {
 		var r result
-		if _, r.err = io.WriteString(sess.ch, showLine); r.err == nil {
-			r.line, r.err = p.stdout.ReadBytes('\n')
+		if _, r.err = io.WriteString(sess.ch, c.showLines()); r.err == nil {
+			// One JSON line per table shown.
+			for range c.tables() {
+				var line []byte
+				if line, r.err = p.stdout.ReadBytes('\n'); r.err != nil {
+					break
+				}
+				r.line = append(r.line, line...)
+			}
 		}
 		done <- r
 	}()
@@ -101,14 +108,14 @@ func (c *Client) applyJSON(ctx context.Context, batch []byte, force bool, fam ro
 	label := c.ip("-batch -")
 	// The batch, then the show line that verifies it; read, not copied: a
 	// 1,000-node batch is 55 kB per node in flight.
-	input := io.MultiReader(bytes.NewReader(batch), strings.NewReader(showLine))
+	input := io.MultiReader(bytes.NewReader(batch), strings.NewReader(c.showLines()))
 	var out []byte
 	var stderr string
 	var runErr error
 	offset := 0
 	if p := c.pending; p != nil && !force {
 		c.pending = nil
-		offset = 1 // the show line of the read
+		offset = len(c.tables()) // the show lines of the read
 		out, stderr, runErr = c.finishPending(ctx, p, label, input)
 	} else {
 		args := batchArgs[fam]

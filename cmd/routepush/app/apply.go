@@ -41,6 +41,7 @@ func runApply(ctx context.Context, streams Streams, o *options, log *slog.Logger
 		ConnectTimeout:    o.connectTimeout,
 		CommandTimeout:    o.commandTimeout,
 		ReadOnly:          o.check,
+		Table:             o.table,
 		Logger:            log,
 	})
 	if err != nil {
@@ -53,6 +54,7 @@ func runApply(ctx context.Context, streams Streams, o *options, log *slog.Logger
 	plan := orchestrator.NewPlanWith(nodes, orchestrator.PlanOptions{
 		Protocol: route.Protocol(o.protocol),
 		Metric:   o.metric,
+		Table:    o.table,
 		Prune:    o.prune,
 		Adopt:    o.adopt,
 	})

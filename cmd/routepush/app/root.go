@@ -40,6 +40,7 @@ type options struct {
 	rollback          orchestrator.RollbackMode
 	protocol          int
 	metric            *uint32 // nil: the kernel's default per family
+	table             string  // "" for main, else the table's number
 	prune, adopt      bool
 	rails             inventory.Rails
 	verbosity         int
@@ -112,6 +113,7 @@ Exit codes: 0 done or in sync, 1 error (changed nodes rolled back),
 	f.Bool("become", false, "run ip through sudo -n on every node (passwordless sudo for ip), as Ansible's become")
 	f.String("rollback", "all", "on failure restore: all changed nodes | host (only failed ones) | none")
 	f.Int("protocol", int(orchestrator.DefaultProtocol), "route protocol number marking routepush's routes (1-255)")
+	f.String("table", "main", "routing table routepush's routes go in: main or a table number (for pod routes kept out of main)")
 	f.Int64("metric", -1, "metric of routepush's routes (default: the kernel's, 0 for IPv4 and 1024 for IPv6)")
 	f.Bool("prune", false, "delete routepush's routes that are no longer planned (nodes that left, CIDRs that moved)")
 	f.Bool("adopt", false, "replace other owners' routes to planned destinations (e.g. the Ansible playbook's) and delete self routes, instead of refusing the node")
@@ -129,7 +131,7 @@ Exit codes: 0 done or in sync, 1 error (changed nodes rolled back),
 var configKeys = []string{"inventory", "kubeconfig", "context", "selector", "chunk-size", "request-timeout",
 	"allow-unknown-nodes", "mark-network-available", "check", "concurrency", "connect-timeout",
 	"command-timeout", "ssh-config", "jump", "known-hosts", "accept-new-host-keys", "identity", "user", "become",
-	"rollback", "protocol", "metric", "prune", "adopt", "min-prefix-v4", "min-prefix-v6"}
+	"rollback", "protocol", "table", "metric", "prune", "adopt", "min-prefix-v4", "min-prefix-v6"}
 
 func loadOptions(cmd *cobra.Command, v *viper.Viper) (*options, error) {
 	f := cmd.Flags()
@@ -173,6 +175,10 @@ func loadOptions(cmd *cobra.Command, v *viper.Viper) (*options, error) {
 		adopt:             v.GetBool("adopt"),
 	}
 	o.rails.MinPrefix = [2]int{v.GetInt("min-prefix-v4"), v.GetInt("min-prefix-v6")}
+	var err error
+	if o.table, err = remote.ParseTable(v.GetString("table")); err != nil {
+		return nil, err
+	}
 	switch m := v.GetInt64("metric"); {
 	case m == -1:
 	case m < 0 || m > 1<<32-1:
@@ -181,7 +187,6 @@ func loadOptions(cmd *cobra.Command, v *viper.Viper) (*options, error) {
 		mm := uint32(m)
 		o.metric = &mm
 	}
-	var err error
 	if o.rollback, err = orchestrator.ParseRollbackMode(v.GetString("rollback")); err != nil {
 		return nil, err
 	}
