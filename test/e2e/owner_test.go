@@ -170,3 +170,81 @@ func TestRailJumpHost(t *testing.T) {
 		t.Errorf("the jump host was logged in to:\n%s", b)
 	}
 }
+
+// --table puts the routes in a table of their own (here 100, looked up for
+// the pod range by an ip rule) with --metric's metric, leaves main alone,
+// and manages only that table; a wrong table name is refused before any
+// connection.
+func TestTableAndMetric(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, 3)
+	for _, n := range l.Nodes {
+		ipRun(t, n, "rule", "add", "to", "100.64.0.0/10", "lookup", "100", "priority", "100")
+	}
+	mainBefore := snapshot(t, l)
+	args := []string{"--inventory", l.InventoryPath(), "--table", "100", "--metric", "50"}
+	if res := rp(t, l, append(args, "--check")...); res.Code != 2 || !strings.Contains(res.Stdout, "node-0: 2 to add, 0 to change, 0 to delete, 0 in sync in table 100\n  + 100.64.1.0/24 via 198.18.0.11 proto 114 metric 50\n") {
+		t.Fatalf("--check: exit %d\n%s", res.Code, res.Stdout)
+	}
+	if res := rp(t, l, args...); res.Code != 0 {
+		t.Fatalf("apply: exit %d\n%s", res.Code, res.Stderr)
+	}
+	assertUnchanged(t, l, mainBefore) // main is untouched
+	for i, n := range l.Nodes {
+		out, err := l.Exec(testContext(t), n.NS, "ip", "route", "show", "table", "100")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, o := range l.Nodes {
+			want := fmt.Sprintf("%s via %s dev eth0 proto 114 metric 50", o.PodCIDR, o.Addr)
+			if got := strings.Contains(out, want); got != (i != j) {
+				t.Errorf("%s table 100:\n%s\nhas %q: %v", n.Name, out, want, got)
+			}
+		}
+	}
+	if failed := pingMatrix(t, l); len(failed) > 0 {
+		t.Errorf("pod pings through table 100 failed: %v", failed)
+	}
+	if res := rp(t, l, append(args, "--check")...); res.Code != 0 {
+		t.Errorf("--check after apply: exit %d\n%s", res.Code, res.Stdout)
+	}
+	// Without --table, main is what routepush manages: it is empty of pod
+	// routes, and table 100's routes are not its business.
+	if res := rp(t, l, "--inventory", l.InventoryPath(), "--check"); res.Code != 2 || strings.Contains(res.Stdout, "stale") {
+		t.Errorf("--check of main: exit %d, want 2 and nothing stale\n%s", res.Code, res.Stdout)
+	}
+	if res := rp(t, l, "--inventory", l.InventoryPath(), "--table", "pods"); res.Code != 1 || !strings.Contains(res.Stderr, `--table "pods": give main or the table's number`) {
+		t.Errorf("--table pods: exit %d\n%s", res.Code, res.Stderr)
+	}
+}
+
+// Dual-stack nodes from the inventory: both families converge in one run,
+// and pods reach each other over IPv4 and IPv6.
+func TestDualStackInventory(t *testing.T) {
+	t.Parallel()
+	l := newLabWith(t, lab.Options{Nodes: 5, DualStack: true})
+	if res := rp(t, l, "--inventory", l.InventoryPath()); res.Code != 0 || !strings.Contains(res.Stdout, "40 routes added") {
+		t.Fatalf("apply: exit %d\n%s%s", res.Code, res.Stdout, res.Stderr)
+	}
+	for _, n := range l.Nodes {
+		out, err := l.Exec(testContext(t), n.NS, "ip", "-6", "route", "show", "proto", "114")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Count(out, "\n"); got != 4 {
+			t.Errorf("%s has %d IPv6 routes of routepush's, want 4:\n%s", n.Name, got, out)
+		}
+	}
+	for fam, matrix := range map[string][][]bool{"IPv4": l.PingMatrix(testContext(t)), "IPv6": l.PingMatrix6(testContext(t))} {
+		for i, row := range matrix {
+			for j, ok := range row {
+				if i != j && !ok {
+					t.Errorf("%s pod ping %s -> %s failed", fam, l.Nodes[i].Name, l.Nodes[j].Name)
+				}
+			}
+		}
+	}
+	if res := rp(t, l, "--inventory", l.InventoryPath(), "--check"); res.Code != 0 {
+		t.Errorf("--check after apply: exit %d\n%s", res.Code, res.Stdout)
+	}
+}

@@ -282,7 +282,9 @@ func (l *Lab) upBridgeAndBastion(ctx context.Context) error {
 	}
 	if err := ipBatch(ctx, l.Bridge,
 		"link set lo up",
-		"link add br0 type bridge",
+		// No multicast snooping: neighbour solicitations reach every
+		// port at once, instead of waiting for MLD reports.
+		"link add br0 type bridge mcast_snooping 0",
 		"link set br0 up",
 		"link add br1 type bridge",
 		"link set br1 up",
@@ -351,6 +353,14 @@ func (l *Lab) upNode(ctx context.Context, n *Node) error {
 		lines = append(lines,
 			fmt.Sprintf("addr add %s/128 dev lo", n.PodIP6),
 			fmt.Sprintf("addr add %s/%d dev eth0 nodad", n.Addr6, labNet6.Bits()))
+	}
+	if n.Addr6.IsValid() {
+		// No duplicate address detection for the link-local address either:
+		// while it is tentative, neighbour discovery stalls for a second
+		// and the first pod pings time out.
+		if _, err := l.Exec(ctx, n.NS, "sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=0"); err != nil {
+			return err
+		}
 	}
 	if err := ipBatch(ctx, n.NS, append(lines, "link set eth0 up")...); err != nil {
 		return err
