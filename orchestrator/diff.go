@@ -83,21 +83,17 @@ func (f Finding) Why() string {
 	return f.Route.String()
 }
 
-// owner names who probably made a route, from its protocol.
+// owner names who probably made a route: its protocol as this host's
+// iproute2 names it (rt_protos), and who uses that protocol.
 func owner(p route.Protocol) string {
-	switch p {
-	case 3:
-		return "proto boot: ip route add or route add"
-	case 2:
-		return "proto kernel"
-	case 4:
-		return "proto static: an administrator"
-	case 17:
-		return "proto 17: kube-router"
-	case 80:
-		return "proto 80: Calico"
+	who := map[route.Protocol]string{
+		2: "the kernel", 3: "ip route add or route add", 4: "an administrator",
+		17: "kube-router", 80: "Calico",
+	}[p]
+	if who == "" {
+		return "proto " + p.DisplayName()
 	}
-	return "proto " + p.String()
+	return "proto " + p.DisplayName() + ": " + who
 }
 
 // Replace is a planned route that overwrites a route already on the node.
