@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -19,9 +20,10 @@ type Client struct {
 	user     string
 	conn     ssh.Conn // answered by serve; commands run through startExec
 	timeout  time.Duration
-	sudo     bool   // run ip through sudo -n (become)
-	textMode bool   // the node's iproute2 has no -json: parse its text output
-	table    string // the managed table when not main (a number)
+	sudo     bool         // run ip through sudo -n (become)
+	textMode bool         // the node's iproute2 has no -json: parse its text output
+	table    string       // the managed table when not main (a number)
+	sftp     *sftp.Client // the node's lock and run records, opened when first needed
 	dialer   *Dialer
 	// stream: the first read leaves its ip running for Apply (a run that
 	// will apply); streamed: that has been tried; pending: the ip waiting.
@@ -107,6 +109,9 @@ func (d *Dialer) handshake(ctx context.Context, via *ssh.Client, e *endpoint, la
 // Close ends a waiting ip (it changes nothing) and closes the connection.
 func (c *Client) Close() error {
 	c.closePending()
+	if c.sftp != nil {
+		c.sftp.Close()
+	}
 	return c.conn.Close()
 }
 
@@ -183,9 +188,13 @@ func (s smallReads) Read(p []byte) (int, error) {
 func (c *Client) hint(stderr string) string {
 	switch {
 	case c.sudo && strings.Contains(stderr, "a password is required"):
-		return fmt.Sprintf("sudo wants a password for %s; become needs passwordless sudo for ip, e.g. a sudoers line '%s ALL=(root) NOPASSWD: /usr/sbin/ip'", c.user, c.user)
+		return fmt.Sprintf("sudo wants a password for %s; become needs passwordless sudo for ip and sftp-server, e.g. a sudoers line '%s ALL=(root) NOPASSWD: /usr/sbin/ip, %s'", c.user, c.user, sftpServerPath)
+	case c.sudo && strings.Contains(stderr, "is not allowed to execute"):
+		return fmt.Sprintf("sudo does not let %s run it; become needs passwordless sudo for ip and sftp-server, e.g. a sudoers line '%s ALL=(root) NOPASSWD: /usr/sbin/ip, %s'", c.user, c.user, sftpServerPath)
 	case c.sudo && (strings.Contains(stderr, "sudo: not found") || strings.Contains(stderr, "sudo: command not found")):
 		return "become needs sudo on the node"
+	case !c.sudo && c.user != "root" && strings.Contains(stderr, "permission denied"):
+		return fmt.Sprintf("%s may not write routepush's lock and run records in %s: log in as root, or use --become (become: true) to work through sudo", c.user, stateDir)
 	case !c.sudo && c.user != "root" && strings.Contains(stderr, "Operation not permitted"):
 		return fmt.Sprintf("%s may not change routes: log in as root, or use --become (become: true) to run ip through sudo", c.user)
 	}

@@ -1,0 +1,312 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
+)
+
+// Where a node keeps routepush's state: its lock and one record per run.
+const (
+	stateDir = "/var/lib/routepush"
+	runsDir  = stateDir + "/runs"
+	lockPath = stateDir + "/lock"
+)
+
+// sftpServerPath is OpenSSH's sftp-server on Debian and Ubuntu. With
+// become it runs through sudo -n, as ip does, because the login user's own
+// SFTP subsystem could not write /var/lib/routepush; sudoers names it
+// exactly, so that become never needs a shell as root.
+const sftpServerPath = "/usr/lib/openssh/sftp-server"
+
+// files opens, once per connection, the SFTP session that reads and writes
+// the node's lock and run records: the "sftp" subsystem, or sftp-server
+// through sudo -n with become.
+func (c *Client) files(ctx context.Context) (*sftp.Client, error) {
+	if c.sftp != nil {
+		return c.sftp, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	ch, reqs, err := c.conn.OpenChannel("session", nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s: sftp: %w", c.name, err)
+	}
+	go ssh.DiscardRequests(reqs)
+	var ok bool
+	stderr := make(chan string, 1)
+	if c.sudo {
+		ok, err = ch.SendRequest("exec", true, ssh.Marshal(&struct{ Command string }{"sudo -n " + sftpServerPath}))
+		go func() {
+			b, _ := io.ReadAll(io.LimitReader(ch.Stderr(), 4096))
+			stderr <- string(b)
+		}()
+	} else {
+		ok, err = ch.SendRequest("subsystem", true, ssh.Marshal(&struct{ Name string }{"sftp"}))
+	}
+	if err == nil && !ok {
+		err = errors.New("the server refused the sftp subsystem")
+	}
+	if err != nil {
+		ch.Close()
+		return nil, fmt.Errorf("%s: sftp: %w", c.name, err)
+	}
+	type result struct {
+		c   *sftp.Client
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		s, err := sftp.NewClientPipe(ch, ch)
+		done <- result{s, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			ch.Close()
+			if c.sudo {
+				// sudo said why on stderr, as it does for ip.
+				var msg string
+				select {
+				case msg = <-stderr:
+				case <-time.After(time.Second):
+				}
+				return nil, &CommandError{Host: c.name, Command: "sudo -n " + sftpServerPath, ExitStatus: 1, Stderr: msg, Hint: c.hint(msg)}
+			}
+			return nil, fmt.Errorf("%s: sftp: %w", c.name, r.err)
+		}
+		c.sftp = r.c
+		return c.sftp, nil
+	case <-ctx.Done():
+		ch.Close()
+		return nil, fmt.Errorf("%s: sftp: %w", c.name, context.Cause(ctx))
+	}
+}
+
+// withFiles runs fn on the node's SFTP session, bounded by the command
+// timeout and the context like a command: SFTP calls cannot be cancelled,
+// so on either the session is closed under them (and opened again next
+// time).
+func (c *Client) withFiles(ctx context.Context, what string, fn func(*sftp.Client) error) error {
+	fsys, err := c.files(ctx)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- fn(fsys) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		fsys.Close()
+		c.sftp = nil
+		<-done
+		return fmt.Errorf("%s: %s: %w", c.name, what, context.Cause(ctx))
+	}
+}
+
+// LockedError says another run holds a node's lock.
+type LockedError struct {
+	Host   string
+	Holder []byte // the lock file's content, as its holder wrote it
+}
+
+func (e *LockedError) Error() string {
+	return fmt.Sprintf("%s: locked by another routepush run: %s", e.Host, strings.TrimSpace(string(e.Holder)))
+}
+
+// Lock takes the node's lock, writing holder into it; if another run holds
+// it, it returns a *LockedError with that run's own description. The lock
+// is a file created with O_EXCL, so two runs can never both hold it; it
+// stays when routepush dies, and `routepush rollback` or the holder
+// removes it.
+func (c *Client) Lock(ctx context.Context, holder []byte) error {
+	return c.withFiles(ctx, "lock", func(fsys *sftp.Client) error {
+		if err := fsys.MkdirAll(runsDir); err != nil {
+			err = fmt.Errorf("%s: mkdir %s: %w", c.name, runsDir, err)
+			if hint := c.hint(err.Error()); hint != "" {
+				err = fmt.Errorf("%w (%s)", err, hint)
+			}
+			return err
+		}
+		f, err := fsys.OpenFile(lockPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+		if err != nil {
+			held, rerr := c.readFile(fsys, lockPath)
+			if rerr != nil {
+				return fmt.Errorf("%s: lock %s: %w", c.name, lockPath, err)
+			}
+			return &LockedError{Host: c.name, Holder: held}
+		}
+		if _, err := f.Write(holder); err != nil {
+			f.Close()
+			return fmt.Errorf("%s: lock %s: %w", c.name, lockPath, err)
+		}
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("%s: lock %s: %w", c.name, lockPath, err)
+		}
+		return nil
+	})
+}
+
+// Unlock removes the node's lock if holder still describes it: a run
+// never removes another's.
+func (c *Client) Unlock(ctx context.Context, holder []byte) error {
+	return c.withFiles(ctx, "unlock", func(fsys *sftp.Client) error {
+		held, err := c.readFile(fsys, lockPath)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return nil
+		case err != nil:
+			return fmt.Errorf("%s: unlock: %w", c.name, err)
+		case string(held) != string(holder):
+			return fmt.Errorf("%s: unlock: the lock is another run's: %s", c.name, strings.TrimSpace(string(held)))
+		}
+		if err := fsys.Remove(lockPath); err != nil {
+			return fmt.Errorf("%s: unlock: %w", c.name, err)
+		}
+		return nil
+	})
+}
+
+// HeldLock returns the node's lock file content, or nil if it is not
+// locked.
+func (c *Client) HeldLock(ctx context.Context) (held []byte, err error) {
+	err = c.withFiles(ctx, "read lock", func(fsys *sftp.Client) error {
+		held, err = c.readFile(fsys, lockPath)
+		if errors.Is(err, fs.ErrNotExist) {
+			held, err = nil, nil
+		}
+		return err
+	})
+	return held, err
+}
+
+// WriteRun writes a run's record on the node atomically (a temporary
+// file, fsync, rename) and keeps only the newest keep records. id has been
+// checked by the caller to be a run id: letters, digits and '-'.
+func (c *Client) WriteRun(ctx context.Context, id string, record []byte, keep int) error {
+	final := path.Join(runsDir, id+".json")
+	return c.withFiles(ctx, "write "+final, func(fsys *sftp.Client) error {
+		tmp := final + ".tmp"
+		f, err := fsys.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+		if err == nil {
+			if _, err = f.Write(record); err == nil {
+				err = syncFile(f)
+			}
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if err == nil {
+			err = fsys.PosixRename(tmp, final)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: write %s: %w", c.name, final, err)
+		}
+		if keep > 0 {
+			ids, err := c.listRuns(fsys)
+			if err != nil {
+				return err
+			}
+			for _, old := range ids[:max(0, len(ids)-keep)] {
+				_ = fsys.Remove(path.Join(runsDir, old+".json"))
+			}
+		}
+		return nil
+	})
+}
+
+// AppendRun appends a line (a state the run reached) to a run's record on
+// the node, and syncs it. A line torn by a crash is ignored by readers.
+func (c *Client) AppendRun(ctx context.Context, id string, line []byte) error {
+	name := path.Join(runsDir, id+".json")
+	return c.withFiles(ctx, "append to "+name, func(fsys *sftp.Client) error {
+		f, err := fsys.OpenFile(name, os.O_WRONLY|os.O_APPEND)
+		if err == nil {
+			if _, err = f.Write(line); err == nil {
+				err = syncFile(f)
+			}
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("%s: append to %s: %w", c.name, name, err)
+		}
+		return nil
+	})
+}
+
+// syncFile asks for fsync@openssh.com: a record is on disk before it
+// counts. A server without the extension still gets the write.
+func syncFile(f *sftp.File) error {
+	if err := f.Sync(); err != nil && !errors.Is(err, sftp.ErrSSHFxOpUnsupported) {
+		return err
+	}
+	return nil
+}
+
+// LockHolder is the lock file's content, for package orchestrator.
+func (e *LockedError) LockHolder() []byte { return e.Holder }
+
+// Runs returns the ids of the run records on the node, oldest first (run
+// ids sort by time).
+func (c *Client) Runs(ctx context.Context) (ids []string, err error) {
+	err = c.withFiles(ctx, "list runs", func(fsys *sftp.Client) error {
+		ids, err = c.listRuns(fsys)
+		return err
+	})
+	return ids, err
+}
+
+func (c *Client) listRuns(fsys *sftp.Client) ([]string, error) {
+	entries, err := fsys.ReadDir(runsDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: list %s: %w", c.name, runsDir, err)
+	}
+	var ids []string
+	for _, e := range entries {
+		if id, ok := strings.CutSuffix(e.Name(), ".json"); ok && !e.IsDir() {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// ReadRun returns a run's record on the node; fs.ErrNotExist (wrapped) if
+// the node has none.
+func (c *Client) ReadRun(ctx context.Context, id string) (b []byte, err error) {
+	err = c.withFiles(ctx, "read run "+id, func(fsys *sftp.Client) error {
+		b, err = c.readFile(fsys, path.Join(runsDir, id+".json"))
+		if err != nil {
+			return fmt.Errorf("%s: run %s: %w", c.name, id, err)
+		}
+		return nil
+	})
+	return b, err
+}
+
+func (c *Client) readFile(fsys *sftp.Client, name string) ([]byte, error) {
+	f, err := fsys.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, 64<<20))
+}
