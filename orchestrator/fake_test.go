@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"io/fs"
 	"slices"
 	"strings"
 	"sync"
@@ -18,9 +19,55 @@ type fakeKernel struct {
 	mu      sync.Mutex
 	name    string
 	routes  []route.Route
-	failDst string // a "route replace" of this destination fails like the kernel would
-	applied int    // batches received
-	closed  int    // Close calls
+	failDst string            // a "route replace" of this destination fails like the kernel would
+	applied int               // batches received
+	closed  int               // Close calls
+	lock    []byte            // the node's lock, as a Journal keeps it
+	runs    map[string][]byte // run records by id
+}
+
+type fakeLocked struct{ holder []byte }
+
+func (e *fakeLocked) Error() string      { return "locked" }
+func (e *fakeLocked) LockHolder() []byte { return e.holder }
+
+func (k *fakeKernel) Lock(_ context.Context, holder []byte) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.lock != nil {
+		return &fakeLocked{k.lock}
+	}
+	k.lock = slices.Clone(holder)
+	return nil
+}
+
+func (k *fakeKernel) Unlock(_ context.Context, holder []byte) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if string(k.lock) == string(holder) {
+		k.lock = nil
+	}
+	return nil
+}
+
+func (k *fakeKernel) WriteRun(_ context.Context, id string, record []byte, _ int) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.runs == nil {
+		k.runs = map[string][]byte{}
+	}
+	k.runs[id] = slices.Clone(record)
+	return nil
+}
+
+func (k *fakeKernel) AppendRun(_ context.Context, id string, line []byte) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if _, ok := k.runs[id]; !ok {
+		return fmt.Errorf("%s: no record of run %s", k.name, id)
+	}
+	k.runs[id] = append(k.runs[id], line...)
+	return nil
 }
 
 // digest is order-independent, as the kernel's own listing order is
@@ -158,4 +205,38 @@ func (c *fakeCluster) digests() map[string][32]byte {
 		m[name] = k.digest()
 	}
 	return m
+}
+
+func (k *fakeKernel) Runs(context.Context) ([]string, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var ids []string
+	for id := range k.runs {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+func (k *fakeKernel) ReadRun(_ context.Context, id string) ([]byte, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	b, ok := k.runs[id]
+	if !ok {
+		return nil, fmt.Errorf("%s: run %s: %w", k.name, id, fs.ErrNotExist)
+	}
+	return slices.Clone(b), nil
+}
+
+func (k *fakeKernel) HeldLock(context.Context) ([]byte, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return slices.Clone(k.lock), nil
+}
+
+func (c *fakeCluster) restoreConnect(_ context.Context, n *inventory.Node) (RestoreHost, error) {
+	if c.unreachable[n.Name] {
+		return nil, fmt.Errorf("%s: dial tcp %s:22: connect: no route to host", n.Name, n.Address)
+	}
+	return c.kernels[n.Name], nil
 }

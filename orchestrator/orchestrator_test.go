@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/routepush/routepush/inventory"
 	"github.com/routepush/routepush/route"
@@ -462,4 +464,101 @@ func (h *cancelAfterApply) Apply(ctx context.Context, batch []byte, force bool, 
 	t, applyErr, err := h.fakeKernel.Apply(ctx, batch, force, fams)
 	h.cancel()
 	return t, applyErr, err
+}
+
+func TestRunRecordsEveryStateAndReleasesLocks(t *testing.T) {
+	t.Parallel()
+	nodes := labNodes(4)
+	c := newFakeCluster(nodes)
+	c.kernels["node-3"].failDst = "100.64.2.0/24"
+	holder := Holder{RunID: NewRunID(time.Now()), Host: "bastion", PID: 42, Started: time.Now()}
+	rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), c.connect, Options{Holder: holder, Concurrency: 1})
+	if !rep.Failed() {
+		t.Fatal("run did not fail")
+	}
+	for name, k := range c.kernels {
+		if k.lock != nil {
+			t.Errorf("%s still locked: %s", name, k.lock)
+		}
+		rec, err := ParseRunRecord(k.runs[holder.RunID])
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if rec.State != StateRolledBack || rec.Holder.PID != 42 || !strings.Contains(rec.Undo, "route del 100.64.") || !strings.Contains(rec.Apply, "route replace 100.64.") {
+			t.Errorf("%s: record %+v", name, rec)
+		}
+		states := regexp.MustCompile(`"state":"([a-z-]+)"`).FindAllStringSubmatch(string(k.runs[holder.RunID]), -1)
+		var got []string
+		for _, s := range states {
+			got = append(got, s[1])
+		}
+		want := "planned applying verified rolled-back"
+		if name == "node-3" {
+			want = "planned applying failed rolled-back"
+		}
+		if strings.Join(got, " ") != want {
+			t.Errorf("%s went through %v, want %s", name, got, want)
+		}
+	}
+}
+
+func TestRunRefusesLockedNode(t *testing.T) {
+	t.Parallel()
+	nodes := labNodes(3)
+	c := newFakeCluster(nodes)
+	other := Holder{RunID: "20261126T101010Z-abcdef", Host: "bastion", PID: 7, Started: time.Now()}
+	c.kernels["node-2"].lock = other.lockText()
+	self := Holder{RunID: NewRunID(time.Now()), Host: "bastion", PID: 42, Started: time.Now()}
+	rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), c.connect, Options{Holder: self, ProcessAlive: func(int) bool { return false }})
+	err := fmt.Sprint(rep.Errors())
+	if !rep.Failed() || !strings.Contains(err, "node-2: locked by run 20261126T101010Z-abcdef (routepush pid 7 on bastion") ||
+		!strings.Contains(err, "that process is gone: `routepush rollback --run 20261126T101010Z-abcdef`") {
+		t.Errorf("errors = %s", err)
+	}
+	for name, k := range c.kernels {
+		if k.applied != 0 {
+			t.Errorf("%s was changed", name)
+		}
+		if name != "node-2" && k.lock != nil {
+			t.Errorf("%s still locked", name)
+		}
+	}
+	if string(c.kernels["node-2"].lock) != string(other.lockText()) {
+		t.Error("the other run's lock was touched")
+	}
+}
+
+// A run that died part-way (here: left applied with --rollback none, and
+// its lock still on node-1) is undone from the nodes' records alone.
+func TestRestoreFromRecords(t *testing.T) {
+	t.Parallel()
+	nodes := labNodes(4)
+	c := newFakeCluster(nodes)
+	c.kernels["node-0"].routes = append(c.kernels["node-0"].routes, mustRoutes(t, "100.64.2.0/24 via 198.18.0.99 dev eth0 proto boot scope global\n")...)
+	c.kernels["node-3"].failDst = "100.64.2.0/24"
+	before := c.digests()
+	dead := Holder{RunID: NewRunID(time.Now()), Host: "old-bastion", PID: 1, Started: time.Now()}
+	plan := NewPlanWith(nodes, PlanOptions{Protocol: DefaultProtocol, Adopt: true})
+	if rep := Run(context.Background(), plan, c.connect, Options{Holder: dead, Rollback: RollbackNone, Concurrency: 1}); !rep.Failed() {
+		t.Fatal("run did not fail")
+	}
+	c.kernels["node-1"].lock = dead.lockText()
+	self := Holder{RunID: NewRunID(time.Now().Add(time.Second)), Host: "new-bastion", PID: 2, Started: time.Now()}
+	rep, err := Restore(context.Background(), nodes, c.restoreConnect, RestoreOptions{Holder: self})
+	if err != nil || rep.Failed() || rep.RunID != dead.RunID {
+		t.Fatalf("Restore: %v, %v, run %s", err, rep.Errors(), rep.RunID)
+	}
+	after := c.digests()
+	for _, n := range rep.Nodes {
+		if n.Outcome != StateRolledBack || before[n.Name] != after[n.Name] {
+			t.Errorf("%s: found %s, now %s, restored %v", n.Name, n.Found, n.Outcome, before[n.Name] == after[n.Name])
+		}
+		if k := c.kernels[n.Name]; k.lock != nil {
+			t.Errorf("%s still locked: %s", n.Name, k.lock)
+		}
+	}
+	// Nothing left to roll back.
+	if _, err := Restore(context.Background(), nodes, c.restoreConnect, RestoreOptions{Holder: self}); err == nil || !strings.Contains(err.Error(), "no node has a run to roll back") {
+		t.Errorf("second Restore: %v", err)
+	}
 }

@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,6 +28,7 @@ type Host interface {
 	// may not apply). err is a failure to read the tables afterwards.
 	Apply(ctx context.Context, batch []byte, force bool, fams []route.Family) (table route.Table, applyErr, err error)
 	Close() error
+	Journal
 }
 
 // Connector opens a Host for a node.
@@ -57,7 +59,17 @@ type Options struct {
 	Check       bool         // only read and diff, change nothing
 	Rollback    RollbackMode // default RollbackAll
 	Logger      *slog.Logger // status messages; default discards
+	// Holder, when its RunID is set, makes the run lock every node before
+	// reading it and record the run on the node before changing it
+	// (Journal), so that it can be undone after a crash.
+	Holder Holder
+	Keep   int // run records kept per node; default 10
+	// ProcessAlive tells whether a process of this host still runs: a lock
+	// whose holder is gone says so.
+	ProcessAlive func(pid int) bool
 }
+
+func (o *Options) journaling() bool { return o.Holder.RunID != "" && !o.Check }
 
 // nodeRun is the state of one node during a run.
 type nodeRun struct {
@@ -65,7 +77,9 @@ type nodeRun struct {
 	host    Host     // nil once the node needs nothing more, until a rollback
 	before  [32]byte // digest of the table as first read
 	touched bool     // a batch was sent: some of it may be in the kernel
+	locked  bool     // this run holds the node's lock
 	rep     *NodeReport
+	opts    *Options
 }
 
 // Run executes a plan: read every node's table and diff it; unless Check,
@@ -92,22 +106,20 @@ func Run(ctx context.Context, plan *Plan, connect Connector, opts Options) *Repo
 	// most of routepush's memory. Rolling a node back connects again.
 	for i := range runs {
 		rep.Nodes[i] = NodeReport{Name: plan.Nodes[i].Name, Outcome: Skipped}
-		runs[i] = &nodeRun{plan: plan.Host(i), rep: &rep.Nodes[i]}
+		runs[i] = &nodeRun{plan: plan.Host(i), rep: &rep.Nodes[i], opts: &opts}
 	}
 	defer func() {
-		for _, r := range runs {
-			if r.host != nil {
-				r.host.Close()
-			}
-		}
+		// Nodes skipped or failed still hold their lock and connection.
+		uctx := context.WithoutCancel(ctx)
+		each(uctx, runs, opts.Concurrency, func(ctx context.Context, r *nodeRun) { r.close(ctx) })
 		rep.Duration = time.Since(start)
 	}()
 
 	log.Info("reading route tables", "nodes", len(runs), "concurrency", opts.Concurrency)
 	each(ctx, runs, opts.Concurrency, func(ctx context.Context, r *nodeRun) {
 		r.prepare(ctx, connect)
-		if opts.Check || r.rep.Diff.Empty() {
-			r.close() // nothing to apply, nothing to roll back
+		if opts.Check || (r.rep.Outcome == InSync) {
+			r.close(ctx) // nothing to apply, nothing to roll back
 		}
 	})
 	if rep.Failed() {
@@ -135,7 +147,7 @@ func Run(ctx context.Context, plan *Plan, connect Connector, opts Options) *Repo
 			stop.Store(true)
 			return
 		}
-		r.close()
+		r.close(ctx)
 	})
 	if ctx.Err() != nil {
 		rep.Err = fmt.Errorf("run interrupted: %w", context.Cause(ctx))
@@ -161,7 +173,7 @@ func Run(ctx context.Context, plan *Plan, connect Connector, opts Options) *Repo
 // each runs fn for every node run, at most limit at a time. fn records its
 // outcome in the node's report; one node's failure never cancels the others
 // mid-flight, because a half-sent batch is worse than a finished one.
-func each(ctx context.Context, runs []*nodeRun, limit int, fn func(context.Context, *nodeRun)) {
+func each[T any](ctx context.Context, runs []T, limit int, fn func(context.Context, T)) {
 	var g errgroup.Group
 	g.SetLimit(limit)
 	for _, r := range runs {
@@ -184,6 +196,15 @@ func (r *nodeRun) prepare(ctx context.Context, connect Connector) {
 		return
 	}
 	r.host = host
+	if r.opts.journaling() {
+		// Locked before the read: no other run changes the node between
+		// this snapshot and this batch.
+		if err := host.Lock(ctx, r.opts.Holder.lockText()); err != nil {
+			r.fail(r.opts.lockError(node.Name, err))
+			return
+		}
+		r.locked = true
+	}
 	table, err := host.ReadRoutes(ctx, r.plan.Families())
 	if err != nil {
 		r.fail(err)
@@ -209,8 +230,17 @@ func (r *nodeRun) prepare(ctx context.Context, connect Connector) {
 	}
 	if r.rep.Diff.Empty() {
 		r.rep.Outcome = InSync
-	} else {
-		r.rep.Outcome = WouldChange
+		return
+	}
+	r.rep.Outcome = WouldChange
+	if r.opts.journaling() {
+		// The record, batches included, is on the node before anything
+		// changes there, written while its snapshot is at hand:
+		// `routepush rollback` needs nothing else.
+		rec, _ := json.Marshal(newRecord(r.opts.Holder, r.plan, table, &r.rep.Diff))
+		if err := host.WriteRun(ctx, r.opts.Holder.RunID, append(rec, '\n'), r.opts.keep()); err != nil {
+			r.fail(err)
+		}
 	}
 }
 
@@ -225,10 +255,21 @@ func conflictError(node string, conflicts []Finding) error {
 
 // apply sends the node's batch and verifies the result. It returns false
 // when the node failed.
-func (r *nodeRun) apply(ctx context.Context) bool {
+func (r *nodeRun) apply(ctx context.Context) (ok bool) {
 	t0 := time.Now()
-	defer func() { r.rep.Duration += time.Since(t0) }()
+	defer func() {
+		r.rep.Duration += time.Since(t0)
+		if !ok {
+			r.record(ctx, StateFailed, r.rep.Err)
+		}
+	}()
 	name := r.plan.Node().Name
+	if r.opts.journaling() {
+		if err := r.host.AppendRun(ctx, r.opts.Holder.RunID, marshalState(StateApplying, time.Now(), nil)); err != nil {
+			r.fail(err)
+			return false
+		}
+	}
 	r.touched = true
 	// The batch is not kept for the error message: it is rendered again
 	// if ip rejects a line, so the 50 nodes in flight hold theirs only
@@ -247,7 +288,19 @@ func (r *nodeRun) apply(ctx context.Context) bool {
 		return false
 	}
 	r.rep.Outcome = Applied
+	r.record(ctx, StateVerified, nil)
 	return true
+}
+
+// record appends the state the run reached on the node to its record.
+// Failing to is reported but changes nothing already done.
+func (r *nodeRun) record(ctx context.Context, state RunState, cause error) {
+	if !r.opts.journaling() || !r.touched || r.host == nil {
+		return
+	}
+	if err := r.host.AppendRun(ctx, r.opts.Holder.RunID, marshalState(state, time.Now(), cause)); err != nil {
+		r.opts.logger().Warn("could not record the run's state on the node", "node", r.plan.Node().Name, "state", state, "err", err)
+	}
 }
 
 // rollback restores the node to the table it had before the run and checks
@@ -257,13 +310,29 @@ func (r *nodeRun) rollback(ctx context.Context, connect Connector) {
 	name := r.plan.Node().Name
 	if r.host == nil {
 		host, err := connect(ctx, r.plan.Node())
+		if err == nil && r.opts.journaling() {
+			// Verified nodes were released; nobody else may have taken
+			// the node since.
+			if err = host.Lock(ctx, r.opts.Holder.lockText()); err != nil {
+				err = r.opts.lockError(name, err)
+				host.Close()
+			}
+		}
 		if err != nil {
 			r.rep.RollbackErr = fmt.Errorf("rollback: %w", err)
 			r.rep.Outcome = RollbackFailed
 			return
 		}
 		r.host = host
+		r.locked = r.opts.journaling()
 	}
+	defer func() {
+		if r.rep.RollbackErr != nil {
+			r.record(ctx, StateRollbackFailed, r.rep.RollbackErr)
+		} else {
+			r.record(ctx, StateRolledBack, nil)
+		}
+	}()
 	undo := r.rep.Diff.UndoBatch(r.plan)
 	// With -force, ip goes on past lines that fail because the run never
 	// got that far; the digest below is what decides success.
@@ -287,18 +356,63 @@ func (r *nodeRun) rollback(ctx context.Context, connect Connector) {
 	r.rep.RolledBack = true
 }
 
-// close disconnects from the node; a close error changes nothing that was
-// done.
-func (r *nodeRun) close() {
-	if r.host != nil {
-		r.host.Close()
-		r.host = nil
+// close releases the node's lock, if this run holds it, and disconnects;
+// errors change nothing that was done.
+func (r *nodeRun) close(ctx context.Context) {
+	if r.host == nil {
+		return
 	}
+	if r.locked {
+		if err := r.host.Unlock(ctx, r.opts.Holder.lockText()); err != nil {
+			r.opts.logger().Warn("could not release the node's lock", "node", r.plan.Node().Name, "err", err)
+		}
+		r.locked = false
+	}
+	r.host.Close()
+	r.host = nil
 }
 
 func (r *nodeRun) fail(err error) {
 	r.rep.Outcome = Failed
 	r.rep.Err = err
+}
+
+func (o *Options) keep() int {
+	if o.Keep <= 0 {
+		return 10
+	}
+	return o.Keep
+}
+
+func (o *Options) logger() *slog.Logger {
+	if o.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return o.Logger
+}
+
+// lockText is what a run writes into the locks it holds.
+func (h Holder) lockText() []byte {
+	b, _ := json.Marshal(h)
+	return append(b, '\n')
+}
+
+// lockError names the run in a node's way, and says when its process is
+// gone (killed, or its bastion rebooted) and what to do about it.
+func (o *Options) lockError(node string, err error) error {
+	var le interface{ LockHolder() []byte }
+	if !errors.As(err, &le) {
+		return err
+	}
+	var h Holder
+	if json.Unmarshal(le.LockHolder(), &h) != nil || h.RunID == "" {
+		return fmt.Errorf("%s: locked by something that is not a routepush run: %q", node, le.LockHolder())
+	}
+	msg := fmt.Sprintf("%s: locked by %s", node, h)
+	if h.Host == o.Holder.Host && o.ProcessAlive != nil && !o.ProcessAlive(h.PID) {
+		msg += fmt.Sprintf("; that process is gone: `routepush rollback --run %s` undoes what it changed and releases the lock", h.RunID)
+	}
+	return errors.New(msg)
 }
 
 // explainBatchError adds the batch line ip rejected to its error.

@@ -1,0 +1,160 @@
+package orchestrator
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/routepush/routepush/route"
+)
+
+// Journal is where a node keeps routepush's lock and the records of its
+// runs, so that a run cut short (the bastion died, routepush was killed)
+// can be finished or undone later, from anywhere (package remote keeps
+// them in /var/lib/routepush over SFTP).
+type Journal interface {
+	// Lock takes the node's lock for a run, holder describing it; if
+	// another run holds it, the error says which.
+	Lock(ctx context.Context, holder []byte) error
+	// Unlock releases the lock if holder still describes it.
+	Unlock(ctx context.Context, holder []byte) error
+	// WriteRun stores a run's record atomically, keeping the newest keep.
+	WriteRun(ctx context.Context, id string, record []byte, keep int) error
+	// AppendRun adds a line to a run's record, durably.
+	AppendRun(ctx context.Context, id string, line []byte) error
+}
+
+// RunState is how far a run got on a node.
+type RunState string
+
+// Run states, in the order a run goes through them.
+const (
+	StatePlanned        RunState = "planned"         // recorded, nothing sent: nothing to undo
+	StateApplying       RunState = "applying"        // the batch is about to be sent: the node may be half-changed
+	StateVerified       RunState = "verified"        // applied and verified
+	StateFailed         RunState = "failed"          // apply or verify failed; not (yet) rolled back
+	StateRolledBack     RunState = "rolled-back"     // restored to the snapshot, checked byte for byte
+	StateRollbackFailed RunState = "rollback-failed" // restoring failed: see Error
+)
+
+// Holder describes a run in a node's lock: who to ask, or whose process to
+// look for, when the lock is in the way.
+type Holder struct {
+	RunID   string    `json:"run_id"`
+	Host    string    `json:"host"`
+	PID     int       `json:"pid"`
+	Started time.Time `json:"started"`
+}
+
+func (h Holder) String() string {
+	return fmt.Sprintf("run %s (routepush pid %d on %s, since %s)", h.RunID, h.PID, h.Host, h.Started.UTC().Format(time.RFC3339))
+}
+
+// RunRecord is what a node keeps of a run: enough to undo it from another
+// bastion with nothing but the inventory and the keys.
+type RunRecord struct {
+	RunID    string    `json:"run_id"`
+	Node     string    `json:"node"`
+	State    RunState  `json:"state"`
+	Holder   Holder    `json:"holder"`
+	Updated  time.Time `json:"updated"`
+	Families []string  `json:"families"` // "IPv4", "IPv6": the tables read
+	Table    string    `json:"table,omitempty"`
+	// Digest is the SHA-256 of the tables as ip printed them before the
+	// run; a rollback is done when they print the same again.
+	Digest string `json:"snapshot_digest"`
+	// Snapshot is the node's routes before the run, as `ip route replace`
+	// arguments, for people; Apply and Undo are the `ip -batch` lines the
+	// run sends and the ones that restore the snapshot.
+	Snapshot []string `json:"snapshot"`
+	Apply    string   `json:"apply"`
+	Undo     string   `json:"undo"`
+	Error    string   `json:"error,omitempty"`
+}
+
+var runIDRE = regexp.MustCompile(`^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$`)
+
+// NewRunID returns a run id that sorts by time: 20261126T223050Z-1a2b3c.
+func NewRunID(now time.Time) string {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+}
+
+// ValidRunID reports whether s is a run id (and so safe in a file name).
+func ValidRunID(s string) bool { return runIDRE.MatchString(s) }
+
+// newRecord describes the run on a node before its batch is sent.
+func newRecord(holder Holder, h HostPlan, table route.Table, d *Diff) RunRecord {
+	rec := RunRecord{
+		RunID: holder.RunID, Node: h.Node().Name, State: StatePlanned, Holder: holder,
+		Table: h.plan.Table, Digest: hex.EncodeToString(table.Digest[:]),
+		Apply: string(d.ApplyBatch(h).Bytes()), Undo: string(d.UndoBatch(h).Bytes()),
+	}
+	for _, f := range h.Families() {
+		rec.Families = append(rec.Families, f.String())
+	}
+	for _, r := range table.Routes {
+		rec.Snapshot = append(rec.Snapshot, r.Spec())
+	}
+	return rec
+}
+
+// stateLine is a line appended to a record as the run proceeds: a record
+// is written once (it holds the batches) and its state appended, so a
+// thousand nodes in flight do not each rewrite theirs.
+type stateLine struct {
+	State RunState  `json:"state"`
+	Time  time.Time `json:"time"`
+	Error string    `json:"error,omitempty"`
+}
+
+func marshalState(state RunState, now time.Time, err error) []byte {
+	l := stateLine{State: state, Time: now.UTC()}
+	if err != nil {
+		l.Error = err.Error()
+	}
+	b, _ := json.Marshal(l)
+	return append(b, '\n')
+}
+
+// ParseRunRecord reads a node's record of a run: the record, then the
+// states appended to it; the last complete one is the run's state there.
+func ParseRunRecord(b []byte) (RunRecord, error) {
+	first, rest, _ := strings.Cut(string(b), "\n")
+	var r RunRecord
+	if err := json.Unmarshal([]byte(first), &r); err != nil {
+		return RunRecord{}, fmt.Errorf("run record: %w", err)
+	}
+	if !ValidRunID(r.RunID) {
+		return RunRecord{}, fmt.Errorf("run record: bad run id %q", r.RunID)
+	}
+	for _, line := range strings.Split(rest, "\n") {
+		var l stateLine
+		if json.Unmarshal([]byte(line), &l) == nil && l.State != "" {
+			r.State, r.Updated, r.Error = l.State, l.Time, l.Error
+		}
+	}
+	return r, nil
+}
+
+// Fams returns the record's families.
+func (r RunRecord) Fams() ([]route.Family, error) {
+	var fams []route.Family
+	for _, f := range r.Families {
+		switch strings.ToLower(f) {
+		case "ipv4":
+			fams = append(fams, route.IPv4)
+		case "ipv6":
+			fams = append(fams, route.IPv6)
+		default:
+			return nil, fmt.Errorf("run record: unknown family %q", f)
+		}
+	}
+	return fams, nil
+}
