@@ -7,8 +7,11 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -65,16 +68,27 @@ func runApply(ctx context.Context, streams Streams, o *options, log *slog.Logger
 		}
 		return c, nil
 	}
+	var holder orchestrator.Holder
+	if !o.check {
+		holder = newHolder()
+		log.Info("run", "id", holder.RunID)
+	}
 	rep := orchestrator.Run(ctx, plan, connect, orchestrator.Options{
-		Concurrency: o.concurrency,
-		Check:       o.check,
-		Rollback:    o.rollback,
-		Logger:      log,
+		Concurrency:  o.concurrency,
+		Check:        o.check,
+		Rollback:     o.rollback,
+		Logger:       log,
+		Holder:       holder,
+		Keep:         o.keepRuns,
+		ProcessAlive: processAlive,
 	})
 	if o.check {
 		rep.WriteDiff(streams.Out)
 	}
 	rep.WriteSummary(streams.Out)
+	if !o.check {
+		fmt.Fprintf(streams.Out, "run %s\n", holder.RunID)
+	}
 	var markErr error
 	if o.markAvailable && !o.check && ctx.Err() == nil {
 		markErr = markNetworkAvailable(ctx, streams, cluster, rep, o.concurrency)
@@ -90,6 +104,19 @@ func runApply(ctx context.Context, streams Streams, o *options, log *slog.Logger
 		return &exitError{code: ExitChanges}
 	}
 	return nil
+}
+
+// newHolder names this run in the locks and records it leaves on nodes.
+func newHolder() orchestrator.Holder {
+	host, _ := os.Hostname()
+	now := time.Now()
+	return orchestrator.Holder{RunID: orchestrator.NewRunID(now), Host: host, PID: os.Getpid(), Started: now}
+}
+
+// processAlive reports whether a process of this host is still running.
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // checkRails refuses a node table whose pod CIDRs are too wide or contain

@@ -43,6 +43,7 @@ type options struct {
 	table             string  // "" for main, else the table's number
 	prune, adopt      bool
 	rails             inventory.Rails
+	keepRuns          int
 	verbosity         int
 }
 
@@ -90,7 +91,9 @@ Exit codes: 0 done or in sync, 1 error (changed nodes rolled back),
 	}
 	cmd.SetOut(streams.Out)
 	cmd.SetErr(streams.ErrOut)
-	f := cmd.Flags()
+	cmd.AddCommand(newRollbackCommand(ctx, streams, v))
+	// Persistent: `routepush rollback` reaches nodes the same way.
+	f := cmd.PersistentFlags()
 	f.StringP("inventory", "i", "", "hosts.yaml: the node table, or with the Kubernetes API how to reach each node")
 	f.String("kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster)")
 	f.String("context", "", "kubeconfig context to use (default: its current-context)")
@@ -112,6 +115,7 @@ Exit codes: 0 done or in sync, 1 error (changed nodes rolled back),
 	f.String("user", "", "SSH user for every node (overrides the inventory; default: inventory, ssh_config, then your user name)")
 	f.Bool("become", false, "run ip through sudo -n on every node (passwordless sudo for ip), as Ansible's become")
 	f.String("rollback", "all", "on failure restore: all changed nodes | host (only failed ones) | none")
+	f.Int("keep-runs", 10, "run records each node keeps in /var/lib/routepush/runs")
 	f.Int("protocol", int(orchestrator.DefaultProtocol), "route protocol number marking routepush's routes (1-255)")
 	f.String("table", "main", "routing table routepush's routes go in: main or a table number (for pod routes kept out of main)")
 	f.Int64("metric", -1, "metric of routepush's routes (default: the kernel's, 0 for IPv4 and 1024 for IPv6)")
@@ -131,7 +135,7 @@ Exit codes: 0 done or in sync, 1 error (changed nodes rolled back),
 var configKeys = []string{"inventory", "kubeconfig", "context", "selector", "chunk-size", "request-timeout",
 	"allow-unknown-nodes", "mark-network-available", "check", "concurrency", "connect-timeout",
 	"command-timeout", "ssh-config", "jump", "known-hosts", "accept-new-host-keys", "identity", "user", "become",
-	"rollback", "protocol", "table", "metric", "prune", "adopt", "min-prefix-v4", "min-prefix-v6"}
+	"rollback", "keep-runs", "protocol", "table", "metric", "prune", "adopt", "min-prefix-v4", "min-prefix-v6"}
 
 func loadOptions(cmd *cobra.Command, v *viper.Viper) (*options, error) {
 	f := cmd.Flags()
@@ -172,6 +176,7 @@ func loadOptions(cmd *cobra.Command, v *viper.Viper) (*options, error) {
 		userFromFlag:      f.Changed("user"),
 		protocol:          v.GetInt("protocol"),
 		prune:             v.GetBool("prune"),
+		keepRuns:          v.GetInt("keep-runs"),
 		adopt:             v.GetBool("adopt"),
 	}
 	o.rails.MinPrefix = [2]int{v.GetInt("min-prefix-v4"), v.GetInt("min-prefix-v6")}

@@ -1,0 +1,95 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+
+	"github.com/routepush/routepush/inventory"
+	"github.com/routepush/routepush/orchestrator"
+	"github.com/routepush/routepush/remote"
+)
+
+func newRollbackCommand(ctx context.Context, streams Streams, v *viper.Viper) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "rollback [--run ID]",
+		Short: "Restore every node from the record a run left on it",
+		Long: `rollback undoes a run from what each node keeps of it in
+/var/lib/routepush/runs: the lines that restore the table it had before the
+run. It needs nothing from the bastion that started the run, only the same
+node table and keys. It finishes a run that was killed, lost its bastion,
+or was interrupted twice, and releases the locks that run left behind.
+Without --run it undoes the newest run that some node has not rolled back.`,
+		Example: `  routepush rollback --inventory hosts.yaml
+  routepush rollback --inventory hosts.yaml --run 20261126T223050Z-1a2b3c`,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o, err := loadOptions(cmd, v)
+			if err != nil {
+				return err
+			}
+			runID, _ := cmd.Flags().GetString("run")
+			if runID != "" && !orchestrator.ValidRunID(runID) {
+				return fmt.Errorf("--run %q is not a run id (like 20261126T223050Z-1a2b3c)", runID)
+			}
+			return runRollback(ctx, streams, o, runID)
+		},
+	}
+	cmd.Flags().String("run", "", "the run to undo (default: the newest one not rolled back)")
+	return cmd
+}
+
+func runRollback(ctx context.Context, streams Streams, o *options, runID string) error {
+	log := newLogger(streams, o.verbosity)
+	nodes, _, err := loadNodes(ctx, o, log)
+	if err != nil {
+		return err
+	}
+	sshConfig, err := remote.LoadSSHConfig(o.sshConfig)
+	if err != nil {
+		return err
+	}
+	dialer, err := remote.NewDialer(remote.Config{
+		KnownHostsFile:    o.knownHosts,
+		AcceptNewHostKeys: o.acceptNewHostKeys,
+		IdentityFiles:     o.identities,
+		SSHConfig:         sshConfig,
+		Jump:              o.jump,
+		User:              o.user,
+		ConnectTimeout:    o.connectTimeout,
+		CommandTimeout:    o.commandTimeout,
+		ReadOnly:          true, // no ip is left waiting: restoring sends its own
+		Table:             o.table,
+		Logger:            log,
+	})
+	if err != nil {
+		return err
+	}
+	defer dialer.Close()
+	connect := func(ctx context.Context, n *inventory.Node) (orchestrator.RestoreHost, error) {
+		c, err := dialer.Dial(ctx, target(n, o))
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
+	rep, err := orchestrator.Restore(ctx, nodes, connect, orchestrator.RestoreOptions{
+		RunID:       runID,
+		Holder:      newHolder(),
+		Concurrency: o.concurrency,
+		Logger:      log,
+	})
+	if err != nil {
+		return err
+	}
+	rep.WriteSummary(streams.Out)
+	if rep.Failed() {
+		return &exitError{code: ExitError, err: errors.Join(rep.Errors()...)}
+	}
+	return nil
+}
