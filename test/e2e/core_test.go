@@ -173,6 +173,7 @@ func narrowLink(t *testing.T, n *lab.Node) {
 // Nothing else on the node changes, so a rollback can be checked byte for
 // byte.
 const rejectFilter = `#!/bin/sh
+` + lab.ExecSFTP + `
 while IFS= read -r line; do
 	case "$line" in
 	"route replace "*" via %[1]s "*) line="${line%%%% via *} via 198.19.255.254 ${line#* via %[1]s }" ;;

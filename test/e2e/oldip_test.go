@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/routepush/routepush/test/lab"
 )
 
 // oldIP plays an iproute2 older than 4.14 on a node: `ip` refuses -json and
@@ -25,6 +27,7 @@ exec %s "$@"
 
 // forceCommand runs every SSH command with the old ip first in PATH.
 const forceCommand = `#!/bin/sh
+` + lab.ExecSFTP + `
 PATH="$(dirname "$0")/oldip:$PATH"
 export PATH
 exec sh -c "$SSH_ORIGINAL_COMMAND"

@@ -385,6 +385,7 @@ KbdInteractiveAuthentication no
 MaxStartups 200:30:1000
 MaxSessions 100
 LogLevel VERBOSE
+Subsystem sftp /usr/lib/openssh/sftp-server
 `
 
 func (l *Lab) writeNodeFiles(n *Node) error {
@@ -449,7 +450,8 @@ func (l *Lab) writeUserFiles(n *Node) error {
 
 // SetSudoers rewrites a node's sudoers in place (the bind mount follows the
 // file, not its name): the sudo user may run ip as root, without a
-// password or, with passwordless false, only after typing one.
+// password or, with passwordless false, only after typing one; and
+// OpenSSH's sftp-server, for routepush's lock and run records.
 func (l *Lab) SetSudoers(n *Node, passwordless bool) error {
 	tag := "NOPASSWD: "
 	if !passwordless {
@@ -458,7 +460,7 @@ func (l *Lab) SetSudoers(n *Node, passwordless bool) error {
 	sudoers := fmt.Sprintf(`Defaults env_reset
 Defaults secure_path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 root ALL=(ALL:ALL) ALL
-%s ALL=(root) %s/usr/sbin/ip, /usr/bin/ip, /sbin/ip, /bin/ip
+%s ALL=(root) %s/usr/sbin/ip, /usr/bin/ip, /sbin/ip, /bin/ip, /usr/lib/openssh/sftp-server
 `, l.SudoUser, tag)
 	path := filepath.Join(n.Dir, "sudoers")
 	if err := os.WriteFile(path, []byte(sudoers), 0o440); err != nil {
@@ -497,7 +499,9 @@ exec /usr/sbin/sshd "$@"
 
 // StartSSHD starts (or, after StopSSHD, restarts) a node's sshd and waits
 // for its pid file, which sshd writes once it listens. extra are more sshd
-// options such as "-o", "ForceCommand=/path/script".
+// options such as "-o", "ForceCommand=/path/script". A forced command runs
+// for SFTP too: ExecSFTP is the line a script starts with to let it
+// through.
 func (l *Lab) StartSSHD(ctx context.Context, n *Node, extra ...string) error {
 	args := []string{"netns", "exec", n.NS, "sh", "-c", nodeStart, "sh", n.Dir,
 		"-f", filepath.Join(n.Dir, "sshd_config"), "-E", filepath.Join(n.Dir, "sshd.log")}
@@ -710,3 +714,9 @@ func killNamespace(ctx context.Context, ns string) error {
 	}
 	return fmt.Errorf("lab: processes in %s survive SIGKILL", ns)
 }
+
+// ExecSFTP is the first line of a ForceCommand script that lets SFTP
+// sessions (routepush's locks and run records) through unchanged: sshd
+// gives a forced command the subsystem's configured command as
+// SSH_ORIGINAL_COMMAND.
+const ExecSFTP = `case "$SSH_ORIGINAL_COMMAND" in */sftp-server|internal-sftp|sftp) exec /usr/lib/openssh/sftp-server ;; esac`
