@@ -116,12 +116,31 @@ func Run(ctx context.Context, plan *Plan, connect Connector, opts Options) *Repo
 	}()
 
 	log.Info("reading route tables", "nodes", len(runs), "concurrency", opts.Concurrency)
-	each(ctx, runs, opts.Concurrency, func(ctx context.Context, r *nodeRun) {
+	prepare := func(ctx context.Context, r *nodeRun) {
 		r.prepare(ctx, connect)
 		if opts.Check || (r.rep.Outcome == InSync) {
 			r.close(ctx) // nothing to apply, nothing to roll back
 		}
-	})
+	}
+	rest := runs
+	if opts.journaling() && len(runs) > 1 {
+		// Two runs started at once would each lock half of the nodes and
+		// both give up. The node first by name is locked first, alone:
+		// whichever run gets it goes on, the other stops there.
+		first := 0
+		for i := range runs {
+			if plan.Nodes[i].Name < plan.Nodes[first].Name {
+				first = i
+			}
+		}
+		prepare(ctx, runs[first])
+		if runs[first].rep.Outcome == Failed {
+			log.Warn("not changing anything: the first node could not be locked or read")
+			return rep
+		}
+		rest = append(append([]*nodeRun{}, runs[:first]...), runs[first+1:]...)
+	}
+	each(ctx, rest, opts.Concurrency, prepare)
 	if rep.Failed() {
 		log.Warn("not changing anything: some nodes could not be read or were refused")
 		return rep
