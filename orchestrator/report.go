@@ -14,6 +14,7 @@ type Outcome string
 // Node outcomes.
 const (
 	Skipped        Outcome = "skipped"         // not changed: the run stopped before this node
+	Unreachable    Outcome = "unreachable"     // could not be connected to; left out within --max-unreachable
 	InSync         Outcome = "in sync"         // nothing to do
 	WouldChange    Outcome = "would change"    // --check found differences
 	Applied        Outcome = "changed"         // applied and verified
@@ -163,13 +164,18 @@ func (r *Report) WriteSummary(w io.Writer) {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\n", n.Name, outcome, n.Added(), n.Changed(), n.Removed(), n.Unchanged(), n.Duration.Round(time.Millisecond))
 	}
 	tw.Flush()
+	for i := range r.Nodes {
+		if n := &r.Nodes[i]; n.Outcome == Unreachable {
+			fmt.Fprintf(w, "note: %s was left out, unreachable (--max-unreachable): %v\n", n.Name, n.Err)
+		}
+	}
 	for i := range r.Plan.Nodes {
 		if len(r.Plan.Nodes[i].PodCIDRs) == 0 {
 			fmt.Fprintf(w, "note: %s has no pod CIDR: it receives routes but no node routes to it\n", r.Plan.Nodes[i].Name)
 		}
 	}
 	var parts []string
-	for _, o := range []Outcome{Applied, WouldChange, InSync, Refused, Failed, RolledBack, RollbackFailed, Skipped} {
+	for _, o := range []Outcome{Applied, WouldChange, InSync, Refused, Failed, RolledBack, RollbackFailed, Unreachable, Skipped} {
 		if counts[o] > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", counts[o], o))
 		}

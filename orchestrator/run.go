@@ -67,6 +67,10 @@ type Options struct {
 	// ProcessAlive tells whether a process of this host still runs: a lock
 	// whose holder is gone says so.
 	ProcessAlive func(pid int) bool
+	// MaxUnreachable is how many nodes may be unreachable at connect time
+	// (no connection at all) and be left out; past it the run changes
+	// nothing. Default 0.
+	MaxUnreachable int
 }
 
 func (o *Options) journaling() bool { return o.Holder.RunID != "" && !o.Check }
@@ -141,6 +145,21 @@ func Run(ctx context.Context, plan *Plan, connect Connector, opts Options) *Repo
 		rest = append(append([]*nodeRun{}, runs[:first]...), runs[first+1:]...)
 	}
 	each(ctx, rest, opts.Concurrency, prepare)
+	var unreachable []string
+	for _, r := range runs {
+		if r.rep.Outcome == Unreachable {
+			unreachable = append(unreachable, r.rep.Name)
+		}
+	}
+	if len(unreachable) > opts.MaxUnreachable {
+		for _, r := range runs {
+			if r.rep.Outcome == Unreachable {
+				r.rep.Outcome = Failed
+			}
+		}
+	} else if len(unreachable) > 0 {
+		log.Warn("leaving out unreachable nodes (--max-unreachable)", "nodes", strings.Join(unreachable, ","), "max", opts.MaxUnreachable)
+	}
 	if rep.Failed() {
 		log.Warn("not changing anything: some nodes could not be read or were refused")
 		return rep
@@ -212,6 +231,10 @@ func (r *nodeRun) prepare(ctx context.Context, connect Connector) {
 	host, err := connect(ctx, node)
 	if err != nil {
 		r.fail(err)
+		var u interface{ Unreachable() bool }
+		if errors.As(err, &u) && u.Unreachable() {
+			r.rep.Outcome = Unreachable // a failure unless within MaxUnreachable
+		}
 		return
 	}
 	r.host = host

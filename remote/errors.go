@@ -66,3 +66,15 @@ func (e *HostKeyError) Error() string {
 	return fmt.Sprintf("%s: HOST KEY FOR %s HAS CHANGED: offered %s, but %s; refusing to connect (if the node was reinstalled, remove the old line)",
 		e.Host, e.Addr, offered, strings.Join(known, "; "))
 }
+
+// UnreachableError is a node that could not be connected to at all (no
+// TCP connection), as opposed to one that refused the login or showed
+// another host key: --max-unreachable may skip the first kind, never the
+// second.
+type UnreachableError struct{ Err error }
+
+func (e *UnreachableError) Error() string { return e.Err.Error() }
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// Unreachable marks the error for package orchestrator.
+func (e *UnreachableError) Unreachable() bool { return true }

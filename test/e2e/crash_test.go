@@ -171,3 +171,112 @@ func TestConcurrentRunsDoNotInterleave(t *testing.T) {
 		t.Errorf("still locked: %v", locked)
 	}
 }
+
+// Fault 3: a node whose link is down cannot be connected to. By default
+// nothing changes anywhere; with --max-unreachable 1 it is left out and
+// listed, and the others converge (routes to it included).
+func TestUnreachableAtConnect(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, 5)
+	ipRun(t, l.Nodes[2], "link", "set", "eth0", "down")
+	before := snapshot(t, l)
+	inv := l.InventoryPath()
+	res := rp(t, l, "--inventory", inv, "--connect-timeout", "2s")
+	if res.Code != 1 || !strings.Contains(res.Stderr, "node-2: dial tcp 198.18.0.12:22") {
+		t.Errorf("exit %d, want 1 naming node-2", res.Code)
+	}
+	assertUnchanged(t, l, before)
+
+	res = rp(t, l, "--inventory", inv, "--connect-timeout", "2s", "--max-unreachable", "1")
+	if res.Code != 0 || !regexp.MustCompile(`(?m)^node-2 +unreachable`).MatchString(res.Stdout) || !strings.Contains(res.Stdout, "note: node-2 was left out, unreachable") {
+		t.Fatalf("--max-unreachable 1: exit %d", res.Code)
+	}
+	for i, n := range l.Nodes {
+		got := ipv4Table(t, n)
+		if i == 2 {
+			if got != before[n.Name] && strings.Contains(got, "proto 114") {
+				t.Errorf("node-2 was changed:\n%s", got)
+			}
+			continue
+		}
+		if want := expectedTable(l, i); got != want {
+			t.Errorf("%s:\n%s\nwant\n%s", n.Name, got, want)
+		}
+	}
+}
+
+// Fault 5: SIGINT in the middle of an apply (nine nodes verified, one with
+// its batch held back): every node is rolled back and routepush exits 130.
+func TestInterruptMidApplyRollsBack(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, 10)
+	slowNode(t, l, l.Nodes[9], 10)
+	before := snapshot(t, l)
+	done := make(chan lab.Result, 1)
+	go func() {
+		res, _ := l.Routepush(testContext(t), routepush, "--inventory", l.InventoryPath())
+		done <- res
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for runStates(l)["verified"] < 9 || runStates(l)["applying"] < 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the run never reached 9 verified nodes and 1 applying: %v", runStates(l))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	out, err := exec.Command("pgrep", "-f", "--", "--config "+l.ConfigPath()+" --inventory").Output()
+	if err != nil {
+		t.Fatalf("pgrep: %v", err)
+	}
+	pid, _ := strconv.Atoi(strings.Fields(string(out))[0])
+	if err := syscall.Kill(pid, syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	res := <-done
+	if res.Code != 130 || !strings.Contains(res.Stderr, "run interrupted") {
+		t.Errorf("exit %d, want 130 and the interrupt named:\n%s", res.Code, res)
+	}
+	assertUnchanged(t, l, before)
+	if states := runStates(l); states["rolled-back"] != 10 {
+		t.Errorf("records: %v, want 10 rolled-back", states)
+	}
+	if locked := lockedNodes(l); len(locked) != 0 {
+		t.Errorf("still locked: %v", locked)
+	}
+}
+
+// changeBeforeVerify is a ForceCommand that, once a batch has gone to ip,
+// deletes node-0's pod route behind routepush's back before the verify
+// read: someone else changing the table between apply and verify.
+const changeBeforeVerify = `#!/bin/sh
+` + lab.ExecSFTP + `
+seen=
+while IFS= read -r line; do
+	case "$line" in
+	"route replace "*) seen=1 ;;
+	"route show"*) if [ -n "$seen" ]; then sleep 0.3; ip route del 100.64.0.0/24 >&2; seen=; fi ;;
+	esac
+	printf '%s\n' "$line"
+done | sh -c "$SSH_ORIGINAL_COMMAND"
+`
+
+// Fault 6: a route deleted by someone else between apply and verify: verify
+// fails naming it, every node is rolled back.
+func TestTableChangedBeforeVerify(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, 4)
+	script := filepath.Join(l.Nodes[1].Dir, "change-before-verify")
+	writeExec(t, script, changeBeforeVerify)
+	if err := l.RestartSSHD(testContext(t), l.Nodes[1], "-o", "ForceCommand="+script); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t, l)
+	res := rp(t, l, "--inventory", l.InventoryPath())
+	if res.Code != 1 || !strings.Contains(res.Stderr, "node-1: verify failed: route 100.64.0.0/24 via 198.18.0.10 proto 114 is missing") {
+		t.Errorf("exit %d, want 1 naming node-1's missing route", res.Code)
+	}
+	assertUnchanged(t, l, before)
+	if states := runStates(l); states["rolled-back"] != 4 {
+		t.Errorf("records: %v, want 4 rolled-back", states)
+	}
+}

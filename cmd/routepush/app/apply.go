@@ -74,13 +74,14 @@ func runApply(ctx context.Context, streams Streams, o *options, log *slog.Logger
 		log.Info("run", "id", holder.RunID)
 	}
 	rep := orchestrator.Run(ctx, plan, connect, orchestrator.Options{
-		Concurrency:  o.concurrency,
-		Check:        o.check,
-		Rollback:     o.rollback,
-		Logger:       log,
-		Holder:       holder,
-		Keep:         o.keepRuns,
-		ProcessAlive: processAlive,
+		Concurrency:    o.concurrency,
+		Check:          o.check,
+		Rollback:       o.rollback,
+		Logger:         log,
+		Holder:         holder,
+		Keep:           o.keepRuns,
+		ProcessAlive:   processAlive,
+		MaxUnreachable: o.maxUnreachable,
 	})
 	if o.check {
 		rep.WriteDiff(streams.Out)

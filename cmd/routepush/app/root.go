@@ -44,6 +44,7 @@ type options struct {
 	prune, adopt      bool
 	rails             inventory.Rails
 	keepRuns          int
+	maxUnreachable    int
 	verbosity         int
 }
 
@@ -115,6 +116,7 @@ Exit codes: 0 done or in sync, 1 error (changed nodes rolled back),
 	f.String("user", "", "SSH user for every node (overrides the inventory; default: inventory, ssh_config, then your user name)")
 	f.Bool("become", false, "run ip through sudo -n on every node (passwordless sudo for ip), as Ansible's become")
 	f.String("rollback", "all", "on failure restore: all changed nodes | host (only failed ones) | none")
+	f.Int("max-unreachable", 0, "nodes that may be unreachable at connect time and be left out; past it nothing changes")
 	f.Int("keep-runs", 10, "run records each node keeps in /var/lib/routepush/runs")
 	f.Int("protocol", int(orchestrator.DefaultProtocol), "route protocol number marking routepush's routes (1-255)")
 	f.String("table", "main", "routing table routepush's routes go in: main or a table number (for pod routes kept out of main)")
@@ -135,7 +137,7 @@ Exit codes: 0 done or in sync, 1 error (changed nodes rolled back),
 var configKeys = []string{"inventory", "kubeconfig", "context", "selector", "chunk-size", "request-timeout",
 	"allow-unknown-nodes", "mark-network-available", "check", "concurrency", "connect-timeout",
 	"command-timeout", "ssh-config", "jump", "known-hosts", "accept-new-host-keys", "identity", "user", "become",
-	"rollback", "keep-runs", "protocol", "table", "metric", "prune", "adopt", "min-prefix-v4", "min-prefix-v6"}
+	"rollback", "max-unreachable", "keep-runs", "protocol", "table", "metric", "prune", "adopt", "min-prefix-v4", "min-prefix-v6"}
 
 func loadOptions(cmd *cobra.Command, v *viper.Viper) (*options, error) {
 	f := cmd.Flags()
@@ -177,6 +179,7 @@ func loadOptions(cmd *cobra.Command, v *viper.Viper) (*options, error) {
 		protocol:          v.GetInt("protocol"),
 		prune:             v.GetBool("prune"),
 		keepRuns:          v.GetInt("keep-runs"),
+		maxUnreachable:    v.GetInt("max-unreachable"),
 		adopt:             v.GetBool("adopt"),
 	}
 	o.rails.MinPrefix = [2]int{v.GetInt("min-prefix-v4"), v.GetInt("min-prefix-v6")}
