@@ -207,6 +207,8 @@ func (c *fakeCluster) digests() map[string][32]byte {
 	return m
 }
 
+func (k *fakeKernel) RestJournal() {}
+
 func (k *fakeKernel) Runs(context.Context) ([]string, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()

@@ -27,6 +27,11 @@ type Journal interface {
 	WriteRun(ctx context.Context, id string, record []byte, keep int) error
 	// AppendRun adds a line to a run's record, durably.
 	AppendRun(ctx context.Context, id string, line []byte) error
+	// RestJournal closes what the journal keeps open until it is needed
+	// again: a run holds every node's connection from its read to its
+	// apply, and an idle SFTP session per node would be a good part of
+	// routepush's memory on a large cluster.
+	RestJournal()
 }
 
 // RunState is how far a run got on a node.
@@ -34,8 +39,8 @@ type RunState string
 
 // Run states, in the order a run goes through them.
 const (
-	StatePlanned        RunState = "planned"         // recorded, nothing sent: nothing to undo
-	StateApplying       RunState = "applying"        // the batch is about to be sent: the node may be half-changed
+	StateApplying       RunState = "applying"        // recorded: from now on the batch may be sent, the node may be half-changed
+	StateNotApplied     RunState = "not-applied"     // the run stopped before sending this node's batch: nothing to undo
 	StateVerified       RunState = "verified"        // applied and verified
 	StateFailed         RunState = "failed"          // apply or verify failed; not (yet) rolled back
 	StateRolledBack     RunState = "rolled-back"     // restored to the snapshot, checked byte for byte
@@ -92,7 +97,7 @@ func ValidRunID(s string) bool { return runIDRE.MatchString(s) }
 // newRecord describes the run on a node before its batch is sent.
 func newRecord(holder Holder, h HostPlan, table route.Table, d *Diff) RunRecord {
 	rec := RunRecord{
-		RunID: holder.RunID, Node: h.Node().Name, State: StatePlanned, Holder: holder,
+		RunID: holder.RunID, Node: h.Node().Name, State: StateApplying, Holder: holder,
 		Table: h.plan.Table, Digest: hex.EncodeToString(table.Digest[:]),
 		Apply: string(d.ApplyBatch(h).Bytes()), Undo: string(d.UndoBatch(h).Bytes()),
 	}

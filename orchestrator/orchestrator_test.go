@@ -492,9 +492,9 @@ func TestRunRecordsEveryStateAndReleasesLocks(t *testing.T) {
 		for _, s := range states {
 			got = append(got, s[1])
 		}
-		want := "planned applying verified rolled-back"
+		want := "applying verified rolled-back"
 		if name == "node-3" {
-			want = "planned applying failed rolled-back"
+			want = "applying failed rolled-back"
 		}
 		if strings.Join(got, " ") != want {
 			t.Errorf("%s went through %v, want %s", name, got, want)

@@ -82,8 +82,11 @@ type nodeRun struct {
 	before  [32]byte // digest of the table as first read
 	touched bool     // a batch was sent: some of it may be in the kernel
 	locked  bool     // this run holds the node's lock
-	rep     *NodeReport
-	opts    *Options
+	// recorded: the node has this run's record (state applying), which
+	// must say how it ended.
+	recorded bool
+	rep      *NodeReport
+	opts     *Options
 }
 
 // Run executes a plan: read every node's table and diff it; unless Check,
@@ -282,7 +285,10 @@ func (r *nodeRun) prepare(ctx context.Context, connect Connector) {
 		rec, _ := json.Marshal(newRecord(r.opts.Holder, r.plan, table, &r.rep.Diff))
 		if err := host.WriteRun(ctx, r.opts.Holder.RunID, append(rec, '\n'), r.opts.keep()); err != nil {
 			r.fail(err)
+			return
 		}
+		r.recorded = true
+		host.RestJournal()
 	}
 }
 
@@ -306,12 +312,6 @@ func (r *nodeRun) apply(ctx context.Context) (ok bool) {
 		}
 	}()
 	name := r.plan.Node().Name
-	if r.opts.journaling() {
-		if err := r.host.AppendRun(ctx, r.opts.Holder.RunID, marshalState(StateApplying, time.Now(), nil)); err != nil {
-			r.fail(err)
-			return false
-		}
-	}
 	r.touched = true
 	// The batch is not kept for the error message: it is rendered again
 	// if ip rejects a line, so the 50 nodes in flight hold theirs only
@@ -337,7 +337,7 @@ func (r *nodeRun) apply(ctx context.Context) (ok bool) {
 // record appends the state the run reached on the node to its record.
 // Failing to is reported but changes nothing already done.
 func (r *nodeRun) record(ctx context.Context, state RunState, cause error) {
-	if !r.opts.journaling() || !r.touched || r.host == nil {
+	if !r.recorded || r.host == nil {
 		return
 	}
 	if err := r.host.AppendRun(ctx, r.opts.Holder.RunID, marshalState(state, time.Now(), cause)); err != nil {
@@ -403,6 +403,9 @@ func (r *nodeRun) rollback(ctx context.Context, connect Connector) {
 func (r *nodeRun) close(ctx context.Context) {
 	if r.host == nil {
 		return
+	}
+	if r.recorded && !r.touched {
+		r.record(ctx, StateNotApplied, nil) // the run stopped before this node
 	}
 	if r.locked {
 		if err := r.host.Unlock(ctx, r.opts.Holder.lockText()); err != nil {

@@ -42,7 +42,9 @@ func (c *Client) files(ctx context.Context) (*sftp.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: sftp: %w", c.name, err)
 	}
-	go ssh.DiscardRequests(reqs)
+	// The server sends requests only as the session ends (exit-status);
+	// the channel queues up to 16, so no goroutine per node reads them.
+	_ = reqs
 	var ok bool
 	stderr := make(chan string, 1)
 	if c.sudo {
@@ -67,7 +69,10 @@ func (c *Client) files(ctx context.Context) (*sftp.Client, error) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		s, err := sftp.NewClientPipe(ch, ch)
+		// Small packets, like batches (maxWrite): a connection keeps
+		// buffers the size of the largest packet it sent, and a run
+		// record is a few hundred kB on a large cluster.
+		s, err := sftp.NewClientPipe(ch, ch, sftp.MaxPacket(maxWrite))
 		done <- result{s, err}
 	}()
 	select {
@@ -114,6 +119,15 @@ func (c *Client) withFiles(ctx context.Context, what string, fn func(*sftp.Clien
 		c.sftp = nil
 		<-done
 		return fmt.Errorf("%s: %s: %w", c.name, what, context.Cause(ctx))
+	}
+}
+
+// RestJournal closes the node's SFTP session, and with it sftp-server on
+// the node, until the next lock or record operation opens another.
+func (c *Client) RestJournal() {
+	if c.sftp != nil {
+		c.sftp.Close()
+		c.sftp = nil
 	}
 }
 
