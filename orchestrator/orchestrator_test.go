@@ -562,3 +562,20 @@ func TestRestoreFromRecords(t *testing.T) {
 		t.Errorf("second Restore: %v", err)
 	}
 }
+
+func TestRunWaitsForALock(t *testing.T) {
+	t.Parallel()
+	nodes := labNodes(3)
+	c := newFakeCluster(nodes)
+	other := Holder{RunID: "20261126T101010Z-abcdef", Host: "bastion", PID: 7}
+	c.kernels["node-1"].lock = other.lockText()
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		_ = c.kernels["node-1"].Unlock(context.Background(), other.lockText())
+	}()
+	self := Holder{RunID: NewRunID(time.Now()), Host: "bastion", PID: 42}
+	rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), c.connect, Options{Holder: self, WaitLock: 5 * time.Second})
+	if rep.Failed() {
+		t.Fatalf("run failed although the lock was released: %v", rep.Errors())
+	}
+}

@@ -67,6 +67,9 @@ type Options struct {
 	// ProcessAlive tells whether a process of this host still runs: a lock
 	// whose holder is gone says so.
 	ProcessAlive func(pid int) bool
+	// WaitLock is how long to wait for a node another run has locked,
+	// instead of failing at once.
+	WaitLock time.Duration
 	// MaxUnreachable is how many nodes may be unreachable at connect time
 	// (no connection at all) and be left out; past it the run changes
 	// nothing. Default 0.
@@ -244,7 +247,7 @@ func (r *nodeRun) prepare(ctx context.Context, connect Connector) {
 	if r.opts.journaling() {
 		// Locked before the read: no other run changes the node between
 		// this snapshot and this batch.
-		if err := host.Lock(ctx, r.opts.Holder.lockText()); err != nil {
+		if err := r.lock(ctx); err != nil {
 			r.fail(r.opts.lockError(node.Name, err))
 			return
 		}
@@ -308,7 +311,8 @@ func (r *nodeRun) apply(ctx context.Context) (ok bool) {
 	defer func() {
 		r.rep.Duration += time.Since(t0)
 		if !ok {
-			r.record(ctx, StateFailed, r.rep.Err)
+			// An interrupt may be why: the record must still say so.
+			r.record(context.WithoutCancel(ctx), StateFailed, r.rep.Err)
 		}
 	}()
 	name := r.plan.Node().Name
@@ -332,6 +336,24 @@ func (r *nodeRun) apply(ctx context.Context) (ok bool) {
 	r.rep.Outcome = Applied
 	r.record(ctx, StateVerified, nil)
 	return true
+}
+
+// lock takes the node's lock, waiting up to WaitLock while another run
+// holds it.
+func (r *nodeRun) lock(ctx context.Context) error {
+	deadline := time.Now().Add(r.opts.WaitLock)
+	for {
+		err := r.host.Lock(ctx, r.opts.Holder.lockText())
+		var held interface{ LockHolder() []byte }
+		if err == nil || !errors.As(err, &held) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(min(500*time.Millisecond, time.Until(deadline)+time.Millisecond)):
+		}
+	}
 }
 
 // record appends the state the run reached on the node to its record.

@@ -26,7 +26,7 @@ parent=$PPID
 slept=
 while IFS= read -r line; do
 	case "$line" in
-	"route replace "*) if [ -z "$slept" ]; then sleep %d; slept=1; kill -0 "$parent" 2>/dev/null || exit 1; fi ;;
+	%[2]s) if [ -z "$slept" ]; then sleep %[1]d; slept=1; kill -0 "$parent" 2>/dev/null || exit 1; fi ;;
 	esac
 	printf '%%s\n' "$line"
 done | sh -c "$SSH_ORIGINAL_COMMAND"
@@ -34,8 +34,14 @@ done | sh -c "$SSH_ORIGINAL_COMMAND"
 
 func slowNode(t *testing.T, l *lab.Lab, n *lab.Node, seconds int) {
 	t.Helper()
+	slowNodeOn(t, l, n, seconds, `"route replace "*`)
+}
+
+// slowNodeOn is slowNode for the first line that matches a shell pattern.
+func slowNodeOn(t *testing.T, l *lab.Lab, n *lab.Node, seconds int, pattern string) {
+	t.Helper()
 	script := filepath.Join(n.Dir, "slow-batch")
-	writeExec(t, script, fmt.Sprintf(slowBatch, seconds))
+	writeExec(t, script, fmt.Sprintf(slowBatch, seconds, pattern))
 	if err := l.RestartSSHD(testContext(t), n, "-o", "ForceCommand="+script); err != nil {
 		t.Fatal(err)
 	}
@@ -170,6 +176,21 @@ func TestConcurrentRunsDoNotInterleave(t *testing.T) {
 	if locked := lockedNodes(l); len(locked) != 0 {
 		t.Errorf("still locked: %v", locked)
 	}
+
+	// With --wait-lock the second waits for the first instead, and finds
+	// the nodes in sync.
+	ipRun(t, l.Nodes[0], "route", "flush", "proto", "114")
+	for range 2 {
+		go func() {
+			res, _ := l.Routepush(testContext(t), routepush, "--inventory", inv, "--wait-lock", "30s")
+			results <- res
+		}()
+	}
+	a, b = <-results, <-results
+	if a.Code != 0 || b.Code != 0 || !strings.Contains(a.Stdout+b.Stdout, "5 in sync") {
+		t.Errorf("with --wait-lock: exits %d and %d, want both 0 and one in sync:\n%s\n%s", a.Code, b.Code, a, b)
+	}
+	assertConverged(t, l)
 }
 
 // Fault 3: a node whose link is down cannot be connected to. By default
@@ -278,5 +299,55 @@ func TestTableChangedBeforeVerify(t *testing.T) {
 	assertUnchanged(t, l, before)
 	if states := runStates(l); states["rolled-back"] != 4 {
 		t.Errorf("records: %v, want 4 rolled-back", states)
+	}
+}
+
+// A second SIGINT while the first one's rollback waits on a slow node
+// abandons it at once, exit 130, and prints the command that finishes it;
+// that command restores every node.
+func TestSecondInterruptPrintsRollbackCommand(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, 5)
+	slowNodeOn(t, l, l.Nodes[4], 8, `"route replace "*|"route del "*`) // its batch and its rollback are slow
+	before := snapshot(t, l)
+	done := make(chan lab.Result, 1)
+	go func() {
+		res, _ := l.Routepush(testContext(t), routepush, "--inventory", l.InventoryPath())
+		done <- res
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for runStates(l)["verified"] < 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the run never reached 4 verified nodes: %v", runStates(l))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	out, err := exec.Command("pgrep", "-f", "--", "--config "+l.ConfigPath()+" --inventory").Output()
+	if err != nil {
+		t.Fatalf("pgrep: %v", err)
+	}
+	pid, _ := strconv.Atoi(strings.Fields(string(out))[0])
+	if err := syscall.Kill(pid, syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	start := time.Now()
+	if err := syscall.Kill(pid, syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	res := <-done
+	if waited := time.Since(start); waited > 5*time.Second {
+		t.Errorf("the second interrupt took %s to end the run", waited)
+	}
+	m := regexp.MustCompile("interrupted again: rollback abandoned; nodes may be half-changed: finish with `routepush (rollback --run \\S+ [^`]*--inventory [^`]*)`").FindStringSubmatch(res.Stderr)
+	if res.Code != 130 || m == nil {
+		t.Fatalf("exit %d, want 130 and the command to finish:\n%s", res.Code, res)
+	}
+	if res := rp(t, l, strings.Fields(m[1])...); res.Code != 0 {
+		t.Fatalf("the printed rollback: exit %d", res.Code)
+	}
+	assertUnchanged(t, l, before)
+	if locked := lockedNodes(l); len(locked) != 0 {
+		t.Errorf("still locked: %v", locked)
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -59,10 +61,56 @@ func Main() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The first SIGINT/SIGTERM cancels the run, which then rolls back the
+	// nodes it changed; a second one abandons that and says how to finish
+	// it later.
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		sig := <-sigs
+		cancel(fmt.Errorf("%v received", sig))
+		<-sigs
+		fmt.Fprintf(os.Stderr, "ERROR: interrupted again: rollback abandoned%s\n", finishLater(os.Args[1:]))
+		os.Exit(ExitInterrupted)
+	}()
 	err := Run(ctx, Streams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}, os.Args[1:])
-	stop()
+	signal.Stop(sigs)
 	os.Exit(ExitCode(err, os.Stderr))
+}
+
+// currentRun is the id of the apply in progress, for the message of a
+// second interrupt.
+var currentRun atomic.Value // string
+
+// finishLater is the `routepush rollback` command that finishes an
+// abandoned rollback: the run's id and the flags that chose the nodes and
+// how to reach them.
+func finishLater(args []string) string {
+	id, _ := currentRun.Load().(string)
+	if id == "" {
+		return ""
+	}
+	keep := map[string]bool{"-i": true, "--inventory": true, "--kubeconfig": true, "--context": true, "-l": true,
+		"--selector": true, "-c": true, "--config": true, "--ssh-config": true, "--known-hosts": true,
+		"--identity": true, "--user": true, "-J": true, "--jump": true, "--table": true}
+	cmd := []string{"routepush", "rollback", "--run", id}
+	for i := 0; i < len(args); i++ {
+		name, _, hasValue := strings.Cut(args[i], "=")
+		if name == "--become" {
+			cmd = append(cmd, args[i])
+			continue
+		}
+		if !keep[name] {
+			continue
+		}
+		cmd = append(cmd, args[i])
+		if !hasValue && i+1 < len(args) {
+			i++
+			cmd = append(cmd, args[i])
+		}
+	}
+	return "; nodes may be half-changed: finish with `" + strings.Join(cmd, " ") + "`"
 }
 
 // ExitCode prints err once, as "ERROR: ...", and returns the exit code for it.

@@ -71,6 +71,7 @@ func runApply(ctx context.Context, streams Streams, o *options, log *slog.Logger
 	var holder orchestrator.Holder
 	if !o.check {
 		holder = newHolder()
+		currentRun.Store(holder.RunID)
 		log.Info("run", "id", holder.RunID)
 	}
 	rep := orchestrator.Run(ctx, plan, connect, orchestrator.Options{
@@ -82,6 +83,7 @@ func runApply(ctx context.Context, streams Streams, o *options, log *slog.Logger
 		Keep:           o.keepRuns,
 		ProcessAlive:   processAlive,
 		MaxUnreachable: o.maxUnreachable,
+		WaitLock:       o.waitLock,
 	})
 	if o.check {
 		rep.WriteDiff(streams.Out)

@@ -45,6 +45,7 @@ type options struct {
 	rails             inventory.Rails
 	keepRuns          int
 	maxUnreachable    int
+	waitLock          time.Duration
 	verbosity         int
 }
 
@@ -116,6 +117,7 @@ Exit codes: 0 done or in sync, 1 error (changed nodes rolled back),
 	f.String("user", "", "SSH user for every node (overrides the inventory; default: inventory, ssh_config, then your user name)")
 	f.Bool("become", false, "run ip through sudo -n on every node (passwordless sudo for ip), as Ansible's become")
 	f.String("rollback", "all", "on failure restore: all changed nodes | host (only failed ones) | none")
+	f.Duration("wait-lock", 0, "wait this long for nodes another run has locked, instead of failing at once")
 	f.Int("max-unreachable", 0, "nodes that may be unreachable at connect time and be left out; past it nothing changes")
 	f.Int("keep-runs", 10, "run records each node keeps in /var/lib/routepush/runs")
 	f.Int("protocol", int(orchestrator.DefaultProtocol), "route protocol number marking routepush's routes (1-255)")
@@ -137,7 +139,7 @@ Exit codes: 0 done or in sync, 1 error (changed nodes rolled back),
 var configKeys = []string{"inventory", "kubeconfig", "context", "selector", "chunk-size", "request-timeout",
 	"allow-unknown-nodes", "mark-network-available", "check", "concurrency", "connect-timeout",
 	"command-timeout", "ssh-config", "jump", "known-hosts", "accept-new-host-keys", "identity", "user", "become",
-	"rollback", "max-unreachable", "keep-runs", "protocol", "table", "metric", "prune", "adopt", "min-prefix-v4", "min-prefix-v6"}
+	"rollback", "wait-lock", "max-unreachable", "keep-runs", "protocol", "table", "metric", "prune", "adopt", "min-prefix-v4", "min-prefix-v6"}
 
 func loadOptions(cmd *cobra.Command, v *viper.Viper) (*options, error) {
 	f := cmd.Flags()
@@ -180,6 +182,7 @@ func loadOptions(cmd *cobra.Command, v *viper.Viper) (*options, error) {
 		prune:             v.GetBool("prune"),
 		keepRuns:          v.GetInt("keep-runs"),
 		maxUnreachable:    v.GetInt("max-unreachable"),
+		waitLock:          v.GetDuration("wait-lock"),
 		adopt:             v.GetBool("adopt"),
 	}
 	o.rails.MinPrefix = [2]int{v.GetInt("min-prefix-v4"), v.GetInt("min-prefix-v6")}
