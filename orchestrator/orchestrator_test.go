@@ -579,3 +579,45 @@ func TestRunWaitsForALock(t *testing.T) {
 		t.Fatalf("run failed although the lock was released: %v", rep.Errors())
 	}
 }
+
+// lostAfterApply applies the batch, then loses the connection before ip's
+// answer, once.
+type lostAfterApply struct {
+	*fakeKernel
+	lost *bool
+}
+
+type fakeLost struct{}
+
+func (fakeLost) Error() string { return "connection lost" }
+func (fakeLost) Lost() bool    { return true }
+
+func (h *lostAfterApply) Apply(ctx context.Context, batch []byte, force bool, fams []route.Family) (route.Table, error, error) {
+	t, applyErr, err := h.fakeKernel.Apply(ctx, batch, force, fams)
+	if !*h.lost {
+		*h.lost = true
+		return route.Table{}, fakeLost{}, fakeLost{}
+	}
+	return t, applyErr, err
+}
+
+// A connection lost after the batch landed: the node is reached again,
+// its table verifies, and the run succeeds.
+func TestRunReconnectsAfterALostBatch(t *testing.T) {
+	t.Parallel()
+	nodes := labNodes(2)
+	c := newFakeCluster(nodes)
+	lost := false
+	connects := 0
+	connect := func(ctx context.Context, n *inventory.Node) (Host, error) {
+		if n.Name == "node-1" {
+			connects++
+			return &lostAfterApply{c.kernels[n.Name], &lost}, nil
+		}
+		return c.kernels[n.Name], nil
+	}
+	rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), connect, Options{Concurrency: 1})
+	if rep.Failed() || rep.Nodes[1].Outcome != Applied || connects != 2 {
+		t.Errorf("outcome %s after %d connections; errors %v", rep.Nodes[1].Outcome, connects, rep.Errors())
+	}
+}

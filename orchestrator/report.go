@@ -15,6 +15,7 @@ type Outcome string
 const (
 	Skipped        Outcome = "skipped"         // not changed: the run stopped before this node
 	Unreachable    Outcome = "unreachable"     // could not be connected to; left out within --max-unreachable
+	Unknown        Outcome = "unknown"         // the connection was lost mid-batch and not regained: see Err
 	InSync         Outcome = "in sync"         // nothing to do
 	WouldChange    Outcome = "would change"    // --check found differences
 	Applied        Outcome = "changed"         // applied and verified
@@ -56,7 +57,7 @@ func (r *Report) Failed() bool {
 		return true
 	}
 	for i := range r.Nodes {
-		if o := r.Nodes[i].Outcome; o == Failed || o == RollbackFailed || o == Refused {
+		if o := r.Nodes[i].Outcome; o == Failed || o == RollbackFailed || o == Refused || o == Unknown {
 			return true
 		}
 	}
@@ -175,7 +176,7 @@ func (r *Report) WriteSummary(w io.Writer) {
 		}
 	}
 	var parts []string
-	for _, o := range []Outcome{Applied, WouldChange, InSync, Refused, Failed, RolledBack, RollbackFailed, Unreachable, Skipped} {
+	for _, o := range []Outcome{Applied, WouldChange, InSync, Refused, Failed, Unknown, RolledBack, RollbackFailed, Unreachable, Skipped} {
 		if counts[o] > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", counts[o], o))
 		}

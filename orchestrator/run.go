@@ -85,6 +85,7 @@ type nodeRun struct {
 	before  [32]byte // digest of the table as first read
 	touched bool     // a batch was sent: some of it may be in the kernel
 	locked  bool     // this run holds the node's lock
+	connect Connector
 	// recorded: the node has this run's record (state applying), which
 	// must say how it ended.
 	recorded bool
@@ -116,7 +117,7 @@ func Run(ctx context.Context, plan *Plan, connect Connector, opts Options) *Repo
 	// most of routepush's memory. Rolling a node back connects again.
 	for i := range runs {
 		rep.Nodes[i] = NodeReport{Name: plan.Nodes[i].Name, Outcome: Skipped}
-		runs[i] = &nodeRun{plan: plan.Host(i), rep: &rep.Nodes[i], opts: &opts}
+		runs[i] = &nodeRun{plan: plan.Host(i), rep: &rep.Nodes[i], opts: &opts, connect: connect}
 	}
 	defer func() {
 		// Nodes skipped or failed still hold their lock and connection.
@@ -202,6 +203,9 @@ func Run(ctx context.Context, plan *Plan, connect Connector, opts Options) *Repo
 
 	var undo []*nodeRun
 	for _, r := range pending {
+		if r.rep.Outcome == Unknown {
+			continue // out of reach: its error says how to restore it later
+		}
 		if r.touched && (opts.Rollback == RollbackAll || r.rep.Outcome == Failed) {
 			undo = append(undo, r)
 		}
@@ -321,6 +325,16 @@ func (r *nodeRun) apply(ctx context.Context) (ok bool) {
 	// if ip rejects a line, so the 50 nodes in flight hold theirs only
 	// until it is sent.
 	table, applyErr, err := r.host.Apply(ctx, r.rep.Diff.ApplyBatch(r.plan).Bytes(), false, r.plan.Families())
+	var lost interface{ Lost() bool }
+	if errors.As(err, &lost) && ctx.Err() == nil {
+		// The connection went mid-batch: whether the batch is in the
+		// kernel is unknown until the node is reached again.
+		if table, err = r.reconnectAndRead(ctx, err); err != nil {
+			r.rep.Outcome, r.rep.Err = Unknown, err
+			return false
+		}
+		applyErr = nil
+	}
 	if applyErr != nil {
 		r.fail(explainBatchError(applyErr, r.rep.Diff.ApplyBatch(r.plan).Bytes()))
 		return false
@@ -336,6 +350,42 @@ func (r *nodeRun) apply(ctx context.Context) (ok bool) {
 	r.rep.Outcome = Applied
 	r.record(ctx, StateVerified, nil)
 	return true
+}
+
+// reconnectAndRead reaches a node whose connection was lost mid-batch
+// again (three tries, a second, then two, then four apart) and reads its
+// tables, for verify to decide. If it stays out of reach its state is
+// unknown: `routepush rollback` restores it once it is back.
+func (r *nodeRun) reconnectAndRead(ctx context.Context, lost error) (route.Table, error) {
+	name := r.plan.Node().Name
+	r.host.Close()
+	r.host = nil
+	wait := time.Second
+	var err error
+	for try := 1; try <= 3; try++ {
+		select {
+		case <-ctx.Done():
+			return route.Table{}, fmt.Errorf("%s: connection lost mid-batch (%v), then %w", name, lost, context.Cause(ctx))
+		case <-time.After(wait):
+		}
+		wait *= 2
+		var host Host
+		if host, err = r.connect(ctx, r.plan.Node()); err != nil {
+			r.opts.logger().Warn("reconnecting after a lost connection", "node", name, "try", try, "err", err)
+			continue
+		}
+		r.host = host
+		if r.opts.journaling() {
+			// The lock of the lost connection is still there, and still
+			// this run's.
+			r.locked = true
+		}
+		var t route.Table
+		if t, err = host.ReadRoutes(ctx, r.plan.Families()); err == nil {
+			return t, nil
+		}
+	}
+	return route.Table{}, fmt.Errorf("%s: connection lost mid-batch (%v) and not regained: whether its routes changed is unknown; once it is reachable, `routepush rollback --run %s` restores it (%w)", name, lost, r.opts.Holder.RunID, err)
 }
 
 // lock takes the node's lock, waiting up to WaitLock while another run

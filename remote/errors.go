@@ -78,3 +78,13 @@ func (e *UnreachableError) Unwrap() error { return e.Err }
 
 // Unreachable marks the error for package orchestrator.
 func (e *UnreachableError) Unreachable() bool { return true }
+
+// LostError is a batch whose session or connection failed before ip said
+// how it went: the batch may or may not be in the kernel.
+type LostError struct{ Err error }
+
+func (e *LostError) Error() string { return e.Err.Error() }
+func (e *LostError) Unwrap() error { return e.Err }
+
+// Lost marks the error for package orchestrator.
+func (e *LostError) Lost() bool { return true }

@@ -203,7 +203,8 @@ func (c *Client) applyScripted(ctx context.Context, batch []byte, force bool, fa
 	out, stderr, err := c.run(ctx, apply, script, bytes.NewReader(batch))
 	var ce *CommandError
 	if err != nil && !errors.As(err, &ce) {
-		return route.Table{}, err, err // the session itself failed: nothing is known
+		err = &LostError{err} // the session itself failed: nothing is known
+		return route.Table{}, err, err
 	}
 	var applyErr error
 	if bytes.HasPrefix(out, []byte(batchOK+"\n")) {

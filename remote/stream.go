@@ -128,7 +128,8 @@ func (c *Client) applyJSON(ctx context.Context, batch []byte, force bool, fam ro
 	}
 	var ce *CommandError
 	if runErr != nil && !errors.As(runErr, &ce) {
-		return route.Table{}, runErr, runErr // the session itself failed: nothing is known
+		runErr = &LostError{runErr} // the session itself failed: nothing is known
+		return route.Table{}, runErr, runErr
 	}
 	var applyErr error
 	if ce != nil {

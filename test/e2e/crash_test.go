@@ -351,3 +351,50 @@ func TestSecondInterruptPrintsRollbackCommand(t *testing.T) {
 		t.Errorf("still locked: %v", locked)
 	}
 }
+
+// Fault 2: the sshd of a node is killed (with its sessions, ip included)
+// while that node's batch is in flight. routepush tries to reach it again,
+// reports it unknown with the command that restores it, and rolls every
+// other node back; once its sshd is back, that command restores it.
+func TestSSHDKilledMidApply(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, 5)
+	slowNode(t, l, l.Nodes[4], 5)
+	before := snapshot(t, l)
+	done := make(chan lab.Result, 1)
+	go func() {
+		res, _ := l.Routepush(testContext(t), routepush, "--inventory", l.InventoryPath(), "--connect-timeout", "2s")
+		done <- res
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for runStates(l)["verified"] < 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the run never reached 4 verified nodes: %v", runStates(l))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := l.StopSSHD(testContext(t), l.Nodes[4]); err != nil {
+		t.Fatal(err)
+	}
+	res := <-done
+	m := regexp.MustCompile("node-4: connection lost mid-batch .* and not regained: whether its routes changed is unknown; once it is reachable, `routepush rollback --run (\\S+)` restores it").FindStringSubmatch(res.Stderr)
+	if res.Code != 1 || m == nil || !regexp.MustCompile(`(?m)^node-4 +unknown`).MatchString(res.Stdout) {
+		t.Fatalf("exit %d, want 1 and node-4 unknown with the command to restore it:\n%s", res.Code, res)
+	}
+	now := snapshot(t, l)
+	for _, n := range l.Nodes[:4] {
+		if now[n.Name] != before[n.Name] {
+			t.Errorf("%s was not rolled back:\n%s\n%s", n.Name, now[n.Name], res)
+		}
+	}
+	if err := l.StartSSHD(testContext(t), l.Nodes[4]); err != nil {
+		t.Fatal(err)
+	}
+	if res := rp(t, l, "rollback", "--run", m[1], "--inventory", l.InventoryPath()); res.Code != 0 {
+		t.Fatalf("rollback once node-4 is back: exit %d", res.Code)
+	}
+	assertUnchanged(t, l, before)
+	if locked := lockedNodes(l); len(locked) != 0 {
+		t.Errorf("still locked: %v", locked)
+	}
+}
