@@ -621,3 +621,28 @@ func TestRunReconnectsAfterALostBatch(t *testing.T) {
 		t.Errorf("outcome %s after %d connections; errors %v", rep.Nodes[1].Outcome, connects, rep.Errors())
 	}
 }
+
+// With --canary 2, a failing canary stops the run before any other node
+// gets a batch.
+func TestRunCanaryFirst(t *testing.T) {
+	t.Parallel()
+	nodes := labNodes(5)
+	c := newFakeCluster(nodes)
+	c.kernels["node-1"].failDst = "100.64.0.0/24"
+	rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), c.connect, Options{Canary: 2, Concurrency: 1})
+	if !rep.Failed() {
+		t.Fatal("run did not fail")
+	}
+	for _, n := range []string{"node-2", "node-3", "node-4"} {
+		if c.kernels[n].applied != 0 {
+			t.Errorf("%s got a batch although a canary failed", n)
+		}
+	}
+	if c.kernels["node-0"].applied == 0 {
+		t.Error("canary node-0 got no batch")
+	}
+	c.kernels["node-1"].failDst = ""
+	if rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), c.connect, Options{Canary: 2, Concurrency: 1}); rep.Failed() {
+		t.Errorf("run with good canaries: %v", rep.Errors())
+	}
+}

@@ -67,6 +67,9 @@ type Options struct {
 	// ProcessAlive tells whether a process of this host still runs: a lock
 	// whose holder is gone says so.
 	ProcessAlive func(pid int) bool
+	// Canary, like Ansible's serial: apply and verify this many nodes
+	// first, and the rest only if they all succeed. 0: all at once.
+	Canary int
 	// WaitLock is how long to wait for a node another run has locked,
 	// instead of failing at once.
 	WaitLock time.Duration
@@ -183,7 +186,7 @@ func Run(ctx context.Context, plan *Plan, connect Connector, opts Options) *Repo
 		}
 	}
 	log.Info("applying routes", "nodes", len(pending))
-	each(ctx, pending, opts.Concurrency, func(ctx context.Context, r *nodeRun) {
+	apply := func(ctx context.Context, r *nodeRun) {
 		if stop.Load() || ctx.Err() != nil {
 			r.rep.Outcome = Skipped
 			return
@@ -193,7 +196,17 @@ func Run(ctx context.Context, plan *Plan, connect Connector, opts Options) *Repo
 			return
 		}
 		r.close(ctx)
-	})
+	}
+	if n := min(opts.Canary, len(pending)); n > 0 && n < len(pending) {
+		log.Info("canary nodes first", "nodes", n)
+		each(ctx, pending[:n], opts.Concurrency, apply)
+		if !stop.Load() {
+			log.Info("canary nodes verified; applying the rest", "nodes", len(pending)-n)
+		}
+		each(ctx, pending[n:], opts.Concurrency, apply) // skipped if a canary failed
+	} else {
+		each(ctx, pending, opts.Concurrency, apply)
+	}
 	if ctx.Err() != nil {
 		rep.Err = fmt.Errorf("run interrupted: %w", context.Cause(ctx))
 	}

@@ -84,6 +84,7 @@ func runApply(ctx context.Context, streams Streams, o *options, log *slog.Logger
 		ProcessAlive:   processAlive,
 		MaxUnreachable: o.maxUnreachable,
 		WaitLock:       o.waitLock,
+		Canary:         o.canary,
 	})
 	if o.check {
 		rep.WriteDiff(streams.Out)
