@@ -32,7 +32,8 @@ kube-apiserver:
 # End-to-end tests on labs of real sshd nodes, and a real kube-apiserver
 # over etcd (root).
 e2e: deps kube-apiserver
-	$(GO) test -count=1 -timeout 20m ./test/...
+	FAULT_SUITE_OUT=$(CURDIR)/.lab-fault-suite.txt $(GO) test -count=1 -timeout 20m ./test/...
+	@cat $(CURDIR)/.lab-fault-suite.txt
 
 # A short fuzzing run of the text route parser on top of its seeds. The
 # budget is a count, not a duration: Go 1.26's fuzz coordinator can fail a

@@ -82,6 +82,7 @@ func lockedNodes(l *lab.Lab) []string {
 // tells the truth.
 func TestKilledRunRolledBackByAnotherProcess(t *testing.T) {
 	t.Parallel()
+	faultCase(t, "1 (kill -9 mid-apply of 50 nodes, routepush rollback from a fresh process)")
 	l := newLab(t, 50)
 	for _, n := range l.Nodes[40:] {
 		slowNode(t, l, n, 15)
@@ -148,6 +149,7 @@ func TestKilledRunRolledBackByAnotherProcess(t *testing.T) {
 // interleave, and the lab ends converged.
 func TestConcurrentRunsDoNotInterleave(t *testing.T) {
 	t.Parallel()
+	faultCase(t, "4 (two runs at once; --wait-lock)")
 	l := newLab(t, 5)
 	slowNode(t, l, l.Nodes[4], 3)
 	inv := l.InventoryPath()
@@ -198,6 +200,7 @@ func TestConcurrentRunsDoNotInterleave(t *testing.T) {
 // listed, and the others converge (routes to it included).
 func TestUnreachableAtConnect(t *testing.T) {
 	t.Parallel()
+	faultCase(t, "3 (link down at connect; --max-unreachable 1)")
 	l := newLab(t, 5)
 	ipRun(t, l.Nodes[2], "link", "set", "eth0", "down")
 	before := snapshot(t, l)
@@ -230,6 +233,7 @@ func TestUnreachableAtConnect(t *testing.T) {
 // its batch held back): every node is rolled back and routepush exits 130.
 func TestInterruptMidApplyRollsBack(t *testing.T) {
 	t.Parallel()
+	faultCase(t, "5 (SIGINT mid-apply, exit 130)")
 	l := newLab(t, 10)
 	slowNode(t, l, l.Nodes[9], 10)
 	before := snapshot(t, l)
@@ -264,6 +268,7 @@ func TestInterruptMidApplyRollsBack(t *testing.T) {
 	if locked := lockedNodes(l); len(locked) != 0 {
 		t.Errorf("still locked: %v", locked)
 	}
+	assertCheckTellsTruth(t, l)
 }
 
 // changeBeforeVerify is a ForceCommand that, once a batch has gone to ip,
@@ -285,6 +290,7 @@ done | sh -c "$SSH_ORIGINAL_COMMAND"
 // fails naming it, every node is rolled back.
 func TestTableChangedBeforeVerify(t *testing.T) {
 	t.Parallel()
+	faultCase(t, "6 (route deleted between apply and verify)")
 	l := newLab(t, 4)
 	script := filepath.Join(l.Nodes[1].Dir, "change-before-verify")
 	writeExec(t, script, changeBeforeVerify)
@@ -300,6 +306,7 @@ func TestTableChangedBeforeVerify(t *testing.T) {
 	if states := runStates(l); states["rolled-back"] != 4 {
 		t.Errorf("records: %v, want 4 rolled-back", states)
 	}
+	assertCheckTellsTruth(t, l)
 }
 
 // A second SIGINT while the first one's rollback waits on a slow node
@@ -307,6 +314,7 @@ func TestTableChangedBeforeVerify(t *testing.T) {
 // that command restores every node.
 func TestSecondInterruptPrintsRollbackCommand(t *testing.T) {
 	t.Parallel()
+	faultCase(t, "5b (second SIGINT abandons the rollback, printed command finishes it)")
 	l := newLab(t, 5)
 	slowNodeOn(t, l, l.Nodes[4], 8, `"route replace "*|"route del "*`) // its batch and its rollback are slow
 	before := snapshot(t, l)
@@ -350,6 +358,7 @@ func TestSecondInterruptPrintsRollbackCommand(t *testing.T) {
 	if locked := lockedNodes(l); len(locked) != 0 {
 		t.Errorf("still locked: %v", locked)
 	}
+	assertCheckTellsTruth(t, l)
 }
 
 // Fault 2: the sshd of a node is killed (with its sessions, ip included)
@@ -358,6 +367,7 @@ func TestSecondInterruptPrintsRollbackCommand(t *testing.T) {
 // other node back; once its sshd is back, that command restores it.
 func TestSSHDKilledMidApply(t *testing.T) {
 	t.Parallel()
+	faultCase(t, "2 (sshd killed mid-apply: node unknown, the others rolled back, then restored)")
 	l := newLab(t, 5)
 	slowNode(t, l, l.Nodes[4], 5)
 	before := snapshot(t, l)
@@ -396,5 +406,17 @@ func TestSSHDKilledMidApply(t *testing.T) {
 	assertUnchanged(t, l, before)
 	if locked := lockedNodes(l); len(locked) != 0 {
 		t.Errorf("still locked: %v", locked)
+	}
+	assertCheckTellsTruth(t, l)
+}
+
+// assertCheckTellsTruth runs --check on a lab whose nodes are all as before
+// a run: every route is still to add, and nothing is stale or refused.
+func assertCheckTellsTruth(t *testing.T, l *lab.Lab) {
+	t.Helper()
+	n := len(l.Nodes)
+	res := rp(t, l, "--inventory", l.InventoryPath(), "--check")
+	if res.Code != 2 || strings.Count(res.Stdout, "\n  + ") != n*(n-1) || strings.Contains(res.Stdout, "stale") {
+		t.Errorf("--check after the fault: exit %d, want 2 and all %d routes to add", res.Code, n*(n-1))
 	}
 }

@@ -9,7 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -47,6 +49,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	printFaultSuite()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -106,6 +109,7 @@ func assertUnchanged(t *testing.T, l *lab.Lab, before map[string]string) {
 	t.Helper()
 	after := snapshot(t, l)
 	for _, n := range l.Nodes {
+		tally(t, strings.Count(before[n.Name], "\n"), before[n.Name] != after[n.Name])
 		if before[n.Name] != after[n.Name] {
 			t.Errorf("%s: route table changed:\n--- before\n%s--- after\n%s", n.Name, before[n.Name], after[n.Name])
 		}
@@ -136,3 +140,54 @@ func exec4(n *lab.Node) (string, error) {
 
 // fingerprint is the SHA256 fingerprint of a node's host key.
 func fingerprint(n *lab.Node) string { return ssh.FingerprintSHA256(n.HostKey) }
+
+// The fault suite's figures, printed at the end of the run: which fault
+// cases ran and how they ended, and over all tests how many node tables
+// were compared with what they had to be, route by route.
+var faults struct {
+	sync.Mutex
+	cases                     []string
+	nodes, routes, mismatches int
+}
+
+// faultCase names a test as a case of the fault suite.
+func faultCase(t *testing.T, name string) {
+	t.Cleanup(func() {
+		result := "pass"
+		if t.Failed() {
+			result = "FAIL"
+		}
+		faults.Lock()
+		defer faults.Unlock()
+		faults.cases = append(faults.cases, fmt.Sprintf("%s: %s", name, result))
+	})
+}
+
+// tally counts one node's table compared with what it had to be.
+func tally(t *testing.T, routes int, mismatch bool) {
+	faults.Lock()
+	defer faults.Unlock()
+	faults.nodes++
+	faults.routes += routes
+	if mismatch {
+		faults.mismatches++
+	}
+}
+
+// printFaultSuite writes the figures to stdout (seen with go test -v) and
+// to FAULT_SUITE_OUT, which make e2e prints after the tests.
+func printFaultSuite() {
+	faults.Lock()
+	defer faults.Unlock()
+	sort.Strings(faults.cases)
+	var b strings.Builder
+	fmt.Fprintf(&b, "fault suite: %d cases run\n", len(faults.cases))
+	for _, c := range faults.cases {
+		fmt.Fprintf(&b, "  fault %s\n", c)
+	}
+	fmt.Fprintf(&b, "fault suite: %d node tables checked, %d routes compared, %d mismatches\n", faults.nodes, faults.routes, faults.mismatches)
+	fmt.Print(b.String())
+	if path := os.Getenv("FAULT_SUITE_OUT"); path != "" {
+		_ = os.WriteFile(path, []byte(b.String()), 0o644)
+	}
+}

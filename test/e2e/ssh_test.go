@@ -35,7 +35,9 @@ func connections(t *testing.T, n *lab.Node) int {
 func assertConverged(t *testing.T, l *lab.Lab) {
 	t.Helper()
 	for i, n := range l.Nodes {
-		if got, want := ipv4Table(t, n), expectedTable(l, i); got != want {
+		got, want := ipv4Table(t, n), expectedTable(l, i)
+		tally(t, strings.Count(want, "\n"), got != want)
+		if got != want {
 			t.Errorf("%s: table\n%s\nwant\n%s", n.Name, got, want)
 		}
 	}
