@@ -82,13 +82,14 @@ type RunRecord struct {
 	Error    string   `json:"error,omitempty"`
 }
 
-var runIDRE = regexp.MustCompile(`^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$`)
+var runIDRE = regexp.MustCompile(`^[0-9]{8}T[0-9]{6}\.[0-9]{3}Z-[0-9a-f]{6}$`)
 
-// NewRunID returns a run id that sorts by time: 20261126T223050Z-1a2b3c.
+// NewRunID returns a run id that sorts by time, to the millisecond:
+// 20261126T223050.123Z-1a2b3c. Nodes keep the newest records by it.
 func NewRunID(now time.Time) string {
 	var b [3]byte
 	_, _ = rand.Read(b[:])
-	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+	return now.UTC().Format("20060102T150405.000Z") + "-" + hex.EncodeToString(b[:])
 }
 
 // ValidRunID reports whether s is a run id (and so safe in a file name).

@@ -506,13 +506,13 @@ func TestRunRefusesLockedNode(t *testing.T) {
 	t.Parallel()
 	nodes := labNodes(3)
 	c := newFakeCluster(nodes)
-	other := Holder{RunID: "20261126T101010Z-abcdef", Host: "bastion", PID: 7, Started: time.Now()}
+	other := Holder{RunID: "20261126T101010.000Z-abcdef", Host: "bastion", PID: 7, Started: time.Now()}
 	c.kernels["node-2"].lock = other.lockText()
 	self := Holder{RunID: NewRunID(time.Now()), Host: "bastion", PID: 42, Started: time.Now()}
 	rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), c.connect, Options{Holder: self, ProcessAlive: func(int) bool { return false }})
 	err := fmt.Sprint(rep.Errors())
-	if !rep.Failed() || !strings.Contains(err, "node-2: locked by run 20261126T101010Z-abcdef (routepush pid 7 on bastion") ||
-		!strings.Contains(err, "that process is gone: `routepush rollback --run 20261126T101010Z-abcdef`") {
+	if !rep.Failed() || !strings.Contains(err, "node-2: locked by run 20261126T101010.000Z-abcdef (routepush pid 7 on bastion") ||
+		!strings.Contains(err, "that process is gone: `routepush rollback --run 20261126T101010.000Z-abcdef`") {
 		t.Errorf("errors = %s", err)
 	}
 	for name, k := range c.kernels {
@@ -567,7 +567,7 @@ func TestRunWaitsForALock(t *testing.T) {
 	t.Parallel()
 	nodes := labNodes(3)
 	c := newFakeCluster(nodes)
-	other := Holder{RunID: "20261126T101010Z-abcdef", Host: "bastion", PID: 7}
+	other := Holder{RunID: "20261126T101010.000Z-abcdef", Host: "bastion", PID: 7}
 	c.kernels["node-1"].lock = other.lockText()
 	go func() {
 		time.Sleep(300 * time.Millisecond)

@@ -168,7 +168,7 @@ func TestConcurrentRunsDoNotInterleave(t *testing.T) {
 	if a.Code == 0 {
 		loser = b
 	}
-	if loser.Code != 1 || !regexp.MustCompile(`node-\d: locked by run \d{8}T\d{6}Z-[0-9a-f]{6} \(routepush pid \d+ on `).MatchString(loser.Stderr) {
+	if loser.Code != 1 || !regexp.MustCompile(`node-\d: locked by run \d{8}T\d{6}\.\d{3}Z-[0-9a-f]{6} \(routepush pid \d+ on `).MatchString(loser.Stderr) {
 		t.Errorf("the losing run: exit %d, want 1 naming the holder:\n%s", loser.Code, loser.Stderr)
 	}
 	if strings.Contains(loser.Stdout, "changed ") {
@@ -418,5 +418,33 @@ func assertCheckTellsTruth(t *testing.T, l *lab.Lab) {
 	res := rp(t, l, "--inventory", l.InventoryPath(), "--check")
 	if res.Code != 2 || strings.Count(res.Stdout, "\n  + ") != n*(n-1) || strings.Contains(res.Stdout, "stale") {
 		t.Errorf("--check after the fault: exit %d, want 2 and all %d routes to add", res.Code, n*(n-1))
+	}
+}
+
+// Each node keeps the newest --keep-runs records.
+func TestKeepRuns(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, 2)
+	var ids []string
+	for range 3 {
+		res := rp(t, l, "--inventory", l.InventoryPath(), "--keep-runs", "2")
+		m := regexp.MustCompile(`(?m)^run (\S+)$`).FindStringSubmatch(res.Stdout)
+		if res.Code != 0 || m == nil {
+			t.Fatalf("apply: exit %d", res.Code)
+		}
+		ids = append(ids, m[1])
+		for _, n := range l.Nodes {
+			ipRun(t, n, "route", "flush", "proto", "114")
+		}
+	}
+	for _, n := range l.Nodes {
+		files, _ := filepath.Glob(filepath.Join(n.Dir, "var-lib-routepush", "runs", "*.json"))
+		var got []string
+		for _, f := range files {
+			got = append(got, strings.TrimSuffix(filepath.Base(f), ".json"))
+		}
+		if strings.Join(got, " ") != strings.Join(ids[1:], " ") {
+			t.Errorf("%s keeps %v, want the newest two of %v", n.Name, got, ids)
+		}
 	}
 }

@@ -144,10 +144,10 @@ current-context: lab
 `
 
 func TestFinishLater(t *testing.T) {
-	currentRun.Store("20261126T223050Z-1a2b3c")
+	currentRun.Store("20261126T223050.123Z-1a2b3c")
 	defer currentRun.Store("")
 	got := finishLater([]string{"-i", "hosts.yaml", "--concurrency", "10", "--config=rp.yaml", "--become", "--prune"})
-	want := "; nodes may be half-changed: finish with `routepush rollback --run 20261126T223050Z-1a2b3c -i hosts.yaml --config=rp.yaml --become`"
+	want := "; nodes may be half-changed: finish with `routepush rollback --run 20261126T223050.123Z-1a2b3c -i hosts.yaml --config=rp.yaml --become`"
 	if got != want {
 		t.Errorf("finishLater =\n%s\nwant\n%s", got, want)
 	}

@@ -24,7 +24,7 @@ node table and keys. It finishes a run that was killed, lost its bastion,
 or was interrupted twice, and releases the locks that run left behind.
 Without --run it undoes the newest run that some node has not rolled back.`,
 		Example: `  routepush rollback --inventory hosts.yaml
-  routepush rollback --inventory hosts.yaml --run 20261126T223050Z-1a2b3c`,
+  routepush rollback --inventory hosts.yaml --run 20261126T223050.123Z-1a2b3c`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -35,7 +35,7 @@ Without --run it undoes the newest run that some node has not rolled back.`,
 			}
 			runID, _ := cmd.Flags().GetString("run")
 			if runID != "" && !orchestrator.ValidRunID(runID) {
-				return fmt.Errorf("--run %q is not a run id (like 20261126T223050Z-1a2b3c)", runID)
+				return fmt.Errorf("--run %q is not a run id (like 20261126T223050.123Z-1a2b3c)", runID)
 			}
 			return runRollback(ctx, streams, o, runID)
 		},
