@@ -300,7 +300,14 @@ func (l *Lab) upBridgeAndBastion(ctx context.Context) error {
 	if l.DualStack {
 		lines = append(lines, fmt.Sprintf("addr add %s/%d dev eth0 nodad", bastion6, labNet6.Bits()))
 	}
-	return ipBatch(ctx, l.Bastion, append(lines, "link set eth0 up")...)
+	if err := ipBatch(ctx, l.Bastion, append(lines, "link set eth0 up")...); err != nil {
+		return err
+	}
+	// On a 1,000-node bridge the first connections' ARP broadcasts are
+	// copied to every port at once; three probes a second apart were not
+	// always enough ("no route to host"). Ten are.
+	_, err := l.Exec(ctx, l.Bastion, "sysctl", "-qw", "net.ipv4.neigh.eth0.mcast_solicit=10", "net.ipv6.neigh.eth0.mcast_solicit=10")
+	return err
 }
 
 // upJump brings up the jump host: eth0 on the bastion's segment, eth1 on
