@@ -47,6 +47,49 @@ func slowNodeOn(t *testing.T, l *lab.Lab, n *lab.Node, seconds int, pattern stri
 	}
 }
 
+// startRun starts routepush apply on the lab in the background; its
+// result arrives on the channel.
+func startRun(t *testing.T, l *lab.Lab, args ...string) <-chan lab.Result {
+	done := make(chan lab.Result, 1)
+	go func() {
+		res, _ := l.Routepush(testContext(t), routepush, append([]string{"--inventory", l.InventoryPath()}, args...)...)
+		done <- res
+	}()
+	return done
+}
+
+// waitForStates waits until the run's records on the nodes reach at least
+// the given counts of states.
+func waitForStates(t *testing.T, l *lab.Lab, want map[string]int) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		got := runStates(l)
+		reached := true
+		for state, n := range want {
+			reached = reached && got[state] >= n
+		}
+		if reached {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the run never reached %v: %v", want, got)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// routepushPID finds the routepush process running on the lab.
+func routepushPID(t *testing.T, l *lab.Lab) int {
+	t.Helper()
+	out, err := exec.Command("pgrep", "-f", "--", "--config "+l.ConfigPath()+" --inventory").Output()
+	if err != nil {
+		t.Fatalf("pgrep: %v", err)
+	}
+	pid, _ := strconv.Atoi(strings.Fields(string(out))[0])
+	return pid
+}
+
 // runStates counts the nodes whose record of the lab's newest run is in
 // each state.
 func runStates(l *lab.Lab) map[string]int {
@@ -97,18 +140,8 @@ func TestKilledRunRolledBackByAnotherProcess(t *testing.T) {
 		res, _ := l.Routepush(ctx, routepush, "--inventory", inv)
 		done <- res
 	}()
-	deadline := time.Now().Add(60 * time.Second)
-	for runStates(l)["verified"] < 40 || runStates(l)["applying"] < 10 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the run never reached 40 verified and 10 applying nodes: %v", runStates(l))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	out, err := exec.Command("pgrep", "-f", "--", "--config "+l.ConfigPath()+" --inventory").Output()
-	if err != nil {
-		t.Fatalf("pgrep: %v", err)
-	}
-	pid, _ := strconv.Atoi(strings.Fields(string(out))[0])
+	waitForStates(t, l, map[string]int{"verified": 40, "applying": 10})
+	pid := routepushPID(t, l)
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -237,23 +270,9 @@ func TestInterruptMidApplyRollsBack(t *testing.T) {
 	l := newLab(t, 10)
 	slowNode(t, l, l.Nodes[9], 10)
 	before := snapshot(t, l)
-	done := make(chan lab.Result, 1)
-	go func() {
-		res, _ := l.Routepush(testContext(t), routepush, "--inventory", l.InventoryPath())
-		done <- res
-	}()
-	deadline := time.Now().Add(60 * time.Second)
-	for runStates(l)["verified"] < 9 || runStates(l)["applying"] < 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the run never reached 9 verified nodes and 1 applying: %v", runStates(l))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	out, err := exec.Command("pgrep", "-f", "--", "--config "+l.ConfigPath()+" --inventory").Output()
-	if err != nil {
-		t.Fatalf("pgrep: %v", err)
-	}
-	pid, _ := strconv.Atoi(strings.Fields(string(out))[0])
+	done := startRun(t, l)
+	waitForStates(t, l, map[string]int{"verified": 9, "applying": 1})
+	pid := routepushPID(t, l)
 	if err := syscall.Kill(pid, syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
@@ -318,23 +337,9 @@ func TestSecondInterruptPrintsRollbackCommand(t *testing.T) {
 	l := newLab(t, 5)
 	slowNodeOn(t, l, l.Nodes[4], 8, `"route replace "*|"route del "*`) // its batch and its rollback are slow
 	before := snapshot(t, l)
-	done := make(chan lab.Result, 1)
-	go func() {
-		res, _ := l.Routepush(testContext(t), routepush, "--inventory", l.InventoryPath())
-		done <- res
-	}()
-	deadline := time.Now().Add(60 * time.Second)
-	for runStates(l)["verified"] < 4 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the run never reached 4 verified nodes: %v", runStates(l))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	out, err := exec.Command("pgrep", "-f", "--", "--config "+l.ConfigPath()+" --inventory").Output()
-	if err != nil {
-		t.Fatalf("pgrep: %v", err)
-	}
-	pid, _ := strconv.Atoi(strings.Fields(string(out))[0])
+	done := startRun(t, l)
+	waitForStates(t, l, map[string]int{"verified": 4})
+	pid := routepushPID(t, l)
 	if err := syscall.Kill(pid, syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
@@ -371,18 +376,8 @@ func TestSSHDKilledMidApply(t *testing.T) {
 	l := newLab(t, 5)
 	slowNode(t, l, l.Nodes[4], 5)
 	before := snapshot(t, l)
-	done := make(chan lab.Result, 1)
-	go func() {
-		res, _ := l.Routepush(testContext(t), routepush, "--inventory", l.InventoryPath(), "--connect-timeout", "2s")
-		done <- res
-	}()
-	deadline := time.Now().Add(60 * time.Second)
-	for runStates(l)["verified"] < 4 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the run never reached 4 verified nodes: %v", runStates(l))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	done := startRun(t, l, "--connect-timeout", "2s")
+	waitForStates(t, l, map[string]int{"verified": 4})
 	if err := l.StopSSHD(testContext(t), l.Nodes[4]); err != nil {
 		t.Fatal(err)
 	}

@@ -27,26 +27,7 @@ func runApply(ctx context.Context, streams Streams, o *options, log *slog.Logger
 	if err != nil {
 		return err
 	}
-	sshConfig, err := remote.LoadSSHConfig(o.sshConfig)
-	if err != nil {
-		return err
-	}
-	if sshConfig.Fallback != "" {
-		log.Info("ssh config not parsable here; asking OpenSSH (ssh -G) for each host", "reason", sshConfig.Fallback)
-	}
-	dialer, err := remote.NewDialer(remote.Config{
-		KnownHostsFile:    o.knownHosts,
-		AcceptNewHostKeys: o.acceptNewHostKeys,
-		IdentityFiles:     o.identities,
-		SSHConfig:         sshConfig,
-		Jump:              o.jump,
-		User:              o.user,
-		ConnectTimeout:    o.connectTimeout,
-		CommandTimeout:    o.commandTimeout,
-		ReadOnly:          o.check,
-		Table:             o.table,
-		Logger:            log,
-	})
+	dialer, err := newDialer(o, log, o.check)
 	if err != nil {
 		return err
 	}
@@ -108,6 +89,31 @@ func runApply(ctx context.Context, streams Streams, o *options, log *slog.Logger
 		return &exitError{code: ExitChanges}
 	}
 	return nil
+}
+
+// newDialer reaches nodes as the options and ssh_config say. readOnly: no
+// ip is left waiting for a batch after a read.
+func newDialer(o *options, log *slog.Logger, readOnly bool) (*remote.Dialer, error) {
+	sshConfig, err := remote.LoadSSHConfig(o.sshConfig)
+	if err != nil {
+		return nil, err
+	}
+	if sshConfig.Fallback != "" {
+		log.Info("ssh config not parsable here; asking OpenSSH (ssh -G) for each host", "reason", sshConfig.Fallback)
+	}
+	return remote.NewDialer(remote.Config{
+		KnownHostsFile:    o.knownHosts,
+		AcceptNewHostKeys: o.acceptNewHostKeys,
+		IdentityFiles:     o.identities,
+		SSHConfig:         sshConfig,
+		Jump:              o.jump,
+		User:              o.user,
+		ConnectTimeout:    o.connectTimeout,
+		CommandTimeout:    o.commandTimeout,
+		ReadOnly:          readOnly,
+		Table:             o.table,
+		Logger:            log,
+	})
 }
 
 // newHolder names this run in the locks and records it leaves on nodes.

@@ -10,7 +10,6 @@ import (
 
 	"github.com/routepush/routepush/inventory"
 	"github.com/routepush/routepush/orchestrator"
-	"github.com/routepush/routepush/remote"
 )
 
 func newRollbackCommand(ctx context.Context, streams Streams, v *viper.Viper) *cobra.Command {
@@ -50,23 +49,7 @@ func runRollback(ctx context.Context, streams Streams, o *options, runID string)
 	if err != nil {
 		return err
 	}
-	sshConfig, err := remote.LoadSSHConfig(o.sshConfig)
-	if err != nil {
-		return err
-	}
-	dialer, err := remote.NewDialer(remote.Config{
-		KnownHostsFile:    o.knownHosts,
-		AcceptNewHostKeys: o.acceptNewHostKeys,
-		IdentityFiles:     o.identities,
-		SSHConfig:         sshConfig,
-		Jump:              o.jump,
-		User:              o.user,
-		ConnectTimeout:    o.connectTimeout,
-		CommandTimeout:    o.commandTimeout,
-		ReadOnly:          true, // no ip is left waiting: restoring sends its own
-		Table:             o.table,
-		Logger:            log,
-	})
+	dialer, err := newDialer(o, log, true) // restoring sends its own batches
 	if err != nil {
 		return err
 	}
