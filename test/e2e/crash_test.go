@@ -226,6 +226,9 @@ func TestConcurrentRunsDoNotInterleave(t *testing.T) {
 		t.Errorf("with --wait-lock: exits %d and %d, want both 0 and one in sync:\n%s\n%s", a.Code, b.Code, a, b)
 	}
 	assertConverged(t, l)
+	if res := rp(t, l, "--inventory", inv, "--check"); res.Code != 0 {
+		t.Errorf("--check after both: exit %d, want 0", res.Code)
+	}
 }
 
 // Fault 3: a node whose link is down cannot be connected to. By default
@@ -259,6 +262,11 @@ func TestUnreachableAtConnect(t *testing.T) {
 		if want := expectedTable(l, i); got != want {
 			t.Errorf("%s:\n%s\nwant\n%s", n.Name, got, want)
 		}
+	}
+	// --check tells the truth: the reachable nodes are in sync.
+	res = rp(t, l, "--inventory", inv, "--connect-timeout", "2s", "--max-unreachable", "1", "--check")
+	if res.Code != 0 || !strings.Contains(res.Stdout, "4 in sync") || !strings.Contains(res.Stdout, "note: node-2 was left out") {
+		t.Errorf("--check: exit %d, want 0, 4 in sync and node-2 left out", res.Code)
 	}
 }
 
