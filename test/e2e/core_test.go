@@ -283,3 +283,20 @@ func assertNoSSH(t *testing.T, l *lab.Lab) {
 		}
 	}
 }
+
+// The subcommands spelled out: check is --check, apply is the default.
+func TestCheckAndApplySubcommands(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, 3)
+	inv := l.InventoryPath()
+	if res := rp(t, l, "check", "--inventory", inv); res.Code != 2 || strings.Count(res.Stdout, "\n  + ") != 6 {
+		t.Errorf("check: exit %d, want 2 and 6 additions", res.Code)
+	}
+	if res := rp(t, l, "apply", "--inventory", inv); res.Code != 0 {
+		t.Errorf("apply: exit %d", res.Code)
+	}
+	assertConverged(t, l)
+	if res := rp(t, l, "check", "--inventory", inv); res.Code != 0 {
+		t.Errorf("check after apply: exit %d", res.Code)
+	}
+}

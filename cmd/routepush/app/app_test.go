@@ -152,3 +152,17 @@ func TestFinishLater(t *testing.T) {
 		t.Errorf("finishLater =\n%s\nwant\n%s", got, want)
 	}
 }
+
+func TestPlanAndVersion(t *testing.T) {
+	out, code := run(t, "plan", "-i", "../../../inventory/testdata/valid-basic.yaml", "--metric", "10")
+	want := "worker-2: 2 routes\n  100.64.0.0/24 via 198.18.0.10 proto 114 metric 10\n  100.64.1.0/24 via 198.18.0.11 proto 114 metric 10\n"
+	if code != 0 || !strings.Contains(out, want) {
+		t.Errorf("plan: exit %d\n%s\nwant it to contain\n%s", code, out, want)
+	}
+	if out, code := run(t, "plan", "-i", "../../../inventory/testdata/invalid-bad-cidr.yaml"); code != 1 || !strings.Contains(out, "pod_cidr") {
+		t.Errorf("plan of a bad inventory: exit %d\n%s", code, out)
+	}
+	if out, code := run(t, "version"); code != 0 || !strings.HasPrefix(out, "routepush ") {
+		t.Errorf("version: exit %d: %q", code, out)
+	}
+}

@@ -95,6 +95,7 @@ Exit codes: 0 done or in sync, 1 error (changed nodes rolled back),
 	cmd.SetOut(streams.Out)
 	cmd.SetErr(streams.ErrOut)
 	cmd.AddCommand(newRollbackCommand(ctx, streams, v))
+	addSubcommands(ctx, cmd, streams, v)
 	// Persistent: `routepush rollback` reaches nodes the same way.
 	f := cmd.PersistentFlags()
 	f.StringP("inventory", "i", "", "hosts.yaml: the node table, or with the Kubernetes API how to reach each node")

@@ -1,0 +1,103 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+
+	"github.com/routepush/routepush/orchestrator"
+	"github.com/routepush/routepush/route"
+)
+
+// addSubcommands adds apply and check (the root command's job, spelled
+// out), plan and version. run is the root command's own RunE.
+func addSubcommands(ctx context.Context, root *cobra.Command, streams Streams, v *viper.Viper) {
+	run := root.RunE
+	root.AddCommand(&cobra.Command{
+		Use:           "apply",
+		Short:         "Push the routes, verify them, roll back on failure (what routepush does without a subcommand)",
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE:          run,
+	}, &cobra.Command{
+		Use:           "check",
+		Short:         "Show what apply would change on each node; change nothing (routepush --check)",
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := cmd.Flags().Set("check", "true"); err != nil {
+				return err
+			}
+			return run(cmd, args)
+		},
+	}, &cobra.Command{
+		Use:           "plan",
+		Short:         "Print the routes each node should have, without connecting to any",
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o, err := loadOptions(cmd, v)
+			if err != nil {
+				return err
+			}
+			return runPlan(ctx, streams, o)
+		},
+	}, &cobra.Command{
+		Use:   "version",
+		Short: "Print routepush's version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintln(streams.Out, "routepush", version())
+		},
+	})
+}
+
+// runPlan prints every node's planned routes, as `ip route replace` would
+// be given them, from the node table alone.
+func runPlan(ctx context.Context, streams Streams, o *options) error {
+	log := newLogger(streams, o.verbosity)
+	nodes, _, err := loadNodes(ctx, o, log)
+	if err != nil {
+		return err
+	}
+	plan := orchestrator.NewPlanWith(nodes, orchestrator.PlanOptions{
+		Protocol: route.Protocol(o.protocol),
+		Metric:   o.metric,
+		Table:    o.table,
+	})
+	for i := range nodes {
+		h := plan.Host(i)
+		fmt.Fprintf(streams.Out, "%s: %d routes\n", nodes[i].Name, h.Len())
+		for k := range h.Len() {
+			fmt.Fprintf(streams.Out, "  %s\n", h.Route(k).Spec())
+		}
+	}
+	return nil
+}
+
+// version is the module version and VCS revision the binary was built
+// from, as go build recorded them.
+func version() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "(unknown)"
+	}
+	v := info.Main.Version
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			v += " " + s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				v += " (modified)"
+			}
+		}
+	}
+	return v
+}
