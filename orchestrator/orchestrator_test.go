@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"regexp"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/routepush/routepush/test/reportschema"
 	"github.com/routepush/routepush/inventory"
 	"github.com/routepush/routepush/route"
 )
@@ -644,5 +646,38 @@ func TestRunCanaryFirst(t *testing.T) {
 	c.kernels["node-1"].failDst = ""
 	if rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), c.connect, Options{Canary: 2, Concurrency: 1}); rep.Failed() {
 		t.Errorf("run with good canaries: %v", rep.Errors())
+	}
+}
+
+// The --output json document of a check, of an adopting apply and of a
+// failed one (rolled back) each match the checked-in schema.
+func TestJSONReportMatchesSchema(t *testing.T) {
+	t.Parallel()
+	nodes := labNodes(4)
+	c := newFakeCluster(nodes)
+	c.kernels["node-0"].routes = append(c.kernels["node-0"].routes, mustRoutes(t, foreignTable)...)
+	plan := NewPlanWith(nodes, PlanOptions{Protocol: DefaultProtocol, Adopt: true, Prune: true})
+	check := Run(context.Background(), plan, c.connect, Options{Check: true})
+	c.kernels["node-3"].failDst = "100.64.0.0/24"
+	holder := Holder{RunID: NewRunID(time.Now()), Host: "bastion", PID: 1}
+	failed := Run(context.Background(), plan, c.connect, Options{Holder: holder, Concurrency: 1})
+	for name, j := range map[string]JSONReport{"check": check.JSON(""), "failed apply": failed.JSON(holder.RunID)} {
+		doc, err := json.Marshal(j)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := reportschema.Validate(doc); err != nil {
+			t.Errorf("%s: %v\n%s", name, err, doc)
+		}
+	}
+	if err := reportschema.Validate([]byte(`{"schema_version": 1}`)); err == nil {
+		t.Error("the schema accepts a document without nodes")
+	}
+	j := check.JSON("")
+	if n := j.Nodes[0]; len(n.Removed) != 3 || len(n.Kept) != 2 || len(n.Changed) != 1 || n.Changed[0].From.Protocol != 3 {
+		t.Errorf("node-0 in JSON: %+v", n)
+	}
+	if f := failed.JSON(holder.RunID); !f.Failed || f.Nodes[3].Error == "" || !f.Nodes[0].RolledBack {
+		t.Errorf("failed apply in JSON: %+v", f)
 	}
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/routepush/routepush/test/reportschema"
+	"github.com/routepush/routepush/orchestrator"
 	"github.com/routepush/routepush/test/lab"
 )
 
@@ -299,4 +302,33 @@ func TestCheckAndApplySubcommands(t *testing.T) {
 	if res := rp(t, l, "check", "--inventory", inv); res.Code != 0 {
 		t.Errorf("check after apply: exit %d", res.Code)
 	}
+}
+
+// --output json prints one document on stdout, nothing else, and it
+// matches docs/report.schema.json, for check and for apply.
+func TestOutputJSON(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, 3)
+	inv := l.InventoryPath()
+	for _, args := range [][]string{{"check"}, {"apply"}, {"check"}} {
+		res := rp(t, l, append(args, "--inventory", inv, "-o", "json")...)
+		if err := reportschema.Validate([]byte(res.Stdout)); err != nil {
+			t.Fatalf("routepush %v -o json: %v\n%s", args, err, res.Stdout)
+		}
+		var doc orchestrator.JSONReport
+		if err := json.Unmarshal([]byte(res.Stdout), &doc); err != nil {
+			t.Fatal(err)
+		}
+		added := 0
+		for _, n := range doc.Nodes {
+			added += len(n.Added)
+		}
+		switch {
+		case args[0] == "apply" && (res.Code != 0 || doc.RunID == "" || added != 6 || doc.Nodes[0].Outcome != orchestrator.Applied):
+			t.Errorf("apply: exit %d, run %q, %d added, %s", res.Code, doc.RunID, added, doc.Nodes[0].Outcome)
+		case args[0] == "check" && doc.RunID != "":
+			t.Errorf("check has a run id: %s", doc.RunID)
+		}
+	}
+	assertConverged(t, l)
 }

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -67,16 +68,29 @@ func runApply(ctx context.Context, streams Streams, o *options, log *slog.Logger
 		WaitLock:       o.waitLock,
 		Canary:         o.canary,
 	})
-	if o.check {
-		rep.WriteDiff(streams.Out)
-	}
-	rep.WriteSummary(streams.Out)
-	if !o.check {
-		fmt.Fprintf(streams.Out, "run %s\n", holder.RunID)
+	switch {
+	case o.jsonOutput:
+		enc := json.NewEncoder(streams.Out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep.JSON(holder.RunID)); err != nil {
+			return err
+		}
+	default:
+		if o.check {
+			rep.WriteDiff(streams.Out)
+		}
+		rep.WriteSummary(streams.Out)
+		if !o.check {
+			fmt.Fprintf(streams.Out, "run %s\n", holder.RunID)
+		}
 	}
 	var markErr error
 	if o.markAvailable && !o.check && ctx.Err() == nil {
-		markErr = markNetworkAvailable(ctx, streams, cluster, rep, o.concurrency)
+		markStreams := streams
+		if o.jsonOutput {
+			markStreams.Out = streams.ErrOut // stdout holds the JSON alone
+		}
+		markErr = markNetworkAvailable(ctx, markStreams, cluster, rep, o.concurrency)
 	}
 	if rep.Failed() || markErr != nil {
 		err := errors.Join(append(rep.Errors(), markErr)...)

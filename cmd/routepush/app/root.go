@@ -47,6 +47,7 @@ type options struct {
 	maxUnreachable    int
 	waitLock          time.Duration
 	canary            int
+	jsonOutput        bool
 	verbosity         int
 }
 
@@ -132,6 +133,7 @@ Exit codes: 0 done or in sync, 1 error (changed nodes rolled back),
 	f.Int("min-prefix-v6", inventory.DefaultRails.MinPrefix[1], "refuse IPv6 pod CIDRs wider than this prefix length")
 	f.CountP("verbose", "v", "more status on stderr (-v info, -vv debug)")
 	f.BoolP("quiet", "q", false, "only errors on stderr")
+	f.StringP("output", "o", "text", "report format on stdout: text, or json (docs/report.schema.json; nothing else is printed on stdout)")
 	f.String("profile", "none", "profile to write, as kubectl's: "+strings.Join(profiles, "|")+" (heap: at the live heap's peak)")
 	f.String("profile-output", "profile.pprof", "file the profile is written to")
 	return cmd
@@ -142,7 +144,7 @@ Exit codes: 0 done or in sync, 1 error (changed nodes rolled back),
 var configKeys = []string{"inventory", "kubeconfig", "context", "selector", "chunk-size", "request-timeout",
 	"allow-unknown-nodes", "mark-network-available", "check", "concurrency", "connect-timeout",
 	"command-timeout", "ssh-config", "jump", "known-hosts", "accept-new-host-keys", "identity", "user", "become",
-	"rollback", "canary", "wait-lock", "max-unreachable", "keep-runs", "protocol", "table", "metric", "prune", "adopt", "min-prefix-v4", "min-prefix-v6"}
+	"rollback", "output", "canary", "wait-lock", "max-unreachable", "keep-runs", "protocol", "table", "metric", "prune", "adopt", "min-prefix-v4", "min-prefix-v6"}
 
 func loadOptions(cmd *cobra.Command, v *viper.Viper) (*options, error) {
 	f := cmd.Flags()
@@ -187,6 +189,7 @@ func loadOptions(cmd *cobra.Command, v *viper.Viper) (*options, error) {
 		maxUnreachable:    v.GetInt("max-unreachable"),
 		waitLock:          v.GetDuration("wait-lock"),
 		canary:            v.GetInt("canary"),
+		jsonOutput:        v.GetString("output") == "json",
 		adopt:             v.GetBool("adopt"),
 	}
 	o.rails.MinPrefix = [2]int{v.GetInt("min-prefix-v4"), v.GetInt("min-prefix-v6")}
@@ -231,6 +234,8 @@ func loadOptions(cmd *cobra.Command, v *viper.Viper) (*options, error) {
 		return nil, fmt.Errorf("--chunk-size must be at least 1, got %d", o.kube.ChunkSize)
 	case o.concurrency < 1:
 		return nil, fmt.Errorf("--concurrency must be at least 1, got %d", o.concurrency)
+	case v.GetString("output") != "text" && v.GetString("output") != "json":
+		return nil, fmt.Errorf("--output must be text or json, got %q", v.GetString("output"))
 	case o.protocol < 1 || o.protocol > 255:
 		return nil, fmt.Errorf("--protocol must be 1-255, got %d", o.protocol)
 	case o.rails.MinPrefix[0] < 0 || o.rails.MinPrefix[0] > 32:

@@ -1,0 +1,116 @@
+package orchestrator
+
+import (
+	"time"
+
+	"github.com/routepush/routepush/route"
+)
+
+// JSONSchemaVersion is the version of the --output json document
+// (docs/report.schema.json). It changes only when a field changes meaning
+// or goes away.
+const JSONSchemaVersion = 1
+
+// JSONReport is the --output json document: one per run, for scripts.
+type JSONReport struct {
+	SchemaVersion int        `json:"schema_version"`
+	RunID         string     `json:"run_id,omitempty"` // empty for --check
+	Check         bool       `json:"check"`
+	DurationMS    int64      `json:"duration_ms"`
+	Failed        bool       `json:"failed"`
+	Error         string     `json:"error,omitempty"` // what stopped the run as a whole
+	Nodes         []JSONNode `json:"nodes"`
+}
+
+// JSONNode is one node's part of a run.
+type JSONNode struct {
+	Name          string        `json:"name"`
+	Outcome       Outcome       `json:"outcome"`
+	DurationMS    int64         `json:"duration_ms"`
+	Added         []JSONRoute   `json:"added"`
+	Changed       []JSONChange  `json:"changed"`
+	Removed       []JSONFinding `json:"removed"`
+	Kept          []JSONFinding `json:"kept"`
+	Unchanged     int           `json:"unchanged"`
+	RolledBack    bool          `json:"rolled_back"`
+	Error         string        `json:"error,omitempty"`
+	RollbackError string        `json:"rollback_error,omitempty"`
+}
+
+// JSONRoute is a route with every attribute routepush reads or writes.
+type JSONRoute struct {
+	Spec     string `json:"spec"` // as `ip route replace` takes it
+	Dst      string `json:"dst"`
+	Via      string `json:"via,omitempty"`
+	Dev      string `json:"dev,omitempty"`
+	Protocol int    `json:"protocol"`
+	Metric   uint32 `json:"metric"`
+	Table    string `json:"table,omitempty"` // empty for main
+}
+
+// JSONChange is a route replaced by the planned one.
+type JSONChange struct {
+	From JSONRoute `json:"from"`
+	To   JSONRoute `json:"to"`
+}
+
+// JSONFinding is a route the plan has something to say about.
+type JSONFinding struct {
+	Kind    string     `json:"kind"` // stale, conflict, self route, overlap
+	Route   JSONRoute  `json:"route"`
+	Planned *JSONRoute `json:"planned,omitempty"`
+	Why     string     `json:"why"`
+}
+
+func jsonRoute(r route.Route) JSONRoute {
+	j := JSONRoute{Spec: r.Spec(), Dst: r.Dst.String(), Dev: r.Dev, Protocol: int(r.Protocol), Metric: r.Metric, Table: r.Table}
+	if r.Gateway.IsValid() {
+		j.Via = r.Gateway.String()
+	}
+	return j
+}
+
+func jsonFinding(f Finding) JSONFinding {
+	j := JSONFinding{Kind: f.Kind.String(), Route: jsonRoute(f.Route), Why: f.Why()}
+	if f.Planned.Dst.IsValid() {
+		p := jsonRoute(f.Planned)
+		j.Planned = &p
+	}
+	return j
+}
+
+// JSON returns the report as the --output json document.
+func (r *Report) JSON(runID string) JSONReport {
+	j := JSONReport{SchemaVersion: JSONSchemaVersion, RunID: runID, Check: r.Check,
+		DurationMS: r.Duration.Milliseconds(), Failed: r.Failed(), Nodes: make([]JSONNode, len(r.Nodes))}
+	if r.Err != nil {
+		j.Error = r.Err.Error()
+	}
+	for i := range r.Nodes {
+		n := &r.Nodes[i]
+		h := r.Plan.Host(i)
+		jn := JSONNode{Name: n.Name, Outcome: n.Outcome, DurationMS: n.Duration.Round(time.Millisecond).Milliseconds(),
+			Added: []JSONRoute{}, Changed: []JSONChange{}, Removed: []JSONFinding{}, Kept: []JSONFinding{},
+			Unchanged: n.Unchanged(), RolledBack: n.RolledBack}
+		for k := range n.Diff.Add.All() {
+			jn.Added = append(jn.Added, jsonRoute(h.Route(k)))
+		}
+		for _, c := range n.Diff.Replace {
+			jn.Changed = append(jn.Changed, JSONChange{From: jsonRoute(c.Old), To: jsonRoute(h.Route(int(c.Index)))})
+		}
+		for _, f := range n.Diff.Remove {
+			jn.Removed = append(jn.Removed, jsonFinding(f))
+		}
+		for _, f := range n.Diff.Kept {
+			jn.Kept = append(jn.Kept, jsonFinding(f))
+		}
+		if n.Err != nil {
+			jn.Error = n.Err.Error()
+		}
+		if n.RollbackErr != nil {
+			jn.RollbackError = n.RollbackErr.Error()
+		}
+		j.Nodes[i] = jn
+	}
+	return j
+}
