@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/routepush/routepush/test/reportschema"
 	"github.com/routepush/routepush/inventory"
 	"github.com/routepush/routepush/route"
+	"github.com/routepush/routepush/test/reportschema"
 )
 
 // labNodes returns n nodes shaped like the test lab's.

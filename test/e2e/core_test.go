@@ -11,9 +11,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/routepush/routepush/test/reportschema"
 	"github.com/routepush/routepush/orchestrator"
 	"github.com/routepush/routepush/test/lab"
+	"github.com/routepush/routepush/test/reportschema"
 )
 
 // expectedTable is what `ip route show` must print on node i of a converged
