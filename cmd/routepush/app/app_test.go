@@ -166,3 +166,16 @@ func TestPlanAndVersion(t *testing.T) {
 		t.Errorf("version: exit %d: %q", code, out)
 	}
 }
+
+func TestLogLevelAndFormat(t *testing.T) {
+	var errOut bytes.Buffer
+	log := newLogger(Streams{ErrOut: &errOut}, &options{logLevel: "info", logJSON: true})
+	log.Info("reading route tables", "nodes", 3)
+	log.Debug("not shown")
+	if got := errOut.String(); !strings.Contains(got, `"msg":"reading route tables"`) || !strings.Contains(got, `"nodes":3`) || strings.Contains(got, "not shown") {
+		t.Errorf("json log at info: %q", got)
+	}
+	if out, code := run(t, "plan", "-i", "../../../inventory/testdata/valid-basic.yaml", "--log-level", "loud"); code != 1 || !strings.Contains(out, "--log-level must be") {
+		t.Errorf("bad --log-level: exit %d: %s", code, out)
+	}
+}

@@ -61,7 +61,7 @@ func addSubcommands(ctx context.Context, root *cobra.Command, streams Streams, v
 // runPlan prints every node's planned routes, as `ip route replace` would
 // be given them, from the node table alone.
 func runPlan(ctx context.Context, streams Streams, o *options) error {
-	log := newLogger(streams, o.verbosity)
+	log := newLogger(streams, o)
 	nodes, _, err := loadNodes(ctx, o, log)
 	if err != nil {
 		return err

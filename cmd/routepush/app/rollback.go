@@ -44,7 +44,7 @@ Without --run it undoes the newest run that some node has not rolled back.`,
 }
 
 func runRollback(ctx context.Context, streams Streams, o *options, runID string) error {
-	log := newLogger(streams, o.verbosity)
+	log := newLogger(streams, o)
 	nodes, _, err := loadNodes(ctx, o, log)
 	if err != nil {
 		return err

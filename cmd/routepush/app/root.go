@@ -49,6 +49,8 @@ type options struct {
 	canary            int
 	jsonOutput        bool
 	verbosity         int
+	logLevel          string // --log-level: overrides -v/-q
+	logJSON           bool
 }
 
 func newRootCommand(ctx context.Context, streams Streams) *cobra.Command {
@@ -86,7 +88,7 @@ Exit codes: 0 done or in sync, 1 error (changed nodes rolled back),
 			if err != nil {
 				return err
 			}
-			err = runApply(ctx, streams, opts, newLogger(streams, opts.verbosity))
+			err = runApply(ctx, streams, opts, newLogger(streams, opts))
 			if perr := stopProfile(); perr != nil && err == nil {
 				err = fmt.Errorf("failed to write profile %s: %w", path, perr)
 			}
@@ -133,6 +135,8 @@ Exit codes: 0 done or in sync, 1 error (changed nodes rolled back),
 	f.Int("min-prefix-v6", inventory.DefaultRails.MinPrefix[1], "refuse IPv6 pod CIDRs wider than this prefix length")
 	f.CountP("verbose", "v", "more status on stderr (-v info, -vv debug)")
 	f.BoolP("quiet", "q", false, "only errors on stderr")
+	f.String("log-level", "", "status on stderr: debug, info, warn or error (default: warn, info on a terminal; -v/-q)")
+	f.String("log-format", "text", "status on stderr as text or json (log/slog)")
 	f.StringP("output", "o", "text", "report format on stdout: text, or json (docs/report.schema.json; nothing else is printed on stdout)")
 	f.String("profile", "none", "profile to write, as kubectl's: "+strings.Join(profiles, "|")+" (heap: at the live heap's peak)")
 	f.String("profile-output", "profile.pprof", "file the profile is written to")
@@ -144,7 +148,7 @@ Exit codes: 0 done or in sync, 1 error (changed nodes rolled back),
 var configKeys = []string{"inventory", "kubeconfig", "context", "selector", "chunk-size", "request-timeout",
 	"allow-unknown-nodes", "mark-network-available", "check", "concurrency", "connect-timeout",
 	"command-timeout", "ssh-config", "jump", "known-hosts", "accept-new-host-keys", "identity", "user", "become",
-	"rollback", "output", "canary", "wait-lock", "max-unreachable", "keep-runs", "protocol", "table", "metric", "prune", "adopt", "min-prefix-v4", "min-prefix-v6"}
+	"rollback", "log-level", "log-format", "output", "canary", "wait-lock", "max-unreachable", "keep-runs", "protocol", "table", "metric", "prune", "adopt", "min-prefix-v4", "min-prefix-v6"}
 
 func loadOptions(cmd *cobra.Command, v *viper.Viper) (*options, error) {
 	f := cmd.Flags()
@@ -243,6 +247,15 @@ func loadOptions(cmd *cobra.Command, v *viper.Viper) (*options, error) {
 	case o.rails.MinPrefix[1] < 0 || o.rails.MinPrefix[1] > 128:
 		return nil, fmt.Errorf("--min-prefix-v6 must be 0-128, got %d", o.rails.MinPrefix[1])
 	}
+	o.logLevel, o.logJSON = v.GetString("log-level"), v.GetString("log-format") == "json"
+	switch o.logLevel {
+	case "", "debug", "info", "warn", "error":
+	default:
+		return nil, fmt.Errorf("--log-level must be debug, info, warn or error, got %q", o.logLevel)
+	}
+	if lf := v.GetString("log-format"); lf != "text" && lf != "json" {
+		return nil, fmt.Errorf("--log-format must be text or json, got %q", lf)
+	}
 	o.verbosity, _ = f.GetCount("verbose")
 	if q, _ := f.GetBool("quiet"); q {
 		o.verbosity = -1
@@ -252,7 +265,8 @@ func loadOptions(cmd *cobra.Command, v *viper.Viper) (*options, error) {
 
 // newLogger writes status to stderr: warnings and errors by default, info
 // with -v or on a terminal, debug with -vv.
-func newLogger(streams Streams, verbosity int) *slog.Logger {
+func newLogger(streams Streams, o *options) *slog.Logger {
+	verbosity := o.verbosity
 	level := slog.LevelWarn
 	if f, ok := streams.ErrOut.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		level = slog.LevelInfo
@@ -265,5 +279,12 @@ func newLogger(streams Streams, verbosity int) *slog.Logger {
 	case verbosity >= 2:
 		level = slog.LevelDebug
 	}
-	return slog.New(slog.NewTextHandler(streams.ErrOut, &slog.HandlerOptions{Level: level}))
+	if o.logLevel != "" {
+		_ = level.UnmarshalText([]byte(o.logLevel))
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if o.logJSON {
+		return slog.New(slog.NewJSONHandler(streams.ErrOut, opts))
+	}
+	return slog.New(slog.NewTextHandler(streams.ErrOut, opts))
 }
