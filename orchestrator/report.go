@@ -16,6 +16,7 @@ const (
 	Skipped        Outcome = "skipped"         // not changed: the run stopped before this node
 	Unreachable    Outcome = "unreachable"     // could not be connected to; left out within --max-unreachable
 	Unknown        Outcome = "unknown"         // the connection was lost mid-batch and not regained: see Err
+	Excluded       Outcome = "excluded"        // left out by --limit: not contacted
 	InSync         Outcome = "in sync"         // nothing to do
 	WouldChange    Outcome = "would change"    // --check found differences
 	Applied        Outcome = "changed"         // applied and verified
@@ -153,6 +154,9 @@ func (r *Report) WriteSummary(w io.Writer) {
 	for i := range r.Nodes {
 		n := &r.Nodes[i]
 		counts[n.Outcome]++
+		if n.Outcome == Excluded {
+			continue // the summary line counts them
+		}
 		if n.Outcome == Applied {
 			added += n.Added()
 			changed += n.Changed()
@@ -176,7 +180,7 @@ func (r *Report) WriteSummary(w io.Writer) {
 		}
 	}
 	var parts []string
-	for _, o := range []Outcome{Applied, WouldChange, InSync, Refused, Failed, Unknown, RolledBack, RollbackFailed, Unreachable, Skipped} {
+	for _, o := range []Outcome{Applied, WouldChange, InSync, Refused, Failed, Unknown, RolledBack, RollbackFailed, Unreachable, Skipped, Excluded} {
 		if counts[o] > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", counts[o], o))
 		}

@@ -67,6 +67,9 @@ type Options struct {
 	// ProcessAlive tells whether a process of this host still runs: a lock
 	// whose holder is gone says so.
 	ProcessAlive func(pid int) bool
+	// Limit, when set, says which nodes the run acts on (--limit); the
+	// others are not contacted, and stay destinations of the plan.
+	Limit func(node string) bool
 	// Canary, like Ansible's serial: apply and verify this many nodes
 	// first, and the rest only if they all succeed. 0: all at once.
 	Canary int
@@ -118,9 +121,15 @@ func Run(ctx context.Context, plan *Plan, connect Connector, opts Options) *Repo
 	// connection keeps a buffer the size of the largest packet it ever
 	// carried, and a thousand of them idle until the run ends would be
 	// most of routepush's memory. Rolling a node back connects again.
+	var active []*nodeRun // the nodes --limit leaves in
 	for i := range runs {
 		rep.Nodes[i] = NodeReport{Name: plan.Nodes[i].Name, Outcome: Skipped}
 		runs[i] = &nodeRun{plan: plan.Host(i), rep: &rep.Nodes[i], opts: &opts, connect: connect}
+		if opts.Limit != nil && !opts.Limit(plan.Nodes[i].Name) {
+			rep.Nodes[i].Outcome = Excluded
+			continue
+		}
+		active = append(active, runs[i])
 	}
 	defer func() {
 		// Nodes skipped or failed still hold their lock and connection.
@@ -129,30 +138,30 @@ func Run(ctx context.Context, plan *Plan, connect Connector, opts Options) *Repo
 		rep.Duration = time.Since(start)
 	}()
 
-	log.Info("reading route tables", "nodes", len(runs), "concurrency", opts.Concurrency)
+	log.Info("reading route tables", "nodes", len(active), "concurrency", opts.Concurrency)
 	prepare := func(ctx context.Context, r *nodeRun) {
 		r.prepare(ctx, connect)
 		if opts.Check || (r.rep.Outcome == InSync) {
 			r.close(ctx) // nothing to apply, nothing to roll back
 		}
 	}
-	rest := runs
-	if opts.journaling() && len(runs) > 1 {
+	rest := active
+	if opts.journaling() && len(active) > 1 {
 		// Two runs started at once would each lock half of the nodes and
 		// both give up. The node first by name is locked first, alone:
 		// whichever run gets it goes on, the other stops there.
 		first := 0
-		for i := range runs {
-			if plan.Nodes[i].Name < plan.Nodes[first].Name {
+		for i, r := range active {
+			if r.rep.Name < active[first].rep.Name {
 				first = i
 			}
 		}
-		prepare(ctx, runs[first])
-		if runs[first].rep.Outcome == Failed {
+		prepare(ctx, active[first])
+		if active[first].rep.Outcome == Failed {
 			log.Warn("not changing anything: the first node could not be locked or read")
 			return rep
 		}
-		rest = append(append([]*nodeRun{}, runs[:first]...), runs[first+1:]...)
+		rest = append(append([]*nodeRun{}, active[:first]...), active[first+1:]...)
 	}
 	each(ctx, rest, opts.Concurrency, prepare)
 	var unreachable []string

@@ -332,3 +332,22 @@ func TestOutputJSON(t *testing.T) {
 	}
 	assertConverged(t, l)
 }
+
+// --limit acts on some nodes only, like Ansible's: the others are not
+// contacted, and the limited ones still get routes to them.
+func TestLimit(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, 4)
+	before := snapshot(t, l)
+	res := rp(t, l, "--inventory", l.InventoryPath(), "--limit", "node-*,!node-2,!node-3")
+	if res.Code != 0 || !strings.Contains(res.Stdout, "2 changed, 2 excluded") || strings.Contains(res.Stdout, "node-2  ") {
+		t.Fatalf("--limit: exit %d", res.Code)
+	}
+	for i, n := range l.Nodes[:2] {
+		if got, want := ipv4Table(t, n), expectedTable(l, i); got != want {
+			t.Errorf("%s:\n%s\nwant\n%s", n.Name, got, want)
+		}
+	}
+	assertUnchanged(t, &lab.Lab{Nodes: l.Nodes[2:]}, before)
+	assertNoSSH(t, &lab.Lab{Nodes: l.Nodes[2:]})
+}

@@ -179,3 +179,33 @@ func TestLogLevelAndFormat(t *testing.T) {
 		t.Errorf("bad --log-level: exit %d: %s", code, out)
 	}
 }
+
+func TestNodeLimit(t *testing.T) {
+	names := []string{"worker-0", "worker-1", "worker-2", "cp-0"}
+	for spec, want := range map[string]string{
+		"worker-*":           "worker-0 worker-1 worker-2",
+		"worker-*,!worker-1": "worker-0 worker-2",
+		"!cp-*":              "worker-0 worker-1 worker-2",
+		"cp-0, worker-2":     "worker-2 cp-0",
+	} {
+		limit, err := nodeLimit(spec, names)
+		if err != nil {
+			t.Fatalf("%q: %v", spec, err)
+		}
+		var got []string
+		for _, n := range names {
+			if limit(n) {
+				got = append(got, n)
+			}
+		}
+		if strings.Join(got, " ") != want {
+			t.Errorf("--limit %q picks %v, want %s", spec, got, want)
+		}
+	}
+	if _, err := nodeLimit("db-*", names); err == nil || !strings.Contains(err.Error(), "matches no node") {
+		t.Errorf("a limit matching nothing: %v", err)
+	}
+	if _, err := nodeLimit("worker-[", names); err == nil {
+		t.Error("a bad pattern was accepted")
+	}
+}

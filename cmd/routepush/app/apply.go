@@ -50,6 +50,14 @@ func runApply(ctx context.Context, streams Streams, o *options, log *slog.Logger
 		}
 		return c, nil
 	}
+	names := make([]string, len(nodes))
+	for i := range nodes {
+		names[i] = nodes[i].Name
+	}
+	limit, err := nodeLimit(o.limit, names)
+	if err != nil {
+		return err
+	}
 	var holder orchestrator.Holder
 	if !o.check {
 		holder = newHolder()
@@ -67,6 +75,7 @@ func runApply(ctx context.Context, streams Streams, o *options, log *slog.Logger
 		MaxUnreachable: o.maxUnreachable,
 		WaitLock:       o.waitLock,
 		Canary:         o.canary,
+		Limit:          limit,
 	})
 	switch {
 	case o.jsonOutput:

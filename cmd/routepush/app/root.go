@@ -47,6 +47,7 @@ type options struct {
 	maxUnreachable    int
 	waitLock          time.Duration
 	canary            int
+	limit             string
 	jsonOutput        bool
 	verbosity         int
 	logLevel          string // --log-level: overrides -v/-q
@@ -122,6 +123,7 @@ Exit codes: 0 done or in sync, 1 error (changed nodes rolled back),
 	f.String("user", "", "SSH user for every node (overrides the inventory; default: inventory, ssh_config, then your user name)")
 	f.Bool("become", false, "run ip through sudo -n on every node (passwordless sudo for ip), as Ansible's become")
 	f.String("rollback", "all", "on failure restore: all changed nodes | host (only failed ones) | none")
+	f.String("limit", "", "act only on these nodes, as Ansible's --limit: comma-separated name patterns (globs), '!' excludes; the others stay destinations")
 	f.Int("canary", 0, "apply and verify this many nodes first, the rest only if they succeed (like Ansible's serial)")
 	f.Duration("wait-lock", 0, "wait this long for nodes another run has locked, instead of failing at once")
 	f.Int("max-unreachable", 0, "nodes that may be unreachable at connect time and be left out; past it nothing changes")
@@ -148,7 +150,7 @@ Exit codes: 0 done or in sync, 1 error (changed nodes rolled back),
 var configKeys = []string{"inventory", "kubeconfig", "context", "selector", "chunk-size", "request-timeout",
 	"allow-unknown-nodes", "mark-network-available", "check", "concurrency", "connect-timeout",
 	"command-timeout", "ssh-config", "jump", "known-hosts", "accept-new-host-keys", "identity", "user", "become",
-	"rollback", "log-level", "log-format", "output", "canary", "wait-lock", "max-unreachable", "keep-runs", "protocol", "table", "metric", "prune", "adopt", "min-prefix-v4", "min-prefix-v6"}
+	"rollback", "limit", "log-level", "log-format", "output", "canary", "wait-lock", "max-unreachable", "keep-runs", "protocol", "table", "metric", "prune", "adopt", "min-prefix-v4", "min-prefix-v6"}
 
 func loadOptions(cmd *cobra.Command, v *viper.Viper) (*options, error) {
 	f := cmd.Flags()
@@ -193,6 +195,7 @@ func loadOptions(cmd *cobra.Command, v *viper.Viper) (*options, error) {
 		maxUnreachable:    v.GetInt("max-unreachable"),
 		waitLock:          v.GetDuration("wait-lock"),
 		canary:            v.GetInt("canary"),
+		limit:             v.GetString("limit"),
 		jsonOutput:        v.GetString("output") == "json",
 		adopt:             v.GetBool("adopt"),
 	}
