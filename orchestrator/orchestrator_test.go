@@ -3,8 +3,10 @@ package orchestrator
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"net/netip"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -679,5 +681,38 @@ func TestJSONReportMatchesSchema(t *testing.T) {
 	}
 	if f := failed.JSON(holder.RunID); !f.Failed || f.Nodes[3].Error == "" || !f.Nodes[0].RolledBack {
 		t.Errorf("failed apply in JSON: %+v", f)
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// The --check diff, plain and coloured, against golden files: stable
+// ordering, every kind of line.
+func TestWriteDiffGolden(t *testing.T) {
+	nodes := labNodes(4)
+	c := newFakeCluster(nodes)
+	c.kernels["node-0"].routes = append(c.kernels["node-0"].routes, mustRoutes(t, foreignTable)...)
+	c.kernels["node-2"].routes = append(c.kernels["node-2"].routes, mustRoutes(t, "unicast 100.64.0.0/24 via 198.18.0.10 dev eth0 proto 114 scope global\n")...)
+	var b strings.Builder
+	for _, o := range []PlanOptions{{Protocol: DefaultProtocol}, {Protocol: DefaultProtocol, Adopt: true, Prune: true}} {
+		fmt.Fprintf(&b, "# adopt=%v prune=%v\n", o.Adopt, o.Prune)
+		Run(context.Background(), NewPlanWith(nodes, o), c.connect, Options{Check: true}).WriteDiff(&b)
+	}
+	var colored strings.Builder
+	Run(context.Background(), NewPlanWith(nodes, PlanOptions{Protocol: DefaultProtocol, Adopt: true}), c.connect, Options{Check: true}).WriteDiffColor(&colored, true)
+	for name, got := range map[string]string{"testdata/diff.golden": b.String(), "testdata/diff-color.golden": colored.String()} {
+		if *update {
+			if err := os.WriteFile(name, []byte(got), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		want, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != string(want) {
+			t.Errorf("%s differs (go test ./orchestrator -run TestWriteDiffGolden -update rewrites it):\n%s", name, got)
+		}
 	}
 }

@@ -97,7 +97,22 @@ func (r *Report) Errors() []error {
 // to change (~, old -> new) and to delete (-), stale routes kept without
 // --prune (-, marked kept), other owners' routes in the way (!) and routes
 // that overlap a planned destination (?), which routepush never touches.
-func (r *Report) WriteDiff(w io.Writer) {
+func (r *Report) WriteDiff(w io.Writer) { r.WriteDiffColor(w, false) }
+
+// Colours of the diff's markers, on a terminal only (the caller decides,
+// and never with NO_COLOR).
+var markColors = map[string]string{"+": "32", "-": "31", "~": "33", "!": "1;31", "?": "36"}
+
+// WriteDiffColor is WriteDiff, with each line's marker and route coloured
+// when color is set.
+func (r *Report) WriteDiffColor(w io.Writer, color bool) {
+	line := func(mark, format string, args ...any) {
+		text := mark + " " + fmt.Sprintf(format, args...)
+		if color {
+			text = "\x1b[" + markColors[mark] + "m" + text + "\x1b[0m"
+		}
+		fmt.Fprintf(w, "  %s\n", text)
+	}
 	for i := range r.Nodes {
 		n := &r.Nodes[i]
 		if n.Outcome != WouldChange && n.Outcome != InSync && n.Outcome != Refused {
@@ -113,24 +128,24 @@ func (r *Report) WriteDiff(w io.Writer) {
 			fmt.Fprintf(w, "%s: %d to add, %d to change, %d to delete, %d in sync%s\n", n.Name, n.Added(), n.Changed(), n.Diff.Removed(), n.Unchanged(), inTable(r.Plan.Table))
 		}
 		for _, f := range n.Diff.Remove {
-			fmt.Fprintf(w, "  - %s (%s)\n", f.Route, f.Kind)
+			line("-", "%s (%s)", f.Route, f.Kind)
 		}
 		for k := range n.Diff.Add.All() {
-			fmt.Fprintf(w, "  + %s\n", h.Route(k))
+			line("+", "%s", h.Route(k))
 		}
 		for _, c := range n.Diff.Replace {
-			fmt.Fprintf(w, "  ~ %s -> %s\n", c.Old, h.Route(int(c.Index)))
+			line("~", "%s -> %s", c.Old, h.Route(int(c.Index)))
 		}
 		for _, f := range n.Diff.Kept {
 			switch f.Kind {
 			case Stale:
-				fmt.Fprintf(w, "  - %s (stale, kept: --prune deletes it)\n", f.Route)
+				line("-", "%s (stale, kept: --prune deletes it)", f.Route)
 			case Conflict:
-				fmt.Fprintf(w, "  ! %s (%s) in the way of %s\n", f.Route, owner(f.Route.Protocol), f.Planned)
+				line("!", "%s (%s) in the way of %s", f.Route, owner(f.Route.Protocol), f.Planned)
 			case Self:
-				fmt.Fprintf(w, "  ! %s (%s) routes the node's own pod CIDR to itself (--adopt deletes it)\n", f.Route, owner(f.Route.Protocol))
+				line("!", "%s (%s) routes the node's own pod CIDR to itself (--adopt deletes it)", f.Route, owner(f.Route.Protocol))
 			case Overlap:
-				fmt.Fprintf(w, "  ? %s (%s) overlaps %s (left alone)\n", f.Route, owner(f.Route.Protocol), f.Planned)
+				line("?", "%s (%s) overlaps %s (left alone)", f.Route, owner(f.Route.Protocol), f.Planned)
 			}
 		}
 	}

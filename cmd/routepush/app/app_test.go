@@ -209,3 +209,14 @@ func TestNodeLimit(t *testing.T) {
 		t.Error("a bad pattern was accepted")
 	}
 }
+
+func TestUseColor(t *testing.T) {
+	var b bytes.Buffer
+	if useColor(&b) {
+		t.Error("colour into a buffer")
+	}
+	t.Setenv("NO_COLOR", "1")
+	if useColor(os.Stdout) {
+		t.Error("colour with NO_COLOR set")
+	}
+}

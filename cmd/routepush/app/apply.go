@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/term"
 
 	"github.com/routepush/routepush/inventory"
 	"github.com/routepush/routepush/orchestrator"
@@ -86,7 +88,7 @@ func runApply(ctx context.Context, streams Streams, o *options, log *slog.Logger
 		}
 	default:
 		if o.check {
-			rep.WriteDiff(streams.Out)
+			rep.WriteDiffColor(streams.Out, useColor(streams.Out))
 		}
 		rep.WriteSummary(streams.Out)
 		if !o.check {
@@ -112,6 +114,16 @@ func runApply(ctx context.Context, streams Streams, o *options, log *slog.Logger
 		return &exitError{code: ExitChanges}
 	}
 	return nil
+}
+
+// useColor: colours only on a terminal, and never with NO_COLOR set to
+// anything but "" (no-color.org).
+func useColor(w io.Writer) bool {
+	if os.Getenv("NO_COLOR") != "" {
+		return false
+	}
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // newDialer reaches nodes as the options and ssh_config say. readOnly: no
