@@ -67,6 +67,8 @@ type Options struct {
 	// ProcessAlive tells whether a process of this host still runs: a lock
 	// whose holder is gone says so.
 	ProcessAlive func(pid int) bool
+	// Progress, when set, is kept up to date for a display.
+	Progress *Progress
 	// Limit, when set, says which nodes the run acts on (--limit); the
 	// others are not contacted, and stay destinations of the plan.
 	Limit func(node string) bool
@@ -139,8 +141,23 @@ func Run(ctx context.Context, plan *Plan, connect Connector, opts Options) *Repo
 	}()
 
 	log.Info("reading route tables", "nodes", len(active), "concurrency", opts.Concurrency)
+	pr := opts.Progress
+	if pr != nil {
+		pr.total.Store(int64(len(active)))
+	}
 	prepare := func(ctx context.Context, r *nodeRun) {
+		pr.begin(r.rep.Name)
 		r.prepare(ctx, connect)
+		if pr != nil {
+			switch r.rep.Outcome {
+			case Failed, Refused:
+				pr.end(r.rep.Name, &pr.failed)
+			case Unreachable:
+				pr.end(r.rep.Name, nil)
+			default:
+				pr.end(r.rep.Name, &pr.read)
+			}
+		}
 		if opts.Check || (r.rep.Outcome == InSync) {
 			r.close(ctx) // nothing to apply, nothing to roll back
 		}
@@ -200,9 +217,16 @@ func Run(ctx context.Context, plan *Plan, connect Connector, opts Options) *Repo
 			r.rep.Outcome = Skipped
 			return
 		}
+		pr.begin(r.rep.Name)
 		if !r.apply(ctx) {
+			if pr != nil {
+				pr.end(r.rep.Name, &pr.failed)
+			}
 			stop.Store(true)
 			return
+		}
+		if pr != nil {
+			pr.end(r.rep.Name, &pr.verified)
 		}
 		r.close(ctx)
 	}

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/creack/pty"
+
 	"github.com/routepush/routepush/test/lab"
 )
 
@@ -449,5 +451,53 @@ func TestKeepRuns(t *testing.T) {
 		if strings.Join(got, " ") != strings.Join(ids[1:], " ") {
 			t.Errorf("%s keeps %v, want the newest two of %v", n.Name, got, ids)
 		}
+	}
+}
+
+// On a terminal a run of more than two seconds shows its progress on
+// stderr (nodes done, read / verified / failed, the slowest node); in a
+// pipe it shows none.
+func TestProgressOnlyOnATerminal(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, 3)
+	slowNode(t, l, l.Nodes[2], 4)
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx.Close()
+	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 40, Cols: 160}); err != nil {
+		t.Fatal(err)
+	}
+	seen := make(chan string, 1)
+	go func() {
+		var b strings.Builder
+		buf := make([]byte, 4096)
+		for {
+			n, err := ptmx.Read(buf)
+			b.Write(buf[:n])
+			if err != nil {
+				break
+			}
+		}
+		seen <- b.String()
+	}()
+	res, err := l.RoutepushWith(testContext(t), lab.RunOptions{Cmd: func(c *exec.Cmd) {
+		c.Stdin, c.Stderr = tty, tty
+		c.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	}}, routepush, "--inventory", l.InventoryPath())
+	tty.Close()
+	terminal := <-seen
+	if err != nil || res.Code != 0 {
+		t.Fatalf("run on a terminal: %v %s", err, res)
+	}
+	if !regexp.MustCompile(`routepush +\d/3 nodes .*read \d, verified \d, failed 0; slowest node-2`).MatchString(terminal) {
+		t.Errorf("no progress on the terminal:\n%q", terminal)
+	}
+	for _, n := range l.Nodes {
+		ipRun(t, n, "route", "flush", "proto", "114")
+	}
+	if res := rp(t, l, "--inventory", l.InventoryPath()); res.Code != 0 || strings.Contains(res.Stderr, "slowest") || strings.Contains(res.Stderr, "nodes ") {
+		t.Errorf("in a pipe: exit %d, stderr %q", res.Code, res.Stderr)
 	}
 }

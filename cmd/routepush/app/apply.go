@@ -66,7 +66,13 @@ func runApply(ctx context.Context, streams Streams, o *options, log *slog.Logger
 		currentRun.Store(holder.RunID)
 		log.Info("run", "id", holder.RunID)
 	}
+	var progress orchestrator.Progress
+	stopProgress := func() {}
+	if !o.jsonOutput {
+		stopProgress = showProgress(streams.ErrOut, &progress)
+	}
 	rep := orchestrator.Run(ctx, plan, connect, orchestrator.Options{
+		Progress:       &progress,
 		Concurrency:    o.concurrency,
 		Check:          o.check,
 		Rollback:       o.rollback,
@@ -79,6 +85,7 @@ func runApply(ctx context.Context, streams Streams, o *options, log *slog.Logger
 		Canary:         o.canary,
 		Limit:          limit,
 	})
+	stopProgress()
 	switch {
 	case o.jsonOutput:
 		enc := json.NewEncoder(streams.Out)
