@@ -44,14 +44,29 @@ func (p *Progress) begin(node string) {
 	p.inFlight[node] = time.Now()
 }
 
-func (p *Progress) end(node string, counter *atomic.Int64) {
+// step is how a node's step ended, for end.
+type step int
+
+const (
+	stepLeft step = iota // neither read nor failed (left out as unreachable)
+	stepRead
+	stepVerified
+	stepFailed
+)
+
+func (p *Progress) end(node string, how step) {
 	if p == nil {
 		return
 	}
 	p.mu.Lock()
 	delete(p.inFlight, node)
 	p.mu.Unlock()
-	if counter != nil {
-		counter.Add(1)
+	switch how {
+	case stepRead:
+		p.read.Add(1)
+	case stepVerified:
+		p.verified.Add(1)
+	case stepFailed:
+		p.failed.Add(1)
 	}
 }

@@ -141,22 +141,20 @@ func Run(ctx context.Context, plan *Plan, connect Connector, opts Options) *Repo
 	}()
 
 	log.Info("reading route tables", "nodes", len(active), "concurrency", opts.Concurrency)
-	pr := opts.Progress
+	pr := opts.Progress // nil-safe: a run without a display
 	if pr != nil {
 		pr.total.Store(int64(len(active)))
 	}
 	prepare := func(ctx context.Context, r *nodeRun) {
 		pr.begin(r.rep.Name)
 		r.prepare(ctx, connect)
-		if pr != nil {
-			switch r.rep.Outcome {
-			case Failed, Refused:
-				pr.end(r.rep.Name, &pr.failed)
-			case Unreachable:
-				pr.end(r.rep.Name, nil)
-			default:
-				pr.end(r.rep.Name, &pr.read)
-			}
+		switch r.rep.Outcome {
+		case Failed, Refused:
+			pr.end(r.rep.Name, stepFailed)
+		case Unreachable:
+			pr.end(r.rep.Name, stepLeft)
+		default:
+			pr.end(r.rep.Name, stepRead)
 		}
 		if opts.Check || (r.rep.Outcome == InSync) {
 			r.close(ctx) // nothing to apply, nothing to roll back
@@ -219,15 +217,11 @@ func Run(ctx context.Context, plan *Plan, connect Connector, opts Options) *Repo
 		}
 		pr.begin(r.rep.Name)
 		if !r.apply(ctx) {
-			if pr != nil {
-				pr.end(r.rep.Name, &pr.failed)
-			}
+			pr.end(r.rep.Name, stepFailed)
 			stop.Store(true)
 			return
 		}
-		if pr != nil {
-			pr.end(r.rep.Name, &pr.verified)
-		}
+		pr.end(r.rep.Name, stepVerified)
 		r.close(ctx)
 	}
 	if n := min(opts.Canary, len(pending)); n > 0 && n < len(pending) {

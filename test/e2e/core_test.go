@@ -189,9 +189,16 @@ done | sh -c "$SSH_ORIGINAL_COMMAND"
 // the route via the given next hop.
 func rejectRouteVia(t *testing.T, l *lab.Lab, n *lab.Node, via netip.Addr) {
 	t.Helper()
-	script := filepath.Join(n.Dir, "reject-filter")
-	writeExec(t, script, fmt.Sprintf(rejectFilter, via))
-	if err := l.RestartSSHD(testContext(t), n, "-o", "ForceCommand="+script); err != nil {
+	withForceCommand(t, l, n, "reject-filter", fmt.Sprintf(rejectFilter, via))
+}
+
+// withForceCommand writes script into the node's folder and restarts its sshd
+// with it as ForceCommand: every command, SFTP included, goes through it.
+func withForceCommand(t *testing.T, l *lab.Lab, n *lab.Node, name, script string) {
+	t.Helper()
+	path := filepath.Join(n.Dir, name)
+	writeExec(t, path, script)
+	if err := l.RestartSSHD(testContext(t), n, "-o", "ForceCommand="+path); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -42,11 +42,7 @@ func slowNode(t *testing.T, l *lab.Lab, n *lab.Node, seconds int) {
 // slowNodeOn is slowNode for the first line that matches a shell pattern.
 func slowNodeOn(t *testing.T, l *lab.Lab, n *lab.Node, seconds int, pattern string) {
 	t.Helper()
-	script := filepath.Join(n.Dir, "slow-batch")
-	writeExec(t, script, fmt.Sprintf(slowBatch, seconds, pattern))
-	if err := l.RestartSSHD(testContext(t), n, "-o", "ForceCommand="+script); err != nil {
-		t.Fatal(err)
-	}
+	withForceCommand(t, l, n, "slow-batch", fmt.Sprintf(slowBatch, seconds, pattern))
 }
 
 // startRun starts routepush apply on the lab in the background; its
@@ -321,11 +317,7 @@ func TestTableChangedBeforeVerify(t *testing.T) {
 	t.Parallel()
 	faultCase(t, "6 (route deleted between apply and verify)")
 	l := newLab(t, 4)
-	script := filepath.Join(l.Nodes[1].Dir, "change-before-verify")
-	writeExec(t, script, changeBeforeVerify)
-	if err := l.RestartSSHD(testContext(t), l.Nodes[1], "-o", "ForceCommand="+script); err != nil {
-		t.Fatal(err)
-	}
+	withForceCommand(t, l, l.Nodes[1], "change-before-verify", changeBeforeVerify)
 	before := snapshot(t, l)
 	res := rp(t, l, "--inventory", l.InventoryPath())
 	if res.Code != 1 || !strings.Contains(res.Stderr, "node-1: verify failed: route 100.64.0.0/24 via 198.18.0.10 proto 114 is missing") {
