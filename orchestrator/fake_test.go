@@ -24,6 +24,44 @@ type fakeKernel struct {
 	closed  int               // Close calls
 	lock    []byte            // the node's lock, as a Journal keeps it
 	runs    map[string][]byte // run records by id
+	// What --persist installs: the routes file (nil: none), whether the
+	// node runs systemd, and a write that fails.
+	persisted     []byte
+	systemd       bool
+	networkd      bool // systemd-networkd manages foreign routes
+	failPersist   bool
+	persistWrites int
+}
+
+func (k *fakeKernel) ReadPersisted(context.Context) (route.Persisted, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return route.Persisted{Path: "/etc/routepush/routes", Exists: k.persisted != nil, Routes: slices.Clone(k.persisted),
+		UnitCurrent: k.persisted != nil, UnitEnabled: k.persisted != nil && k.systemd, Systemd: k.systemd, ForeignRoutesManaged: k.networkd}, nil
+}
+
+func (k *fakeKernel) WritePersisted(_ context.Context, routes []byte) (route.PersistResult, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.failPersist {
+		return route.PersistResult{}, fmt.Errorf("%s: write /etc/routepush/routes: disk full", k.name)
+	}
+	k.persisted = slices.Clone(routes)
+	k.persistWrites++
+	if !k.systemd {
+		return route.PersistResult{Note: "no systemd on the node"}, nil
+	}
+	return route.PersistResult{Enabled: true}, nil
+}
+
+func (k *fakeKernel) RestorePersisted(_ context.Context, prev route.Persisted) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.persisted = nil
+	if prev.Exists {
+		k.persisted = slices.Clone(prev.Routes)
+	}
+	return nil
 }
 
 type fakeLocked struct{ holder []byte }

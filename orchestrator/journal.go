@@ -80,6 +80,9 @@ type RunRecord struct {
 	Apply    string   `json:"apply"`
 	Undo     string   `json:"undo"`
 	Error    string   `json:"error,omitempty"`
+	// Persist is the routes file as the run found it, when the run
+	// (--persist) replaces it.
+	Persist *PersistRecord `json:"persist,omitempty"`
 }
 
 var runIDRE = regexp.MustCompile(`^[0-9]{8}T[0-9]{6}\.[0-9]{3}Z-[0-9a-f]{6}$`)

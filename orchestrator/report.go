@@ -43,7 +43,12 @@ type NodeReport struct {
 	Diff             Diff
 	Err, RollbackErr error
 	RolledBack       bool
+	Persist          *PersistReport // with --persist, once the node was read
 }
+
+// Changes reports whether the node differs from its plan: its routes, or
+// with --persist what it would restore at boot.
+func (n *NodeReport) Changes() bool { return !n.Diff.Empty() || n.Persist.Changes() }
 
 // Added, Changed and Unchanged count the node's routes by what the diff
 // found for them.
@@ -69,7 +74,7 @@ func (r *Report) Failed() bool {
 // code is then 2).
 func (r *Report) Changes() bool {
 	for i := range r.Nodes {
-		if !r.Nodes[i].Diff.Empty() {
+		if r.Nodes[i].Changes() {
 			return true
 		}
 	}
@@ -122,6 +127,8 @@ func (r *Report) WriteDiffColor(w io.Writer, color bool) {
 		switch {
 		case n.Outcome == Refused:
 			fmt.Fprintf(w, "%s: refused: %d routes of other owners in the way (--adopt replaces them)\n", n.Name, len(n.Diff.Conflicts()))
+		case n.Diff.Empty() && n.Persist.Changes():
+			fmt.Fprintf(w, "%s: %d routes in sync%s; the routes file to write\n", n.Name, n.Unchanged(), inTable(r.Plan.Table))
 		case n.Diff.Empty():
 			fmt.Fprintf(w, "%s: in sync (%d routes%s)\n", n.Name, n.Unchanged(), inTable(r.Plan.Table))
 		default:
@@ -146,6 +153,20 @@ func (r *Report) WriteDiffColor(w io.Writer, color bool) {
 				line("!", "%s (%s) routes the node's own pod CIDR to itself (--adopt deletes it)", f.Route, owner(f.Route.Protocol))
 			case Overlap:
 				line("?", "%s (%s) overlaps %s (left alone)", f.Route, owner(f.Route.Protocol), f.Planned)
+			}
+		}
+		if p := n.Persist; p != nil {
+			// Its warnings are the summary's notes: a cluster has the
+			// same on every node.
+			for _, d := range p.Drift {
+				switch {
+				case !p.before.Exists && strings.HasPrefix(d, "routes file"):
+					line("+", "%s (%s; %d routes)", p.Path, d, h.Len())
+				case strings.HasPrefix(d, "routes file"):
+					line("~", "%s (%s)", p.Path, d)
+				default:
+					line("~", "%s", d)
+				}
 			}
 		}
 	}
@@ -189,6 +210,7 @@ func (r *Report) WriteSummary(w io.Writer) {
 			fmt.Fprintf(w, "note: %s was left out, unreachable (--max-unreachable): %v\n", n.Name, n.Err)
 		}
 	}
+	r.writePersistNotes(w)
 	for i := range r.Plan.Nodes {
 		if len(r.Plan.Nodes[i].PodCIDRs) == 0 {
 			fmt.Fprintf(w, "note: %s has no pod CIDR: it receives routes but no node routes to it\n", r.Plan.Nodes[i].Name)
@@ -209,4 +231,29 @@ func (r *Report) WriteSummary(w io.Writer) {
 		fmt.Fprintf(w, "; %d routes added, %d changed, %d removed", added, changed, removed)
 	}
 	fmt.Fprintln(w)
+}
+
+// writePersistNotes prints each --persist warning once, with the nodes it
+// applies to: on a large cluster it is usually all of them.
+func (r *Report) writePersistNotes(w io.Writer) {
+	var warnings []string
+	nodes := map[string][]string{}
+	for i := range r.Nodes {
+		if p := r.Nodes[i].Persist; p != nil {
+			for _, warn := range p.Warnings {
+				if nodes[warn] == nil {
+					warnings = append(warnings, warn)
+				}
+				nodes[warn] = append(nodes[warn], r.Nodes[i].Name)
+			}
+		}
+	}
+	for _, warn := range warnings {
+		names := nodes[warn]
+		list := strings.Join(names, ", ")
+		if len(names) > 3 {
+			list = fmt.Sprintf("%s and %d more", strings.Join(names[:3], ", "), len(names)-3)
+		}
+		fmt.Fprintf(w, "note: %s: %s\n", list, warn)
+	}
 }

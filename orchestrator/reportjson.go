@@ -35,6 +35,15 @@ type JSONNode struct {
 	RolledBack    bool          `json:"rolled_back"`
 	Error         string        `json:"error,omitempty"`
 	RollbackError string        `json:"rollback_error,omitempty"`
+	Persist       *JSONPersist  `json:"persist,omitempty"`
+}
+
+// JSONPersist is the --persist part of a node's report.
+type JSONPersist struct {
+	Path     string   `json:"path"`
+	Drift    []string `json:"drift"`
+	Written  bool     `json:"written"`
+	Warnings []string `json:"warnings"`
 }
 
 // JSONRoute is a route with every attribute routepush reads or writes.
@@ -109,6 +118,9 @@ func (r *Report) JSON(runID string) JSONReport {
 		}
 		if n.RollbackErr != nil {
 			jn.RollbackError = n.RollbackErr.Error()
+		}
+		if p := n.Persist; p != nil {
+			jn.Persist = &JSONPersist{Path: p.Path, Drift: append([]string{}, p.Drift...), Written: p.Written, Warnings: append([]string{}, p.Warnings...)}
 		}
 		j.Nodes[i] = jn
 	}

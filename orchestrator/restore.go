@@ -238,6 +238,13 @@ func restoreNode(ctx context.Context, h RestoreHost, n *RestoreNode, runID strin
 			n.Err = fmt.Errorf("%w (%v)", n.Err, applyErr)
 		}
 	}
+	if n.Err == nil && rec.Persist != nil {
+		// The run may have replaced the routes file: put back the one it
+		// found (idempotent if it never got that far).
+		if err := h.RestorePersisted(ctx, rec.Persist.persisted()); err != nil {
+			n.Err = fmt.Errorf("rollback: %w", err)
+		}
+	}
 	n.Outcome = StateRolledBack
 	if n.Err != nil {
 		n.Outcome = StateRollbackFailed

@@ -29,6 +29,7 @@ type Host interface {
 	Apply(ctx context.Context, batch []byte, force bool, fams []route.Family) (table route.Table, applyErr, err error)
 	Close() error
 	Journal
+	Persister
 }
 
 // Connector opens a Host for a node.
@@ -82,6 +83,9 @@ type Options struct {
 	// (no connection at all) and be left out; past it the run changes
 	// nothing. Default 0.
 	MaxUnreachable int
+	// Persist installs each node's routes to be replayed at boot once
+	// they verify (Persister); with Check, reports where that differs.
+	Persist bool
 }
 
 func (o *Options) journaling() bool { return o.Holder.RunID != "" && !o.Check }
@@ -92,8 +96,11 @@ type nodeRun struct {
 	host    Host     // nil once the node needs nothing more, until a rollback
 	before  [32]byte // digest of the table as first read
 	touched bool     // a batch was sent: some of it may be in the kernel
-	locked  bool     // this run holds the node's lock
-	connect Connector
+	// persisted: the routes file may have been replaced; rollback puts
+	// back the one the run found.
+	persisted bool
+	locked    bool // this run holds the node's lock
+	connect   Connector
 	// recorded: the node has this run's record (state applying), which
 	// must say how it ended.
 	recorded bool
@@ -205,7 +212,7 @@ func Run(ctx context.Context, plan *Plan, connect Connector, opts Options) *Repo
 	var stop atomic.Bool
 	var pending []*nodeRun
 	for _, r := range runs {
-		if !r.rep.Diff.Empty() {
+		if r.rep.Changes() {
 			pending = append(pending, r)
 		}
 	}
@@ -320,7 +327,15 @@ func (r *nodeRun) prepare(ctx context.Context, connect Connector) {
 			return
 		}
 	}
-	if r.rep.Diff.Empty() {
+	if r.opts.Persist {
+		have, err := host.ReadPersisted(ctx)
+		if err != nil {
+			r.fail(err)
+			return
+		}
+		r.rep.Persist = persistDrift(have, PersistFile(r.plan))
+	}
+	if !r.rep.Changes() {
 		r.rep.Outcome = InSync
 		return
 	}
@@ -329,7 +344,9 @@ func (r *nodeRun) prepare(ctx context.Context, connect Connector) {
 		// The record, batches included, is on the node before anything
 		// changes there, written while its snapshot is at hand:
 		// `routepush rollback` needs nothing else.
-		rec, _ := json.Marshal(newRecord(r.opts.Holder, r.plan, table, &r.rep.Diff))
+		record := newRecord(r.opts.Holder, r.plan, table, &r.rep.Diff)
+		record.Persist = r.rep.Persist.record()
+		rec, _ := json.Marshal(record)
 		if err := host.WriteRun(ctx, r.opts.Holder.RunID, append(rec, '\n'), r.opts.keep()); err != nil {
 			r.fail(err)
 			return
@@ -361,6 +378,9 @@ func (r *nodeRun) apply(ctx context.Context) (ok bool) {
 	}()
 	name := r.plan.Node().Name
 	r.touched = true
+	if r.rep.Diff.Empty() {
+		return r.persistVerified(ctx) // only the routes file differs
+	}
 	// The batch is not kept for the error message: it is rendered again
 	// if ip rejects a line, so the 50 nodes in flight hold theirs only
 	// until it is sent.
@@ -386,6 +406,19 @@ func (r *nodeRun) apply(ctx context.Context) (ok bool) {
 	if problems := Verify(r.plan, table.Routes); len(problems) > 0 {
 		r.fail(fmt.Errorf("%s: verify failed: %s", name, summarize(problems)))
 		return false
+	}
+	return r.persistVerified(ctx)
+}
+
+// persistVerified installs the routes file of a node whose routes verified,
+// if --persist wants it, and records the node as verified.
+func (r *nodeRun) persistVerified(ctx context.Context) bool {
+	if r.rep.Persist.Changes() {
+		r.persisted = true
+		if err := r.persist(ctx); err != nil {
+			r.fail(fmt.Errorf("persist: %w", err))
+			return false
+		}
 	}
 	r.rep.Outcome = Applied
 	r.record(ctx, StateVerified, nil)
@@ -498,6 +531,11 @@ func (r *nodeRun) rollback(ctx context.Context, connect Connector) {
 		r.rep.RollbackErr = fmt.Errorf("%s: rollback: route table differs from before the run", name)
 		if applyErr != nil {
 			r.rep.RollbackErr = fmt.Errorf("%w (%v)", r.rep.RollbackErr, applyErr)
+		}
+	}
+	if r.persisted && r.rep.RollbackErr == nil {
+		if err := r.host.RestorePersisted(ctx, r.rep.Persist.before); err != nil {
+			r.rep.RollbackErr = fmt.Errorf("rollback: %w", err)
 		}
 	}
 	if r.rep.RollbackErr != nil {

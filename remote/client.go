@@ -188,9 +188,9 @@ func (s smallReads) Read(p []byte) (int, error) {
 func (c *Client) hint(stderr string) string {
 	switch {
 	case c.sudo && strings.Contains(stderr, "a password is required"):
-		return fmt.Sprintf("sudo wants a password for %s; become needs passwordless sudo for ip and sftp-server, e.g. a sudoers line '%s ALL=(root) NOPASSWD: /usr/sbin/ip, %s'", c.user, c.user, sftpServerPath)
+		return fmt.Sprintf("sudo wants a password for %s; %s", c.user, sudoersHint(c.user))
 	case c.sudo && strings.Contains(stderr, "is not allowed to execute"):
-		return fmt.Sprintf("sudo does not let %s run it; become needs passwordless sudo for ip and sftp-server, e.g. a sudoers line '%s ALL=(root) NOPASSWD: /usr/sbin/ip, %s'", c.user, c.user, sftpServerPath)
+		return fmt.Sprintf("sudo does not let %s run it; %s", c.user, sudoersHint(c.user))
 	case c.sudo && (strings.Contains(stderr, "sudo: not found") || strings.Contains(stderr, "sudo: command not found")):
 		return "become needs sudo on the node"
 	case !c.sudo && c.user != "root" && strings.Contains(stderr, "permission denied"):
@@ -199,6 +199,13 @@ func (c *Client) hint(stderr string) string {
 		return fmt.Sprintf("%s may not change routes: log in as root, or use --become (become: true) to run ip through sudo", c.user)
 	}
 	return ""
+}
+
+// sudoersHint names what become runs through sudo: ip, sftp-server (the
+// lock, run records and routes file) and, with --persist on systemd,
+// enabling the boot unit.
+func sudoersHint(user string) string {
+	return fmt.Sprintf("become needs passwordless sudo for ip, sftp-server and (--persist) systemctl, e.g. a sudoers line '%s ALL=(root) NOPASSWD: /usr/sbin/ip, %s, /usr/bin/systemctl enable %s'", user, sftpServerPath, unitName)
 }
 
 // offered says which keys a failed login offered, as ssh -v would: the

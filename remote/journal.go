@@ -213,21 +213,8 @@ func (c *Client) HeldLock(ctx context.Context) (held []byte, err error) {
 func (c *Client) WriteRun(ctx context.Context, id string, record []byte, keep int) error {
 	final := path.Join(runsDir, id+".json")
 	return c.withFiles(ctx, "write "+final, func(fsys *sftp.Client) error {
-		tmp := final + ".tmp"
-		f, err := fsys.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
-		if err == nil {
-			if _, err = f.Write(record); err == nil {
-				err = syncFile(f)
-			}
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-		}
-		if err == nil {
-			err = fsys.PosixRename(tmp, final)
-		}
-		if err != nil {
-			return fmt.Errorf("%s: write %s: %w", c.name, final, err)
+		if err := c.writeAtomic(fsys, final, record); err != nil {
+			return err
 		}
 		if keep > 0 {
 			ids, err := c.listRuns(fsys)

@@ -484,12 +484,14 @@ func writeKey(path string, priv ed25519.PrivateKey, comment string) error {
 	return os.WriteFile(path, pem.EncodeToMemory(block), 0o600)
 }
 
-// nodeStart runs inside the node's namespace: a private mount namespace
-// (ip netns exec gives one) where the node's own folders stand in for the
-// paths routepush writes on nodes, then sshd. $1 is the node's folder.
-// Each node also gets its own empty /root, as a fresh machine has: the
-// host's shell start-up files would otherwise run in every SSH session.
-const nodeStart = `set -e
+// nodeMounts runs inside the node's namespace, in the private mount
+// namespace ip netns exec gives: the node's own folders stand in for the
+// paths routepush writes on nodes. $1 is the node's folder. Each node also
+// gets its own empty /root, as a fresh machine has: the host's shell
+// start-up files would otherwise run in every SSH session. A node with a
+// run-systemd folder (SetRunSystemd) gets it as /run/systemd: systemd
+// and networkd "run" there as far as files tell.
+const nodeMounts = `set -e
 echo 1 > /proc/sys/net/ipv4/ip_forward
 echo 1 > /proc/sys/net/ipv6/conf/all/forwarding
 mount --bind "$1/var-lib-routepush" /var/lib/routepush
@@ -499,10 +501,49 @@ mount --bind "$1/root-home" /root
 for f in passwd group shadow sudoers; do
 	[ ! -f "$1/$f" ] || mount --bind "$1/$f" "/etc/$f"
 done
-rm -f "$1/sshd.pid"
+if [ -d "$1/run-systemd" ]; then
+	mkdir -p /run/systemd
+	mount --bind "$1/run-systemd" /run/systemd
+fi
+`
+
+// nodeStart starts the node's sshd with its mounts.
+const nodeStart = nodeMounts + `rm -f "$1/sshd.pid"
 shift
 exec /usr/sbin/sshd "$@"
 `
+
+// NodeExec runs a command on a node as its sshd sessions would: in its
+// namespace, with its own folders mounted. It returns stdout.
+func (l *Lab) NodeExec(ctx context.Context, n *Node, args ...string) (string, error) {
+	return l.Exec(ctx, n.NS, "sh", append([]string{"-c", nodeMounts + "shift\nexec \"$@\"\n", "sh", n.Dir}, args...)...)
+}
+
+// SetRunSystemd gives a node its own /run/systemd holding files (path
+// relative to it, content; a path ending in / is a folder) and restarts
+// its sshd to mount it.
+func (l *Lab) SetRunSystemd(ctx context.Context, n *Node, files map[string]string) error {
+	dir := filepath.Join(n.Dir, "run-systemd")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if strings.HasSuffix(name, "/") {
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			return err
+		}
+	}
+	return l.RestartSSHD(ctx, n)
+}
 
 // StartSSHD starts (or, after StopSSHD, restarts) a node's sshd and waits
 // for its pid file, which sshd writes once it listens. extra are more sshd

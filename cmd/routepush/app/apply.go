@@ -84,6 +84,7 @@ func runApply(ctx context.Context, streams Streams, o *options, log *slog.Logger
 		WaitLock:       o.waitLock,
 		Canary:         o.canary,
 		Limit:          limit,
+		Persist:        o.persist,
 	})
 	stopProgress()
 	switch {

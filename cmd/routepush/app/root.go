@@ -42,6 +42,7 @@ type options struct {
 	metric            *uint32 // nil: the kernel's default per family
 	table             string  // "" for main, else the table's number
 	prune, adopt      bool
+	persist           bool
 	rails             inventory.Rails
 	keepRuns          int
 	maxUnreachable    int
@@ -133,6 +134,7 @@ Exit codes: 0 done or in sync, 1 error (changed nodes rolled back),
 	f.Int64("metric", -1, "metric of routepush's routes (default: the kernel's, 0 for IPv4 and 1024 for IPv6)")
 	f.Bool("prune", false, "delete routepush's routes that are no longer planned (nodes that left, CIDRs that moved)")
 	f.Bool("adopt", false, "replace other owners' routes to planned destinations (e.g. the Ansible playbook's) and delete self routes, instead of refusing the node")
+	f.Bool("persist", false, "after a node verifies, keep its routes for the next boot: /etc/routepush/routes and routepush-routes.service, enabled where systemd runs; --check reports where they differ")
 	f.Int("min-prefix-v4", inventory.DefaultRails.MinPrefix[0], "refuse IPv4 pod CIDRs wider than this prefix length")
 	f.Int("min-prefix-v6", inventory.DefaultRails.MinPrefix[1], "refuse IPv6 pod CIDRs wider than this prefix length")
 	f.CountP("verbose", "v", "more status on stderr (-v info, -vv debug)")
@@ -150,7 +152,7 @@ Exit codes: 0 done or in sync, 1 error (changed nodes rolled back),
 var configKeys = []string{"inventory", "kubeconfig", "context", "selector", "chunk-size", "request-timeout",
 	"allow-unknown-nodes", "mark-network-available", "check", "concurrency", "connect-timeout",
 	"command-timeout", "ssh-config", "jump", "known-hosts", "accept-new-host-keys", "identity", "user", "become",
-	"rollback", "limit", "log-level", "log-format", "output", "canary", "wait-lock", "max-unreachable", "keep-runs", "protocol", "table", "metric", "prune", "adopt", "min-prefix-v4", "min-prefix-v6"}
+	"rollback", "limit", "log-level", "log-format", "output", "canary", "wait-lock", "max-unreachable", "keep-runs", "protocol", "table", "metric", "prune", "adopt", "persist", "min-prefix-v4", "min-prefix-v6"}
 
 func loadOptions(cmd *cobra.Command, v *viper.Viper) (*options, error) {
 	f := cmd.Flags()
@@ -198,6 +200,7 @@ func loadOptions(cmd *cobra.Command, v *viper.Viper) (*options, error) {
 		limit:             v.GetString("limit"),
 		jsonOutput:        v.GetString("output") == "json",
 		adopt:             v.GetBool("adopt"),
+		persist:           v.GetBool("persist"),
 	}
 	o.rails.MinPrefix = [2]int{v.GetInt("min-prefix-v4"), v.GetInt("min-prefix-v6")}
 	var err error

@@ -1,0 +1,153 @@
+package orchestrator
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/routepush/routepush/route"
+)
+
+// Persister keeps a node's routes across reboots (--persist): a routes
+// file in `ip -batch` form and what replays it at boot (package remote:
+// /etc/routepush/routes and a systemd unit, over SFTP).
+type Persister interface {
+	// ReadPersisted says what the node would restore at boot.
+	ReadPersisted(ctx context.Context) (route.Persisted, error)
+	// WritePersisted replaces the routes file atomically and installs
+	// what replays it; it says whether that is enabled, and why not.
+	WritePersisted(ctx context.Context, routes []byte) (route.PersistResult, error)
+	// RestorePersisted puts the routes file back as it was: prev's
+	// content, or no file if there was none.
+	RestorePersisted(ctx context.Context, prev route.Persisted) error
+}
+
+// PersistReport is the --persist part of a node's report.
+type PersistReport struct {
+	Path string
+	// Drift lists what differs from the plan: the routes file missing or
+	// different, the unit missing, outdated or not enabled. Empty when
+	// the node would restore exactly the plan's routes at boot.
+	Drift []string
+	// Written: this run installed the file (and the unit).
+	Written bool
+	// Warnings are risks routepush does not fix: no systemd to enable the
+	// unit, networkd deleting foreign routes.
+	Warnings []string
+	before   route.Persisted
+}
+
+// Changes reports whether apply would install anything.
+func (p *PersistReport) Changes() bool { return p != nil && len(p.Drift) > 0 }
+
+// PersistFile renders a node's routes file: every route the plan gives
+// it, as `route replace` lines for `ip -force -batch`, which at boot adds
+// the ones missing and leaves the rest. Comments say where it came from.
+func PersistFile(h HostPlan) []byte {
+	var b route.Batch
+	b.Grow(h.Len() * route.LineSize)
+	for k := range h.Len() {
+		b.ReplaceSpec(h.spec(k))
+	}
+	var out bytes.Buffer
+	fmt.Fprintf(&out, "# Written by routepush --persist for %s: its routes to the other nodes' pod CIDRs.\n", h.Node().Name)
+	out.WriteString("# Replayed at boot by `ip -force -batch` (routepush-routes.service). routepush rewrites this file.\n")
+	out.Write(b.Bytes())
+	return out.Bytes()
+}
+
+// persistDrift compares what a node has installed with its plan's routes
+// file, and names the risks it cannot fix.
+func persistDrift(have route.Persisted, want []byte) *PersistReport {
+	p := &PersistReport{Path: have.Path, before: have}
+	switch {
+	case !have.Exists:
+		p.Drift = append(p.Drift, "routes file missing")
+	case !bytes.Equal(have.Routes, want):
+		p.Drift = append(p.Drift, "routes file "+lineDelta(have.Routes, want))
+	}
+	switch {
+	case !have.UnitCurrent:
+		p.Drift = append(p.Drift, "boot unit missing or outdated")
+	case have.Systemd && !have.UnitEnabled:
+		p.Drift = append(p.Drift, "boot unit not enabled")
+	}
+	if !have.Systemd {
+		p.Warnings = append(p.Warnings, "no systemd: the unit cannot be enabled; replay the file at boot with `ip -force -batch "+have.Path+"`")
+	}
+	if have.ForeignRoutesManaged {
+		p.Warnings = append(p.Warnings, "systemd-networkd runs with ManageForeignRoutes on: it deletes these routes whenever it reconfigures a link; set ManageForeignRoutes=no in /etc/systemd/networkd.conf.d/")
+	}
+	return p
+}
+
+// lineDelta says how two routes files differ, in routes (comments aside).
+func lineDelta(have, want []byte) string {
+	routes := func(b []byte) []string {
+		var out []string
+		for _, l := range strings.Split(string(b), "\n") {
+			if l = strings.TrimSpace(l); l != "" && l[0] != '#' {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	in := map[string]bool{}
+	for _, l := range routes(have) {
+		in[l] = true
+	}
+	missing := 0
+	for _, l := range routes(want) {
+		if !in[l] {
+			missing++
+		}
+		delete(in, l)
+	}
+	if missing == 0 && len(in) == 0 {
+		return "differs from the plan in its comments only"
+	}
+	return fmt.Sprintf("differs from the plan: %d routes missing, %d extra", missing, len(in))
+}
+
+// persist installs the node's routes file after its routes verified.
+func (r *nodeRun) persist(ctx context.Context) error {
+	p := r.rep.Persist
+	res, err := r.host.WritePersisted(ctx, PersistFile(r.plan))
+	if err != nil {
+		return err
+	}
+	p.Written = true
+	if !res.Enabled && res.Note != "" && !containsPrefix(p.Warnings, "no systemd") {
+		p.Warnings = append(p.Warnings, res.Note)
+	}
+	return nil
+}
+
+func containsPrefix(list []string, prefix string) bool {
+	for _, s := range list {
+		if strings.HasPrefix(s, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// PersistRecord is the routes file as a run found it, in the run's record
+// on the node: `routepush rollback` puts it back.
+type PersistRecord struct {
+	Path   string `json:"path"`
+	Exists bool   `json:"exists"`
+	Routes string `json:"routes,omitempty"`
+}
+
+func (p *PersistReport) record() *PersistRecord {
+	if p == nil || !p.Changes() {
+		return nil
+	}
+	return &PersistRecord{Path: p.before.Path, Exists: p.before.Exists, Routes: string(p.before.Routes)}
+}
+
+func (p *PersistRecord) persisted() route.Persisted {
+	return route.Persisted{Path: p.Path, Exists: p.Exists, Routes: []byte(p.Routes)}
+}

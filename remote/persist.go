@@ -1,0 +1,256 @@
+package remote
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/pkg/sftp"
+
+	"github.com/routepush/routepush/route"
+)
+
+// Where --persist keeps a node's routes for the next boot: the routes file
+// in `ip -batch` form, and a systemd unit that replays it.
+const (
+	routesPath = "/etc/routepush/routes"
+	unitName   = "routepush-routes.service"
+	unitPath   = "/etc/systemd/system/" + unitName
+	// What `systemctl enable` creates for WantedBy=multi-user.target.
+	wantsPath = "/etc/systemd/system/multi-user.target.wants/" + unitName
+	// sd_booted(3): the node runs systemd.
+	systemdRunDir = "/run/systemd/system"
+	// systemd-networkd writes its state here while it runs.
+	networkdState = "/run/systemd/netif/state"
+)
+
+// bootUnit replays the routes file once the network is up. /sbin/ip is
+// iproute2's path on Debian, Ubuntu and (through /sbin -> /usr/sbin) the
+// Red Hat family. -force goes on past a line that fails, such as a next
+// hop whose link is not up yet, and `route replace` adds what is missing
+// and leaves what is there.
+var bootUnit = []byte(`# Written by routepush --persist: replays the routes routepush pushed to
+# this node, from ` + routesPath + `. routepush rewrites both files.
+[Unit]
+Description=routepush: routes to the other nodes' pod CIDRs
+Wants=network-online.target
+After=network-online.target
+ConditionPathExists=` + routesPath + `
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/sbin/ip -force -batch ` + routesPath + `
+
+[Install]
+WantedBy=multi-user.target
+`)
+
+// ReadPersisted reads what the node would restore at boot: the routes file,
+// the unit and whether it is enabled, whether systemd runs, and whether
+// systemd-networkd would delete routepush's routes.
+func (c *Client) ReadPersisted(ctx context.Context) (p route.Persisted, err error) {
+	p.Path = routesPath
+	err = c.withFiles(ctx, "read "+routesPath, func(fsys *sftp.Client) error {
+		b, err := c.readFile(fsys, routesPath)
+		switch {
+		case err == nil:
+			p.Exists, p.Routes = true, b
+		case !errors.Is(err, fs.ErrNotExist):
+			return fmt.Errorf("%s: read %s: %w", c.name, routesPath, err)
+		}
+		unit, err := c.readFile(fsys, unitPath)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%s: read %s: %w", c.name, unitPath, err)
+		}
+		p.UnitCurrent = bytes.Equal(unit, bootUnit)
+		p.UnitEnabled = exists(fsys, wantsPath)
+		p.Systemd = isDir(fsys, systemdRunDir)
+		if exists(fsys, networkdState) {
+			p.ForeignRoutesManaged = c.networkdManagesForeignRoutes(fsys)
+		}
+		return nil
+	})
+	return p, err
+}
+
+// WritePersisted writes the routes file atomically (and the unit, if it is
+// not as routepush writes it), then enables the unit where systemd runs.
+func (c *Client) WritePersisted(ctx context.Context, routes []byte) (res route.PersistResult, err error) {
+	var systemd, enabled, unitWritten bool
+	err = c.withFiles(ctx, "write "+routesPath, func(fsys *sftp.Client) error {
+		for _, dir := range []string{path.Dir(routesPath), path.Dir(unitPath)} {
+			if err := fsys.MkdirAll(dir); err != nil {
+				return fmt.Errorf("%s: mkdir %s: %w", c.name, dir, err)
+			}
+		}
+		if err := c.writeAtomic(fsys, routesPath, routes); err != nil {
+			return err
+		}
+		if unit, err := c.readFile(fsys, unitPath); err != nil || !bytes.Equal(unit, bootUnit) {
+			if err := c.writeAtomic(fsys, unitPath, bootUnit); err != nil {
+				return err
+			}
+			unitWritten = true
+		}
+		systemd, enabled = isDir(fsys, systemdRunDir), exists(fsys, wantsPath)
+		return nil
+	})
+	if err != nil {
+		return res, err
+	}
+	if !systemd {
+		res.Note = fmt.Sprintf("no systemd on the node: %s is written but not enabled; replay %s at boot with `ip -force -batch %s`", unitName, routesPath, routesPath)
+		return res, nil
+	}
+	if unitWritten || !enabled {
+		// enable also reloads systemd, which then sees a changed unit.
+		cmd := "systemctl enable " + unitName
+		if c.sudo {
+			cmd = "sudo -n " + cmd
+		}
+		if _, _, err := c.run(ctx, cmd, cmd, nil); err != nil {
+			return res, err
+		}
+	}
+	res.Enabled = true
+	return res, nil
+}
+
+// RestorePersisted puts the routes file back as prev found it. The unit
+// stays: without the file it does nothing (ConditionPathExists).
+func (c *Client) RestorePersisted(ctx context.Context, prev route.Persisted) error {
+	return c.withFiles(ctx, "restore "+routesPath, func(fsys *sftp.Client) error {
+		if prev.Exists {
+			return c.writeAtomic(fsys, routesPath, prev.Routes)
+		}
+		if err := fsys.Remove(routesPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%s: remove %s: %w", c.name, routesPath, err)
+		}
+		return nil
+	})
+}
+
+// writeAtomic replaces a file so that readers, and a crash, see either
+// the old content or the new: a temporary file beside it, fsync, rename.
+func (c *Client) writeAtomic(fsys *sftp.Client, name string, data []byte) error {
+	tmp := name + ".routepush-tmp"
+	f, err := fsys.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+	if err == nil {
+		if _, err = f.Write(data); err == nil {
+			if err = f.Chmod(0o644); err == nil {
+				err = syncFile(f)
+			}
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err == nil {
+		err = fsys.PosixRename(tmp, name)
+	}
+	if err != nil {
+		_ = fsys.Remove(tmp)
+		return fmt.Errorf("%s: write %s: %w", c.name, name, err)
+	}
+	return nil
+}
+
+// networkd's configuration: the main file, then drop-ins in file-name
+// order, a drop-in in an earlier directory hiding one of the same name in
+// a later one (systemd.syntax(7)).
+var (
+	networkdConf    = []string{"/etc/systemd/networkd.conf", "/usr/lib/systemd/networkd.conf"}
+	networkdDropIns = []string{"/etc/systemd/networkd.conf.d", "/run/systemd/networkd.conf.d", "/usr/local/lib/systemd/networkd.conf.d", "/usr/lib/systemd/networkd.conf.d"}
+)
+
+// networkdManagesForeignRoutes reads networkd's configuration the way
+// networkd does and returns ManageForeignRoutes (on unless set off). An
+// unreadable configuration counts as the default.
+func (c *Client) networkdManagesForeignRoutes(fsys *sftp.Client) bool {
+	var files [][]byte
+	for _, name := range networkdConf {
+		if b, err := c.readFile(fsys, name); err == nil {
+			files = append(files, b)
+			break
+		}
+	}
+	byName := map[string]string{}
+	for i := len(networkdDropIns) - 1; i >= 0; i-- {
+		entries, err := fsys.ReadDir(networkdDropIns[i])
+		if err != nil {
+			continue
+		}
+		for _, e := range entries {
+			if strings.HasSuffix(e.Name(), ".conf") {
+				byName[e.Name()] = path.Join(networkdDropIns[i], e.Name())
+			}
+		}
+	}
+	names := make([]string, 0, len(byName))
+	for n := range byName {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		if b, err := c.readFile(fsys, byName[n]); err == nil {
+			files = append(files, b)
+		}
+	}
+	return ManageForeignRoutes(files...)
+}
+
+// ManageForeignRoutes returns networkd's ManageForeignRoutes= after
+// reading files in order: the last setting in a [Network] section wins;
+// the default is on.
+func ManageForeignRoutes(files ...[]byte) bool {
+	on := true
+	for _, f := range files {
+		section := ""
+		sc := bufio.NewScanner(bytes.NewReader(f))
+		for sc.Scan() {
+			line := strings.TrimSpace(sc.Text())
+			switch {
+			case line == "" || line[0] == '#' || line[0] == ';':
+			case line[0] == '[':
+				section = strings.Trim(line, "[]")
+			case section == "Network":
+				key, value, ok := strings.Cut(line, "=")
+				if ok && strings.TrimSpace(key) == "ManageForeignRoutes" {
+					if b, ok := parseBool(strings.TrimSpace(value)); ok {
+						on = b
+					}
+				}
+			}
+		}
+	}
+	return on
+}
+
+// parseBool reads a systemd boolean.
+func parseBool(s string) (value, ok bool) {
+	switch strings.ToLower(s) {
+	case "1", "yes", "y", "true", "t", "on":
+		return true, true
+	case "0", "no", "n", "false", "f", "off":
+		return false, true
+	}
+	return false, false
+}
+
+func exists(fsys *sftp.Client, name string) bool {
+	_, err := fsys.Lstat(name)
+	return err == nil
+}
+
+func isDir(fsys *sftp.Client, name string) bool {
+	fi, err := fsys.Stat(name)
+	return err == nil && fi.IsDir()
+}
