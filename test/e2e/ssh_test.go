@@ -521,6 +521,18 @@ func TestBecome(t *testing.T) {
 		t.Errorf("become: true: exit %d, want 0 and node-0's 4 routes back", res.Code)
 	}
 	assertConverged(t, l)
+
+	// --persist through become: /etc/routepush is root's, and sftp-server
+	// runs as root through sudo -n.
+	if res := rp(t, l, "--inventory", becomeInv, "--persist"); res.Code != 0 || !strings.Contains(res.Stdout, "5 changed") {
+		t.Errorf("become --persist: exit %d, want 0 and every node's routes file written", res.Code)
+	}
+	for _, n := range l.Nodes {
+		fi, err := os.Stat(routesFile(n))
+		if err != nil || fi.Sys().(*syscall.Stat_t).Uid != 0 || !strings.Contains(readFile(t, routesFile(n)), "route replace ") {
+			t.Errorf("%s: routes file written through become: %v", n.Name, err)
+		}
+	}
 }
 
 // Inventory values that would do something in a shell are refused by
