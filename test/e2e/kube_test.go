@@ -312,9 +312,12 @@ func TestKubeBadInputConnectsNowhere(t *testing.T) {
 		{"malformed pod CIDR", []string{"--kubeconfig", k.kubeconfig},
 			[]string{`node "node-1" spec.podCIDRs[0]: "100.64.1.7/24" has host bits set; did you mean 100.64.1.0/24?`}},
 	} {
-		res := rp(t, k.Lab, c.args...)
+		res := rp(t, k.Lab, append(c.args, "--log-level", "debug")...)
 		if res.Code != 1 {
 			t.Errorf("%s: exit %d, want 1", c.name, res.Code)
+		}
+		if strings.Contains(res.Stdout+res.Stderr, "not-a-token") || strings.Contains(res.Stdout+res.Stderr, kube.RoutepushToken) {
+			t.Errorf("%s: a bearer token was printed, even at debug level", c.name)
 		}
 		for _, w := range c.want {
 			if !strings.Contains(res.Stderr, w) {

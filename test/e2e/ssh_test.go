@@ -305,11 +305,14 @@ func TestAgentEncryptedKeysAndCertificates(t *testing.T) {
 	res, err = l.RoutepushWith(ctx, lab.RunOptions{Cmd: func(c *exec.Cmd) {
 		c.Stdin = tty
 		c.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
-	}}, routepush, "--config", cfg, "--identity", encKey)
+	}}, routepush, "--config", cfg, "--identity", encKey, "--log-level", "debug")
 	tty.Close()
 	terminal := <-seen
 	if err != nil || res.Code != 0 {
 		t.Fatalf("encrypted key on a terminal: %v %s\nterminal: %q", err, res, terminal)
+	}
+	if strings.Contains(terminal+res.Stdout+res.Stderr, "correct horse") {
+		t.Errorf("the passphrase was echoed or logged, even at debug level: %q", terminal)
 	}
 	if n := strings.Count(terminal, "Enter passphrase"); n != 1 {
 		t.Errorf("asked for the passphrase %d times, want once: %q", n, terminal)
