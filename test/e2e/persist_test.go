@@ -145,3 +145,44 @@ func TestPersistSurvivesAFlush(t *testing.T) {
 		t.Errorf("summary does not show the 3 other nodes rolled back:\n%s", res.Stdout)
 	}
 }
+
+// `routepush rollback` puts back the routes files a run replaced, from the
+// records on the nodes alone: here a run that failed with --rollback none
+// left two nodes changed, routes file included.
+func TestRollbackCommandRestoresRoutesFiles(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, 3)
+	ctx := testContext(t)
+	inv := l.InventoryPath()
+	if res := rp(t, l, "--inventory", inv, "--persist"); res.Code != 0 {
+		t.Fatalf("apply --persist: exit %d", res.Code)
+	}
+	converged := snapshot(t, l)
+	files := map[string]string{}
+	for _, n := range l.Nodes {
+		files[n.Name] = readOrNone(t, routesFile(n))
+	}
+	// node-2 "runs systemd" that systemctl cannot reach: it fails after
+	// its routes verified and its routes file was written.
+	if err := l.SetRunSystemd(ctx, l.Nodes[2], map[string]string{"system/": ""}); err != nil {
+		t.Fatal(err)
+	}
+	res := rp(t, l, "--inventory", inv, "--persist", "--metric", "9", "--prune", "--rollback", "none")
+	if res.Code != 1 {
+		t.Fatalf("apply --metric 9 --rollback none: exit %d, want 1", res.Code)
+	}
+	for _, n := range l.Nodes {
+		if got := readOrNone(t, routesFile(n)); !strings.Contains(got, "metric 9") {
+			t.Fatalf("%s: the failed run did not leave its routes file:\n%s", n.Name, got)
+		}
+	}
+	if res := rp(t, l, "rollback", "--inventory", inv); res.Code != 0 || !strings.Contains(res.Stdout, "3 nodes restored") {
+		t.Fatalf("routepush rollback: exit %d, want 0 and 3 nodes restored", res.Code)
+	}
+	assertUnchanged(t, l, converged)
+	for _, n := range l.Nodes {
+		if got := readOrNone(t, routesFile(n)); got != files[n.Name] {
+			t.Errorf("%s: routes file after routepush rollback:\n%s--- want\n%s", n.Name, got, files[n.Name])
+		}
+	}
+}
