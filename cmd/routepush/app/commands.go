@@ -19,15 +19,24 @@ import (
 func addSubcommands(ctx context.Context, root *cobra.Command, streams Streams, v *viper.Viper) {
 	run := root.RunE
 	root.AddCommand(&cobra.Command{
-		Use:           "apply",
-		Short:         "Push the routes, verify them, roll back on failure (what routepush does without a subcommand)",
+		Use:   "apply",
+		Short: "Push the routes, verify them, roll back on failure (what routepush does without a subcommand)",
+		Example: `  routepush apply -i hosts.yaml
+  routepush apply -i hosts.yaml --persist --prune     # keep for the next boot; delete routes of nodes that left
+  routepush apply -i hosts.yaml --adopt               # take over the Ansible playbook's routes`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE:          run,
 	}, &cobra.Command{
-		Use:           "check",
-		Short:         "Show what apply would change on each node; change nothing (routepush --check)",
+		Use:   "check",
+		Short: "Show what apply would change on each node; change nothing (routepush --check)",
+		Long: `Show what apply would change on each node, as a diff grouped by node, and
+change nothing. Exit codes as Terraform's plan -detailed-exitcode: 0 every
+node in sync, 2 changes pending, 1 error (or apply would refuse a node).`,
+		Example: `  routepush check -i hosts.yaml
+  routepush check -i hosts.yaml --persist         # also the routes files and boot units
+  routepush check --kubeconfig admin.conf -o json # for scripts: docs/report.schema.json`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -38,8 +47,10 @@ func addSubcommands(ctx context.Context, root *cobra.Command, streams Streams, v
 			return run(cmd, args)
 		},
 	}, &cobra.Command{
-		Use:           "plan",
-		Short:         "Print the routes each node should have, without connecting to any",
+		Use:   "plan",
+		Short: "Print the routes each node should have, without connecting to any",
+		Example: `  routepush plan -i hosts.yaml
+  routepush plan --kubeconfig admin.conf -l node-role.kubernetes.io/worker=`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,

@@ -71,11 +71,14 @@ API says where pods are and the inventory how to reach each node over SSH.
 
 Exit codes: 0 done or in sync, 1 error (changed nodes rolled back),
 2 --check found changes, 130 interrupted.`,
-		Example: `  routepush --check                            # nodes from ~/.kube/config's cluster
-  routepush --kubeconfig admin.conf -l node-role.kubernetes.io/worker=
-  routepush --kubeconfig admin.conf --inventory hosts.yaml --mark-network-available
-  routepush --inventory hosts.yaml --check     # no cluster: the inventory is the table
-  routepush --inventory hosts.yaml             # apply, verify, roll back on failure`,
+		Example: `  routepush check                              # nodes from ~/.kube/config's cluster; change nothing
+  routepush plan -i hosts.yaml                 # each node's routes from the inventory; connect nowhere
+  routepush check -i hosts.yaml                # no cluster: the inventory is the table
+  routepush -i hosts.yaml --persist            # apply, verify, keep for the next boot; roll back on failure
+  routepush --kubeconfig admin.conf -i hosts.yaml --mark-network-available
+  routepush -i hosts.yaml --limit 'worker-*,!worker-3' --canary 1
+  routepush check -i hosts.yaml -o json        # one JSON document (docs/report.schema.json)
+  routepush rollback -i hosts.yaml             # undo the newest run from the nodes' records`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
