@@ -247,4 +247,23 @@ func TestDualStackInventory(t *testing.T) {
 	if res := rp(t, l, "--inventory", l.InventoryPath(), "--check"); res.Code != 0 {
 		t.Errorf("--check after apply: exit %d\n%s", res.Code, res.Stdout)
 	}
+
+	// One routes file holds both families; replayed after a flush of
+	// both, it brings back exactly the tables.
+	if res := rp(t, l, "--inventory", l.InventoryPath(), "--persist"); res.Code != 0 || !strings.Contains(res.Stdout, "5 changed") {
+		t.Fatalf("--persist: exit %d", res.Code)
+	}
+	converged := snapshot(t, l)
+	for _, n := range l.Nodes {
+		ipRun(t, n, "-4", "route", "flush", "proto", "114")
+		ipRun(t, n, "-6", "route", "flush", "proto", "114")
+		cmd := execStartRE.FindStringSubmatch(readOrNone(t, unitFile(n)))
+		if cmd == nil {
+			t.Fatalf("%s: no ExecStart in its unit", n.Name)
+		}
+		if out, err := l.NodeExec(testContext(t), n, strings.Fields(cmd[1])...); err != nil {
+			t.Fatalf("%s: %s: %v %s", n.Name, cmd[1], err, out)
+		}
+	}
+	assertUnchanged(t, l, converged)
 }
