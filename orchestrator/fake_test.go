@@ -40,18 +40,15 @@ func (k *fakeKernel) ReadPersisted(context.Context) (route.Persisted, error) {
 		UnitCurrent: k.persisted != nil, UnitEnabled: k.persisted != nil && k.systemd, Systemd: k.systemd, ForeignRoutesManaged: k.networkd}, nil
 }
 
-func (k *fakeKernel) WritePersisted(_ context.Context, routes []byte) (route.PersistResult, error) {
+func (k *fakeKernel) WritePersisted(_ context.Context, routes []byte) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.failPersist {
-		return route.PersistResult{}, fmt.Errorf("%s: write /etc/routepush/routes: disk full", k.name)
+		return fmt.Errorf("%s: write /etc/routepush/routes: disk full", k.name)
 	}
 	k.persisted = slices.Clone(routes)
 	k.persistWrites++
-	if !k.systemd {
-		return route.PersistResult{Note: "no systemd on the node"}, nil
-	}
-	return route.PersistResult{Enabled: true}, nil
+	return nil
 }
 
 func (k *fakeKernel) RestorePersisted(_ context.Context, prev route.Persisted) error {

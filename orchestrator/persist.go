@@ -16,8 +16,9 @@ type Persister interface {
 	// ReadPersisted says what the node would restore at boot.
 	ReadPersisted(ctx context.Context) (route.Persisted, error)
 	// WritePersisted replaces the routes file atomically and installs
-	// what replays it; it says whether that is enabled, and why not.
-	WritePersisted(ctx context.Context, routes []byte) (route.PersistResult, error)
+	// what replays it, enabled where the node runs systemd (ReadPersisted
+	// said whether it does, and the report warns where it does not).
+	WritePersisted(ctx context.Context, routes []byte) error
 	// RestorePersisted puts the routes file back as it was: prev's
 	// content, or no file if there was none.
 	RestorePersisted(ctx context.Context, prev route.Persisted) error
@@ -112,25 +113,26 @@ func lineDelta(have, want []byte) string {
 
 // persist installs the node's routes file after its routes verified.
 func (r *nodeRun) persist(ctx context.Context) error {
-	p := r.rep.Persist
-	res, err := r.host.WritePersisted(ctx, PersistFile(r.plan))
-	if err != nil {
+	if err := r.host.WritePersisted(ctx, PersistFile(r.plan)); err != nil {
 		return err
 	}
-	p.Written = true
-	if !res.Enabled && res.Note != "" && !containsPrefix(p.Warnings, "no systemd") {
-		p.Warnings = append(p.Warnings, res.Note)
-	}
+	r.rep.Persist.Written = true
 	return nil
 }
 
-func containsPrefix(list []string, prefix string) bool {
-	for _, s := range list {
-		if strings.HasPrefix(s, prefix) {
-			return true
+// persistVerified installs the routes file of a node whose routes verified,
+// if --persist wants it, and records the node as verified.
+func (r *nodeRun) persistVerified(ctx context.Context) bool {
+	if r.rep.Persist.Changes() {
+		r.persisted = true
+		if err := r.persist(ctx); err != nil {
+			r.fail(fmt.Errorf("persist: %w", err))
+			return false
 		}
 	}
-	return false
+	r.rep.Outcome = Applied
+	r.record(ctx, StateVerified, nil)
+	return true
 }
 
 // PersistRecord is the routes file as a run found it, in the run's record

@@ -83,9 +83,9 @@ func (c *Client) ReadPersisted(ctx context.Context) (p route.Persisted, err erro
 
 // WritePersisted writes the routes file atomically (and the unit, if it is
 // not as routepush writes it), then enables the unit where systemd runs.
-func (c *Client) WritePersisted(ctx context.Context, routes []byte) (res route.PersistResult, err error) {
+func (c *Client) WritePersisted(ctx context.Context, routes []byte) error {
 	var systemd, enabled, unitWritten bool
-	err = c.withFiles(ctx, "write "+routesPath, func(fsys *sftp.Client) error {
+	err := c.withFiles(ctx, "write "+routesPath, func(fsys *sftp.Client) error {
 		for _, dir := range []string{path.Dir(routesPath), path.Dir(unitPath)} {
 			if err := fsys.MkdirAll(dir); err != nil {
 				return fmt.Errorf("%s: mkdir %s: %w", c.name, dir, err)
@@ -103,12 +103,8 @@ func (c *Client) WritePersisted(ctx context.Context, routes []byte) (res route.P
 		systemd, enabled = isDir(fsys, systemdRunDir), exists(fsys, wantsPath)
 		return nil
 	})
-	if err != nil {
-		return res, err
-	}
-	if !systemd {
-		res.Note = fmt.Sprintf("no systemd on the node: %s is written but not enabled; replay %s at boot with `ip -force -batch %s`", unitName, routesPath, routesPath)
-		return res, nil
+	if err != nil || !systemd {
+		return err // without systemd: the report says how to replay the file
 	}
 	if unitWritten || !enabled {
 		// enable also reloads systemd, which then sees a changed unit.
@@ -117,11 +113,10 @@ func (c *Client) WritePersisted(ctx context.Context, routes []byte) (res route.P
 			cmd = "sudo -n " + cmd
 		}
 		if _, _, err := c.run(ctx, cmd, cmd, nil); err != nil {
-			return res, err
+			return err
 		}
 	}
-	res.Enabled = true
-	return res, nil
+	return nil
 }
 
 // RestorePersisted puts the routes file back as prev found it. The unit

@@ -17,9 +17,3 @@ type Persisted struct {
 	// not create whenever it reconfigures a link.
 	ForeignRoutesManaged bool
 }
-
-// PersistResult is what installing a node's routes file did.
-type PersistResult struct {
-	Enabled bool   // the unit starts at boot
-	Note    string // why it does not, when it does not
-}

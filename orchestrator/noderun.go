@@ -1,0 +1,306 @@
+package orchestrator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/routepush/routepush/route"
+)
+
+// nodeRun is the state of one node during a run.
+type nodeRun struct {
+	plan    HostPlan
+	host    Host     // nil once the node needs nothing more, until a rollback
+	before  [32]byte // digest of the table as first read
+	touched bool     // a batch was sent: some of it may be in the kernel
+	// persisted: the routes file may have been replaced; rollback puts
+	// back the one the run found.
+	persisted bool
+	locked    bool // this run holds the node's lock
+	connect   Connector
+	// recorded: the node has this run's record (state applying), which
+	// must say how it ended.
+	recorded bool
+	rep      *NodeReport
+	opts     *Options
+}
+
+// prepare connects, reads the node's table and computes its diff.
+func (r *nodeRun) prepare(ctx context.Context, connect Connector) {
+	t0 := time.Now()
+	defer func() { r.rep.Duration += time.Since(t0) }()
+	node := r.plan.Node()
+	host, err := connect(ctx, node)
+	if err != nil {
+		r.fail(err)
+		var u interface{ Unreachable() bool }
+		if errors.As(err, &u) && u.Unreachable() {
+			r.rep.Outcome = Unreachable // a failure unless within MaxUnreachable
+		}
+		return
+	}
+	r.host = host
+	if r.opts.journaling() {
+		// Locked before the read: no other run changes the node between
+		// this snapshot and this batch.
+		if err := r.lock(ctx); err != nil {
+			r.fail(r.opts.lockError(node.Name, err))
+			return
+		}
+		r.locked = true
+	}
+	table, err := host.ReadRoutes(ctx, r.plan.Families())
+	if err != nil {
+		r.fail(err)
+		return
+	}
+	r.before = table.Digest
+	r.rep.Diff, err = ComputeDiff(r.plan, table.Routes)
+	if err != nil {
+		r.fail(fmt.Errorf("%s: %w", node.Name, err))
+		return
+	}
+	if c := r.rep.Diff.Conflicts(); len(c) > 0 {
+		r.rep.Outcome = Refused
+		r.rep.Err = conflictError(node.Name, c)
+		return
+	}
+	if !r.rep.Diff.Empty() {
+		if problems := UnconnectedNextHops(r.plan, table.Routes); len(problems) > 0 {
+			r.rep.Outcome = Refused
+			r.rep.Err = fmt.Errorf("%s: refusing to change the node: %s; routepush adds no onlink routes: fix the node's addressing or leave it out", node.Name, summarize(problems))
+			return
+		}
+	}
+	if r.opts.Persist {
+		have, err := host.ReadPersisted(ctx)
+		if err != nil {
+			r.fail(err)
+			return
+		}
+		r.rep.Persist = persistDrift(have, PersistFile(r.plan))
+	}
+	if !r.rep.Changes() {
+		r.rep.Outcome = InSync
+		return
+	}
+	r.rep.Outcome = WouldChange
+	if r.opts.journaling() {
+		// The record, batches included, is on the node before anything
+		// changes there, written while its snapshot is at hand:
+		// `routepush rollback` needs nothing else.
+		record := newRecord(r.opts.Holder, r.plan, table, &r.rep.Diff)
+		record.Persist = r.rep.Persist.record()
+		rec, _ := json.Marshal(record)
+		if err := host.WriteRun(ctx, r.opts.Holder.RunID, append(rec, '\n'), r.opts.keep()); err != nil {
+			r.fail(err)
+			return
+		}
+		r.recorded = true
+		host.RestJournal()
+	}
+}
+
+// conflictError refuses a node's plan because of other owners' routes.
+func conflictError(node string, conflicts []Finding) error {
+	whys := make([]string, len(conflicts))
+	for i, f := range conflicts {
+		whys[i] = f.Why()
+	}
+	return fmt.Errorf("%s: refusing to change the node: %s; --adopt replaces them with routepush's routes", node, summarize(whys))
+}
+
+// apply sends the node's batch and verifies the result. It returns false
+// when the node failed.
+func (r *nodeRun) apply(ctx context.Context) (ok bool) {
+	t0 := time.Now()
+	defer func() {
+		r.rep.Duration += time.Since(t0)
+		if !ok {
+			// An interrupt may be why: the record must still say so.
+			r.record(context.WithoutCancel(ctx), StateFailed, r.rep.Err)
+		}
+	}()
+	name := r.plan.Node().Name
+	r.touched = true
+	if r.rep.Diff.Empty() {
+		return r.persistVerified(ctx) // only the routes file differs
+	}
+	// The batch is not kept for the error message: it is rendered again
+	// if ip rejects a line, so the 50 nodes in flight hold theirs only
+	// until it is sent.
+	table, applyErr, err := r.host.Apply(ctx, r.rep.Diff.ApplyBatch(r.plan).Bytes(), false, r.plan.Families())
+	var lost interface{ Lost() bool }
+	if errors.As(err, &lost) && ctx.Err() == nil {
+		// The connection went mid-batch: whether the batch is in the
+		// kernel is unknown until the node is reached again.
+		if table, err = r.reconnectAndRead(ctx, err); err != nil {
+			r.rep.Outcome, r.rep.Err = Unknown, err
+			return false
+		}
+		applyErr = nil
+	}
+	if applyErr != nil {
+		r.fail(explainBatchError(applyErr, r.rep.Diff.ApplyBatch(r.plan).Bytes()))
+		return false
+	}
+	if err != nil {
+		r.fail(fmt.Errorf("verify: %w", err))
+		return false
+	}
+	if problems := Verify(r.plan, table.Routes); len(problems) > 0 {
+		r.fail(fmt.Errorf("%s: verify failed: %s", name, summarize(problems)))
+		return false
+	}
+	return r.persistVerified(ctx)
+}
+
+// reconnectAndRead reaches a node whose connection was lost mid-batch
+// again (three tries, a second, then two, then four apart) and reads its
+// tables, for verify to decide. If it stays out of reach its state is
+// unknown: `routepush rollback` restores it once it is back.
+func (r *nodeRun) reconnectAndRead(ctx context.Context, lost error) (route.Table, error) {
+	name := r.plan.Node().Name
+	r.host.Close()
+	r.host = nil
+	wait := time.Second
+	var err error
+	for try := 1; try <= 3; try++ {
+		select {
+		case <-ctx.Done():
+			return route.Table{}, fmt.Errorf("%s: connection lost mid-batch (%v), then %w", name, lost, context.Cause(ctx))
+		case <-time.After(wait):
+		}
+		wait *= 2
+		var host Host
+		if host, err = r.connect(ctx, r.plan.Node()); err != nil {
+			r.opts.logger().Warn("reconnecting after a lost connection", "node", name, "try", try, "err", err)
+			continue
+		}
+		r.host = host
+		if r.opts.journaling() {
+			// The lock of the lost connection is still there, and still
+			// this run's.
+			r.locked = true
+		}
+		var t route.Table
+		if t, err = host.ReadRoutes(ctx, r.plan.Families()); err == nil {
+			return t, nil
+		}
+	}
+	return route.Table{}, fmt.Errorf("%s: connection lost mid-batch (%v) and not regained: whether its routes changed is unknown; once it is reachable, `routepush rollback --run %s` restores it (%w)", name, lost, r.opts.Holder.RunID, err)
+}
+
+// lock takes the node's lock, waiting up to WaitLock while another run
+// holds it.
+func (r *nodeRun) lock(ctx context.Context) error {
+	deadline := time.Now().Add(r.opts.WaitLock)
+	for {
+		err := r.host.Lock(ctx, r.opts.Holder.lockText())
+		var held interface{ LockHolder() []byte }
+		if err == nil || !errors.As(err, &held) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(min(500*time.Millisecond, time.Until(deadline)+time.Millisecond)):
+		}
+	}
+}
+
+// record appends the state the run reached on the node to its record.
+// Failing to is reported but changes nothing already done.
+func (r *nodeRun) record(ctx context.Context, state RunState, cause error) {
+	if !r.recorded || r.host == nil {
+		return
+	}
+	if err := r.host.AppendRun(ctx, r.opts.Holder.RunID, marshalState(state, time.Now(), cause)); err != nil {
+		r.opts.logger().Warn("could not record the run's state on the node", "node", r.plan.Node().Name, "state", state, "err", err)
+	}
+}
+
+// rollback restores the node to the table it had before the run and checks
+// that the table reads back byte-identical. A node that applied and
+// verified was disconnected: it is connected to again.
+func (r *nodeRun) rollback(ctx context.Context, connect Connector) {
+	name := r.plan.Node().Name
+	if r.host == nil {
+		host, err := connect(ctx, r.plan.Node())
+		if err == nil && r.opts.journaling() {
+			// Verified nodes were released; nobody else may have taken
+			// the node since.
+			if err = host.Lock(ctx, r.opts.Holder.lockText()); err != nil {
+				err = r.opts.lockError(name, err)
+				host.Close()
+			}
+		}
+		if err != nil {
+			r.rep.RollbackErr = fmt.Errorf("rollback: %w", err)
+			r.rep.Outcome = RollbackFailed
+			return
+		}
+		r.host = host
+		r.locked = r.opts.journaling()
+	}
+	defer func() {
+		if r.rep.RollbackErr != nil {
+			r.record(ctx, StateRollbackFailed, r.rep.RollbackErr)
+		} else {
+			r.record(ctx, StateRolledBack, nil)
+		}
+	}()
+	undo := r.rep.Diff.UndoBatch(r.plan)
+	// With -force, ip goes on past lines that fail because the run never
+	// got that far; the digest below is what decides success.
+	table, applyErr, err := r.host.Apply(ctx, undo.Bytes(), true, r.plan.Families())
+	switch {
+	case err != nil:
+		r.rep.RollbackErr = fmt.Errorf("rollback: %w", err)
+	case table.Digest != r.before:
+		r.rep.RollbackErr = fmt.Errorf("%s: rollback: route table differs from before the run", name)
+		if applyErr != nil {
+			r.rep.RollbackErr = fmt.Errorf("%w (%v)", r.rep.RollbackErr, applyErr)
+		}
+	}
+	if r.persisted && r.rep.RollbackErr == nil {
+		if err := r.host.RestorePersisted(ctx, r.rep.Persist.before); err != nil {
+			r.rep.RollbackErr = fmt.Errorf("rollback: %w", err)
+		}
+	}
+	if r.rep.RollbackErr != nil {
+		r.rep.Outcome = RollbackFailed
+		return
+	}
+	if r.rep.Outcome != Failed {
+		r.rep.Outcome = RolledBack
+	}
+	r.rep.RolledBack = true
+}
+
+// close releases the node's lock, if this run holds it, and disconnects;
+// errors change nothing that was done.
+func (r *nodeRun) close(ctx context.Context) {
+	if r.host == nil {
+		return
+	}
+	if r.recorded && !r.touched {
+		r.record(ctx, StateNotApplied, nil) // the run stopped before this node
+	}
+	if r.locked {
+		if err := r.host.Unlock(ctx, r.opts.Holder.lockText()); err != nil {
+			r.opts.logger().Warn("could not release the node's lock", "node", r.plan.Node().Name, "err", err)
+		}
+		r.locked = false
+	}
+	r.host.Close()
+	r.host = nil
+}
+
+func (r *nodeRun) fail(err error) {
+	r.rep.Outcome = Failed
+	r.rep.Err = err
+}
