@@ -27,6 +27,7 @@ type fakeKernel struct {
 	// What --persist installs: the routes file (nil: none), whether the
 	// node runs systemd, and a write that fails.
 	persisted     []byte
+	previous      []byte // what the last WritePersisted replaced, as routes.previous
 	systemd       bool
 	networkd      bool // systemd-networkd manages foreign routes
 	failPersist   bool
@@ -46,8 +47,19 @@ func (k *fakeKernel) WritePersisted(_ context.Context, routes []byte) error {
 	if k.failPersist {
 		return fmt.Errorf("%s: write /etc/routepush/routes: disk full", k.name)
 	}
+	k.previous = k.persisted
 	k.persisted = slices.Clone(routes)
 	k.persistWrites++
+	return nil
+}
+
+func (k *fakeKernel) UndoPersisted(_ context.Context, existed bool) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.persisted = nil
+	if existed {
+		k.persisted = k.previous
+	}
 	return nil
 }
 

@@ -75,9 +75,11 @@ func (r *nodeRun) prepare(ctx context.Context, connect Connector) {
 			return
 		}
 	}
+	// The routes file as found goes into the run's record, not into
+	// memory: a thousand nodes' files would be most of routepush's heap.
+	var have route.Persisted
 	if r.opts.Persist {
-		have, err := host.ReadPersisted(ctx)
-		if err != nil {
+		if have, err = host.ReadPersisted(ctx); err != nil {
 			r.fail(err)
 			return
 		}
@@ -93,7 +95,9 @@ func (r *nodeRun) prepare(ctx context.Context, connect Connector) {
 		// changes there, written while its snapshot is at hand:
 		// `routepush rollback` needs nothing else.
 		record := newRecord(r.opts.Holder, r.plan, table, &r.rep.Diff)
-		record.Persist = r.rep.Persist.record()
+		if r.rep.Persist.Changes() {
+			record.Persist = &PersistRecord{Path: have.Path, Exists: have.Exists, Routes: string(have.Routes)}
+		}
 		rec, _ := json.Marshal(record)
 		if err := host.WriteRun(ctx, r.opts.Holder.RunID, append(rec, '\n'), r.opts.keep()); err != nil {
 			r.fail(err)
@@ -267,7 +271,7 @@ func (r *nodeRun) rollback(ctx context.Context, connect Connector) {
 		}
 	}
 	if r.persisted && r.rep.RollbackErr == nil {
-		if err := r.host.RestorePersisted(ctx, r.rep.Persist.before); err != nil {
+		if err := r.host.UndoPersisted(ctx, r.rep.Persist.existed); err != nil {
 			r.rep.RollbackErr = fmt.Errorf("rollback: %w", err)
 		}
 	}

@@ -15,12 +15,16 @@ import (
 type Persister interface {
 	// ReadPersisted says what the node would restore at boot.
 	ReadPersisted(ctx context.Context) (route.Persisted, error)
-	// WritePersisted replaces the routes file atomically and installs
-	// what replays it, enabled where the node runs systemd (ReadPersisted
-	// said whether it does, and the report warns where it does not).
+	// WritePersisted replaces the routes file atomically, keeping the one
+	// it replaces beside it, and installs what replays it, enabled where
+	// the node runs systemd (ReadPersisted said whether it does, and the
+	// report warns where it does not).
 	WritePersisted(ctx context.Context, routes []byte) error
-	// RestorePersisted puts the routes file back as it was: prev's
-	// content, or no file if there was none.
+	// UndoPersisted puts back the routes file the last WritePersisted
+	// replaced, or removes it if there was none (existed).
+	UndoPersisted(ctx context.Context, existed bool) error
+	// RestorePersisted puts the routes file back as a run record says it
+	// was: prev's content, or no file if there was none.
 	RestorePersisted(ctx context.Context, prev route.Persisted) error
 }
 
@@ -36,7 +40,7 @@ type PersistReport struct {
 	// Warnings are risks routepush does not fix: no systemd to enable the
 	// unit, networkd deleting foreign routes.
 	Warnings []string
-	before   route.Persisted
+	existed  bool // the node had a routes file before the run
 }
 
 // Changes reports whether apply would install anything.
@@ -61,7 +65,7 @@ func PersistFile(h HostPlan) []byte {
 // persistDrift compares what a node has installed with its plan's routes
 // file, and names the risks it cannot fix.
 func persistDrift(have route.Persisted, want []byte) *PersistReport {
-	p := &PersistReport{Path: have.Path, before: have}
+	p := &PersistReport{Path: have.Path, existed: have.Exists}
 	switch {
 	case !have.Exists:
 		p.Drift = append(p.Drift, "routes file missing")
@@ -141,13 +145,6 @@ type PersistRecord struct {
 	Path   string `json:"path"`
 	Exists bool   `json:"exists"`
 	Routes string `json:"routes,omitempty"`
-}
-
-func (p *PersistReport) record() *PersistRecord {
-	if p == nil || !p.Changes() {
-		return nil
-	}
-	return &PersistRecord{Path: p.before.Path, Exists: p.before.Exists, Routes: string(p.before.Routes)}
 }
 
 func (p *PersistRecord) persisted() route.Persisted {

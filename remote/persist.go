@@ -21,8 +21,10 @@ import (
 // in `ip -batch` form, and a systemd unit that replays it.
 const (
 	routesPath = "/etc/routepush/routes"
-	unitName   = "routepush-routes.service"
-	unitPath   = "/etc/systemd/system/" + unitName
+	// The routes file a write replaced, for UndoPersisted.
+	previousPath = routesPath + ".previous"
+	unitName     = "routepush-routes.service"
+	unitPath     = "/etc/systemd/system/" + unitName
 	// What `systemctl enable` creates for WantedBy=multi-user.target.
 	wantsPath = "/etc/systemd/system/multi-user.target.wants/" + unitName
 	// sd_booted(3): the node runs systemd.
@@ -83,12 +85,22 @@ func (c *Client) ReadPersisted(ctx context.Context) (p route.Persisted, err erro
 
 // WritePersisted writes the routes file atomically (and the unit, if it is
 // not as routepush writes it), then enables the unit where systemd runs.
+// The file it replaces stays as routes.previous (a hard link, so the routes
+// file itself is never missing), which UndoPersisted puts back.
 func (c *Client) WritePersisted(ctx context.Context, routes []byte) error {
 	var systemd, enabled, unitWritten bool
 	err := c.withFiles(ctx, "write "+routesPath, func(fsys *sftp.Client) error {
 		for _, dir := range []string{path.Dir(routesPath), path.Dir(unitPath)} {
 			if err := fsys.MkdirAll(dir); err != nil {
 				return fmt.Errorf("%s: mkdir %s: %w", c.name, dir, err)
+			}
+		}
+		if exists(fsys, routesPath) {
+			if err := fsys.Remove(previousPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("%s: remove %s: %w", c.name, previousPath, err)
+			}
+			if err := fsys.Link(routesPath, previousPath); err != nil {
+				return fmt.Errorf("%s: keep %s as %s: %w", c.name, routesPath, previousPath, err)
 			}
 		}
 		if err := c.writeAtomic(fsys, routesPath, routes); err != nil {
@@ -119,7 +131,24 @@ func (c *Client) WritePersisted(ctx context.Context, routes []byte) error {
 	return nil
 }
 
-// RestorePersisted puts the routes file back as prev found it. The unit
+// UndoPersisted puts back the routes file the last WritePersisted replaced
+// (routes.previous), or removes the routes file if there was none.
+func (c *Client) UndoPersisted(ctx context.Context, existed bool) error {
+	return c.withFiles(ctx, "restore "+routesPath, func(fsys *sftp.Client) error {
+		if existed {
+			if err := fsys.PosixRename(previousPath, routesPath); err != nil {
+				return fmt.Errorf("%s: put %s back as %s: %w", c.name, previousPath, routesPath, err)
+			}
+			return nil
+		}
+		if err := fsys.Remove(routesPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%s: remove %s: %w", c.name, routesPath, err)
+		}
+		return nil
+	})
+}
+
+// RestorePersisted puts the routes file back as a run record found it. The unit
 // stays: without the file it does nothing (ConditionPathExists).
 func (c *Client) RestorePersisted(ctx context.Context, prev route.Persisted) error {
 	return c.withFiles(ctx, "restore "+routesPath, func(fsys *sftp.Client) error {
