@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 )
 
@@ -194,10 +195,21 @@ func TerminalPassphrase(prompt string) ([]byte, error) {
 		return nil, fmt.Errorf("no terminal to ask for its passphrase on (%v)", err)
 	}
 	defer tty.Close()
+	// Echo goes off before the prompt appears, as OpenSSH's
+	// readpassphrase does: a passphrase typed the moment the prompt shows
+	// would otherwise be echoed before ReadPassword turns echo off.
+	fd := int(tty.Fd())
+	if saved, err := unix.IoctlGetTermios(fd, unix.TCGETS); err == nil {
+		quiet := *saved
+		quiet.Lflag &^= unix.ECHO
+		if unix.IoctlSetTermios(fd, unix.TCSETS, &quiet) == nil {
+			defer func() { _ = unix.IoctlSetTermios(fd, unix.TCSETS, saved) }()
+		}
+	}
 	if _, err := io.WriteString(tty, prompt); err != nil {
 		return nil, err
 	}
-	pass, err := term.ReadPassword(int(tty.Fd()))
+	pass, err := term.ReadPassword(fd)
 	_, _ = io.WriteString(tty, "\n")
 	if err != nil {
 		return nil, fmt.Errorf("reading the passphrase: %w", err)
