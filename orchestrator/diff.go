@@ -26,11 +26,25 @@ type Diff struct {
 
 // Finding is a route on a node that the plan has something to say about.
 type Finding struct {
-	Kind  FindingKind
-	Route route.Route
-	// Planned is the plan's route to the same or an overlapping
-	// destination (conflicts and overlaps).
-	Planned route.Route
+	Kind    FindingKind
+	found   storedRoute
+	planned int32 // plan position of the planned route it concerns; -1: none
+}
+
+func newFinding(kind FindingKind, found *route.Route, planned int) Finding {
+	return Finding{Kind: kind, found: storeRoute(found), planned: int32(planned)}
+}
+
+// Route returns the route found on the node.
+func (f Finding) Route() route.Route { return f.found.route() }
+
+// Planned returns the plan's route to the same or an overlapping
+// destination, for conflicts and overlaps; ok is false for the others.
+func (f Finding) Planned(h HostPlan) (r route.Route, ok bool) {
+	if f.planned < 0 {
+		return route.Route{}, false
+	}
+	return h.Route(int(f.planned)), true
 }
 
 // FindingKind says why a route is a finding.
@@ -69,18 +83,20 @@ func (k FindingKind) String() string {
 
 // Why explains a finding in a sentence that names the route's owner by its
 // protocol, as /etc/iproute2/rt_protos does.
-func (f Finding) Why() string {
+func (f Finding) Why(h HostPlan) string {
+	r := f.Route()
+	planned, _ := f.Planned(h)
 	switch f.Kind {
 	case Stale:
-		return fmt.Sprintf("routepush's route %s is not in the plan (its node left or its pod CIDR moved)", f.Route)
+		return fmt.Sprintf("routepush's route %s is not in the plan (its node left or its pod CIDR moved)", r)
 	case Conflict:
-		return fmt.Sprintf("route %s (%s) is in the way of the planned %s", f.Route, owner(f.Route.Protocol), f.Planned)
+		return fmt.Sprintf("route %s (%s) is in the way of the planned %s", r, owner(r.Protocol), planned)
 	case Self:
-		return fmt.Sprintf("route %s (%s) sends the node's own pod CIDR back to itself", f.Route, owner(f.Route.Protocol))
+		return fmt.Sprintf("route %s (%s) sends the node's own pod CIDR back to itself", r, owner(r.Protocol))
 	case Overlap:
-		return fmt.Sprintf("route %s (%s) overlaps the planned %s", f.Route, owner(f.Route.Protocol), f.Planned)
+		return fmt.Sprintf("route %s (%s) overlaps the planned %s", r, owner(r.Protocol), planned)
 	}
-	return f.Route.String()
+	return r.String()
 }
 
 // owner names who probably made a route: its protocol as this host's
@@ -98,9 +114,12 @@ func owner(p route.Protocol) string {
 
 // Replace is a planned route that overwrites a route already on the node.
 type Replace struct {
-	Index int32
-	Old   route.Route
+	Index int32 // the planned route's position in the plan
+	old   storedRoute
 }
+
+// Old returns the route the planned one overwrites.
+func (r Replace) Old() route.Route { return r.old.route() }
 
 // Positions is a set of plan positions kept as ascending runs. A node
 // that lacks routes usually lacks a whole stretch of them (all of them on
@@ -164,13 +183,13 @@ func (d *Diff) Removed() int { return len(d.Remove) }
 func ComputeDiff(h HostPlan, current []route.Route) (Diff, error) {
 	d := diff(h, current)
 	for _, r := range d.Replace {
-		if r.Old.Unrestorable != "" {
-			return Diff{}, fmt.Errorf("route %s would be replaced, but its %s cannot be restored on rollback; remove it or change it by hand", r.Old, r.Old.Unrestorable)
+		if old := r.old.full; old != nil && old.Unrestorable != "" {
+			return Diff{}, fmt.Errorf("route %s would be replaced, but its %s cannot be restored on rollback; remove it or change it by hand", old, old.Unrestorable)
 		}
 	}
 	for _, f := range d.Remove {
-		if f.Route.Unrestorable != "" {
-			return Diff{}, fmt.Errorf("route %s would be deleted, but its %s cannot be restored on rollback; remove it or change it by hand", f.Route, f.Route.Unrestorable)
+		if r := f.found.full; r != nil && r.Unrestorable != "" {
+			return Diff{}, fmt.Errorf("route %s would be deleted, but its %s cannot be restored on rollback; remove it or change it by hand", r, r.Unrestorable)
 		}
 	}
 	return d, nil
@@ -184,9 +203,9 @@ func diff(h HostPlan, current []route.Route) Diff {
 		case have == nil:
 			d.Add.add(k)
 		case have.Protocol == p.Protocol || p.Adopt:
-			d.Replace = append(d.Replace, Replace{Index: int32(k), Old: *have})
+			d.Replace = append(d.Replace, Replace{Index: int32(k), old: storeRoute(have)})
 		default:
-			d.Kept = append(d.Kept, Finding{Kind: Conflict, Route: *have, Planned: h.Route(k)})
+			d.Kept = append(d.Kept, newFinding(Conflict, have, k))
 		}
 	}, func() { d.Unchanged++ })
 	// Routes the plan has no slot for: routepush's own that are stale,
@@ -207,19 +226,19 @@ func diff(h HostPlan, current []route.Route) Diff {
 		}
 		switch {
 		case found && !planned && p.dests[fi][pos].owner == h.node && c.Gateway.IsValid() && h.Node().HasInternalIP(c.Gateway):
-			f = Finding{Kind: Self, Route: *c}
+			f = newFinding(Self, c, -1)
 			if p.Adopt {
 				d.Remove = append(d.Remove, f)
 				continue
 			}
 		case c.Protocol == p.Protocol:
-			f = Finding{Kind: Stale, Route: *c}
+			f = newFinding(Stale, c, -1)
 			if p.Prune {
 				d.Remove = append(d.Remove, f)
 				continue
 			}
 		case planned:
-			f = Finding{Kind: Conflict, Route: *c, Planned: h.Route(k)}
+			f = newFinding(Conflict, c, k)
 			if p.Adopt {
 				d.Remove = append(d.Remove, f)
 				continue
@@ -229,7 +248,7 @@ func diff(h HostPlan, current []route.Route) Diff {
 			if !ok {
 				continue
 			}
-			f = Finding{Kind: Overlap, Route: *c, Planned: h.Route(k)}
+			f = newFinding(Overlap, c, k)
 		}
 		d.Kept = append(d.Kept, f)
 	}
@@ -291,7 +310,7 @@ func (d *Diff) ApplyBatch(h HostPlan) *route.Batch {
 	}
 	b.Grow(size) // a first run on a large cluster renders gigabytes
 	for _, f := range d.Remove {
-		b.Delete(f.Route)
+		b.Delete(f.Route())
 	}
 	for k := range d.Add.All() {
 		b.ReplaceSpec(h.spec(k))
@@ -313,10 +332,10 @@ func (d *Diff) UndoBatch(h HostPlan) *route.Batch {
 		b.Delete(h.Route(k))
 	}
 	for _, r := range d.Replace {
-		b.Replace(r.Old)
+		r.old.appendReplace(&b)
 	}
 	for _, f := range d.Remove {
-		b.Replace(f.Route)
+		f.found.appendReplace(&b)
 	}
 	return &b
 }
@@ -331,13 +350,14 @@ func Verify(h HostPlan, current []route.Route) []string {
 		problems = append(problems, fmt.Sprintf("route %s is missing", h.Route(k)))
 	}
 	for _, r := range d.Replace {
-		problems = append(problems, fmt.Sprintf("route %s is %s instead", h.Route(int(r.Index)), r.Old))
+		problems = append(problems, fmt.Sprintf("route %s is %s instead", h.Route(int(r.Index)), r.Old()))
 	}
 	for _, f := range d.Remove {
-		problems = append(problems, fmt.Sprintf("route %s is still there", f.Route))
+		problems = append(problems, fmt.Sprintf("route %s is still there", f.Route()))
 	}
 	for _, f := range d.Conflicts() {
-		problems = append(problems, fmt.Sprintf("route %s is %s instead", f.Planned, f.Route))
+		planned, _ := f.Planned(h)
+		problems = append(problems, fmt.Sprintf("route %s is %s instead", planned, f.Route()))
 	}
 	return problems
 }

@@ -65,7 +65,7 @@ func (r *nodeRun) prepare(ctx context.Context, connect Connector) {
 	}
 	if c := r.rep.Diff.Conflicts(); len(c) > 0 {
 		r.rep.Outcome = Refused
-		r.rep.Err = conflictError(node.Name, c)
+		r.rep.Err = conflictError(r.plan, c)
 		return
 	}
 	if !r.rep.Diff.Empty() {
@@ -109,12 +109,12 @@ func (r *nodeRun) prepare(ctx context.Context, connect Connector) {
 }
 
 // conflictError refuses a node's plan because of other owners' routes.
-func conflictError(node string, conflicts []Finding) error {
+func conflictError(h HostPlan, conflicts []Finding) error {
 	whys := make([]string, len(conflicts))
 	for i, f := range conflicts {
-		whys[i] = f.Why()
+		whys[i] = f.Why(h)
 	}
-	return fmt.Errorf("%s: refusing to change the node: %s; --adopt replaces them with routepush's routes", node, summarize(whys))
+	return fmt.Errorf("%s: refusing to change the node: %s; --adopt replaces them with routepush's routes", h.Node().Name, summarize(whys))
 }
 
 // apply sends the node's batch and verifies the result. It returns false

@@ -117,7 +117,7 @@ unicast default via 198.18.0.1 dev eth0 proto boot scope global
 func kinds(fs []Finding) string {
 	var s []string
 	for _, f := range fs {
-		s = append(s, f.Kind.String()+" "+f.Route.Dst.String())
+		s = append(s, f.Kind.String()+" "+f.Route().Dst.String())
 	}
 	return strings.Join(s, ", ")
 }
@@ -138,7 +138,7 @@ func TestComputeDiffReportsWithoutAdoptOrPrune(t *testing.T) {
 	if got := kinds(d.Kept); got != want {
 		t.Errorf("kept:\n got %s\nwant %s", got, want)
 	}
-	if c := d.Conflicts(); len(c) != 2 || !strings.Contains(c[0].Why(), "proto boot: ip route add or route add") {
+	if c := d.Conflicts(); len(c) != 2 || !strings.Contains(c[0].Why(p.Host(0)), "proto boot: ip route add or route add") {
 		t.Errorf("conflicts = %v", c)
 	}
 }

@@ -135,24 +135,26 @@ func (r *Report) WriteDiffColor(w io.Writer, color bool) {
 			fmt.Fprintf(w, "%s: %d to add, %d to change, %d to delete, %d in sync%s\n", n.Name, n.Added(), n.Changed(), n.Diff.Removed(), n.Unchanged(), inTable(r.Plan.Table))
 		}
 		for _, f := range n.Diff.Remove {
-			line("-", "%s (%s)", f.Route, f.Kind)
+			line("-", "%s (%s)", f.Route(), f.Kind)
 		}
 		for k := range n.Diff.Add.All() {
 			line("+", "%s", h.Route(k))
 		}
 		for _, c := range n.Diff.Replace {
-			line("~", "%s -> %s", c.Old, h.Route(int(c.Index)))
+			line("~", "%s -> %s", c.Old(), h.Route(int(c.Index)))
 		}
 		for _, f := range n.Diff.Kept {
+			found := f.Route()
+			planned, _ := f.Planned(h)
 			switch f.Kind {
 			case Stale:
-				line("-", "%s (stale, kept: --prune deletes it)", f.Route)
+				line("-", "%s (stale, kept: --prune deletes it)", found)
 			case Conflict:
-				line("!", "%s (%s) in the way of %s", f.Route, owner(f.Route.Protocol), f.Planned)
+				line("!", "%s (%s) in the way of %s", found, owner(found.Protocol), planned)
 			case Self:
-				line("!", "%s (%s) routes the node's own pod CIDR to itself (--adopt deletes it)", f.Route, owner(f.Route.Protocol))
+				line("!", "%s (%s) routes the node's own pod CIDR to itself (--adopt deletes it)", found, owner(found.Protocol))
 			case Overlap:
-				line("?", "%s (%s) overlaps %s (left alone)", f.Route, owner(f.Route.Protocol), f.Planned)
+				line("?", "%s (%s) overlaps %s (left alone)", found, owner(found.Protocol), planned)
 			}
 		}
 		if p := n.Persist; p != nil {

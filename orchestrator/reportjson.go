@@ -79,10 +79,10 @@ func jsonRoute(r route.Route) JSONRoute {
 	return j
 }
 
-func jsonFinding(f Finding) JSONFinding {
-	j := JSONFinding{Kind: f.Kind.String(), Route: jsonRoute(f.Route), Why: f.Why()}
-	if f.Planned.Dst.IsValid() {
-		p := jsonRoute(f.Planned)
+func jsonFinding(h HostPlan, f Finding) JSONFinding {
+	j := JSONFinding{Kind: f.Kind.String(), Route: jsonRoute(f.Route()), Why: f.Why(h)}
+	if planned, ok := f.Planned(h); ok {
+		p := jsonRoute(planned)
 		j.Planned = &p
 	}
 	return j
@@ -105,13 +105,13 @@ func (r *Report) JSON(runID string) JSONReport {
 			jn.Added = append(jn.Added, jsonRoute(h.Route(k)))
 		}
 		for _, c := range n.Diff.Replace {
-			jn.Changed = append(jn.Changed, JSONChange{From: jsonRoute(c.Old), To: jsonRoute(h.Route(int(c.Index)))})
+			jn.Changed = append(jn.Changed, JSONChange{From: jsonRoute(c.Old()), To: jsonRoute(h.Route(int(c.Index)))})
 		}
 		for _, f := range n.Diff.Remove {
-			jn.Removed = append(jn.Removed, jsonFinding(f))
+			jn.Removed = append(jn.Removed, jsonFinding(h, f))
 		}
 		for _, f := range n.Diff.Kept {
-			jn.Kept = append(jn.Kept, jsonFinding(f))
+			jn.Kept = append(jn.Kept, jsonFinding(h, f))
 		}
 		if n.Err != nil {
 			jn.Error = n.Err.Error()

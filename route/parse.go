@@ -365,6 +365,12 @@ func ParseText(data []byte, fam Family) ([]Route, error) {
 	return routes, nil
 }
 
+// ParseSpec reads a route as Route.Spec renders it: the arguments of `ip
+// route replace`, on one line.
+func ParseSpec(spec string, fam Family) (Route, error) {
+	return parseTextRoute(strings.Fields(spec), fam)
+}
+
 // textKeys are the attributes iproute2 prints as "name value" after the
 // destination; the value of those not modelled by Route is kept in Metrics.
 var textMetricKeys = map[string]bool{
