@@ -104,7 +104,9 @@ func (r *nodeRun) prepare(ctx context.Context, connect Connector) {
 			return
 		}
 		r.recorded = true
-		host.RestJournal()
+		if r.opts.restJournal {
+			host.RestJournal()
+		}
 	}
 }
 

@@ -83,6 +83,11 @@ type Options struct {
 	// (no connection at all) and be left out; past it the run changes
 	// nothing. Default 0.
 	MaxUnreachable int
+	// restJournal: nodes wait for others between their read and their
+	// apply (more of them than Concurrency), so their SFTP sessions rest
+	// meanwhile. Otherwise the session stays open: starting sftp-server
+	// again is most of what the journal costs a small cluster.
+	restJournal bool
 	// Persist installs each node's routes to be replayed at boot once
 	// they verify (Persister); with Check, reports where that differs.
 	Persist bool
@@ -129,6 +134,7 @@ func Run(ctx context.Context, plan *Plan, connect Connector, opts Options) *Repo
 		rep.Duration = time.Since(start)
 	}()
 
+	opts.restJournal = len(active) > opts.Concurrency
 	log.Info("reading route tables", "nodes", len(active), "concurrency", opts.Concurrency)
 	pr := opts.Progress // nil-safe: a run without a display
 	if pr != nil {
