@@ -2,6 +2,8 @@ package remote
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -142,10 +144,12 @@ func (e *LockedError) Error() string {
 }
 
 // Lock takes the node's lock, writing holder into it; if another run holds
-// it, it returns a *LockedError with that run's own description. The lock
-// is a file created with O_EXCL, so two runs can never both hold it; it
-// stays when routepush dies, and `routepush rollback` or the holder
-// removes it.
+// it, it returns a *LockedError with that run's own description. The
+// holder is written to a file of its own first, which then becomes the
+// lock by a hard link (link(2) fails if the lock exists): two runs can
+// never both hold it, and nobody ever reads a lock its holder has not
+// finished writing. It stays when routepush dies, and `routepush rollback`
+// or the holder removes it.
 func (c *Client) Lock(ctx context.Context, holder []byte) error {
 	return c.withFiles(ctx, "lock", func(fsys *sftp.Client) error {
 		if err := fsys.MkdirAll(runsDir); err != nil {
@@ -155,22 +159,36 @@ func (c *Client) Lock(ctx context.Context, holder []byte) error {
 			}
 			return err
 		}
-		f, err := fsys.OpenFile(lockPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
-		if err != nil {
-			held, rerr := c.readFile(fsys, lockPath)
-			if rerr != nil {
-				return fmt.Errorf("%s: lock %s: %w", c.name, lockPath, err)
+		var nonce [6]byte
+		_, _ = rand.Read(nonce[:])
+		tmp := lockPath + "." + hex.EncodeToString(nonce[:]) + ".tmp"
+		f, err := fsys.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+		if err == nil {
+			_, err = f.Write(holder)
+			if cerr := f.Close(); err == nil {
+				err = cerr
 			}
-			return &LockedError{Host: c.name, Holder: held}
 		}
-		if _, err := f.Write(holder); err != nil {
-			f.Close()
+		if err != nil {
+			_ = fsys.Remove(tmp)
 			return fmt.Errorf("%s: lock %s: %w", c.name, lockPath, err)
 		}
-		if err := f.Close(); err != nil {
-			return fmt.Errorf("%s: lock %s: %w", c.name, lockPath, err)
+		defer func() { _ = fsys.Remove(tmp) }()
+		for try := 0; ; try++ {
+			linkErr := fsys.Link(tmp, lockPath)
+			if linkErr == nil {
+				return nil
+			}
+			held, rerr := c.readFile(fsys, lockPath)
+			switch {
+			case rerr == nil:
+				return &LockedError{Host: c.name, Holder: held}
+			case errors.Is(rerr, fs.ErrNotExist) && try < 2:
+				continue // released between the two: try again
+			default:
+				return fmt.Errorf("%s: lock %s: %w", c.name, lockPath, linkErr)
+			}
 		}
-		return nil
 	})
 }
 
