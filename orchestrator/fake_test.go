@@ -41,7 +41,7 @@ func (k *fakeKernel) ReadPersisted(context.Context) (route.Persisted, error) {
 		UnitCurrent: k.persisted != nil, UnitEnabled: k.persisted != nil && k.systemd, Systemd: k.systemd, ForeignRoutesManaged: k.networkd}, nil
 }
 
-func (k *fakeKernel) WritePersisted(_ context.Context, routes []byte) error {
+func (k *fakeKernel) WritePersisted(_ context.Context, routes []byte, _ route.Persisted) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.failPersist {
@@ -53,11 +53,11 @@ func (k *fakeKernel) WritePersisted(_ context.Context, routes []byte) error {
 	return nil
 }
 
-func (k *fakeKernel) UndoPersisted(_ context.Context, existed bool) error {
+func (k *fakeKernel) UndoPersisted(_ context.Context, found route.Persisted) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.persisted = nil
-	if existed {
+	if found.Exists {
 		k.persisted = k.previous
 	}
 	return nil

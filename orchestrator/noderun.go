@@ -273,7 +273,7 @@ func (r *nodeRun) rollback(ctx context.Context, connect Connector) {
 		}
 	}
 	if r.persisted && r.rep.RollbackErr == nil {
-		if err := r.host.UndoPersisted(ctx, r.rep.Persist.existed); err != nil {
+		if err := r.host.UndoPersisted(ctx, r.rep.Persist.found); err != nil {
 			r.rep.RollbackErr = fmt.Errorf("rollback: %w", err)
 		}
 	}

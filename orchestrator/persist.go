@@ -19,10 +19,11 @@ type Persister interface {
 	// it replaces beside it, and installs what replays it, enabled where
 	// the node runs systemd (ReadPersisted said whether it does, and the
 	// report warns where it does not).
-	WritePersisted(ctx context.Context, routes []byte) error
+	// found is what ReadPersisted saw, with or without its Routes.
+	WritePersisted(ctx context.Context, routes []byte, found route.Persisted) error
 	// UndoPersisted puts back the routes file the last WritePersisted
-	// replaced, or removes it if there was none (existed).
-	UndoPersisted(ctx context.Context, existed bool) error
+	// replaced, or removes it if there was none (found.Exists).
+	UndoPersisted(ctx context.Context, found route.Persisted) error
 	// RestorePersisted puts the routes file back as a run record says it
 	// was: prev's content, or no file if there was none.
 	RestorePersisted(ctx context.Context, prev route.Persisted) error
@@ -40,7 +41,9 @@ type PersistReport struct {
 	// Warnings are risks routepush does not fix: no systemd to enable the
 	// unit, networkd deleting foreign routes.
 	Warnings []string
-	existed  bool // the node had a routes file before the run
+	// found is what the node had before the run, without the file's
+	// content: the run record keeps that, and the node keeps the file.
+	found route.Persisted
 }
 
 // Changes reports whether apply would install anything.
@@ -65,7 +68,8 @@ func PersistFile(h HostPlan) []byte {
 // persistDrift compares what a node has installed with its plan's routes
 // file, and names the risks it cannot fix.
 func persistDrift(have route.Persisted, want []byte) *PersistReport {
-	p := &PersistReport{Path: have.Path, existed: have.Exists}
+	p := &PersistReport{Path: have.Path, found: have}
+	p.found.Routes = nil
 	switch {
 	case !have.Exists:
 		p.Drift = append(p.Drift, "routes file missing")
@@ -117,7 +121,7 @@ func lineDelta(have, want []byte) string {
 
 // persist installs the node's routes file after its routes verified.
 func (r *nodeRun) persist(ctx context.Context) error {
-	if err := r.host.WritePersisted(ctx, PersistFile(r.plan)); err != nil {
+	if err := r.host.WritePersisted(ctx, PersistFile(r.plan), r.rep.Persist.found); err != nil {
 		return err
 	}
 	r.rep.Persist.Written = true

@@ -162,7 +162,7 @@ func (r *Report) WriteDiffColor(w io.Writer, color bool) {
 			// same on every node.
 			for _, d := range p.Drift {
 				switch {
-				case !p.existed && strings.HasPrefix(d, "routes file"):
+				case !p.found.Exists && strings.HasPrefix(d, "routes file"):
 					line("+", "%s (%s; %d routes)", p.Path, d, h.Len())
 				case strings.HasPrefix(d, "routes file"):
 					line("~", "%s (%s)", p.Path, d)

@@ -86,16 +86,16 @@ func (c *Client) ReadPersisted(ctx context.Context) (p route.Persisted, err erro
 // WritePersisted writes the routes file atomically (and the unit, if it is
 // not as routepush writes it), then enables the unit where systemd runs.
 // The file it replaces stays as routes.previous (a hard link, so the routes
-// file itself is never missing), which UndoPersisted puts back.
-func (c *Client) WritePersisted(ctx context.Context, routes []byte) error {
-	var systemd, enabled, unitWritten bool
+// file itself is never missing), which UndoPersisted puts back. found is
+// what ReadPersisted saw on this node, which the run has held locked since.
+func (c *Client) WritePersisted(ctx context.Context, routes []byte, found route.Persisted) error {
 	err := c.withFiles(ctx, "write "+routesPath, func(fsys *sftp.Client) error {
 		for _, dir := range []string{path.Dir(routesPath), path.Dir(unitPath)} {
 			if err := fsys.MkdirAll(dir); err != nil {
 				return fmt.Errorf("%s: mkdir %s: %w", c.name, dir, err)
 			}
 		}
-		if exists(fsys, routesPath) {
+		if found.Exists {
 			if err := fsys.Remove(previousPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("%s: remove %s: %w", c.name, previousPath, err)
 			}
@@ -106,19 +106,15 @@ func (c *Client) WritePersisted(ctx context.Context, routes []byte) error {
 		if err := c.writeAtomic(fsys, routesPath, routes); err != nil {
 			return err
 		}
-		if unit, err := c.readFile(fsys, unitPath); err != nil || !bytes.Equal(unit, bootUnit) {
-			if err := c.writeAtomic(fsys, unitPath, bootUnit); err != nil {
-				return err
-			}
-			unitWritten = true
+		if !found.UnitCurrent {
+			return c.writeAtomic(fsys, unitPath, bootUnit)
 		}
-		systemd, enabled = isDir(fsys, systemdRunDir), exists(fsys, wantsPath)
 		return nil
 	})
-	if err != nil || !systemd {
+	if err != nil || !found.Systemd {
 		return err // without systemd: the report says how to replay the file
 	}
-	if unitWritten || !enabled {
+	if !found.UnitCurrent || !found.UnitEnabled {
 		// enable also reloads systemd, which then sees a changed unit.
 		cmd := "systemctl enable " + unitName
 		if c.sudo {
@@ -133,9 +129,9 @@ func (c *Client) WritePersisted(ctx context.Context, routes []byte) error {
 
 // UndoPersisted puts back the routes file the last WritePersisted replaced
 // (routes.previous), or removes the routes file if there was none.
-func (c *Client) UndoPersisted(ctx context.Context, existed bool) error {
+func (c *Client) UndoPersisted(ctx context.Context, found route.Persisted) error {
 	return c.withFiles(ctx, "restore "+routesPath, func(fsys *sftp.Client) error {
-		if existed {
+		if found.Exists {
 			if err := fsys.PosixRename(previousPath, routesPath); err != nil {
 				return fmt.Errorf("%s: put %s back as %s: %w", c.name, previousPath, routesPath, err)
 			}
