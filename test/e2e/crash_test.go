@@ -139,6 +139,11 @@ func TestKilledRunRolledBackByAnotherProcess(t *testing.T) {
 		done <- res
 	}()
 	waitForStates(t, l, map[string]int{"verified": 40, "applying": 10})
+	// A node records "verified", then releases its lock: the kill must
+	// come after the 40 have done both.
+	for deadline := time.Now().Add(10 * time.Second); len(lockedNodes(l)) > 10 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 	pid := routepushPID(t, l)
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
