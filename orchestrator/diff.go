@@ -297,45 +297,58 @@ func compare(h HostPlan, current []route.Route, differ func(k int, have *route.R
 }
 
 // ApplyBatch renders the diff as the `ip -batch` lines that make the node
-// match its plan: deletions first, so an adopted route's other-metric
-// duplicate is gone before routepush's own takes its destination.
+// match its plan: exact deletions first (the routes --prune and --adopt
+// remove, and the old form of each route to be changed), then `route add`
+// of every planned route the node lacks or has going elsewhere. No line
+// overwrites a route: a route that appears at a planned destination after
+// the table was read makes its line fail, and the batch with it, instead
+// of being replaced unseen.
 func (d *Diff) ApplyBatch(h HostPlan) *route.Batch {
 	var b route.Batch
-	size := len(d.Remove) * route.LineSize
+	size := (len(d.Remove) + len(d.Replace)) * route.LineSize
 	for k := range d.Add.All() {
-		size += route.ReplaceSize(h.spec(k))
+		size += route.AddSize(h.spec(k))
 	}
 	for _, r := range d.Replace {
-		size += route.ReplaceSize(h.spec(int(r.Index)))
+		size += route.AddSize(h.spec(int(r.Index)))
 	}
 	b.Grow(size) // a first run on a large cluster renders gigabytes
 	for _, f := range d.Remove {
 		b.Delete(f.Route())
 	}
+	for _, r := range d.Replace {
+		b.Delete(r.Old())
+	}
 	for k := range d.Add.All() {
-		b.ReplaceSpec(h.spec(k))
+		b.AddSpec(h.spec(k))
 	}
 	for _, r := range d.Replace {
-		b.ReplaceSpec(h.spec(int(r.Index)))
+		b.AddSpec(h.spec(int(r.Index)))
 	}
 	return &b
 }
 
-// UndoBatch renders the lines that put the node back as it was: delete what
-// was added (matching gateway and protocol, so nothing else is touched), put
-// every replaced route back and recreate every deleted one, each with all
-// its attributes.
+// UndoBatch renders the lines that put the node back as it was: delete
+// what the batch added (matching gateway and protocol, so nothing else is
+// touched), then add back every route it changed or deleted, with all its
+// attributes. Like the batch, it overwrites nothing: a line for a change
+// the batch never got to fails (ip runs it with -force), and so does one
+// whose place someone else has taken since; the digest of the table read
+// afterwards says whether the node is as it was.
 func (d *Diff) UndoBatch(h HostPlan) *route.Batch {
 	var b route.Batch
-	b.Grow((d.Add.Len() + len(d.Replace) + len(d.Remove)) * route.LineSize)
+	b.Grow((d.Add.Len() + 2*len(d.Replace) + len(d.Remove)) * route.LineSize)
 	for k := range d.Add.All() {
 		b.Delete(h.Route(k))
 	}
 	for _, r := range d.Replace {
-		r.old.appendReplace(&b)
+		b.Delete(h.Route(int(r.Index)))
+	}
+	for _, r := range d.Replace {
+		r.old.appendAdd(&b)
 	}
 	for _, f := range d.Remove {
-		f.found.appendReplace(&b)
+		f.found.appendAdd(&b)
 	}
 	return &b
 }
@@ -360,4 +373,39 @@ func Verify(h HostPlan, current []route.Route) []string {
 		problems = append(problems, fmt.Sprintf("route %s is %s instead", planned, f.Route()))
 	}
 	return problems
+}
+
+// describeChange says what changed in a node's table between the read the
+// diff was made from and now, as far as the plan is concerned: routes of
+// other owners that appeared at planned destinations, and routes that took
+// the place of planned ones.
+func describeChange(h HostPlan, was *Diff, now []route.Route) string {
+	d := diff(h, now)
+	var what []string
+	seen := map[string]bool{}
+	for _, f := range was.Kept {
+		seen[f.found.spec] = true
+	}
+	for _, f := range d.Kept {
+		if f.Kind == Conflict && !seen[f.found.spec] {
+			what = append(what, f.Why(h))
+		}
+	}
+	old := map[int32]string{}
+	for _, r := range was.Replace {
+		old[r.Index] = r.old.spec
+	}
+	for _, r := range d.Replace {
+		if old[r.Index] != r.old.spec {
+			o := r.Old()
+			what = append(what, fmt.Sprintf("route %s (%s) now stands where the planned %s goes", o, owner(o.Protocol), h.Route(int(r.Index))))
+		}
+	}
+	if n, m := was.Add.Len(), d.Add.Len(); m != n && len(what) == 0 {
+		what = append(what, fmt.Sprintf("%d planned routes were missing, now %d", n, m))
+	}
+	if len(what) == 0 {
+		return "routes that are not routepush's business changed"
+	}
+	return summarize(what)
 }

@@ -42,6 +42,7 @@ func ExampleComputeDiff() {
 	os.Stdout.Write(d.ApplyBatch(h).Bytes())
 	// Output:
 	// 1 to add, 1 to change
-	// route replace 100.64.2.0/24 via 198.18.0.12 proto 114
-	// route replace 100.64.1.0/24 via 198.18.0.11 proto 114
+	// route del 100.64.1.0/24 via 198.18.0.99 proto 3 metric 0
+	// route add 100.64.2.0/24 via 198.18.0.12 proto 114
+	// route add 100.64.1.0/24 via 198.18.0.11 proto 114
 }

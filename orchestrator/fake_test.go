@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -32,6 +33,10 @@ type fakeKernel struct {
 	networkd      bool // systemd-networkd manages foreign routes
 	failPersist   bool
 	persistWrites int
+	source        netip.Addr // where the node sees routepush's session come from
+	// beforeApply, when set, runs as a batch arrives, before anything is
+	// compared: someone else changing the table between read and batch.
+	beforeApply func(k *fakeKernel)
 }
 
 func (k *fakeKernel) ReadPersisted(context.Context) (route.Persisted, error) {
@@ -97,7 +102,9 @@ func (k *fakeKernel) Unlock(_ context.Context, holder []byte) error {
 	return nil
 }
 
-func (k *fakeKernel) WriteRun(_ context.Context, id string, record []byte, _ int) error {
+func (k *fakeKernel) SessionSource() netip.Addr { return k.source }
+
+func (k *fakeKernel) WriteRun(_ context.Context, id string, record []byte, _ int, _ func([]byte) bool) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.runs == nil {
@@ -139,7 +146,15 @@ type fakeCommandError struct{ stderr string }
 func (e *fakeCommandError) Error() string      { return "ip -batch: " + strings.TrimSpace(e.stderr) }
 func (e *fakeCommandError) StderrText() string { return e.stderr }
 
-func (k *fakeKernel) Apply(ctx context.Context, batch []byte, force bool, fams []route.Family) (route.Table, error, error) {
+func (k *fakeKernel) Apply(ctx context.Context, batch []byte, force bool, fams []route.Family, expect *[32]byte) (route.Table, error, error) {
+	if k.beforeApply != nil {
+		k.beforeApply(k)
+	}
+	if expect != nil {
+		if now, _ := k.ReadRoutes(ctx, fams); now.Digest != *expect {
+			return route.Table{}, nil, &route.ChangedError{Host: k.name, Table: now}
+		}
+	}
 	applyErr := k.apply(batch, force)
 	t, err := k.ReadRoutes(ctx, fams)
 	return t, applyErr, err
@@ -155,6 +170,8 @@ func (k *fakeKernel) apply(batch []byte, force bool) error {
 		switch {
 		case strings.HasPrefix(line, "route replace "):
 			err = k.replace(strings.TrimPrefix(line, "route replace "))
+		case strings.HasPrefix(line, "route add "):
+			err = k.add(strings.TrimPrefix(line, "route add "))
 		case strings.HasPrefix(line, "route del "):
 			err = k.del(strings.TrimPrefix(line, "route del "))
 		default:
@@ -198,6 +215,20 @@ func (k *fakeKernel) replace(spec string) error {
 	k.routes = append(k.routes, r)
 	slices.SortFunc(k.routes, func(a, b route.Route) int { return strings.Compare(a.Spec(), b.Spec()) })
 	return nil
+}
+
+// add is `ip route add`: it fails if a route with the same key exists.
+func (k *fakeKernel) add(spec string) error {
+	r, err := k.parse(spec)
+	if err != nil {
+		return err
+	}
+	for i := range k.routes {
+		if k.routes[i].Key() == r.Key() {
+			return fmt.Errorf("File exists")
+		}
+	}
+	return k.replace(spec)
 }
 
 func (k *fakeKernel) del(spec string) error {

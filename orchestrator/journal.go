@@ -23,8 +23,10 @@ type Journal interface {
 	Lock(ctx context.Context, holder []byte) error
 	// Unlock releases the lock if holder still describes it.
 	Unlock(ctx context.Context, holder []byte) error
-	// WriteRun stores a run's record atomically, keeping the newest keep.
-	WriteRun(ctx context.Context, id string, record []byte, keep int) error
+	// WriteRun stores a run's record atomically, and prunes the older
+	// ones down to keep, oldest first, keeping any that settled (given a
+	// record's last bytes) says still needs attention.
+	WriteRun(ctx context.Context, id string, record []byte, keep int, settled func(tail []byte) bool) error
 	// AppendRun adds a line to a run's record, durably.
 	AppendRun(ctx context.Context, id string, line []byte) error
 	// RestJournal closes what the journal keeps open until it is needed
@@ -80,6 +82,11 @@ type RunRecord struct {
 	Apply    string   `json:"apply"`
 	Undo     string   `json:"undo"`
 	Error    string   `json:"error,omitempty"`
+	// After is the digest of the tables as the run left them, from the
+	// newest state that read them (verified, failed): a rollback undoes
+	// the run only while the node is still so, and leaves alone a node
+	// someone has changed since.
+	After string `json:"-"`
 	// Persist is the routes file as the run found it, when the run
 	// (--persist) replaces it.
 	Persist *PersistRecord `json:"persist,omitempty"`
@@ -124,12 +131,18 @@ type stateLine struct {
 	State RunState  `json:"state"`
 	Time  time.Time `json:"time"`
 	Error string    `json:"error,omitempty"`
+	// Digest is that of the tables the state left the node with, when
+	// they were read.
+	Digest string `json:"digest,omitempty"`
 }
 
-func marshalState(state RunState, now time.Time, err error) []byte {
+func marshalState(state RunState, now time.Time, err error, digest *[32]byte) []byte {
 	l := stateLine{State: state, Time: now.UTC()}
 	if err != nil {
 		l.Error = err.Error()
+	}
+	if digest != nil {
+		l.Digest = hex.EncodeToString(digest[:])
 	}
 	b, _ := json.Marshal(l)
 	return append(b, '\n')
@@ -150,6 +163,9 @@ func ParseRunRecord(b []byte) (RunRecord, error) {
 		var l stateLine
 		if json.Unmarshal([]byte(line), &l) == nil && l.State != "" {
 			r.State, r.Updated, r.Error = l.State, l.Time, l.Error
+			if l.Digest != "" {
+				r.After = l.Digest
+			}
 		}
 	}
 	return r, nil
@@ -169,4 +185,19 @@ func (r RunRecord) Fams() ([]route.Family, error) {
 		}
 	}
 	return fams, nil
+}
+
+// settledRecord reports, from a record's last bytes, whether its run is
+// over on the node and can be pruned: verified, rolled back, or never
+// applied. A run that was applying (killed), failed without a rollback, or
+// whose rollback failed still needs `routepush rollback`.
+func settledRecord(tail []byte) bool {
+	lines := strings.Split(strings.TrimRight(string(tail), "\n"), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		var l stateLine
+		if json.Unmarshal([]byte(lines[i]), &l) == nil && l.State != "" {
+			return l.State == StateVerified || l.State == StateRolledBack || l.State == StateNotApplied
+		}
+	}
+	return false
 }

@@ -12,10 +12,13 @@ import (
 
 // nodeRun is the state of one node during a run.
 type nodeRun struct {
-	plan    HostPlan
-	host    Host     // nil once the node needs nothing more, until a rollback
-	before  [32]byte // digest of the table as first read
-	touched bool     // a batch was sent: some of it may be in the kernel
+	plan   HostPlan
+	host   Host     // nil once the node needs nothing more, until a rollback
+	before [32]byte // digest of the table as first read
+	// after is the digest of the tables the batch left, once read: a
+	// rollback undoes the batch only while the node is still so.
+	after   *[32]byte
+	touched bool // a batch was sent: some of it may be in the kernel
 	// persisted: the routes file may have been replaced; rollback puts
 	// back the one the run found.
 	persisted bool
@@ -60,12 +63,18 @@ func (r *nodeRun) prepare(ctx context.Context, connect Connector) {
 	r.before = table.Digest
 	r.rep.Diff, err = ComputeDiff(r.plan, table.Routes)
 	if err != nil {
-		r.fail(fmt.Errorf("%s: %w", node.Name, err))
+		r.rep.Outcome = Refused
+		r.rep.Err = fmt.Errorf("%s: refusing to change the node: %w", node.Name, err)
 		return
 	}
 	if c := r.rep.Diff.Conflicts(); len(c) > 0 {
 		r.rep.Outcome = Refused
 		r.rep.Err = conflictError(r.plan, c)
+		return
+	}
+	if problems := untouchable(r.plan, &r.rep.Diff, table.Routes, host.SessionSource()); len(problems) > 0 {
+		r.rep.Outcome = Refused
+		r.rep.Err = fmt.Errorf("%s: refusing to change the node: %s; routepush never changes these, whatever --protocol, --prune or --adopt say", node.Name, summarize(problems))
 		return
 	}
 	if !r.rep.Diff.Empty() {
@@ -99,7 +108,7 @@ func (r *nodeRun) prepare(ctx context.Context, connect Connector) {
 			record.Persist = &PersistRecord{Path: have.Path, Exists: have.Exists, Routes: string(have.Routes)}
 		}
 		rec, _ := json.Marshal(record)
-		if err := host.WriteRun(ctx, r.opts.Holder.RunID, append(rec, '\n'), r.opts.keep()); err != nil {
+		if err := host.WriteRun(ctx, r.opts.Holder.RunID, append(rec, '\n'), r.opts.keep(), settledRecord); err != nil {
 			r.fail(err)
 			return
 		}
@@ -120,25 +129,39 @@ func conflictError(h HostPlan, conflicts []Finding) error {
 }
 
 // apply sends the node's batch and verifies the result. It returns false
-// when the node failed.
+// when the node failed or was refused. A verified node keeps its
+// connection and its lock until the run's outcome is final (settle).
 func (r *nodeRun) apply(ctx context.Context) (ok bool) {
 	t0 := time.Now()
 	defer func() {
 		r.rep.Duration += time.Since(t0)
 		if !ok {
 			// An interrupt may be why: the record must still say so.
-			r.record(context.WithoutCancel(ctx), StateFailed, r.rep.Err)
+			state := StateFailed
+			if !r.touched {
+				state = StateNotApplied
+			}
+			r.record(context.WithoutCancel(ctx), state, r.rep.Err, r.after)
 		}
 	}()
 	name := r.plan.Node().Name
-	r.touched = true
 	if r.rep.Diff.Empty() {
+		r.touched = true
 		return r.persistVerified(ctx) // only the routes file differs
 	}
 	// The batch is not kept for the error message: it is rendered again
 	// if ip rejects a line, so the 50 nodes in flight hold theirs only
-	// until it is sent.
-	table, applyErr, err := r.host.Apply(ctx, r.rep.Diff.ApplyBatch(r.plan).Bytes(), false, r.plan.Families())
+	// until it is sent. It goes only if the node's tables are still as
+	// read (compare before swap): Apply shows them again first.
+	r.touched = true
+	table, applyErr, err := r.host.Apply(ctx, r.rep.Diff.ApplyBatch(r.plan).Bytes(), false, r.plan.Families(), &r.before)
+	var changed *route.ChangedError
+	if errors.As(err, &changed) {
+		r.touched = false
+		r.rep.Outcome = Refused
+		r.rep.Err = fmt.Errorf("%s: refusing to change the node: its table changed since it was read: %s; nothing was sent", name, describeChange(r.plan, &r.rep.Diff, changed.Table.Routes))
+		return false
+	}
 	var lost interface{ Lost() bool }
 	if errors.As(err, &lost) && ctx.Err() == nil {
 		// The connection went mid-batch: whether the batch is in the
@@ -149,8 +172,12 @@ func (r *nodeRun) apply(ctx context.Context) (ok bool) {
 		}
 		applyErr = nil
 	}
+	if err == nil {
+		r.after = &table.Digest
+	}
 	if applyErr != nil {
 		r.fail(explainBatchError(applyErr, r.rep.Diff.ApplyBatch(r.plan).Bytes()))
+		r.readAfter(ctx)
 		return false
 	}
 	if err != nil {
@@ -162,6 +189,17 @@ func (r *nodeRun) apply(ctx context.Context) (ok bool) {
 		return false
 	}
 	return r.persistVerified(ctx)
+}
+
+// readAfter reads the tables a failed batch left, when Apply could not:
+// the rollback undoes the run only while the node is still so.
+func (r *nodeRun) readAfter(ctx context.Context) {
+	if r.after != nil || ctx.Err() != nil {
+		return
+	}
+	if t, err := r.host.ReadRoutes(ctx, r.plan.Families()); err == nil {
+		r.after = &t.Digest
+	}
 }
 
 // reconnectAndRead reaches a node whose connection was lost mid-batch
@@ -218,32 +256,26 @@ func (r *nodeRun) lock(ctx context.Context) error {
 	}
 }
 
-// record appends the state the run reached on the node to its record.
-// Failing to is reported but changes nothing already done.
-func (r *nodeRun) record(ctx context.Context, state RunState, cause error) {
+// record appends the state the run reached on the node to its record,
+// with the digest of the tables it left when they were read. Failing to
+// is reported but changes nothing already done.
+func (r *nodeRun) record(ctx context.Context, state RunState, cause error, digest *[32]byte) {
 	if !r.recorded || r.host == nil {
 		return
 	}
-	if err := r.host.AppendRun(ctx, r.opts.Holder.RunID, marshalState(state, time.Now(), cause)); err != nil {
+	if err := r.host.AppendRun(ctx, r.opts.Holder.RunID, marshalState(state, time.Now(), cause, digest)); err != nil {
 		r.opts.logger().Warn("could not record the run's state on the node", "node", r.plan.Node().Name, "state", state, "err", err)
 	}
 }
 
-// rollback restores the node to the table it had before the run and checks
-// that the table reads back byte-identical. A node that applied and
-// verified was disconnected: it is connected to again.
+// rollback restores the node to the tables it had before the run, if they
+// are still as the run left them, and checks that they read back
+// byte-identical. Its lock is still this run's: a node whose connection
+// was lost is reached again under it.
 func (r *nodeRun) rollback(ctx context.Context, connect Connector) {
 	name := r.plan.Node().Name
 	if r.host == nil {
 		host, err := connect(ctx, r.plan.Node())
-		if err == nil && r.opts.journaling() {
-			// Verified nodes were released; nobody else may have taken
-			// the node since.
-			if err = host.Lock(ctx, r.opts.Holder.lockText()); err != nil {
-				err = r.opts.lockError(name, err)
-				host.Close()
-			}
-		}
 		if err != nil {
 			r.rep.RollbackErr = fmt.Errorf("rollback: %w", err)
 			r.rep.Outcome = RollbackFailed
@@ -254,24 +286,15 @@ func (r *nodeRun) rollback(ctx context.Context, connect Connector) {
 	}
 	defer func() {
 		if r.rep.RollbackErr != nil {
-			r.record(ctx, StateRollbackFailed, r.rep.RollbackErr)
+			r.record(ctx, StateRollbackFailed, r.rep.RollbackErr, nil)
 		} else {
-			r.record(ctx, StateRolledBack, nil)
+			r.record(ctx, StateRolledBack, nil, &r.before)
 		}
 	}()
-	undo := r.rep.Diff.UndoBatch(r.plan)
-	// With -force, ip goes on past lines that fail because the run never
-	// got that far; the digest below is what decides success.
-	table, applyErr, err := r.host.Apply(ctx, undo.Bytes(), true, r.plan.Families())
-	switch {
-	case err != nil:
-		r.rep.RollbackErr = fmt.Errorf("rollback: %w", err)
-	case table.Digest != r.before:
-		r.rep.RollbackErr = fmt.Errorf("%s: rollback: route table differs from before the run", name)
-		if applyErr != nil {
-			r.rep.RollbackErr = fmt.Errorf("%w (%v)", r.rep.RollbackErr, applyErr)
-		}
-	}
+	r.rep.RollbackErr = undoNode(ctx, r.host, undoTarget{
+		node: name, runID: r.opts.Holder.RunID, lines: r.rep.Diff.UndoBatch(r.plan).Bytes(),
+		fams: r.plan.Families(), before: r.before, after: r.after,
+	})
 	if r.persisted && r.rep.RollbackErr == nil {
 		if err := r.host.UndoPersisted(ctx, r.rep.Persist.found); err != nil {
 			r.rep.RollbackErr = fmt.Errorf("rollback: %w", err)
@@ -287,14 +310,15 @@ func (r *nodeRun) rollback(ctx context.Context, connect Connector) {
 	r.rep.RolledBack = true
 }
 
-// close releases the node's lock, if this run holds it, and disconnects;
-// errors change nothing that was done.
-func (r *nodeRun) close(ctx context.Context) {
+// release records how the run ended on the node if nothing else has,
+// releases the node's lock and disconnects; errors change nothing that
+// was done.
+func (r *nodeRun) release(ctx context.Context) {
 	if r.host == nil {
 		return
 	}
 	if r.recorded && !r.touched {
-		r.record(ctx, StateNotApplied, nil) // the run stopped before this node
+		r.record(ctx, StateNotApplied, nil, nil) // the run stopped before this node
 	}
 	if r.locked {
 		if err := r.host.Unlock(ctx, r.opts.Holder.lockText()); err != nil {

@@ -109,7 +109,7 @@ unicast 100.64.3.0/24 via 198.18.0.13 dev eth0 proto boot scope global metric 1
 unicast 100.64.0.0/24 via 198.18.0.10 dev eth0 proto boot scope global
 unicast 100.64.9.0/24 via 198.18.0.19 dev eth0 proto 114 scope global
 unicast 100.64.0.0/16 via 198.18.0.1 dev eth0 proto static scope global
-unicast 100.64.2.128/25 dev eth0 proto kernel scope link
+unicast 100.64.2.128/25 via 198.18.0.12 dev eth0 proto bird scope global
 unicast 198.18.0.0/16 dev eth0 proto kernel scope link src 198.18.0.10
 unicast default via 198.18.0.1 dev eth0 proto boot scope global
 `
@@ -160,16 +160,18 @@ func TestComputeDiffAdoptAndPrune(t *testing.T) {
 	if got := string(d.ApplyBatch(h).Bytes()); got != `route del 100.64.3.0/24 via 198.18.0.13 proto 3 metric 1
 route del 100.64.0.0/24 via 198.18.0.10 proto 3 metric 0
 route del 100.64.9.0/24 via 198.18.0.19 proto 114 metric 0
-route replace 100.64.3.0/24 via 198.18.0.13 proto 114
-route replace 100.64.2.0/24 via 198.18.0.12 proto 114
+route del 100.64.2.0/24 via 198.18.0.99 proto 3 metric 0
+route add 100.64.3.0/24 via 198.18.0.13 proto 114
+route add 100.64.2.0/24 via 198.18.0.12 proto 114
 ` {
 		t.Errorf("apply batch:\n%s", got)
 	}
 	if got := string(d.UndoBatch(h).Bytes()); got != `route del 100.64.3.0/24 via 198.18.0.13 proto 114 metric 0
-route replace 100.64.2.0/24 via 198.18.0.99 dev eth0 proto boot scope global
-route replace 100.64.3.0/24 via 198.18.0.13 dev eth0 proto boot scope global metric 1
-route replace 100.64.0.0/24 via 198.18.0.10 dev eth0 proto boot scope global
-route replace 100.64.9.0/24 via 198.18.0.19 dev eth0 proto 114 scope global
+route del 100.64.2.0/24 via 198.18.0.12 proto 114 metric 0
+route add 100.64.2.0/24 via 198.18.0.99 dev eth0 proto boot scope global
+route add 100.64.3.0/24 via 198.18.0.13 dev eth0 proto boot scope global metric 1
+route add 100.64.0.0/24 via 198.18.0.10 dev eth0 proto boot scope global
+route add 100.64.9.0/24 via 198.18.0.19 dev eth0 proto 114 scope global
 ` {
 		t.Errorf("undo batch:\n%s", got)
 	}
@@ -222,7 +224,7 @@ unicast 198.18.0.0/16 dev eth0 proto kernel scope link src 198.18.0.10
 	if d.Add.Len() != 2 || len(d.Kept)+len(d.Remove) != 0 {
 		t.Fatalf("diff = %+v", d)
 	}
-	if got := string(d.ApplyBatch(p.Host(0)).Bytes()); got != "route replace 100.64.1.0/24 via 198.18.0.11 table 100 proto 114\nroute replace 100.64.2.0/24 via 198.18.0.12 table 100 proto 114\n" {
+	if got := string(d.ApplyBatch(p.Host(0)).Bytes()); got != "route add 100.64.1.0/24 via 198.18.0.11 table 100 proto 114\nroute add 100.64.2.0/24 via 198.18.0.12 table 100 proto 114\n" {
 		t.Errorf("apply batch: %q", got)
 	}
 	current[0].Table = "100"
@@ -243,7 +245,7 @@ func TestPlanMetric(t *testing.T) {
 	if d.Add.Len() != 1 || kinds(d.Kept) != "stale 100.64.1.0/24" {
 		t.Fatalf("diff = %+v", d)
 	}
-	if got := string(d.ApplyBatch(p.Host(0)).Bytes()); got != "route replace 100.64.1.0/24 via 198.18.0.11 proto 114 metric 100\n" {
+	if got := string(d.ApplyBatch(p.Host(0)).Bytes()); got != "route add 100.64.1.0/24 via 198.18.0.11 proto 114 metric 100\n" {
 		t.Errorf("apply batch: %q", got)
 	}
 }
@@ -312,7 +314,7 @@ func TestRunRollsBackEveryChangedNode(t *testing.T) {
 				t.Fatal("run did not fail")
 			}
 			errs := fmt.Sprint(rep.Errors())
-			if !strings.Contains(errs, "Nexthop has invalid gateway") || !strings.Contains(errs, "route replace 100.64.4.0/24") {
+			if !strings.Contains(errs, "Nexthop has invalid gateway") || !strings.Contains(errs, "route add 100.64.4.0/24") {
 				t.Errorf("errors do not carry the kernel's message and line: %s", errs)
 			}
 			after := c.digests()
@@ -342,11 +344,10 @@ func TestRunRollsBackEveryChangedNode(t *testing.T) {
 	}
 }
 
-// A node that applied and verified is disconnected at once (a thousand
-// idle connections would be most of the memory of a run) and connected to
-// again only to be rolled back; one that cannot be reached then is
-// reported, and the others are still restored.
-func TestRunReconnectsToRollBack(t *testing.T) {
+// A node that applied and verified keeps its connection and its lock until
+// the run's outcome is final: rolled back over the same connection, never
+// connected to again, never found locked by its own run.
+func TestRunKeepsVerifiedNodesUntilTheEnd(t *testing.T) {
 	t.Parallel()
 	nodes := labNodes(5)
 	c := newFakeCluster(nodes)
@@ -358,116 +359,30 @@ func TestRunReconnectsToRollBack(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		connects[n.Name]++
-		if n.Name == "node-1" && connects[n.Name] > 1 {
-			return nil, fmt.Errorf("%s: dial tcp %s:22: connect: no route to host", n.Name, n.Address)
-		}
 		return c.kernels[n.Name], nil
 	}
-	rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), connect, Options{Concurrency: 1})
+	holder := Holder{RunID: NewRunID(time.Now()), Host: "bastion", PID: 42, Started: time.Now()}
+	rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), connect, Options{Holder: holder, Concurrency: 1})
 	if !rep.Failed() {
 		t.Fatal("run did not fail")
 	}
 	after := c.digests()
 	for _, n := range rep.Nodes {
 		k := c.kernels[n.Name]
-		switch n.Name {
-		case "node-4": // failed: kept its connection to roll back
-			if connects[n.Name] != 1 || n.Outcome != Failed || !n.RolledBack {
-				t.Errorf("%s: %d connections, %s, rolled back %v", n.Name, connects[n.Name], n.Outcome, n.RolledBack)
-			}
-		case "node-1":
-			if n.Outcome != RollbackFailed || !strings.Contains(fmt.Sprint(n.RollbackErr), "rollback: node-1: dial tcp") {
-				t.Errorf("%s: %s, %v", n.Name, n.Outcome, n.RollbackErr)
-			}
-			if after[n.Name] == before[n.Name] {
-				t.Errorf("%s was not reachable to roll back, yet its table is as before", n.Name)
-			}
-			continue
-		default:
-			if connects[n.Name] != 2 || n.Outcome != RolledBack {
-				t.Errorf("%s: %d connections, %s", n.Name, connects[n.Name], n.Outcome)
-			}
+		want := RolledBack
+		if n.Name == "node-4" {
+			want = Failed
+		}
+		if connects[n.Name] != 1 || n.Outcome != want || !n.RolledBack || n.RollbackErr != nil {
+			t.Errorf("%s: %d connections, %s, rolled back %v, %v", n.Name, connects[n.Name], n.Outcome, n.RolledBack, n.RollbackErr)
 		}
 		if after[n.Name] != before[n.Name] {
 			t.Errorf("%s: table differs from before the run", n.Name)
 		}
-		if k.closed != connects[n.Name] {
-			t.Errorf("%s: %d connections, %d closed", n.Name, connects[n.Name], k.closed)
+		if k.closed != 1 || k.lock != nil {
+			t.Errorf("%s: closed %d times, lock %q", n.Name, k.closed, k.lock)
 		}
 	}
-}
-
-// Another owner's route in the way refuses that node's plan, and nothing
-// changes anywhere; --check lists it.
-func TestRunRefusesConflicts(t *testing.T) {
-	t.Parallel()
-	nodes := labNodes(4)
-	c := newFakeCluster(nodes)
-	c.kernels["node-2"].routes = append(c.kernels["node-2"].routes, mustRoutes(t, "100.64.1.0/24 via 198.18.0.11 dev eth0 proto boot scope global metric 1\n")...)
-	rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), c.connect, Options{})
-	if !rep.Failed() || rep.Nodes[2].Outcome != Refused {
-		t.Fatalf("node-2: %s, failed %v", rep.Nodes[2].Outcome, rep.Failed())
-	}
-	if err := fmt.Sprint(rep.Nodes[2].Err); !strings.Contains(err, "node-2: refusing to change the node: route 100.64.1.0/24 via 198.18.0.11 dev eth0 proto boot metric 1 (proto boot: ip route add or route add) is in the way of the planned 100.64.1.0/24 via 198.18.0.11 proto 114; --adopt") {
-		t.Errorf("error = %s", err)
-	}
-	for name, k := range c.kernels {
-		if k.applied != 0 {
-			t.Errorf("%s received %d batches although node-2 was refused", name, k.applied)
-		}
-	}
-	var diff strings.Builder
-	rep.WriteDiff(&diff)
-	if !strings.Contains(diff.String(), "node-2: refused: 1 routes of other owners in the way") || !strings.Contains(diff.String(), "  ! 100.64.1.0/24 via 198.18.0.11 dev eth0 proto boot metric 1") {
-		t.Errorf("diff:\n%s", diff.String())
-	}
-}
-
-func TestRunUnreachableNodeChangesNothing(t *testing.T) {
-	t.Parallel()
-	nodes := labNodes(5)
-	c := newFakeCluster(nodes)
-	c.unreachable["node-2"] = true
-	rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), c.connect, Options{})
-	if !rep.Failed() || !strings.Contains(fmt.Sprint(rep.Errors()), "node-2: dial tcp") {
-		t.Fatalf("errors = %v", rep.Errors())
-	}
-	for name, k := range c.kernels {
-		if k.applied != 0 {
-			t.Errorf("%s received %d batches although node-2 was unreachable", name, k.applied)
-		}
-	}
-}
-
-func TestRunInterruptedRollsBack(t *testing.T) {
-	t.Parallel()
-	nodes := labNodes(3)
-	c := newFakeCluster(nodes)
-	before := c.digests()
-	ctx, cancel := context.WithCancel(context.Background())
-	connect := func(ctx context.Context, n *inventory.Node) (Host, error) {
-		return &cancelAfterApply{fakeKernel: c.kernels[n.Name], cancel: cancel}, nil
-	}
-	rep := Run(ctx, NewPlan(nodes, DefaultProtocol), connect, Options{Concurrency: 1})
-	if rep.Err == nil || !rep.Failed() {
-		t.Fatalf("interrupted run: Err=%v", rep.Err)
-	}
-	if after := c.digests(); fmt.Sprint(after) != fmt.Sprint(before) {
-		t.Error("interrupted run left changes behind")
-	}
-}
-
-// cancelAfterApply cancels the run once the first batch has landed, like a
-// Ctrl-C in the middle of a run.
-type cancelAfterApply struct {
-	*fakeKernel
-	cancel context.CancelFunc
-}
-
-func (h *cancelAfterApply) Apply(ctx context.Context, batch []byte, force bool, fams []route.Family) (route.Table, error, error) {
-	t, applyErr, err := h.fakeKernel.Apply(ctx, batch, force, fams)
-	h.cancel()
-	return t, applyErr, err
 }
 
 func TestRunRecordsEveryStateAndReleasesLocks(t *testing.T) {
@@ -488,7 +403,7 @@ func TestRunRecordsEveryStateAndReleasesLocks(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		if rec.State != StateRolledBack || rec.Holder.PID != 42 || !strings.Contains(rec.Undo, "route del 100.64.") || !strings.Contains(rec.Apply, "route replace 100.64.") {
+		if rec.State != StateRolledBack || rec.Holder.PID != 42 || !strings.Contains(rec.Undo, "route del 100.64.") || !strings.Contains(rec.Apply, "route add 100.64.") {
 			t.Errorf("%s: record %+v", name, rec)
 		}
 		states := regexp.MustCompile(`"state":"([a-z-]+)"`).FindAllStringSubmatch(string(k.runs[holder.RunID]), -1)
@@ -548,12 +463,21 @@ func TestRestoreFromRecords(t *testing.T) {
 	}
 	c.kernels["node-1"].lock = dead.lockText()
 	self := Holder{RunID: NewRunID(time.Now().Add(time.Second)), Host: "new-bastion", PID: 2, Started: time.Now()}
+	// The dead run's lock is another host's: only --force takes it over.
+	// The other nodes are restored meanwhile: each node stands alone.
 	rep, err := Restore(context.Background(), nodes, c.restoreConnect, RestoreOptions{Holder: self})
-	if err != nil || rep.Failed() || rep.RunID != dead.RunID {
-		t.Fatalf("Restore: %v, %v, run %s", err, rep.Errors(), rep.RunID)
+	if err != nil || !strings.Contains(fmt.Sprint(rep.Errors()), "node-1: locked by run "+dead.RunID) || len(rep.Errors()) != 1 {
+		t.Fatalf("Restore without --force: %v, %v", err, rep.Errors())
+	}
+	rep2, err := Restore(context.Background(), nodes, c.restoreConnect, RestoreOptions{Holder: self, Force: true})
+	if err != nil || rep2.Failed() || fmt.Sprint(rep2.RunIDs()) != fmt.Sprint([]string{dead.RunID}) {
+		t.Fatalf("Restore --force: %v, %v, runs %v", err, rep2.Errors(), rep2.RunIDs())
 	}
 	after := c.digests()
-	for _, n := range rep.Nodes {
+	for i, n := range rep.Nodes {
+		if n.Name == "node-1" {
+			n = rep2.Nodes[i]
+		}
 		if n.Outcome != StateRolledBack || before[n.Name] != after[n.Name] {
 			t.Errorf("%s: found %s, now %s, restored %v", n.Name, n.Found, n.Outcome, before[n.Name] == after[n.Name])
 		}
@@ -596,8 +520,8 @@ type fakeLost struct{}
 func (fakeLost) Error() string { return "connection lost" }
 func (fakeLost) Lost() bool    { return true }
 
-func (h *lostAfterApply) Apply(ctx context.Context, batch []byte, force bool, fams []route.Family) (route.Table, error, error) {
-	t, applyErr, err := h.fakeKernel.Apply(ctx, batch, force, fams)
+func (h *lostAfterApply) Apply(ctx context.Context, batch []byte, force bool, fams []route.Family, expect *[32]byte) (route.Table, error, error) {
+	t, applyErr, err := h.fakeKernel.Apply(ctx, batch, force, fams, expect)
 	if !*h.lost {
 		*h.lost = true
 		return route.Table{}, fakeLost{}, fakeLost{}

@@ -139,7 +139,7 @@ func (r *nodeRun) persistVerified(ctx context.Context) bool {
 		}
 	}
 	r.rep.Outcome = Applied
-	r.record(ctx, StateVerified, nil)
+	r.record(ctx, StateVerified, nil, r.after)
 	return true
 }
 

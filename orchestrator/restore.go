@@ -7,8 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -38,15 +39,24 @@ type RestoreConnector func(ctx context.Context, n *inventory.Node) (RestoreHost,
 
 // RestoreOptions tune Restore.
 type RestoreOptions struct {
-	RunID       string // the run to undo; "" for the newest one not undone
+	// RunID is the run to undo; "" undoes on each node the newest run of
+	// its own records that may have changed it and was not undone.
+	RunID       string
 	Holder      Holder // the rollback's own identity, for the locks it takes
 	Concurrency int
 	Logger      *slog.Logger
+	// ProcessAlive tells whether a process of this host still runs: a
+	// lock whose holder is alive is never taken over.
+	ProcessAlive func(pid int) bool
+	// Force undoes a node whose tables changed since the run changed
+	// them, a run older than a later one that changed the node, and takes
+	// over a lock held from another host (whose process routepush cannot
+	// see). A lock held by a live process of this host is never taken.
+	Force bool
 }
 
 // RestoreReport is what `routepush rollback` did on each node.
 type RestoreReport struct {
-	RunID    string
 	Nodes    []RestoreNode
 	Duration time.Duration
 }
@@ -54,6 +64,7 @@ type RestoreReport struct {
 // RestoreNode is one node's part in a rollback.
 type RestoreNode struct {
 	Name    string
+	RunID   string   // the run undone there; "" if none
 	Found   RunState // the run's state on the node; "" if it has no record
 	Outcome RunState // the state after: rolled-back, rollback-failed, or as found
 	Err     error
@@ -80,31 +91,54 @@ func (r *RestoreReport) Errors() []error {
 	return errs
 }
 
-// WriteSummary prints each node's state before and after.
+// RunIDs returns the runs undone, in order.
+func (r *RestoreReport) RunIDs() []string {
+	var ids []string
+	for _, n := range r.Nodes {
+		if n.RunID != "" && !slices.Contains(ids, n.RunID) {
+			ids = append(ids, n.RunID)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// WriteSummary prints each node's run and state before and after.
 func (r *RestoreReport) WriteSummary(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tFOUND\tNOW")
+	fmt.Fprintln(tw, "NODE\tRUN\tFOUND\tNOW")
 	restored := 0
 	for _, n := range r.Nodes {
-		found := string(n.Found)
+		found, run := string(n.Found), n.RunID
 		if found == "" {
 			found = "no record"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", n.Name, found, n.Outcome)
+		if run == "" {
+			run = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", n.Name, run, found, n.Outcome)
 		if n.Outcome == StateRolledBack && n.Found != StateRolledBack {
 			restored++
 		}
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "run %s: %d nodes restored in %s\n", r.RunID, restored, r.Duration.Round(time.Millisecond))
+	runs := "run " + strings.Join(r.RunIDs(), ", run ")
+	if len(r.RunIDs()) == 0 {
+		runs = "no run"
+	}
+	fmt.Fprintf(w, "%s: %d nodes restored in %s\n", runs, restored, r.Duration.Round(time.Millisecond))
 }
 
-// Restore undoes a run from the records its nodes keep: on every node where
-// the run may have changed something (applying, verified, failed,
-// rollback-failed) it sends the recorded undo lines, checks that the
-// tables read back byte for byte as the run's snapshot, and records that.
-// It needs nothing from the bastion that started the run. A lock the run
-// left behind is taken over; a lock of any other run refuses that node.
+// Restore undoes a run from the records its nodes keep, with the same
+// undo as a failing run (undoNode): on every node where the run may have
+// changed something (applying, verified, failed, rollback-failed) it sends
+// the recorded undo lines while the tables are still as the run left them,
+// checks that they read back byte for byte as the run's snapshot, and
+// records that. It needs nothing from the bastion that started the run.
+// Without a run id each node undoes the newest run of its own records that
+// may have changed it. A lock the run left is taken over only when its
+// process is provably gone (this host, pid not running) or with Force from
+// another host; a lock of any other run refuses that node.
 func Restore(ctx context.Context, nodes []inventory.Node, connect RestoreConnector, opts RestoreOptions) (*RestoreReport, error) {
 	start := time.Now()
 	if opts.Concurrency <= 0 {
@@ -114,18 +148,8 @@ func Restore(ctx context.Context, nodes []inventory.Node, connect RestoreConnect
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	rep := &RestoreReport{RunID: opts.RunID, Nodes: make([]RestoreNode, len(nodes))}
-	hosts := make([]RestoreHost, len(nodes))
-	defer func() {
-		for _, h := range hosts {
-			if h != nil {
-				h.Close()
-			}
-		}
-	}()
-	// Connect everywhere, and find the run: the newest one some node has
-	// not rolled back.
-	latest := make([]string, len(nodes))
+	rep := &RestoreReport{Nodes: make([]RestoreNode, len(nodes))}
+	log.Info("rolling back", "run", opts.RunID, "nodes", len(nodes))
 	each(ctx, indices(len(nodes)), opts.Concurrency, func(ctx context.Context, i int) {
 		n := &rep.Nodes[i]
 		n.Name = nodes[i].Name
@@ -134,47 +158,13 @@ func Restore(ctx context.Context, nodes []inventory.Node, connect RestoreConnect
 			n.Err = err
 			return
 		}
-		hosts[i] = h
-		if opts.RunID != "" {
-			return
-		}
-		ids, err := h.Runs(ctx)
-		if err != nil {
-			n.Err = err
-			return
-		}
-		for k := len(ids) - 1; k >= 0; k-- {
-			b, err := h.ReadRun(ctx, ids[k])
-			if err != nil {
-				n.Err = err
-				return
-			}
-			if rec, err := ParseRunRecord(b); err == nil && undoable(rec.State) {
-				latest[i] = rec.RunID
-				return
-			}
-		}
-	})
-	if opts.RunID == "" {
-		for _, id := range latest {
-			rep.RunID = max(rep.RunID, id)
-		}
-		if rep.RunID == "" {
-			for _, n := range rep.Nodes {
-				if n.Err != nil {
-					return rep, nil // the unreadable nodes say why
-				}
-			}
-			return nil, errors.New("no node has a run to roll back")
-		}
-	}
-	log.Info("rolling back", "run", rep.RunID, "nodes", len(nodes))
-	each(ctx, indices(len(nodes)), opts.Concurrency, func(ctx context.Context, i int) {
-		if hosts[i] != nil && rep.Nodes[i].Err == nil {
-			restoreNode(ctx, hosts[i], &rep.Nodes[i], rep.RunID, opts.Holder)
-		}
+		defer h.Close()
+		restoreNode(ctx, h, n, &opts)
 	})
 	rep.Duration = time.Since(start)
+	if opts.RunID == "" && len(rep.RunIDs()) == 0 && !rep.Failed() {
+		return nil, errors.New("no node has a run to roll back")
+	}
 	return rep, nil
 }
 
@@ -183,61 +173,105 @@ func undoable(s RunState) bool {
 	return s == StateApplying || s == StateVerified || s == StateFailed || s == StateRollbackFailed
 }
 
-func restoreNode(ctx context.Context, h RestoreHost, n *RestoreNode, runID string, self Holder) {
-	b, err := h.ReadRun(ctx, runID)
-	if errors.Is(err, fs.ErrNotExist) {
-		return // the run never got to this node
-	}
+// chooseRun picks the run to undo on a node: the one asked for, unless a
+// later run changed the node since (then only with Force), or else the
+// newest run of the node's records that may have changed it.
+func chooseRun(ctx context.Context, h RestoreHost, n *RestoreNode, opts *RestoreOptions) (RunRecord, bool) {
+	ids, err := h.Runs(ctx)
 	if err != nil {
 		n.Err = err
-		return
+		return RunRecord{}, false
 	}
-	rec, err := ParseRunRecord(b)
-	if err != nil {
-		n.Err = fmt.Errorf("%s: %w", n.Name, err)
-		return
+	for k := len(ids) - 1; k >= 0; k-- {
+		b, err := h.ReadRun(ctx, ids[k])
+		if err != nil {
+			n.Err = err
+			return RunRecord{}, false
+		}
+		rec, err := ParseRunRecord(b)
+		if err != nil {
+			n.Err = fmt.Errorf("%s: %w", n.Name, err)
+			return RunRecord{}, false
+		}
+		switch {
+		case opts.RunID == "" && undoable(rec.State):
+			return rec, true
+		case opts.RunID == "":
+		case rec.RunID == opts.RunID:
+			return rec, true
+		case undoable(rec.State) && !opts.Force:
+			// Written after the run asked for (the node's clock says so):
+			// undoing the older run would undo this one's changes too.
+			n.Err = fmt.Errorf("%s: run %s changed the node after run %s and is not undone (%s): undo it first, or add --force", n.Name, rec.RunID, opts.RunID, rec.State)
+			return RunRecord{}, false
+		}
 	}
-	n.Found, n.Outcome = rec.State, rec.State
-	// The run's own lock, left by a process that died, is taken over.
+	return RunRecord{}, false // the run never got to this node
+}
+
+// takeOverLock releases the lock the run being undone left, when its
+// holder is provably gone, and refuses any other lock.
+func takeOverLock(ctx context.Context, h RestoreHost, n *RestoreNode, runID string, opts *RestoreOptions) bool {
 	held, err := h.HeldLock(ctx)
 	if err != nil {
 		n.Err = err
+		return false
+	}
+	if held == nil {
+		return true
+	}
+	var other Holder
+	if json.Unmarshal(held, &other) != nil || !ValidRunID(other.RunID) {
+		n.Err = fmt.Errorf("%s: locked by something that is not a routepush run: %q", n.Name, held)
+		return false
+	}
+	switch {
+	case other.RunID != runID:
+		n.Err = fmt.Errorf("%s: locked by another run: %s", n.Name, other)
+		return false
+	case other.Host == opts.Holder.Host && opts.ProcessAlive != nil && opts.ProcessAlive(other.PID):
+		n.Err = fmt.Errorf("%s: locked by %s, which is still running: it rolls back by itself if it fails; interrupt it (Ctrl-C) rather than undo it under its feet", n.Name, other)
+		return false
+	case other.Host != opts.Holder.Host && !opts.Force:
+		n.Err = fmt.Errorf("%s: locked by %s, on another host: routepush cannot tell from here whether it still runs; once you know it is gone, add --force", n.Name, other)
+		return false
+	}
+	if err := h.Unlock(ctx, held); err != nil {
+		n.Err = err
+		return false
+	}
+	return true
+}
+
+func restoreNode(ctx context.Context, h RestoreHost, n *RestoreNode, opts *RestoreOptions) {
+	rec, ok := chooseRun(ctx, h, n, opts)
+	if !ok {
 		return
 	}
-	if held != nil {
-		var other Holder
-		if jsonErr := json.Unmarshal(held, &other); jsonErr != nil || other.RunID != runID {
-			n.Err = fmt.Errorf("%s: locked by another run: %s", n.Name, held)
-			return
-		}
-		if err := h.Unlock(ctx, held); err != nil {
-			n.Err = err
-			return
-		}
-	}
-	if !undoable(rec.State) {
+	n.RunID, n.Found, n.Outcome = rec.RunID, rec.State, rec.State
+	if !takeOverLock(ctx, h, n, rec.RunID, opts) || !undoable(rec.State) {
 		return // planned (nothing sent) or already rolled back
 	}
-	if err := h.Lock(ctx, self.lockText()); err != nil {
+	if err := h.Lock(ctx, opts.Holder.lockText()); err != nil {
 		n.Err = fmt.Errorf("%s: %w", n.Name, err)
 		return
 	}
-	defer func() { _ = h.Unlock(ctx, self.lockText()) }()
-	fams, err := rec.Fams()
+	defer func() { _ = h.Unlock(ctx, opts.Holder.lockText()) }()
+	t := undoTarget{node: n.Name, runID: rec.RunID, lines: []byte(rec.Undo)}
+	var err error
+	if t.fams, err = rec.Fams(); err == nil {
+		t.before, err = decodeDigest(rec.Digest)
+	}
+	if err == nil && rec.After != "" && !opts.Force {
+		var after [32]byte
+		after, err = decodeDigest(rec.After)
+		t.after = &after
+	}
 	if err != nil {
-		n.Err = fmt.Errorf("%s: %w", n.Name, err)
+		n.Err = fmt.Errorf("%s: run record: %w", n.Name, err)
 		return
 	}
-	table, applyErr, err := h.Apply(ctx, []byte(rec.Undo), true, fams)
-	switch {
-	case err != nil:
-		n.Err = fmt.Errorf("rollback: %w", err)
-	case hex.EncodeToString(table.Digest[:]) != rec.Digest:
-		n.Err = fmt.Errorf("%s: rollback: route table differs from before run %s", n.Name, runID)
-		if applyErr != nil {
-			n.Err = fmt.Errorf("%w (%v)", n.Err, applyErr)
-		}
-	}
+	n.Err = undoNode(ctx, h, t)
 	if n.Err == nil && rec.Persist != nil {
 		// The run may have replaced the routes file: put back the one it
 		// found (idempotent if it never got that far).
@@ -246,12 +280,30 @@ func restoreNode(ctx context.Context, h RestoreHost, n *RestoreNode, runID strin
 		}
 	}
 	n.Outcome = StateRolledBack
+	var digest *[32]byte
 	if n.Err != nil {
 		n.Outcome = StateRollbackFailed
+	} else {
+		digest = &t.before
 	}
-	if err := h.AppendRun(ctx, runID, marshalState(n.Outcome, time.Now(), n.Err)); err != nil && n.Err == nil {
+	var changed *ChangedSinceError
+	if errors.As(n.Err, &changed) {
+		return // left as it is, and its record too: it still says what the run did
+	}
+	if err := h.AppendRun(ctx, rec.RunID, marshalState(n.Outcome, time.Now(), n.Err, digest)); err != nil && n.Err == nil {
 		n.Err = err
 	}
+}
+
+// decodeDigest reads a digest as a record keeps it.
+func decodeDigest(s string) ([32]byte, error) {
+	var d [32]byte
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != len(d) {
+		return d, fmt.Errorf("bad digest %q", s)
+	}
+	copy(d[:], b)
+	return d, nil
 }
 
 func indices(n int) []int {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -26,7 +27,15 @@ type Host interface {
 	// rollback and its check). applyErr is the batch's failure; with force,
 	// ip carries on past failing lines (used to roll back, where some lines
 	// may not apply). err is a failure to read the tables afterwards.
-	Apply(ctx context.Context, batch []byte, force bool, fams []route.Family) (table route.Table, applyErr, err error)
+	//
+	// With expect, the tables are read again in the same session right
+	// before the batch, which goes only if their digest is expect; if not,
+	// err is a *route.ChangedError holding them, and nothing was sent.
+	Apply(ctx context.Context, batch []byte, force bool, fams []route.Family, expect *[32]byte) (table route.Table, applyErr, err error)
+	// SessionSource is the address the node sees routepush's session
+	// come from, as far as routepush knows it (the jump host's with one);
+	// invalid if unknown. A batch never touches the route back to it.
+	SessionSource() netip.Addr
 	Close() error
 	Journal
 	Persister
@@ -91,6 +100,11 @@ type Options struct {
 	// Persist installs each node's routes to be replayed at boot once
 	// they verify (Persister); with Check, reports where that differs.
 	Persist bool
+	// SettleTimeout bounds what a run does once its outcome is known:
+	// rolling back, recording states, releasing locks. It runs on a
+	// context of its own, so an interrupt never cuts it short. Default 5
+	// minutes.
+	SettleTimeout time.Duration
 }
 
 func (o *Options) journaling() bool { return o.Holder.RunID != "" && !o.Check }
@@ -127,10 +141,24 @@ func Run(ctx context.Context, plan *Plan, connect Connector, opts Options) *Repo
 		}
 		active = append(active, runs[i])
 	}
+	// Settling (rolling back, recording, releasing locks) runs on a context
+	// of its own: an interrupt is often why there is anything to settle.
+	settleTimeout := opts.SettleTimeout
+	if settleTimeout <= 0 {
+		settleTimeout = 5 * time.Minute
+	}
 	defer func() {
-		// Nodes skipped or failed still hold their lock and connection.
-		uctx := context.WithoutCancel(ctx)
-		each(uctx, runs, opts.Concurrency, func(ctx context.Context, r *nodeRun) { r.close(ctx) })
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+		defer cancel()
+		if ctx.Err() != nil && rep.Err == nil {
+			rep.Err = fmt.Errorf("run interrupted: %w", context.Cause(ctx))
+		}
+		if rep.Failed() && opts.Rollback != RollbackNone && !opts.Check {
+			rollBack(sctx, runs, connect, &opts, log)
+		}
+		// Every node still connected holds its lock until here, verified
+		// ones included: the run's outcome is final only now.
+		each(sctx, runs, opts.Concurrency, func(ctx context.Context, r *nodeRun) { r.release(ctx) })
 		rep.Duration = time.Since(start)
 	}()
 
@@ -152,7 +180,7 @@ func Run(ctx context.Context, plan *Plan, connect Connector, opts Options) *Repo
 			pr.end(r.rep.Name, stepRead)
 		}
 		if opts.Check || (r.rep.Outcome == InSync) {
-			r.close(ctx) // nothing to apply, nothing to roll back
+			r.release(ctx) // nothing to apply, nothing to roll back
 		}
 	}
 	rest := active
@@ -189,6 +217,10 @@ func Run(ctx context.Context, plan *Plan, connect Connector, opts Options) *Repo
 	} else if len(unreachable) > 0 {
 		log.Warn("leaving out unreachable nodes (--max-unreachable)", "nodes", strings.Join(unreachable, ","), "max", opts.MaxUnreachable)
 	}
+	if ctx.Err() != nil {
+		log.Warn("not changing anything: the run was interrupted while reading")
+		return rep
+	}
 	if rep.Failed() {
 		log.Warn("not changing anything: some nodes could not be read or were refused")
 		return rep
@@ -217,7 +249,9 @@ func Run(ctx context.Context, plan *Plan, connect Connector, opts Options) *Repo
 			return
 		}
 		pr.end(r.rep.Name, stepVerified)
-		r.close(ctx)
+		if opts.restJournal {
+			r.host.RestJournal() // until the run's outcome is final
+		}
 	}
 	if n := min(opts.Canary, len(pending)); n > 0 && n < len(pending) {
 		log.Info("canary nodes first", "nodes", n)
@@ -229,15 +263,14 @@ func Run(ctx context.Context, plan *Plan, connect Connector, opts Options) *Repo
 	} else {
 		each(ctx, pending, opts.Concurrency, apply)
 	}
-	if ctx.Err() != nil {
-		rep.Err = fmt.Errorf("run interrupted: %w", context.Cause(ctx))
-	}
-	if !rep.Failed() || opts.Rollback == RollbackNone {
-		return rep
-	}
+	return rep
+}
 
+// rollBack restores, after a failure, the nodes --rollback asks for: every
+// node the run may have changed, or only the failed ones.
+func rollBack(ctx context.Context, runs []*nodeRun, connect Connector, opts *Options, log *slog.Logger) {
 	var undo []*nodeRun
-	for _, r := range pending {
+	for _, r := range runs {
 		if r.rep.Outcome == Unknown {
 			continue // out of reach: its error says how to restore it later
 		}
@@ -245,12 +278,11 @@ func Run(ctx context.Context, plan *Plan, connect Connector, opts Options) *Repo
 			undo = append(undo, r)
 		}
 	}
+	if len(undo) == 0 {
+		return
+	}
 	log.Warn("rolling back", "nodes", len(undo))
-	// The run's context may be what failed (Ctrl-C); restoring must not be
-	// cut short by it.
-	rctx := context.WithoutCancel(ctx)
-	each(rctx, undo, opts.Concurrency, func(ctx context.Context, r *nodeRun) { r.rollback(ctx, connect) })
-	return rep
+	each(ctx, undo, opts.Concurrency, func(ctx context.Context, r *nodeRun) { r.rollback(ctx, connect) })
 }
 
 // each runs fn for every node run, at most limit at a time. fn records its

@@ -43,11 +43,11 @@ func (s storedRoute) route() route.Route {
 	return r
 }
 
-// appendReplace adds the `route replace` line that puts the route back.
-func (s storedRoute) appendReplace(b *route.Batch) {
+// appendAdd adds the `route add` line that puts the route back.
+func (s storedRoute) appendAdd(b *route.Batch) {
 	if s.full != nil {
-		b.Replace(*s.full)
+		b.Add(*s.full)
 		return
 	}
-	b.ReplaceSpec([]byte(s.spec))
+	b.AddSpec([]byte(s.spec))
 }

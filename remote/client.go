@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -29,6 +31,9 @@ type Client struct {
 	// will apply); streamed: that has been tried; pending: the ip waiting.
 	stream, streamed bool
 	pending          *pendingIP
+	// source is the address the node sees the session come from: this
+	// host's end of the TCP connection, or the jump host's address.
+	source netip.Addr
 }
 
 // Dial connects to a target, through its jump hosts if it has any, and
@@ -52,8 +57,29 @@ func (d *Dialer) Dial(ctx context.Context, t Target) (*Client, error) {
 		return nil, err
 	}
 	go serve(chans, reqs)
+	source := addrOf(c.LocalAddr())
+	if via != nil {
+		source = addrOf(via.RemoteAddr())
+	}
 	return &Client{name: t.Name, user: e.user, conn: c, timeout: d.cfg.CommandTimeout, sudo: t.Become, stream: !d.cfg.ReadOnly,
-		textMode: d.textNode(t.Name), dialer: d, table: d.cfg.Table}, nil
+		textMode: d.textNode(t.Name), dialer: d, table: d.cfg.Table, source: source}, nil
+}
+
+// SessionSource is the address the node sees this connection come from,
+// as far as routepush can tell: its own end of the TCP connection, or with
+// jump hosts the address it reaches the last one at. Invalid if unknown.
+func (c *Client) SessionSource() netip.Addr { return c.source }
+
+// addrOf returns a network address's IP, or the zero Addr.
+func addrOf(a net.Addr) netip.Addr {
+	if a == nil {
+		return netip.Addr{}
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil || ap.Addr().IsUnspecified() {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
 }
 
 // handshake opens a TCP connection to the endpoint (through via, if not

@@ -226,25 +226,67 @@ func (c *Client) HeldLock(ctx context.Context) (held []byte, err error) {
 }
 
 // WriteRun writes a run's record on the node atomically (a temporary
-// file, fsync, rename) and keeps only the newest keep records. id has been
-// checked by the caller to be a run id: letters, digits and '-'.
-func (c *Client) WriteRun(ctx context.Context, id string, record []byte, keep int) error {
+// file, fsync, rename), then prunes the node's older records down to the
+// newest keep: oldest first by the node's own clock (a bastion whose clock
+// is behind must not make its new record look old), never the record just
+// written, and never one that settled says needs attention still (a run
+// killed mid-apply, a rollback that failed): `routepush rollback` needs
+// those. settled gets the record's last bytes. id has been checked by the
+// caller to be a run id: letters, digits, '.' and '-'.
+func (c *Client) WriteRun(ctx context.Context, id string, record []byte, keep int, settled func(tail []byte) bool) error {
 	final := path.Join(runsDir, id+".json")
 	return c.withFiles(ctx, "write "+final, func(fsys *sftp.Client) error {
 		if err := c.writeAtomic(fsys, final, record); err != nil {
 			return err
 		}
-		if keep > 0 {
-			ids, err := c.listRuns(fsys)
-			if err != nil {
-				return err
+		if keep <= 0 {
+			return nil
+		}
+		ids, err := c.listRuns(fsys)
+		if err != nil {
+			return err
+		}
+		excess := len(ids) - keep
+		for _, old := range ids {
+			if excess <= 0 {
+				break
 			}
-			for _, old := range ids[:max(0, len(ids)-keep)] {
-				_ = fsys.Remove(path.Join(runsDir, old+".json"))
+			if old == id {
+				continue
+			}
+			name := path.Join(runsDir, old+".json")
+			if settled != nil {
+				tail, err := c.readTail(fsys, name, 4096)
+				if err != nil || !settled(tail) {
+					continue
+				}
+			}
+			if fsys.Remove(name) == nil {
+				excess--
 			}
 		}
 		return nil
 	})
+}
+
+// readTail returns up to n bytes from the end of a file.
+func (c *Client) readTail(fsys *sftp.Client, name string, n int64) ([]byte, error) {
+	f, err := fsys.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	off := max(0, st.Size()-n)
+	b := make([]byte, st.Size()-off)
+	_, err = f.ReadAt(b, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return b, nil
 }
 
 // AppendRun appends a line (a state the run reached) to a run's record on
@@ -280,8 +322,8 @@ func syncFile(f *sftp.File) error {
 // LockHolder is the lock file's content, for package orchestrator.
 func (e *LockedError) LockHolder() []byte { return e.Holder }
 
-// Runs returns the ids of the run records on the node, oldest first (run
-// ids sort by time).
+// Runs returns the ids of the run records on the node, oldest first by
+// the node's own clock (when each was last written), then by id.
 func (c *Client) Runs(ctx context.Context) (ids []string, err error) {
 	err = c.withFiles(ctx, "list runs", func(fsys *sftp.Client) error {
 		ids, err = c.listRuns(fsys)
@@ -298,13 +340,26 @@ func (c *Client) listRuns(fsys *sftp.Client) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: list %s: %w", c.name, runsDir, err)
 	}
-	var ids []string
+	type run struct {
+		id      string
+		written time.Time
+	}
+	var runs []run
 	for _, e := range entries {
-		if id, ok := strings.CutSuffix(e.Name(), ".json"); ok && !e.IsDir() {
-			ids = append(ids, id)
+		if id, ok := strings.CutSuffix(e.Name(), ".json"); ok && e.Mode().IsRegular() {
+			runs = append(runs, run{id, e.ModTime()})
 		}
 	}
-	slices.Sort(ids)
+	slices.SortFunc(runs, func(a, b run) int {
+		if c := a.written.Compare(b.written); c != 0 {
+			return c
+		}
+		return strings.Compare(a.id, b.id)
+	})
+	ids := make([]string, len(runs))
+	for i, r := range runs {
+		ids[i] = r.id
+	}
 	return ids, nil
 }
 

@@ -1,11 +1,13 @@
 package remote
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/routepush/routepush/route"
@@ -55,6 +57,7 @@ const (
 	endOfTable = "--- routepush: end of table ---"
 	batchOK    = "--- routepush: batch applied ---"
 	readNext   = "--- routepush: tables follow ---"
+	checked    = "--- routepush: tables as read, batch next ---"
 )
 
 // ip renders an ip command line, through sudo -n with become.
@@ -184,26 +187,102 @@ func unknownOption(stderr string) bool {
 
 // Apply feeds a batch to `ip -batch -`, then reads the tables. With force,
 // ip carries on past failing lines and still reports that some failed.
-func (c *Client) Apply(ctx context.Context, batch []byte, force bool, fams []route.Family) (route.Table, error, error) {
+//
+// With expect, the tables are read again in the same session right before
+// the batch, and the batch is sent only if their digest is expect: a table
+// that changed since it was read is returned in a *route.ChangedError, and
+// nothing is sent. Together with a batch that only adds and deletes
+// exactly, no route is ever overwritten that the batch was not written
+// against.
+func (c *Client) Apply(ctx context.Context, batch []byte, force bool, fams []route.Family, expect *[32]byte) (route.Table, error, error) {
 	if !c.textMode && len(fams) == 1 {
-		return c.applyJSON(ctx, batch, force, fams[0])
+		return c.applyJSON(ctx, batch, force, fams[0], expect)
 	}
-	return c.applyScripted(ctx, batch, force, fams)
+	return c.applyScripted(ctx, batch, force, fams, expect)
 }
 
 // applyScripted is Apply in one shell session (dual-stack nodes, and text
-// mode): `A && echo ok; echo next && READ` runs the reads whether or not
-// the batch failed, and the markers say which parts ran.
-func (c *Client) applyScripted(ctx context.Context, batch []byte, force bool, fams []route.Family) (route.Table, error, error) {
+// mode): `[READ && echo checked &&] A && echo ok; echo next && READ` runs
+// the reads after the batch whether or not it failed, and the markers say
+// which parts ran. The batch travels on stdin, written only once the
+// first read has been compared: without it, ip -batch reads an empty
+// input and changes nothing.
+func (c *Client) applyScripted(ctx context.Context, batch []byte, force bool, fams []route.Family, expect *[32]byte) (route.Table, error, error) {
 	apply := c.ip("-batch -")
 	if force {
 		apply = c.ip("-force -batch -")
 	}
 	script := apply + " && echo '" + batchOK + "'; echo '" + readNext + "' && " + c.readScript(fams)
-	out, stderr, err := c.run(ctx, apply, script, bytes.NewReader(batch))
-	var ce *CommandError
-	if err != nil && !errors.As(err, &ce) {
+	if expect != nil {
+		script = c.readScript(fams) + " && echo '" + checked + "' && " + script
+	}
+	sess, err := startExec(c.conn, script)
+	if err != nil {
+		err = &LostError{fmt.Errorf("%s: %s: %w", c.name, apply, err)}
+		return route.Table{}, err, err
+	}
+	defer sess.Close()
+	stdout := bufio.NewReader(sess.ch)
+	var errOut []byte
+	errDone := make(chan struct{})
+	go func() {
+		errOut, _ = io.ReadAll(sess.ch.Stderr())
+		close(errDone)
+	}()
+	if expect != nil {
+		var before []byte
+		err := c.bounded(ctx, apply, sess.Close, func() error {
+			for {
+				line, err := stdout.ReadBytes('\n')
+				if err != nil {
+					return err
+				}
+				if string(line) == checked+"\n" {
+					return nil
+				}
+				before = append(before, line...)
+			}
+		})
+		if err != nil {
+			sess.Close()
+			<-errDone
+			if errors.Is(err, io.EOF) {
+				// The read failed; the batch never ran. Its stderr says why.
+				return route.Table{}, nil, &CommandError{Host: c.name, Command: c.ip("route show"), ExitStatus: 1, Stderr: string(errOut), Hint: c.hint(string(errOut))}
+			}
+			err = &LostError{err}
+			return route.Table{}, err, err
+		}
+		now, err := c.parseTables(before, fams)
+		if err == nil && now.Digest != *expect {
+			err = &route.ChangedError{Host: c.name, Table: now}
+		}
+		if err != nil {
+			_ = sess.ch.CloseWrite() // an empty batch: ip changes nothing
+			sess.Close()
+			return route.Table{}, nil, err
+		}
+	}
+	var out []byte
+	var wait error
+	err = c.bounded(ctx, apply, sess.Close, func() error {
+		go func() {
+			// ip may stop reading at a failing line; its exit says why.
+			_, _ = io.CopyBuffer(sess.ch, smallReads{bytes.NewReader(batch)}, make([]byte, maxWrite))
+			_ = sess.ch.CloseWrite()
+		}()
+		out, _ = io.ReadAll(stdout)
+		<-errDone
+		wait = sess.wait()
+		return nil
+	})
+	if err != nil {
 		err = &LostError{err} // the session itself failed: nothing is known
+		return route.Table{}, err, err
+	}
+	var exit *exitStatus
+	if wait != nil && !errors.As(wait, &exit) {
+		err = &LostError{fmt.Errorf("%s: %s: %w", c.name, apply, wait)}
 		return route.Table{}, err, err
 	}
 	var applyErr error
@@ -211,13 +290,13 @@ func (c *Client) applyScripted(ctx context.Context, batch []byte, force bool, fa
 		out = out[len(batchOK)+1:]
 	} else {
 		// ip -batch exits 1 when a line fails; its stderr says which.
-		applyErr = &CommandError{Host: c.name, Command: apply, ExitStatus: 1, Stderr: string(stderr), Hint: c.hint(string(stderr))}
+		applyErr = &CommandError{Host: c.name, Command: apply, ExitStatus: 1, Stderr: string(errOut), Hint: c.hint(string(errOut))}
 	}
 	if !bytes.HasPrefix(out, []byte(readNext+"\n")) {
 		return route.Table{}, applyErr, fmt.Errorf("%s: reading the tables after the batch: output cut short", c.name)
 	}
-	if err != nil {
-		return route.Table{}, applyErr, fmt.Errorf("reading the tables after the batch: %w", err)
+	if wait != nil {
+		return route.Table{}, applyErr, fmt.Errorf("%s: reading the tables after the batch: %w", c.name, wait)
 	}
 	t, err := c.parseTables(out[len(readNext)+1:], fams)
 	return t, applyErr, err

@@ -14,8 +14,9 @@ import (
 	"github.com/routepush/routepush/route"
 )
 
-// pendingIP is the `ip -json -batch -` a snapshot read left running,
-// waiting on stdin for the batch that Apply sends.
+// pendingIP is an `ip -json -batch -` on a node, reading lines from
+// stdin: left running by a snapshot read, waiting for the batch that Apply
+// sends, or started by Apply itself.
 type pendingIP struct {
 	sess   *execSession
 	stdout *bufio.Reader
@@ -23,12 +24,22 @@ type pendingIP struct {
 	// per waiting node would cost a thousand goroutine stacks, and ip says
 	// little there (it stops at the first failing line).
 	stderr io.Reader
+	// shown counts the show lines it has been sent: ip numbers a failing
+	// line from the start of its input, the batch comes after them.
+	shown int
 }
 
 // readStderr returns what ip wrote to stderr; call it once ip is done.
 func (p *pendingIP) readStderr() string {
 	b, _ := io.ReadAll(p.stderr)
 	return string(b)
+}
+
+// abandon ends an ip that must not get a batch: with its stdin closed and
+// nothing sent it changes nothing and exits.
+func (p *pendingIP) abandon() {
+	_ = p.sess.ch.CloseWrite()
+	p.sess.Close()
 }
 
 // readJSON reads a family's table through `ip -json -batch -`: left
@@ -44,88 +55,132 @@ func (c *Client) readJSON(ctx context.Context, fam route.Family) (route.Table, e
 	return c.parseJSONTable(out, fam)
 }
 
-// startPending starts the ip that will also apply, sends it the show line
-// and reads the table it prints, leaving it waiting for the batch.
-func (c *Client) startPending(ctx context.Context, fam route.Family) (route.Table, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	label := c.ip("route show table main")
-	sess, err := startExec(c.conn, c.ip(batchArgs[fam]))
+// startIP starts an `ip -json -batch -` with args, waiting on stdin.
+func (c *Client) startIP(label, args string) (*pendingIP, error) {
+	sess, err := startExec(c.conn, c.ip(args))
 	if err != nil {
-		return route.Table{}, fmt.Errorf("%s: %s: %w", c.name, label, err)
+		return nil, fmt.Errorf("%s: %s: %w", c.name, label, err)
 	}
 	// A waiting ip per node is kept until apply: its buffer is per-node
 	// memory, so keep it small (ReadBytes grows a line).
-	p := &pendingIP{sess: sess, stdout: bufio.NewReaderSize(sess.ch, 512), stderr: sess.ch.Stderr()}
+	return &pendingIP{sess: sess, stdout: bufio.NewReaderSize(sess.ch, 512), stderr: sess.ch.Stderr()}, nil
+}
+
+// startPending starts the ip that will also apply, sends it the show line
+// and reads the table it prints, leaving it waiting for the batch.
+func (c *Client) startPending(ctx context.Context, fam route.Family) (route.Table, error) {
+	label := c.ip("route show table main")
+	p, err := c.startIP(label, batchArgs[fam])
+	if err != nil {
+		return route.Table{}, err
+	}
 	c.streamed = true
-	// The writes and reads below block on the network: run them aside so
-	// the context can stop them by closing the session.
-	type result struct {
-		line []byte
-		err  error
-	}
-	done := make(chan result, 1)
-	go func() {
-		var r result
-		if _, r.err = io.WriteString(sess.ch, c.showLines()); r.err == nil {
-			// One JSON line per table shown.
-			for range c.tables() {
-				var line []byte
-				if line, r.err = p.stdout.ReadBytes('\n'); r.err != nil {
-					break
-				}
-				r.line = append(r.line, line...)
-			}
-		}
-		done <- r
-	}()
-	var r result
-	select {
-	case r = <-done:
-	case <-ctx.Done():
-		sess.Close()
-		return route.Table{}, fmt.Errorf("%s: %s: %w", c.name, label, context.Cause(ctx))
-	}
-	if r.err != nil {
-		// ip ended before printing the tables: its exit status and stderr
-		// say why (an iproute2 without -json, sudo wanting a password).
-		_ = sess.ch.CloseWrite()
-		stderr := p.readStderr()
-		err := c.exitError(label, sess.wait(), stderr)
-		sess.Close()
-		if err == nil {
-			err = fmt.Errorf("%s: %s: output cut short", c.name, label)
-		}
+	line, err := c.show(ctx, p, label)
+	if err != nil {
 		return route.Table{}, err
 	}
 	c.pending = p
-	return c.parseJSONTable(r.line, fam)
+	return c.parseJSONTable(line, fam)
+}
+
+// show sends a waiting ip the show lines and reads the tables it prints,
+// one JSON line each. On failure the ip is gone: its exit status and
+// stderr say why when it ended by itself.
+func (c *Client) show(ctx context.Context, p *pendingIP, label string) ([]byte, error) {
+	var out []byte
+	err := c.bounded(ctx, label, p.sess.Close, func() error {
+		if _, err := io.WriteString(p.sess.ch, c.showLines()); err != nil {
+			return err
+		}
+		for range c.tables() {
+			line, err := p.stdout.ReadBytes('\n')
+			if err != nil {
+				return err
+			}
+			out = append(out, line...)
+		}
+		return nil
+	})
+	if err == nil {
+		p.shown += len(c.tables())
+		return out, nil
+	}
+	if !errors.Is(err, io.EOF) {
+		p.sess.Close()
+		return nil, err // cut short by the context or the timeout, or the session failed
+	}
+	// ip ended before printing the tables: its exit status and stderr say
+	// why (an iproute2 without -json, sudo wanting a password).
+	_ = p.sess.ch.CloseWrite()
+	stderr := p.readStderr()
+	err = c.exitError(label, p.sess.wait(), stderr)
+	p.sess.Close()
+	if err == nil {
+		err = fmt.Errorf("%s: %s: output cut short", c.name, label)
+	}
+	return nil, err
+}
+
+// bounded runs fn, which blocks on the node, for at most the command
+// timeout and while ctx lasts. When either ends first, abandon closes what
+// fn blocks on, and fn's results must not be used.
+func (c *Client) bounded(ctx context.Context, label string, abandon func() error, fn func() error) error {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- fn() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		_ = abandon()
+		return fmt.Errorf("%s: %s: %w", c.name, label, context.Cause(ctx))
+	}
 }
 
 // applyJSON sends the batch and the show lines to the ip the read left
-// waiting, or without one (a rollback, which needs -force) to a new ip.
-func (c *Client) applyJSON(ctx context.Context, batch []byte, force bool, fam route.Family) (route.Table, error, error) {
+// waiting, or to a new one (a rollback, which needs -force). With expect,
+// the tables are shown first, in the same ip, and the batch goes only if
+// they are still as expected.
+func (c *Client) applyJSON(ctx context.Context, batch []byte, force bool, fam route.Family, expect *[32]byte) (route.Table, error, error) {
 	label := c.ip("-batch -")
-	// The batch, then the show line that verifies it; read, not copied: a
-	// 1,000-node batch is 55 kB per node in flight.
-	input := io.MultiReader(bytes.NewReader(batch), strings.NewReader(c.showLines()))
-	var out []byte
-	var stderr string
-	var runErr error
-	offset := 0
-	if p := c.pending; p != nil && !force {
-		c.pending = nil
-		offset = len(c.tables()) // the show lines of the read
-		out, stderr, runErr = c.finishPending(ctx, p, label, input)
-	} else {
+	p := c.pending
+	c.pending = nil
+	if p != nil && force {
+		p.abandon()
+		p = nil
+	}
+	if p == nil {
 		args := batchArgs[fam]
 		if force {
 			args = "-force " + args
 		}
-		var errOut []byte
-		out, errOut, runErr = c.run(ctx, label, c.ip(args), input)
-		stderr = string(errOut)
+		var err error
+		if p, err = c.startIP(label, args); err != nil {
+			err = &LostError{err} // the session itself failed: nothing is known
+			return route.Table{}, err, err
+		}
 	}
+	if expect != nil {
+		line, err := c.show(ctx, p, label)
+		if err != nil {
+			err = &LostError{err}
+			return route.Table{}, err, err
+		}
+		now, err := c.parseJSONTable(line, fam)
+		if err != nil {
+			p.abandon()
+			return route.Table{}, nil, err
+		}
+		if now.Digest != *expect {
+			p.abandon()
+			return route.Table{}, nil, &route.ChangedError{Host: c.name, Table: now}
+		}
+	}
+	// The batch, then the show line that verifies it; read, not copied: a
+	// 1,000-node batch is 55 kB per node in flight.
+	input := io.MultiReader(bytes.NewReader(batch), strings.NewReader(c.showLines()))
+	out, stderr, runErr := c.finishPending(ctx, p, label, input)
 	var ce *CommandError
 	if runErr != nil && !errors.As(runErr, &ce) {
 		runErr = &LostError{runErr} // the session itself failed: nothing is known
@@ -134,8 +189,8 @@ func (c *Client) applyJSON(ctx context.Context, batch []byte, force bool, fam ro
 	var applyErr error
 	if ce != nil {
 		// ip numbers failing lines from the start of its input; the batch
-		// started after the show lines of the read.
-		ce.Stderr = shiftBatchLines(stderr, offset)
+		// started after the show lines.
+		ce.Stderr = shiftBatchLines(stderr, p.shown)
 		ce.Hint = c.hint(ce.Stderr)
 		applyErr = ce
 	}
@@ -150,32 +205,26 @@ func (c *Client) applyJSON(ctx context.Context, batch []byte, force bool, fam ro
 // finishPending writes the rest of the input to a waiting ip, closes its
 // stdin and collects what it prints until it exits.
 func (c *Client) finishPending(ctx context.Context, p *pendingIP, label string, input io.Reader) ([]byte, string, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
 	defer p.sess.Close()
-	type result struct {
-		out    []byte
-		stderr string
-		wait   error
-	}
-	done := make(chan result, 1)
-	go func() {
+	var out []byte
+	var stderr string
+	var wait error
+	err := c.bounded(ctx, label, p.sess.Close, func() error {
 		// ip may stop reading at a failing line; the write error that
 		// causes is not the news, its exit status is.
 		go func() {
 			_, _ = io.CopyBuffer(p.sess.ch, smallReads{input}, make([]byte, maxWrite))
 			_ = p.sess.ch.CloseWrite()
 		}()
-		out, _ := io.ReadAll(p.stdout)
-		stderr := p.readStderr()
-		done <- result{out, stderr, p.sess.wait()}
-	}()
-	select {
-	case r := <-done:
-		return r.out, r.stderr, c.exitError(label, r.wait, r.stderr)
-	case <-ctx.Done():
-		return nil, "", fmt.Errorf("%s: %s: %w", c.name, label, context.Cause(ctx))
+		out, _ = io.ReadAll(p.stdout)
+		stderr = p.readStderr()
+		wait = p.sess.wait()
+		return nil
+	})
+	if err != nil {
+		return nil, "", err
 	}
+	return out, stderr, c.exitError(label, wait, stderr)
 }
 
 // exitError turns a session's end into nil or *CommandError.
@@ -213,7 +262,6 @@ func (c *Client) parseJSONTable(out []byte, fam route.Family) (route.Table, erro
 func (c *Client) closePending() {
 	if p := c.pending; p != nil {
 		c.pending = nil
-		_ = p.sess.ch.CloseWrite() // EOF: ip ends without changing anything
-		p.sess.Close()
+		p.abandon()
 	}
 }

@@ -40,6 +40,24 @@ func (b *Batch) ReplaceSpec(spec []byte) {
 	b.lines++
 }
 
+// Add adds `route add` for r: it fails, and with it the batch, if the
+// table already has a route with the same destination and metric. A batch
+// made of additions and exact deletions never overwrites a route it was
+// not written against, even one that appeared after the table was read.
+func (b *Batch) Add(r Route) {
+	b.buf = append(r.appendTo(append(b.buf, "route add "...), true), '\n')
+	b.lines++
+}
+
+// AddSpec is Add for a route already rendered by AppendSpec.
+func (b *Batch) AddSpec(spec []byte) {
+	b.buf = append(append(append(b.buf, "route add "...), spec...), '\n') // AddSize bytes
+	b.lines++
+}
+
+// AddSize is the length of the line AddSpec writes for spec.
+func AddSize(spec []byte) int { return len("route add ") + len(spec) + 1 }
+
 // Delete adds `route del` for exactly r: destination, gateway, protocol,
 // metric and table must all match, so a route someone else owns with the same
 // destination is never the one removed.

@@ -26,3 +26,15 @@ func FailedBatchLine(stderr string) int {
 	n, _ := strconv.Atoi(m[1])
 	return n
 }
+
+// ChangedError says a node's table was not what it had been read as when a
+// batch was about to go to it: someone else changed it in between, so the
+// batch was not sent. Table is the table as found then.
+type ChangedError struct {
+	Host  string
+	Table Table
+}
+
+func (e *ChangedError) Error() string {
+	return e.Host + ": the route table changed since it was read; nothing was sent"
+}

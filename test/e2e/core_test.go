@@ -121,7 +121,7 @@ func TestKernelRejectsRouteRollsBackAll(t *testing.T) {
 	if res.Code != 1 {
 		t.Fatalf("exit %d, want 1", res.Code)
 	}
-	for _, want := range []string{"node-3", "Nexthop has invalid gateway", "route replace 100.64.4.0/24 via 198.18.0.14"} {
+	for _, want := range []string{"node-3", "Nexthop has invalid gateway", "route add 100.64.4.0/24 via 198.18.0.14"} {
 		if !strings.Contains(res.Stderr, want) {
 			t.Errorf("stderr does not name %q", want)
 		}
@@ -170,7 +170,7 @@ func narrowLink(t *testing.T, n *lab.Node) {
 }
 
 // rejectFilter is a node's ForceCommand that feeds each command's stdin
-// through a filter: in `route replace` lines the gateway %[1]s becomes
+// through a filter: in `route add` lines the gateway %[1]s becomes
 // 198.19.255.254, which is not on the node's link, so the kernel refuses
 // that one line ("Nexthop has invalid gateway") part-way through a batch.
 // Nothing else on the node changes, so a rollback can be checked byte for
@@ -179,7 +179,7 @@ const rejectFilter = `#!/bin/sh
 ` + lab.ExecSFTP + `
 while IFS= read -r line; do
 	case "$line" in
-	"route replace "*" via %[1]s "*) line="${line%%%% via *} via 198.19.255.254 ${line#* via %[1]s }" ;;
+	"route add "*" via %[1]s "*) line="${line%%%% via *} via 198.19.255.254 ${line#* via %[1]s }" ;;
 	esac
 	printf '%%s\n' "$line"
 done | sh -c "$SSH_ORIGINAL_COMMAND"

@@ -19,7 +19,7 @@ import (
 )
 
 // slowBatch is a node's ForceCommand that holds a batch back for a while:
-// at the first `route replace` line it sleeps, and forwards nothing if its
+// at the first `route add` line it sleeps, and forwards nothing if its
 // SSH session has gone meanwhile (routepush killed), as a batch that never
 // arrived.
 const slowBatch = `#!/bin/sh
@@ -36,7 +36,7 @@ done | sh -c "$SSH_ORIGINAL_COMMAND"
 
 func slowNode(t *testing.T, l *lab.Lab, n *lab.Node, seconds int) {
 	t.Helper()
-	slowNodeOn(t, l, n, seconds, `"route replace "*`)
+	slowNodeOn(t, l, n, seconds, `"route add "*`)
 }
 
 // slowNodeOn is slowNode for the first line that matches a shell pattern.
@@ -309,7 +309,7 @@ const changeBeforeVerify = `#!/bin/sh
 seen=
 while IFS= read -r line; do
 	case "$line" in
-	"route replace "*) seen=1 ;;
+	"route add "*) seen=1 ;;
 	"route show"*) if [ -n "$seen" ]; then sleep 0.3; ip route del 100.64.0.0/24 >&2; seen=; fi ;;
 	esac
 	printf '%s\n' "$line"
@@ -342,7 +342,7 @@ func TestSecondInterruptPrintsRollbackCommand(t *testing.T) {
 	t.Parallel()
 	faultCase(t, "5b (second SIGINT abandons the rollback, printed command finishes it)")
 	l := newLab(t, 5)
-	slowNodeOn(t, l, l.Nodes[4], 8, `"route replace "*|"route del "*`) // its batch and its rollback are slow
+	slowNodeOn(t, l, l.Nodes[4], 8, `"route add "*|"route del "*`) // its batch and its rollback are slow
 	before := snapshot(t, l)
 	done := startRun(t, l)
 	waitForStates(t, l, map[string]int{"verified": 4})

@@ -21,7 +21,14 @@ func newRollbackCommand(ctx context.Context, streams Streams, v *viper.Viper) *c
 run. It needs nothing from the bastion that started the run, only the same
 node table and keys. It finishes a run that was killed, lost its bastion,
 or was interrupted twice, and releases the locks that run left behind.
-Without --run it undoes the newest run that some node has not rolled back.`,
+Without --run each node undoes the newest run of its own records that may
+have changed it and was not undone.
+
+It leaves a node alone, naming why, when its table changed since the run
+changed it (someone else's change would be undone too), when a later run
+changed it and is not undone, or when the run's lock is held by a process
+that may still be running: a live process on this host always, a run on
+another host until --force says it is gone.`,
 		Example: `  routepush rollback --inventory hosts.yaml
   routepush rollback --inventory hosts.yaml --run 20261126T223050.123Z-1a2b3c`,
 		Args:          cobra.NoArgs,
@@ -36,14 +43,16 @@ Without --run it undoes the newest run that some node has not rolled back.`,
 			if runID != "" && !orchestrator.ValidRunID(runID) {
 				return fmt.Errorf("--run %q is not a run id (like 20261126T223050.123Z-1a2b3c)", runID)
 			}
-			return runRollback(ctx, streams, o, runID)
+			force, _ := cmd.Flags().GetBool("force")
+			return runRollback(ctx, streams, o, runID, force)
 		},
 	}
-	cmd.Flags().String("run", "", "the run to undo (default: the newest one not rolled back)")
+	cmd.Flags().String("run", "", "the run to undo (default: on each node, the newest one not rolled back)")
+	cmd.Flags().Bool("force", false, "undo nodes changed since the run, runs older than a later one, and take over a lock held from another host")
 	return cmd
 }
 
-func runRollback(ctx context.Context, streams Streams, o *options, runID string) error {
+func runRollback(ctx context.Context, streams Streams, o *options, runID string, force bool) error {
 	log := newLogger(streams, o)
 	nodes, _, err := loadNodes(ctx, o, log)
 	if err != nil {
@@ -62,10 +71,12 @@ func runRollback(ctx context.Context, streams Streams, o *options, runID string)
 		return c, nil
 	}
 	rep, err := orchestrator.Restore(ctx, nodes, connect, orchestrator.RestoreOptions{
-		RunID:       runID,
-		Holder:      newHolder(),
-		Concurrency: o.concurrency,
-		Logger:      log,
+		RunID:        runID,
+		Holder:       newHolder(),
+		Concurrency:  o.concurrency,
+		Logger:       log,
+		ProcessAlive: processAlive,
+		Force:        force,
 	})
 	if err != nil {
 		return err
