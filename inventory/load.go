@@ -323,8 +323,11 @@ func ParseCIDR(s string) (netip.Prefix, error) {
 	if err != nil {
 		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR (want e.g. 100.64.0.0/24)", s)
 	}
-	if p.Addr().Is4In6() || p.Addr().Zone() != "" {
-		return netip.Prefix{}, fmt.Errorf("%q: write IPv4 CIDRs in dotted form, without a zone", s)
+	if p.Addr().Is4In6() {
+		return netip.Prefix{}, fmt.Errorf("%q overlaps ::ffff:0:0/96 (IPv4-mapped addresses): write IPv4 CIDRs in dotted form", s)
+	}
+	if p.Addr().Zone() != "" {
+		return netip.Prefix{}, fmt.Errorf("%q: a CIDR has no zone", s)
 	}
 	if m := p.Masked(); m != p {
 		return netip.Prefix{}, fmt.Errorf("%q has host bits set; did you mean %s?", s, m)

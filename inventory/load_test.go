@@ -55,6 +55,7 @@ func TestLoadInvalid(t *testing.T) {
 		{"invalid-bad-cidr.yaml", []string{`node "worker-0" (nodes[0]) pod_cidr: "100.64.0/24" is not a CIDR`}},
 		{"invalid-noncanonical-cidr.yaml", []string{`node "worker-0" (nodes[0]) pod_cidr: "100.64.0.5/24" has host bits set; did you mean 100.64.0.0/24?`}},
 		{"invalid-overlap.yaml", []string{`node "worker-1" (nodes[1]) pod_cidr: 100.64.1.0/24 overlaps 100.64.0.0/16 of node "worker-0"`}},
+		{"invalid-special-cidr.yaml", []string{`node "worker-1" (nodes[1]) pod_cidr: 169.254.169.254/32 overlaps 169.254.0.0/16 (link-local; the cloud metadata address 169.254.169.254 is inside): routing it to pods would hijack it`}},
 		{"invalid-cidr-contains-ip.yaml", []string{`node "worker-0" (nodes[0]) pod_cidr: 198.18.0.0/24 contains 198.18.0.10, the internal IP of node "worker-0"`, `contains 198.18.0.11, the internal IP of node "worker-1"`}},
 		{"invalid-dns-without-internal-ip.yaml", []string{`node "worker-0" (nodes[0]) internal_ip: missing`}},
 		{"invalid-family-mismatch.yaml", []string{`node "worker-0" (nodes[0]) pod_cidr: 2001:db8:1::/64 is IPv6 but the node has no IPv6 internal_ip`}},

@@ -77,10 +77,10 @@ var (
 
 // Validate checks a node table read from an inventory file as a whole:
 // names and addresses, one internal IP and one pod CIDR per family, CIDRs in
-// canonical form, no node or internal IP twice, no pod CIDRs that overlap,
-// and no pod CIDR that contains a node's internal IP (routing it elsewhere
-// would cut that node off). It returns a *ValidationError listing every
-// problem, or nil.
+// canonical form, none overlapping a special-purpose block (specialBlocks),
+// no node or internal IP twice, no pod CIDRs that overlap, and no pod CIDR
+// that contains a node's internal IP (routing it elsewhere would cut that
+// node off). It returns a *ValidationError listing every problem, or nil.
 func Validate(path string, nodes []Node) error {
 	return validate("inventory "+path, nodes, fileFields)
 }
@@ -195,7 +195,42 @@ func (v *validator) routing(i int, n *Node) {
 		if _, ok := n.InternalIP(fam); !ok {
 			v.add(i, n, f.podCIDR, "%s is %s but the node has no %s %s to route it through", p, fam, fam, f.internalIP)
 		}
+		for _, b := range specialBlocks {
+			if p.Overlaps(b.Prefix) {
+				v.add(i, n, f.podCIDR, "%s overlaps %s (%s): routing it to pods would hijack it", p, b.Name, b.What)
+			}
+		}
 	}
+}
+
+// specialBlock is an address block no pod CIDR may overlap, and what it is.
+type specialBlock struct {
+	Prefix netip.Prefix
+	Name   string // as the RFCs write it: ::ffff:0:0/96, not ::ffff:0.0.0.0/96
+	What   string
+}
+
+func special(cidr, what string) specialBlock {
+	return specialBlock{Prefix: netip.MustParsePrefix(cidr), Name: cidr, What: what}
+}
+
+// specialBlocks are the IANA special-purpose blocks whose addresses mean
+// something on every host: a pod CIDR inside one, or one that contains it,
+// would send the host's own traffic (loopback, the cloud metadata service,
+// multicast, broadcast) to pods. They are refused always, unlike the
+// rails, which flags can move. The shared address space 100.64.0.0/10 is
+// not among them: it is where pod CIDRs usually are.
+var specialBlocks = []specialBlock{
+	special("0.0.0.0/8", `"this network"; the unspecified address 0.0.0.0 is inside`),
+	special("127.0.0.0/8", "loopback"),
+	special("169.254.0.0/16", "link-local; the cloud metadata address 169.254.169.254 is inside"),
+	special("224.0.0.0/4", "multicast"),
+	special("240.0.0.0/4", "reserved; the broadcast address 255.255.255.255 is inside"),
+	special("::/128", "the unspecified address"),
+	special("::1/128", "loopback"),
+	special("::ffff:0:0/96", "IPv4-mapped addresses"),
+	special("fe80::/10", "link-local"),
+	special("ff00::/8", "multicast"),
 }
 
 // cidrs checks the pod CIDRs of all nodes against each other and against

@@ -64,6 +64,45 @@ var protocolNames = [256]string{
 	99: "openr", 186: "bgp", 187: "isis", 188: "ospf", 189: "rip", 192: "eigrp",
 }
 
+// protocolOwners are the protocols someone else marks routes with: those
+// of linux/rtnetlink.h (and iproute2's rt_protos), plus Calico Felix's 80
+// and kube-router's 17. routepush must never take or delete their routes,
+// so it refuses to mark its own with them. Each entry completes
+// "--protocol N is ..."; every number protocolNames names is here.
+var protocolOwners = [256]string{
+	0:   "the kernel's (proto unspec: routes that name no owner)",
+	1:   "the kernel's (proto redirect: routes learned from ICMP redirects)",
+	2:   "the kernel's (proto kernel: the routes of the node's own addresses)",
+	3:   "the default of ip route add (proto boot: routes added by hand or by scripts, the Ansible playbook's among them)",
+	4:   "the administrator's (proto static: configured routes, e.g. systemd-networkd's [Route] sections)",
+	8:   "gated's (proto gated)",
+	9:   "the kernel's (proto ra: IPv6 routes learned from router advertisements)",
+	10:  "the MRT routing daemon's (proto mrt)",
+	11:  "zebra's (proto zebra: Quagga and FRRouting)",
+	12:  "BIRD's (proto bird)",
+	13:  "the DECnet routing daemon's (proto dnrouted)",
+	14:  "XORP's (proto xorp)",
+	15:  "Netsukuku's (proto ntk)",
+	16:  "DHCP clients' (proto dhcp: e.g. the default route a DHCP client adds)",
+	17:  "mrouted's and kube-router's (proto mrouted; kube-router marks its pod routes 17)",
+	18:  "keepalived's (proto keepalived)",
+	42:  "babeld's (proto babel)",
+	80:  "Calico Felix's (its pod routes)",
+	99:  "Open/R's (proto openr)",
+	186: "BGP daemons' (proto bgp, e.g. FRRouting's bgpd)",
+	187: "IS-IS daemons' (proto isis, e.g. FRRouting's isisd)",
+	188: "OSPF daemons' (proto ospf, e.g. FRRouting's ospfd)",
+	189: "RIP daemons' (proto rip, e.g. FRRouting's ripd)",
+	192: "EIGRP daemons' (proto eigrp, e.g. FRRouting's eigrpd)",
+}
+
+// ReservedProtocol says whether p is a protocol another owner marks its
+// routes with, and whose, as "the kernel's (proto kernel: ...)".
+func ReservedProtocol(p Protocol) (owner string, reserved bool) {
+	owner = protocolOwners[p]
+	return owner, owner != ""
+}
+
 var protocolNumbers = func() map[string]Protocol {
 	m := map[string]Protocol{}
 	for p, name := range protocolNames {

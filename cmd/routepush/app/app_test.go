@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -44,7 +45,20 @@ func TestRunRejectsBadCommandLines(t *testing.T) {
 		{[]string{"-i", "x.yaml", "--rollback", "some"}, `unknown rollback mode "some"`},
 		{[]string{"-i", "x.yaml", "--concurrency", "0"}, "--concurrency must be at least 1"},
 		{[]string{"-i", "x.yaml", "--protocol", "256"}, "--protocol must be 1-255"},
+		{[]string{"-i", "x.yaml", "--protocol", "0"}, "--protocol must be 1-255"},
+		// Other owners' protocols, refused by every verb before the
+		// inventory (x.yaml does not exist) is even read.
+		{[]string{"-i", "x.yaml", "--protocol", "2", "--prune"}, "--protocol 2 is the kernel's (proto kernel: the routes of the node's own addresses); routepush may only manage routes of a protocol nobody else uses, e.g. the default 114"},
+		{[]string{"apply", "-i", "x.yaml", "--protocol", "3"}, "--protocol 3 is the default of ip route add (proto boot:"},
+		{[]string{"check", "-i", "x.yaml", "--protocol", "4"}, "--protocol 4 is the administrator's (proto static:"},
+		{[]string{"plan", "-i", "x.yaml", "--protocol", "16"}, "--protocol 16 is DHCP clients' (proto dhcp:"},
+		{[]string{"rollback", "-i", "x.yaml", "--protocol", "17"}, "--protocol 17 is mrouted's and kube-router's"},
+		{[]string{"-i", "x.yaml", "--protocol", "0x50"}, "--protocol 80 is Calico Felix's"},
+		{[]string{"-i", "x.yaml", "--protocol", "186"}, "--protocol 186 is BGP daemons' (proto bgp"},
+		{[]string{"-i", "x.yaml", "--protocol", "192"}, "--protocol 192 is EIGRP daemons'"},
 		{[]string{"-i", "../../../inventory/testdata/invalid-overlap.yaml"}, `node "worker-1" (nodes[1]) pod_cidr`},
+		{[]string{"plan", "-i", "../../../inventory/testdata/invalid-special-cidr.yaml"}, `node "worker-1" (nodes[1]) pod_cidr: 169.254.169.254/32 overlaps 169.254.0.0/16`},
+		{[]string{"check", "-i", "../../../inventory/testdata/invalid-special-cidr.yaml"}, `node "worker-1" (nodes[1]) pod_cidr: 169.254.169.254/32 overlaps 169.254.0.0/16`},
 		{[]string{"extra"}, `unknown command "extra"`},
 	}
 	for _, tt := range tests {
@@ -91,6 +105,24 @@ func TestConfigPrecedence(t *testing.T) {
 	}
 	if o, err = parseOptions(t, "--config", cfg, "--concurrency", "11"); err != nil || o.concurrency != 11 || o.connectTimeout.String() != "4s" {
 		t.Errorf("flag over env: %+v, %v", o, err)
+	}
+}
+
+// A reserved protocol is refused from the config file and the environment
+// too; unreserved ones are kept.
+func TestProtocolReservedFromEverySource(t *testing.T) {
+	cfg := writeConfig(t, "inventory: hosts.yaml\nprotocol: 12\n")
+	if _, err := parseOptions(t, "--config", cfg); err == nil || !strings.Contains(err.Error(), "--protocol 12 is BIRD's") {
+		t.Errorf("from file: error = %v, want BIRD's protocol refused", err)
+	}
+	t.Setenv("ROUTEPUSH_PROTOCOL", "42")
+	if _, err := parseOptions(t, "--config", cfg); err == nil || !strings.Contains(err.Error(), "--protocol 42 is babeld's") {
+		t.Errorf("from env: error = %v, want babel's protocol refused", err)
+	}
+	for _, p := range []string{"5", "113", "115", "254", "255"} {
+		if o, err := parseOptions(t, "--config", cfg, "--protocol", p); err != nil || fmt.Sprint(o.protocol) != p {
+			t.Errorf("--protocol %s: %v, want it kept", p, err)
+		}
 	}
 }
 

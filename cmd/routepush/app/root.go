@@ -16,6 +16,7 @@ import (
 	"github.com/routepush/routepush/inventory"
 	"github.com/routepush/routepush/orchestrator"
 	"github.com/routepush/routepush/remote"
+	"github.com/routepush/routepush/route"
 )
 
 // options are the resolved settings of a run: defaults, then the config
@@ -132,7 +133,7 @@ Exit codes: 0 done or in sync, 1 error (changed nodes rolled back),
 	f.Duration("wait-lock", 0, "wait this long for nodes another run has locked, instead of failing at once")
 	f.Int("max-unreachable", 0, "nodes that may be unreachable at connect time and be left out; past it nothing changes")
 	f.Int("keep-runs", 10, "run records each node keeps in /var/lib/routepush/runs")
-	f.Int("protocol", int(orchestrator.DefaultProtocol), "route protocol number marking routepush's routes (1-255)")
+	f.Int("protocol", int(orchestrator.DefaultProtocol), "route protocol number marking routepush's routes (1-255, none another owner uses: not kernel 2, boot 3, static 4, dhcp 16, ...)")
 	f.String("table", "main", "routing table routepush's routes go in: main or a table number (for pod routes kept out of main)")
 	f.Int64("metric", -1, "metric of routepush's routes (default: the kernel's, 0 for IPv4 and 1024 for IPv6)")
 	f.Bool("prune", false, "delete routepush's routes that are no longer planned (nodes that left, CIDRs that moved)")
@@ -251,6 +252,9 @@ func loadOptions(cmd *cobra.Command, v *viper.Viper) (*options, error) {
 		return nil, fmt.Errorf("--output must be text or json, got %q", v.GetString("output"))
 	case o.protocol < 1 || o.protocol > 255:
 		return nil, fmt.Errorf("--protocol must be 1-255, got %d", o.protocol)
+	case reservedProtocol(o.protocol) != "":
+		return nil, fmt.Errorf("--protocol %d is %s; routepush may only manage routes of a protocol nobody else uses, e.g. the default %d",
+			o.protocol, reservedProtocol(o.protocol), orchestrator.DefaultProtocol)
 	case o.rails.MinPrefix[0] < 0 || o.rails.MinPrefix[0] > 32:
 		return nil, fmt.Errorf("--min-prefix-v4 must be 0-32, got %d", o.rails.MinPrefix[0])
 	case o.rails.MinPrefix[1] < 0 || o.rails.MinPrefix[1] > 128:
@@ -270,6 +274,13 @@ func loadOptions(cmd *cobra.Command, v *viper.Viper) (*options, error) {
 		o.verbosity = -1
 	}
 	return o, nil
+}
+
+// reservedProtocol names the owner of a protocol number someone else marks
+// routes with, or is "".
+func reservedProtocol(p int) string {
+	owner, _ := route.ReservedProtocol(route.Protocol(p))
+	return owner
 }
 
 // newLogger writes status to stderr: warnings and errors by default, info
