@@ -1,6 +1,7 @@
 package route
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 	"testing"
@@ -28,6 +29,39 @@ func BenchmarkParseJSON5000(b *testing.B) {
 		routes, err := ParseJSON(data, IPv4)
 		if err != nil || len(routes) != 5000 {
 			b.Fatalf("%d routes, %v", len(routes), err)
+		}
+	}
+}
+
+// ipJSONExpires is ipJSON with a lifetime on the last route, as a node
+// with an RA default route prints it (ip -6 lists the default last).
+func ipJSONExpires(n int) []byte {
+	data := ipJSON(n)
+	i := bytes.LastIndex(data, []byte(`"scope":"0","flags":[]}`)) + len(`"scope":"0","flags":[]`)
+	return append(data[:i:i], append([]byte(`,"expires":1790`), data[i:]...)...)
+}
+
+// StableSection runs on every section of every table read: without a
+// lifetime in it, it must cost no more than a search, and no allocation.
+func BenchmarkStableSection5000(b *testing.B) {
+	data := ipJSON(5000)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if out := StableSection(data, false); len(out) != len(data) {
+			b.Fatal("changed")
+		}
+	}
+}
+
+// With a lifetime in it, it copies the table once.
+func BenchmarkStableSection5000Expires(b *testing.B) {
+	data := ipJSONExpires(5000)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if out := StableSection(data, false); len(out) != len(data)-len(`,"expires":1790`) {
+			b.Fatal("not removed")
 		}
 	}
 }

@@ -24,6 +24,7 @@ type jsonRoute struct {
 	Scope    string                   `json:"scope"`
 	PrefSrc  string                   `json:"prefsrc"`
 	Metric   uint32                   `json:"metric"`
+	NHID     uint32                   `json:"nhid"` // 0: none
 	Table    string                   `json:"table"`
 	Pref     string                   `json:"pref"`
 	Flags    []string                 `json:"flags"`
@@ -119,6 +120,8 @@ func (j *jsonRoute) decode(v *fastjson.Value) error {
 				err = fmt.Errorf("metric %d out of range", m)
 			}
 			j.Metric = uint32(m)
+		case "nhid":
+			j.NHID, err = jsonNHID(f)
 		case "flags":
 			j.Flags, err = jsonStrings(f, "flags")
 		case "metrics":
@@ -136,6 +139,16 @@ func (j *jsonRoute) decode(v *fastjson.Value) error {
 		}
 	})
 	return err
+}
+
+// jsonNHID reads the id of a route's nexthop object. The kernel numbers
+// them from 1, so 0 would hide that the route uses one.
+func jsonNHID(f *fastjson.Value) (uint32, error) {
+	id, err := f.Uint()
+	if err == nil && (id == 0 || id > 1<<32-1) {
+		err = fmt.Errorf("nhid %d out of range", id)
+	}
+	return uint32(id), err
 }
 
 // stringField is where a string-valued key of ip's JSON goes, or nil.
@@ -275,7 +288,7 @@ func (j *jsonRoute) route(fam Family) (Route, error) {
 		// iproute2 leaves out "boot" without -d; with -d it always prints it.
 		r.Protocol = 3
 	}
-	r.Dev, r.Scope, r.Metric, r.Table, r.Pref = j.Dev, j.Scope, j.Metric, j.Table, j.Pref
+	r.Dev, r.Scope, r.Metric, r.Table, r.Pref, r.NHID = j.Dev, j.Scope, j.Metric, j.Table, j.Pref, j.NHID
 	if len(j.Flags) > 0 {
 		r.Flags = j.Flags
 	}
@@ -304,7 +317,12 @@ func (j *jsonRoute) route(fam Family) (Route, error) {
 		}
 		r.Nexthops = append(r.Nexthops, n)
 	}
+	// The nexthop object comes first: ip prints the object's gateway and
+	// hops as if they were the route's, and without nhid nobody would see
+	// that the route depends on it.
 	switch {
+	case j.NHID != 0:
+		r.Unrestorable = "nhid"
 	case j.Via != nil:
 		r.Unrestorable = "via another family"
 	case j.Encap != nil:
@@ -351,7 +369,18 @@ func ParseText(data []byte, fam Family) ([]Route, error) {
 			if len(routes) == 0 {
 				return nil, fmt.Errorf("route: line %d: continuation with no route: %q", n+1, s)
 			}
-			if err := parseNexthopLine(&routes[len(routes)-1], strings.Fields(s)); err != nil {
+			last := &routes[len(routes)-1]
+			f := strings.Fields(s)
+			if f[0] == "nh_info" {
+				// -d prints the route's nexthop object under it: "nh_info id 5
+				// via ... dev ... scope link proto unspec" or "nh_info id 8
+				// group 5/7 ...". It describes the object, not the route.
+				if last.NHID == 0 {
+					return nil, fmt.Errorf("route: line %d: nh_info for a route with no nhid: %q", n+1, s)
+				}
+				continue
+			}
+			if err := parseNexthopLine(last, f); err != nil {
 				return nil, fmt.Errorf("route: line %d: %w: %q", n+1, err, s)
 			}
 			continue
@@ -362,13 +391,26 @@ func ParseText(data []byte, fam Family) ([]Route, error) {
 		}
 		routes = append(routes, r)
 	}
+	for i := range routes {
+		markNHID(&routes[i]) // after the hops, which may set Unrestorable too
+	}
 	return routes, nil
+}
+
+// markNHID makes "nhid" the reason a route is Unrestorable whatever else
+// it has, as ParseJSON does.
+func markNHID(r *Route) {
+	if r.NHID != 0 {
+		r.Unrestorable = "nhid"
+	}
 }
 
 // ParseSpec reads a route as Route.Spec renders it: the arguments of `ip
 // route replace`, on one line.
 func ParseSpec(spec string, fam Family) (Route, error) {
-	return parseTextRoute(strings.Fields(spec), fam)
+	r, err := parseTextRoute(strings.Fields(spec), fam)
+	markNHID(&r)
+	return r, err
 }
 
 // textKeys are the attributes iproute2 prints as "name value" after the
@@ -447,7 +489,17 @@ func parseTextRoute(f []string, fam Family) (Route, error) {
 			}
 		case "pref":
 			r.Pref = val
-		case "expires", "tos", "encap", "nhid", "from", "error":
+		case "nhid":
+			id, err := strconv.ParseUint(val, 10, 32)
+			if err == nil && id == 0 {
+				err = fmt.Errorf("0 is no nexthop object")
+			}
+			if err != nil {
+				return r, fmt.Errorf("nhid: %w", err)
+			}
+			r.NHID = uint32(id)
+			r.Unrestorable = key
+		case "expires", "tos", "encap", "from", "error":
 			r.Unrestorable = key
 		default:
 			if !textMetricKeys[key] {

@@ -108,6 +108,109 @@ func TestParseIPv6(t *testing.T) {
 	}
 }
 
+// The nhid{4,6}.{json,txt} fixtures are real `ip -d -N -json route show`
+// and `ip -d route show` output (iproute2 6.1, kernel 6.18) of a namespace
+// with routes over nexthop objects: one over a single nexthop and one over
+// a group, for each family, next to ordinary routes; resilient4-a adds a
+// route over a resilient group (see stable_test.go).
+func TestParseNHID(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		fam    Family
+		name   string
+		routes int
+		want   map[int]string // String() of the routes with an nhid
+	}{
+		{IPv4, "nhid4", 3, map[int]string{
+			0: "100.64.1.0/24 nhid 5 via 198.18.0.11 dev va proto boot",
+			1: "100.64.2.0/24 nhid 8 proto boot metric 7 nexthop via 198.18.0.11 dev va weight 1 nexthop via 198.18.0.12 dev va weight 1",
+		}},
+		{IPv4, "resilient4-a", 4, map[int]string{
+			0: "100.64.1.0/24 nhid 5 via 198.18.0.11 dev va proto boot",
+			1: "100.64.2.0/24 nhid 8 proto boot metric 7 nexthop via 198.18.0.11 dev va weight 1 nexthop via 198.18.0.12 dev va weight 1",
+			2: "100.64.4.0/24 nhid 20 proto boot nexthop via 198.18.0.11 dev va weight 1 nexthop via 198.18.0.12 dev va weight 4",
+		}},
+		{IPv6, "nhid6", 5, map[int]string{
+			1: "2001:db8:1::/64 nhid 6 via 2001:db8::11 dev va proto boot metric 1024 pref medium",
+			2: "2001:db8:2::/64 nhid 10 proto boot metric 1024 pref medium nexthop via 2001:db8::11 dev va weight 2 nexthop via 2001:db8::12 dev va weight 1",
+		}},
+	} {
+		fromJSON, err := ParseJSON(readFixture(t, tt.name+".json"), tt.fam)
+		if err != nil {
+			t.Fatalf("%s.json: %v", tt.name, err)
+		}
+		fromText, err := ParseText(readFixture(t, tt.name+".txt"), tt.fam)
+		if err != nil {
+			t.Fatalf("%s.txt: %v", tt.name, err)
+		}
+		if len(fromJSON) != tt.routes || len(fromText) != tt.routes {
+			t.Fatalf("%s: %d routes from JSON, %d from text, want %d", tt.name, len(fromJSON), len(fromText), tt.routes)
+		}
+		for i := range fromJSON {
+			a, b := fromJSON[i], fromText[i]
+			a.Scope, b.Scope = "", ""
+			if !reflect.DeepEqual(a, b) {
+				t.Errorf("%s route %d differs:\njson: %#v\ntext: %#v", tt.name, i, a, b)
+			}
+			r := fromJSON[i]
+			want, ok := tt.want[i]
+			if !ok {
+				if r.NHID != 0 || r.Unrestorable != "" {
+					t.Errorf("%s route %d: NHID %d, Unrestorable %q, want neither", tt.name, i, r.NHID, r.Unrestorable)
+				}
+				continue
+			}
+			if r.Unrestorable != "nhid" || r.NHID == 0 {
+				t.Errorf("%s route %d: NHID %d, Unrestorable %q, want nhid", tt.name, i, r.NHID, r.Unrestorable)
+			}
+			if got := r.String(); got != want {
+				t.Errorf("%s route %d String() = %q, want %q", tt.name, i, got, want)
+			}
+			// The spec names the object too and reads back with it.
+			back, err := ParseSpec(fromText[i].Spec(), tt.fam)
+			if err != nil || back.NHID != r.NHID || back.Unrestorable != "nhid" || back.Spec() != fromText[i].Spec() {
+				t.Errorf("%s route %d: spec %q reads back as %#v, %v", tt.name, i, fromText[i].Spec(), back, err)
+			}
+		}
+	}
+	// nhid wins over what comes after it.
+	routes, err := ParseText([]byte("2001:db8::/64 nhid 3 via 2001:db8::1 dev eth0 expires 30sec\n"), IPv6)
+	if err != nil || routes[0].Unrestorable != "nhid" || routes[0].NHID != 3 {
+		t.Errorf("nhid with expires = %#v, %v", routes, err)
+	}
+	routes, err = ParseJSON([]byte(`[{"dst":"2001:db8::/64","nhid":3,"expires":30}]`), IPv6)
+	if err != nil || routes[0].Unrestorable != "nhid" || routes[0].NHID != 3 {
+		t.Errorf("JSON nhid with expires = %#v, %v", routes, err)
+	}
+	if got := routes[0].Spec(); got != "2001:db8::/64 nhid 3 proto boot metric 0" {
+		t.Errorf("Spec() = %q", got)
+	}
+}
+
+func TestParseNHIDErrors(t *testing.T) {
+	t.Parallel()
+	for _, text := range []string{
+		"100.64.1.0/24 nhid 0 via 198.18.0.1\n",
+		"100.64.1.0/24 nhid five via 198.18.0.1\n",
+		"100.64.1.0/24 nhid 4294967296\n",
+		"100.64.1.0/24 via 198.18.0.1 dev eth0\n\tnh_info id 5 via 198.18.0.1 dev eth0 scope link proto unspec\n",
+	} {
+		if _, err := ParseText([]byte(text), IPv4); err == nil {
+			t.Errorf("ParseText(%q) succeeded, want error", text)
+		}
+	}
+	for _, js := range []string{
+		`[{"dst":"100.64.1.0/24","nhid":0}]`,
+		`[{"dst":"100.64.1.0/24","nhid":"5"}]`,
+		`[{"dst":"100.64.1.0/24","nhid":4294967296}]`,
+		`[{"dst":"100.64.1.0/24","nhid":-1}]`,
+	} {
+		if _, err := ParseJSON([]byte(js), IPv4); err == nil {
+			t.Errorf("ParseJSON(%s) succeeded, want error", js)
+		}
+	}
+}
+
 // FuzzParseText checks the text parser never panics and that whatever it
 // accepts renders to a spec it parses again to the same route.
 func FuzzParseText(f *testing.F) {
@@ -116,6 +219,10 @@ func FuzzParseText(f *testing.F) {
 	f.Add("2001:db8::/64 via 2001:db8::1 dev eth0 proto 114 metric 1024 pref medium\n")
 	f.Add("unicast 100.64.0.0/24 via inet6 fe80::1 dev eth0\n")
 	f.Add("100.64.0.0/24 mtu lock 1400\n")
+	for _, name := range []string{"nhid4.txt", "nhid6.txt", "expires6-a.txt", "resilient4-a.txt"} {
+		seed, _ := os.ReadFile("testdata/" + name)
+		f.Add(string(seed))
+	}
 	f.Fuzz(func(t *testing.T, in string) {
 		routes, err := ParseText([]byte(in), IPv4)
 		if err != nil {

@@ -148,6 +148,12 @@ type Route struct {
 	Table    string // empty = main
 	Pref     string // IPv6 router preference (low, medium, high)
 	Flags    []string
+	// NHID is the id of the nexthop object (`ip nexthop`) the route uses,
+	// 0 when it has none. Gateway, Dev and Nexthops then show what that
+	// object resolves to, not attributes of the route itself; such a route
+	// is always Unrestorable ("nhid"): routepush never recreates nexthop
+	// objects, so it must neither replace nor delete the route.
+	NHID uint32
 	// Metrics holds route metrics such as mtu or advmss, in the order shown.
 	Metrics []Attr
 	// Nexthops holds the hops of a multipath route.
@@ -217,6 +223,11 @@ func (r *Route) appendTo(b []byte, spec bool) []byte {
 		b = append(append(b, r.Type...), ' ')
 	}
 	b = r.Dst.AppendTo(b)
+	if r.NHID != 0 {
+		// Where ip prints it. In a spec it names the route's nexthop
+		// object; such a route is Unrestorable, so no batch carries it.
+		b = strconv.AppendUint(append(b, " nhid "...), uint64(r.NHID), 10)
+	}
 	if r.Gateway.IsValid() {
 		b = r.Gateway.AppendTo(append(b, " via "...))
 	}
