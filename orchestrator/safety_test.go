@@ -61,6 +61,7 @@ func TestRunNeverTouchesWhatKeepsANodeReachable(t *testing.T) {
 		{"kernel protocol", "", 2, "", "the batch would delete the directly connected route 198.18.0.0/16 dev eth0 proto kernel"},
 		{"default route of ours", "default via 198.18.0.1 dev eth0 proto 114 scope global\n", 114, "", "the batch would delete the default route 0.0.0.0/0 via 198.18.0.1 dev eth0 proto 114"},
 		{"route back to routepush", "198.19.0.0/24 via 198.18.0.2 dev eth0 proto 114 scope global\n", 114, "198.19.0.1", "the batch would delete route 198.19.0.0/24 via 198.18.0.2 dev eth0 proto 114 (proto 114), which the node needs to reach routepush at 198.19.0.1"},
+		{"route through a nexthop object", "100.64.1.0/24 nhid 7 via 198.18.0.11 dev eth0 proto 114 scope global\n", 114, "", "route 100.64.1.0/24 nhid 7 via 198.18.0.11 dev eth0 proto 114 (proto 114) to a planned destination goes through nexthop object 7"},
 		{"pod CIDR on a connected subnet", "100.64.1.128/25 dev eth1 proto kernel scope link\n", 114, "", "the planned 100.64.1.0/24 via 198.18.0.11 proto 114 overlaps the node's directly connected subnet 100.64.1.128/25 (dev eth1)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

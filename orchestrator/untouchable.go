@@ -13,7 +13,9 @@ import (
 // session through (source: the address its SSH session comes from, when
 // known); and route another node's pod CIDR over one of the node's
 // directly connected subnets. Any of those could cut the node off, or
-// hijack its own network. It returns one message per problem.
+// hijack its own network. Nor does it go near a route through a nexthop
+// object (nhid) at a planned destination: it could not put it back. It
+// returns one message per problem.
 func untouchable(h HostPlan, d *Diff, current []route.Route, source netip.Addr) []string {
 	var problems []string
 	check := func(r route.Route, what string) {
@@ -34,6 +36,13 @@ func untouchable(h HostPlan, d *Diff, current []route.Route, source netip.Addr) 
 	}
 	for i := range current {
 		c := &current[i]
+		if c.NHID != 0 && c.Table == h.plan.Table {
+			if fi, pos, ok := h.plan.find(c.Dst); ok {
+				if _, planned := h.indexOf(fi, pos); planned {
+					problems = append(problems, fmt.Sprintf("route %s (%s) to a planned destination goes through nexthop object %d, which routepush neither manages nor restores", c, owner(c.Protocol), c.NHID))
+				}
+			}
+		}
 		if c.Table != "" || !connected(c) || c.Dst.Bits() == 0 {
 			continue
 		}

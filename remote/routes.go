@@ -143,7 +143,8 @@ func (c *Client) parseTables(out []byte, fams []route.Family) (route.Table, erro
 }
 
 // parseSections parses one section per family and table, each ending in
-// sep. The digest covers exactly what ip printed, in family order. Routes
+// sep. The digest covers what ip printed, in family order, but for the
+// fields that tick by themselves (route.StableSection). Routes
 // of the managed table, printed without their table (ip leaves out the one
 // asked for), are marked with it.
 func (c *Client) parseSections(out []byte, fams []route.Family, sep []byte, parse func([]byte, route.Family) ([]route.Route, error)) (route.Table, error) {
@@ -157,8 +158,11 @@ func (c *Client) parseSections(out []byte, fams []route.Family, sep []byte, pars
 			}
 			section := out[:i]
 			out = out[i+len(sep):]
-			fmt.Fprintf(h, "%s %s %d\n", fam, table, len(section))
-			h.Write(section)
+			// What changes by itself (expires) is left out: the digest
+			// must catch every change, and only changes.
+			stable := route.StableSection(section, c.textMode)
+			fmt.Fprintf(h, "%s %s %d\n", fam, table, len(stable))
+			h.Write(stable)
 			routes, err := parse(section, fam)
 			if ti > 0 {
 				for k := range routes {
