@@ -155,6 +155,12 @@ func (r *nodeRun) apply(ctx context.Context) (ok bool) {
 	// read (compare before swap): Apply shows them again first.
 	r.touched = true
 	table, applyErr, err := r.host.Apply(ctx, r.rep.Diff.ApplyBatch(r.plan).Bytes(), false, r.plan.Families(), &r.before)
+	var notSent *route.NotSentError
+	if errors.As(err, &notSent) {
+		r.touched = false // the node is as it was: nothing to undo there
+		r.fail(fmt.Errorf("%s: %w", name, err))
+		return false
+	}
 	var changed *route.ChangedError
 	if errors.As(err, &changed) {
 		r.touched = false
@@ -234,6 +240,8 @@ func (r *nodeRun) reconnectAndRead(ctx context.Context, lost error) (route.Table
 		if t, err = host.ReadRoutes(ctx, r.plan.Families()); err == nil {
 			return t, nil
 		}
+		host.Close()
+		r.host = nil
 	}
 	return route.Table{}, fmt.Errorf("%s: connection lost mid-batch (%v) and not regained: whether its routes changed is unknown; once it is reachable, `routepush rollback --run %s` restores it (%w)", name, lost, r.opts.Holder.RunID, err)
 }

@@ -139,7 +139,9 @@ func (r *nodeRun) persistVerified(ctx context.Context) bool {
 		}
 	}
 	r.rep.Outcome = Applied
-	r.record(ctx, StateVerified, nil, r.after)
+	// Recorded even if the run is being interrupted: a node that verified
+	// must say so, with the digest a later rollback checks.
+	r.record(context.WithoutCancel(ctx), StateVerified, nil, r.after)
 	return true
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/routepush/routepush/inventory"
+	"github.com/routepush/routepush/route"
 )
 
 // RunReader reads what a node keeps of routepush's runs (package remote,
@@ -159,7 +160,11 @@ func Restore(ctx context.Context, nodes []inventory.Node, connect RestoreConnect
 			return
 		}
 		defer h.Close()
-		restoreNode(ctx, h, n, &opts)
+		// Once a node is reached, its restore runs to the end (each step
+		// bounded by the command timeout): an interrupt cutting it short
+		// would leave the node locked by this rollback. A second one ends
+		// the process.
+		restoreNode(context.WithoutCancel(ctx), h, n, &opts)
 	})
 	rep.Duration = time.Since(start)
 	if opts.RunID == "" && len(rep.RunIDs()) == 0 && !rep.Failed() {
@@ -257,9 +262,18 @@ func restoreNode(ctx context.Context, h RestoreHost, n *RestoreNode, opts *Resto
 		return
 	}
 	defer func() { _ = h.Unlock(ctx, opts.Holder.lockText()) }()
-	t := undoTarget{node: n.Name, runID: rec.RunID, lines: []byte(rec.Undo)}
+	t := undoTarget{node: n.Name, runID: rec.RunID}
 	var err error
-	if t.fams, err = rec.Fams(); err == nil {
+	if rec.Node != n.Name {
+		err = fmt.Errorf("it is node %q's, not this node's", rec.Node)
+	}
+	if err == nil {
+		t.lines, err = checkUndo(rec.Undo)
+	}
+	if err == nil {
+		t.fams, err = rec.Fams()
+	}
+	if err == nil {
 		t.before, err = decodeDigest(rec.Digest)
 	}
 	if err == nil && rec.After != "" && !opts.Force {
@@ -312,4 +326,53 @@ func indices(n int) []int {
 		s[i] = i
 	}
 	return s
+}
+
+// checkUndo reads the undo lines of a run record, which comes from the node
+// and is sent back to it as root: every line must be a `route add` or an
+// exact `route del` that routepush itself renders the same, and none may
+// touch a connected or default route. Anything else (`netns exec`, a
+// stray option, a second command on a line) refuses the record.
+func checkUndo(text string) ([]byte, error) {
+	var b route.Batch
+	for n, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+		if line == "" {
+			continue
+		}
+		verb, spec, ok := strings.Cut(line, " ")
+		var words string
+		if ok {
+			words, spec, ok = strings.Cut(spec, " ")
+		}
+		if !ok || verb != "route" || (words != "add" && words != "del") {
+			return nil, fmt.Errorf("undo line %d is not a route add or del: %q", n+1, line)
+		}
+		dst, _, _ := strings.Cut(spec, " ")
+		fam := route.IPv4
+		if strings.Contains(dst, ":") {
+			fam = route.IPv6
+		}
+		r, err := route.ParseSpec(spec, fam)
+		if err != nil {
+			return nil, fmt.Errorf("undo line %d: %w: %q", n+1, err, line)
+		}
+		if r.Dst.Bits() == 0 || connected(&r) {
+			return nil, fmt.Errorf("undo line %d touches a default or connected route: %q", n+1, line)
+		}
+		var one route.Batch
+		if words == "add" {
+			one.Add(r)
+		} else {
+			one.Delete(r)
+		}
+		if string(one.Bytes()) != line+"\n" {
+			return nil, fmt.Errorf("undo line %d is not as routepush writes it: %q", n+1, line)
+		}
+		if words == "add" {
+			b.Add(r)
+		} else {
+			b.Delete(r)
+		}
+	}
+	return b.Bytes(), nil
 }

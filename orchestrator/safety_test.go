@@ -179,3 +179,26 @@ func TestSettledRecord(t *testing.T) {
 }
 
 func routeProto(p uint8) route.Protocol { return route.Protocol(p) }
+
+// A node's run record is sent back to it as root by `routepush rollback`:
+// only route add and exact route del lines as routepush writes them pass.
+func TestCheckUndoRefusesWhatRoutepushNeverWrites(t *testing.T) {
+	t.Parallel()
+	good := "route del 100.64.1.0/24 via 198.18.0.11 proto 114 metric 0\nroute add 100.64.2.0/24 via 198.18.0.99 dev eth0 proto boot scope global\n"
+	if b, err := checkUndo(good); err != nil || string(b) != good {
+		t.Fatalf("checkUndo(good) = %q, %v", b, err)
+	}
+	for _, bad := range []string{
+		"netns exec x sh -c id\n",
+		"route add 100.64.2.0/24 via 198.18.0.99 proto boot\nnetns add x\n",
+		"route replace 100.64.2.0/24 via 198.18.0.99 proto boot\n",
+		"route add default via 198.18.0.66 proto boot\n",
+		"route del 198.18.0.0/16 dev eth0 proto 2 metric 0\n",
+		"route add 100.64.2.0/24 via 198.18.0.99 proto boot ; id\n",
+		"-force route add 100.64.2.0/24 via 198.18.0.99\n",
+	} {
+		if _, err := checkUndo(bad); err == nil {
+			t.Errorf("checkUndo(%q) passed", bad)
+		}
+	}
+}

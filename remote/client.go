@@ -133,12 +133,32 @@ func (d *Dialer) handshake(ctx context.Context, via *ssh.Client, e *endpoint, la
 }
 
 // Close ends a waiting ip (it changes nothing) and closes the connection.
+// The connection goes first: pkg/sftp's Close waits for its reader, which
+// only ends when the channel does, and a silent node never ends it.
 func (c *Client) Close() error {
 	c.closePending()
+	err := c.conn.Close()
 	if c.sftp != nil {
 		c.sftp.Close()
+		c.sftp = nil
 	}
-	return c.conn.Close()
+	return err
+}
+
+// exec starts a command in a new session, bounded like a command: opening
+// a channel waits on the node, and a silent node never answers, so then
+// the connection is closed under it.
+func (c *Client) exec(ctx context.Context, label, cmd string) (*execSession, error) {
+	var sess *execSession
+	err := c.bounded(ctx, label, c.conn.Close, func() error {
+		var err error
+		sess, err = startExec(c.conn, cmd)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %s: %w", c.name, label, err)
+	}
+	return sess, nil
 }
 
 // run executes a fixed command in a new session, feeding it stdin, and
@@ -146,13 +166,13 @@ func (c *Client) Close() error {
 // *CommandError; label is how messages name the command (the script itself
 // is long and full of markers).
 func (c *Client) run(ctx context.Context, label, cmd string, stdin io.Reader) (stdout, stderr []byte, err error) {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	sess, err := startExec(c.conn, cmd)
+	sess, err := c.exec(ctx, label, cmd)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %s: %w", c.name, label, err)
+		return nil, nil, err
 	}
 	defer sess.Close()
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
 	type result struct {
 		out, errOut []byte
 		err         error

@@ -40,7 +40,13 @@ func (c *Client) files(ctx context.Context) (*sftp.Client, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	ch, reqs, err := c.conn.OpenChannel("session", nil)
+	var ch ssh.Channel
+	var reqs <-chan *ssh.Request
+	err := c.bounded(ctx, "sftp", c.conn.Close, func() error {
+		var err error
+		ch, reqs, err = c.conn.OpenChannel("session", nil)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("%s: sftp: %w", c.name, err)
 	}
@@ -49,15 +55,19 @@ func (c *Client) files(ctx context.Context) (*sftp.Client, error) {
 	_ = reqs
 	var ok bool
 	stderr := make(chan string, 1)
-	if c.sudo {
-		ok, err = ch.SendRequest("exec", true, ssh.Marshal(&struct{ Command string }{"sudo -n " + sftpServerPath}))
-		go func() {
-			b, _ := io.ReadAll(io.LimitReader(ch.Stderr(), 4096))
-			stderr <- string(b)
-		}()
-	} else {
-		ok, err = ch.SendRequest("subsystem", true, ssh.Marshal(&struct{ Name string }{"sftp"}))
-	}
+	err = c.bounded(ctx, "sftp", c.conn.Close, func() error {
+		var err error
+		if c.sudo {
+			ok, err = ch.SendRequest("exec", true, ssh.Marshal(&struct{ Command string }{"sudo -n " + sftpServerPath}))
+			go func() {
+				b, _ := io.ReadAll(io.LimitReader(ch.Stderr(), 4096))
+				stderr <- string(b)
+			}()
+		} else {
+			ok, err = ch.SendRequest("subsystem", true, ssh.Marshal(&struct{ Name string }{"sftp"}))
+		}
+		return err
+	})
 	if err == nil && !ok {
 		err = errors.New("the server refused the sftp subsystem")
 	}
@@ -95,7 +105,7 @@ func (c *Client) files(ctx context.Context) (*sftp.Client, error) {
 		c.sftp = r.c
 		return c.sftp, nil
 	case <-ctx.Done():
-		ch.Close()
+		c.conn.Close() // the SFTP handshake cannot be cancelled otherwise
 		return nil, fmt.Errorf("%s: sftp: %w", c.name, context.Cause(ctx))
 	}
 }
@@ -117,9 +127,12 @@ func (c *Client) withFiles(ctx context.Context, what string, fn func(*sftp.Clien
 	case err := <-done:
 		return err
 	case <-ctx.Done():
+		// SFTP calls cannot be cancelled, and pkg/sftp's Close waits for
+		// a reader only the node can end: the connection goes, and with
+		// it everything waiting on this node.
+		c.conn.Close()
 		fsys.Close()
 		c.sftp = nil
-		<-done
 		return fmt.Errorf("%s: %s: %w", c.name, what, context.Cause(ctx))
 	}
 }

@@ -220,10 +220,9 @@ func (c *Client) applyScripted(ctx context.Context, batch []byte, force bool, fa
 	if expect != nil {
 		script = c.readScript(fams) + " && echo '" + checked + "' && " + script
 	}
-	sess, err := startExec(c.conn, script)
+	sess, err := c.exec(ctx, apply, script)
 	if err != nil {
-		err = &LostError{fmt.Errorf("%s: %s: %w", c.name, apply, err)}
-		return route.Table{}, err, err
+		return route.Table{}, nil, &route.NotSentError{Err: err}
 	}
 	defer sess.Close()
 	stdout := bufio.NewReader(sess.ch)
@@ -248,18 +247,21 @@ func (c *Client) applyScripted(ctx context.Context, batch []byte, force bool, fa
 			}
 		})
 		if err != nil {
+			// The batch was never written: nothing was sent.
 			sess.Close()
-			<-errDone
 			if errors.Is(err, io.EOF) {
-				// The read failed; the batch never ran. Its stderr says why.
-				return route.Table{}, nil, &CommandError{Host: c.name, Command: c.ip("route show"), ExitStatus: 1, Stderr: string(errOut), Hint: c.hint(string(errOut))}
+				// The read failed by itself; its stderr says why. (A
+				// silent node never ends stderr: it is awaited only here.)
+				<-errDone
+				err = &CommandError{Host: c.name, Command: c.ip("route show"), ExitStatus: 1, Stderr: string(errOut), Hint: c.hint(string(errOut))}
 			}
-			err = &LostError{err}
-			return route.Table{}, err, err
+			return route.Table{}, nil, &route.NotSentError{Err: err}
 		}
 		now, err := c.parseTables(before, fams)
 		if err == nil && now.Digest != *expect {
 			err = &route.ChangedError{Host: c.name, Table: now}
+		} else if err != nil {
+			err = &route.NotSentError{Err: err}
 		}
 		if err != nil {
 			_ = sess.ch.CloseWrite() // an empty batch: ip changes nothing

@@ -56,10 +56,10 @@ func (c *Client) readJSON(ctx context.Context, fam route.Family) (route.Table, e
 }
 
 // startIP starts an `ip -json -batch -` with args, waiting on stdin.
-func (c *Client) startIP(label, args string) (*pendingIP, error) {
-	sess, err := startExec(c.conn, c.ip(args))
+func (c *Client) startIP(ctx context.Context, label, args string) (*pendingIP, error) {
+	sess, err := c.exec(ctx, label, c.ip(args))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %s: %w", c.name, label, err)
+		return nil, err
 	}
 	// A waiting ip per node is kept until apply: its buffer is per-node
 	// memory, so keep it small (ReadBytes grows a line).
@@ -70,7 +70,7 @@ func (c *Client) startIP(label, args string) (*pendingIP, error) {
 // and reads the table it prints, leaving it waiting for the batch.
 func (c *Client) startPending(ctx context.Context, fam route.Family) (route.Table, error) {
 	label := c.ip("route show table main")
-	p, err := c.startIP(label, batchArgs[fam])
+	p, err := c.startIP(ctx, label, batchArgs[fam])
 	if err != nil {
 		return route.Table{}, err
 	}
@@ -156,21 +156,21 @@ func (c *Client) applyJSON(ctx context.Context, batch []byte, force bool, fam ro
 			args = "-force " + args
 		}
 		var err error
-		if p, err = c.startIP(label, args); err != nil {
-			err = &LostError{err} // the session itself failed: nothing is known
-			return route.Table{}, err, err
+		if p, err = c.startIP(ctx, label, args); err != nil {
+			return route.Table{}, nil, &route.NotSentError{Err: err}
 		}
 	}
 	if expect != nil {
+		// Everything up to the batch's first byte sends nothing: a
+		// failure here leaves the node as it was.
 		line, err := c.show(ctx, p, label)
 		if err != nil {
-			err = &LostError{err}
-			return route.Table{}, err, err
+			return route.Table{}, nil, &route.NotSentError{Err: err}
 		}
 		now, err := c.parseJSONTable(line, fam)
 		if err != nil {
 			p.abandon()
-			return route.Table{}, nil, err
+			return route.Table{}, nil, &route.NotSentError{Err: err}
 		}
 		if now.Digest != *expect {
 			p.abandon()

@@ -38,3 +38,11 @@ type ChangedError struct {
 func (e *ChangedError) Error() string {
 	return e.Host + ": the route table changed since it was read; nothing was sent"
 }
+
+// NotSentError says a batch was not sent at all: what failed came before
+// its first line (starting ip, reading the tables again to compare), so
+// the node is as it was.
+type NotSentError struct{ Err error }
+
+func (e *NotSentError) Error() string { return "nothing was sent: " + e.Err.Error() }
+func (e *NotSentError) Unwrap() error { return e.Err }

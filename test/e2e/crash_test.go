@@ -152,9 +152,10 @@ func TestKilledRunRolledBackByAnotherProcess(t *testing.T) {
 		t.Errorf("locked after the kill: %v, want all 50", locked)
 	}
 
-	// A new run refuses the locked nodes and says what to do.
+	// A new run is refused at the first node by name, locked alone first,
+	// and says what to do.
 	res := rp(t, l, "--inventory", inv)
-	if res.Code != 1 || !regexp.MustCompile(`node-\d+: locked by run \S+ \(routepush pid \d+ on .*that process is gone: .routepush rollback --run \S+.`).MatchString(res.Stderr) {
+	if res.Code != 1 || !regexp.MustCompile(`node-0: locked by run \S+ \(routepush pid \d+ on .*that process is gone: .routepush rollback --run \S+.`).MatchString(res.Stderr) {
 		t.Errorf("run over the leftover locks: exit %d, want 1 naming the dead run", res.Code)
 	}
 
