@@ -147,14 +147,21 @@ func (c *Client) Close() error {
 
 // exec starts a command in a new session, bounded like a command: opening
 // a channel waits on the node, and a silent node never answers, so then
-// the connection is closed under it.
+// the connection is closed under it. An interrupt does not cut the opening
+// short (a live node answers at once, and a connection closed under an
+// interrupt would leave the node's lock behind): the session is closed
+// once open instead.
 func (c *Client) exec(ctx context.Context, label, cmd string) (*execSession, error) {
 	var sess *execSession
-	err := c.bounded(ctx, label, c.conn.Close, func() error {
+	err := c.bounded(context.WithoutCancel(ctx), label, c.conn.Close, func() error {
 		var err error
 		sess, err = startExec(c.conn, cmd)
 		return err
 	})
+	if err == nil && ctx.Err() != nil {
+		sess.Close()
+		err = context.Cause(ctx)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %s: %w", c.name, label, err)
 	}

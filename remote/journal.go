@@ -111,10 +111,14 @@ func (c *Client) files(ctx context.Context) (*sftp.Client, error) {
 }
 
 // withFiles runs fn on the node's SFTP session, bounded by the command
-// timeout and the context like a command: SFTP calls cannot be cancelled,
-// so on either the session is closed under them (and opened again next
-// time).
+// timeout: SFTP calls cannot be cancelled.
+//
+// An interrupt does not cut them short: a lock, record or routes file
+// half-written is worse than a run that ends a moment later, and an SFTP
+// call on a live node takes milliseconds. Only the timeout abandons one,
+// and with it the connection (the node has gone silent).
 func (c *Client) withFiles(ctx context.Context, what string, fn func(*sftp.Client) error) error {
+	ctx = context.WithoutCancel(ctx)
 	fsys, err := c.files(ctx)
 	if err != nil {
 		return err

@@ -113,7 +113,8 @@ func runApply(ctx context.Context, streams Streams, o *options, log *slog.Logger
 	}
 	if rep.Failed() || markErr != nil {
 		err := errors.Join(append(rep.Errors(), markErr)...)
-		if rep.Err != nil && ctx.Err() != nil {
+		if ctx.Err() != nil {
+			// Interrupted in any phase, the rollback included.
 			return &exitError{code: ExitInterrupted, err: err}
 		}
 		return &exitError{code: ExitError, err: err}
