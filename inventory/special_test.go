@@ -21,6 +21,10 @@ const (
 	ruleMapped    = `::ffff:0:0/96 (IPv4-mapped addresses)`
 	ruleLink6     = `fe80::/10 (link-local): routing it to pods would hijack it`
 	ruleMcast6    = `ff00::/8 (multicast): routing it to pods would hijack it`
+	ruleIETF      = `192.0.0.0/24 (IETF protocol assignments): routing it to pods would hijack it`
+	ruleAzure     = `168.63.129.16/32 (Azure's platform address (wireserver, DNS, metadata)): routing it to pods would hijack it`
+	ruleNAT64     = `64:ff9b::/96 (the NAT64 well-known prefix): routing it to pods would hijack it`
+	ruleAWS6      = `fd00:ec2::254/128 (the AWS instance metadata address over IPv6): routing it to pods would hijack it`
 )
 
 // specialCIDRs are pod CIDRs inside and covering each special block, and
@@ -49,6 +53,10 @@ var specialCIDRs = []struct{ cidr, rule string }{
 	{"fe80::/9", ruleLink6},
 	{"ff02::/16", ruleMcast6},
 	{"fe00::/7", ruleMcast6},
+	{"192.0.0.0/29", ruleIETF},
+	{"168.63.129.0/24", ruleAzure},
+	{"64:ff9b::/112", ruleNAT64},
+	{"fd00:ec2::/64", ruleAWS6},
 }
 
 // okCIDRs are pod CIDRs near the special blocks that must stay allowed.

@@ -159,9 +159,12 @@ func ParseRunRecord(b []byte) (RunRecord, error) {
 	if !ValidRunID(r.RunID) {
 		return RunRecord{}, fmt.Errorf("run record: bad run id %q", r.RunID)
 	}
+	if !knownState(r.State) {
+		return RunRecord{}, fmt.Errorf("run record: unknown state %q", r.State)
+	}
 	for _, line := range strings.Split(rest, "\n") {
 		var l stateLine
-		if json.Unmarshal([]byte(line), &l) == nil && l.State != "" {
+		if json.Unmarshal([]byte(line), &l) == nil && knownState(l.State) {
 			r.State, r.Updated, r.Error = l.State, l.Time, l.Error
 			if l.Digest != "" {
 				r.After = l.Digest
@@ -169,6 +172,16 @@ func ParseRunRecord(b []byte) (RunRecord, error) {
 		}
 	}
 	return r, nil
+}
+
+// knownState reports whether s is a state routepush writes: a record's
+// text comes from the node, and nothing else of it is shown or acted on.
+func knownState(s RunState) bool {
+	switch s {
+	case StateApplying, StateNotApplied, StateVerified, StateFailed, StateRolledBack, StateRollbackFailed:
+		return true
+	}
+	return false
 }
 
 // Fams returns the record's families.

@@ -150,7 +150,16 @@ func Restore(ctx context.Context, nodes []inventory.Node, connect RestoreConnect
 		log = slog.New(slog.DiscardHandler)
 	}
 	rep := &RestoreReport{Nodes: make([]RestoreNode, len(nodes))}
-	log.Info("rolling back", "run", opts.RunID, "nodes", len(nodes))
+	hosts := make([]RestoreHost, len(nodes))
+	records := make([]RunRecord, len(nodes))
+	defer func() {
+		for _, h := range hosts {
+			if h != nil {
+				h.Close()
+			}
+		}
+	}()
+	// First every node says which run it would undo, from its own records.
 	each(ctx, indices(len(nodes)), opts.Concurrency, func(ctx context.Context, i int) {
 		n := &rep.Nodes[i]
 		n.Name = nodes[i].Name
@@ -159,17 +168,39 @@ func Restore(ctx context.Context, nodes []inventory.Node, connect RestoreConnect
 			n.Err = err
 			return
 		}
-		defer h.Close()
+		hosts[i] = h
+		if rec, ok := chooseRun(ctx, h, n, &opts); ok {
+			records[i] = rec
+			n.RunID, n.Found, n.Outcome = rec.RunID, rec.State, rec.State
+		}
+	})
+	if ids := rep.RunIDs(); opts.RunID == "" && len(ids) > 1 {
+		// Undoing each node's newest run would roll nodes back to
+		// different points (an older, successful run where a newer one
+		// never got): the operator says which.
+		var which []string
+		for _, n := range rep.Nodes {
+			if n.RunID != "" {
+				which = append(which, n.Name+": "+n.RunID)
+			}
+		}
+		return nil, fmt.Errorf("the nodes' newest runs not rolled back differ (%s); say which to undo with --run", summarize(which))
+	}
+	if opts.RunID == "" && len(rep.RunIDs()) == 0 && !rep.Failed() {
+		return nil, errors.New("no node has a run to roll back")
+	}
+	log.Info("rolling back", "run", opts.RunID, "nodes", len(nodes))
+	each(ctx, indices(len(nodes)), opts.Concurrency, func(ctx context.Context, i int) {
+		if hosts[i] == nil || rep.Nodes[i].RunID == "" || rep.Nodes[i].Err != nil {
+			return
+		}
 		// Once a node is reached, its restore runs to the end (each step
 		// bounded by the command timeout): an interrupt cutting it short
 		// would leave the node locked by this rollback. A second one ends
 		// the process.
-		restoreNode(context.WithoutCancel(ctx), h, n, &opts)
+		restoreNode(context.WithoutCancel(ctx), hosts[i], &rep.Nodes[i], records[i], &opts)
 	})
 	rep.Duration = time.Since(start)
-	if opts.RunID == "" && len(rep.RunIDs()) == 0 && !rep.Failed() {
-		return nil, errors.New("no node has a run to roll back")
-	}
 	return rep, nil
 }
 
@@ -194,6 +225,9 @@ func chooseRun(ctx context.Context, h RestoreHost, n *RestoreNode, opts *Restore
 			return RunRecord{}, false
 		}
 		rec, err := ParseRunRecord(b)
+		if err == nil && rec.RunID != ids[k] {
+			err = fmt.Errorf("run record %s.json is of run %s", ids[k], rec.RunID)
+		}
 		if err != nil {
 			n.Err = fmt.Errorf("%s: %w", n.Name, err)
 			return RunRecord{}, false
@@ -248,12 +282,7 @@ func takeOverLock(ctx context.Context, h RestoreHost, n *RestoreNode, runID stri
 	return true
 }
 
-func restoreNode(ctx context.Context, h RestoreHost, n *RestoreNode, opts *RestoreOptions) {
-	rec, ok := chooseRun(ctx, h, n, opts)
-	if !ok {
-		return
-	}
-	n.RunID, n.Found, n.Outcome = rec.RunID, rec.State, rec.State
+func restoreNode(ctx context.Context, h RestoreHost, n *RestoreNode, rec RunRecord, opts *RestoreOptions) {
 	if !takeOverLock(ctx, h, n, rec.RunID, opts) || !undoable(rec.State) {
 		return // planned (nothing sent) or already rolled back
 	}

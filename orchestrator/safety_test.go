@@ -62,6 +62,7 @@ func TestRunNeverTouchesWhatKeepsANodeReachable(t *testing.T) {
 		{"default route of ours", "default via 198.18.0.1 dev eth0 proto 114 scope global\n", 114, "", "the batch would delete the default route 0.0.0.0/0 via 198.18.0.1 dev eth0 proto 114"},
 		{"route back to routepush", "198.19.0.0/24 via 198.18.0.2 dev eth0 proto 114 scope global\n", 114, "198.19.0.1", "the batch would delete route 198.19.0.0/24 via 198.18.0.2 dev eth0 proto 114 (proto 114), which the node needs to reach routepush at 198.19.0.1"},
 		{"route through a nexthop object", "100.64.1.0/24 nhid 7 via 198.18.0.11 dev eth0 proto 114 scope global\n", 114, "", "route 100.64.1.0/24 nhid 7 via 198.18.0.11 dev eth0 proto 114 (proto 114) to a planned destination goes through nexthop object 7"},
+		{"planned route over the session's source", "", 114, "100.64.1.9", "the planned 100.64.1.0/24 via 198.18.0.11 proto 114 covers 100.64.1.9, where the node sees routepush's session come from"},
 		{"pod CIDR on a connected subnet", "100.64.1.128/25 dev eth1 proto kernel scope link\n", 114, "", "the planned 100.64.1.0/24 via 198.18.0.11 proto 114 overlaps the node's directly connected subnet 100.64.1.128/25 (dev eth1)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -200,5 +201,32 @@ func TestCheckUndoRefusesWhatRoutepushNeverWrites(t *testing.T) {
 		if _, err := checkUndo(bad); err == nil {
 			t.Errorf("checkUndo(%q) passed", bad)
 		}
+	}
+}
+
+// Without --run, nodes whose newest runs not rolled back differ are not
+// each rolled back to a point of their own: routepush rollback asks which.
+func TestRestoreAsksWhichRunWhenNodesDisagree(t *testing.T) {
+	t.Parallel()
+	nodes := labNodes(2)
+	c := newFakeCluster(nodes)
+	first := Holder{RunID: NewRunID(time.Now()), Host: "bastion", PID: 41, Started: time.Now()}
+	if rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), c.connect, Options{Holder: first}); rep.Failed() {
+		t.Fatal(rep.Errors())
+	}
+	second := Holder{RunID: NewRunID(time.Now().Add(time.Second)), Host: "bastion", PID: 42, Started: time.Now()}
+	metric := uint32(7)
+	plan := NewPlanWith(nodes, PlanOptions{Protocol: DefaultProtocol, Metric: &metric, Prune: true})
+	if rep := Run(context.Background(), plan, c.connect, Options{Holder: second, Limit: func(n string) bool { return n == "node-1" }}); rep.Failed() {
+		t.Fatal(rep.Errors())
+	}
+	before := c.digests()
+	self := Holder{RunID: NewRunID(time.Now()), Host: "bastion", PID: 50, Started: time.Now()}
+	_, err := Restore(context.Background(), nodes, c.restoreConnect, RestoreOptions{Holder: self})
+	if err == nil || !strings.Contains(err.Error(), "node-0: "+first.RunID) || !strings.Contains(err.Error(), "node-1: "+second.RunID) || !strings.Contains(err.Error(), "--run") {
+		t.Fatalf("Restore = %v, want the nodes' runs named and --run asked for", err)
+	}
+	if after := c.digests(); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Error("a node was changed")
 	}
 }

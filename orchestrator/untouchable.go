@@ -31,6 +31,20 @@ func untouchable(h HostPlan, d *Diff, current []route.Route, source netip.Addr) 
 	for _, f := range d.Remove {
 		check(f.Route(), "delete")
 	}
+	if source.IsValid() {
+		// A planned route covering the session's source would send the
+		// node's answers to routepush into a pod network.
+		host := netip.PrefixFrom(source.Unmap(), source.Unmap().BitLen())
+		k, ok := h.overlapping(host)
+		if !ok {
+			if fi, pos, found := h.plan.find(host); found {
+				k, ok = h.indexOf(fi, pos)
+			}
+		}
+		if ok {
+			problems = append(problems, fmt.Sprintf("the planned %s covers %s, where the node sees routepush's session come from", h.Route(k), source.Unmap()))
+		}
+	}
 	for _, r := range d.Replace {
 		check(r.Old(), "replace")
 	}
