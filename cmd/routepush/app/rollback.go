@@ -21,8 +21,9 @@ func newRollbackCommand(ctx context.Context, streams Streams, v *viper.Viper) *c
 run. It needs nothing from the bastion that started the run, only the same
 node table and keys. It finishes a run that was killed, lost its bastion,
 or was interrupted twice, and releases the locks that run left behind.
-Without --run each node undoes the newest run of its own records that may
-have changed it and was not undone.
+Without --run each node names the newest run of its own records that may
+have changed it and was not undone; when the nodes name different runs,
+nothing is undone and --run must say which.
 
 It leaves a node alone, naming why, when its table changed since the run
 changed it (someone else's change would be undone too), when a later run
@@ -47,7 +48,7 @@ another host until --force says it is gone.`,
 			return runRollback(ctx, streams, o, runID, force)
 		},
 	}
-	cmd.Flags().String("run", "", "the run to undo (default: on each node, the newest one not rolled back)")
+	cmd.Flags().String("run", "", "the run to undo (default: the newest one not rolled back, when every node names the same)")
 	cmd.Flags().Bool("force", false, "undo nodes changed since the run, runs older than a later one, and take over a lock held from another host")
 	return cmd
 }
