@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -494,5 +495,43 @@ func TestProgressOnlyOnATerminal(t *testing.T) {
 	}
 	if res := rp(t, l, "--inventory", l.InventoryPath()); res.Code != 0 || strings.Contains(res.Stderr, "slowest") || strings.Contains(res.Stderr, "nodes ") {
 		t.Errorf("in a pipe: exit %d, stderr %q", res.Code, res.Stderr)
+	}
+}
+
+// Records are pruned oldest first by the node's own clock, never the one
+// just written (a bastion whose clock is behind names its runs as older
+// than the ones there) and never one whose run still needs a rollback.
+func TestKeepRunsByNodeClockAndState(t *testing.T) {
+	t.Parallel()
+	faultCase(t, "14-I (records pruned by the node's clock and state, never the new one)")
+	l := newLab(t, 2)
+	runs := filepath.Join(l.Nodes[0].Dir, "var-lib-routepush", "runs")
+	if err := os.MkdirAll(runs, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// Two runs "from the future" (a bastion with a clock ahead), one of
+	// them killed mid-apply, written an hour ago by the node's clock.
+	old := time.Now().Add(-time.Hour)
+	for id, state := range map[string]string{"29991231T000000.000Z-aaaaaa": "verified", "29991231T000000.000Z-bbbbbb": "applying"} {
+		path := filepath.Join(runs, id+".json")
+		writeFile(t, path, `{"run_id":"`+id+`","node":"node-0","state":"applying","families":["IPv4"],"snapshot_digest":"","undo":""}`+"\n"+`{"state":"`+state+`","time":"2999-12-31T00:00:00Z"}`+"\n")
+		if err := os.Chtimes(path, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res := rp(t, l, "--inventory", l.InventoryPath(), "--keep-runs", "1", "--limit", "node-0")
+	m := regexp.MustCompile(`(?m)^run (\S+)$`).FindStringSubmatch(res.Stdout)
+	if res.Code != 0 || m == nil {
+		t.Fatalf("apply: exit %d", res.Code)
+	}
+	files, _ := filepath.Glob(filepath.Join(runs, "*.json"))
+	var got []string
+	for _, f := range files {
+		got = append(got, strings.TrimSuffix(filepath.Base(f), ".json"))
+	}
+	want := []string{m[1], "29991231T000000.000Z-bbbbbb"}
+	slices.Sort(want)
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("node-0 keeps %v, want the new run and the unsettled one: %v", got, want)
 	}
 }
