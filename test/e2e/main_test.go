@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -94,24 +95,41 @@ func rp(t *testing.T, l *lab.Lab, args ...string) lab.Result {
 	return res
 }
 
-// snapshot returns every node's `ip route show` (IPv4 and IPv6).
+// expiresRE matches the seconds an expiring route has left, which change
+// from one read to the next.
+var expiresRE = regexp.MustCompile(`expires -?\d+sec`)
+
+// snapshot returns every node's `ip -d route show` and `ip -d -6 route
+// show` (types, protocols and nexthop objects included: plain `ip route
+// show` hides proto boot), with the seconds an expiring route has left
+// written as "expires Nsec".
 func snapshot(t *testing.T, l *lab.Lab) map[string]string {
 	t.Helper()
-	s, err := l.AllRoutes(testContext(t))
+	m := map[string]string{}
+	for _, n := range l.Nodes {
+		m[n.Name] = detailed(t, l, n)
+	}
+	return m
+}
+
+func detailed(t *testing.T, l *lab.Lab, n *lab.Node) string {
+	t.Helper()
+	s, err := l.DetailedRoutes(testContext(t), n)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s
+	return expiresRE.ReplaceAllString(s, "expires Nsec")
 }
 
-// assertUnchanged fails for every node whose tables differ from before.
-func assertUnchanged(t *testing.T, l *lab.Lab, before map[string]string) {
+// assertUnchanged fails for every node whose detailed tables differ from
+// want (before the run, or as the test left them).
+func assertUnchanged(t *testing.T, l *lab.Lab, want map[string]string) {
 	t.Helper()
 	after := snapshot(t, l)
 	for _, n := range l.Nodes {
-		tally(t, strings.Count(before[n.Name], "\n"), before[n.Name] != after[n.Name])
-		if before[n.Name] != after[n.Name] {
-			t.Errorf("%s: route table changed:\n--- before\n%s--- after\n%s", n.Name, before[n.Name], after[n.Name])
+		tally(t, strings.Count(want[n.Name], "\n"), want[n.Name] != after[n.Name])
+		if want[n.Name] != after[n.Name] {
+			t.Errorf("%s: route table (ip -d route show, v4 and v6) is not as it must be:\n--- want\n%s--- have\n%s", n.Name, want[n.Name], after[n.Name])
 		}
 	}
 }

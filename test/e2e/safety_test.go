@@ -196,44 +196,6 @@ func (h *hold) heldLine() (held string, before []string) {
 	return held, before
 }
 
-// expiresRE matches the time an expiring route has left, which changes
-// from one read to the next.
-var expiresRE = regexp.MustCompile(`expires \d+sec`)
-
-// snapshotDetailed returns every node's `ip -d route show` and `ip -d -6
-// route show` (types, protocols and nexthop objects included), with the
-// seconds an expiring route has left written as "expires Nsec".
-func snapshotDetailed(t *testing.T, l *lab.Lab) map[string]string {
-	t.Helper()
-	m := map[string]string{}
-	for _, n := range l.Nodes {
-		m[n.Name] = detailed(t, l, n)
-	}
-	return m
-}
-
-func detailed(t *testing.T, l *lab.Lab, n *lab.Node) string {
-	t.Helper()
-	s, err := l.DetailedRoutes(testContext(t), n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return expiresRE.ReplaceAllString(s, "expires Nsec")
-}
-
-// assertUnchangedDetailed fails for every node whose detailed tables
-// differ from want (before the run, or as the test left them).
-func assertUnchangedDetailed(t *testing.T, l *lab.Lab, want map[string]string) {
-	t.Helper()
-	after := snapshotDetailed(t, l)
-	for _, n := range l.Nodes {
-		tally(t, strings.Count(want[n.Name], "\n"), want[n.Name] != after[n.Name])
-		if want[n.Name] != after[n.Name] {
-			t.Errorf("%s: route table (ip -d route show, v4 and v6) is not as it must be:\n--- want\n%s--- have\n%s", n.Name, want[n.Name], after[n.Name])
-		}
-	}
-}
-
 // assertNoLocks fails if a node is still locked.
 func assertNoLocks(t *testing.T, l *lab.Lab) {
 	t.Helper()
@@ -290,7 +252,7 @@ func TestSafeFixtureHolds(t *testing.T) {
 	t.Parallel()
 	l := newLab(t, 3)
 	read := holdNode(t, l, l.Nodes[2], "read", atShow, 1, "")
-	before := snapshotDetailed(t, l)
+	before := snapshot(t, l)
 	done := startRun(t, l)
 	if res, ok := read.waitPaused(t, done); !ok {
 		t.Fatalf("node-2's read was never held:\n%s", res)
@@ -315,7 +277,7 @@ func TestSafeFixtureHolds(t *testing.T) {
 	for _, n := range l.Nodes {
 		ipRun(t, n, "route", "flush", "proto", "114")
 	}
-	assertUnchangedDetailed(t, l, before)
+	assertUnchanged(t, l, before)
 
 	batch := holdNode(t, l, l.Nodes[2], "batch", atBatchLine, 1, "")
 	done = startRun(t, l)
@@ -349,7 +311,7 @@ func TestSafeCompareBeforeSwap(t *testing.T) {
 	l := newLab(t, 4)
 	// The second route show of node-0's batch session: the re-check.
 	h := holdNode(t, l, l.Nodes[0], "recheck", atShow, 2, "")
-	want := snapshotDetailed(t, l)
+	want := snapshot(t, l)
 	done := startRun(t, l)
 	if res, ok := h.waitPaused(t, done); !ok {
 		t.Fatalf("node-0's batch session never sent a second route show line (no re-check, and no verify either):\n%s\nlines:\n%s", res, h.lines())
@@ -385,7 +347,7 @@ func TestSafeCompareBeforeSwap(t *testing.T) {
 	if lines := strings.Join(sent, "\n") + h.lines(); strings.Contains(lines, "route replace ") {
 		t.Errorf("node-0 was sent route replace lines:\n%s", h.lines())
 	}
-	assertUnchangedDetailed(t, l, want)
+	assertUnchanged(t, l, want)
 	if got := detailed(t, l, l.Nodes[0]); !strings.Contains(got, foreignLine+"\n") {
 		t.Errorf("the foreign route %q is gone or changed:\n%s", foreignLine, got)
 	}
@@ -405,7 +367,7 @@ func TestSafeAddNeverOverwrites(t *testing.T) {
 	faultCase(t, "14-A2 (foreign route after the re-check: route add fails, never overwrites)")
 	l := newLab(t, 4)
 	h := holdNode(t, l, l.Nodes[0], "batch", atBatchLine, 1, "")
-	want := snapshotDetailed(t, l)
+	want := snapshot(t, l)
 	done := startRun(t, l)
 	if res, ok := h.waitPaused(t, done); !ok {
 		t.Fatalf("node-0's batch was never held:\n%s", res)
@@ -434,7 +396,7 @@ func TestSafeAddNeverOverwrites(t *testing.T) {
 	if got := detailed(t, l, l.Nodes[0]); foreignLine == "" || !strings.Contains(got, foreignLine+"\n") {
 		t.Errorf("the foreign route %q was overwritten or deleted:\n%s", foreignLine, got)
 	}
-	assertUnchangedDetailed(t, l, want)
+	assertUnchanged(t, l, want)
 	assertNoLocks(t, l)
 }
 
@@ -444,7 +406,7 @@ func checkInterrupted(t *testing.T, l *lab.Lab, res lab.Result, before map[strin
 	if res.Code != 130 {
 		t.Errorf("exit %d, want 130", res.Code)
 	}
-	assertUnchangedDetailed(t, l, before)
+	assertUnchanged(t, l, before)
 	assertNoLocks(t, l)
 	assertCheckTellsTruth(t, l)
 }
@@ -483,7 +445,7 @@ func TestSafeInterruptDuringRead(t *testing.T) {
 	faultCase(t, "14-B1 (SIGINT during the read, x3)")
 	l := newLab(t, 5)
 	h := holdNode(t, l, l.Nodes[2], "read", atShow, 1, "")
-	before := snapshotDetailed(t, l)
+	before := snapshot(t, l)
 	for i := range 3 {
 		h.rearm(t)
 		done := startRun(t, l)
@@ -510,7 +472,7 @@ func TestSafeInterruptDuringApply(t *testing.T) {
 		holdNode(t, l, l.Nodes[3], "batch", atBatchLine, 1, ""),
 		holdNode(t, l, l.Nodes[4], "batch", atBatchLine, 1, ""),
 	}
-	before := snapshotDetailed(t, l)
+	before := snapshot(t, l)
 	for i := range 3 {
 		for _, h := range holds {
 			h.rearm(t)
@@ -549,7 +511,7 @@ func TestSafeInterruptDuringRollback(t *testing.T) {
 	l := newLab(t, 5)
 	fail := holdNode(t, l, l.Nodes[3], "batch", atBatchLine, 1, l.Nodes[4].Addr.String())
 	undo := holdNode(t, l, l.Nodes[4], "undo", atDel, 1, "")
-	before := snapshotDetailed(t, l)
+	before := snapshot(t, l)
 	for i := range 3 {
 		fail.rearm(t)
 		undo.rearm(t)
@@ -587,7 +549,7 @@ func TestSafeRollbackAfterSomeoneElsesChange(t *testing.T) {
 	faultCase(t, "14-C (table changed after verify, then a failure: that node left as it is)")
 	l := newLab(t, 5)
 	h := holdNode(t, l, l.Nodes[4], "batch", atBatchLine, 1, l.Nodes[0].Addr.String())
-	want := snapshotDetailed(t, l)
+	want := snapshot(t, l)
 	done := startRun(t, l)
 	if res, ok := h.waitPaused(t, done); !ok {
 		t.Fatalf("node-4's batch was never held:\n%s", res)
@@ -615,7 +577,7 @@ func TestSafeRollbackAfterSomeoneElsesChange(t *testing.T) {
 	if !strings.Contains(res.Stderr, "node-4") {
 		t.Errorf("stderr does not name node-4's failure")
 	}
-	assertUnchangedDetailed(t, l, want) // node-1: routepush's routes and the foreign one
+	assertUnchanged(t, l, want) // node-1: routepush's routes and the foreign one
 }
 
 // 14-D: `routepush rollback` while the run it would undo is alive (node-2's
@@ -636,7 +598,7 @@ func TestSafeRollbackRefusesLiveRun(t *testing.T) {
 	for deadline := time.Now().Add(10 * time.Second); len(lockedNodes(l)) > 1 && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)
 	}
-	before := snapshotDetailed(t, l)
+	before := snapshot(t, l)
 	locks := map[string]string{}
 	for _, n := range l.Nodes {
 		b, _ := os.ReadFile(filepath.Join(n.Dir, "var-lib-routepush", "lock"))
@@ -647,7 +609,7 @@ func TestSafeRollbackRefusesLiveRun(t *testing.T) {
 	if res.Code != 1 || !strings.Contains(res.Stderr, "still running") || !regexp.MustCompile(`\b`+strconv.Itoa(pid)+`\b`).MatchString(res.Stderr) {
 		t.Errorf("rollback of a live run: exit %d, want 1 saying it is still running, pid %d", res.Code, pid)
 	}
-	assertUnchangedDetailed(t, l, before)
+	assertUnchanged(t, l, before)
 	for _, n := range l.Nodes {
 		b, _ := os.ReadFile(filepath.Join(n.Dir, "var-lib-routepush", "lock"))
 		if string(b) != locks[n.Name] {
@@ -674,7 +636,7 @@ func TestSafeRollbackKeepsExpiringRoute(t *testing.T) {
 	l := newLabWith(t, lab.Options{Nodes: 3, DualStack: true})
 	ipRun(t, l.Nodes[0], "-6", "route", "add", "2001:db8:ff::/64", "via", l.Nodes[1].Addr6.String(), "expires", "600")
 	h := holdNode(t, l, l.Nodes[2], "batch", atBatchLine, 1, l.Nodes[0].Addr.String())
-	before := snapshotDetailed(t, l)
+	before := snapshot(t, l)
 	if !strings.Contains(before["node-0"], "2001:db8:ff::/64 via "+l.Nodes[1].Addr6.String()) || !strings.Contains(before["node-0"], "expires Nsec") {
 		t.Fatalf("node-0 has no expiring route:\n%s", before["node-0"])
 	}
@@ -697,7 +659,7 @@ func TestSafeRollbackKeepsExpiringRoute(t *testing.T) {
 	if !row("node-0", "rolled back").MatchString(res.Stdout) || strings.Contains(res.Stdout+res.Stderr, "rollback failed") || strings.Contains(res.Stderr, "differs from before") {
 		t.Errorf("node-0 is not reported rolled back exactly")
 	}
-	assertUnchangedDetailed(t, l, before)
+	assertUnchanged(t, l, before)
 	assertNoLocks(t, l)
 }
 
@@ -714,7 +676,7 @@ func TestSafeNexthopObjectRefused(t *testing.T) {
 			n0 := l.Nodes[0]
 			ipRun(t, n0, "nexthop", "add", "id", "7", "via", "198.18.0.11", "dev", "eth0")
 			ipRun(t, n0, "route", "add", "100.64.1.0/24", "nhid", "7", "proto", proto)
-			before := snapshotDetailed(t, l)
+			before := snapshot(t, l)
 			if !strings.Contains(before["node-0"], "100.64.1.0/24 nhid 7 via 198.18.0.11") {
 				t.Fatalf("no nhid route on node-0:\n%s", before["node-0"])
 			}
@@ -724,11 +686,11 @@ func TestSafeNexthopObjectRefused(t *testing.T) {
 				if res.Code != 1 || !row("node-0", "refused").MatchString(res.Stdout) || !strings.Contains(res.Stderr, "node-0:") || !strings.Contains(res.Stderr, "nhid") {
 					t.Errorf("routepush %v: exit %d, want 1, node-0 refused naming nhid", args, res.Code)
 				}
-				if now := snapshotDetailed(t, l); fmt.Sprint(now) != fmt.Sprint(before) {
-					assertUnchangedDetailed(t, l, before)
+				if now := snapshot(t, l); fmt.Sprint(now) != fmt.Sprint(before) {
+					assertUnchanged(t, l, before)
 					return // the lab is no longer as before: the next command would not tell
 				}
-				assertUnchangedDetailed(t, l, before)
+				assertUnchanged(t, l, before)
 				if got := run(t, "ip", "-n", n0.NS, "nexthop", "show"); got != nexthops {
 					t.Errorf("node-0's nexthop objects changed: %q, was %q", got, nexthops)
 				}

@@ -18,7 +18,7 @@ func TestSafeNeverTouchesConnectedOrDefault(t *testing.T) {
 	l := newLab(t, 3)
 	ipRun(t, l.Nodes[0], "route", "add", "default", "via", l.Nodes[1].Addr.String(), "proto", "114")
 	ipRun(t, l.Nodes[1], "route", "add", "198.18.0.0/16", "dev", "eth0", "proto", "114", "metric", "7")
-	before := snapshotDetailed(t, l)
+	before := snapshot(t, l)
 	res := rp(t, l, "--inventory", l.InventoryPath(), "--prune")
 	for _, want := range []string{
 		"node-0: refusing to change the node: the batch would delete the default route 0.0.0.0/0 via 198.18.0.11",
@@ -28,7 +28,7 @@ func TestSafeNeverTouchesConnectedOrDefault(t *testing.T) {
 			t.Errorf("exit %d, want 1 and %q", res.Code, want)
 		}
 	}
-	assertUnchangedDetailed(t, l, before)
+	assertUnchanged(t, l, before)
 }
 
 // A pod CIDR inside the nodes' own subnet is refused at read, on every
@@ -47,7 +47,7 @@ func TestSafePodCIDRInsideNodeSubnet(t *testing.T) {
 	}
 	path := l.Dir + "/subnet.yaml"
 	writeFile(t, path, bad)
-	before := snapshotDetailed(t, l)
+	before := snapshot(t, l)
 	for _, args := range [][]string{{"--check"}, nil} {
 		res := rp(t, l, append([]string{"--inventory", path}, args...)...)
 		for _, node := range []string{"node-0", "node-1"} {
@@ -57,5 +57,5 @@ func TestSafePodCIDRInsideNodeSubnet(t *testing.T) {
 			}
 		}
 	}
-	assertUnchangedDetailed(t, l, before)
+	assertUnchanged(t, l, before)
 }
