@@ -33,6 +33,12 @@ type Node struct {
 	// SSH holds per-node connection settings; zero values mean "use the
 	// run's defaults".
 	SSH SSH
+	// AddressFromAPI is set when nothing the operator wrote says where the
+	// node is: no inventory address or internal IP, only the Node
+	// object's InternalIP, which the node's own kubelet can write. SSH
+	// then goes there only if known_hosts vouches for it (remote.Target's
+	// FallbackFromAPI).
+	AddressFromAPI bool
 }
 
 // SSH is how to log in to a node.

@@ -230,7 +230,9 @@ func (c *Cluster) Nodes(ctx context.Context, inv *File, allowUnknown bool) (*Tab
 // kubelet lists its primary address first) and pod CIDRs. They are paired
 // by family later, never by position.
 func nodeFromAPI(kn *corev1.Node) (Node, []error) {
-	n := Node{Name: kn.Name}
+	// Its address is the Node object's word until an inventory entry
+	// vouches for it (merge).
+	n := Node{Name: kn.Name, AddressFromAPI: true}
 	var errs []error
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, &FieldError{Node: kn.Name, Index: NoIndex, Field: field, Msg: fmt.Sprintf(format, args...)})
@@ -290,6 +292,10 @@ func (c *Cluster) merge(ctx context.Context, t *Table, inv *File, allowUnknown b
 		}
 		e := &inv.Nodes[i]
 		n.Address, n.SSH = e.Address, e.SSH
+		// An inventory entry that names the node only does not vouch for
+		// its address; one with an address or internal IPs (which must
+		// then agree with the API) does.
+		n.AddressFromAPI = e.Address == "" && !inv.ipsWritten[i]
 		fe := func(field, format string, args ...any) {
 			errs = append(errs, &FieldError{Node: n.Name, Index: i, Field: field, Msg: fmt.Sprintf(format, args...)})
 		}

@@ -68,11 +68,11 @@ func TestClusterNodesPairsByFamily(t *testing.T) {
 	want := []Node{
 		{Name: "dual",
 			InternalIPs: []netip.Addr{netip.MustParseAddr("2001:db8::10"), netip.MustParseAddr("198.18.0.10")},
-			PodCIDRs:    []netip.Prefix{netip.MustParsePrefix("100.64.0.0/24"), netip.MustParsePrefix("2001:db8:64::/64")}},
+			PodCIDRs:    []netip.Prefix{netip.MustParsePrefix("100.64.0.0/24"), netip.MustParsePrefix("2001:db8:64::/64")}, AddressFromAPI: true},
 		{Name: "legacy",
 			InternalIPs: []netip.Addr{netip.MustParseAddr("198.18.0.12")},
-			PodCIDRs:    []netip.Prefix{netip.MustParsePrefix("100.64.2.0/24")}},
-		{Name: "new", InternalIPs: []netip.Addr{netip.MustParseAddr("198.18.0.11")}},
+			PodCIDRs:    []netip.Prefix{netip.MustParsePrefix("100.64.2.0/24")}, AddressFromAPI: true},
+		{Name: "new", InternalIPs: []netip.Addr{netip.MustParseAddr("198.18.0.11")}, AddressFromAPI: true},
 	}
 	if !reflect.DeepEqual(tab.Nodes, want) {
 		t.Errorf("Nodes =\n%+v\nwant\n%+v", tab.Nodes, want)
@@ -159,16 +159,16 @@ nodes:
 	for _, n := range tab.Nodes {
 		got[n.Name] = n
 	}
-	if n := got["w0"]; n.Address != "w0.mgmt.example" || n.SSH != (SSH{User: "root", Port: 2222}) {
+	if n := got["w0"]; n.Address != "w0.mgmt.example" || n.SSH != (SSH{User: "root", Port: 2222}) || n.AddressFromAPI {
 		t.Errorf("w0 = %+v, want the inventory's address and user", n)
 	}
-	if n := got["w1"]; n.Address != "" || n.SSH != (SSH{User: "admin", Port: 2222}) {
+	if n := got["w1"]; n.Address != "" || n.SSH != (SSH{User: "admin", Port: 2222}) || !n.AddressFromAPI {
 		t.Errorf("w1 = %+v, want no address (SSH goes to its InternalIP) and the inventory's defaults", n)
 	}
 	if _, ok := got["cp"]; ok || !reflect.DeepEqual(tab.Unselected, []string{"cp"}) {
 		t.Errorf("cp taken, or Unselected = %v; the selector leaves it out", tab.Unselected)
 	}
-	if n := got["lb"]; n.Address != "198.18.1.50" || len(n.PodCIDRs) != 1 || !reflect.DeepEqual(tab.Unknown, []string{"lb"}) {
+	if n := got["lb"]; n.Address != "198.18.1.50" || len(n.PodCIDRs) != 1 || n.AddressFromAPI || !reflect.DeepEqual(tab.Unknown, []string{"lb"}) {
 		t.Errorf("lb = %+v, Unknown = %v; want it from the inventory", n, tab.Unknown)
 	}
 }

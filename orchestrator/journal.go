@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/routepush/routepush/internal/safetext"
 	"github.com/routepush/routepush/route"
 )
 
@@ -58,8 +59,10 @@ type Holder struct {
 	Started time.Time `json:"started"`
 }
 
+// String describes the holder. A holder read back from a node is the
+// node's text: its run id and host are escaped.
 func (h Holder) String() string {
-	return fmt.Sprintf("run %s (routepush pid %d on %s, since %s)", h.RunID, h.PID, h.Host, h.Started.UTC().Format(time.RFC3339))
+	return fmt.Sprintf("run %s (routepush pid %d on %s, since %s)", safetext.Line(h.RunID), h.PID, safetext.Line(h.Host), h.Started.UTC().Format(time.RFC3339))
 }
 
 // RunRecord is what a node keeps of a run: enough to undo it from another

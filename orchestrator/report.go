@@ -6,6 +6,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/routepush/routepush/internal/safetext"
 )
 
 // Outcome is what happened to one node.
@@ -112,7 +114,7 @@ var markColors = map[string]string{"+": "32", "-": "31", "~": "33", "!": "1;31",
 // when color is set.
 func (r *Report) WriteDiffColor(w io.Writer, color bool) {
 	line := func(mark, format string, args ...any) {
-		text := mark + " " + fmt.Sprintf(format, args...)
+		text := mark + " " + safetext.Line(fmt.Sprintf(format, args...))
 		if color {
 			text = "\x1b[" + markColors[mark] + "m" + text + "\x1b[0m"
 		}
@@ -209,7 +211,7 @@ func (r *Report) WriteSummary(w io.Writer) {
 	tw.Flush()
 	for i := range r.Nodes {
 		if n := &r.Nodes[i]; n.Outcome == Unreachable {
-			fmt.Fprintf(w, "note: %s was left out, unreachable (--max-unreachable): %v\n", n.Name, n.Err)
+			fmt.Fprintf(w, "note: %s was left out, unreachable (--max-unreachable): %s\n", n.Name, safetext.Line(n.Err.Error()))
 		}
 	}
 	r.writePersistNotes(w)
@@ -256,6 +258,6 @@ func (r *Report) writePersistNotes(w io.Writer) {
 		if len(names) > 3 {
 			list = fmt.Sprintf("%s and %d more", strings.Join(names[:3], ", "), len(names)-3)
 		}
-		fmt.Fprintf(w, "note: %s: %s\n", list, warn)
+		fmt.Fprintf(w, "note: %s: %s\n", list, safetext.Line(warn))
 	}
 }

@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"time"
 
+	"github.com/routepush/routepush/internal/safetext"
 	"github.com/routepush/routepush/route"
 )
 
@@ -93,7 +94,7 @@ func (r *Report) JSON(runID string) JSONReport {
 	j := JSONReport{SchemaVersion: JSONSchemaVersion, RunID: runID, Check: r.Check,
 		DurationMS: r.Duration.Milliseconds(), Failed: r.Failed(), Nodes: make([]JSONNode, len(r.Nodes))}
 	if r.Err != nil {
-		j.Error = r.Err.Error()
+		j.Error = safetext.Text(r.Err.Error())
 	}
 	for i := range r.Nodes {
 		n := &r.Nodes[i]
@@ -114,10 +115,10 @@ func (r *Report) JSON(runID string) JSONReport {
 			jn.Kept = append(jn.Kept, jsonFinding(h, f))
 		}
 		if n.Err != nil {
-			jn.Error = n.Err.Error()
+			jn.Error = safetext.Text(n.Err.Error())
 		}
 		if n.RollbackErr != nil {
-			jn.RollbackError = n.RollbackErr.Error()
+			jn.RollbackError = safetext.Text(n.RollbackErr.Error())
 		}
 		if p := n.Persist; p != nil {
 			jn.Persist = &JSONPersist{Path: p.Path, Drift: append([]string{}, p.Drift...), Written: p.Written, Warnings: append([]string{}, p.Warnings...)}

@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/routepush/routepush/internal/safetext"
 	"github.com/routepush/routepush/inventory"
 	"github.com/routepush/routepush/route"
 )
@@ -219,6 +220,11 @@ func chooseRun(ctx context.Context, h RestoreHost, n *RestoreNode, opts *Restore
 		return RunRecord{}, false
 	}
 	for k := len(ids) - 1; k >= 0; k-- {
+		if !ValidRunID(ids[k]) {
+			// A file routepush never wrote: its name is not a run id, so
+			// it is used in no path, suggestion or --run.
+			continue
+		}
 		b, err := h.ReadRun(ctx, ids[k])
 		if err != nil {
 			n.Err = err
@@ -261,7 +267,7 @@ func takeOverLock(ctx context.Context, h RestoreHost, n *RestoreNode, runID stri
 	}
 	var other Holder
 	if json.Unmarshal(held, &other) != nil || !ValidRunID(other.RunID) {
-		n.Err = fmt.Errorf("%s: locked by something that is not a routepush run: %q", n.Name, held)
+		n.Err = fmt.Errorf("%s: locked by something that is not a routepush run: %s", n.Name, safetext.Quote(string(held)))
 		return false
 	}
 	switch {

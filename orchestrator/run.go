@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/routepush/routepush/internal/safetext"
 	"github.com/routepush/routepush/inventory"
 	"github.com/routepush/routepush/route"
 )
@@ -328,8 +329,10 @@ func (o *Options) lockError(node string, err error) error {
 		return err
 	}
 	var h Holder
-	if json.Unmarshal(le.LockHolder(), &h) != nil || h.RunID == "" {
-		return fmt.Errorf("%s: locked by something that is not a routepush run: %q", node, le.LockHolder())
+	if json.Unmarshal(le.LockHolder(), &h) != nil || !ValidRunID(h.RunID) {
+		// Not ours, or a run id that is no run id: shown escaped, and
+		// never pasted into a command to run.
+		return fmt.Errorf("%s: locked by something that is not a routepush run: %s", node, safetext.Quote(string(le.LockHolder())))
 	}
 	msg := fmt.Sprintf("%s: locked by %s", node, h)
 	if h.Host == o.Holder.Host && o.ProcessAlive != nil && !o.ProcessAlive(h.PID) {
@@ -349,7 +352,7 @@ func explainBatchError(err error, batch []byte) error {
 	if n < 1 || n > len(lines) {
 		return err
 	}
-	return fmt.Errorf("%w (batch line %d: %s)", err, n, lines[n-1])
+	return fmt.Errorf("%w (batch line %d: %s)", err, n, safetext.Line(lines[n-1]))
 }
 
 // summarize keeps a long list of problems readable.

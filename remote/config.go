@@ -25,6 +25,10 @@ type Config struct {
 	// AcceptNewHostKeys is OpenSSH's StrictHostKeyChecking=accept-new:
 	// unknown host keys are appended to known_hosts, changed ones refused.
 	AcceptNewHostKeys bool
+	// TrustNodeAddresses connects to a Target's FallbackFromAPI address as
+	// to any other, its key checked under the address: a Node object's
+	// InternalIP alone then decides where routepush logs in.
+	TrustNodeAddresses bool
 	// IdentityFiles are private keys offered after ssh-agent's keys, before
 	// ssh_config's IdentityFile. With none anywhere, OpenSSH's default
 	// files (~/.ssh/id_ed25519, id_ecdsa, id_rsa) that exist are used.
@@ -67,12 +71,17 @@ type Target struct {
 	Address string
 	// Fallback is connected to when neither Address nor ssh_config's
 	// HostName says where the node is: its internal IP.
-	Fallback     string
-	Port         int
-	User         string
-	IdentityFile string // offered first, after the agent's keys
-	Jump         string // ProxyJump-style hops; overrides ssh_config
-	Become       bool   // run ip through sudo -n
+	Fallback string
+	// FallbackFromAPI says Fallback is only a Node object's InternalIP,
+	// which the node's kubelet can write: unless Config.TrustNodeAddresses,
+	// routepush connects there only if known_hosts holds a key for the
+	// node under its Name, and the host at Fallback offers that key.
+	FallbackFromAPI bool
+	Port            int
+	User            string
+	IdentityFile    string // offered first, after the agent's keys
+	Jump            string // ProxyJump-style hops; overrides ssh_config
+	Become          bool   // run ip through sudo -n
 }
 
 // Dialer opens connections to nodes. It reads keys and known_hosts once,
@@ -174,8 +183,11 @@ type endpoint struct {
 	knownHosts []string
 	policy     hostKeyPolicy
 	hashNew    bool // HashKnownHosts: write new lines hashed
-	timeout    time.Duration
-	jump       []Hop
+	// keyName, when set, is the name whose known_hosts keys the host must
+	// offer, whatever its address: an address only a Node object gives.
+	keyName string
+	timeout time.Duration
+	jump    []Hop
 }
 
 type identityRef struct {
@@ -184,6 +196,15 @@ type identityRef struct {
 }
 
 func (e *endpoint) addr() string { return net.JoinHostPort(e.host, strconv.Itoa(e.port)) }
+
+// keyAddr is the host:port whose known_hosts keys the host must offer: its
+// address, or with keyName the node's name.
+func (e *endpoint) keyAddr() string {
+	if e.keyName != "" {
+		return net.JoinHostPort(e.keyName, strconv.Itoa(e.port))
+	}
+	return e.addr()
+}
 
 func (e *endpoint) String() string { return e.user + "@" + e.addr() }
 
@@ -205,6 +226,9 @@ func (d *Dialer) endpoint(ctx context.Context, t Target, isHop bool) (*endpoint,
 		e.host = hc.HostName
 	case e.host == "" && t.Fallback != "":
 		e.host = t.Fallback
+		if t.FallbackFromAPI && !d.cfg.TrustNodeAddresses && !isHop {
+			e.keyName = t.Name
+		}
 	case e.host == "":
 		e.host = alias
 	}

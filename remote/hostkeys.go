@@ -95,6 +95,12 @@ func (k *knownHostsDB) algorithms(addr string) []string {
 // caller can report it rather than the handshake's generic error.
 func (k *knownHostsDB) callback(d *Dialer, e *endpoint, label string, refused **HostKeyError) ssh.HostKeyCallback {
 	return func(hostname string, remote net.Addr, key ssh.PublicKey) error {
+		dialed := hostname
+		if e.keyName != "" {
+			// An address only a Node object gives: the key must be the
+			// one known_hosts holds under the node's name.
+			hostname = e.keyAddr()
+		}
 		err := error(&xknownhosts.KeyError{})
 		if k.db != nil {
 			err = k.db.HostKeyCallback()(hostname, remote, key)
@@ -104,14 +110,14 @@ func (k *knownHostsDB) callback(d *Dialer, e *endpoint, label string, refused **
 		}
 		var revoked *xknownhosts.RevokedError
 		if errors.As(err, &revoked) {
-			*refused = &HostKeyError{Host: label, Addr: hostname, Offered: key, Revoked: &revoked.Revoked}
+			*refused = &HostKeyError{Host: label, Addr: dialed, Offered: key, Revoked: &revoked.Revoked, CheckedAs: e.keyName}
 			return *refused
 		}
 		var ke *xknownhosts.KeyError
 		if !errors.As(err, &ke) {
 			return err
 		}
-		if len(ke.Want) == 0 && e.policy == acceptNewKeys {
+		if len(ke.Want) == 0 && e.policy == acceptNewKeys && e.keyName == "" {
 			if known, err := k.add(d, hostname, key, e.hashNew); err != nil || known == nil {
 				return err
 			} else if !equalKeys(known, key) {
@@ -124,7 +130,7 @@ func (k *knownHostsDB) callback(d *Dialer, e *endpoint, label string, refused **
 		if len(files) == 0 {
 			files = []string{k.write}
 		}
-		*refused = &HostKeyError{Host: label, Addr: hostname, Offered: key, Known: ke.Want, File: strings.Join(files, ", ")}
+		*refused = &HostKeyError{Host: label, Addr: dialed, Offered: key, Known: ke.Want, File: strings.Join(files, ", "), CheckedAs: e.keyName}
 		return *refused
 	}
 }

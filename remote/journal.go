@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pkg/sftp"
+	"github.com/routepush/routepush/internal/safetext"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -157,7 +158,7 @@ type LockedError struct {
 }
 
 func (e *LockedError) Error() string {
-	return fmt.Sprintf("%s: locked by another routepush run: %s", e.Host, strings.TrimSpace(string(e.Holder)))
+	return fmt.Sprintf("%s: locked by another routepush run: %s", e.Host, safetext.Line(strings.TrimSpace(string(e.Holder))))
 }
 
 // Lock takes the node's lock, writing holder into it; if another run holds
@@ -220,7 +221,7 @@ func (c *Client) Unlock(ctx context.Context, holder []byte) error {
 		case err != nil:
 			return fmt.Errorf("%s: unlock: %w", c.name, err)
 		case string(held) != string(holder):
-			return fmt.Errorf("%s: unlock: the lock is another run's: %s", c.name, strings.TrimSpace(string(held)))
+			return fmt.Errorf("%s: unlock: the lock is another run's: %s", c.name, safetext.Line(strings.TrimSpace(string(held))))
 		}
 		if err := fsys.Remove(lockPath); err != nil {
 			return fmt.Errorf("%s: unlock: %w", c.name, err)

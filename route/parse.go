@@ -66,6 +66,9 @@ func ParseJSON(data []byte, fam Family) ([]Route, error) {
 			return nil, fmt.Errorf("route: ip -json entry %d: %w", i, err)
 		}
 		r, err := raw.route(fam)
+		if err == nil {
+			err = validateFields(&r)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("route: ip -json entry %d (dst %q): %w", i, raw.Dst, err)
 		}
@@ -393,6 +396,9 @@ func ParseText(data []byte, fam Family) ([]Route, error) {
 	}
 	for i := range routes {
 		markNHID(&routes[i]) // after the hops, which may set Unrestorable too
+		if err := validateFields(&routes[i]); err != nil {
+			return nil, fmt.Errorf("route: %s: %w", routes[i].Dst, err)
+		}
 	}
 	return routes, nil
 }
@@ -410,6 +416,9 @@ func markNHID(r *Route) {
 func ParseSpec(spec string, fam Family) (Route, error) {
 	r, err := parseTextRoute(strings.Fields(spec), fam)
 	markNHID(&r)
+	if err == nil {
+		err = validateFields(&r)
+	}
 	return r, err
 }
 

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"os"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -229,6 +230,13 @@ func FuzzParseText(f *testing.F) {
 			return
 		}
 		for _, r := range routes {
+			// Whatever a node printed, an accepted route renders to one
+			// batch line of printable ASCII that ip -batch reads as words.
+			for _, s := range []string{r.Spec(), r.String()} {
+				if strings.ContainsAny(s, "\n\r\"'#\\") || strings.IndexFunc(s, func(c rune) bool { return c < ' ' || c > '~' }) >= 0 {
+					t.Fatalf("%q renders to %q", in, s)
+				}
+			}
 			if r.Unrestorable != "" {
 				continue
 			}

@@ -26,6 +26,9 @@ type kubeLab struct {
 	*lab.Lab
 	api        *kube.Server
 	kubeconfig string // user "routepush": both of configs/rbac.yaml's roles
+	// addressOnly is the lab's known_hosts as lab.Up writes it: every
+	// node's key under its addresses, none under its name.
+	addressOnly string
 }
 
 func newKubeLab(t *testing.T, nodes int, dualStack bool) *kubeLab {
@@ -59,7 +62,21 @@ func newKubeLab(t *testing.T, nodes int, dualStack bool) *kubeLab {
 	if err := api.WriteKubeconfig(k.kubeconfig, kube.RoutepushToken, ""); err != nil {
 		t.Fatal(err)
 	}
+	// With the API as the source and no inventory address, a node's
+	// InternalIP is only its Node object's word: the operator vouches for
+	// it with the node's host key under its name, as the README says.
+	k.addressOnly = readFile(t, l.KnownHostsPath())
+	writeFile(t, l.KnownHostsPath(), k.addressOnly+k.byName(l.Nodes...))
 	return k
+}
+
+// byName renders known_hosts lines of nodes' host keys under their names.
+func (k *kubeLab) byName(nodes ...*lab.Node) string {
+	var b strings.Builder
+	for _, n := range nodes {
+		b.WriteString(lab.KnownHostsLine(n.Name, n.HostKey) + "\n")
+	}
+	return b.String()
 }
 
 // register creates the Node object of a lab node, as its kubelet and the

@@ -36,6 +36,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/routepush/routepush/remote"
 )
 
 // Node is one lab node.
@@ -456,19 +458,22 @@ func (l *Lab) writeUserFiles(n *Node) error {
 }
 
 // SetSudoers rewrites a node's sudoers in place (the bind mount follows the
-// file, not its name): the sudo user may run ip as root, without a
-// password or, with passwordless false, only after typing one; and
-// OpenSSH's sftp-server, for routepush's lock and run records.
+// file, not its name): the sudo user may run exactly the commands of
+// remote.SudoersLine as root (ip with routepush's fixed arguments,
+// sftp-server without any), without a password or, with passwordless
+// false, only after typing one.
 func (l *Lab) SetSudoers(n *Node, passwordless bool) error {
-	tag := "NOPASSWD: "
+	// Exactly the line routepush prints in its hint and the README: the
+	// become tests prove it is enough.
+	line := remote.SudoersLine(l.SudoUser)
 	if !passwordless {
-		tag = ""
+		line = strings.Replace(line, "NOPASSWD: ", "", 1)
 	}
 	sudoers := fmt.Sprintf(`Defaults env_reset
 Defaults secure_path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 root ALL=(ALL:ALL) ALL
-%s ALL=(root) %s/usr/sbin/ip, /usr/bin/ip, /sbin/ip, /bin/ip, /usr/lib/openssh/sftp-server
-`, l.SudoUser, tag)
+%s
+`, line)
 	path := filepath.Join(n.Dir, "sudoers")
 	if err := os.WriteFile(path, []byte(sudoers), 0o440); err != nil {
 		return err

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+
+	"github.com/routepush/routepush/internal/safetext"
 )
 
 // Exit codes, documented in README.md.
@@ -121,11 +123,14 @@ func ExitCode(err error, w io.Writer) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.err != nil {
-			fmt.Fprintf(w, "ERROR: %v\n", ee.err)
+			fmt.Fprintf(w, "ERROR: %s\n", safetext.Text(ee.err.Error()))
 		}
 		return ee.code
 	}
-	fmt.Fprintf(w, "ERROR: %v\n", err)
+	// The last line of defence: an error may carry a node's text (an SFTP
+	// server's status message, a file's content) that no layer below
+	// escaped; no control byte but newline and tab reaches the terminal.
+	fmt.Fprintf(w, "ERROR: %s\n", safetext.Text(err.Error()))
 	return ExitError
 }
 

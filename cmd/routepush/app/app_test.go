@@ -158,6 +158,14 @@ func TestTarget(t *testing.T) {
 	if got := target(&inventory.Node{Name: "w"}, &options{user: "cfg"}); got.User != "" {
 		t.Errorf("target = %+v, want no user: ssh_config's comes before the config's", got)
 	}
+	// An address only the Node object gives is marked for the dialer.
+	api := &inventory.Node{Name: "w", InternalIPs: []netip.Addr{netip.MustParseAddr("198.18.1.10")}, AddressFromAPI: true}
+	if got := target(api, &options{}); got.Fallback != "198.18.1.10" || !got.FallbackFromAPI {
+		t.Errorf("target = %+v, want the InternalIP marked as the Node object's", got)
+	}
+	if got := target(n, &options{}); got.FallbackFromAPI {
+		t.Errorf("target = %+v: an inventory node's address is the operator's", got)
+	}
 }
 
 // testKubeconfig points at a server that is never contacted.

@@ -146,17 +146,18 @@ func newDialer(o *options, log *slog.Logger, readOnly bool) (*remote.Dialer, err
 		log.Info("ssh config not parsable here; asking OpenSSH (ssh -G) for each host", "reason", sshConfig.Fallback)
 	}
 	return remote.NewDialer(remote.Config{
-		KnownHostsFile:    o.knownHosts,
-		AcceptNewHostKeys: o.acceptNewHostKeys,
-		IdentityFiles:     o.identities,
-		SSHConfig:         sshConfig,
-		Jump:              o.jump,
-		User:              o.user,
-		ConnectTimeout:    o.connectTimeout,
-		CommandTimeout:    o.commandTimeout,
-		ReadOnly:          readOnly,
-		Table:             o.table,
-		Logger:            log,
+		KnownHostsFile:     o.knownHosts,
+		AcceptNewHostKeys:  o.acceptNewHostKeys,
+		TrustNodeAddresses: o.trustNodeAddrs,
+		IdentityFiles:      o.identities,
+		SSHConfig:          sshConfig,
+		Jump:               o.jump,
+		User:               o.user,
+		ConnectTimeout:     o.connectTimeout,
+		CommandTimeout:     o.commandTimeout,
+		ReadOnly:           readOnly,
+		Table:              o.table,
+		Logger:             log,
 	})
 }
 
@@ -317,6 +318,7 @@ func target(n *inventory.Node, o *options) remote.Target {
 	}
 	if len(n.InternalIPs) > 0 {
 		t.Fallback = n.InternalIPs[0].String()
+		t.FallbackFromAPI = n.AddressFromAPI
 	}
 	if o.userFromFlag {
 		t.User = o.user

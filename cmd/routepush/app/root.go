@@ -35,6 +35,7 @@ type options struct {
 	sshConfig         string
 	jump              string
 	acceptNewHostKeys bool
+	trustNodeAddrs    bool
 	become            bool
 	user              string
 	userFromFlag      bool // --user given on the command line: overrides the inventory
@@ -124,6 +125,7 @@ Exit codes: 0 done or in sync, 1 error (changed nodes rolled back),
 	f.StringP("jump", "J", "", "jump host(s) for every node, like ssh -J: [user@]host[:port][,...] (\"none\": connect directly)")
 	f.String("known-hosts", "", "host keys every node must match (default: ssh_config's UserKnownHostsFile, else ~/.ssh/known_hosts)")
 	f.Bool("accept-new-host-keys", false, "add unknown host keys to known_hosts, like StrictHostKeyChecking=accept-new; changed keys are still refused")
+	f.Bool("trust-node-addresses", false, "connect to a Node object's InternalIP even when neither the inventory nor known_hosts (a key under the node's name) vouches for it")
 	f.StringSlice("identity", nil, "private key file(s) to offer after ssh-agent's, before ssh_config's (default: ~/.ssh/id_ed25519, id_ecdsa, id_rsa)")
 	f.String("user", "", "SSH user for every node (overrides the inventory; default: inventory, ssh_config, then your user name)")
 	f.Bool("become", false, "run ip through sudo -n on every node (passwordless sudo for ip), as Ansible's become")
@@ -155,7 +157,7 @@ Exit codes: 0 done or in sync, 1 error (changed nodes rolled back),
 // flags, under the same names.
 var configKeys = []string{"inventory", "kubeconfig", "context", "selector", "chunk-size", "request-timeout",
 	"allow-unknown-nodes", "mark-network-available", "check", "concurrency", "connect-timeout",
-	"command-timeout", "ssh-config", "jump", "known-hosts", "accept-new-host-keys", "identity", "user", "become",
+	"command-timeout", "ssh-config", "jump", "known-hosts", "accept-new-host-keys", "trust-node-addresses", "identity", "user", "become",
 	"rollback", "limit", "log-level", "log-format", "output", "canary", "wait-lock", "max-unreachable", "keep-runs", "protocol", "table", "metric", "prune", "adopt", "persist", "min-prefix-v4", "min-prefix-v6"}
 
 func loadOptions(cmd *cobra.Command, v *viper.Viper) (*options, error) {
@@ -192,6 +194,7 @@ func loadOptions(cmd *cobra.Command, v *viper.Viper) (*options, error) {
 		sshConfig:         v.GetString("ssh-config"),
 		jump:              v.GetString("jump"),
 		acceptNewHostKeys: v.GetBool("accept-new-host-keys"),
+		trustNodeAddrs:    v.GetBool("trust-node-addresses"),
 		become:            v.GetBool("become"),
 		user:              v.GetString("user"),
 		userFromFlag:      f.Changed("user"),
