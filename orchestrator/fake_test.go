@@ -34,6 +34,7 @@ type fakeKernel struct {
 	failPersist   bool
 	persistWrites int
 	source        netip.Addr // where the node sees routepush's session come from
+	failAppend    bool       // AppendRun fails: the node's disk is full
 	// beforeApply, when set, runs as a batch arrives, before anything is
 	// compared: someone else changing the table between read and batch.
 	beforeApply func(k *fakeKernel)
@@ -117,6 +118,9 @@ func (k *fakeKernel) WriteRun(_ context.Context, id string, record []byte, _ int
 func (k *fakeKernel) AppendRun(_ context.Context, id string, line []byte) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if k.failAppend {
+		return fmt.Errorf("%s: append to /var/lib/routepush/runs/%s.json: no space left on device", k.name, id)
+	}
 	if _, ok := k.runs[id]; !ok {
 		return fmt.Errorf("%s: no record of run %s", k.name, id)
 	}

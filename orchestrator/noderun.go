@@ -266,13 +266,16 @@ func (r *nodeRun) lock(ctx context.Context) error {
 
 // record appends the state the run reached on the node to its record,
 // with the digest of the tables it left when they were read. Failing to
-// is reported but changes nothing already done.
+// is reported (RecordErr: the node's error, exit code 1) but changes
+// nothing already done: no rollback follows from it.
 func (r *nodeRun) record(ctx context.Context, state RunState, cause error, digest *[32]byte) {
 	if !r.recorded || r.host == nil {
 		return
 	}
 	if err := r.host.AppendRun(ctx, r.opts.Holder.RunID, marshalState(state, time.Now(), cause, digest)); err != nil {
-		r.opts.logger().Warn("could not record the run's state on the node", "node", r.plan.Node().Name, "state", state, "err", err)
+		// What was done stays as the outcome says; the report and the
+		// exit code say the node's record does not show it.
+		r.rep.RecordErr = errors.Join(r.rep.RecordErr, fmt.Errorf("%s: could not record state %s: %w", r.plan.Node().Name, state, err))
 	}
 }
 

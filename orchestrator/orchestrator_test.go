@@ -421,6 +421,34 @@ func TestRunRecordsEveryStateAndReleasesLocks(t *testing.T) {
 	}
 }
 
+// A state the run could not append to a node's record fails the run
+// (exit 1, the node's error says so) and changes nothing that was done:
+// the node stays changed and verified, nothing is rolled back.
+func TestRunReportsAStateItCouldNotRecord(t *testing.T) {
+	t.Parallel()
+	nodes := labNodes(3)
+	c := newFakeCluster(nodes)
+	c.kernels["node-1"].failAppend = true
+	holder := Holder{RunID: NewRunID(time.Now()), Host: "bastion", PID: 42, Started: time.Now()}
+	rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), c.connect, Options{Holder: holder, Concurrency: 1})
+	if !rep.Failed() {
+		t.Fatal("run did not fail")
+	}
+	for i := range rep.Nodes {
+		n := &rep.Nodes[i]
+		if n.Outcome != Applied || n.RolledBack {
+			t.Errorf("%s: outcome %s, rolled back %v; want changed, not rolled back", n.Name, n.Outcome, n.RolledBack)
+		}
+		if (n.RecordErr != nil) != (n.Name == "node-1") {
+			t.Errorf("%s: record error %v", n.Name, n.RecordErr)
+		}
+	}
+	j := rep.JSON(holder.RunID)
+	if !j.Failed || !strings.Contains(j.Nodes[1].Error, "node-1: could not record state verified: node-1: append to") {
+		t.Errorf("JSON report: failed %v, node-1's error %q", j.Failed, j.Nodes[1].Error)
+	}
+}
+
 func TestRunRefusesLockedNode(t *testing.T) {
 	t.Parallel()
 	nodes := labNodes(3)

@@ -44,8 +44,11 @@ type NodeReport struct {
 	Duration         time.Duration
 	Diff             Diff
 	Err, RollbackErr error
-	RolledBack       bool
-	Persist          *PersistReport // with --persist, once the node was read
+	// RecordErr says a state the run reached on the node could not be
+	// appended to its record there: the outcome stands, the run fails.
+	RecordErr  error
+	RolledBack bool
+	Persist    *PersistReport // with --persist, once the node was read
 }
 
 // Changes reports whether the node differs from its plan: its routes, or
@@ -59,8 +62,23 @@ func (n *NodeReport) Changed() int   { return len(n.Diff.Replace) }
 func (n *NodeReport) Unchanged() int { return n.Diff.Unchanged }
 func (n *NodeReport) Removed() int   { return n.Diff.Removed() }
 
-// Failed reports whether the run or any node failed (exit code 1).
+// Failed reports whether the run or any node failed (exit code 1),
+// a node whose record could not be written included.
 func (r *Report) Failed() bool {
+	if r.nodeFailed() {
+		return true
+	}
+	for i := range r.Nodes {
+		if r.Nodes[i].RecordErr != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// nodeFailed reports whether the run or a node's outcome failed: what
+// decides a rollback (a record that could not be written does not).
+func (r *Report) nodeFailed() bool {
 	if r.Err != nil {
 		return true
 	}
@@ -94,6 +112,9 @@ func (r *Report) Errors() []error {
 			errs = append(errs, err)
 		}
 		if err := r.Nodes[i].RollbackErr; err != nil {
+			errs = append(errs, err)
+		}
+		if err := r.Nodes[i].RecordErr; err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"errors"
 	"time"
 
 	"github.com/routepush/routepush/internal/safetext"
@@ -114,8 +115,8 @@ func (r *Report) JSON(runID string) JSONReport {
 		for _, f := range n.Diff.Kept {
 			jn.Kept = append(jn.Kept, jsonFinding(h, f))
 		}
-		if n.Err != nil {
-			jn.Error = safetext.Text(n.Err.Error())
+		if err := errors.Join(n.Err, n.RecordErr); err != nil {
+			jn.Error = safetext.Text(err.Error()) // the record's failure is part of the node's error
 		}
 		if n.RollbackErr != nil {
 			jn.RollbackError = safetext.Text(n.RollbackErr.Error())

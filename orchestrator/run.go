@@ -154,7 +154,7 @@ func Run(ctx context.Context, plan *Plan, connect Connector, opts Options) *Repo
 		if ctx.Err() != nil && rep.Err == nil {
 			rep.Err = fmt.Errorf("run interrupted: %w", context.Cause(ctx))
 		}
-		if rep.Failed() && opts.Rollback != RollbackNone && !opts.Check {
+		if rep.nodeFailed() && opts.Rollback != RollbackNone && !opts.Check {
 			rollBack(sctx, runs, connect, &opts, log)
 		}
 		// Every node still connected holds its lock until here, verified

@@ -26,6 +26,9 @@ type Client struct {
 	textMode bool         // the node's iproute2 has no -json: parse its text output
 	table    string       // the managed table when not main (a number)
 	sftp     *sftp.Client // the node's lock and run records, opened when first needed
+	sftpCh   ssh.Channel  // the channel sftp runs on
+	meter    *meter       // counts what the SFTP server sends
+	planned  int          // Config.PlannedRoutes: sizes the read limits
 	dialer   *Dialer
 	// stream: the first read leaves its ip running for Apply (a run that
 	// will apply); streamed: that has been tried; pending: the ip waiting.
@@ -73,7 +76,7 @@ func (d *Dialer) Dial(ctx context.Context, t Target) (*Client, error) {
 		source = addrOf(via.RemoteAddr())
 	}
 	return &Client{name: t.Name, user: e.user, conn: c, timeout: d.cfg.CommandTimeout, sudo: t.Become, stream: !d.cfg.ReadOnly,
-		textMode: d.textNode(t.Name), dialer: d, table: d.cfg.Table, source: source}, nil
+		textMode: d.textNode(t.Name), dialer: d, table: d.cfg.Table, source: source, planned: d.cfg.PlannedRoutes}, nil
 }
 
 // SessionSource is the address the node sees this connection come from,
@@ -149,10 +152,7 @@ func (d *Dialer) handshake(ctx context.Context, via *ssh.Client, e *endpoint, la
 func (c *Client) Close() error {
 	c.closePending()
 	err := c.conn.Close()
-	if c.sftp != nil {
-		c.sftp.Close()
-		c.sftp = nil
-	}
+	c.closeFiles()
 	return err
 }
 
@@ -182,8 +182,10 @@ func (c *Client) exec(ctx context.Context, label, cmd string) (*execSession, err
 // run executes a fixed command in a new session, feeding it stdin, and
 // returns what it printed. A command that exits non-zero returns
 // *CommandError; label is how messages name the command (the script itself
-// is long and full of markers).
-func (c *Client) run(ctx context.Context, label, cmd string, stdin io.Reader) (stdout, stderr []byte, err error) {
+// is long and full of markers). At most limit bytes of stdout (why says
+// what the limit is for) and stderrLimit of stderr are read: beyond them
+// the session is closed and a *LimitError returned.
+func (c *Client) run(ctx context.Context, label, cmd string, stdin io.Reader, limit int64, why string) (stdout, stderr []byte, err error) {
 	sess, err := c.exec(ctx, label, cmd)
 	if err != nil {
 		return nil, nil, err
@@ -194,6 +196,7 @@ func (c *Client) run(ctx context.Context, label, cmd string, stdin io.Reader) (s
 	type result struct {
 		out, errOut []byte
 		err         error
+		over        error
 	}
 	done := make(chan result, 1)
 	go func() {
@@ -204,15 +207,33 @@ func (c *Client) run(ctx context.Context, label, cmd string, stdin io.Reader) (s
 			}
 			_ = sess.ch.CloseWrite()
 		}()
-		errOut := make(chan []byte, 1)
+		type read struct {
+			b   []byte
+			err error
+		}
+		errOut := make(chan read, 1)
 		go func() {
-			b, _ := io.ReadAll(sess.ch.Stderr())
-			errOut <- b
+			b, err := readAtMost(sess.ch.Stderr(), stderrLimit)
+			if errors.Is(err, errOverLimit) {
+				sess.Close() // stop the flood; stdout ends with it
+			}
+			errOut <- read{b, err}
 		}()
 		var r result
-		r.out, _ = io.ReadAll(sess.ch)
-		r.errOut = <-errOut
-		r.err = sess.wait()
+		var outErr error
+		r.out, outErr = readAtMost(sess.ch, limit)
+		if errors.Is(outErr, errOverLimit) {
+			sess.Close()
+			r.over = c.tooMuch(label+": output", limit, why)
+		}
+		e := <-errOut
+		r.errOut = e.b
+		if r.over == nil && errors.Is(e.err, errOverLimit) {
+			r.over = c.tooMuch(label+": stderr", stderrLimit, "")
+		}
+		if r.over == nil {
+			r.err = sess.wait()
+		}
 		done <- r
 	}()
 	var r result
@@ -224,6 +245,8 @@ func (c *Client) run(ctx context.Context, label, cmd string, stdin io.Reader) (s
 	}
 	var exit *exitStatus
 	switch {
+	case r.over != nil:
+		return nil, nil, r.over
 	case errors.As(r.err, &exit):
 		ce := &CommandError{Host: c.name, Command: label, ExitStatus: exit.code, Stderr: string(r.errOut)}
 		ce.Hint = c.hint(ce.Stderr)

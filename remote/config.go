@@ -47,6 +47,11 @@ type Config struct {
 	ConnectTimeout time.Duration
 	// CommandTimeout bounds each remote command; default 60s.
 	CommandTimeout time.Duration
+	// PlannedRoutes is the most routes the plan may give one node (the
+	// pod CIDRs of the inventory): what routepush reads from a node, its
+	// tables and run records, is bounded in proportion (see the README's
+	// Limits). 0 leaves only the floors.
+	PlannedRoutes int
 	// ReadOnly says the run only reads (--check): no ip is left waiting for
 	// a batch after the snapshot.
 	ReadOnly bool

@@ -81,11 +81,13 @@ func (c *Client) files(ctx context.Context) (*sftp.Client, error) {
 		err error
 	}
 	done := make(chan result, 1)
+	// Everything the server sends is counted: see meter.
+	m := &meter{r: ch, limit: sftpSlack}
 	go func() {
 		// Small packets, like batches (maxWrite): a connection keeps
 		// buffers the size of the largest packet it sent, and a run
 		// record is a few hundred kB on a large cluster.
-		s, err := sftp.NewClientPipe(ch, ch, sftp.MaxPacket(maxWrite))
+		s, err := sftp.NewClientPipe(m, ch, sftp.MaxPacket(maxWrite))
 		done <- result{s, err}
 	}()
 	select {
@@ -103,7 +105,7 @@ func (c *Client) files(ctx context.Context) (*sftp.Client, error) {
 			}
 			return nil, fmt.Errorf("%s: sftp: %w", c.name, r.err)
 		}
-		c.sftp = r.c
+		c.sftp, c.sftpCh, c.meter = r.c, ch, m
 		return c.sftp, nil
 	case <-ctx.Done():
 		c.conn.Close() // the SFTP handshake cannot be cancelled otherwise
@@ -118,7 +120,7 @@ func (c *Client) files(ctx context.Context) (*sftp.Client, error) {
 // half-written is worse than a run that ends a moment later, and an SFTP
 // call on a live node takes milliseconds. Only the timeout abandons one,
 // and with it the connection (the node has gone silent).
-func (c *Client) withFiles(ctx context.Context, what string, fn func(*sftp.Client) error) error {
+func (c *Client) withFiles(ctx context.Context, what string, fn func(sftpFS) error) error {
 	ctx = context.WithoutCancel(ctx)
 	fsys, err := c.files(ctx)
 	if err != nil {
@@ -126,30 +128,58 @@ func (c *Client) withFiles(ctx context.Context, what string, fn func(*sftp.Clien
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
+	// The files an operation reads are each bounded (readFile); this
+	// bounds the operation as a whole, directory listings included.
+	m := c.meter // fn keeps its own: closeFiles may run while it waits
+	m.budget(c.opBudget())
 	done := make(chan error, 1)
-	go func() { done <- fn(fsys) }()
+	go func() { done <- fn(sftpFS{fsys, m}) }()
 	select {
 	case err := <-done:
+		if m.tripped() {
+			// The session is broken mid-packet: a new one is opened
+			// when needed.
+			c.closeFiles()
+			var tooMuch *LimitError
+			if !errors.As(err, &tooMuch) {
+				err = c.fileTooBig(what, c.opBudget(), "one SFTP operation")
+			}
+		}
 		return err
 	case <-ctx.Done():
 		// SFTP calls cannot be cancelled, and pkg/sftp's Close waits for
 		// a reader only the node can end: the connection goes, and with
 		// it everything waiting on this node.
 		c.conn.Close()
-		fsys.Close()
-		c.sftp = nil
+		c.closeFiles()
 		return fmt.Errorf("%s: %s: %w", c.name, what, context.Cause(ctx))
 	}
 }
 
-// RestJournal closes the node's SFTP session, and with it sftp-server on
-// the node, until the next lock or record operation opens another.
-func (c *Client) RestJournal() {
+// opBudget is the most one SFTP operation may receive: a run record (the
+// largest file routepush reads) and the framing.
+func (c *Client) opBudget() int64 { return c.recordLimit() + sftpSlack }
+
+// closeFiles ends the SFTP session. The channel goes first: pkg/sftp's
+// Close waits for its reader, which only the channel's end stops.
+func (c *Client) closeFiles() {
 	if c.sftp != nil {
+		_ = c.sftpCh.Close()
 		c.sftp.Close()
-		c.sftp = nil
+		c.sftp, c.sftpCh, c.meter = nil, nil, nil
 	}
 }
+
+// sftpFS is the node's SFTP session as an operation sees it: the client
+// and the meter that counts what it receives.
+type sftpFS struct {
+	*sftp.Client
+	m *meter
+}
+
+// RestJournal closes the node's SFTP session, and with it sftp-server on
+// the node, until the next lock or record operation opens another.
+func (c *Client) RestJournal() { c.closeFiles() }
 
 // LockedError says another run holds a node's lock.
 type LockedError struct {
@@ -169,27 +199,29 @@ func (e *LockedError) Error() string {
 // finished writing. It stays when routepush dies, and `routepush rollback`
 // or the holder removes it.
 func (c *Client) Lock(ctx context.Context, holder []byte) error {
-	return c.withFiles(ctx, "lock", func(fsys *sftp.Client) error {
-		if err := fsys.MkdirAll(runsDir); err != nil {
-			err = fmt.Errorf("%s: mkdir %s: %w", c.name, runsDir, err)
-			if hint := c.hint(err.Error()); hint != "" {
-				err = fmt.Errorf("%w (%s)", err, hint)
+	return c.withFiles(ctx, "lock", func(fsys sftpFS) error {
+		for _, dir := range []string{stateDir, runsDir} {
+			if err := c.stateDir(fsys, dir, true); err != nil {
+				if hint := c.hint(err.Error()); hint != "" {
+					err = fmt.Errorf("%w (%s)", err, hint)
+				}
+				return err
 			}
-			return err
 		}
-		var nonce [6]byte
-		_, _ = rand.Read(nonce[:])
-		tmp := lockPath + "." + hex.EncodeToString(nonce[:]) + ".tmp"
+		tmp := tempName(lockPath)
 		f, err := fsys.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
 		if err == nil {
-			_, err = f.Write(holder)
+			// 0600 before a byte is written: the lock names this host.
+			if err = f.Chmod(0o600); err == nil {
+				_, err = f.Write(holder)
+			}
 			if cerr := f.Close(); err == nil {
 				err = cerr
 			}
 		}
 		if err != nil {
 			_ = fsys.Remove(tmp)
-			return fmt.Errorf("%s: lock %s: %w", c.name, lockPath, err)
+			return fmt.Errorf("%s: lock %s: %w%s", c.name, lockPath, err, failureHint(err))
 		}
 		defer func() { _ = fsys.Remove(tmp) }()
 		for try := 0; ; try++ {
@@ -197,8 +229,11 @@ func (c *Client) Lock(ctx context.Context, holder []byte) error {
 			if linkErr == nil {
 				return nil
 			}
-			held, rerr := c.readFile(fsys, lockPath)
+			held, rerr := c.readFile(fsys, lockPath, lockLimit, "a lock")
+			var tooMuch *LimitError
 			switch {
+			case errors.As(rerr, &tooMuch):
+				return rerr
 			case rerr == nil:
 				return &LockedError{Host: c.name, Holder: held}
 			case errors.Is(rerr, fs.ErrNotExist) && try < 2:
@@ -213,8 +248,8 @@ func (c *Client) Lock(ctx context.Context, holder []byte) error {
 // Unlock removes the node's lock if holder still describes it: a run
 // never removes another's.
 func (c *Client) Unlock(ctx context.Context, holder []byte) error {
-	return c.withFiles(ctx, "unlock", func(fsys *sftp.Client) error {
-		held, err := c.readFile(fsys, lockPath)
+	return c.withFiles(ctx, "unlock", func(fsys sftpFS) error {
+		held, err := c.readFile(fsys, lockPath, lockLimit, "a lock")
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			return nil
@@ -233,8 +268,11 @@ func (c *Client) Unlock(ctx context.Context, holder []byte) error {
 // HeldLock returns the node's lock file content, or nil if it is not
 // locked.
 func (c *Client) HeldLock(ctx context.Context) (held []byte, err error) {
-	err = c.withFiles(ctx, "read lock", func(fsys *sftp.Client) error {
-		held, err = c.readFile(fsys, lockPath)
+	err = c.withFiles(ctx, "read lock", func(fsys sftpFS) error {
+		if err := c.stateDir(fsys, stateDir, false); err != nil {
+			return err
+		}
+		held, err = c.readFile(fsys, lockPath, lockLimit, "a lock")
 		if errors.Is(err, fs.ErrNotExist) {
 			held, err = nil, nil
 		}
@@ -253,8 +291,13 @@ func (c *Client) HeldLock(ctx context.Context) (held []byte, err error) {
 // caller to be a run id: letters, digits, '.' and '-'.
 func (c *Client) WriteRun(ctx context.Context, id string, record []byte, keep int, settled func(tail []byte) bool) error {
 	final := path.Join(runsDir, id+".json")
-	return c.withFiles(ctx, "write "+final, func(fsys *sftp.Client) error {
-		if err := c.writeAtomic(fsys, final, record); err != nil {
+	return c.withFiles(ctx, "write "+final, func(fsys sftpFS) error {
+		for _, dir := range []string{stateDir, runsDir} {
+			if err := c.stateDir(fsys, dir, false); err != nil {
+				return err
+			}
+		}
+		if err := c.writeAtomic(fsys, final, record, 0o600); err != nil {
 			return err
 		}
 		if keep <= 0 {
@@ -288,7 +331,7 @@ func (c *Client) WriteRun(ctx context.Context, id string, record []byte, keep in
 }
 
 // readTail returns up to n bytes from the end of a file.
-func (c *Client) readTail(fsys *sftp.Client, name string, n int64) ([]byte, error) {
+func (c *Client) readTail(fsys sftpFS, name string, n int64) ([]byte, error) {
 	f, err := fsys.Open(name)
 	if err != nil {
 		return nil, err
@@ -311,7 +354,7 @@ func (c *Client) readTail(fsys *sftp.Client, name string, n int64) ([]byte, erro
 // the node, and syncs it. A line torn by a crash is ignored by readers.
 func (c *Client) AppendRun(ctx context.Context, id string, line []byte) error {
 	name := path.Join(runsDir, id+".json")
-	return c.withFiles(ctx, "append to "+name, func(fsys *sftp.Client) error {
+	return c.withFiles(ctx, "append to "+name, func(fsys sftpFS) error {
 		f, err := fsys.OpenFile(name, os.O_WRONLY|os.O_APPEND)
 		if err == nil {
 			if _, err = f.Write(line); err == nil {
@@ -322,7 +365,7 @@ func (c *Client) AppendRun(ctx context.Context, id string, line []byte) error {
 			}
 		}
 		if err != nil {
-			return fmt.Errorf("%s: append to %s: %w", c.name, name, err)
+			return fmt.Errorf("%s: append to %s: %w%s", c.name, name, err, failureHint(err))
 		}
 		return nil
 	})
@@ -343,15 +386,20 @@ func (e *LockedError) LockHolder() []byte { return e.Holder }
 // Runs returns the ids of the run records on the node, oldest first by
 // the node's own clock (when each was last written), then by id.
 func (c *Client) Runs(ctx context.Context) (ids []string, err error) {
-	err = c.withFiles(ctx, "list runs", func(fsys *sftp.Client) error {
+	err = c.withFiles(ctx, "list runs", func(fsys sftpFS) error {
+		for _, dir := range []string{stateDir, runsDir} {
+			if err := c.stateDir(fsys, dir, false); err != nil {
+				return err
+			}
+		}
 		ids, err = c.listRuns(fsys)
 		return err
 	})
 	return ids, err
 }
 
-func (c *Client) listRuns(fsys *sftp.Client) ([]string, error) {
-	entries, err := fsys.ReadDir(runsDir)
+func (c *Client) listRuns(fsys sftpFS) ([]string, error) {
+	entries, err := c.readDir(fsys, runsDir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -384,8 +432,12 @@ func (c *Client) listRuns(fsys *sftp.Client) ([]string, error) {
 // ReadRun returns a run's record on the node; fs.ErrNotExist (wrapped) if
 // the node has none.
 func (c *Client) ReadRun(ctx context.Context, id string) (b []byte, err error) {
-	err = c.withFiles(ctx, "read run "+id, func(fsys *sftp.Client) error {
-		b, err = c.readFile(fsys, path.Join(runsDir, id+".json"))
+	err = c.withFiles(ctx, "read run "+id, func(fsys sftpFS) error {
+		b, err = c.readFile(fsys, path.Join(runsDir, id+".json"), c.recordLimit(), "a run record of "+countString(c.planned)+" planned routes")
+		var tooMuch *LimitError
+		if errors.As(err, &tooMuch) {
+			return err // names the node and the file
+		}
 		if err != nil {
 			return fmt.Errorf("%s: run %s: %w", c.name, id, err)
 		}
@@ -394,11 +446,86 @@ func (c *Client) ReadRun(ctx context.Context, id string) (b []byte, err error) {
 	return b, err
 }
 
-func (c *Client) readFile(fsys *sftp.Client, name string) ([]byte, error) {
+// readFile reads a node's file, at most limit bytes (why says what the
+// limit is for): a larger one is refused, by its size before reading it
+// when the node says it, else once limit+1 bytes have come.
+func (c *Client) readFile(fsys sftpFS, name string, limit int64, why string) ([]byte, error) {
 	f, err := fsys.Open(name)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	return io.ReadAll(io.LimitReader(f, 64<<20))
+	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() && st.Size() > limit {
+		return nil, c.fileTooBig(name, limit, why)
+	}
+	b, err := readAtMost(f, limit)
+	if errors.Is(err, errOverLimit) {
+		return nil, c.fileTooBig(name, limit, why)
+	}
+	return b, err
+}
+
+// readDir lists a directory, at most listLimit bytes of it (about 10,000
+// entries): pkg/sftp keeps a whole listing in memory, so the session's
+// meter bounds it; over it the session is closed (withFiles).
+func (c *Client) readDir(fsys sftpFS, dir string) ([]fs.FileInfo, error) {
+	fsys.m.budget(listLimit)
+	defer fsys.m.budget(c.opBudget())
+	entries, err := fsys.ReadDir(dir)
+	if fsys.m.tripped() {
+		return nil, c.fileTooBig("list "+dir, listLimit, "a directory listing")
+	}
+	return entries, err
+}
+
+// failureHint explains OpenSSH's sftp-server's "Failure": it says only
+// that for errors it has no SFTP code for, such as EROFS and ENOSPC.
+func failureHint(err error) string {
+	var st *sftp.StatusError
+	if errors.As(err, &st) && st.FxCode() == sftp.ErrSSHFxFailure {
+		return " (the node's SFTP server gives no reason: is the filesystem read-only or full?)"
+	}
+	return ""
+}
+
+// tempName is a temporary file's name beside name: random, so nobody can
+// prepare it, and created with O_EXCL.
+func tempName(name string) string {
+	var nonce [8]byte
+	_, _ = rand.Read(nonce[:])
+	return name + "." + hex.EncodeToString(nonce[:]) + ".routepush-tmp"
+}
+
+// stateDir checks one of routepush's directories on the node (by Lstat:
+// its own metadata, not what it points to) before anything is read or
+// written in it: a symbolic link, something not a directory, or a
+// directory others may write to (where they could plant or swap files)
+// is refused. A missing one is created when create is set, 0755 (the
+// files in it are 0600), else accepted: there is nothing in it.
+func (c *Client) stateDir(fsys sftpFS, dir string, create bool) error {
+	fi, err := fsys.Lstat(dir)
+	if errors.Is(err, fs.ErrNotExist) && create {
+		if err = fsys.Mkdir(dir); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("%s: mkdir %s: %w%s", c.name, dir, err, failureHint(err))
+		}
+		if err == nil {
+			if err := fsys.Chmod(dir, 0o755); err != nil {
+				return fmt.Errorf("%s: chmod %s: %w", c.name, dir, err)
+			}
+		}
+		fi, err = fsys.Lstat(dir)
+	}
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && !create:
+		return nil
+	case err != nil:
+		return fmt.Errorf("%s: %s: %w", c.name, dir, err)
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return fmt.Errorf("%s: refusing %s: it is a symbolic link; routepush writes only to a real directory there (remove the link)", c.name, dir)
+	case !fi.IsDir():
+		return fmt.Errorf("%s: refusing %s: it is not a directory", c.name, dir)
+	case fi.Mode().Perm()&0o022 != 0:
+		return fmt.Errorf("%s: refusing %s: it is writable by group or others (mode %04o); make it 0755 or 0700", c.name, dir, fi.Mode().Perm())
+	}
+	return nil
 }

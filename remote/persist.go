@@ -12,8 +12,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/pkg/sftp"
-
 	"github.com/routepush/routepush/route"
 )
 
@@ -60,15 +58,18 @@ WantedBy=multi-user.target
 // systemd-networkd would delete routepush's routes.
 func (c *Client) ReadPersisted(ctx context.Context) (p route.Persisted, err error) {
 	p.Path = routesPath
-	err = c.withFiles(ctx, "read "+routesPath, func(fsys *sftp.Client) error {
-		b, err := c.readFile(fsys, routesPath)
+	err = c.withFiles(ctx, "read "+routesPath, func(fsys sftpFS) error {
+		if err := c.stateDir(fsys, path.Dir(routesPath), false); err != nil {
+			return err
+		}
+		b, err := c.readFile(fsys, routesPath, c.routesFileLimit(), "a routes file of "+countString(c.planned)+" planned routes")
 		switch {
 		case err == nil:
 			p.Exists, p.Routes = true, b
 		case !errors.Is(err, fs.ErrNotExist):
 			return fmt.Errorf("%s: read %s: %w", c.name, routesPath, err)
 		}
-		unit, err := c.readFile(fsys, unitPath)
+		unit, err := c.readFile(fsys, unitPath, smallFileLimit, "")
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("%s: read %s: %w", c.name, unitPath, err)
 		}
@@ -89,11 +90,12 @@ func (c *Client) ReadPersisted(ctx context.Context) (p route.Persisted, err erro
 // file itself is never missing), which UndoPersisted puts back. found is
 // what ReadPersisted saw on this node, which the run has held locked since.
 func (c *Client) WritePersisted(ctx context.Context, routes []byte, found route.Persisted) error {
-	err := c.withFiles(ctx, "write "+routesPath, func(fsys *sftp.Client) error {
-		for _, dir := range []string{path.Dir(routesPath), path.Dir(unitPath)} {
-			if err := fsys.MkdirAll(dir); err != nil {
-				return fmt.Errorf("%s: mkdir %s: %w", c.name, dir, err)
-			}
+	err := c.withFiles(ctx, "write "+routesPath, func(fsys sftpFS) error {
+		if err := fsys.MkdirAll(path.Dir(unitPath)); err != nil {
+			return fmt.Errorf("%s: mkdir %s: %w", c.name, path.Dir(unitPath), err)
+		}
+		if err := c.stateDir(fsys, path.Dir(routesPath), true); err != nil {
+			return err
 		}
 		if found.Exists {
 			if err := fsys.Remove(previousPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -103,11 +105,11 @@ func (c *Client) WritePersisted(ctx context.Context, routes []byte, found route.
 				return fmt.Errorf("%s: keep %s as %s: %w", c.name, routesPath, previousPath, err)
 			}
 		}
-		if err := c.writeAtomic(fsys, routesPath, routes); err != nil {
+		if err := c.writeAtomic(fsys, routesPath, routes, 0o644); err != nil {
 			return err
 		}
 		if !found.UnitCurrent {
-			return c.writeAtomic(fsys, unitPath, bootUnit)
+			return c.writeAtomic(fsys, unitPath, bootUnit, 0o644)
 		}
 		return nil
 	})
@@ -120,7 +122,7 @@ func (c *Client) WritePersisted(ctx context.Context, routes []byte, found route.
 		if c.sudo {
 			cmd = "sudo -n " + cmd
 		}
-		if _, _, err := c.run(ctx, cmd, cmd, nil); err != nil {
+		if _, _, err := c.run(ctx, cmd, cmd, nil, smallFileLimit, "systemctl's output"); err != nil {
 			return err
 		}
 	}
@@ -130,7 +132,7 @@ func (c *Client) WritePersisted(ctx context.Context, routes []byte, found route.
 // UndoPersisted puts back the routes file the last WritePersisted replaced
 // (routes.previous), or removes the routes file if there was none.
 func (c *Client) UndoPersisted(ctx context.Context, found route.Persisted) error {
-	return c.withFiles(ctx, "restore "+routesPath, func(fsys *sftp.Client) error {
+	return c.withFiles(ctx, "restore "+routesPath, func(fsys sftpFS) error {
 		if found.Exists {
 			if err := fsys.PosixRename(previousPath, routesPath); err != nil {
 				return fmt.Errorf("%s: put %s back as %s: %w", c.name, previousPath, routesPath, err)
@@ -147,9 +149,12 @@ func (c *Client) UndoPersisted(ctx context.Context, found route.Persisted) error
 // RestorePersisted puts the routes file back as a run record found it. The unit
 // stays: without the file it does nothing (ConditionPathExists).
 func (c *Client) RestorePersisted(ctx context.Context, prev route.Persisted) error {
-	return c.withFiles(ctx, "restore "+routesPath, func(fsys *sftp.Client) error {
+	return c.withFiles(ctx, "restore "+routesPath, func(fsys sftpFS) error {
+		if err := c.stateDir(fsys, path.Dir(routesPath), prev.Exists); err != nil {
+			return err
+		}
 		if prev.Exists {
-			return c.writeAtomic(fsys, routesPath, prev.Routes)
+			return c.writeAtomic(fsys, routesPath, prev.Routes, 0o644)
 		}
 		if err := fsys.Remove(routesPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("%s: remove %s: %w", c.name, routesPath, err)
@@ -159,13 +164,14 @@ func (c *Client) RestorePersisted(ctx context.Context, prev route.Persisted) err
 }
 
 // writeAtomic replaces a file so that readers, and a crash, see either
-// the old content or the new: a temporary file beside it, fsync, rename.
-func (c *Client) writeAtomic(fsys *sftp.Client, name string, data []byte) error {
-	tmp := name + ".routepush-tmp"
-	f, err := fsys.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+// the old content or the new: a temporary file beside it (a random name,
+// created exclusively, given perm before its first byte), fsync, rename.
+func (c *Client) writeAtomic(fsys sftpFS, name string, data []byte, perm os.FileMode) error {
+	tmp := tempName(name)
+	f, err := fsys.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
 	if err == nil {
-		if _, err = f.Write(data); err == nil {
-			if err = f.Chmod(0o644); err == nil {
+		if err = f.Chmod(perm); err == nil {
+			if _, err = f.Write(data); err == nil {
 				err = syncFile(f)
 			}
 		}
@@ -178,7 +184,7 @@ func (c *Client) writeAtomic(fsys *sftp.Client, name string, data []byte) error 
 	}
 	if err != nil {
 		_ = fsys.Remove(tmp)
-		return fmt.Errorf("%s: write %s: %w", c.name, name, err)
+		return fmt.Errorf("%s: write %s: %w%s", c.name, name, err, failureHint(err))
 	}
 	return nil
 }
@@ -194,17 +200,17 @@ var (
 // networkdManagesForeignRoutes reads networkd's configuration the way
 // networkd does and returns ManageForeignRoutes (on unless set off). An
 // unreadable configuration counts as the default.
-func (c *Client) networkdManagesForeignRoutes(fsys *sftp.Client) bool {
+func (c *Client) networkdManagesForeignRoutes(fsys sftpFS) bool {
 	var files [][]byte
 	for _, name := range networkdConf {
-		if b, err := c.readFile(fsys, name); err == nil {
+		if b, err := c.readFile(fsys, name, smallFileLimit, ""); err == nil {
 			files = append(files, b)
 			break
 		}
 	}
 	byName := map[string]string{}
 	for i := len(networkdDropIns) - 1; i >= 0; i-- {
-		entries, err := fsys.ReadDir(networkdDropIns[i])
+		entries, err := c.readDir(fsys, networkdDropIns[i])
 		if err != nil {
 			continue
 		}
@@ -220,7 +226,7 @@ func (c *Client) networkdManagesForeignRoutes(fsys *sftp.Client) bool {
 	}
 	slices.Sort(names)
 	for _, n := range names {
-		if b, err := c.readFile(fsys, byName[n]); err == nil {
+		if b, err := c.readFile(fsys, byName[n], smallFileLimit, ""); err == nil {
 			files = append(files, b)
 		}
 	}
@@ -265,12 +271,12 @@ func parseBool(s string) (value, ok bool) {
 	return false, false
 }
 
-func exists(fsys *sftp.Client, name string) bool {
+func exists(fsys sftpFS, name string) bool {
 	_, err := fsys.Lstat(name)
 	return err == nil
 }
 
-func isDir(fsys *sftp.Client, name string) bool {
+func isDir(fsys sftpFS, name string) bool {
 	fi, err := fsys.Stat(name)
 	return err == nil && fi.IsDir()
 }

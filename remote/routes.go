@@ -126,11 +126,17 @@ func (c *Client) useText() {
 // text mode).
 func (c *Client) readScripted(ctx context.Context, fams []route.Family) (route.Table, error) {
 	label := c.ip("route show table main")
-	out, _, err := c.run(ctx, label, c.readScript(fams), nil)
+	out, _, err := c.run(ctx, label, c.readScript(fams), nil, c.scriptLimit(fams), c.tableWhy())
 	if err != nil {
 		return route.Table{}, err
 	}
 	return c.parseTables(out, fams)
+}
+
+// scriptLimit bounds what readScript prints: a table per family and
+// table read, and the markers.
+func (c *Client) scriptLimit(fams []route.Family) int64 {
+	return c.tableLimit() * int64(len(fams)*len(c.tables()))
 }
 
 // parseTables splits a readScript's output into its families' tables.
@@ -227,16 +233,25 @@ func (c *Client) applyScripted(ctx context.Context, batch []byte, force bool, fa
 	defer sess.Close()
 	stdout := bufio.NewReader(sess.ch)
 	var errOut []byte
+	var errOver bool
 	errDone := make(chan struct{})
 	go func() {
-		errOut, _ = io.ReadAll(sess.ch.Stderr())
+		var err error
+		errOut, err = readAtMost(sess.ch.Stderr(), stderrLimit)
+		if errOver = errors.Is(err, errOverLimit); errOver {
+			sess.Close() // stop the flood; stdout ends with it
+		}
 		close(errDone)
 	}()
+	limit := c.scriptLimit(fams)
 	if expect != nil {
 		var before []byte
 		err := c.bounded(ctx, apply, sess.Close, func() error {
 			for {
-				line, err := stdout.ReadBytes('\n')
+				line, err := readLineAtMost(stdout, limit-int64(len(before)))
+				if errors.Is(err, errOverLimit) {
+					return c.tooMuch(c.ip("route show")+": output", limit, c.tableWhy())
+				}
 				if err != nil {
 					return err
 				}
@@ -253,6 +268,9 @@ func (c *Client) applyScripted(ctx context.Context, batch []byte, force bool, fa
 				// The read failed by itself; its stderr says why. (A
 				// silent node never ends stderr: it is awaited only here.)
 				<-errDone
+				if errOver {
+					return route.Table{}, nil, &route.NotSentError{Err: c.tooMuch(c.ip("route show")+": stderr", stderrLimit, "")}
+				}
 				err = &CommandError{Host: c.name, Command: c.ip("route show"), ExitStatus: 1, Stderr: string(errOut), Hint: c.hint(string(errOut))}
 			}
 			return route.Table{}, nil, &route.NotSentError{Err: err}
@@ -270,18 +288,31 @@ func (c *Client) applyScripted(ctx context.Context, batch []byte, force bool, fa
 		}
 	}
 	var out []byte
-	var wait error
+	var wait, over error
 	err = c.bounded(ctx, apply, sess.Close, func() error {
 		go func() {
 			// ip may stop reading at a failing line; its exit says why.
 			_, _ = io.CopyBuffer(sess.ch, smallReads{bytes.NewReader(batch)}, make([]byte, maxWrite))
 			_ = sess.ch.CloseWrite()
 		}()
-		out, _ = io.ReadAll(stdout)
+		// The markers and the tables after the batch.
+		var err error
+		if out, err = readAtMost(stdout, limit+1<<10); errors.Is(err, errOverLimit) {
+			sess.Close()
+			over = c.tooMuch(apply+": output", limit, c.tableWhy())
+		}
 		<-errDone
-		wait = sess.wait()
+		if over == nil && errOver {
+			over = c.tooMuch(apply+": stderr", stderrLimit, "")
+		}
+		if over == nil {
+			wait = sess.wait()
+		}
 		return nil
 	})
+	if over != nil {
+		return route.Table{}, nil, over // the batch went: verify failed
+	}
 	if err != nil {
 		err = &LostError{err} // the session itself failed: nothing is known
 		return route.Table{}, err, err

@@ -29,9 +29,14 @@ type pendingIP struct {
 	shown int
 }
 
-// readStderr returns what ip wrote to stderr; call it once ip is done.
+// readStderr returns what ip wrote to stderr, at most stderrLimit; call
+// it once ip is done. Past the limit the session is closed: ip is stopped.
 func (p *pendingIP) readStderr() string {
-	b, _ := io.ReadAll(p.stderr)
+	b, err := readAtMost(p.stderr, stderrLimit)
+	if errors.Is(err, errOverLimit) {
+		p.sess.Close()
+		return string(b) + "\n[stderr cut at " + sizeString(stderrLimit) + "]"
+	}
 	return string(b)
 }
 
@@ -48,7 +53,8 @@ func (c *Client) readJSON(ctx context.Context, fam route.Family) (route.Table, e
 	if c.stream && c.pending == nil && !c.streamed {
 		return c.startPending(ctx, fam)
 	}
-	out, _, err := c.run(ctx, c.ip("route show table main"), c.ip(batchArgs[fam]), strings.NewReader(c.showLines()))
+	out, _, err := c.run(ctx, c.ip("route show table main"), c.ip(batchArgs[fam]), strings.NewReader(c.showLines()),
+		c.tableLimit()*int64(len(c.tables())), c.tableWhy())
 	if err != nil {
 		return route.Table{}, err
 	}
@@ -93,7 +99,10 @@ func (c *Client) show(ctx context.Context, p *pendingIP, label string) ([]byte, 
 			return err
 		}
 		for range c.tables() {
-			line, err := p.stdout.ReadBytes('\n')
+			line, err := readLineAtMost(p.stdout, c.tableLimit())
+			if errors.Is(err, errOverLimit) {
+				return c.tooMuch(label+": output", c.tableLimit(), c.tableWhy())
+			}
 			if err != nil {
 				return err
 			}
@@ -104,6 +113,11 @@ func (c *Client) show(ctx context.Context, p *pendingIP, label string) ([]byte, 
 	if err == nil {
 		p.shown += len(c.tables())
 		return out, nil
+	}
+	var tooMuch *LimitError
+	if errors.As(err, &tooMuch) {
+		p.sess.Close() // stop reading: ip is ended with its session
+		return nil, err
 	}
 	if !errors.Is(err, io.EOF) {
 		p.sess.Close()
@@ -182,6 +196,11 @@ func (c *Client) applyJSON(ctx context.Context, batch []byte, force bool, fam ro
 	input := io.MultiReader(bytes.NewReader(batch), strings.NewReader(c.showLines()))
 	out, stderr, runErr := c.finishPending(ctx, p, label, input)
 	var ce *CommandError
+	var tooMuch *LimitError
+	if errors.As(runErr, &tooMuch) {
+		// The batch went; what ip printed after it is not believed.
+		return route.Table{}, nil, runErr
+	}
 	if runErr != nil && !errors.As(runErr, &ce) {
 		runErr = &LostError{runErr} // the session itself failed: nothing is known
 		return route.Table{}, runErr, runErr
@@ -208,7 +227,7 @@ func (c *Client) finishPending(ctx context.Context, p *pendingIP, label string, 
 	defer p.sess.Close()
 	var out []byte
 	var stderr string
-	var wait error
+	var wait, over error
 	err := c.bounded(ctx, label, p.sess.Close, func() error {
 		// ip may stop reading at a failing line; the write error that
 		// causes is not the news, its exit status is.
@@ -216,13 +235,22 @@ func (c *Client) finishPending(ctx context.Context, p *pendingIP, label string, 
 			_, _ = io.CopyBuffer(p.sess.ch, smallReads{input}, make([]byte, maxWrite))
 			_ = p.sess.ch.CloseWrite()
 		}()
-		out, _ = io.ReadAll(p.stdout)
+		limit := c.tableLimit() * int64(len(c.tables()))
+		var err error
+		if out, err = readAtMost(p.stdout, limit); errors.Is(err, errOverLimit) {
+			p.sess.Close()
+			over = c.tooMuch(label+": output", limit, c.tableWhy())
+			return nil
+		}
 		stderr = p.readStderr()
 		wait = p.sess.wait()
 		return nil
 	})
 	if err != nil {
 		return nil, "", err
+	}
+	if over != nil {
+		return nil, "", over
 	}
 	return out, stderr, c.exitError(label, wait, stderr)
 }

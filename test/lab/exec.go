@@ -68,6 +68,9 @@ func (l *Lab) PingFrom(ctx context.Context, from *Node, src, dst netip.Addr) err
 type Result struct {
 	Stdout, Stderr string
 	Code           int
+	// MaxRSS is the most memory the run's process held, in bytes
+	// (getrusage's ru_maxrss, through wait4).
+	MaxRSS int64
 }
 
 func (r Result) String() string {
@@ -113,6 +116,11 @@ func (l *Lab) RoutepushWith(ctx context.Context, o RunOptions, bin string, args 
 	}
 	err := cmd.Run()
 	res := Result{Stdout: stdout.String(), Stderr: stderr.String()}
+	if cmd.ProcessState != nil {
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			res.MaxRSS = int64(ru.Maxrss) << 10 // KiB on Linux
+		}
+	}
 	var exit *exec.ExitError
 	switch {
 	case errors.As(err, &exit):

@@ -495,7 +495,9 @@ func writeKey(path string, priv ed25519.PrivateKey, comment string) error {
 // gets its own empty /root, as a fresh machine has: the host's shell
 // start-up files would otherwise run in every SSH session. A node with a
 // run-systemd folder (SetRunSystemd) gets it as /run/systemd: systemd
-// and networkd "run" there as far as files tell.
+// and networkd "run" there as far as files tell. A node with a mounts.sh
+// runs it last (SetMounts): a test's own mounts, such as a read-only or a
+// full /var/lib/routepush.
 const nodeMounts = `set -e
 echo 1 > /proc/sys/net/ipv4/ip_forward
 echo 1 > /proc/sys/net/ipv6/conf/all/forwarding
@@ -510,6 +512,7 @@ if [ -d "$1/run-systemd" ]; then
 	mkdir -p /run/systemd
 	mount --bind "$1/run-systemd" /run/systemd
 fi
+[ ! -f "$1/mounts.sh" ] || . "$1/mounts.sh"
 `
 
 // nodeStart starts the node's sshd with its mounts.
@@ -548,6 +551,17 @@ func (l *Lab) SetRunSystemd(ctx context.Context, n *Node, files map[string]strin
 		}
 	}
 	return l.RestartSSHD(ctx, n)
+}
+
+// SetMounts gives a node more mounts, a shell script run (sourced, as
+// root, with set -e) after its own in every namespace its sshd and
+// NodeExec start, and restarts its sshd with extra options. $1 is the
+// node's folder.
+func (l *Lab) SetMounts(ctx context.Context, n *Node, script string, extra ...string) error {
+	if err := os.WriteFile(filepath.Join(n.Dir, "mounts.sh"), []byte(script), 0o644); err != nil {
+		return err
+	}
+	return l.RestartSSHD(ctx, n, extra...)
 }
 
 // StartSSHD starts (or, after StopSSHD, restarts) a node's sshd and waits

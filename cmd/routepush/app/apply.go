@@ -30,7 +30,7 @@ func runApply(ctx context.Context, streams Streams, o *options, log *slog.Logger
 	if err != nil {
 		return err
 	}
-	dialer, err := newDialer(o, log, o.check)
+	dialer, err := newDialer(o, log, o.check, plannedRoutes(nodes))
 	if err != nil {
 		return err
 	}
@@ -135,9 +135,20 @@ func useColor(w io.Writer) bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
+// plannedRoutes is the most routes a plan of these nodes gives one node:
+// a route per pod CIDR. It sizes what routepush reads from nodes.
+func plannedRoutes(nodes []inventory.Node) int {
+	n := 0
+	for i := range nodes {
+		n += len(nodes[i].PodCIDRs)
+	}
+	return n
+}
+
 // newDialer reaches nodes as the options and ssh_config say. readOnly: no
-// ip is left waiting for a batch after a read.
-func newDialer(o *options, log *slog.Logger, readOnly bool) (*remote.Dialer, error) {
+// ip is left waiting for a batch after a read. planned sizes the read
+// limits (remote.Config.PlannedRoutes).
+func newDialer(o *options, log *slog.Logger, readOnly bool, planned int) (*remote.Dialer, error) {
 	sshConfig, err := remote.LoadSSHConfig(o.sshConfig)
 	if err != nil {
 		return nil, err
@@ -156,6 +167,7 @@ func newDialer(o *options, log *slog.Logger, readOnly bool) (*remote.Dialer, err
 		ConnectTimeout:     o.connectTimeout,
 		CommandTimeout:     o.commandTimeout,
 		ReadOnly:           readOnly,
+		PlannedRoutes:      planned,
 		Table:              o.table,
 		Logger:             log,
 	})

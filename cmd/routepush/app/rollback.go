@@ -59,7 +59,7 @@ func runRollback(ctx context.Context, streams Streams, o *options, runID string,
 	if err != nil {
 		return err
 	}
-	dialer, err := newDialer(o, log, true) // restoring sends its own batches
+	dialer, err := newDialer(o, log, true, plannedRoutes(nodes)) // restoring sends its own batches
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,102 @@
+package remote
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pkg/sftp"
+)
+
+// sftpPair is an SFTP client on a real pkg/sftp server over a pipe, its
+// session counted by a meter as Client.files counts a node's.
+func sftpPair(t *testing.T) sftpFS {
+	t.Helper()
+	a, b := net.Pipe()
+	srv, err := sftp.NewServer(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve() }()
+	m := &meter{r: a}
+	cl, err := sftp.NewClientPipe(m, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close(); cl.Close(); srv.Close() })
+	return sftpFS{cl, m}
+}
+
+func TestStateDirRefusesLinksAndOpenDirs(t *testing.T) {
+	fsys := sftpPair(t)
+	c := &Client{name: "node-1"}
+	dir := t.TempDir()
+	ok, link, open, missing := filepath.Join(dir, "ok"), filepath.Join(dir, "link"), filepath.Join(dir, "open"), filepath.Join(dir, "missing")
+	if err := os.Mkdir(ok, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(ok, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(open, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.stateDir(fsys, ok, false); err != nil {
+		t.Errorf("a 0755 directory: %v", err)
+	}
+	if err := c.stateDir(fsys, link, true); err == nil || !strings.Contains(err.Error(), "node-1: refusing "+link+": it is a symbolic link") {
+		t.Errorf("a symlink: %v", err)
+	}
+	if err := c.stateDir(fsys, open, true); err == nil || !strings.Contains(err.Error(), "writable by group or others (mode 0777)") {
+		t.Errorf("a 0777 directory: %v", err)
+	}
+	if err := c.stateDir(fsys, missing, false); err != nil {
+		t.Errorf("missing, not created: %v", err)
+	}
+	if err := c.stateDir(fsys, missing, true); err != nil {
+		t.Errorf("missing, created: %v", err)
+	}
+	if st, err := os.Lstat(missing); err != nil || !st.IsDir() || st.Mode().Perm() != 0o755 {
+		t.Errorf("created: %v %v", st, err)
+	}
+}
+
+func TestReadFileAndListingBounded(t *testing.T) {
+	fsys := sftpPair(t)
+	c := &Client{name: "node-2"}
+	dir := t.TempDir()
+	small := filepath.Join(dir, "small")
+	if err := os.WriteFile(small, []byte("0123456789"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fsys.m.budget(c.opBudget())
+	if b, err := c.readFile(fsys, small, 10, "x"); err != nil || string(b) != "0123456789" {
+		t.Errorf("at the limit: %q, %v", b, err)
+	}
+	var tooMuch *LimitError
+	if _, err := c.readFile(fsys, small, 9, "a lock"); !errors.As(err, &tooMuch) || !strings.Contains(err.Error(), "node-2: "+small+": exceeds 9 bytes (the limit for a lock)") {
+		t.Errorf("over the limit: %v", err)
+	}
+	// A listing over listLimit trips the meter: an error, not a heap.
+	many := filepath.Join(dir, "many")
+	if err := os.Mkdir(many, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 12000 {
+		f, err := os.Create(filepath.Join(many, fmt.Sprintf("%020d.json", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
+	if _, err := c.readDir(fsys, many); !errors.As(err, &tooMuch) || !strings.Contains(err.Error(), "list "+many+": exceeds 1 MiB") {
+		t.Errorf("a listing of 12,000 entries: %v", err)
+	}
+}
