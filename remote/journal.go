@@ -505,15 +505,18 @@ func tempName(name string) string {
 func (c *Client) stateDir(fsys sftpFS, dir string, create bool) error {
 	fi, err := fsys.Lstat(dir)
 	if errors.Is(err, fs.ErrNotExist) && create {
-		if err = fsys.Mkdir(dir); err != nil && !errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("%s: mkdir %s: %w%s", c.name, dir, err, failureHint(err))
-		}
-		if err == nil {
+		if mkErr := fsys.Mkdir(dir); mkErr != nil {
+			// Another run may have made it between the two calls (sftp-server
+			// says only "Failure" then): what is there now decides.
+			if fi, err = fsys.Lstat(dir); err != nil {
+				return fmt.Errorf("%s: mkdir %s: %w%s", c.name, dir, mkErr, failureHint(mkErr))
+			}
+		} else {
 			if err := fsys.Chmod(dir, 0o755); err != nil {
 				return fmt.Errorf("%s: chmod %s: %w", c.name, dir, err)
 			}
+			fi, err = fsys.Lstat(dir)
 		}
-		fi, err = fsys.Lstat(dir)
 	}
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && !create:
