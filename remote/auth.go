@@ -195,6 +195,11 @@ func TerminalPassphrase(prompt string) ([]byte, error) {
 		return nil, fmt.Errorf("no terminal to ask for its passphrase on (%v)", err)
 	}
 	defer tty.Close()
+	return passphraseOn(tty, prompt)
+}
+
+// passphraseOn asks for a passphrase on a terminal.
+func passphraseOn(tty *os.File, prompt string) ([]byte, error) {
 	// Echo goes off before the prompt appears, as OpenSSH's
 	// readpassphrase does: a passphrase typed the moment the prompt shows
 	// would otherwise be echoed before ReadPassword turns echo off.
@@ -202,9 +207,19 @@ func TerminalPassphrase(prompt string) ([]byte, error) {
 	if saved, err := unix.IoctlGetTermios(fd, unix.TCGETS); err == nil {
 		quiet := *saved
 		quiet.Lflag &^= unix.ECHO
+		openPrompt.Lock()
 		if unix.IoctlSetTermios(fd, unix.TCSETS, &quiet) == nil {
-			defer func() { _ = unix.IoctlSetTermios(fd, unix.TCSETS, saved) }()
+			openPrompt.fd, openPrompt.saved = fd, saved
+			// Restored on return even if RestoreTerminal did it
+			// meanwhile: ReadPassword puts back the echo-off it found.
+			defer func() {
+				openPrompt.Lock()
+				defer openPrompt.Unlock()
+				_ = unix.IoctlSetTermios(fd, unix.TCSETS, saved)
+				openPrompt.saved = nil
+			}()
 		}
+		openPrompt.Unlock()
 	}
 	if _, err := io.WriteString(tty, prompt); err != nil {
 		return nil, err
@@ -215,4 +230,27 @@ func TerminalPassphrase(prompt string) ([]byte, error) {
 		return nil, fmt.Errorf("reading the passphrase: %w", err)
 	}
 	return pass, nil
+}
+
+// openPrompt is the terminal a passphrase prompt has open, with its
+// settings from before the prompt turned echo off; saved is nil when no
+// prompt is open.
+var openPrompt struct {
+	sync.Mutex
+	fd    int
+	saved *unix.Termios
+}
+
+// RestoreTerminal puts back the terminal settings an open passphrase
+// prompt changed (echo), and does nothing when no prompt is open. The
+// prompt calls it on return; whatever exits the process while a prompt
+// may be open (a second interrupt) calls it before os.Exit, which runs no
+// deferred functions.
+func RestoreTerminal() {
+	openPrompt.Lock()
+	defer openPrompt.Unlock()
+	if openPrompt.saved != nil {
+		_ = unix.IoctlSetTermios(openPrompt.fd, unix.TCSETS, openPrompt.saved)
+		openPrompt.saved = nil
+	}
 }

@@ -143,6 +143,9 @@ func (d *Dialer) handshake(ctx context.Context, via *ssh.Client, e *endpoint, la
 		}
 		return nil, nil, nil, fmt.Errorf("%s: ssh %s: %w", label, e, err)
 	}
+	// From here on a silent peer is detected by keepalives: the one
+	// goroutine per connection besides the transport's and serve.
+	go keepalive(c, e.aliveInterval, e.aliveCount)
 	return c, chans, reqs, nil
 }
 

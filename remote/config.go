@@ -52,6 +52,12 @@ type Config struct {
 	// tables and run records, is bounded in proportion (see the README's
 	// Limits). 0 leaves only the floors.
 	PlannedRoutes int
+	// ServerAliveInterval and ServerAliveCountMax are the keepalives on
+	// every connection (nodes and jump hosts): 0 means ssh_config's, else
+	// 15s and 3. A peer that does not answer for interval × count after a
+	// keepalive is cut off.
+	ServerAliveInterval time.Duration
+	ServerAliveCountMax int
 	// ReadOnly says the run only reads (--check): no ip is left waiting for
 	// a batch after the snapshot.
 	ReadOnly bool
@@ -193,6 +199,9 @@ type endpoint struct {
 	keyName string
 	timeout time.Duration
 	jump    []Hop
+	// aliveInterval and aliveCount: keepalives (see keepalive).
+	aliveInterval time.Duration
+	aliveCount    int
 }
 
 type identityRef struct {
@@ -284,6 +293,7 @@ func (d *Dialer) endpoint(ctx context.Context, t Target, isHop bool) (*endpoint,
 	if e.timeout <= 0 {
 		e.timeout = 10 * time.Second
 	}
+	e.aliveInterval, e.aliveCount = d.aliveSettings(hc)
 	if isHop {
 		return e, nil
 	}

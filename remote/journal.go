@@ -161,12 +161,14 @@ func (c *Client) withFiles(ctx context.Context, what string, fn func(sftpFS) err
 func (c *Client) opBudget() int64 { return c.recordLimit() + sftpSlack }
 
 // closeFiles ends the SFTP session. The channel goes first: pkg/sftp's
-// Close waits for its reader, which only the channel's end stops.
+// Close waits for its reader, which only the channel's end stops; and a
+// silent node has the connection closed under it after the command
+// timeout (if keepalives have not closed it first).
 func (c *Client) closeFiles() {
-	if c.sftp != nil {
-		_ = c.sftpCh.Close()
-		c.sftp.Close()
+	if s, ch := c.sftp, c.sftpCh; s != nil {
 		c.sftp, c.sftpCh, c.meter = nil, nil, nil
+		_ = ch.Close()
+		_ = c.bounded(context.Background(), "close sftp", c.conn.Close, s.Close)
 	}
 }
 

@@ -32,6 +32,9 @@ type HostConfig struct {
 	StrictHostKeyChecking string // yes, ask, accept-new, no, off
 	ConnectTimeout        time.Duration
 	HashKnownHosts        bool
+	// ServerAliveInterval and ServerAliveCountMax: keepalives (0: unset).
+	ServerAliveInterval time.Duration
+	ServerAliveCountMax int
 }
 
 // SSHConfig answers HostConfig questions from the files OpenSSH's ssh would
@@ -151,7 +154,7 @@ func (c *SSHConfig) fromParsed(alias string) (HostConfig, error) {
 	}
 	kv := map[string][]string{}
 	for _, key := range []string{"hostname", "user", "port", "proxyjump", "proxycommand", "userknownhostsfile",
-		"stricthostkeychecking", "connecttimeout", "hashknownhosts"} {
+		"stricthostkeychecking", "connecttimeout", "hashknownhosts", "serveraliveinterval", "serveralivecountmax"} {
 		if v := get(key); v != "" {
 			kv[key] = []string{v}
 		}
@@ -305,6 +308,20 @@ func (c *SSHConfig) hostConfig(alias string, kv map[string][]string, expand bool
 		hc.ConnectTimeout = time.Duration(n) * time.Second
 	}
 	hc.HashKnownHosts = strings.EqualFold(first("hashknownhosts"), "yes")
+	if t := first("serveraliveinterval"); t != "" {
+		n, err := strconv.Atoi(t)
+		if err != nil || n < 0 {
+			return hc, fmt.Errorf("ssh config for %s: ServerAliveInterval %q is not a number of seconds", alias, t)
+		}
+		hc.ServerAliveInterval = time.Duration(n) * time.Second
+	}
+	if t := first("serveralivecountmax"); t != "" {
+		n, err := strconv.Atoi(t)
+		if err != nil || n < 0 {
+			return hc, fmt.Errorf("ssh config for %s: ServerAliveCountMax %q is not a number", alias, t)
+		}
+		hc.ServerAliveCountMax = n
+	}
 	return hc, nil
 }
 

@@ -32,6 +32,8 @@ Host worker-* !worker-9
   UserKnownHostsFile ` + dir + `/known_%h
   StrictHostKeyChecking accept-new
   ConnectTimeout 3
+  ServerAliveInterval 7
+  ServerAliveCountMax 5
 Host *
   HashKnownHosts yes
 ` + extra
@@ -62,6 +64,8 @@ func TestSSHConfigHost(t *testing.T) {
 			StrictHostKeyChecking: "accept-new",
 			ConnectTimeout:        3 * time.Second,
 			HashKnownHosts:        true,
+			ServerAliveInterval:   7 * time.Second,
+			ServerAliveCountMax:   5,
 		}
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("worker-1:\n got %+v\nwant %+v", got, want)
@@ -87,8 +91,8 @@ func TestSSHConfigHost(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !strings.Contains(c.Fallback, "line 17") || !strings.Contains(c.Fallback, "final") {
-			t.Errorf("Fallback = %q, want the file, line 17 and the criterion", c.Fallback)
+		if !strings.Contains(c.Fallback, "line 19") || !strings.Contains(c.Fallback, "final") {
+			t.Errorf("Fallback = %q, want the file, line 19 and the criterion", c.Fallback)
 		}
 		check(t, c)
 	})

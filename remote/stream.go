@@ -125,9 +125,18 @@ func (c *Client) show(ctx context.Context, p *pendingIP, label string) ([]byte, 
 	}
 	// ip ended before printing the tables: its exit status and stderr say
 	// why (an iproute2 without -json, sudo wanting a password).
-	_ = p.sess.ch.CloseWrite()
-	stderr := p.readStderr()
-	err = c.exitError(label, p.sess.wait(), stderr)
+	var stderr string
+	var wait error
+	err = c.bounded(ctx, label, p.sess.Close, func() error {
+		_ = p.sess.ch.CloseWrite()
+		stderr = p.readStderr()
+		wait = p.sess.wait()
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = c.exitError(label, wait, stderr)
 	p.sess.Close()
 	if err == nil {
 		err = fmt.Errorf("%s: %s: output cut short", c.name, label)

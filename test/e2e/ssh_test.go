@@ -18,6 +18,7 @@ import (
 	"github.com/creack/pty"
 	"golang.org/x/crypto/ssh"
 	xknownhosts "golang.org/x/crypto/ssh/knownhosts"
+	"golang.org/x/sys/unix"
 
 	"github.com/routepush/routepush/test/lab"
 )
@@ -565,4 +566,71 @@ func TestShellMetacharactersRejected(t *testing.T) {
 		t.Errorf("%s exists: a shell ran inventory text", marker)
 	}
 	assertNoSSH(t, l)
+}
+
+// Issue 15, item 7: Ctrl-C twice while the passphrase prompt is open
+// exits (130) with the terminal's echo back on: the second interrupt's
+// os.Exit runs no deferred function, so the handler restores it first.
+func TestPassphrasePromptSecondInterruptRestoresEcho(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, 2)
+	dir := mkdir(t, filepath.Join(l.Dir, "keys"))
+	encKey, encPub := newKey(t, dir, "enc_key", "correct horse")
+	writeFile(t, filepath.Join(l.Dir, "authorized_keys"), string(ssh.MarshalAuthorizedKey(encPub)))
+	before := snapshot(t, l)
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx.Close()
+	defer tty.Close()
+	echo := func() bool {
+		tio, err := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tio.Lflag&unix.ECHO != 0
+	}
+	if !echo() {
+		t.Fatal("a new pty has echo off")
+	}
+	seen := make(chan string, 1)
+	go func() {
+		var b strings.Builder
+		buf := make([]byte, 1024)
+		interrupted := false
+		for {
+			n, err := ptmx.Read(buf)
+			b.Write(buf[:n])
+			if !interrupted && strings.Contains(b.String(), "Enter passphrase for key '"+encKey+"': ") {
+				interrupted = true
+				if echo() {
+					t.Errorf("echo on while the prompt is open")
+				}
+				// Two Ctrl-Cs, far enough apart to be two signals.
+				_, _ = ptmx.Write([]byte{3})
+				time.Sleep(300 * time.Millisecond)
+				_, _ = ptmx.Write([]byte{3})
+			}
+			if err != nil {
+				break
+			}
+		}
+		seen <- b.String()
+	}()
+	res, err := l.RoutepushWith(testContext(t), lab.RunOptions{Cmd: func(c *exec.Cmd) {
+		c.Stdin = tty
+		c.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	}}, routepush, "--inventory", l.InventoryPath(), "--identity", encKey)
+	if err != nil || res.Code != 130 || !strings.Contains(res.Stderr, "interrupted again") {
+		t.Errorf("two Ctrl-Cs at the prompt: %v %s", err, res)
+	}
+	if !echo() {
+		t.Error("the terminal's echo is still off after routepush exited")
+	}
+	tty.Close() // the reader then gets EIO: closing ptmx would not end its Read
+	if terminal := <-seen; !strings.Contains(terminal, "Enter passphrase") {
+		t.Errorf("never prompted: %q", terminal)
+	}
+	assertUnchanged(t, l, before)
 }

@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/routepush/routepush/internal/safetext"
+	"github.com/routepush/routepush/remote"
 )
 
 // Exit codes, documented in README.md.
@@ -73,6 +74,9 @@ func Main() {
 		sig := <-sigs
 		cancel(fmt.Errorf("%v received", sig))
 		<-sigs
+		// os.Exit runs no deferred functions: a passphrase prompt still
+		// open would leave the terminal without echo.
+		remote.RestoreTerminal()
 		fmt.Fprintf(os.Stderr, "ERROR: interrupted again: rollback abandoned%s\n", finishLater(os.Args[1:]))
 		os.Exit(ExitInterrupted)
 	}()

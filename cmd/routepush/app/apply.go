@@ -157,19 +157,21 @@ func newDialer(o *options, log *slog.Logger, readOnly bool, planned int) (*remot
 		log.Info("ssh config not parsable here; asking OpenSSH (ssh -G) for each host", "reason", sshConfig.Fallback)
 	}
 	return remote.NewDialer(remote.Config{
-		KnownHostsFile:     o.knownHosts,
-		AcceptNewHostKeys:  o.acceptNewHostKeys,
-		TrustNodeAddresses: o.trustNodeAddrs,
-		IdentityFiles:      o.identities,
-		SSHConfig:          sshConfig,
-		Jump:               o.jump,
-		User:               o.user,
-		ConnectTimeout:     o.connectTimeout,
-		CommandTimeout:     o.commandTimeout,
-		ReadOnly:           readOnly,
-		PlannedRoutes:      planned,
-		Table:              o.table,
-		Logger:             log,
+		KnownHostsFile:      o.knownHosts,
+		AcceptNewHostKeys:   o.acceptNewHostKeys,
+		TrustNodeAddresses:  o.trustNodeAddrs,
+		IdentityFiles:       o.identities,
+		SSHConfig:           sshConfig,
+		Jump:                o.jump,
+		User:                o.user,
+		ConnectTimeout:      o.connectTimeout,
+		CommandTimeout:      o.commandTimeout,
+		ServerAliveInterval: o.aliveInterval,
+		ServerAliveCountMax: o.aliveCountMax,
+		ReadOnly:            readOnly,
+		PlannedRoutes:       planned,
+		Table:               o.table,
+		Logger:              log,
 	})
 }
 

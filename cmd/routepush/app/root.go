@@ -30,6 +30,8 @@ type options struct {
 	concurrency       int
 	connectTimeout    time.Duration
 	commandTimeout    time.Duration
+	aliveInterval     time.Duration
+	aliveCountMax     int
 	knownHosts        string
 	identities        []string
 	sshConfig         string
@@ -121,6 +123,8 @@ Exit codes: 0 done or in sync, 1 error (changed nodes rolled back),
 	f.Int("concurrency", 50, "nodes worked on at once")
 	f.Duration("connect-timeout", 0, "TCP connect plus SSH handshake, per node (default: ssh_config's ConnectTimeout, else 10s)")
 	f.Duration("command-timeout", 60*time.Second, "each remote command")
+	f.Duration("server-alive-interval", 0, "SSH keepalive interval, per connection (default: ssh_config's ServerAliveInterval, else 15s)")
+	f.Int("server-alive-count-max", 0, "unanswered keepalives before a connection is cut (default: ssh_config's ServerAliveCountMax, else 3)")
 	f.String("ssh-config", "", "OpenSSH client config, like ssh -F (default: ~/.ssh/config, then /etc/ssh/ssh_config)")
 	f.StringP("jump", "J", "", "jump host(s) for every node, like ssh -J: [user@]host[:port][,...] (\"none\": connect directly)")
 	f.String("known-hosts", "", "host keys every node must match (default: ssh_config's UserKnownHostsFile, else ~/.ssh/known_hosts)")
@@ -157,7 +161,7 @@ Exit codes: 0 done or in sync, 1 error (changed nodes rolled back),
 // flags, under the same names.
 var configKeys = []string{"inventory", "kubeconfig", "context", "selector", "chunk-size", "request-timeout",
 	"allow-unknown-nodes", "mark-network-available", "check", "concurrency", "connect-timeout",
-	"command-timeout", "ssh-config", "jump", "known-hosts", "accept-new-host-keys", "trust-node-addresses", "identity", "user", "become",
+	"command-timeout", "server-alive-interval", "server-alive-count-max", "ssh-config", "jump", "known-hosts", "accept-new-host-keys", "trust-node-addresses", "identity", "user", "become",
 	"rollback", "limit", "log-level", "log-format", "output", "canary", "wait-lock", "max-unreachable", "keep-runs", "protocol", "table", "metric", "prune", "adopt", "persist", "min-prefix-v4", "min-prefix-v6"}
 
 func loadOptions(cmd *cobra.Command, v *viper.Viper) (*options, error) {
@@ -189,6 +193,8 @@ func loadOptions(cmd *cobra.Command, v *viper.Viper) (*options, error) {
 		concurrency:       v.GetInt("concurrency"),
 		connectTimeout:    v.GetDuration("connect-timeout"),
 		commandTimeout:    v.GetDuration("command-timeout"),
+		aliveInterval:     v.GetDuration("server-alive-interval"),
+		aliveCountMax:     v.GetInt("server-alive-count-max"),
 		knownHosts:        v.GetString("known-hosts"),
 		identities:        v.GetStringSlice("identity"),
 		sshConfig:         v.GetString("ssh-config"),

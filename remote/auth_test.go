@@ -1,0 +1,95 @@
+package remote
+
+import (
+	"bufio"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
+)
+
+func echoOn(t *testing.T, f *os.File) bool {
+	t.Helper()
+	tio, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tio.Lflag&unix.ECHO != 0
+}
+
+// startPrompt opens a pty and a passphrase prompt on it, and waits until
+// the prompt shows.
+func startPrompt(t *testing.T) (ptmx, tty *os.File, done chan string) {
+	t.Helper()
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Skipf("no pty: %v", err)
+	}
+	t.Cleanup(func() { ptmx.Close(); tty.Close() })
+	if !echoOn(t, tty) {
+		t.Fatal("a new pty has echo off")
+	}
+	done = make(chan string, 1)
+	go func() {
+		b, err := passphraseOn(tty, "Enter passphrase: ")
+		if err != nil {
+			done <- "error: " + err.Error()
+			return
+		}
+		done <- string(b)
+	}()
+	r := bufio.NewReader(ptmx)
+	var seen strings.Builder
+	for !strings.Contains(seen.String(), "passphrase: ") {
+		b, err := r.ReadByte()
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen.WriteByte(b)
+	}
+	return ptmx, tty, done
+}
+
+func TestPassphrasePromptRestoresEcho(t *testing.T) {
+	ptmx, tty, done := startPrompt(t)
+	if echoOn(t, tty) {
+		t.Error("echo on while the prompt is open")
+	}
+	if _, err := ptmx.WriteString("secret\n"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-done:
+		if got != "secret" {
+			t.Errorf("read %q, want secret", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the prompt never returned")
+	}
+	if !echoOn(t, tty) {
+		t.Error("echo still off after the prompt returned")
+	}
+}
+
+// A second interrupt exits while the prompt is open: os.Exit runs no
+// deferred function, so the handler calls RestoreTerminal first.
+func TestRestoreTerminalWhilePromptOpen(t *testing.T) {
+	ptmx, tty, done := startPrompt(t)
+	RestoreTerminal()
+	if !echoOn(t, tty) {
+		t.Error("echo still off after RestoreTerminal with the prompt open")
+	}
+	RestoreTerminal() // nothing open any more: a no-op
+	_, _ = ptmx.WriteString("x\n")
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the prompt never returned")
+	}
+	if !echoOn(t, tty) {
+		t.Error("echo off after the prompt returned")
+	}
+}

@@ -1,0 +1,266 @@
+package e2e
+
+// Issue 15, item 1: a node that goes silent (its traffic dropped, no RST)
+// at each phase of a run is failed within the bound the README states, the
+// run ends, names it and exits 1, and every other node ends byte-identical
+// (rolled back, or never changed), as its outcome says.
+//
+// The silence is the node's veth taken down in the lab's bridge namespace:
+// packets to and from it are dropped without a word. Each phase is reached
+// with a hold (safety_test.go): the node holds a line, the test cuts the
+// node, then drops the line once the run has ended.
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/routepush/routepush/test/lab"
+)
+
+// Keepalives every second, three unanswered: a silent node is cut off
+// within aliveBound of its last answer (interval × (count+1), README).
+// The command timeout is longer, so that keepalives are what find it.
+var silentArgs = []string{"--server-alive-interval", "1s", "--server-alive-count-max", "3",
+	"--command-timeout", "20s", "--connect-timeout", "2s"}
+
+const (
+	aliveBound = 4 * time.Second
+	// reconnectBound: a connection lost mid-batch (apply, verify) is
+	// tried again three times, 1, 2 and 4 s apart, each try bounded by
+	// the connect timeout (2 s here), before the node is reported unknown.
+	reconnectBound = 7*time.Second + 3*2*time.Second
+	// slack covers what follows the cut: rolling the other nodes back,
+	// releasing locks, the report, process start and exit on a busy
+	// 2-core machine.
+	slack = 4 * time.Second
+)
+
+// silence drops every packet to and from node n, silently: its veth peer
+// in the bridge namespace goes down. The link comes back up when the test
+// ends if heal was not called.
+func silence(t *testing.T, l *lab.Lab, n *lab.Node) (heal func()) {
+	t.Helper()
+	peer := "v" + strings.TrimPrefix(n.Name, "node-")
+	set := func(state string) error {
+		return exec.Command("ip", "-n", l.Bridge, "link", "set", peer, state).Run()
+	}
+	if err := set("down"); err != nil {
+		t.Fatalf("silencing %s: %v", n.Name, err)
+	}
+	healed := false
+	heal = func() {
+		if !healed {
+			healed = true
+			if err := set("up"); err != nil {
+				t.Errorf("healing %s: %v", n.Name, err)
+			}
+		}
+	}
+	t.Cleanup(heal)
+	return heal
+}
+
+// holdSFTP makes node n hold its first SFTP session before sftp-server
+// starts: the lock, routepush's first file operation on a node.
+func holdSFTP(t *testing.T, l *lab.Lab, n *lab.Node) *hold {
+	t.Helper()
+	h := &hold{node: n, dir: filepath.Join(n.Dir, "hold-sftp")}
+	if err := os.MkdirAll(h.dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script := `#!/bin/sh
+dir='` + h.dir + `'
+case "$SSH_ORIGINAL_COMMAND" in */sftp-server|internal-sftp|sftp)
+	if mkdir "$dir/claimed" 2>/dev/null; then
+		printf '%s HELD sftp\n' "$$" >> "$dir/lines"
+		mkdir "$dir/paused"
+		until [ -s "$dir/go" ]; do sleep 0.01; done
+		echo released > "$dir/released.tmp" && mv "$dir/released.tmp" "$dir/released"
+		[ "$(cat "$dir/go")" = drop ] && exit 1
+	fi
+	exec /usr/lib/openssh/sftp-server ;;
+esac
+exec sh -c "$SSH_ORIGINAL_COMMAND"
+`
+	withForceCommand(t, l, n, "hold-sftp.sh", script)
+	t.Cleanup(func() { _ = os.WriteFile(filepath.Join(h.dir, "go"), []byte("drop"), 0o644) })
+	return h
+}
+
+// silentEnd waits for the run to end after node cut was silenced at cut,
+// checks the bound, the exit code and that the node is named, heals the
+// node and drops the hold; it returns the result.
+func silentEnd(t *testing.T, done <-chan lab.Result, cut *lab.Node, at time.Time, bound time.Duration, heal func(), h *hold) lab.Result {
+	t.Helper()
+	res, ended := awaitExit(done, bound+slack+30*time.Second)
+	took := time.Since(at)
+	if !ended {
+		heal()
+		if h != nil {
+			h.drop(t)
+		}
+		t.Fatalf("the run has not ended %v after %s went silent", took.Round(time.Millisecond), cut.Name)
+	}
+	heal()
+	if h != nil {
+		h.drop(t)
+	}
+	t.Logf("%s silent: run ended %v later (bound %v + slack %v): %s", cut.Name, took.Round(time.Millisecond), bound, slack, res)
+	if took > bound+slack {
+		t.Errorf("the run ended %v after %s went silent, want within %v (+%v)", took.Round(time.Millisecond), cut.Name, bound, slack)
+	}
+	if res.Code != 1 {
+		t.Errorf("exit %d, want 1", res.Code)
+	}
+	if !strings.Contains(res.Stderr, cut.Name) {
+		t.Errorf("stderr does not name %s:\n%s", cut.Name, res.Stderr)
+	}
+	if row(cut.Name, "changed").MatchString(res.Stdout) || row(cut.Name, "in sync").MatchString(res.Stdout) {
+		t.Errorf("%s reported done:\n%s", cut.Name, res.Stdout)
+	}
+	return res
+}
+
+// othersUnchanged checks that every node but cut is byte-identical to
+// before and not reported changed.
+func othersUnchanged(t *testing.T, l *lab.Lab, res lab.Result, before map[string]string, cut *lab.Node) {
+	t.Helper()
+	after := snapshot(t, l)
+	for _, n := range l.Nodes {
+		if n == cut {
+			continue
+		}
+		tally(t, strings.Count(before[n.Name], "\n"), before[n.Name] != after[n.Name])
+		if before[n.Name] != after[n.Name] {
+			t.Errorf("%s is not byte-identical:\n--- before\n%s--- after\n%s", n.Name, before[n.Name], after[n.Name])
+		}
+		if row(n.Name, "changed").MatchString(res.Stdout) {
+			t.Errorf("%s reported changed, but its table is as before:\n%s", n.Name, res.Stdout)
+		}
+	}
+}
+
+func TestSilentAtConnect(t *testing.T) {
+	t.Parallel()
+	faultCase(t, "15-silent-connect (node silent before the run: failed within the connect timeout)")
+	l := newLab(t, 3)
+	cut := l.Nodes[2]
+	before := snapshot(t, l)
+	heal := silence(t, l, cut)
+	at := time.Now()
+	done := startRun(t, l, silentArgs...)
+	res := silentEnd(t, done, cut, at, 2*time.Second, heal, nil)
+	othersUnchanged(t, l, res, before, cut)
+	assertUnchanged(t, l, before)
+}
+
+func TestSilentAtLock(t *testing.T) {
+	t.Parallel()
+	faultCase(t, "15-silent-lock (silent while taking its lock)")
+	l := newLab(t, 3)
+	cut := l.Nodes[2]
+	h := holdSFTP(t, l, cut)
+	before := snapshot(t, l)
+	done := startRun(t, l, silentArgs...)
+	if res, ok := h.waitPaused(t, done); !ok {
+		t.Fatalf("node-2's lock was never held:\n%s", res)
+	}
+	heal := silence(t, l, cut)
+	res := silentEnd(t, done, cut, time.Now(), aliveBound, heal, h)
+	othersUnchanged(t, l, res, before, cut)
+	assertUnchanged(t, l, before)
+}
+
+func TestSilentAtRead(t *testing.T) {
+	t.Parallel()
+	faultCase(t, "15-silent-read (silent at its snapshot read)")
+	l := newLab(t, 3)
+	cut := l.Nodes[2]
+	h := holdNode(t, l, cut, "read", atShow, 1, "")
+	before := snapshot(t, l)
+	done := startRun(t, l, silentArgs...)
+	if res, ok := h.waitPaused(t, done); !ok {
+		t.Fatalf("node-2's read was never held:\n%s", res)
+	}
+	heal := silence(t, l, cut)
+	res := silentEnd(t, done, cut, time.Now(), aliveBound, heal, h)
+	othersUnchanged(t, l, res, before, cut)
+	assertUnchanged(t, l, before)
+}
+
+// Mid-batch: the node holds its batch's first route line, so nothing of
+// it reached ip; the others verified and are rolled back.
+func TestSilentAtApply(t *testing.T) {
+	t.Parallel()
+	faultCase(t, "15-silent-apply (silent mid-batch; the others rolled back)")
+	l := newLab(t, 4)
+	cut := l.Nodes[2]
+	h := holdNode(t, l, cut, "batch", atBatchLine, 1, "")
+	before := snapshot(t, l)
+	done := startRun(t, l, silentArgs...)
+	if res, ok := h.waitPaused(t, done); !ok {
+		t.Fatalf("node-2's batch was never held:\n%s", res)
+	}
+	waitForStates(t, l, map[string]int{"verified": 3})
+	heal := silence(t, l, cut)
+	res := silentEnd(t, done, cut, time.Now(), aliveBound+reconnectBound, heal, h)
+	othersUnchanged(t, l, res, before, cut)
+	// The held line never reached ip: node-2 is as before too.
+	assertUnchanged(t, l, before)
+}
+
+// At verify the batch is in: the node's table is changed and cannot be
+// rolled back over a dead connection; it is reported, and the others are
+// rolled back.
+func TestSilentAtVerify(t *testing.T) {
+	t.Parallel()
+	faultCase(t, "15-silent-verify (silent at its verify; the others rolled back)")
+	l := newLab(t, 4)
+	cut := l.Nodes[2]
+	// The ip that read the table also re-checks it (2nd show line) and
+	// verifies (3rd), in the same session.
+	h := holdNode(t, l, cut, "verify", atShow, 3, "")
+	before := snapshot(t, l)
+	done := startRun(t, l, silentArgs...)
+	if res, ok := h.waitPaused(t, done); !ok {
+		t.Fatalf("node-2's verify was never held:\n%s", res)
+	}
+	heal := silence(t, l, cut)
+	res := silentEnd(t, done, cut, time.Now(), aliveBound+reconnectBound, heal, h)
+	othersUnchanged(t, l, res, before, cut)
+	if !row(cut.Name, "unknown").MatchString(res.Stdout) && !row(cut.Name, "failed").MatchString(res.Stdout) &&
+		!row(cut.Name, "rollback failed").MatchString(res.Stdout) {
+		t.Errorf("node-2's outcome is neither unknown, failed nor rollback failed:\n%s", res.Stdout)
+	}
+}
+
+// During the rollback: node-3's kernel refuses a route once the others
+// verified, and node-1 goes silent at its rollback's first route del.
+func TestSilentAtRollback(t *testing.T) {
+	t.Parallel()
+	faultCase(t, "15-silent-rollback (silent during its rollback; the others rolled back)")
+	l := newLab(t, 4)
+	cut := l.Nodes[1]
+	fail := holdNode(t, l, l.Nodes[3], "batch", atBatchLine, 1, l.Nodes[0].Addr.String())
+	undo := holdNode(t, l, cut, "undo", atDel, 1, "")
+	before := snapshot(t, l)
+	done := startRun(t, l, silentArgs...)
+	if res, ok := fail.waitPaused(t, done); !ok {
+		t.Fatalf("node-3's batch was never held:\n%s", res)
+	}
+	waitForStates(t, l, map[string]int{"verified": 3})
+	fail.release(t)
+	if res, ok := undo.waitPaused(t, done); !ok {
+		t.Fatalf("node-1's rollback never sent a route del line:\n%s\nlines:\n%s", res, undo.lines())
+	}
+	heal := silence(t, l, cut)
+	res := silentEnd(t, done, cut, time.Now(), aliveBound, heal, undo)
+	othersUnchanged(t, l, res, before, cut)
+	if !row(cut.Name, "rollback failed").MatchString(res.Stdout) && !row(cut.Name, "unknown").MatchString(res.Stdout) {
+		t.Errorf("node-1's outcome is not rollback failed:\n%s", res.Stdout)
+	}
+}
