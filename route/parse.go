@@ -274,12 +274,12 @@ func (j *jsonRoute) route(fam Family) (Route, error) {
 	}
 	r.Type = typeName(j.Type)
 	if j.Gateway != "" {
-		if r.Gateway, err = netip.ParseAddr(j.Gateway); err != nil {
+		if r.Gateway, err = parseAddr(j.Gateway); err != nil {
 			return r, fmt.Errorf("gateway: %w", err)
 		}
 	}
 	if j.PrefSrc != "" {
-		if r.PrefSrc, err = netip.ParseAddr(j.PrefSrc); err != nil {
+		if r.PrefSrc, err = parseAddr(j.PrefSrc); err != nil {
 			return r, fmt.Errorf("prefsrc: %w", err)
 		}
 	}
@@ -311,7 +311,7 @@ func (j *jsonRoute) route(fam Family) (Route, error) {
 			n.Flags = nh.Flags
 		}
 		if nh.Gateway != "" {
-			if n.Gateway, err = netip.ParseAddr(nh.Gateway); err != nil {
+			if n.Gateway, err = parseAddr(nh.Gateway); err != nil {
 				return r, fmt.Errorf("nexthop gateway: %w", err)
 			}
 		}
@@ -471,7 +471,7 @@ func parseTextRoute(f []string, fam Family) (Route, error) {
 				r.Unrestorable = "via another family"
 				val, f = f[0], f[1:]
 			}
-			if r.Gateway, err = netip.ParseAddr(val); err != nil {
+			if r.Gateway, err = parseAddr(val); err != nil {
 				return r, fmt.Errorf("via: %w", err)
 			}
 		case "dev":
@@ -483,7 +483,7 @@ func parseTextRoute(f []string, fam Family) (Route, error) {
 		case "scope":
 			r.Scope = val
 		case "src":
-			if r.PrefSrc, err = netip.ParseAddr(val); err != nil {
+			if r.PrefSrc, err = parseAddr(val); err != nil {
 				return r, fmt.Errorf("src: %w", err)
 			}
 		case "metric":
@@ -565,7 +565,7 @@ func parseNexthopLine(r *Route, f []string) error {
 				r.Unrestorable = "nexthop via another family"
 				val, f = f[0], f[1:]
 			}
-			if nh.Gateway, err = netip.ParseAddr(val); err != nil {
+			if nh.Gateway, err = parseAddr(val); err != nil {
 				return fmt.Errorf("nexthop via: %w", err)
 			}
 		case "dev":
@@ -580,4 +580,15 @@ func parseNexthopLine(r *Route, f []string) error {
 	}
 	r.Nexthops = append(r.Nexthops, nh)
 	return nil
+}
+
+// parseAddr reads an address as iproute2 prints one. A zone (fe80::1%eth0)
+// is refused: iproute2 never prints one in a route, and its text is
+// anything at all, which must not travel on into a batch line.
+func parseAddr(s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err == nil && a.Zone() != "" {
+		return netip.Addr{}, fmt.Errorf("address %q has a zone", s)
+	}
+	return a, err
 }

@@ -295,7 +295,7 @@ func parseDst(s string, fam Family) (netip.Prefix, error) {
 	if strings.Contains(s, "/") {
 		return netip.ParsePrefix(s)
 	}
-	a, err := netip.ParseAddr(s)
+	a, err := parseAddr(s)
 	if err != nil {
 		return netip.Prefix{}, err
 	}
