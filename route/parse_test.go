@@ -230,13 +230,7 @@ func FuzzParseText(f *testing.F) {
 			return
 		}
 		for _, r := range routes {
-			// Whatever a node printed, an accepted route renders to one
-			// batch line of printable ASCII that ip -batch reads as words.
-			for _, s := range []string{r.Spec(), r.String()} {
-				if strings.ContainsAny(s, "\n\r\"'#\\") || strings.IndexFunc(s, func(c rune) bool { return c < ' ' || c > '~' }) >= 0 {
-					t.Fatalf("%q renders to %q", in, s)
-				}
-			}
+			assertOneSafeLine(t, in, r)
 			if r.Unrestorable != "" {
 				continue
 			}
@@ -249,4 +243,15 @@ func FuzzParseText(f *testing.F) {
 			}
 		}
 	})
+}
+
+// assertOneSafeLine: whatever a node printed, an accepted route renders to
+// one batch line of printable ASCII that ip -batch reads as words.
+func assertOneSafeLine(t *testing.T, in string, r Route) {
+	t.Helper()
+	for _, s := range []string{r.Spec(), r.String()} {
+		if strings.ContainsAny(s, "\n\r\"'#\\") || strings.IndexFunc(s, func(c rune) bool { return c < ' ' || c > '~' }) >= 0 {
+			t.Fatalf("%q renders to %q", in, s)
+		}
+	}
 }
