@@ -25,6 +25,10 @@ import (
 // routepush is the binary under test, built once by TestMain.
 var routepush string
 
+// sftpHold is test/lab/sftphold, built by TestMain: nodes run it between
+// sshd and sftp-server to hold back one SFTP request (holdSFTPRequest).
+var sftpHold string
+
 // kubeAPIServer is the test kube-apiserver, from the cache or built by
 // TestMain (`make test` builds it before the tests start).
 var kubeAPIServer string
@@ -43,6 +47,13 @@ func TestMain(m *testing.M) {
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building routepush:", err)
+		os.Exit(1)
+	}
+	sftpHold = filepath.Join(dir, "sftphold")
+	build = exec.Command("go", "build", "-o", sftpHold, "../lab/sftphold")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building sftphold:", err)
 		os.Exit(1)
 	}
 	if kubeAPIServer, err = kube.Binary(context.Background()); err != nil {

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -87,6 +88,29 @@ esac
 exec sh -c "$SSH_ORIGINAL_COMMAND"
 `
 	withForceCommand(t, l, n, "hold-sftp.sh", script)
+	t.Cleanup(func() { _ = os.WriteFile(filepath.Join(h.dir, "go"), []byte("drop"), 0o644) })
+	return h
+}
+
+// holdSFTPRequest makes node n hold back the SFTP request that carries the
+// nth occurrence of pattern, in the first SFTP session that reaches it
+// (test/lab/sftphold): a file routepush opens, a line it writes.
+func holdSFTPRequest(t *testing.T, l *lab.Lab, n *lab.Node, name, pattern string, nth int) *hold {
+	t.Helper()
+	h := &hold{node: n, dir: filepath.Join(n.Dir, "hold-"+name)}
+	if err := os.MkdirAll(h.dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script := `#!/bin/sh
+case "$SSH_ORIGINAL_COMMAND" in */sftp-server|internal-sftp|sftp)
+	if mkdir '` + h.dir + `/claimed' 2>/dev/null; then
+		exec '` + sftpHold + `' '` + h.dir + `' '` + pattern + `' ` + strconv.Itoa(nth) + ` /usr/lib/openssh/sftp-server
+	fi
+	exec /usr/lib/openssh/sftp-server ;;
+esac
+exec sh -c "$SSH_ORIGINAL_COMMAND"
+`
+	withForceCommand(t, l, n, "hold-"+name+".sh", script)
 	t.Cleanup(func() { _ = os.WriteFile(filepath.Join(h.dir, "go"), []byte("drop"), 0o644) })
 	return h
 }
@@ -263,4 +287,68 @@ func TestSilentAtRollback(t *testing.T) {
 	if !row(cut.Name, "rollback failed").MatchString(res.Stdout) && !row(cut.Name, "unknown").MatchString(res.Stdout) {
 		t.Errorf("node-1's outcome is not rollback failed:\n%s", res.Stdout)
 	}
+}
+
+// While its run record is written, before anything changes anywhere: the
+// run stops there, every node as before.
+func TestSilentAtRecord(t *testing.T) {
+	t.Parallel()
+	faultCase(t, "15-silent-record (silent while its run record is written; nothing applied anywhere)")
+	l := newLab(t, 3)
+	cut := l.Nodes[2]
+	// The record is written to a temporary file first (runs/ID.json.RANDOM.routepush-tmp): its open holds.
+	h := holdSFTPRequest(t, l, cut, "record", ".json.", 1)
+	before := snapshot(t, l)
+	done := startRun(t, l, silentArgs...)
+	if res, ok := h.waitPaused(t, done); !ok {
+		t.Fatalf("node-2's record was never held:\n%s", res)
+	}
+	heal := silence(t, l, cut)
+	res := silentEnd(t, done, cut, time.Now(), aliveBound, heal, h)
+	if !strings.Contains(res.Stderr, cut.Name+": write /var/lib/routepush/runs/") {
+		t.Errorf("stderr does not say node-2's record could not be written:\n%s", res.Stderr)
+	}
+	othersUnchanged(t, l, res, before, cut)
+	assertUnchanged(t, l, before)
+}
+
+// While the state "verified" is appended to its record: the node's table
+// is done and verified, only its record and lock cannot be written. It
+// is reported with exit 1; no node is rolled back for it, so every node
+// ends converged, as the outcome says.
+func TestSilentAtStateRecord(t *testing.T) {
+	t.Parallel()
+	faultCase(t, "15-silent-state (silent while 'verified' is appended to its record; every node converged, the node named)")
+	l := newLab(t, 3)
+	cut := l.Nodes[2]
+	h := holdSFTPRequest(t, l, cut, "state", `"state":"verified"`, 1)
+	done := startRun(t, l, silentArgs...)
+	if res, ok := h.waitPaused(t, done); !ok {
+		t.Fatalf("node-2's state line was never held:\n%s", res)
+	}
+	heal := silence(t, l, cut)
+	at := time.Now()
+	res, ended := awaitExit(done, aliveBound+slack+30*time.Second)
+	took := time.Since(at)
+	heal()
+	h.drop(t)
+	if !ended {
+		t.Fatalf("the run has not ended %v after node-2 went silent", took.Round(time.Millisecond))
+	}
+	t.Logf("node-2 silent at its state record: run ended %v later: %s", took.Round(time.Millisecond), res)
+	if took > aliveBound+slack {
+		t.Errorf("the run ended %v after node-2 went silent, want within %v (+%v)", took.Round(time.Millisecond), aliveBound, slack)
+	}
+	if res.Code != 1 {
+		t.Errorf("exit %d, want 1", res.Code)
+	}
+	if !strings.Contains(res.Stderr, cut.Name+": could not record state verified") {
+		t.Errorf("stderr does not say node-2's state could not be recorded:\n%s", res.Stderr)
+	}
+	for _, n := range l.Nodes {
+		if !row(n.Name, "changed").MatchString(res.Stdout) {
+			t.Errorf("%s not reported changed, but no node is rolled back for a record:\n%s", n.Name, res.Stdout)
+		}
+	}
+	assertConverged(t, l)
 }
