@@ -93,3 +93,29 @@ func TestRestoreTerminalWhilePromptOpen(t *testing.T) {
 		t.Error("echo off after the prompt returned")
 	}
 }
+
+// The first interrupt closes an open prompt at once, with the terminal's
+// echo back on, and no prompt opens after it.
+func TestInterruptPromptClosesIt(t *testing.T) {
+	t.Cleanup(func() {
+		openPrompt.Lock()
+		openPrompt.closed = false
+		openPrompt.Unlock()
+	})
+	_, tty, done := startPrompt(t)
+	InterruptPrompt()
+	select {
+	case got := <-done:
+		if got != "error: reading the passphrase: interrupted" {
+			t.Errorf("the prompt returned %q, want it interrupted", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the prompt is still open after InterruptPrompt")
+	}
+	if !echoOn(t, tty) {
+		t.Error("echo off after the prompt was interrupted")
+	}
+	if _, err := passphraseOn(tty, "again: "); err == nil || !strings.Contains(err.Error(), "interrupted") {
+		t.Errorf("a prompt opened after the interrupt: %v", err)
+	}
+}

@@ -73,6 +73,8 @@ func Main() {
 	go func() {
 		sig := <-sigs
 		cancel(fmt.Errorf("%v received", sig))
+		// A passphrase prompt open now would otherwise wait for Enter.
+		remote.InterruptPrompt()
 		<-sigs
 		// os.Exit runs no deferred functions: a passphrase prompt still
 		// open would leave the terminal without echo.
