@@ -3,6 +3,7 @@ package e2e
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -70,6 +71,28 @@ func TestKubeNodeAddressNotVouched(t *testing.T) {
 	if log := sshdLog(t, other.Dir); strings.Contains(log, "Accepted") {
 		t.Errorf("%s was logged into:\n%s", other.Name, log)
 	}
+	applied := regexp.MustCompile(`(?m)^run (\S+)$`).FindStringSubmatch(res.Stdout)
+	if applied == nil {
+		t.Fatalf("no run id in the report:\n%s", res.Stdout)
+	}
+
+	// routepush rollback follows the same policy: node-1's Node object
+	// lies again, and its address is known by address only.
+	converged := snapshot(t, k.Lab)
+	k.deleteNode(t, n1.Name)
+	k.register(t, n1, nil, []string{n1.PodCIDR.String()}, other.Addr)
+	res = rp(t, k.Lab, "rollback", "--run", applied[1], "--kubeconfig", k.kubeconfig, "--known-hosts", addressOnly)
+	if res.Code != 1 || !strings.Contains(res.Stderr, want) {
+		t.Errorf("rollback with a lying InternalIP: exit %d, want 1 and %q; stderr:\n%s", res.Code, want, res.Stderr)
+	}
+	if log := sshdLog(t, other.Dir); strings.Contains(log, "Accepted") {
+		t.Errorf("%s was logged into by rollback:\n%s", other.Name, log)
+	}
+	if now := snapshot(t, k.Lab); now[n1.Name] != converged[n1.Name] {
+		t.Errorf("node-1 changed by a rollback that could not reach it:\n%s", now[n1.Name])
+	}
+	k.deleteNode(t, n1.Name)
+	k.register(t, n1, nil, []string{n1.PodCIDR.String()})
 	// An inventory entry with the node's address vouches for it.
 	inv := filepath.Join(k.Dir, "names.yaml")
 	writeFile(t, inv, "nodes:\n  - name: node-0\n    address: "+n0.Addr.String()+"\n  - name: node-1\n    address: "+n1.Addr.String()+"\n")
