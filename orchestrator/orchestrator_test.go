@@ -326,6 +326,12 @@ func TestRunRollsBackEveryChangedNode(t *testing.T) {
 					if !same || !n.RolledBack || n.Outcome != Failed {
 						t.Errorf("%s: same=%v outcome=%s rolledBack=%v", n.Name, same, n.Outcome, n.RolledBack)
 					}
+				case n.Name == "node-3":
+					// Left as the failed batch left it: the lines
+					// before the refused one are in.
+					if same || n.RolledBack || n.Outcome != Failed {
+						t.Errorf("mode none: %s: same=%v outcome=%s rolledBack=%v, want it failed and left half-applied", n.Name, same, n.Outcome, n.RolledBack)
+					}
 				case n.Outcome == Skipped:
 					if !same {
 						t.Errorf("%s was skipped but its table changed", n.Name)

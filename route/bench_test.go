@@ -14,10 +14,25 @@ func ipJSON(n int) []byte {
 	b.WriteString(`[{"type":"1","dst":"198.18.0.0/16","dev":"eth0","protocol":"2","scope":"253","prefsrc":"198.18.0.10","flags":[]}`)
 	for i := 1; i < n; i++ {
 		fmt.Fprintf(&b, `,{"type":"1","dst":"100.%d.%d.0/24","gateway":"198.18.%d.%d","dev":"eth0","protocol":"114","scope":"0","flags":[]}`,
-			64+i>>8>>8, i>>8&0xff, i>>8, i&0xff)
+			64+i>>8, i&0xff, i>>8, i&0xff)
 	}
 	b.WriteString("]\n")
 	return []byte(b.String())
+}
+
+// The benchmarks' tables hold n distinct routes, as a real node's would.
+func TestIPJSONDistinct(t *testing.T) {
+	routes, err := ParseJSON(ipJSON(5000), IPv4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, r := range routes {
+		seen[r.Dst.String()] = true
+	}
+	if len(routes) != 5000 || len(seen) != 5000 {
+		t.Errorf("%d routes, %d distinct destinations; want 5,000 of each", len(routes), len(seen))
+	}
 }
 
 // A 5,000-node cluster's table must parse in well under 10 ms (issue 5).

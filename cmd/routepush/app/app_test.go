@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/creack/pty"
 	"github.com/spf13/viper"
 
 	"github.com/routepush/routepush/inventory"
@@ -250,13 +251,25 @@ func TestNodeLimit(t *testing.T) {
 	}
 }
 
+// Colour on a terminal, not into a buffer, and never with NO_COLOR: a
+// pty is a terminal, so each case can fail for its reason.
 func TestUseColor(t *testing.T) {
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Fatalf("no pty: %v", err)
+	}
+	defer ptmx.Close()
+	defer tty.Close()
+	t.Setenv("NO_COLOR", "")
 	var b bytes.Buffer
 	if useColor(&b) {
 		t.Error("colour into a buffer")
 	}
+	if !useColor(tty) {
+		t.Error("no colour on a terminal")
+	}
 	t.Setenv("NO_COLOR", "1")
-	if useColor(os.Stdout) {
-		t.Error("colour with NO_COLOR set")
+	if useColor(tty) {
+		t.Error("colour on a terminal with NO_COLOR set")
 	}
 }
