@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -242,6 +243,11 @@ func nodeFromAPI(kn *corev1.Node) (Node, []error) {
 			continue
 		}
 		ip, err := netip.ParseAddr(a.Address)
+		if err == nil && ip.Zone() != "" {
+			// The zone is any text the node's kubelet wrote: refused here,
+			// quoted, before a message prints the address as it is.
+			err = errors.New("has a zone")
+		}
 		if err != nil {
 			bad(fmt.Sprintf("status.addresses[%d]", i), "InternalIP %q is not an IP address", a.Address)
 			continue

@@ -334,3 +334,25 @@ func TestNewClusterMergesKUBECONFIG(t *testing.T) {
 		t.Errorf("--kubeconfig with another file's context: err = %v", err)
 	}
 }
+
+// TestClusterNodesRefusesZonedInternalIP: an IPv6 zone is any text the
+// node's kubelet writes ("fe80::1%x\nERROR: ..."); netip accepts it, and a
+// validation message printing the address would put the kubelet's
+// newlines and escapes on the operator's terminal. It is refused at parse,
+// quoted.
+func TestClusterNodesRefusesZonedInternalIP(t *testing.T) {
+	t.Parallel()
+	c, _ := fakeCluster(KubeOptions{},
+		apiNode("a", nil, []string{"2001:db8:64::/64"}, internal("fe80::1%x\nERROR: forged line\x1b[2J")),
+	)
+	_, err := c.Nodes(context.Background(), nil, false)
+	if err == nil {
+		t.Fatal("a zoned InternalIP was accepted")
+	}
+	if strings.ContainsAny(err.Error(), "\x1b") || strings.Contains(err.Error(), "\nERROR: forged") {
+		t.Errorf("the kubelet's text reaches the message raw: %q", err)
+	}
+	if !strings.Contains(err.Error(), `InternalIP "fe80::1%x\nERROR: forged line\x1b[2J" is not an IP address`) {
+		t.Errorf("error %q", err)
+	}
+}

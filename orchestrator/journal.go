@@ -153,19 +153,36 @@ func marshalState(state RunState, now time.Time, err error, digest *[32]byte) []
 
 // ParseRunRecord reads a node's record of a run: the record, then the
 // states appended to it; the last complete one is the run's state there.
+//
+// A record is the node's text, up to the record limit: nothing in it may
+// cost more to parse than its bytes. The snapshot (a list of strings, for
+// people: ["","",...] would be 16 bytes a string header for every 3 of
+// input) is skipped, the families are at most two, and the state lines are
+// walked, not split into a slice of strings.
 func ParseRunRecord(b []byte) (RunRecord, error) {
 	first, rest, _ := strings.Cut(string(b), "\n")
-	var r RunRecord
-	if err := json.Unmarshal([]byte(first), &r); err != nil {
+	var in struct {
+		RunRecord
+		Snapshot skipJSON       `json:"snapshot"`
+		Families boundedStrings `json:"families"`
+	}
+	if err := json.Unmarshal([]byte(first), &in); err != nil {
 		return RunRecord{}, fmt.Errorf("run record: %w", err)
 	}
+	r := in.RunRecord
+	r.Families = in.Families
 	if !ValidRunID(r.RunID) {
 		return RunRecord{}, fmt.Errorf("run record: bad run id %q", r.RunID)
 	}
 	if !knownState(r.State) {
 		return RunRecord{}, fmt.Errorf("run record: unknown state %q", r.State)
 	}
-	for _, line := range strings.Split(rest, "\n") {
+	for rest != "" {
+		var line string
+		line, rest, _ = strings.Cut(rest, "\n")
+		if line == "" {
+			continue
+		}
 		var l stateLine
 		if json.Unmarshal([]byte(line), &l) == nil && knownState(l.State) {
 			r.State, r.Updated, r.Error = l.State, l.Time, l.Error
@@ -175,6 +192,21 @@ func ParseRunRecord(b []byte) (RunRecord, error) {
 		}
 	}
 	return r, nil
+}
+
+// skipJSON is a member of a node's record that routepush never reads back.
+type skipJSON struct{}
+
+func (skipJSON) UnmarshalJSON([]byte) error { return nil }
+
+// boundedStrings is a record's list of families: at most two.
+type boundedStrings []string
+
+func (s *boundedStrings) UnmarshalJSON(b []byte) error {
+	if len(b) > 64 {
+		return fmt.Errorf("families: %d bytes, more than two families take", len(b))
+	}
+	return json.Unmarshal(b, (*[]string)(s))
 }
 
 // knownState reports whether s is a state routepush writes: a record's

@@ -370,7 +370,12 @@ func indices(n int) []int {
 // stray option, a second command on a line) refuses the record.
 func checkUndo(text string) ([]byte, error) {
 	var b route.Batch
-	for n, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+	// Walked line by line, not split: a record's undo is the node's text,
+	// and a slice of its lines would cost 16 bytes a newline.
+	rest := strings.TrimSuffix(text, "\n")
+	for n := 0; rest != ""; n++ {
+		var line string
+		line, rest, _ = strings.Cut(rest, "\n")
 		if line == "" {
 			continue
 		}

@@ -531,6 +531,19 @@ func (c *Client) stateDir(fsys sftpFS, dir string, create bool) error {
 		return fmt.Errorf("%s: refusing %s: it is not a directory", c.name, dir)
 	case fi.Mode().Perm()&0o022 != 0:
 		return fmt.Errorf("%s: refusing %s: it is writable by group or others (mode %04o); make it 0755 or 0700", c.name, dir, fi.Mode().Perm())
+	case ownerOf(fi) > 0:
+		// Its owner could swap the files in it for links between two
+		// of routepush's calls, and root's sftp-server would follow.
+		return fmt.Errorf("%s: refusing %s: it is owned by uid %d, not root; routepush writes as root only where only root can (chown root)", c.name, dir, ownerOf(fi))
 	}
 	return nil
+}
+
+// ownerOf is the uid that owns a file the SFTP server described, or -1
+// when it did not say.
+func ownerOf(fi fs.FileInfo) int64 {
+	if st, ok := fi.Sys().(*sftp.FileStat); ok {
+		return int64(st.UID)
+	}
+	return -1
 }

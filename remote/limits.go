@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"sync"
+
+	"github.com/routepush/routepush/route"
 )
 
 // What routepush reads from a node is bounded: a broken or hostile node
@@ -34,6 +36,15 @@ const (
 	listLimit = 1 << 20
 	// sftpSlack is what SFTP framing adds to a file's bytes.
 	sftpSlack = 64 << 10
+	// routeFloor bounds the routes of one table whatever the plan: what
+	// a parse holds is per route and per JSON value, not per byte, and
+	// the densest 16 MiB a node can print ({"dst":"1.0.0.1"} a route,
+	// or [0,0,...]) would otherwise cost the bastion over a gigabyte.
+	// Tens of thousands of the node's own routes still fit.
+	routeFloor = 32 << 10
+	// valuesPerRoute is the JSON values (or text fields) allowed per
+	// route on average: ip prints about 8 for a route, 6 more a hop.
+	valuesPerRoute = 16
 )
 
 // LimitError says a node sent more than routepush reads from it: the node
@@ -42,12 +53,17 @@ type LimitError struct {
 	Host  string
 	What  string // the command or file
 	Limit int64
+	Unit  string // what Limit counts, e.g. "routes"; "" for bytes
 	Why   string // what the limit is for, e.g. "a table of 1,000 routes"
 	Hint  string // what to look at
 }
 
 func (e *LimitError) Error() string {
-	msg := fmt.Sprintf("%s: %s: exceeds %s", e.Host, e.What, sizeString(e.Limit))
+	limit := sizeString(e.Limit)
+	if e.Unit != "" {
+		limit = countString(int(e.Limit)) + " " + e.Unit
+	}
+	msg := fmt.Sprintf("%s: %s: exceeds %s", e.Host, e.What, limit)
 	if e.Why != "" {
 		msg += " (the limit for " + e.Why + ")"
 	}
@@ -115,6 +131,25 @@ func (c *Client) tableLimit() int64 {
 // tableWhy says what tableLimit is for.
 func (c *Client) tableWhy() string {
 	return "a table of " + countString(c.planned) + " planned routes"
+}
+
+// routeLimit bounds the routes of one table: the node's own and the
+// planned ones.
+func (c *Client) routeLimit() int64 { return routeFloor + int64(c.planned) }
+
+// checkParseSize refuses a table section whose parse would hold more than
+// routeLimit routes (twice that in objects or lines: hops and metrics) or
+// valuesPerRoute values a route, before it is parsed.
+func (c *Client) checkParseSize(section []byte, what string) error {
+	size := route.SizeOf(section, c.textMode)
+	limit := c.routeLimit()
+	switch {
+	case int64(size.Routes) > 2*limit:
+		return &LimitError{Host: c.name, What: what, Limit: 2 * limit, Unit: "routes, hops and metrics", Why: c.tableWhy(), Hint: "is the node's ip sane? routepush did not parse it"}
+	case int64(size.Values) > valuesPerRoute*limit:
+		return &LimitError{Host: c.name, What: what, Limit: valuesPerRoute * limit, Unit: "values", Why: c.tableWhy(), Hint: "is the node's ip sane? routepush did not parse it"}
+	}
+	return nil
 }
 
 // recordLimit bounds a run record: the snapshot (a table, as ip route

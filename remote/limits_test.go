@@ -3,9 +3,12 @@ package remote
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/routepush/routepush/route"
 )
 
 func TestReadAtMost(t *testing.T) {
@@ -75,5 +78,61 @@ func TestLimitErrorMessage(t *testing.T) {
 	}
 	if got := sizeString(64 << 10); got != "64 KiB" {
 		t.Errorf("sizeString: %s", got)
+	}
+}
+
+// TestParseSizeBoundsDenseTables: a table under the byte limit but as dense
+// as JSON allows (a value every two bytes, or a route every 18) is refused
+// before it is parsed, naming the node and the limit; it would otherwise
+// cost the bastion about a gigabyte (route.ParseJSON holds ~90 bytes per
+// JSON value and ~300 per route). A real table of as many routes passes.
+func TestParseSizeBoundsDenseTables(t *testing.T) {
+	c := &Client{name: "node-1", planned: 4}
+	limit := c.tableLimit()
+	dense := func(unit string) []byte {
+		var b strings.Builder
+		b.WriteString("[")
+		for int64(b.Len()) < limit-int64(len(unit))-2 {
+			if b.Len() > 1 {
+				b.WriteString(",")
+			}
+			b.WriteString(unit)
+		}
+		b.WriteString("]\n")
+		return []byte(b.String())
+	}
+	for name, out := range map[string][]byte{
+		"values": dense("0"),
+		"routes": dense(`{"dst":"1.0.0.1"}`),
+	} {
+		if int64(len(out)) > limit {
+			t.Fatalf("%s: %d bytes, over the byte limit %d", name, len(out), limit)
+		}
+		_, err := c.parseJSONTable(out, route.IPv4)
+		var le *LimitError
+		if !errors.As(err, &le) || le.Host != "node-1" || !strings.Contains(err.Error(), "node-1: the IPv4 table main: exceeds") {
+			t.Errorf("%s: %d bytes parsed: %v", name, len(out), err)
+		}
+	}
+	// The text form too: a line per route, or a field every two bytes.
+	c.textMode = true
+	text := []byte(strings.Repeat("1.0.0.0/8\n", int(limit/10)-1) + "--- routepush: end of table ---\n")
+	if _, err := c.parseTables(text, []route.Family{route.IPv4}); !errors.As(err, new(*LimitError)) {
+		t.Errorf("text lines: %v", err)
+	}
+	c.textMode = false
+	// A real table of routeFloor routes, as ip prints them, passes.
+	var b strings.Builder
+	b.WriteString("[")
+	for i := range routeFloor {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, `{"type":"unicast","dst":"10.%d.%d.0/24","gateway":"198.18.0.10","dev":"eth0","protocol":"114","scope":"global","flags":[]}`, i>>8, i&255)
+	}
+	b.WriteString("]\n")
+	tab, err := c.parseJSONTable([]byte(b.String()), route.IPv4)
+	if err != nil || len(tab.Routes) != routeFloor {
+		t.Errorf("a real table of %d routes: %d routes, %v", routeFloor, len(tab.Routes), err)
 	}
 }

@@ -164,6 +164,9 @@ func (c *Client) parseSections(out []byte, fams []route.Family, sep []byte, pars
 			}
 			section := out[:i]
 			out = out[i+len(sep):]
+			if err := c.checkParseSize(section, fmt.Sprintf("the %s table %s", fam, table)); err != nil {
+				return route.Table{}, err
+			}
 			// What changes by itself (expires) is left out: the digest
 			// must catch every change, and only changes.
 			stable := route.StableSection(section, c.textMode)

@@ -50,7 +50,10 @@ func ParseJSON(data []byte, fam Family) ([]Route, error) {
 	// fastjson, not encoding/json: reflection made a 5,000-route table cost
 	// 20 ms to parse, and a run parses every node's table twice.
 	p := getParser()
-	defer putParser(p) // nothing below keeps a reference into p's values
+	// Nothing below keeps a reference into p's values. A parser that
+	// held a large table is not kept: its cache would stay that size for
+	// as long as routepush runs.
+	defer func() { putParser(p, len(data)) }()
 	v, err := p.ParseBytes(data)
 	if err != nil {
 		return nil, fmt.Errorf("route: parse ip -json output: %w", err)
@@ -95,7 +98,18 @@ var parsers = func() chan *fastjson.Parser {
 // getParser waits for a free parser.
 func getParser() *fastjson.Parser { return <-parsers }
 
-func putParser(p *fastjson.Parser) { parsers <- p }
+// keepParserBelow is the largest input whose parser goes back to the pool
+// with its cache: a 5,000-node cluster's table is about 1 MB. One that held more is
+// replaced by a fresh one, so a large or hostile table costs memory only
+// while it is parsed.
+const keepParserBelow = 4 << 20
+
+func putParser(p *fastjson.Parser, parsed int) {
+	if parsed > keepParserBelow {
+		p = new(fastjson.Parser)
+	}
+	parsers <- p
+}
 
 // decode fills j from one entry of ip's JSON array, as encoding/json would
 // with the struct tags: a field of the wrong JSON type is an error.

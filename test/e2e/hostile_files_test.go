@@ -137,9 +137,10 @@ func TestHostileStateDirs(t *testing.T) {
 	faultCase(t, "15-dir-world-writable (/var/lib/routepush mode 0777: refused, nothing written)")
 	faultCase(t, "15-dir-read-only (/var/lib/routepush a read-only mount: failed cleanly)")
 	faultCase(t, "15-dir-full (/var/lib/routepush a full 64 KiB tmpfs: failed cleanly)")
-	l := newLab(t, 5)
+	faultCase(t, "15-dir-not-root (/var/lib/routepush owned by uid 1000, mode 0755: refused, nothing written)")
+	l := newLab(t, 6)
 	ctx := testContext(t)
-	link, open, ro, full := l.Nodes[1], l.Nodes[2], l.Nodes[3], l.Nodes[4]
+	link, open, ro, full, owned := l.Nodes[1], l.Nodes[2], l.Nodes[3], l.Nodes[4], l.Nodes[5]
 
 	// node-1: /var/lib is a tmpfs of its own holding only the link, to a
 	// folder of the node's.
@@ -151,6 +152,11 @@ func TestHostileStateDirs(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := os.Chmod(filepath.Join(open.Dir, "var-lib-routepush"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	// A user who owns the folder could swap a record for a link between
+	// two of routepush's calls.
+	if err := os.Chown(filepath.Join(owned.Dir, "var-lib-routepush"), 1000, 1000); err != nil {
 		t.Fatal(err)
 	}
 	if err := l.SetMounts(ctx, ro, "mount -o remount,bind,ro /var/lib/routepush\n"); err != nil {
@@ -178,12 +184,13 @@ dd if=/dev/zero of=/var/lib/routepush/filler bs=4k 2>/dev/null || true
 		"node-2: refusing /var/lib/routepush: it is writable by group or others (mode 0777)",
 		"node-3: mkdir /var/lib/routepush/runs: sftp: \"Failure\" (SSH_FX_FAILURE) (the node's SFTP server gives no reason: is the filesystem read-only or full?)",
 		"node-4: lock /var/lib/routepush/lock: sftp: \"Failure\" (SSH_FX_FAILURE) (the node's SFTP server gives no reason: is the filesystem read-only or full?)",
+		"node-5: refusing /var/lib/routepush: it is owned by uid 1000, not root",
 	} {
 		if !strings.Contains(res.Stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, res.Stderr)
 		}
 	}
-	for _, dir := range []string{elsewhere, filepath.Join(link.Dir, "var-lib-routepush"), filepath.Join(open.Dir, "var-lib-routepush"), filepath.Join(ro.Dir, "var-lib-routepush")} {
+	for _, dir := range []string{elsewhere, filepath.Join(link.Dir, "var-lib-routepush"), filepath.Join(open.Dir, "var-lib-routepush"), filepath.Join(ro.Dir, "var-lib-routepush"), filepath.Join(owned.Dir, "var-lib-routepush")} {
 		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 			out, _ := exec.Command("ls", "-la", dir).CombinedOutput()
 			t.Errorf("%s: written to:\n%s", dir, out)
