@@ -35,6 +35,7 @@ type fakeKernel struct {
 	persistWrites int
 	source        netip.Addr // where the node sees routepush's session come from
 	failAppend    bool       // AppendRun fails: the node's disk is full
+	failUnlock    bool       // Unlock fails: the node went silent at the end
 	// beforeApply, when set, runs as a batch arrives, before anything is
 	// compared: someone else changing the table between read and batch.
 	beforeApply func(k *fakeKernel)
@@ -97,6 +98,9 @@ func (k *fakeKernel) Lock(_ context.Context, holder []byte) error {
 func (k *fakeKernel) Unlock(_ context.Context, holder []byte) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if k.failUnlock {
+		return fmt.Errorf("%s: unlock: connection lost", k.name)
+	}
 	if string(k.lock) == string(holder) {
 		k.lock = nil
 	}

@@ -323,7 +323,8 @@ func (r *nodeRun) rollback(ctx context.Context, connect Connector) {
 
 // release records how the run ended on the node if nothing else has,
 // releases the node's lock and disconnects; errors change nothing that
-// was done.
+// was done, but a lock left behind refuses the next run at that node, so
+// it fails this one (RecordErr, exit 1) and says which node.
 func (r *nodeRun) release(ctx context.Context) {
 	if r.host == nil {
 		return
@@ -334,6 +335,7 @@ func (r *nodeRun) release(ctx context.Context) {
 	if r.locked {
 		if err := r.host.Unlock(ctx, r.opts.Holder.lockText()); err != nil {
 			r.opts.logger().Warn("could not release the node's lock", "node", r.plan.Node().Name, "err", err)
+			r.rep.RecordErr = errors.Join(r.rep.RecordErr, fmt.Errorf("%s: could not release its lock, which refuses the next run there until removed (the node's routes are as its outcome says): %w", r.plan.Node().Name, err))
 		}
 		r.locked = false
 	}

@@ -455,6 +455,36 @@ func TestRunReportsAStateItCouldNotRecord(t *testing.T) {
 	}
 }
 
+// A lock the run could not release stays on the node, and the next run
+// is refused there: the run fails (exit 1) and says which node, though
+// every node's routes are as its outcome says.
+func TestRunReportsALockItCouldNotRelease(t *testing.T) {
+	t.Parallel()
+	nodes := labNodes(3)
+	c := newFakeCluster(nodes)
+	c.kernels["node-2"].failUnlock = true
+	holder := Holder{RunID: NewRunID(time.Now()), Host: "bastion", PID: 42, Started: time.Now()}
+	rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), c.connect, Options{Holder: holder, Concurrency: 1})
+	if c.kernels["node-2"].lock == nil {
+		t.Fatal("the fake released the lock anyway")
+	}
+	if !rep.Failed() {
+		t.Error("run with node-2's lock left behind did not fail")
+	}
+	for i := range rep.Nodes {
+		n := &rep.Nodes[i]
+		if n.Outcome != Applied || n.RolledBack {
+			t.Errorf("%s: outcome %s, rolled back %v; want changed, not rolled back", n.Name, n.Outcome, n.RolledBack)
+		}
+		if (n.RecordErr != nil) != (n.Name == "node-2") {
+			t.Errorf("%s: record error %v", n.Name, n.RecordErr)
+		}
+	}
+	if err := fmt.Sprint(rep.Errors()); !strings.Contains(err, "node-2: could not release its lock") {
+		t.Errorf("errors: %s", err)
+	}
+}
+
 func TestRunRefusesLockedNode(t *testing.T) {
 	t.Parallel()
 	nodes := labNodes(3)

@@ -45,7 +45,8 @@ type NodeReport struct {
 	Diff             Diff
 	Err, RollbackErr error
 	// RecordErr says a state the run reached on the node could not be
-	// appended to its record there: the outcome stands, the run fails.
+	// appended to its record there, or its lock could not be released:
+	// the outcome stands, the run fails.
 	RecordErr  error
 	RolledBack bool
 	Persist    *PersistReport // with --persist, once the node was read

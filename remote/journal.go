@@ -51,9 +51,14 @@ func (c *Client) files(ctx context.Context) (*sftp.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: sftp: %w", c.name, err)
 	}
-	// The server sends requests only as the session ends (exit-status);
-	// the channel queues up to 16, so no goroutine per node reads them.
-	_ = reqs
+	// Requests on the session are answered as they come: besides the
+	// exit-status at its end, an sshd with ClientAliveInterval probes the
+	// first open channel (keepalive@openssh.com, wanting an answer), and
+	// this one stays open from the lock to the settle. Unanswered, sshd
+	// counts them against ClientAliveCountMax and hangs up; past the 16
+	// x/crypto/ssh queues per channel, the connection's reader blocks and
+	// keepalives then cut off a healthy node. It ends with the channel.
+	go ssh.DiscardRequests(reqs)
 	var ok bool
 	stderr := make(chan string, 1)
 	err = c.bounded(ctx, "sftp", c.conn.Close, func() error {
@@ -343,13 +348,19 @@ func (c *Client) readTail(fsys sftpFS, name string, n int64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	off := max(0, st.Size()-n)
-	b := make([]byte, st.Size()-off)
-	_, err = f.ReadAt(b, off)
+	// The size is the node's word: a hostile sftp-server can send any
+	// 64-bit value, which pkg/sftp hands on as an int64, negative too.
+	size := st.Size()
+	if size < 0 {
+		return nil, fmt.Errorf("%s: %s: the node gives it a size of %d bytes", c.name, name, size)
+	}
+	off := max(0, size-n)
+	b := make([]byte, size-off)
+	m, err := f.ReadAt(b, off)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
-	return b, nil
+	return b[:m], nil
 }
 
 // AppendRun appends a line (a state the run reached) to a run's record on
