@@ -36,6 +36,10 @@ type fakeKernel struct {
 	source        netip.Addr // where the node sees routepush's session come from
 	failAppend    bool       // AppendRun fails: the node's disk is full
 	failUnlock    bool       // Unlock fails: the node went silent at the end
+	// lostApplies is how many batches, from the (lostAfter+1)th on, fail
+	// before anything is sent: a connection that died while kept open.
+	lostApplies, lostAfter int
+	connects               int // connections handed out
 	// beforeApply, when set, runs as a batch arrives, before anything is
 	// compared: someone else changing the table between read and batch.
 	beforeApply func(k *fakeKernel)
@@ -157,6 +161,15 @@ func (e *fakeCommandError) StderrText() string { return e.stderr }
 func (k *fakeKernel) Apply(ctx context.Context, batch []byte, force bool, fams []route.Family, expect *[32]byte) (route.Table, error, error) {
 	if k.beforeApply != nil {
 		k.beforeApply(k)
+	}
+	k.mu.Lock()
+	lost := k.lostApplies > 0 && k.applied >= k.lostAfter
+	if lost {
+		k.lostApplies--
+	}
+	k.mu.Unlock()
+	if lost {
+		return route.Table{}, nil, &route.NotSentError{Err: fmt.Errorf("%s: ip -batch: connection lost", k.name)}
 	}
 	if expect != nil {
 		if now, _ := k.ReadRoutes(ctx, fams); now.Digest != *expect {
@@ -282,7 +295,11 @@ func (c *fakeCluster) connect(_ context.Context, n *inventory.Node) (Host, error
 	if c.unreachable[n.Name] {
 		return nil, fmt.Errorf("%s: dial tcp %s:22: connect: no route to host", n.Name, n.Address)
 	}
-	return c.kernels[n.Name], nil
+	k := c.kernels[n.Name]
+	k.mu.Lock()
+	k.connects++
+	k.mu.Unlock()
+	return k, nil
 }
 
 func (c *fakeCluster) digests() map[string][32]byte {

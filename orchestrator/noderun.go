@@ -302,10 +302,29 @@ func (r *nodeRun) rollback(ctx context.Context, connect Connector) {
 			r.record(ctx, StateRolledBack, nil, &r.before)
 		}
 	}()
-	r.rep.RollbackErr = undoNode(ctx, r.host, undoTarget{
+	target := undoTarget{
 		node: name, runID: r.opts.Holder.RunID, lines: r.rep.Diff.UndoBatch(r.plan).Bytes(),
 		fams: r.plan.Families(), before: r.before, after: r.after,
-	})
+	}
+	r.rep.RollbackErr = undoNode(ctx, r.host, target)
+	var notSent *route.NotSentError
+	if errors.As(r.rep.RollbackErr, &notSent) {
+		// The connection kept since the node verified may have died
+		// meanwhile (the node was out of reach for a while): nothing was
+		// sent, so one new connection, under the run's lock, may try
+		// again.
+		r.host.Close()
+		r.host = nil
+		host, err := connect(ctx, r.plan.Node())
+		if err != nil {
+			r.rep.RollbackErr = fmt.Errorf("rollback: %w (and reconnecting: %v)", r.rep.RollbackErr, err)
+			r.rep.Outcome = RollbackFailed
+			return
+		}
+		r.host = host
+		r.locked = r.opts.journaling()
+		r.rep.RollbackErr = undoNode(ctx, r.host, target)
+	}
 	if r.persisted && r.rep.RollbackErr == nil {
 		if err := r.host.UndoPersisted(ctx, r.rep.Persist.found); err != nil {
 			r.rep.RollbackErr = fmt.Errorf("rollback: %w", err)

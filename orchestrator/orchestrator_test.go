@@ -743,3 +743,35 @@ func golden(t *testing.T, name, got string) {
 		t.Errorf("%s differs (go test ./orchestrator -run Golden -update rewrites it):\n%s", name, got)
 	}
 }
+
+// A verified node whose kept connection died before its rollback (nothing
+// of the undo sent) is reached once more, under the run's lock, and
+// rolled back: not left changed as "rollback failed" while reachable.
+func TestRollbackReconnectsALostConnection(t *testing.T) {
+	t.Parallel()
+	nodes := labNodes(4)
+	c := newFakeCluster(nodes)
+	c.kernels["node-3"].failDst = "100.64.0.0/24"
+	c.kernels["node-1"].lostApplies, c.kernels["node-1"].lostAfter = 1, 1
+	before := c.digests()
+	plan := NewPlanWith(nodes, PlanOptions{Protocol: DefaultProtocol})
+	rep := Run(context.Background(), plan, c.connect, Options{Rollback: RollbackAll, Concurrency: 1})
+	if !rep.Failed() {
+		t.Fatal("run did not fail")
+	}
+	after := c.digests()
+	for _, n := range rep.Nodes {
+		if n.Name != "node-1" {
+			continue
+		}
+		if n.Outcome != RolledBack || n.RollbackErr != nil || after["node-1"] != before["node-1"] {
+			t.Errorf("node-1: outcome %s, rollback error %v, restored %v; want rolled back over a new connection", n.Outcome, n.RollbackErr, after["node-1"] == before["node-1"])
+		}
+	}
+	if got := c.kernels["node-1"].connects; got != 2 {
+		t.Errorf("node-1 connected %d times, want 2 (the run's, then the rollback's)", got)
+	}
+	if c.kernels["node-1"].lock != nil {
+		t.Errorf("node-1 still locked: %s", c.kernels["node-1"].lock)
+	}
+}
