@@ -10,7 +10,7 @@ import (
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
 
-	"github.com/routepush/routepush/remote"
+	"github.com/routepush/routepush/internal/proxyjump"
 )
 
 // fileNode is a node entry of hosts.yaml, as written.
@@ -175,7 +175,7 @@ func (f *File) decode(settings map[string]any) []error {
 		}
 		return errs
 	}
-	if _, err := remote.ParseJump(defaults.Jump); err != nil {
+	if _, err := proxyjump.Parse(defaults.Jump); err != nil {
 		errs = append(errs, &FieldError{Index: DefaultsIndex, Field: "jump", Msg: err.Error()})
 		defaults.Jump = ""
 	}
@@ -266,7 +266,7 @@ func (fn *fileNode) node(i int, d fileDefaults) (Node, []error) {
 	if fn.Become != nil {
 		n.SSH.Become = *fn.Become
 	}
-	if _, err := remote.ParseJump(fn.Jump); err != nil {
+	if _, err := proxyjump.Parse(fn.Jump); err != nil {
 		bad("jump", "%v", err)
 	}
 	if fn.InternalIP != "" && len(fn.InternalIPs) > 0 {

@@ -25,10 +25,12 @@ type ReservedAddr struct {
 	What string // e.g. "an address of this control host", "jump host bastion"
 }
 
-// DefaultRails refuse IPv4 pod CIDRs shorter than /8 and IPv6 ones shorter
-// than /32: wider than any cluster's pod range, and wide enough to take
-// over a default route's job.
-var DefaultRails = Rails{MinPrefix: [2]int{8, 32}}
+// DefaultRails returns the rails of a run that sets none: IPv4 pod CIDRs
+// shorter than /8 and IPv6 ones shorter than /32 are refused (wider than
+// any cluster's pod range, and wide enough to take over a default route's
+// job), and no address is reserved beyond the nodes' own. Each call returns
+// a new value, which the caller may change.
+func DefaultRails() Rails { return Rails{MinPrefix: [2]int{8, 32}} }
 
 // CheckRails checks a validated node table against the rails. It returns a
 // *ValidationError naming every node, field and rule broken, or nil.

@@ -14,7 +14,7 @@ func TestCheckRails(t *testing.T) {
 		{Name: "b", InternalIPs: []netip.Addr{netip.MustParseAddr("198.18.0.11")},
 			PodCIDRs: []netip.Prefix{netip.MustParsePrefix("198.18.0.1/32")}},
 	}
-	r := DefaultRails
+	r := DefaultRails()
 	r.Reserved = []ReservedAddr{{netip.MustParseAddr("198.18.0.1"), "an address of this control host"}}
 	err := CheckRails("inventory x.yaml", nodes, false, r)
 	for _, want := range []string{
@@ -29,5 +29,15 @@ func TestCheckRails(t *testing.T) {
 	nodes[1].PodCIDRs = []netip.Prefix{netip.MustParsePrefix("100.64.1.0/24")}
 	if err := CheckRails("inventory x.yaml", nodes, false, r); err != nil {
 		t.Errorf("CheckRails() = %v, want nil", err)
+	}
+}
+
+func TestDefaultRailsIsAValue(t *testing.T) {
+	t.Parallel()
+	r := DefaultRails()
+	r.MinPrefix[0] = 30
+	r.Reserved = append(r.Reserved, ReservedAddr{netip.MustParseAddr("198.18.0.1"), "a test's"})
+	if d := DefaultRails(); d.MinPrefix != [2]int{8, 32} || len(d.Reserved) != 0 {
+		t.Errorf("DefaultRails() = %+v after a caller changed its copy; want /8, /32 and nothing reserved", d)
 	}
 }

@@ -82,7 +82,7 @@ func (k FindingKind) String() string {
 }
 
 // Why explains a finding in a sentence that names the route's owner by its
-// protocol, as /etc/iproute2/rt_protos does.
+// protocol, as the plan's ProtocolNames (/etc/iproute2/rt_protos) do.
 func (f Finding) Why(h HostPlan) string {
 	r := f.Route()
 	planned, _ := f.Planned(h)
@@ -90,26 +90,28 @@ func (f Finding) Why(h HostPlan) string {
 	case Stale:
 		return fmt.Sprintf("routepush's route %s is not in the plan (its node left or its pod CIDR moved)", r)
 	case Conflict:
-		return fmt.Sprintf("route %s (%s) is in the way of the planned %s", r, owner(r.Protocol), planned)
+		return fmt.Sprintf("route %s (%s) is in the way of the planned %s", r, h.owner(r.Protocol), planned)
 	case Self:
-		return fmt.Sprintf("route %s (%s) sends the node's own pod CIDR back to itself", r, owner(r.Protocol))
+		return fmt.Sprintf("route %s (%s) sends the node's own pod CIDR back to itself", r, h.owner(r.Protocol))
 	case Overlap:
-		return fmt.Sprintf("route %s (%s) overlaps the planned %s", r, owner(r.Protocol), planned)
+		return fmt.Sprintf("route %s (%s) overlaps the planned %s", r, h.owner(r.Protocol), planned)
 	}
 	return r.String()
 }
 
-// owner names who probably made a route: its protocol as this host's
-// iproute2 names it (rt_protos), and who uses that protocol.
-func owner(p route.Protocol) string {
+// owner names who probably made a route: its protocol as the plan's
+// ProtocolNames name it (the bastion's rt_protos), and who uses that
+// protocol.
+func (h HostPlan) owner(p route.Protocol) string {
 	who := map[route.Protocol]string{
 		2: "the kernel", 3: "ip route add or route add", 4: "an administrator",
 		17: "kube-router", 80: "Calico",
 	}[p]
+	name := h.plan.ProtocolNames.Name(p)
 	if who == "" {
-		return "proto " + p.DisplayName()
+		return "proto " + name
 	}
-	return "proto " + p.DisplayName() + ": " + who
+	return "proto " + name + ": " + who
 }
 
 // Replace is a planned route that overwrites a route already on the node.
@@ -398,7 +400,7 @@ func describeChange(h HostPlan, was *Diff, now []route.Route) string {
 	for _, r := range d.Replace {
 		if old[r.Index] != r.old.spec {
 			o := r.Old()
-			what = append(what, fmt.Sprintf("route %s (%s) now stands where the planned %s goes", o, owner(o.Protocol), h.Route(int(r.Index))))
+			what = append(what, fmt.Sprintf("route %s (%s) now stands where the planned %s goes", o, h.owner(o.Protocol), h.Route(int(r.Index))))
 		}
 	}
 	if n, m := was.Add.Len(), d.Add.Len(); m != n && len(what) == 0 {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/routepush/routepush/internal/persist"
 	"github.com/routepush/routepush/inventory"
 	"github.com/routepush/routepush/route"
 )
@@ -45,14 +46,14 @@ type fakeKernel struct {
 	beforeApply func(k *fakeKernel)
 }
 
-func (k *fakeKernel) ReadPersisted(context.Context) (route.Persisted, error) {
+func (k *fakeKernel) ReadPersisted(context.Context) (persist.State, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return route.Persisted{Path: "/etc/routepush/routes", Exists: k.persisted != nil, Routes: slices.Clone(k.persisted),
+	return persist.State{Path: "/etc/routepush/routes", Exists: k.persisted != nil, Routes: slices.Clone(k.persisted),
 		UnitCurrent: k.persisted != nil, UnitEnabled: k.persisted != nil && k.systemd, Systemd: k.systemd, ForeignRoutesManaged: k.networkd}, nil
 }
 
-func (k *fakeKernel) WritePersisted(_ context.Context, routes []byte, _ route.Persisted) error {
+func (k *fakeKernel) WritePersisted(_ context.Context, routes []byte, _ persist.State) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.failPersist {
@@ -64,7 +65,7 @@ func (k *fakeKernel) WritePersisted(_ context.Context, routes []byte, _ route.Pe
 	return nil
 }
 
-func (k *fakeKernel) UndoPersisted(_ context.Context, found route.Persisted) error {
+func (k *fakeKernel) UndoPersisted(_ context.Context, found persist.State) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.persisted = nil
@@ -74,7 +75,7 @@ func (k *fakeKernel) UndoPersisted(_ context.Context, found route.Persisted) err
 	return nil
 }
 
-func (k *fakeKernel) RestorePersisted(_ context.Context, prev route.Persisted) error {
+func (k *fakeKernel) RestorePersisted(_ context.Context, prev persist.State) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.persisted = nil

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/routepush/routepush/internal/persist"
 	"github.com/routepush/routepush/route"
 )
 
@@ -86,7 +87,7 @@ func (r *nodeRun) prepare(ctx context.Context, connect Connector) {
 	}
 	// The routes file as found goes into the run's record, not into
 	// memory: a thousand nodes' files would be most of routepush's heap.
-	var have route.Persisted
+	var have persist.State
 	if r.opts.Persist {
 		if have, err = host.ReadPersisted(ctx); err != nil {
 			r.fail(err)

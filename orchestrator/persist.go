@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/routepush/routepush/internal/persist"
 	"github.com/routepush/routepush/route"
 )
 
@@ -14,19 +15,19 @@ import (
 // /etc/routepush/routes and a systemd unit, over SFTP).
 type Persister interface {
 	// ReadPersisted says what the node would restore at boot.
-	ReadPersisted(ctx context.Context) (route.Persisted, error)
+	ReadPersisted(ctx context.Context) (persist.State, error)
 	// WritePersisted replaces the routes file atomically, keeping the one
 	// it replaces beside it, and installs what replays it, enabled where
 	// the node runs systemd (ReadPersisted said whether it does, and the
 	// report warns where it does not).
 	// found is what ReadPersisted saw, with or without its Routes.
-	WritePersisted(ctx context.Context, routes []byte, found route.Persisted) error
+	WritePersisted(ctx context.Context, routes []byte, found persist.State) error
 	// UndoPersisted puts back the routes file the last WritePersisted
 	// replaced, or removes it if there was none (found.Exists).
-	UndoPersisted(ctx context.Context, found route.Persisted) error
+	UndoPersisted(ctx context.Context, found persist.State) error
 	// RestorePersisted puts the routes file back as a run record says it
 	// was: prev's content, or no file if there was none.
-	RestorePersisted(ctx context.Context, prev route.Persisted) error
+	RestorePersisted(ctx context.Context, prev persist.State) error
 }
 
 // PersistReport is the --persist part of a node's report.
@@ -43,7 +44,7 @@ type PersistReport struct {
 	Warnings []string
 	// found is what the node had before the run, without the file's
 	// content: the run record keeps that, and the node keeps the file.
-	found route.Persisted
+	found persist.State
 }
 
 // Changes reports whether apply would install anything.
@@ -67,7 +68,7 @@ func PersistFile(h HostPlan) []byte {
 
 // persistDrift compares what a node has installed with its plan's routes
 // file, and names the risks it cannot fix.
-func persistDrift(have route.Persisted, want []byte) *PersistReport {
+func persistDrift(have persist.State, want []byte) *PersistReport {
 	p := &PersistReport{Path: have.Path, found: have}
 	p.found.Routes = nil
 	switch {
@@ -153,6 +154,6 @@ type PersistRecord struct {
 	Routes string `json:"routes,omitempty"`
 }
 
-func (p *PersistRecord) persisted() route.Persisted {
-	return route.Persisted{Path: p.Path, Exists: p.Exists, Routes: []byte(p.Routes)}
+func (p *PersistRecord) persisted() persist.State {
+	return persist.State{Path: p.Path, Exists: p.Exists, Routes: []byte(p.Routes)}
 }

@@ -33,6 +33,9 @@ type Plan struct {
 	// replaces other owners' routes to planned destinations, and deletes
 	// self routes. Without them such routes are only reported.
 	Prune, Adopt bool
+	// ProtocolNames name other owners' routes in messages (the caller's
+	// rt_protos); nil leaves iproute2's built-in names.
+	ProtocolNames route.ProtocolNames
 	// dests holds every pod CIDR with its next hop, per family, grouped by
 	// owner in node order; owners[f][i] is the range of node i's entries.
 	dests  [2][]destination
@@ -114,6 +117,9 @@ type PlanOptions struct {
 	Metric       *uint32
 	Table        string // "" for main, else the table's number
 	Prune, Adopt bool
+	// ProtocolNames name other owners' routes in messages, as the
+	// bastion's rt_protos files do; nil leaves iproute2's built-in names.
+	ProtocolNames route.ProtocolNames
 }
 
 // NewPlan plans routes for a validated node table, with the kernel's
@@ -126,7 +132,7 @@ func NewPlan(nodes []inventory.Node, proto route.Protocol) *Plan {
 // NewPlanWith plans routes for a validated node table.
 func NewPlanWith(nodes []inventory.Node, o PlanOptions) *Plan {
 	proto := o.Protocol
-	p := &Plan{Nodes: nodes, Protocol: proto, Prune: o.Prune, Adopt: o.Adopt, Table: o.Table,
+	p := &Plan{Nodes: nodes, Protocol: proto, Prune: o.Prune, Adopt: o.Adopt, Table: o.Table, ProtocolNames: o.ProtocolNames,
 		index4: make(map[uint64]int32, len(nodes)), index6: map[v6Key]int32{}}
 	p.Metric = [2]uint32{route.IPv4.DefaultMetric(), route.IPv6.DefaultMetric()}
 	if o.Metric != nil {

@@ -174,11 +174,11 @@ func (r *Report) WriteDiffColor(w io.Writer, color bool) {
 			case Stale:
 				line("-", "%s (stale, kept: --prune deletes it)", found)
 			case Conflict:
-				line("!", "%s (%s) in the way of %s", found, owner(found.Protocol), planned)
+				line("!", "%s (%s) in the way of %s", found, h.owner(found.Protocol), planned)
 			case Self:
-				line("!", "%s (%s) routes the node's own pod CIDR to itself (--adopt deletes it)", found, owner(found.Protocol))
+				line("!", "%s (%s) routes the node's own pod CIDR to itself (--adopt deletes it)", found, h.owner(found.Protocol))
 			case Overlap:
-				line("?", "%s (%s) overlaps %s (left alone)", found, owner(found.Protocol), planned)
+				line("?", "%s (%s) overlaps %s (left alone)", found, h.owner(found.Protocol), planned)
 			}
 		}
 		if p := n.Persist; p != nil {

@@ -21,11 +21,11 @@ func untouchable(h HostPlan, d *Diff, current []route.Route, source netip.Addr) 
 	check := func(r route.Route, what string) {
 		switch {
 		case connected(&r):
-			problems = append(problems, fmt.Sprintf("%s would %s the directly connected route %s (%s)", "the batch", what, r, owner(r.Protocol)))
+			problems = append(problems, fmt.Sprintf("%s would %s the directly connected route %s (%s)", "the batch", what, r, h.owner(r.Protocol)))
 		case r.Dst.Bits() == 0:
-			problems = append(problems, fmt.Sprintf("%s would %s the default route %s (%s)", "the batch", what, r, owner(r.Protocol)))
+			problems = append(problems, fmt.Sprintf("%s would %s the default route %s (%s)", "the batch", what, r, h.owner(r.Protocol)))
 		case source.IsValid() && r.Dst.Contains(source.Unmap()):
-			problems = append(problems, fmt.Sprintf("%s would %s route %s (%s), which the node needs to reach routepush at %s", "the batch", what, r, owner(r.Protocol), source.Unmap()))
+			problems = append(problems, fmt.Sprintf("%s would %s route %s (%s), which the node needs to reach routepush at %s", "the batch", what, r, h.owner(r.Protocol), source.Unmap()))
 		}
 	}
 	for _, f := range d.Remove {
@@ -53,7 +53,7 @@ func untouchable(h HostPlan, d *Diff, current []route.Route, source netip.Addr) 
 		if c.NHID != 0 && c.Table == h.plan.Table {
 			if fi, pos, ok := h.plan.find(c.Dst); ok {
 				if _, planned := h.indexOf(fi, pos); planned {
-					problems = append(problems, fmt.Sprintf("route %s (%s) to a planned destination goes through nexthop object %d, which routepush neither manages nor restores", c, owner(c.Protocol), c.NHID))
+					problems = append(problems, fmt.Sprintf("route %s (%s) to a planned destination goes through nexthop object %d, which routepush neither manages nor restores", c, h.owner(c.Protocol), c.NHID))
 				}
 			}
 		}

@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh/agent"
+
+	"github.com/routepush/routepush/internal/homedir"
+	"github.com/routepush/routepush/internal/proxyjump"
 )
 
 // Config is how routepush logs in to nodes. Its fields are the command
@@ -62,7 +65,7 @@ type Config struct {
 	// a batch after the snapshot.
 	ReadOnly bool
 	// Table is the routing table routepush manages when it is not main: a
-	// number, validated by ParseTable. Nodes' main tables are read too, to
+	// number, validated by route.ParseTable. Nodes' main tables are read too, to
 	// resolve next hops.
 	Table string
 	// Passphrase asks for an encrypted identity file's passphrase; nil asks
@@ -149,12 +152,12 @@ func NewDialer(cfg Config) (*Dialer, error) {
 		d.localUser = u.Username
 	}
 	if cfg.Jump != "" {
-		if _, err := ParseJump(cfg.Jump); err != nil {
+		if _, err := proxyjump.Parse(cfg.Jump); err != nil {
 			return nil, fmt.Errorf("--jump: %w", err)
 		}
 	}
 	if cfg.KnownHostsFile != "" && !cfg.AcceptNewHostKeys {
-		if _, err := os.Stat(ExpandHome(cfg.KnownHostsFile)); err != nil {
+		if _, err := os.Stat(homedir.Expand(cfg.KnownHostsFile)); err != nil {
 			return nil, fmt.Errorf("known_hosts: %w (routepush checks every node's host key; create it with ssh-keyscan or one manual ssh login, or use --accept-new-host-keys)", err)
 		}
 	}
@@ -198,7 +201,7 @@ type endpoint struct {
 	// offer, whatever its address: an address only a Node object gives.
 	keyName string
 	timeout time.Duration
-	jump    []Hop
+	jump    []proxyjump.Hop
 	// aliveInterval and aliveCount: keepalives (see keepalive).
 	aliveInterval time.Duration
 	aliveCount    int
@@ -261,26 +264,26 @@ func (d *Dialer) endpoint(ctx context.Context, t Target, isHop bool) (*endpoint,
 		return nil, fmt.Errorf("no SSH user")
 	}
 	if t.IdentityFile != "" {
-		e.identities = append(e.identities, identityRef{ExpandHome(t.IdentityFile), true})
+		e.identities = append(e.identities, identityRef{homedir.Expand(t.IdentityFile), true})
 	}
 	for _, f := range d.cfg.IdentityFiles {
-		e.identities = append(e.identities, identityRef{ExpandHome(f), true})
+		e.identities = append(e.identities, identityRef{homedir.Expand(f), true})
 	}
 	for _, f := range hc.IdentityFiles {
 		e.identities = append(e.identities, identityRef{f, false})
 	}
 	if len(e.identities) == 0 {
 		for _, name := range []string{"id_ed25519", "id_ecdsa", "id_rsa"} {
-			e.identities = append(e.identities, identityRef{ExpandHome("~/.ssh/" + name), false})
+			e.identities = append(e.identities, identityRef{homedir.Expand("~/.ssh/" + name), false})
 		}
 	}
 	switch {
 	case d.cfg.KnownHostsFile != "":
-		e.knownHosts = []string{ExpandHome(d.cfg.KnownHostsFile)}
+		e.knownHosts = []string{homedir.Expand(d.cfg.KnownHostsFile)}
 	case len(hc.KnownHostsFiles) > 0:
 		e.knownHosts = hc.KnownHostsFiles
 	default:
-		e.knownHosts = []string{ExpandHome("~/.ssh/known_hosts")}
+		e.knownHosts = []string{homedir.Expand("~/.ssh/known_hosts")}
 	}
 	if e.policy, err = d.hostKeyPolicy(alias, hc.StrictHostKeyChecking); err != nil {
 		return nil, err
@@ -307,26 +310,8 @@ func (d *Dialer) endpoint(ctx context.Context, t Target, isHop bool) (*endpoint,
 		}
 		jump = hc.ProxyJump
 	}
-	if e.jump, err = ParseJump(jump); err != nil {
+	if e.jump, err = proxyjump.Parse(jump); err != nil {
 		return nil, err
 	}
 	return e, nil
-}
-
-// ParseTable checks a --table value: "main", or a table number. Names
-// other than main are refused: nodes print numbers (-N), and a name in one
-// node's rt_tables may mean another table, or nothing, on the next. The
-// table routepush manages is returned as a number, "" for main.
-func ParseTable(s string) (string, error) {
-	switch s {
-	case "", "main", "254":
-		return "", nil
-	case "local", "255", "default", "253", "unspec", "0":
-		return "", fmt.Errorf("--table %s: routepush does not manage the kernel's %s table", s, s)
-	}
-	n, err := strconv.ParseUint(s, 10, 32)
-	if err != nil || n == 0 {
-		return "", fmt.Errorf("--table %q: give main or the table's number (1-4294967295; ip -N route show table all prints them)", s)
-	}
-	return strconv.FormatUint(n, 10), nil
 }

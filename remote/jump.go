@@ -4,95 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/netip"
-	"regexp"
-	"strconv"
-	"strings"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/routepush/routepush/internal/proxyjump"
 )
-
-// Hop is one jump host of a ProxyJump chain, as written: [user@]host[:port].
-type Hop struct {
-	User string
-	Host string
-	Port int // 0: from ssh_config, else 22
-}
-
-func (h Hop) String() string {
-	s := h.Host
-	if strings.Contains(s, ":") {
-		s = "[" + s + "]"
-	}
-	if h.User != "" {
-		s = h.User + "@" + s
-	}
-	if h.Port != 0 {
-		s += ":" + strconv.Itoa(h.Port)
-	}
-	return s
-}
-
-var (
-	hopUserRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9._-]{0,31}$`)
-	hopHostRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$`)
-)
-
-// ParseJump parses a ProxyJump value: comma-separated hops, each
-// [user@]host[:port] or ssh://[user@]host[:port], IPv6 hosts in brackets.
-// "" and "none" are no jump host.
-func ParseJump(spec string) ([]Hop, error) {
-	spec = strings.TrimSpace(spec)
-	if spec == "" || strings.EqualFold(spec, "none") {
-		return nil, nil
-	}
-	var hops []Hop
-	for _, part := range strings.Split(spec, ",") {
-		h, err := parseHop(strings.TrimSpace(part))
-		if err != nil {
-			return nil, fmt.Errorf("jump host %q: %w", part, err)
-		}
-		hops = append(hops, h)
-	}
-	return hops, nil
-}
-
-func parseHop(s string) (Hop, error) {
-	var h Hop
-	s = strings.TrimPrefix(s, "ssh://")
-	if at := strings.LastIndex(s, "@"); at >= 0 {
-		h.User, s = s[:at], s[at+1:]
-		if !hopUserRE.MatchString(h.User) {
-			return h, fmt.Errorf("%q is not a valid user name", h.User)
-		}
-	}
-	host, port := s, ""
-	switch {
-	case strings.HasPrefix(s, "["):
-		end := strings.Index(s, "]")
-		if end < 0 {
-			return h, fmt.Errorf("unclosed [")
-		}
-		host, port = s[1:end], strings.TrimPrefix(s[end+1:], ":")
-		if s[end+1:] != "" && !strings.HasPrefix(s[end+1:], ":") {
-			return h, fmt.Errorf("unexpected %q after ]", s[end+1:])
-		}
-	case strings.Count(s, ":") == 1:
-		host, port, _ = strings.Cut(s, ":")
-	}
-	if _, err := netip.ParseAddr(host); err != nil && !hopHostRE.MatchString(host) {
-		return h, fmt.Errorf("%q is neither an IP address nor a host name", host)
-	}
-	h.Host = host
-	if port != "" {
-		n, err := strconv.Atoi(port)
-		if err != nil || n < 1 || n > 65535 {
-			return h, fmt.Errorf("port %q is out of range 1-65535", port)
-		}
-		h.Port = n
-	}
-	return h, nil
-}
 
 // jumpChain is one authenticated connection through a chain of jump hosts,
 // shared by every node behind it: one login on each jump host per run, and
@@ -113,7 +29,7 @@ func (j *jumpChain) close() {
 // jump returns the shared connection for a chain of hops, opening it on
 // first use. A chain that failed is not retried in the same run: every node
 // behind it reports the same error instead of hammering the jump host.
-func (d *Dialer) jump(ctx context.Context, hops []Hop) (*jumpChain, error) {
+func (d *Dialer) jump(ctx context.Context, hops []proxyjump.Hop) (*jumpChain, error) {
 	return d.jumps.get(fmt.Sprint(hops), func() (*jumpChain, error) {
 		// The chain outlives the first node's context: use one of its own,
 		// bounded by the connect timeout of each hop.

@@ -12,7 +12,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/routepush/routepush/route"
+	"github.com/routepush/routepush/internal/persist"
 )
 
 // Where --persist keeps a node's routes for the next boot: the routes file
@@ -56,7 +56,7 @@ WantedBy=multi-user.target
 // ReadPersisted reads what the node would restore at boot: the routes file,
 // the unit and whether it is enabled, whether systemd runs, and whether
 // systemd-networkd would delete routepush's routes.
-func (c *Client) ReadPersisted(ctx context.Context) (p route.Persisted, err error) {
+func (c *Client) ReadPersisted(ctx context.Context) (p persist.State, err error) {
 	p.Path = routesPath
 	err = c.withFiles(ctx, "read "+routesPath, func(fsys sftpFS) error {
 		if err := c.stateDir(fsys, path.Dir(routesPath), false); err != nil {
@@ -89,7 +89,7 @@ func (c *Client) ReadPersisted(ctx context.Context) (p route.Persisted, err erro
 // The file it replaces stays as routes.previous (a hard link, so the routes
 // file itself is never missing), which UndoPersisted puts back. found is
 // what ReadPersisted saw on this node, which the run has held locked since.
-func (c *Client) WritePersisted(ctx context.Context, routes []byte, found route.Persisted) error {
+func (c *Client) WritePersisted(ctx context.Context, routes []byte, found persist.State) error {
 	err := c.withFiles(ctx, "write "+routesPath, func(fsys sftpFS) error {
 		if err := fsys.MkdirAll(path.Dir(unitPath)); err != nil {
 			return fmt.Errorf("%s: mkdir %s: %w", c.name, path.Dir(unitPath), err)
@@ -131,7 +131,7 @@ func (c *Client) WritePersisted(ctx context.Context, routes []byte, found route.
 
 // UndoPersisted puts back the routes file the last WritePersisted replaced
 // (routes.previous), or removes the routes file if there was none.
-func (c *Client) UndoPersisted(ctx context.Context, found route.Persisted) error {
+func (c *Client) UndoPersisted(ctx context.Context, found persist.State) error {
 	return c.withFiles(ctx, "restore "+routesPath, func(fsys sftpFS) error {
 		if found.Exists {
 			if err := fsys.PosixRename(previousPath, routesPath); err != nil {
@@ -148,7 +148,7 @@ func (c *Client) UndoPersisted(ctx context.Context, found route.Persisted) error
 
 // RestorePersisted puts the routes file back as a run record found it. The unit
 // stays: without the file it does nothing (ConditionPathExists).
-func (c *Client) RestorePersisted(ctx context.Context, prev route.Persisted) error {
+func (c *Client) RestorePersisted(ctx context.Context, prev persist.State) error {
 	return c.withFiles(ctx, "restore "+routesPath, func(fsys sftpFS) error {
 		if err := c.stateDir(fsys, path.Dir(routesPath), prev.Exists); err != nil {
 			return err

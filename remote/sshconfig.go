@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +16,8 @@ import (
 	"time"
 
 	"github.com/kevinburke/ssh_config"
+
+	"github.com/routepush/routepush/internal/homedir"
 )
 
 // HostConfig is what OpenSSH's client configuration says about one host,
@@ -64,13 +65,13 @@ type SSHConfig struct {
 func LoadSSHConfig(path string) (*SSHConfig, error) {
 	c := &SSHConfig{}
 	if path != "" {
-		path = ExpandHome(path)
+		path = homedir.Expand(path)
 		if _, err := os.Stat(path); err != nil {
 			return nil, fmt.Errorf("ssh config: %w", err)
 		}
 		c.files, c.explicit = []string{path}, path
 	} else {
-		for _, p := range []string{ExpandHome("~/.ssh/config"), "/etc/ssh/ssh_config"} {
+		for _, p := range []string{homedir.Expand("~/.ssh/config"), "/etc/ssh/ssh_config"} {
 			if _, err := os.Stat(p); err == nil {
 				c.files = append(c.files, p)
 			}
@@ -296,7 +297,7 @@ func (c *SSHConfig) hostConfig(alias string, kv map[string][]string, expand bool
 			if expand {
 				f = expandTokens(f, tok)
 			}
-			hc.KnownHostsFiles = append(hc.KnownHostsFiles, ExpandHome(f))
+			hc.KnownHostsFiles = append(hc.KnownHostsFiles, homedir.Expand(f))
 		}
 	}
 	hc.StrictHostKeyChecking = strings.ToLower(first("stricthostkeychecking"))
@@ -335,7 +336,7 @@ type tokens struct {
 // tokens are left as written.
 func expandTokens(s string, t tokens) string {
 	if !strings.Contains(s, "%") {
-		return ExpandHome(s)
+		return homedir.Expand(s)
 	}
 	local, _ := user.Current()
 	var b strings.Builder
@@ -378,18 +379,8 @@ func expandTokens(s string, t tokens) string {
 			b.WriteByte(s[i])
 		}
 	}
-	return ExpandHome(b.String())
+	return homedir.Expand(b.String())
 }
 
 // errProxyCommand refuses a keyword routepush cannot honour.
 var errProxyCommand = errors.New("ProxyCommand is not supported; use ProxyJump (routepush connects through jump hosts itself)")
-
-// ExpandHome expands a leading ~/ the way a shell would.
-func ExpandHome(p string) string {
-	if p == "~" || strings.HasPrefix(p, "~/") {
-		if home, err := os.UserHomeDir(); err == nil {
-			return filepath.Join(home, p[1:])
-		}
-	}
-	return p
-}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/routepush/routepush/internal/proxyjump"
 )
 
 func writeSSHConfig(t *testing.T, extra string) string {
@@ -145,23 +147,7 @@ func TestEndpointPrecedence(t *testing.T) {
 	}
 	d.cfg.Jump, d.cfg.AcceptNewHostKeys = "root@198.19.0.3:2022", true
 	e, _ = d.endpoint(ctx, Target{Name: "worker-5"}, false)
-	if len(e.jump) != 1 || e.jump[0] != (Hop{User: "root", Host: "198.19.0.3", Port: 2022}) || e.policy != acceptNewKeys {
+	if len(e.jump) != 1 || e.jump[0] != (proxyjump.Hop{User: "root", Host: "198.19.0.3", Port: 2022}) || e.policy != acceptNewKeys {
 		t.Errorf("--jump over ssh_config: %+v", e)
-	}
-}
-
-func TestParseJump(t *testing.T) {
-	hops, err := ParseJump("admin@bastion:2222, ssh://[2001:db8::1]:22,10.0.0.1")
-	want := []Hop{{User: "admin", Host: "bastion", Port: 2222}, {Host: "2001:db8::1", Port: 22}, {Host: "10.0.0.1"}}
-	if err != nil || !reflect.DeepEqual(hops, want) {
-		t.Errorf("ParseJump = %v, %v; want %v", hops, err, want)
-	}
-	for _, bad := range []string{"$(touch /tmp/pwned)", "a;b", "`id`@host", "host:99999", "[2001:db8::1"} {
-		if _, err := ParseJump(bad); err == nil {
-			t.Errorf("ParseJump(%q) accepted", bad)
-		}
-	}
-	if hops, err := ParseJump("none"); err != nil || hops != nil {
-		t.Errorf("none = %v, %v", hops, err)
 	}
 }

@@ -86,6 +86,14 @@ func ParseJSON(data []byte, fam Family) ([]Route, error) {
 // allowed at once: as many as there are CPUs, the most that can make
 // progress. Unbounded, a run with 50 nodes in flight had twenty 1,000-route
 // parses preempting each other, 23 MB of caches.
+//
+// It is the one piece of package-level mutable state in route, kept on
+// purpose, as encoding/json and fmt keep theirs: it changes no result
+// (ParseJSON's output depends only on its input), nobody can read or
+// configure it, it is safe for concurrent use (a channel), and it is
+// bounded in count (GOMAXPROCS) and in size (keepParserBelow). Its job is
+// a process-wide bound on CPU and memory, which a value owned by each
+// caller would have to be shared to keep.
 var parsers = func() chan *fastjson.Parser {
 	n := runtime.GOMAXPROCS(0)
 	c := make(chan *fastjson.Parser, n)

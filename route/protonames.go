@@ -2,61 +2,45 @@ package route
 
 import (
 	"bufio"
-	"os"
-	"path/filepath"
+	"io"
 	"strconv"
 	"strings"
-	"sync"
 )
 
-// rtProtosFiles are where iproute2 keeps protocol names: its defaults
-// (/usr/share/iproute2 since iproute2 6.x, /etc/iproute2 before) and the
-// administrator's additions.
-var rtProtosFiles = []string{"/usr/share/iproute2/rt_protos", "/etc/iproute2/rt_protos"}
+// ProtocolNames name protocols in messages as a host's iproute2 would: the
+// names its rt_protos files give, else iproute2's built-in names, else
+// numbers. Batches never use them: they use numbers or the built-in names,
+// which every node's ip knows. The package never reads the files itself:
+// the caller builds the names (package route stays pure), and nil knows
+// only the built-in names.
+type ProtocolNames map[Protocol]string
 
-// protocolDisplayNames are the names this host's iproute2 gives protocols,
-// read once. They only ever name routes in messages: batches use numbers
-// or iproute2's built-in names, which every node's ip knows.
-var protocolDisplayNames = sync.OnceValue(func() map[Protocol]string {
-	names := map[Protocol]string{}
-	files := rtProtosFiles
-	for _, dir := range []string{"/usr/share/iproute2/rt_protos.d", "/etc/iproute2/rt_protos.d"} {
-		confs, _ := filepath.Glob(filepath.Join(dir, "*.conf"))
-		files = append(files, confs...)
+// Name names p as the names say, else as iproute2 does out of the box
+// (Protocol.String).
+func (n ProtocolNames) Name(p Protocol) string {
+	if name := n[p]; name != "" {
+		return name
 	}
-	for _, f := range files {
-		readRTProtos(f, names)
-	}
-	return names
-})
+	return p.String()
+}
 
-// readRTProtos adds the "number name" lines of an rt_protos file to names.
-func readRTProtos(path string, names map[Protocol]string) {
-	f, err := os.Open(path)
-	if err != nil {
-		return
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
+// AddRTProtos adds the "number name" lines of an rt_protos file (or an
+// rt_protos.d/*.conf) to n, later lines overriding earlier ones as in
+// iproute2: comments and malformed lines are skipped. It returns only a
+// read error, having kept the lines before it.
+func (n ProtocolNames) AddRTProtos(r io.Reader) error {
+	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		line, _, _ := strings.Cut(sc.Text(), "#")
 		fields := strings.Fields(line)
 		if len(fields) != 2 {
 			continue
 		}
-		n, err := strconv.ParseUint(fields[0], 0, 8)
+		p, err := strconv.ParseUint(fields[0], 0, 8)
 		if err != nil {
 			continue
 		}
-		names[Protocol(n)] = fields[1]
+		n[Protocol(p)] = fields[1]
 	}
-}
-
-// DisplayName names the protocol as this host's iproute2 would (its
-// rt_protos files), else by iproute2's built-in name, else by number.
-func (p Protocol) DisplayName() string {
-	if name := protocolDisplayNames()[p]; name != "" {
-		return name
-	}
-	return p.String()
+	return sc.Err()
 }

@@ -1,20 +1,18 @@
 package route
 
 import (
-	"os"
-	"path/filepath"
+	"strings"
 	"testing"
 )
 
-func TestReadRTProtos(t *testing.T) {
+func TestProtocolNames(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "rt_protos")
-	if err := os.WriteFile(path, []byte("# comment\n3\tboot\n0x11 kube-router # hex, as iproute2 allows\n80 calico\nbad line here\n300 toobig\n"), 0o644); err != nil {
+	names := ProtocolNames{}
+	err := names.AddRTProtos(strings.NewReader("# comment\n3\tboot\n0x11 kube-router # hex, as iproute2 allows\n80 calico\nbad line here\n300 toobig\n"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	names := map[Protocol]string{}
-	readRTProtos(path, names)
-	want := map[Protocol]string{3: "boot", 17: "kube-router", 80: "calico"}
+	want := ProtocolNames{3: "boot", 17: "kube-router", 80: "calico"}
 	if len(names) != len(want) {
 		t.Errorf("names = %v, want %v", names, want)
 	}
@@ -23,7 +21,22 @@ func TestReadRTProtos(t *testing.T) {
 			t.Errorf("names[%d] = %q, want %q", p, names[p], n)
 		}
 	}
-	if got := Protocol(114).DisplayName(); got != "114" {
-		t.Errorf("DisplayName(114) = %q", got)
+	if err := names.AddRTProtos(strings.NewReader("80 felix\n")); err != nil || names[80] != "felix" {
+		t.Errorf("a later file's name for 80 = %q, %v; want felix", names[80], err)
+	}
+	for _, tt := range []struct {
+		names ProtocolNames
+		p     Protocol
+		want  string
+	}{
+		{names, 17, "kube-router"},
+		{names, 114, "114"},
+		{names, 4, "static"}, // built in, not in the files
+		{nil, 17, "17"},
+		{nil, 186, "bgp"},
+	} {
+		if got := tt.names.Name(tt.p); got != tt.want {
+			t.Errorf("%v.Name(%d) = %q, want %q", tt.names, tt.p, got, tt.want)
+		}
 	}
 }

@@ -190,13 +190,10 @@ func (r Route) Key() Key { return Key{Dst: r.Dst, Metric: r.Metric} }
 // Family returns the route's address family.
 func (r Route) Family() Family { return FamilyOf(r.Dst.Addr()) }
 
-// SameNextHop reports whether r already does what want asks: a plain unicast
-// route to the same gateway with the same protocol. Attributes the kernel
-// fills in by itself (dev, scope, pref) do not matter.
-func (r Route) SameNextHop(want Route) bool { return r.GoesVia(want.Gateway, want.Protocol) }
-
-// GoesVia is SameNextHop for a wanted route given by its gateway and
-// protocol.
+// GoesVia reports whether r already does what a wanted route through
+// gateway marked proto asks: a plain unicast route to that gateway with
+// that protocol. Attributes the kernel fills in by itself (dev, scope,
+// pref) do not matter.
 func (r *Route) GoesVia(gateway netip.Addr, proto Protocol) bool {
 	return (r.Type == "" || r.Type == "unicast") &&
 		len(r.Nexthops) == 0 &&

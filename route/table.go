@@ -1,6 +1,7 @@
 package route
 
 import (
+	"fmt"
 	"regexp"
 	"strconv"
 )
@@ -12,6 +13,24 @@ import (
 type Table struct {
 	Routes []Route
 	Digest [32]byte
+}
+
+// ParseTable checks a --table value: "main", or a table number. Names
+// other than main are refused: nodes print numbers (-N), and a name in one
+// node's rt_tables may mean another table, or nothing, on the next. The
+// table routepush manages is returned as a number, "" for main.
+func ParseTable(s string) (string, error) {
+	switch s {
+	case "", "main", "254":
+		return "", nil
+	case "local", "255", "default", "253", "unspec", "0":
+		return "", fmt.Errorf("--table %s: routepush does not manage the kernel's %s table", s, s)
+	}
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil || n == 0 {
+		return "", fmt.Errorf("--table %q: give main or the table's number (1-4294967295; ip -N route show table all prints them)", s)
+	}
+	return strconv.FormatUint(n, 10), nil
 }
 
 var failedLineRE = regexp.MustCompile(`Command failed -:(\d+)`)

@@ -44,6 +44,8 @@ func runApply(ctx context.Context, streams Streams, o *options, log *slog.Logger
 		Table:    o.table,
 		Prune:    o.prune,
 		Adopt:    o.adopt,
+		// this host's rt_protos names, for messages (route reads no files)
+		ProtocolNames: localProtocolNames(),
 	})
 	connect := func(ctx context.Context, n *inventory.Node) (orchestrator.Host, error) {
 		c, err := dialer.Dial(ctx, target(n, o))

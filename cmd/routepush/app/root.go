@@ -13,9 +13,9 @@ import (
 	"github.com/spf13/viper"
 	"golang.org/x/term"
 
+	"github.com/routepush/routepush/internal/homedir"
 	"github.com/routepush/routepush/inventory"
 	"github.com/routepush/routepush/orchestrator"
-	"github.com/routepush/routepush/remote"
 	"github.com/routepush/routepush/route"
 )
 
@@ -145,8 +145,8 @@ Exit codes: 0 done or in sync, 1 error (changed nodes rolled back),
 	f.Bool("prune", false, "delete routepush's routes that are no longer planned (nodes that left, CIDRs that moved)")
 	f.Bool("adopt", false, "replace other owners' routes to planned destinations (e.g. the Ansible playbook's) and delete self routes, instead of refusing the node")
 	f.Bool("persist", false, "after a node verifies, keep its routes for the next boot: /etc/routepush/routes and routepush-routes.service, enabled where systemd runs; --check reports where they differ")
-	f.Int("min-prefix-v4", inventory.DefaultRails.MinPrefix[0], "refuse IPv4 pod CIDRs wider than this prefix length")
-	f.Int("min-prefix-v6", inventory.DefaultRails.MinPrefix[1], "refuse IPv6 pod CIDRs wider than this prefix length")
+	f.Int("min-prefix-v4", inventory.DefaultRails().MinPrefix[0], "refuse IPv4 pod CIDRs wider than this prefix length")
+	f.Int("min-prefix-v6", inventory.DefaultRails().MinPrefix[1], "refuse IPv6 pod CIDRs wider than this prefix length")
 	f.CountP("verbose", "v", "more status on stderr (-v info, -vv debug)")
 	f.BoolP("quiet", "q", false, "only errors on stderr")
 	f.String("log-level", "", "status on stderr: debug, info, warn or error (default: warn, info on a terminal; -v/-q)")
@@ -217,7 +217,7 @@ func loadOptions(cmd *cobra.Command, v *viper.Viper) (*options, error) {
 	}
 	o.rails.MinPrefix = [2]int{v.GetInt("min-prefix-v4"), v.GetInt("min-prefix-v6")}
 	var err error
-	if o.table, err = remote.ParseTable(v.GetString("table")); err != nil {
+	if o.table, err = route.ParseTable(v.GetString("table")); err != nil {
 		return nil, err
 	}
 	switch m := v.GetInt64("metric"); {
@@ -235,7 +235,7 @@ func loadOptions(cmd *cobra.Command, v *viper.Viper) (*options, error) {
 	// replaces it unless a kubeconfig or context asks for the API too.
 	if o.inventory == "" || v.GetString("kubeconfig") != "" || v.GetString("context") != "" {
 		o.kube = &inventory.KubeOptions{
-			Kubeconfig: remote.ExpandHome(v.GetString("kubeconfig")),
+			Kubeconfig: homedir.Expand(v.GetString("kubeconfig")),
 			Context:    v.GetString("context"),
 			Selector:   v.GetString("selector"),
 			ChunkSize:  v.GetInt64("chunk-size"),

@@ -1,0 +1,100 @@
+// Package proxyjump is the syntax of OpenSSH's ProxyJump (and routepush's
+// --jump and an inventory's jump field): a chain of jump hosts, each
+// [user@]host[:port]. It only parses and checks the text; connecting
+// through the hops is package remote's job.
+//
+// It is a leaf: it imports no other routepush package, so that inventory
+// can check jump hosts without importing remote (and with it SSH and SFTP).
+package proxyjump
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// Hop is one jump host of a ProxyJump chain, as written: [user@]host[:port].
+type Hop struct {
+	User string
+	Host string
+	Port int // 0: from ssh_config, else 22
+}
+
+// String writes the hop back as [user@]host[:port], an IPv6 host in
+// brackets.
+func (h Hop) String() string {
+	s := h.Host
+	if strings.Contains(s, ":") {
+		s = "[" + s + "]"
+	}
+	if h.User != "" {
+		s = h.User + "@" + s
+	}
+	if h.Port != 0 {
+		s += ":" + strconv.Itoa(h.Port)
+	}
+	return s
+}
+
+var (
+	hopUserRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9._-]{0,31}$`)
+	hopHostRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$`)
+)
+
+// Parse parses a ProxyJump value: comma-separated hops, each
+// [user@]host[:port] or ssh://[user@]host[:port], IPv6 hosts in brackets.
+// "" and "none" are no jump host.
+func Parse(spec string) ([]Hop, error) {
+	spec = strings.TrimSpace(spec)
+	if spec == "" || strings.EqualFold(spec, "none") {
+		return nil, nil
+	}
+	var hops []Hop
+	for _, part := range strings.Split(spec, ",") {
+		h, err := parseHop(strings.TrimSpace(part))
+		if err != nil {
+			return nil, fmt.Errorf("jump host %q: %w", part, err)
+		}
+		hops = append(hops, h)
+	}
+	return hops, nil
+}
+
+func parseHop(s string) (Hop, error) {
+	var h Hop
+	s = strings.TrimPrefix(s, "ssh://")
+	if at := strings.LastIndex(s, "@"); at >= 0 {
+		h.User, s = s[:at], s[at+1:]
+		if !hopUserRE.MatchString(h.User) {
+			return h, fmt.Errorf("%q is not a valid user name", h.User)
+		}
+	}
+	host, port := s, ""
+	switch {
+	case strings.HasPrefix(s, "["):
+		end := strings.Index(s, "]")
+		if end < 0 {
+			return h, fmt.Errorf("unclosed [")
+		}
+		host, port = s[1:end], strings.TrimPrefix(s[end+1:], ":")
+		if s[end+1:] != "" && !strings.HasPrefix(s[end+1:], ":") {
+			return h, fmt.Errorf("unexpected %q after ]", s[end+1:])
+		}
+	case strings.Count(s, ":") == 1:
+		host, port, _ = strings.Cut(s, ":")
+	}
+	if _, err := netip.ParseAddr(host); err != nil && !hopHostRE.MatchString(host) {
+		return h, fmt.Errorf("%q is neither an IP address nor a host name", host)
+	}
+	h.Host = host
+	if port != "" {
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 {
+			return h, fmt.Errorf("port %q is out of range 1-65535", port)
+		}
+		h.Port = n
+	}
+	return h, nil
+}
