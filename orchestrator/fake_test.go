@@ -2,13 +2,13 @@ package orchestrator
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"io/fs"
 	"net/netip"
 	"slices"
 	"strings"
 	"sync"
+	"testing"
 
 	"github.com/routepush/routepush/internal/persist"
 	"github.com/routepush/routepush/inventory"
@@ -16,11 +16,12 @@ import (
 )
 
 // fakeKernel is an in-memory routing table that understands the batch lines
-// routepush writes, enough to test run, verify and rollback logic.
+// routepush writes, enough to test run, verify and rollback logic. Its
+// table is its own model (fakekernel_test.go), not package route's.
 type fakeKernel struct {
 	mu      sync.Mutex
 	name    string
-	routes  []route.Route
+	routes  []kroute
 	failDst string            // a "route replace" of this destination fails like the kernel would
 	applied int               // batches received
 	closed  int               // Close calls
@@ -137,21 +138,29 @@ func (k *fakeKernel) AppendRun(_ context.Context, id string, line []byte) error 
 	return nil
 }
 
-// digest is order-independent, as the kernel's own listing order is
-// fixed: only the set of routes counts.
-func (k *fakeKernel) digest() [32]byte {
-	specs := make([]string, len(k.routes))
-	for i, r := range k.routes {
-		specs[i] = r.Spec() + "\n"
-	}
-	slices.Sort(specs)
-	return sha256.Sum256([]byte(strings.Join(specs, "")))
-}
+func (k *fakeKernel) digest() [32]byte { return fakeDigest(k.routes) }
 
 func (k *fakeKernel) ReadRoutes(_ context.Context, _ []route.Family) (route.Table, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return route.Table{Routes: slices.Clone(k.routes), Digest: k.digest()}, nil
+	t := route.Table{Routes: make([]route.Route, len(k.routes)), Digest: k.digest()}
+	for i := range k.routes {
+		t.Routes[i] = k.routes[i].routeValue()
+	}
+	return t, nil
+}
+
+// seed adds routes given as `ip route show` lines, as if someone else had
+// added them; the caller holds no lock or owns the kernel.
+func (k *fakeKernel) seed(t testing.TB, text string) {
+	t.Helper()
+	for _, line := range strings.Split(strings.TrimSpace(text), "\n") {
+		l, err := parseKLine(line)
+		if err != nil {
+			t.Fatalf("seed %q: %v", line, err)
+		}
+		k.routes = append(k.routes, l.kroute)
+	}
 }
 
 type fakeCommandError struct{ stderr string }
@@ -212,55 +221,48 @@ func (k *fakeKernel) apply(batch []byte, force bool) error {
 	return firstErr
 }
 
-func (k *fakeKernel) parse(spec string) (route.Route, error) {
-	rs, err := route.ParseText([]byte(spec), route.IPv4)
-	if err != nil {
-		return route.Route{}, err
-	}
-	return rs[0], nil
-}
-
+// replace is `ip route replace`: add the route, or overwrite the one with
+// its key.
 func (k *fakeKernel) replace(spec string) error {
-	r, err := k.parse(spec)
+	l, err := parseKLine(spec)
 	if err != nil {
 		return err
 	}
-	if r.Dst.String() == k.failDst {
+	if l.dst.String() == k.failDst {
 		return fmt.Errorf("Nexthop has invalid gateway")
 	}
 	for i := range k.routes {
-		if k.routes[i].Key() == r.Key() {
-			k.routes[i] = r
+		if k.routes[i].sameKey(&l.kroute) {
+			k.routes[i] = l.kroute
 			return nil
 		}
 	}
-	k.routes = append(k.routes, r)
-	slices.SortFunc(k.routes, func(a, b route.Route) int { return strings.Compare(a.Spec(), b.Spec()) })
+	k.routes = append(k.routes, l.kroute)
 	return nil
 }
 
 // add is `ip route add`: it fails if a route with the same key exists.
 func (k *fakeKernel) add(spec string) error {
-	r, err := k.parse(spec)
+	l, err := parseKLine(spec)
 	if err != nil {
 		return err
 	}
 	for i := range k.routes {
-		if k.routes[i].Key() == r.Key() {
+		if k.routes[i].sameKey(&l.kroute) {
 			return fmt.Errorf("File exists")
 		}
 	}
 	return k.replace(spec)
 }
 
+// del is `ip route del`: it deletes the first route the line names.
 func (k *fakeKernel) del(spec string) error {
-	r, err := k.parse(spec)
+	l, err := parseKLine(spec)
 	if err != nil {
 		return err
 	}
 	for i := range k.routes {
-		c := k.routes[i]
-		if c.Key() == r.Key() && c.Gateway == r.Gateway && c.Protocol == r.Protocol {
+		if l.matches(&k.routes[i]) {
 			k.routes = slices.Delete(k.routes, i, i+1)
 			return nil
 		}
@@ -286,8 +288,11 @@ func newFakeCluster(nodes []inventory.Node) *fakeCluster {
 	c := &fakeCluster{kernels: map[string]*fakeKernel{}, unreachable: map[string]bool{}}
 	for _, n := range nodes {
 		// Every node starts with its link's connected route, as in the lab.
-		link, _ := route.ParseText([]byte(fmt.Sprintf("unicast 198.18.0.0/16 dev eth0 proto kernel scope link src %s\n", n.InternalIPs[0])), route.IPv4)
-		c.kernels[n.Name] = &fakeKernel{name: n.Name, routes: link}
+		link, err := parseKLine(fmt.Sprintf("unicast 198.18.0.0/16 dev eth0 proto kernel scope link src %s", n.InternalIPs[0]))
+		if err != nil {
+			panic(err)
+		}
+		c.kernels[n.Name] = &fakeKernel{name: n.Name, routes: []kroute{link.kroute}}
 	}
 	return c
 }

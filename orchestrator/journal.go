@@ -110,8 +110,8 @@ func ValidRunID(s string) bool { return runIDRE.MatchString(s) }
 
 // newRecord describes the run on a node before its batch is sent. It
 // renders the apply batch, which apply renders again: keeping it from the
-// read to the apply would hold every node's batch at once (55 MB at 1,000
-// nodes), where rendering it costs microseconds.
+// read to the apply would hold every node's batch at once, where rendering
+// it again is cheap.
 func newRecord(holder Holder, h HostPlan, table route.Table, d *Diff) RunRecord {
 	rec := RunRecord{
 		RunID: holder.RunID, Node: h.Node().Name, State: StateApplying, Holder: holder,
@@ -219,8 +219,8 @@ func knownState(s RunState) bool {
 	return false
 }
 
-// Fams returns the record's families.
-func (r RunRecord) Fams() ([]route.Family, error) {
+// RouteFamilies returns the families the record names.
+func (r RunRecord) RouteFamilies() ([]route.Family, error) {
 	var fams []route.Family
 	for _, f := range r.Families {
 		switch strings.ToLower(f) {

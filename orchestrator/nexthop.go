@@ -9,14 +9,15 @@ import (
 	"github.com/routepush/routepush/route"
 )
 
-// UnconnectedNextHops checks, in a node's own main table, that every next
-// hop of its plan is on a subnet directly connected to it: the most
-// specific route to the next hop (what `ip route get` would use) has no
-// gateway of its own. The kernel refuses a route via any other next hop
-// ("Nexthop has invalid gateway") unless it is added onlink, which
-// routepush never does silently: flannel host-gw learned that an onlink
-// route to an unreachable peer is a black hole. It returns one message per
-// next hop that is not directly connected.
+// UnconnectedNextHops checks, in the node's main table (whatever --table
+// says: its links' routes are there), that every next hop of its plan is
+// on a subnet directly connected to it: the most specific route to the
+// next hop (what `ip route get` would use) has no gateway of its own. The
+// kernel refuses a route via any other next hop ("Nexthop has invalid
+// gateway") unless it is added onlink, which routepush never does
+// silently: flannel host-gw learned that an onlink route to an unreachable
+// peer is a black hole. It returns one message per next hop that is not
+// directly connected.
 func UnconnectedNextHops(h HostPlan, current []route.Route) []string {
 	// Only routes that are not pod routes can reach a node's internal IP:
 	// pod CIDRs never contain one (inventory validation refuses that).

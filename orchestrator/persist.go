@@ -33,10 +33,9 @@ type Persister interface {
 // PersistReport is the --persist part of a node's report.
 type PersistReport struct {
 	Path string
-	// Drift lists what differs from the plan: the routes file missing or
-	// different, the unit missing, outdated or not enabled. Empty when
-	// the node would restore exactly the plan's routes at boot.
-	Drift []string
+	// Drift lists what differs from the plan. Empty when the node would
+	// restore exactly the plan's routes at boot.
+	Drift []PersistDrift
 	// Written: this run installed the file (and the unit).
 	Written bool
 	// Warnings are risks routepush does not fix: no systemd to enable the
@@ -45,6 +44,40 @@ type PersistReport struct {
 	// found is what the node had before the run, without the file's
 	// content: the run record keeps that, and the node keeps the file.
 	found persist.State
+}
+
+// PersistDrift is one way a node's --persist install differs from its
+// plan.
+type PersistDrift struct {
+	Kind DriftKind
+	// Delta says how the routes file differs, for DriftFileDiffers.
+	Delta string
+}
+
+// DriftKind says what of a --persist install differs.
+type DriftKind uint8
+
+// Kinds of drift.
+const (
+	DriftFileMissing  DriftKind = iota + 1 // no routes file
+	DriftFileDiffers                       // a routes file other than the plan's
+	DriftUnitOutdated                      // the boot unit missing or outdated
+	DriftUnitDisabled                      // the boot unit not enabled
+)
+
+// String says it as the report and the JSON document do.
+func (d PersistDrift) String() string {
+	switch d.Kind {
+	case DriftFileMissing:
+		return "routes file missing"
+	case DriftFileDiffers:
+		return "routes file " + d.Delta
+	case DriftUnitOutdated:
+		return "boot unit missing or outdated"
+	case DriftUnitDisabled:
+		return "boot unit not enabled"
+	}
+	return "drift"
 }
 
 // Changes reports whether apply would install anything.
@@ -73,15 +106,15 @@ func persistDrift(have persist.State, want []byte) *PersistReport {
 	p.found.Routes = nil
 	switch {
 	case !have.Exists:
-		p.Drift = append(p.Drift, "routes file missing")
+		p.Drift = append(p.Drift, PersistDrift{Kind: DriftFileMissing})
 	case !bytes.Equal(have.Routes, want):
-		p.Drift = append(p.Drift, "routes file "+lineDelta(have.Routes, want))
+		p.Drift = append(p.Drift, PersistDrift{Kind: DriftFileDiffers, Delta: lineDelta(have.Routes, want)})
 	}
 	switch {
 	case !have.UnitCurrent:
-		p.Drift = append(p.Drift, "boot unit missing or outdated")
+		p.Drift = append(p.Drift, PersistDrift{Kind: DriftUnitOutdated})
 	case have.Systemd && !have.UnitEnabled:
-		p.Drift = append(p.Drift, "boot unit not enabled")
+		p.Drift = append(p.Drift, PersistDrift{Kind: DriftUnitDisabled})
 	}
 	if !have.Systemd {
 		p.Warnings = append(p.Warnings, "no systemd: the unit cannot be enabled; replay the file at boot with `ip -force -batch "+have.Path+"`")
@@ -139,7 +172,7 @@ func (r *nodeRun) persistVerified(ctx context.Context) bool {
 			return false
 		}
 	}
-	r.rep.Outcome = Applied
+	r.rep.Outcome = Changed
 	// Recorded even if the run is being interrupted: a node that verified
 	// must say so, with the digest a later rollback checks.
 	r.record(context.WithoutCancel(ctx), StateVerified, nil, r.after)

@@ -53,7 +53,7 @@ func TestRunPersistCheckApplyInSync(t *testing.T) {
 	}
 	for i, n := range rep.Nodes {
 		k := c.kernels[n.Name]
-		if n.Outcome != Applied || !n.Persist.Written || !bytes.Equal(k.persisted, PersistFile(p.Host(i))) {
+		if n.Outcome != Changed || !n.Persist.Written || !bytes.Equal(k.persisted, PersistFile(p.Host(i))) {
 			t.Errorf("%s: %s, written %v, file:\n%s", n.Name, n.Outcome, n.Persist.Written, k.persisted)
 		}
 	}

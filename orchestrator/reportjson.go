@@ -122,7 +122,10 @@ func (r *Report) JSON(runID string) JSONReport {
 			jn.RollbackError = safetext.Text(n.RollbackErr.Error())
 		}
 		if p := n.Persist; p != nil {
-			jn.Persist = &JSONPersist{Path: p.Path, Drift: append([]string{}, p.Drift...), Written: p.Written, Warnings: append([]string{}, p.Warnings...)}
+			jn.Persist = &JSONPersist{Path: p.Path, Drift: []string{}, Written: p.Written, Warnings: append([]string{}, p.Warnings...)}
+			for _, d := range p.Drift {
+				jn.Persist.Drift = append(jn.Persist.Drift, d.String())
+			}
 		}
 		j.Nodes[i] = jn
 	}

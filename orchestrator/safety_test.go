@@ -18,9 +18,8 @@ func TestRunRefusesANodeChangedSinceItsRead(t *testing.T) {
 	t.Parallel()
 	nodes := labNodes(3)
 	c := newFakeCluster(nodes)
-	intruder := mustRoutes(t, "100.64.2.0/24 via 198.18.0.12 dev eth0 proto static scope global\n")
 	c.kernels["node-0"].beforeApply = func(k *fakeKernel) {
-		k.routes = append(k.routes, intruder...)
+		k.seed(t, "100.64.2.0/24 via 198.18.0.12 dev eth0 proto static scope global")
 		k.beforeApply = nil
 	}
 	before := c.digests()
@@ -71,7 +70,7 @@ func TestRunNeverTouchesWhatKeepsANodeReachable(t *testing.T) {
 			c := newFakeCluster(nodes)
 			k := c.kernels["node-0"]
 			if tc.table != "" {
-				k.routes = append(k.routes, mustRoutes(t, tc.table)...)
+				k.seed(t, tc.table)
 			}
 			if tc.source != "" {
 				k.source = netip.MustParseAddr(tc.source)
@@ -95,11 +94,10 @@ func TestRollbackLeavesANodeChangedSinceAlone(t *testing.T) {
 	t.Parallel()
 	nodes := labNodes(3)
 	c := newFakeCluster(nodes)
-	someone := mustRoutes(t, "100.64.200.0/24 via 198.18.0.12 dev eth0 proto static scope global\n")
 	c.kernels["node-2"].failDst = "100.64.0.0/24"
 	c.kernels["node-2"].beforeApply = func(*fakeKernel) {
 		// node-0 and node-1 have verified by now (Concurrency 1).
-		c.kernels["node-1"].routes = append(c.kernels["node-1"].routes, someone...)
+		c.kernels["node-1"].seed(t, "100.64.200.0/24 via 198.18.0.12 dev eth0 proto static scope global")
 	}
 	before := c.digests()
 	holder := Holder{RunID: NewRunID(time.Now()), Host: "bastion", PID: 42, Started: time.Now()}
@@ -228,5 +226,33 @@ func TestRestoreAsksWhichRunWhenNodesDisagree(t *testing.T) {
 	}
 	if after := c.digests(); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Error("a node was changed")
+	}
+}
+
+// A rollback puts back every attribute of the routes the run replaced or
+// deleted: the fake kernel reads the undo lines with its own tokenizer
+// and digests its own model of the table, so a renderer that dropped an
+// attribute (the metric, the protocol, a route metric such as mtu) would
+// leave a different table, whatever package route's parser reads back.
+func TestRollbackRestoresEveryAttribute(t *testing.T) {
+	t.Parallel()
+	nodes := labNodes(3)
+	c := newFakeCluster(nodes)
+	k := c.kernels["node-0"]
+	k.seed(t, `100.64.2.0/24 via 198.18.0.99 dev eth0 proto boot scope global mtu 1400
+100.64.9.0/24 via 198.18.0.19 dev eth0 proto 114 scope global metric 7 advmss 1360`)
+	c.kernels["node-2"].failDst = "100.64.0.0/24"
+	before := c.digests()
+	wantRoutes := fmt.Sprint(k.routes)
+	plan := NewPlanWith(nodes, PlanOptions{Protocol: DefaultProtocol, Prune: true, Adopt: true})
+	rep := Run(context.Background(), plan, c.connect, Options{Concurrency: 1})
+	if d := rep.Nodes[0].Diff; len(d.Replace) != 1 || len(d.Remove) != 1 {
+		t.Fatalf("node-0's diff replaces %d and removes %d routes, want 1 and 1", len(d.Replace), len(d.Remove))
+	}
+	if n := rep.Nodes[0]; n.Outcome != RolledBack || n.RollbackErr != nil {
+		t.Fatalf("node-0: %s, %v", n.Outcome, n.RollbackErr)
+	}
+	if got := fmt.Sprint(k.routes); c.digests()["node-0"] != before["node-0"] {
+		t.Errorf("node-0 not restored exactly:\n got %s\nwant %s", got, wantRoutes)
 	}
 }

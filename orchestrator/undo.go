@@ -15,7 +15,7 @@ import (
 type undoTarget struct {
 	node, runID string
 	lines       []byte
-	fams        []route.Family
+	families    []route.Family
 	before      [32]byte
 	after       *[32]byte
 }
@@ -32,12 +32,13 @@ func (e *ChangedSinceError) Error() string {
 }
 
 // undoNode puts a node back as a run found it. It is the one rollback, for
-// a failing run and for `routepush rollback` alike: it sends the undo
-// lines with -force (some are for changes the run never got to make) only
-// while the tables are still as the run left them (after), and then checks
-// that they read back byte for byte as before the run.
+// a failing run (nodeRun.rollback) and for `routepush rollback`
+// (restoreNode) alike: it sends the undo lines with -force (some are for
+// changes the run never got to make) only while the tables are still as
+// the run left them (after), and then checks that they read back byte for
+// byte as before the run.
 func undoNode(ctx context.Context, h Host, t undoTarget) error {
-	table, applyErr, err := h.Apply(ctx, t.lines, true, t.fams, t.after)
+	table, applyErr, err := h.Apply(ctx, t.lines, true, t.families, t.after)
 	var changed *route.ChangedError
 	switch {
 	case errors.As(err, &changed):
@@ -52,4 +53,72 @@ func undoNode(ctx context.Context, h Host, t undoTarget) error {
 		return err
 	}
 	return nil
+}
+
+// rollback is a node's part of a failing run's rollback: it restores the
+// node to the tables it had before the run with undoNode, as `routepush
+// rollback` would from the node's record, then puts back its routes file,
+// and records the result. Its lock is still this run's: a node whose
+// connection was lost is reached again under it.
+func (r *nodeRun) rollback(ctx context.Context) {
+	if r.host == nil && !r.reconnect(ctx, nil) {
+		return
+	}
+	defer func() {
+		if r.rep.RollbackErr != nil {
+			r.record(ctx, StateRollbackFailed, r.rep.RollbackErr, nil)
+		} else {
+			r.record(ctx, StateRolledBack, nil, &r.before)
+		}
+	}()
+	target := undoTarget{
+		node: r.plan.Node().Name, runID: r.opts.Holder.RunID, lines: r.rep.Diff.UndoBatch(r.plan).Bytes(),
+		families: r.plan.Families(), before: r.before, after: r.after,
+	}
+	r.rep.RollbackErr = undoNode(ctx, r.host, target)
+	var notSent *route.NotSentError
+	if errors.As(r.rep.RollbackErr, &notSent) {
+		// The connection kept since the node verified may have died
+		// meanwhile (the node was out of reach for a while): nothing was
+		// sent, so one new connection, under the run's lock, may try
+		// again.
+		r.host.Close()
+		r.host = nil
+		if !r.reconnect(ctx, r.rep.RollbackErr) {
+			return
+		}
+		r.rep.RollbackErr = undoNode(ctx, r.host, target)
+	}
+	if r.persisted && r.rep.RollbackErr == nil {
+		if err := r.host.UndoPersisted(ctx, r.rep.Persist.found); err != nil {
+			r.rep.RollbackErr = fmt.Errorf("rollback: %w", err)
+		}
+	}
+	if r.rep.RollbackErr != nil {
+		r.rep.Outcome = RollbackFailed
+		return
+	}
+	if r.rep.Outcome != Failed {
+		r.rep.Outcome = RolledBack
+	}
+	r.rep.RolledBack = true
+}
+
+// reconnect connects to the node again for its rollback, under the run's
+// lock; prev is the rollback's error that made it necessary, if any. On
+// failure the rollback failed.
+func (r *nodeRun) reconnect(ctx context.Context, prev error) bool {
+	host, err := r.connect(ctx, r.plan.Node())
+	if err != nil {
+		if prev != nil {
+			r.rep.RollbackErr = fmt.Errorf("rollback: %w (and reconnecting: %v)", prev, err)
+		} else {
+			r.rep.RollbackErr = fmt.Errorf("rollback: %w", err)
+		}
+		r.rep.Outcome = RollbackFailed
+		return false
+	}
+	r.host = host
+	r.locked = r.opts.journaling()
+	return true
 }

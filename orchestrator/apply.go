@@ -1,0 +1,149 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/routepush/routepush/internal/safetext"
+	"github.com/routepush/routepush/route"
+)
+
+// apply is a node's part of the apply phase: it sends the node's batch
+// and verifies the result. It returns false when the node failed or was
+// refused. A verified node keeps its connection and its lock until the
+// run's outcome is final (settle).
+func (r *nodeRun) apply(ctx context.Context) (ok bool) {
+	t0 := time.Now()
+	defer func() {
+		r.rep.Duration += time.Since(t0)
+		if !ok {
+			// An interrupt may be why: the record must still say so.
+			state := StateFailed
+			if !r.touched {
+				state = StateNotApplied
+			}
+			r.record(context.WithoutCancel(ctx), state, r.rep.Err, r.after)
+		}
+	}()
+	r.touched = true
+	if r.rep.Diff.Empty() {
+		return r.persistVerified(ctx) // only the routes file differs
+	}
+	table, ok := r.send(ctx)
+	if !ok {
+		return false
+	}
+	if problems := Verify(r.plan, table.Routes); len(problems) > 0 {
+		r.fail(fmt.Errorf("%s: verify failed: %s", r.plan.Node().Name, summarize(problems)))
+		return false
+	}
+	return r.persistVerified(ctx)
+}
+
+// send sends the node's batch and returns the tables it left. The batch
+// is not kept for the error message: it is rendered again if ip rejects a
+// line, so the 50 nodes in flight hold theirs only until it is sent. It
+// goes only if the node's tables are still as read (compare before swap):
+// Apply shows them again first.
+func (r *nodeRun) send(ctx context.Context) (route.Table, bool) {
+	name := r.plan.Node().Name
+	table, applyErr, err := r.host.Apply(ctx, r.rep.Diff.ApplyBatch(r.plan).Bytes(), false, r.plan.Families(), &r.before)
+	var notSent *route.NotSentError
+	var changed *route.ChangedError
+	var lost interface{ Lost() bool }
+	switch {
+	case errors.As(err, &notSent):
+		r.touched = false // the node is as it was: nothing to undo there
+		r.fail(fmt.Errorf("%s: %w", name, err))
+		return table, false
+	case errors.As(err, &changed):
+		r.touched = false
+		r.refuse(fmt.Errorf("its table changed since it was read: %s; nothing was sent", describeChange(r.plan, &r.rep.Diff, changed.Table.Routes)))
+		return table, false
+	case errors.As(err, &lost) && ctx.Err() == nil:
+		// The connection went mid-batch: whether the batch is in the
+		// kernel is unknown until the node is reached again.
+		if table, err = r.reconnectAndRead(ctx, err); err != nil {
+			r.rep.Outcome, r.rep.Err = Unknown, err
+			return table, false
+		}
+		applyErr = nil
+	}
+	if err == nil {
+		r.after = &table.Digest
+	}
+	switch {
+	case applyErr != nil:
+		r.fail(explainBatchError(applyErr, r.rep.Diff.ApplyBatch(r.plan).Bytes()))
+		r.readAfter(ctx)
+		return table, false
+	case err != nil:
+		r.fail(fmt.Errorf("verify: %w", err))
+		return table, false
+	}
+	return table, true
+}
+
+// readAfter reads the tables a failed batch left, when Apply could not:
+// the rollback undoes the run only while the node is still so.
+func (r *nodeRun) readAfter(ctx context.Context) {
+	if r.after != nil || ctx.Err() != nil {
+		return
+	}
+	if t, err := r.host.ReadRoutes(ctx, r.plan.Families()); err == nil {
+		r.after = &t.Digest
+	}
+}
+
+// reconnectAndRead reaches a node whose connection was lost mid-batch
+// again (three tries, a second, then two, then four apart) and reads its
+// tables, for verify to decide. If it stays out of reach its state is
+// unknown: `routepush rollback` restores it once it is back.
+func (r *nodeRun) reconnectAndRead(ctx context.Context, lost error) (route.Table, error) {
+	name := r.plan.Node().Name
+	r.host.Close()
+	r.host = nil
+	wait := time.Second
+	var err error
+	for try := 1; try <= 3; try++ {
+		select {
+		case <-ctx.Done():
+			return route.Table{}, fmt.Errorf("%s: connection lost mid-batch (%v), then %w", name, lost, context.Cause(ctx))
+		case <-time.After(wait):
+		}
+		wait *= 2
+		var host Host
+		if host, err = r.connect(ctx, r.plan.Node()); err != nil {
+			r.opts.Logger.Warn("reconnecting after a lost connection", "node", name, "try", try, "err", err)
+			continue
+		}
+		r.host = host
+		// The lock of the lost connection is still there, and still
+		// this run's.
+		r.locked = r.opts.journaling()
+		var t route.Table
+		if t, err = host.ReadRoutes(ctx, r.plan.Families()); err == nil {
+			return t, nil
+		}
+		host.Close()
+		r.host = nil
+	}
+	return route.Table{}, fmt.Errorf("%s: connection lost mid-batch (%v) and not regained: whether its routes changed is unknown; once it is reachable, `routepush rollback --run %s` restores it (%w)", name, lost, r.opts.Holder.RunID, err)
+}
+
+// explainBatchError adds the batch line ip rejected to its error.
+func explainBatchError(err error, batch []byte) error {
+	var se interface{ StderrText() string }
+	if !errors.As(err, &se) {
+		return err
+	}
+	n := route.FailedBatchLine(se.StderrText())
+	lines := strings.Split(string(batch), "\n")
+	if n < 1 || n > len(lines) {
+		return err
+	}
+	return fmt.Errorf("%w (batch line %d: %s)", err, n, safetext.Line(lines[n-1]))
+}

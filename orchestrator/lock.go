@@ -1,0 +1,55 @@
+package orchestrator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/routepush/routepush/internal/safetext"
+)
+
+// lockText is what a run writes into the locks it holds.
+func (h Holder) lockText() []byte {
+	b, _ := json.Marshal(h)
+	return append(b, '\n')
+}
+
+// lock takes the node's lock, waiting up to WaitLock while another run
+// holds it.
+func (r *nodeRun) lock(ctx context.Context) error {
+	deadline := time.Now().Add(r.opts.WaitLock)
+	for {
+		err := r.host.Lock(ctx, r.opts.Holder.lockText())
+		var held interface{ LockHolder() []byte }
+		if err == nil || !errors.As(err, &held) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(min(500*time.Millisecond, time.Until(deadline)+time.Millisecond)):
+		}
+	}
+}
+
+// lockError names the run in a node's way, and says when its process is
+// gone (killed, or its bastion rebooted) and what to do about it.
+func (o *Options) lockError(node string, err error) error {
+	var le interface{ LockHolder() []byte }
+	if !errors.As(err, &le) {
+		return err
+	}
+	var h Holder
+	if json.Unmarshal(le.LockHolder(), &h) != nil || !ValidRunID(h.RunID) {
+		// Not ours, or a run id that is no run id: shown escaped, and
+		// never pasted into a command to run.
+		return fmt.Errorf("%s: locked by something that is not a routepush run: %s", node, safetext.Quote(string(le.LockHolder())))
+	}
+	msg := fmt.Sprintf("%s: locked by %s", node, h)
+	if h.Host == o.Holder.Host && o.ProcessAlive != nil && !o.ProcessAlive(h.PID) {
+		msg += fmt.Sprintf("; that process is gone: `routepush rollback --run %s` undoes what it changed and releases the lock", h.RunID)
+	}
+	return errors.New(msg)
+}

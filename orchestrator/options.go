@@ -1,0 +1,108 @@
+package orchestrator
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// RollbackMode says which nodes to restore when a run fails.
+type RollbackMode string
+
+// Rollback modes, as given to --rollback.
+const (
+	RollbackAll  RollbackMode = "all"  // every node the run changed
+	RollbackHost RollbackMode = "host" // only the nodes that failed
+	RollbackNone RollbackMode = "none" // leave everything as it is
+)
+
+// ParseRollbackMode checks a --rollback value.
+func ParseRollbackMode(s string) (RollbackMode, error) {
+	switch m := RollbackMode(s); m {
+	case RollbackAll, RollbackHost, RollbackNone:
+		return m, nil
+	}
+	return "", fmt.Errorf("unknown rollback mode %q (want all, host or none)", s)
+}
+
+// Defaults of Options and RestoreOptions, set by their withDefaults.
+const (
+	defaultConcurrency   = 50
+	defaultKeep          = 10
+	defaultSettleTimeout = 5 * time.Minute
+)
+
+// Options tune a run. Zero values are sensible defaults.
+type Options struct {
+	Concurrency int          // nodes worked on at once; default 50
+	Check       bool         // only read and diff, change nothing
+	Rollback    RollbackMode // default RollbackAll
+	Logger      *slog.Logger // status messages; default discards
+	// Holder, when its RunID is set, makes the run lock every node before
+	// reading it and record the run on the node before changing it
+	// (Journal), so that it can be undone after a crash.
+	Holder Holder
+	Keep   int // run records kept per node; default 10
+	// ProcessAlive tells whether a process of this host still runs: a lock
+	// whose holder is gone says so.
+	ProcessAlive func(pid int) bool
+	// Progress, when set, is kept up to date for a display.
+	Progress *Progress
+	// Limit, when set, says which nodes the run acts on (--limit); the
+	// others are not contacted, and stay destinations of the plan.
+	Limit func(node string) bool
+	// Canary, like Ansible's serial: apply and verify this many nodes
+	// first, and the rest only if they all succeed. 0: all at once.
+	Canary int
+	// WaitLock is how long to wait for a node another run has locked,
+	// instead of failing at once.
+	WaitLock time.Duration
+	// MaxUnreachable is how many nodes may be unreachable at connect time
+	// (no connection at all) and be left out; past it the run changes
+	// nothing. Default 0.
+	MaxUnreachable int
+	// idleJournals: nodes wait for others between their read and their
+	// apply (more of them than Concurrency), so each closes what its
+	// journal keeps open meanwhile (Journal.RestJournal). Otherwise that
+	// stays open: opening it again is most of what the journal costs a
+	// small cluster.
+	idleJournals bool
+	// Persist installs each node's routes to be replayed at boot once
+	// they verify (Persister); with Check, reports where that differs.
+	Persist bool
+	// SettleTimeout bounds what a run does once its outcome is known:
+	// rolling back, recording states, releasing locks. It runs on a
+	// context of its own, so an interrupt never cuts it short. Default 5
+	// minutes.
+	SettleTimeout time.Duration
+}
+
+// withDefaults returns the options with every zero value that stands for
+// a default replaced by it: the one place Run's defaults are set.
+func (o Options) withDefaults() Options {
+	if o.Concurrency <= 0 {
+		o.Concurrency = defaultConcurrency
+	}
+	if o.Rollback == "" {
+		o.Rollback = RollbackAll
+	}
+	o.Logger = orDiscard(o.Logger)
+	if o.Keep <= 0 {
+		o.Keep = defaultKeep
+	}
+	if o.SettleTimeout <= 0 {
+		o.SettleTimeout = defaultSettleTimeout
+	}
+	return o
+}
+
+// journaling reports whether the run locks and records every node.
+func (o *Options) journaling() bool { return o.Holder.RunID != "" && !o.Check }
+
+// orDiscard is log, or a logger that discards everything if it is nil.
+func orDiscard(log *slog.Logger) *slog.Logger {
+	if log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return log
+}
