@@ -1,20 +1,17 @@
 package remote
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"os/user"
-	"strconv"
 	"sync"
 	"time"
 
-	"golang.org/x/crypto/ssh/agent"
-
 	"github.com/routepush/routepush/internal/homedir"
 	"github.com/routepush/routepush/internal/proxyjump"
+	"golang.org/x/crypto/ssh/agent"
 )
 
 // Config is how routepush logs in to nodes. Its fields are the command
@@ -65,7 +62,7 @@ type Config struct {
 	// a batch after the snapshot.
 	ReadOnly bool
 	// Table is the routing table routepush manages when it is not main: a
-	// number, validated by route.ParseTable. Nodes' main tables are read too, to
+	// number, validated by ParseTable. Nodes' main tables are read too, to
 	// resolve next hops.
 	Table string
 	// Passphrase asks for an encrypted identity file's passphrase; nil asks
@@ -184,134 +181,4 @@ func NewDialer(cfg Config) (*Dialer, error) {
 func (d *Dialer) Close() error {
 	d.jumps.each((*jumpChain).close)
 	return nil
-}
-
-// endpoint is one SSH server with everything needed to log in, resolved
-// from the target, ssh_config and Config.
-type endpoint struct {
-	alias      string // what ssh_config was asked about
-	host       string
-	port       int
-	user       string
-	identities []identityRef
-	knownHosts []string
-	policy     hostKeyPolicy
-	hashNew    bool // HashKnownHosts: write new lines hashed
-	// keyName, when set, is the name whose known_hosts keys the host must
-	// offer, whatever its address: an address only a Node object gives.
-	keyName string
-	timeout time.Duration
-	jump    []proxyjump.Hop
-	// aliveInterval and aliveCount: keepalives (see keepalive).
-	aliveInterval time.Duration
-	aliveCount    int
-}
-
-type identityRef struct {
-	path     string
-	explicit bool // named by the inventory or a flag: it must exist
-}
-
-func (e *endpoint) addr() string { return net.JoinHostPort(e.host, strconv.Itoa(e.port)) }
-
-// keyAddr is the host:port whose known_hosts keys the host must offer: its
-// address, or with keyName the node's name.
-func (e *endpoint) keyAddr() string {
-	if e.keyName != "" {
-		return net.JoinHostPort(e.keyName, strconv.Itoa(e.port))
-	}
-	return e.addr()
-}
-
-func (e *endpoint) String() string { return e.user + "@" + e.addr() }
-
-// endpoint resolves a target. Precedence is OpenSSH users': the command
-// line, then the inventory, then ssh_config, then defaults. isHop: the
-// target is a jump host, whose own ProxyJump is not followed.
-func (d *Dialer) endpoint(ctx context.Context, t Target, isHop bool) (*endpoint, error) {
-	alias := t.Address
-	if alias == "" {
-		alias = t.Name
-	}
-	hc, err := d.cfg.SSHConfig.Host(ctx, alias)
-	if err != nil {
-		return nil, err
-	}
-	e := &endpoint{alias: alias, host: t.Address, port: t.Port, user: t.User}
-	switch {
-	case hc.HostName != "":
-		e.host = hc.HostName
-	case e.host == "" && t.Fallback != "":
-		e.host = t.Fallback
-		if t.FallbackFromAPI && !d.cfg.TrustNodeAddresses && !isHop {
-			e.keyName = t.Name
-		}
-	case e.host == "":
-		e.host = alias
-	}
-	if e.port == 0 {
-		e.port = hc.Port
-	}
-	if e.port == 0 {
-		e.port = 22
-	}
-	for _, u := range []string{e.user, hc.User, d.cfg.User, d.localUser} {
-		if e.user == "" {
-			e.user = u
-		}
-	}
-	if e.user == "" {
-		return nil, fmt.Errorf("no SSH user")
-	}
-	if t.IdentityFile != "" {
-		e.identities = append(e.identities, identityRef{homedir.Expand(t.IdentityFile), true})
-	}
-	for _, f := range d.cfg.IdentityFiles {
-		e.identities = append(e.identities, identityRef{homedir.Expand(f), true})
-	}
-	for _, f := range hc.IdentityFiles {
-		e.identities = append(e.identities, identityRef{f, false})
-	}
-	if len(e.identities) == 0 {
-		for _, name := range []string{"id_ed25519", "id_ecdsa", "id_rsa"} {
-			e.identities = append(e.identities, identityRef{homedir.Expand("~/.ssh/" + name), false})
-		}
-	}
-	switch {
-	case d.cfg.KnownHostsFile != "":
-		e.knownHosts = []string{homedir.Expand(d.cfg.KnownHostsFile)}
-	case len(hc.KnownHostsFiles) > 0:
-		e.knownHosts = hc.KnownHostsFiles
-	default:
-		e.knownHosts = []string{homedir.Expand("~/.ssh/known_hosts")}
-	}
-	if e.policy, err = d.hostKeyPolicy(alias, hc.StrictHostKeyChecking); err != nil {
-		return nil, err
-	}
-	e.hashNew = hc.HashKnownHosts
-	e.timeout = d.cfg.ConnectTimeout
-	if e.timeout <= 0 {
-		e.timeout = hc.ConnectTimeout
-	}
-	if e.timeout <= 0 {
-		e.timeout = 10 * time.Second
-	}
-	e.aliveInterval, e.aliveCount = d.aliveSettings(hc)
-	if isHop {
-		return e, nil
-	}
-	jump := d.cfg.Jump
-	if jump == "" {
-		jump = t.Jump
-	}
-	if jump == "" {
-		if hc.ProxyCommand != "" {
-			return nil, fmt.Errorf("ssh config for %s: %w", alias, errProxyCommand)
-		}
-		jump = hc.ProxyJump
-	}
-	if e.jump, err = proxyjump.Parse(jump); err != nil {
-		return nil, err
-	}
-	return e, nil
 }

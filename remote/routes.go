@@ -1,13 +1,11 @@
 package remote
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 
 	"github.com/routepush/routepush/route"
@@ -69,18 +67,6 @@ func (c *Client) ip(args string) string {
 	return "ip " + args
 }
 
-// readScript prints the main table of each family, each followed by the
-// endOfTable line: every family in one shell session.
-func (c *Client) readScript(fams []route.Family) string {
-	var parts []string
-	for _, fam := range fams {
-		for _, t := range c.tables() {
-			parts = append(parts, c.ip(c.readArgs(fam, t)), "echo '"+endOfTable+"'")
-		}
-	}
-	return strings.Join(parts, " && ")
-}
-
 // ReadRoutes reads the node's main routing table for each family. The
 // digest covers exactly what ip printed, in family order.
 //
@@ -120,32 +106,6 @@ func (c *Client) useText() {
 	if c.dialer != nil {
 		c.dialer.setTextNode(c.name)
 	}
-}
-
-// readScripted reads the tables in one shell session (dual-stack nodes, and
-// text mode).
-func (c *Client) readScripted(ctx context.Context, fams []route.Family) (route.Table, error) {
-	label := c.ip("route show table main")
-	out, _, err := c.run(ctx, label, c.readScript(fams), nil, c.scriptLimit(fams), c.tableWhy())
-	if err != nil {
-		return route.Table{}, err
-	}
-	return c.parseTables(out, fams)
-}
-
-// scriptLimit bounds what readScript prints: a table per family and
-// table read, and the markers.
-func (c *Client) scriptLimit(fams []route.Family) int64 {
-	return c.tableLimit() * int64(len(fams)*len(c.tables()))
-}
-
-// parseTables splits a readScript's output into its families' tables.
-func (c *Client) parseTables(out []byte, fams []route.Family) (route.Table, error) {
-	parse := route.ParseJSON
-	if c.textMode {
-		parse = route.ParseText
-	}
-	return c.parseSections(out, fams, []byte(endOfTable+"\n"), parse)
 }
 
 // parseSections parses one section per family and table, each ending in
@@ -212,132 +172,4 @@ func (c *Client) Apply(ctx context.Context, batch []byte, force bool, fams []rou
 		return c.applyJSON(ctx, batch, force, fams[0], expect)
 	}
 	return c.applyScripted(ctx, batch, force, fams, expect)
-}
-
-// applyScripted is Apply in one shell session (dual-stack nodes, and text
-// mode): `[READ && echo checked &&] A && echo ok; echo next && READ` runs
-// the reads after the batch whether or not it failed, and the markers say
-// which parts ran. The batch travels on stdin, written only once the
-// first read has been compared: without it, ip -batch reads an empty
-// input and changes nothing.
-func (c *Client) applyScripted(ctx context.Context, batch []byte, force bool, fams []route.Family, expect *[32]byte) (route.Table, error, error) {
-	apply := c.ip("-batch -")
-	if force {
-		apply = c.ip("-force -batch -")
-	}
-	script := apply + " && echo '" + batchOK + "'; echo '" + readNext + "' && " + c.readScript(fams)
-	if expect != nil {
-		script = c.readScript(fams) + " && echo '" + checked + "' && " + script
-	}
-	sess, err := c.exec(ctx, apply, script)
-	if err != nil {
-		return route.Table{}, nil, &route.NotSentError{Err: err}
-	}
-	defer sess.Close()
-	stdout := bufio.NewReader(sess.ch)
-	var errOut []byte
-	var errOver bool
-	errDone := make(chan struct{})
-	go func() {
-		var err error
-		errOut, err = readAtMost(sess.ch.Stderr(), stderrLimit)
-		if errOver = errors.Is(err, errOverLimit); errOver {
-			sess.Close() // stop the flood; stdout ends with it
-		}
-		close(errDone)
-	}()
-	limit := c.scriptLimit(fams)
-	if expect != nil {
-		var before []byte
-		err := c.bounded(ctx, apply, sess.Close, func() error {
-			for {
-				line, err := readLineAtMost(stdout, limit-int64(len(before)))
-				if errors.Is(err, errOverLimit) {
-					return c.tooMuch(c.ip("route show")+": output", limit, c.tableWhy())
-				}
-				if err != nil {
-					return err
-				}
-				if string(line) == checked+"\n" {
-					return nil
-				}
-				before = append(before, line...)
-			}
-		})
-		if err != nil {
-			// The batch was never written: nothing was sent.
-			sess.Close()
-			if errors.Is(err, io.EOF) {
-				// The read failed by itself; its stderr says why. (A
-				// silent node never ends stderr: it is awaited only here.)
-				<-errDone
-				if errOver {
-					return route.Table{}, nil, &route.NotSentError{Err: c.tooMuch(c.ip("route show")+": stderr", stderrLimit, "")}
-				}
-				err = &CommandError{Host: c.name, Command: c.ip("route show"), ExitStatus: 1, Stderr: string(errOut), Hint: c.hint(string(errOut))}
-			}
-			return route.Table{}, nil, &route.NotSentError{Err: err}
-		}
-		now, err := c.parseTables(before, fams)
-		if err == nil && now.Digest != *expect {
-			err = &route.ChangedError{Host: c.name, Table: now}
-		} else if err != nil {
-			err = &route.NotSentError{Err: err}
-		}
-		if err != nil {
-			_ = sess.ch.CloseWrite() // an empty batch: ip changes nothing
-			sess.Close()
-			return route.Table{}, nil, err
-		}
-	}
-	var out []byte
-	var wait, over error
-	err = c.bounded(ctx, apply, sess.Close, func() error {
-		go func() {
-			// ip may stop reading at a failing line; its exit says why.
-			_, _ = io.CopyBuffer(sess.ch, smallReads{bytes.NewReader(batch)}, make([]byte, maxWrite))
-			_ = sess.ch.CloseWrite()
-		}()
-		// The markers and the tables after the batch.
-		var err error
-		if out, err = readAtMost(stdout, limit+1<<10); errors.Is(err, errOverLimit) {
-			sess.Close()
-			over = c.tooMuch(apply+": output", limit, c.tableWhy())
-		}
-		<-errDone
-		if over == nil && errOver {
-			over = c.tooMuch(apply+": stderr", stderrLimit, "")
-		}
-		if over == nil {
-			wait = sess.wait()
-		}
-		return nil
-	})
-	if over != nil {
-		return route.Table{}, nil, over // the batch went: verify failed
-	}
-	if err != nil {
-		err = &LostError{err} // the session itself failed: nothing is known
-		return route.Table{}, err, err
-	}
-	var exit *exitStatus
-	if wait != nil && !errors.As(wait, &exit) {
-		err = &LostError{fmt.Errorf("%s: %s: %w", c.name, apply, wait)}
-		return route.Table{}, err, err
-	}
-	var applyErr error
-	if bytes.HasPrefix(out, []byte(batchOK+"\n")) {
-		out = out[len(batchOK)+1:]
-	} else {
-		// ip -batch exits 1 when a line fails; its stderr says which.
-		applyErr = &CommandError{Host: c.name, Command: apply, ExitStatus: 1, Stderr: string(errOut), Hint: c.hint(string(errOut))}
-	}
-	if !bytes.HasPrefix(out, []byte(readNext+"\n")) {
-		return route.Table{}, applyErr, fmt.Errorf("%s: reading the tables after the batch: output cut short", c.name)
-	}
-	if wait != nil {
-		return route.Table{}, applyErr, fmt.Errorf("%s: reading the tables after the batch: %w", c.name, wait)
-	}
-	t, err := c.parseTables(out[len(readNext)+1:], fams)
-	return t, applyErr, err
 }

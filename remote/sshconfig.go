@@ -1,15 +1,12 @@
 package remote
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"os/user"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -167,89 +164,6 @@ func (c *SSHConfig) fromParsed(alias string) (HostConfig, error) {
 	return c.hostConfig(alias, kv, true)
 }
 
-// fromSSH asks OpenSSH. ssh -G prints every option, defaults included, so
-// values equal to its answer without any configuration count as unset:
-// routepush's own defaults and the inventory come before them.
-func (c *SSHConfig) fromSSH(ctx context.Context, alias string) (HostConfig, error) {
-	c.defaultsOnce.Do(func() {
-		const none = "routepush-defaults.invalid"
-		kv, err := c.runG(ctx, "/dev/null", none)
-		if err == nil {
-			c.defaults, err = c.hostConfig(none, kv, false)
-		}
-		c.defaultsErr = err
-	})
-	if c.defaultsErr != nil {
-		return HostConfig{}, c.defaultsErr
-	}
-	kv, err := c.runG(ctx, c.explicit, alias)
-	if err != nil {
-		return HostConfig{}, err
-	}
-	hc, err := c.hostConfig(alias, kv, false)
-	if err != nil {
-		return HostConfig{}, err
-	}
-	d := &c.defaults
-	if hc.HostName == alias {
-		hc.HostName = ""
-	}
-	if hc.User == d.User {
-		hc.User = ""
-	}
-	if hc.Port == d.Port {
-		hc.Port = 0
-	}
-	if slices.Equal(hc.IdentityFiles, d.IdentityFiles) {
-		hc.IdentityFiles = nil
-	}
-	if slices.Equal(hc.KnownHostsFiles, d.KnownHostsFiles) {
-		hc.KnownHostsFiles = nil
-	}
-	if hc.StrictHostKeyChecking == d.StrictHostKeyChecking {
-		hc.StrictHostKeyChecking = ""
-	}
-	return hc, nil
-}
-
-// runG runs `ssh -G [-F file] alias` and returns its keyword/value lines.
-// The alias is a validated node name or host; it is an argument, never
-// shell text.
-func (c *SSHConfig) runG(ctx context.Context, file, alias string) (map[string][]string, error) {
-	args := []string{"-G"}
-	if file != "" {
-		args = append(args, "-F", file)
-	}
-	args = append(args, "--", alias)
-	cmd := exec.CommandContext(ctx, c.sshPath, args...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return nil, fmt.Errorf("ssh -G %s: %w: %s", alias, err, strings.TrimSpace(stderr.String()))
-	}
-	kv := map[string][]string{}
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		k, v, _ := strings.Cut(sc.Text(), " ")
-		kv[k] = append(kv[k], v)
-	}
-	// ssh -G prints these expanded and in its own words; map them to the
-	// config file's.
-	if v, ok := kv["stricthostkeychecking"]; ok {
-		switch v[0] {
-		case "true":
-			kv["stricthostkeychecking"] = []string{"yes"}
-		case "false":
-			kv["stricthostkeychecking"] = []string{"no"}
-		}
-	}
-	if v, ok := kv["userknownhostsfile"]; ok {
-		kv["userknownhostsfile"] = strings.Fields(strings.Join(v, " "))
-	}
-	return kv, nil
-}
-
 // hostConfig turns keyword values into a HostConfig. With expand, ~ and
 // %-tokens are expanded here (ssh -G has done it, except for IdentityFile).
 func (c *SSHConfig) hostConfig(alias string, kv map[string][]string, expand bool) (HostConfig, error) {
@@ -301,29 +215,39 @@ func (c *SSHConfig) hostConfig(alias string, kv map[string][]string, expand bool
 		}
 	}
 	hc.StrictHostKeyChecking = strings.ToLower(first("stricthostkeychecking"))
-	if t := first("connecttimeout"); t != "" && t != "none" {
-		n, err := strconv.Atoi(t)
-		if err != nil || n < 0 {
-			return hc, fmt.Errorf("ssh config for %s: ConnectTimeout %q is not a number of seconds", alias, t)
-		}
-		hc.ConnectTimeout = time.Duration(n) * time.Second
-	}
 	hc.HashKnownHosts = strings.EqualFold(first("hashknownhosts"), "yes")
-	if t := first("serveraliveinterval"); t != "" {
+	err := hc.setNumbers(alias, first)
+	return hc, err
+}
+
+// setNumbers reads the keywords whose values are counts or seconds; an
+// absent one (or ConnectTimeout none) leaves its field 0.
+func (hc *HostConfig) setNumbers(alias string, first func(string) string) error {
+	number := func(key, name, what string) (int, error) {
+		t := first(key)
+		if t == "" || (key == "connecttimeout" && t == "none") {
+			return 0, nil
+		}
 		n, err := strconv.Atoi(t)
 		if err != nil || n < 0 {
-			return hc, fmt.Errorf("ssh config for %s: ServerAliveInterval %q is not a number of seconds", alias, t)
+			return 0, fmt.Errorf("ssh config for %s: %s %q is not %s", alias, name, t, what)
 		}
-		hc.ServerAliveInterval = time.Duration(n) * time.Second
+		return n, nil
 	}
-	if t := first("serveralivecountmax"); t != "" {
-		n, err := strconv.Atoi(t)
-		if err != nil || n < 0 {
-			return hc, fmt.Errorf("ssh config for %s: ServerAliveCountMax %q is not a number", alias, t)
-		}
-		hc.ServerAliveCountMax = n
+	n, err := number("connecttimeout", "ConnectTimeout", "a number of seconds")
+	if err != nil {
+		return err
 	}
-	return hc, nil
+	hc.ConnectTimeout = time.Duration(n) * time.Second
+	if n, err = number("serveraliveinterval", "ServerAliveInterval", "a number of seconds"); err != nil {
+		return err
+	}
+	hc.ServerAliveInterval = time.Duration(n) * time.Second
+	if n, err = number("serveralivecountmax", "ServerAliveCountMax", "a number"); err != nil {
+		return err
+	}
+	hc.ServerAliveCountMax = n
+	return nil
 }
 
 type tokens struct {

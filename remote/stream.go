@@ -14,43 +14,10 @@ import (
 	"github.com/routepush/routepush/route"
 )
 
-// pendingIP is an `ip -json -batch -` on a node, reading lines from
-// stdin: left running by a snapshot read, waiting for the batch that Apply
-// sends, or started by Apply itself.
-type pendingIP struct {
-	sess   *execSession
-	stdout *bufio.Reader
-	// stderr is read only once ip has finished: a goroutine copying it
-	// per waiting node would cost a thousand goroutine stacks, and ip says
-	// little there (it stops at the first failing line).
-	stderr io.Reader
-	// shown counts the show lines it has been sent: ip numbers a failing
-	// line from the start of its input, the batch comes after them.
-	shown int
-}
-
-// readStderr returns what ip wrote to stderr, at most stderrLimit; call
-// it once ip is done. Past the limit the session is closed: ip is stopped.
-func (p *pendingIP) readStderr() string {
-	b, err := readAtMost(p.stderr, stderrLimit)
-	if errors.Is(err, errOverLimit) {
-		p.sess.Close()
-		return string(b) + "\n[stderr cut at " + sizeString(stderrLimit) + "]"
-	}
-	return string(b)
-}
-
-// abandon ends an ip that must not get a batch: with its stdin closed and
-// nothing sent it changes nothing and exits.
-func (p *pendingIP) abandon() {
-	_ = p.sess.ch.CloseWrite()
-	p.sess.Close()
-}
-
 // readJSON reads a family's table through `ip -json -batch -`: left
 // running for Apply the first time when the run will apply, else in one go.
 func (c *Client) readJSON(ctx context.Context, fam route.Family) (route.Table, error) {
-	if c.stream && c.pending == nil && !c.streamed {
+	if c.wait.wantNext() {
 		return c.startPending(ctx, fam)
 	}
 	out, _, err := c.run(ctx, c.ip("route show table main"), c.ip(batchArgs[fam]), strings.NewReader(c.showLines()),
@@ -80,12 +47,12 @@ func (c *Client) startPending(ctx context.Context, fam route.Family) (route.Tabl
 	if err != nil {
 		return route.Table{}, err
 	}
-	c.streamed = true
+	c.wait.started()
 	line, err := c.show(ctx, p, label)
 	if err != nil {
 		return route.Table{}, err
 	}
-	c.pending = p
+	c.wait.hold(p)
 	return c.parseJSONTable(line, fam)
 }
 
@@ -144,31 +111,13 @@ func (c *Client) show(ctx context.Context, p *pendingIP, label string) ([]byte, 
 	return nil, err
 }
 
-// bounded runs fn, which blocks on the node, for at most the command
-// timeout and while ctx lasts. When either ends first, abandon closes what
-// fn blocks on, and fn's results must not be used.
-func (c *Client) bounded(ctx context.Context, label string, abandon func() error, fn func() error) error {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- fn() }()
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		_ = abandon()
-		return fmt.Errorf("%s: %s: %w", c.name, label, context.Cause(ctx))
-	}
-}
-
 // applyJSON sends the batch and the show lines to the ip the read left
 // waiting, or to a new one (a rollback, which needs -force). With expect,
 // the tables are shown first, in the same ip, and the batch goes only if
 // they are still as expected.
 func (c *Client) applyJSON(ctx context.Context, batch []byte, force bool, fam route.Family, expect *[32]byte) (route.Table, error, error) {
 	label := c.ip("-batch -")
-	p := c.pending
-	c.pending = nil
+	p := c.wait.take()
 	if p != nil && force {
 		p.abandon()
 		p = nil
@@ -264,18 +213,6 @@ func (c *Client) finishPending(ctx context.Context, p *pendingIP, label string, 
 	return out, stderr, c.exitError(label, wait, stderr)
 }
 
-// exitError turns a session's end into nil or *CommandError.
-func (c *Client) exitError(label string, err error, stderr string) error {
-	var exit *exitStatus
-	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &exit):
-		return &CommandError{Host: c.name, Command: label, ExitStatus: exit.code, Stderr: stderr, Hint: c.hint(stderr)}
-	}
-	return fmt.Errorf("%s: %s: %w", c.name, label, err)
-}
-
 var batchLineRE = regexp.MustCompile(`Command failed -:(\d+)`)
 
 func shiftBatchLines(stderr string, offset int) string {
@@ -292,13 +229,4 @@ func shiftBatchLines(stderr string, offset int) string {
 // digest covers exactly those bytes.
 func (c *Client) parseJSONTable(out []byte, fam route.Family) (route.Table, error) {
 	return c.parseSections(out, []route.Family{fam}, []byte("\n"), route.ParseJSON)
-}
-
-// closePending ends a waiting ip: with its stdin closed and no batch sent,
-// it changes nothing and exits.
-func (c *Client) closePending() {
-	if p := c.pending; p != nil {
-		c.pending = nil
-		p.abandon()
-	}
 }

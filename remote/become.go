@@ -1,0 +1,73 @@
+package remote
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// hint explains the failures of a login that cannot change routes.
+func (c *Client) hint(stderr string) string {
+	switch {
+	case c.sudo && strings.Contains(stderr, "a password is required"):
+		return fmt.Sprintf("sudo wants a password for %s; %s", c.user, c.sudoersHint())
+	case c.sudo && strings.Contains(stderr, "is not allowed to execute"):
+		return fmt.Sprintf("sudo does not let %s run it; %s", c.user, c.sudoersHint())
+	case c.sudo && (strings.Contains(stderr, "sudo: not found") || strings.Contains(stderr, "sudo: command not found")):
+		return "become needs sudo on the node"
+	case !c.sudo && c.user != "root" && strings.Contains(stderr, "permission denied"):
+		return fmt.Sprintf("%s may not write routepush's lock and run records in %s: log in as root, or use --become (become: true) to work through sudo", c.user, stateDir)
+	case !c.sudo && c.user != "root" && strings.Contains(stderr, "Operation not permitted"):
+		return fmt.Sprintf("%s may not change routes: log in as root, or use --become (become: true) to run ip through sudo", c.user)
+	}
+	return ""
+}
+
+// ipPath is where sudo finds ip (its secure_path starts with /usr/sbin);
+// sudoers matches the command by path and file, and its arguments exactly.
+const ipPath = "/usr/sbin/ip"
+
+// BecomeCommands are every command line routepush runs through sudo -n
+// with become, for the tables it reads (main, and --table's when it names
+// another): the reads (JSON, and text on an iproute2 without -json), the
+// one-family ip that reads, applies and verifies, the dual-stack and
+// rollback batches, sftp-server with no arguments ("" in sudoers) and,
+// for --persist on systemd, enabling the boot unit.
+func BecomeCommands(tables ...string) []string {
+	all := []string{"main"}
+	for _, t := range tables {
+		if !slices.Contains(all, t) {
+			all = append(all, t)
+		}
+	}
+	var cmds []string
+	for _, fam := range []int{4, 6} {
+		cmds = append(cmds, fmt.Sprintf("%s -%d -d -N -json -batch -", ipPath, fam))
+	}
+	cmds = append(cmds, ipPath+" -batch -", ipPath+" -force -batch -")
+	for _, t := range all {
+		for _, fam := range []int{4, 6} {
+			cmds = append(cmds, fmt.Sprintf("%s -d -N -json -%d route show table %s", ipPath, fam, t),
+				fmt.Sprintf("%s -d -%d route show table %s", ipPath, fam, t))
+		}
+	}
+	return append(cmds, sftpServerPath+` ""`, "/usr/bin/systemctl enable "+unitName)
+}
+
+// SudoersLine is the sudoers line become needs for user: exactly the
+// commands of BecomeCommands, with these arguments and no others. It is
+// still root-equivalent (README, "Security model"): `ip -batch -` reads
+// any ip command from stdin, `netns exec` included, and sftp-server
+// reads and writes any file as root.
+func SudoersLine(user string, tables ...string) string {
+	return fmt.Sprintf("%s ALL=(root) NOPASSWD: %s", user, strings.Join(BecomeCommands(tables...), ", "))
+}
+
+// sudoersHint names what become runs through sudo.
+func (c *Client) sudoersHint() string {
+	var tables []string
+	if c.table != "" && c.table != "main" {
+		tables = append(tables, c.table)
+	}
+	return fmt.Sprintf("become needs passwordless sudo for exactly these commands, e.g. the sudoers line '%s'", SudoersLine(c.user, tables...))
+}

@@ -1,0 +1,115 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+
+	"github.com/routepush/routepush/internal/safetext"
+)
+
+// LockedError says another run holds a node's lock.
+type LockedError struct {
+	Host   string
+	Holder []byte // the lock file's content, as its holder wrote it
+}
+
+func (e *LockedError) Error() string {
+	return fmt.Sprintf("%s: locked by another routepush run: %s", e.Host, safetext.Line(strings.TrimSpace(string(e.Holder))))
+}
+
+// LockHolder is the lock file's content, for package orchestrator.
+func (e *LockedError) LockHolder() []byte { return e.Holder }
+
+// Lock takes the node's lock, writing holder into it; if another run holds
+// it, it returns a *LockedError with that run's own description. The
+// holder is written to a file of its own first, which then becomes the
+// lock by a hard link (link(2) fails if the lock exists): two runs can
+// never both hold it, and nobody ever reads a lock its holder has not
+// finished writing. It stays when routepush dies, and `routepush rollback`
+// or the holder removes it.
+func (c *Client) Lock(ctx context.Context, holder []byte) error {
+	return c.withFiles(ctx, "lock", func(fsys sftpFS) error {
+		for _, dir := range []string{stateDir, runsDir} {
+			if err := c.stateDir(fsys, dir, true); err != nil {
+				if hint := c.hint(err.Error()); hint != "" {
+					err = fmt.Errorf("%w (%s)", err, hint)
+				}
+				return err
+			}
+		}
+		tmp := tempName(lockPath)
+		f, err := fsys.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+		if err == nil {
+			// 0600 before a byte is written: the lock names this host.
+			if err = f.Chmod(0o600); err == nil {
+				_, err = f.Write(holder)
+			}
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if err != nil {
+			_ = fsys.Remove(tmp)
+			return fmt.Errorf("%s: lock %s: %w%s", c.name, lockPath, err, failureHint(err))
+		}
+		defer func() { _ = fsys.Remove(tmp) }()
+		for try := 0; ; try++ {
+			linkErr := fsys.Link(tmp, lockPath)
+			if linkErr == nil {
+				return nil
+			}
+			held, rerr := c.readFile(fsys, lockPath, lockLimit, "a lock")
+			var tooMuch *LimitError
+			switch {
+			case errors.As(rerr, &tooMuch):
+				return rerr
+			case rerr == nil:
+				return &LockedError{Host: c.name, Holder: held}
+			case errors.Is(rerr, fs.ErrNotExist) && try < 2:
+				continue // released between the two: try again
+			default:
+				return fmt.Errorf("%s: lock %s: %w", c.name, lockPath, linkErr)
+			}
+		}
+	})
+}
+
+// Unlock removes the node's lock if holder still describes it: a run
+// never removes another's.
+func (c *Client) Unlock(ctx context.Context, holder []byte) error {
+	return c.withFiles(ctx, "unlock", func(fsys sftpFS) error {
+		held, err := c.readFile(fsys, lockPath, lockLimit, "a lock")
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return nil
+		case err != nil:
+			return fmt.Errorf("%s: unlock: %w", c.name, err)
+		case string(held) != string(holder):
+			return fmt.Errorf("%s: unlock: the lock is another run's: %s", c.name, safetext.Line(strings.TrimSpace(string(held))))
+		}
+		if err := fsys.Remove(lockPath); err != nil {
+			return fmt.Errorf("%s: unlock: %w", c.name, err)
+		}
+		return nil
+	})
+}
+
+// HeldLock returns the node's lock file content, or nil if it is not
+// locked.
+func (c *Client) HeldLock(ctx context.Context) (held []byte, err error) {
+	err = c.withFiles(ctx, "read lock", func(fsys sftpFS) error {
+		if err := c.stateDir(fsys, stateDir, false); err != nil {
+			return err
+		}
+		held, err = c.readFile(fsys, lockPath, lockLimit, "a lock")
+		if errors.Is(err, fs.ErrNotExist) {
+			held, err = nil, nil
+		}
+		return err
+	})
+	return held, err
+}

@@ -1,0 +1,173 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"slices"
+	"strings"
+	"time"
+)
+
+// WriteRun writes a run's record on the node atomically (a temporary
+// file, fsync, rename), then prunes the node's older records down to the
+// newest keep: oldest first by the node's own clock (a bastion whose clock
+// is behind must not make its new record look old), never the record just
+// written, and never one that settled says needs attention still (a run
+// killed mid-apply, a rollback that failed): `routepush rollback` needs
+// those. settled gets the record's last bytes. id has been checked by the
+// caller to be a run id: letters, digits, '.' and '-'.
+func (c *Client) WriteRun(ctx context.Context, id string, record []byte, keep int, settled func(tail []byte) bool) error {
+	final := path.Join(runsDir, id+".json")
+	return c.withFiles(ctx, "write "+final, func(fsys sftpFS) error {
+		for _, dir := range []string{stateDir, runsDir} {
+			if err := c.stateDir(fsys, dir, false); err != nil {
+				return err
+			}
+		}
+		if err := c.writeAtomic(fsys, final, record, 0o600); err != nil {
+			return err
+		}
+		if keep <= 0 {
+			return nil
+		}
+		ids, err := c.listRuns(fsys)
+		if err != nil {
+			return err
+		}
+		excess := len(ids) - keep
+		for _, old := range ids {
+			if excess <= 0 {
+				break
+			}
+			if old == id {
+				continue
+			}
+			name := path.Join(runsDir, old+".json")
+			if settled != nil {
+				tail, err := c.readTail(fsys, name, 4096)
+				if err != nil || !settled(tail) {
+					continue
+				}
+			}
+			if fsys.Remove(name) == nil {
+				excess--
+			}
+		}
+		return nil
+	})
+}
+
+// readTail returns up to n bytes from the end of a file.
+func (c *Client) readTail(fsys sftpFS, name string, n int64) ([]byte, error) {
+	f, err := fsys.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	// The size is the node's word: a hostile sftp-server can send any
+	// 64-bit value, which pkg/sftp hands on as an int64, negative too.
+	size := st.Size()
+	if size < 0 {
+		return nil, fmt.Errorf("%s: %s: the node gives it a size of %d bytes", c.name, name, size)
+	}
+	off := max(0, size-n)
+	b := make([]byte, size-off)
+	m, err := f.ReadAt(b, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return b[:m], nil
+}
+
+// AppendRun appends a line (a state the run reached) to a run's record on
+// the node, and syncs it. A line torn by a crash is ignored by readers.
+func (c *Client) AppendRun(ctx context.Context, id string, line []byte) error {
+	name := path.Join(runsDir, id+".json")
+	return c.withFiles(ctx, "append to "+name, func(fsys sftpFS) error {
+		f, err := fsys.OpenFile(name, os.O_WRONLY|os.O_APPEND)
+		if err == nil {
+			if _, err = f.Write(line); err == nil {
+				err = syncFile(f)
+			}
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("%s: append to %s: %w%s", c.name, name, err, failureHint(err))
+		}
+		return nil
+	})
+}
+
+// Runs returns the ids of the run records on the node, oldest first by
+// the node's own clock (when each was last written), then by id.
+func (c *Client) Runs(ctx context.Context) (ids []string, err error) {
+	err = c.withFiles(ctx, "list runs", func(fsys sftpFS) error {
+		for _, dir := range []string{stateDir, runsDir} {
+			if err := c.stateDir(fsys, dir, false); err != nil {
+				return err
+			}
+		}
+		ids, err = c.listRuns(fsys)
+		return err
+	})
+	return ids, err
+}
+
+func (c *Client) listRuns(fsys sftpFS) ([]string, error) {
+	entries, err := c.readDir(fsys, runsDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: list %s: %w", c.name, runsDir, err)
+	}
+	type run struct {
+		id      string
+		written time.Time
+	}
+	var runs []run
+	for _, e := range entries {
+		if id, ok := strings.CutSuffix(e.Name(), ".json"); ok && e.Mode().IsRegular() {
+			runs = append(runs, run{id, e.ModTime()})
+		}
+	}
+	slices.SortFunc(runs, func(a, b run) int {
+		if c := a.written.Compare(b.written); c != 0 {
+			return c
+		}
+		return strings.Compare(a.id, b.id)
+	})
+	ids := make([]string, len(runs))
+	for i, r := range runs {
+		ids[i] = r.id
+	}
+	return ids, nil
+}
+
+// ReadRun returns a run's record on the node; fs.ErrNotExist (wrapped) if
+// the node has none.
+func (c *Client) ReadRun(ctx context.Context, id string) (b []byte, err error) {
+	err = c.withFiles(ctx, "read run "+id, func(fsys sftpFS) error {
+		b, err = c.readFile(fsys, path.Join(runsDir, id+".json"), c.recordLimit(), "a run record of "+countString(c.planned)+" planned routes")
+		var tooMuch *LimitError
+		if errors.As(err, &tooMuch) {
+			return err // names the node and the file
+		}
+		if err != nil {
+			return fmt.Errorf("%s: run %s: %w", c.name, id, err)
+		}
+		return nil
+	})
+	return b, err
+}

@@ -1,0 +1,226 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"time"
+
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
+)
+
+// sftpServerPath is OpenSSH's sftp-server on Debian and Ubuntu. With
+// become it runs through sudo -n, as ip does, because the login user's own
+// SFTP subsystem could not write /var/lib/routepush; sudoers names it
+// exactly, so that become never needs a shell as root.
+const sftpServerPath = "/usr/lib/openssh/sftp-server"
+
+// files opens, once per connection, the SFTP session that reads and writes
+// the node's lock and run records: the "sftp" subsystem, or sftp-server
+// through sudo -n with become. Opening it waits on the node three times
+// (the channel, the request, pkg/sftp's handshake), all within one command
+// timeout; none can be cancelled, so a node that does not answer has its
+// connection closed under them.
+func (c *Client) files(ctx context.Context) (*sftp.Client, error) {
+	if c.sftp != nil {
+		return c.sftp, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	ch, stderr, err := c.openSFTPChannel(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// Everything the server sends is counted: see meter.
+	m := &meter{r: ch, limit: sftpSlack}
+	var s *sftp.Client
+	err = c.bounded(ctx, "sftp", c.conn.Close, func() error {
+		// Small packets, like batches (maxWrite): a connection keeps
+		// buffers the size of the largest packet it sent, and a run
+		// record is a few hundred kB on a large cluster.
+		var err error
+		s, err = sftp.NewClientPipe(m, ch, sftp.MaxPacket(maxWrite))
+		return err
+	})
+	switch {
+	case abandoned(err):
+		return nil, err // the connection is closed
+	case err != nil && c.sudo:
+		ch.Close()
+		// sudo said why on stderr, as it does for ip.
+		var msg string
+		select {
+		case msg = <-stderr:
+		case <-time.After(time.Second):
+		}
+		return nil, &CommandError{Host: c.name, Command: "sudo -n " + sftpServerPath, ExitStatus: 1, Stderr: msg, Hint: c.hint(msg)}
+	case err != nil:
+		ch.Close()
+		return nil, fmt.Errorf("%s: sftp: %w", c.name, err)
+	}
+	c.sftp, c.sftpCh, c.meter = s, ch, m
+	return s, nil
+}
+
+// openSFTPChannel opens the session channel SFTP runs on and starts the
+// SFTP server at its other end. With become, stderr gets (at most 4 KiB
+// of) what sudo says there.
+func (c *Client) openSFTPChannel(ctx context.Context) (ch ssh.Channel, stderr <-chan string, err error) {
+	var reqs <-chan *ssh.Request
+	err = c.bounded(ctx, "sftp", c.conn.Close, func() error {
+		var err error
+		ch, reqs, err = c.conn.OpenChannel("session", nil)
+		return err
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: sftp: %w", c.name, err)
+	}
+	// Requests on the session are answered as they come: besides the
+	// exit-status at its end, an sshd with ClientAliveInterval probes the
+	// first open channel (keepalive@openssh.com, wanting an answer), and
+	// this one stays open from the lock to the settle. Unanswered, sshd
+	// counts them against ClientAliveCountMax and hangs up; past the 16
+	// x/crypto/ssh queues per channel, the connection's reader blocks and
+	// keepalives then cut off a healthy node. It ends with the channel.
+	go ssh.DiscardRequests(reqs)
+	var ok bool
+	said := make(chan string, 1)
+	err = c.bounded(ctx, "sftp", c.conn.Close, func() error {
+		var err error
+		if c.sudo {
+			ok, err = ch.SendRequest("exec", true, ssh.Marshal(&struct{ Command string }{"sudo -n " + sftpServerPath}))
+			go func() {
+				b, _ := io.ReadAll(io.LimitReader(ch.Stderr(), 4096))
+				said <- string(b)
+			}()
+		} else {
+			ok, err = ch.SendRequest("subsystem", true, ssh.Marshal(&struct{ Name string }{"sftp"}))
+		}
+		return err
+	})
+	if err == nil && !ok {
+		err = errors.New("the server refused the sftp subsystem")
+	}
+	if err != nil {
+		ch.Close()
+		return nil, nil, fmt.Errorf("%s: sftp: %w", c.name, err)
+	}
+	return ch, said, nil
+}
+
+// withFiles runs fn on the node's SFTP session, bounded by the command
+// timeout: SFTP calls cannot be cancelled.
+//
+// An interrupt does not cut them short: a lock, record or routes file
+// half-written is worse than a run that ends a moment later, and an SFTP
+// call on a live node takes milliseconds. Only the timeout abandons one,
+// and with it the connection (the node has gone silent).
+func (c *Client) withFiles(ctx context.Context, what string, fn func(sftpFS) error) error {
+	ctx = context.WithoutCancel(ctx)
+	fsys, err := c.files(ctx)
+	if err != nil {
+		return err
+	}
+	// The files an operation reads are each bounded (readFile); this
+	// bounds the operation as a whole, directory listings included.
+	m := c.meter // fn keeps its own: closeFiles may run while it waits
+	m.budget(c.opBudget())
+	err = c.bounded(ctx, what, func() error {
+		// pkg/sftp's Close waits for a reader only the node can end: the
+		// connection goes, and with it everything waiting on this node.
+		c.conn.Close()
+		c.closeFiles()
+		return nil
+	}, func() error { return fn(sftpFS{fsys, m}) })
+	if abandoned(err) || !m.tripped() {
+		return err
+	}
+	// The session is broken mid-packet: a new one is opened when needed.
+	c.closeFiles()
+	var tooMuch *LimitError
+	if !errors.As(err, &tooMuch) {
+		err = c.fileTooBig(what, c.opBudget(), "one SFTP operation")
+	}
+	return err
+}
+
+// opBudget is the most one SFTP operation may receive: a run record (the
+// largest file routepush reads) and the framing.
+func (c *Client) opBudget() int64 { return c.recordLimit() + sftpSlack }
+
+// closeFiles ends the SFTP session. The channel goes first: pkg/sftp's
+// Close waits for its reader, which only the channel's end stops; and a
+// silent node has the connection closed under it after the command
+// timeout (if keepalives have not closed it first).
+func (c *Client) closeFiles() {
+	if s, ch := c.sftp, c.sftpCh; s != nil {
+		c.sftp, c.sftpCh, c.meter = nil, nil, nil
+		_ = ch.Close()
+		_ = c.bounded(context.Background(), "close sftp", c.conn.Close, s.Close)
+	}
+}
+
+// sftpFS is the node's SFTP session as an operation sees it: the client
+// and the meter that counts what it receives.
+type sftpFS struct {
+	*sftp.Client
+	m *meter
+}
+
+// RestJournal closes the node's SFTP session, and with it sftp-server on
+// the node, until the next lock or record operation opens another.
+func (c *Client) RestJournal() { c.closeFiles() }
+
+// syncFile asks for fsync@openssh.com: a record is on disk before it
+// counts. A server without the extension still gets the write.
+func syncFile(f *sftp.File) error {
+	if err := f.Sync(); err != nil && !errors.Is(err, sftp.ErrSSHFxOpUnsupported) {
+		return err
+	}
+	return nil
+}
+
+// readFile reads a node's file, at most limit bytes (why says what the
+// limit is for): a larger one is refused, by its size before reading it
+// when the node says it, else once limit+1 bytes have come.
+func (c *Client) readFile(fsys sftpFS, name string, limit int64, why string) ([]byte, error) {
+	f, err := fsys.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() && st.Size() > limit {
+		return nil, c.fileTooBig(name, limit, why)
+	}
+	b, err := readAtMost(f, limit)
+	if errors.Is(err, errOverLimit) {
+		return nil, c.fileTooBig(name, limit, why)
+	}
+	return b, err
+}
+
+// readDir lists a directory, at most listLimit bytes of it (about 10,000
+// entries): pkg/sftp keeps a whole listing in memory, so the session's
+// meter bounds it; over it the session is closed (withFiles).
+func (c *Client) readDir(fsys sftpFS, dir string) ([]fs.FileInfo, error) {
+	fsys.m.budget(listLimit)
+	defer fsys.m.budget(c.opBudget())
+	entries, err := fsys.ReadDir(dir)
+	if fsys.m.tripped() {
+		return nil, c.fileTooBig("list "+dir, listLimit, "a directory listing")
+	}
+	return entries, err
+}
+
+// failureHint explains OpenSSH's sftp-server's "Failure": it says only
+// that for errors it has no SFTP code for, such as EROFS and ENOSPC.
+func failureHint(err error) string {
+	var st *sftp.StatusError
+	if errors.As(err, &st) && st.FxCode() == sftp.ErrSSHFxFailure {
+		return " (the node's SFTP server gives no reason: is the filesystem read-only or full?)"
+	}
+	return ""
+}
