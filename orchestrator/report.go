@@ -28,10 +28,6 @@ const (
 	RollbackFailed Outcome = "rollback failed" // see RollbackErr: inspect by hand
 )
 
-// Applied is Changed's former name, kept only until cmd/routepush and
-// test/e2e say Changed: remove it then.
-const Applied = Changed
-
 // Report is the result of a run.
 type Report struct {
 	Check    bool

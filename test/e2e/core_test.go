@@ -331,7 +331,7 @@ func TestOutputJSON(t *testing.T) {
 			added += len(n.Added)
 		}
 		switch {
-		case args[0] == "apply" && (res.Code != 0 || doc.RunID == "" || added != 6 || doc.Nodes[0].Outcome != orchestrator.Applied):
+		case args[0] == "apply" && (res.Code != 0 || doc.RunID == "" || added != 6 || doc.Nodes[0].Outcome != orchestrator.Changed):
 			t.Errorf("apply: exit %d, run %q, %d added, %s", res.Code, doc.RunID, added, doc.Nodes[0].Outcome)
 		case args[0] == "check" && doc.RunID != "":
 			t.Errorf("check has a run id: %s", doc.RunID)

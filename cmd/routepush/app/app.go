@@ -11,8 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"strings"
-	"sync/atomic"
 	"syscall"
 
 	"github.com/routepush/routepush/internal/safetext"
@@ -66,8 +64,10 @@ func Main() {
 	}
 	// The first SIGINT/SIGTERM cancels the run, which then rolls back the
 	// nodes it changed; a second one abandons that and says how to finish
-	// it later.
+	// it later: the apply records its run in active, which the handler
+	// reads.
 	ctx, cancel := context.WithCancelCause(context.Background())
+	active := &activeRun{}
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	go func() {
@@ -79,46 +79,12 @@ func Main() {
 		// os.Exit runs no deferred functions: a passphrase prompt still
 		// open would leave the terminal without echo.
 		remote.RestoreTerminal()
-		fmt.Fprintf(os.Stderr, "ERROR: interrupted again: rollback abandoned%s\n", finishLater(os.Args[1:]))
+		fmt.Fprintf(os.Stderr, "ERROR: interrupted again: rollback abandoned%s\n", active.finishLater(os.Args[1:]))
 		os.Exit(ExitInterrupted)
 	}()
-	err := Run(ctx, Streams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}, os.Args[1:])
+	err := execute(ctx, deps{streams: Streams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}, active: active}, os.Args[1:])
 	signal.Stop(sigs)
 	os.Exit(ExitCode(err, os.Stderr))
-}
-
-// currentRun is the id of the apply in progress, for the message of a
-// second interrupt.
-var currentRun atomic.Value // string
-
-// finishLater is the `routepush rollback` command that finishes an
-// abandoned rollback: the run's id and the flags that chose the nodes and
-// how to reach them.
-func finishLater(args []string) string {
-	id, _ := currentRun.Load().(string)
-	if id == "" {
-		return ""
-	}
-	keep := map[string]bool{"-i": true, "--inventory": true, "--kubeconfig": true, "--context": true, "-l": true,
-		"--selector": true, "-c": true, "--config": true, "--ssh-config": true, "--known-hosts": true,
-		"--identity": true, "--user": true, "-J": true, "--jump": true, "--table": true}
-	cmd := []string{"routepush", "rollback", "--run", id}
-	for i := 0; i < len(args); i++ {
-		name, _, hasValue := strings.Cut(args[i], "=")
-		if name == "--become" {
-			cmd = append(cmd, args[i])
-			continue
-		}
-		if !keep[name] {
-			continue
-		}
-		cmd = append(cmd, args[i])
-		if !hasValue && i+1 < len(args) {
-			i++
-			cmd = append(cmd, args[i])
-		}
-	}
-	return "; nodes may be half-changed: finish with `" + strings.Join(cmd, " ") + "`"
 }
 
 // ExitCode prints err once, as "ERROR: ...", and returns the exit code for it.
@@ -142,7 +108,13 @@ func ExitCode(err error, w io.Writer) int {
 
 // Run runs routepush with args (without the program name).
 func Run(ctx context.Context, streams Streams, args []string) error {
-	cmd := newRootCommand(ctx, streams)
+	return execute(ctx, deps{streams: streams}, args)
+}
+
+// execute is Run with everything the commands are built with; Main's
+// deps carry the run the signal handler reports.
+func execute(ctx context.Context, d deps, args []string) error {
+	cmd := newRootCommand(d)
 	cmd.SetArgs(args)
 	return cmd.ExecuteContext(ctx)
 }

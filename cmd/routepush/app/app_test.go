@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/creack/pty"
-	"github.com/spf13/viper"
+	"github.com/spf13/cobra"
 
 	"github.com/routepush/routepush/inventory"
 )
@@ -47,13 +47,14 @@ func TestRunRejectsBadCommandLines(t *testing.T) {
 		{[]string{"-i", "x.yaml", "--concurrency", "0"}, "--concurrency must be at least 1"},
 		{[]string{"-i", "x.yaml", "--protocol", "256"}, "--protocol must be 1-255"},
 		{[]string{"-i", "x.yaml", "--protocol", "0"}, "--protocol must be 1-255"},
-		// Other owners' protocols, refused by every verb before the
-		// inventory (x.yaml does not exist) is even read.
+		// Other owners' protocols, refused by every verb that takes
+		// --protocol before the inventory (x.yaml does not exist) is even
+		// read.
 		{[]string{"-i", "x.yaml", "--protocol", "2", "--prune"}, "--protocol 2 is the kernel's (proto kernel: the routes of the node's own addresses); routepush may only manage routes of a protocol nobody else uses, e.g. the default 114"},
 		{[]string{"apply", "-i", "x.yaml", "--protocol", "3"}, "--protocol 3 is the default of ip route add (proto boot:"},
 		{[]string{"check", "-i", "x.yaml", "--protocol", "4"}, "--protocol 4 is the administrator's (proto static:"},
 		{[]string{"plan", "-i", "x.yaml", "--protocol", "16"}, "--protocol 16 is DHCP clients' (proto dhcp:"},
-		{[]string{"rollback", "-i", "x.yaml", "--protocol", "17"}, "--protocol 17 is mrouted's and kube-router's"},
+		{[]string{"plan", "-i", "x.yaml", "--protocol", "17"}, "--protocol 17 is mrouted's and kube-router's"},
 		{[]string{"-i", "x.yaml", "--protocol", "0x50"}, "--protocol 80 is Calico Felix's"},
 		{[]string{"-i", "x.yaml", "--protocol", "186"}, "--protocol 186 is BGP daemons' (proto bgp"},
 		{[]string{"-i", "x.yaml", "--protocol", "192"}, "--protocol 192 is EIGRP daemons'"},
@@ -70,14 +71,19 @@ func TestRunRejectsBadCommandLines(t *testing.T) {
 	}
 }
 
-// parseOptions parses a command line the way Run does, without running.
-func parseOptions(t *testing.T, args ...string) (*options, error) {
+// parseOptions parses an apply command line the way Run does, without
+// running.
+func parseOptions(t *testing.T, args ...string) (*applyFlags, error) {
 	t.Helper()
-	cmd := newRootCommand(context.Background(), Streams{Out: &bytes.Buffer{}, ErrOut: &bytes.Buffer{}})
-	if err := cmd.ParseFlags(args); err != nil {
+	cmd := newRootCommand(deps{streams: Streams{Out: &bytes.Buffer{}, ErrOut: &bytes.Buffer{}}})
+	f := &applyFlags{}
+	apply := &cobra.Command{Use: "parse"}
+	f.add(apply.Flags(), false)
+	cmd.AddCommand(apply)
+	if err := apply.ParseFlags(args); err != nil {
 		t.Fatal(err)
 	}
-	return loadOptions(cmd, viper.New())
+	return f, f.load(apply)
 }
 
 func writeConfig(t *testing.T, body string) string {
@@ -96,15 +102,15 @@ func TestConfigPrecedence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.concurrency != 7 || o.connectTimeout.String() != "3s" || o.rollback != "host" || o.inventory != "hosts.yaml" || o.protocol != 114 {
+	if o.reach.concurrency != 7 || o.reach.connectTimeout.String() != "3s" || o.rollbackMode != "host" || o.source.inventory != "hosts.yaml" || o.routes.protocol != 114 {
 		t.Errorf("from file: %+v", o)
 	}
 	t.Setenv("ROUTEPUSH_CONCURRENCY", "9")
 	t.Setenv("ROUTEPUSH_CONNECT_TIMEOUT", "4s")
-	if o, err = parseOptions(t, "--config", cfg); err != nil || o.concurrency != 9 || o.connectTimeout.String() != "4s" {
+	if o, err = parseOptions(t, "--config", cfg); err != nil || o.reach.concurrency != 9 || o.reach.connectTimeout.String() != "4s" {
 		t.Errorf("env over file: %+v, %v", o, err)
 	}
-	if o, err = parseOptions(t, "--config", cfg, "--concurrency", "11"); err != nil || o.concurrency != 11 || o.connectTimeout.String() != "4s" {
+	if o, err = parseOptions(t, "--config", cfg, "--concurrency", "11"); err != nil || o.reach.concurrency != 11 || o.reach.connectTimeout.String() != "4s" {
 		t.Errorf("flag over env: %+v, %v", o, err)
 	}
 }
@@ -121,7 +127,7 @@ func TestProtocolReservedFromEverySource(t *testing.T) {
 		t.Errorf("from env: error = %v, want babel's protocol refused", err)
 	}
 	for _, p := range []string{"5", "113", "115", "254", "255"} {
-		if o, err := parseOptions(t, "--config", cfg, "--protocol", p); err != nil || fmt.Sprint(o.protocol) != p {
+		if o, err := parseOptions(t, "--config", cfg, "--protocol", p); err != nil || fmt.Sprint(o.routes.protocol) != p {
 			t.Errorf("--protocol %s: %v, want it kept", p, err)
 		}
 	}
@@ -149,22 +155,22 @@ func TestExampleConfigsLoad(t *testing.T) {
 func TestTarget(t *testing.T) {
 	n := &inventory.Node{Name: "w", Address: "198.18.0.10", SSH: inventory.SSH{User: "admin", Port: 2222, Jump: "j"},
 		InternalIPs: []netip.Addr{netip.MustParseAddr("198.18.1.10")}}
-	if got := target(n, &options{user: "cfg"}); got.User != "admin" || got.Port != 2222 || got.Address != "198.18.0.10" ||
+	if got := target(n, &reachFlags{user: "cfg"}); got.User != "admin" || got.Port != 2222 || got.Address != "198.18.0.10" ||
 		got.Fallback != "198.18.1.10" || got.Jump != "j" || got.Become {
 		t.Errorf("target = %+v, want the inventory's settings", got)
 	}
-	if got := target(n, &options{user: "flag", userFromFlag: true, become: true}); got.User != "flag" || !got.Become {
+	if got := target(n, &reachFlags{user: "flag", userFromFlag: true, become: true}); got.User != "flag" || !got.Become {
 		t.Errorf("target = %+v, want --user and --become", got)
 	}
-	if got := target(&inventory.Node{Name: "w"}, &options{user: "cfg"}); got.User != "" {
+	if got := target(&inventory.Node{Name: "w"}, &reachFlags{user: "cfg"}); got.User != "" {
 		t.Errorf("target = %+v, want no user: ssh_config's comes before the config's", got)
 	}
 	// An address only the Node object gives is marked for the dialer.
 	api := &inventory.Node{Name: "w", InternalIPs: []netip.Addr{netip.MustParseAddr("198.18.1.10")}, AddressFromAPI: true}
-	if got := target(api, &options{}); got.Fallback != "198.18.1.10" || !got.FallbackFromAPI {
+	if got := target(api, &reachFlags{}); got.Fallback != "198.18.1.10" || !got.FallbackFromAPI {
 		t.Errorf("target = %+v, want the InternalIP marked as the Node object's", got)
 	}
-	if got := target(n, &options{}); got.FallbackFromAPI {
+	if got := target(n, &reachFlags{}); got.FallbackFromAPI {
 		t.Errorf("target = %+v: an inventory node's address is the operator's", got)
 	}
 }
@@ -184,10 +190,18 @@ contexts:
 current-context: lab
 `
 
+// The command that finishes an abandoned rollback keeps the flags that
+// choose the nodes and how to reach them, as given; nothing before a run
+// has an id.
 func TestFinishLater(t *testing.T) {
-	currentRun.Store("20261126T223050.123Z-1a2b3c")
-	defer currentRun.Store("")
-	got := finishLater([]string{"-i", "hosts.yaml", "--concurrency", "10", "--config=rp.yaml", "--become", "--prune"})
+	args := []string{"-i", "hosts.yaml", "--concurrency", "10", "--config=rp.yaml", "--become", "--prune"}
+	active := &activeRun{}
+	if got := active.finishLater(args); got != "" {
+		t.Errorf("finishLater before a run = %q, want nothing", got)
+	}
+	root := newRootCommand(deps{streams: Streams{Out: &bytes.Buffer{}, ErrOut: &bytes.Buffer{}}, active: active})
+	active.start("20261126T223050.123Z-1a2b3c", carriedFlags(root.Flags()))
+	got := active.finishLater(args)
 	want := "; nodes may be half-changed: finish with `routepush rollback --run 20261126T223050.123Z-1a2b3c -i hosts.yaml --config=rp.yaml --become`"
 	if got != want {
 		t.Errorf("finishLater =\n%s\nwant\n%s", got, want)
@@ -210,7 +224,7 @@ func TestPlanAndVersion(t *testing.T) {
 
 func TestLogLevelAndFormat(t *testing.T) {
 	var errOut bytes.Buffer
-	log := newLogger(Streams{ErrOut: &errOut}, &options{logLevel: "info", logJSON: true})
+	log := newLogger(Streams{ErrOut: &errOut}, &baseFlags{logLevel: "info", logFormat: "json"})
 	log.Info("reading route tables", "nodes", 3)
 	log.Debug("not shown")
 	if got := errOut.String(); !strings.Contains(got, `"msg":"reading route tables"`) || !strings.Contains(got, `"nodes":3`) || strings.Contains(got, "not shown") {

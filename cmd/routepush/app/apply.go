@@ -2,342 +2,206 @@ package app
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
-	"net/netip"
-	"os"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-	"golang.org/x/term"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/routepush/routepush/inventory"
 	"github.com/routepush/routepush/orchestrator"
-	"github.com/routepush/routepush/remote"
-	"github.com/routepush/routepush/route"
 )
 
-// runApply is routepush's main job: load, plan, then check or apply.
-func runApply(ctx context.Context, streams Streams, o *options, log *slog.Logger) error {
-	nodes, cluster, err := loadNodes(ctx, o, log)
+// applyFlags are the settings of apply (and of routepush without a verb);
+// check reads those of checkFlags alone.
+type applyFlags struct {
+	checkFlags
+	check         bool
+	markAvailable bool
+	rollback      string
+	rollbackMode  orchestrator.RollbackMode
+	canary        int
+	waitLock      time.Duration
+	keepRuns      int
+	carried       map[string]bool // carriedFlags of the parsed command
+	checkVerb     bool            // the check verb: checkFlags alone, and check set
+}
+
+// checkFlags are the settings of check: apply's, less those that only
+// matter once a node is changed.
+type checkFlags struct {
+	baseFlags
+	source         sourceFlags
+	reach          reachFlags
+	table          tableFlag
+	routes         routeFlags
+	limit          string
+	maxUnreachable int
+	prune, adopt   bool
+	persist        bool
+	rails          inventory.Rails
+	output         string
+	profile        string
+	profileOutput  string
+}
+
+func (f *checkFlags) add(fs *pflag.FlagSet) {
+	f.baseFlags.add(fs)
+	f.source.add(fs)
+	f.reach.add(fs)
+	f.table.add(fs)
+	f.routes.add(fs)
+	add(fs, fs.StringVarP, &f.limit, "limit", "", "", "act only on these nodes, as Ansible's --limit: comma-separated name patterns (globs), '!' excludes; the others stay destinations")
+	add(fs, fs.IntVarP, &f.maxUnreachable, "max-unreachable", "", 0, "nodes that may be unreachable at connect time and be left out; past it nothing changes")
+	add(fs, fs.BoolVarP, &f.prune, "prune", "", false, "delete routepush's routes that are no longer planned (nodes that left, CIDRs that moved)")
+	add(fs, fs.BoolVarP, &f.adopt, "adopt", "", false, "replace other owners' routes to planned destinations (e.g. the Ansible playbook's) and delete self routes, instead of refusing the node")
+	add(fs, fs.BoolVarP, &f.persist, "persist", "", false, "after a node verifies, keep its routes for the next boot: /etc/routepush/routes and routepush-routes.service, enabled where systemd runs; --check reports where they differ")
+	add(fs, fs.IntVarP, &f.rails.MinPrefix[0], "min-prefix-v4", "", inventory.DefaultRails().MinPrefix[0], "refuse IPv4 pod CIDRs wider than this prefix length")
+	add(fs, fs.IntVarP, &f.rails.MinPrefix[1], "min-prefix-v6", "", inventory.DefaultRails().MinPrefix[1], "refuse IPv6 pod CIDRs wider than this prefix length")
+	add(fs, fs.StringVarP, &f.output, "output", "o", "text", "report format on stdout: text, or json (docs/report.schema.json; nothing else is printed on stdout)")
+	add(fs, fs.StringVarP, &f.profile, "profile", "", "none", "profile to write, as kubectl's: "+strings.Join(profiles, "|")+" (heap: at the live heap's peak)", flagOnly)
+	add(fs, fs.StringVarP, &f.profileOutput, "profile-output", "", "profile.pprof", "file the profile is written to", flagOnly)
+}
+
+// add registers apply's flags on fs, or for the check verb check's alone.
+func (f *applyFlags) add(fs *pflag.FlagSet, checkVerb bool) {
+	f.checkFlags.add(fs)
+	f.checkVerb, f.check = checkVerb, checkVerb
+	if checkVerb {
+		return
+	}
+	add(fs, fs.BoolVarP, &f.check, "check", "", false, "show what would change on each node; change nothing (exit 2 if anything would)")
+	add(fs, fs.BoolVarP, &f.markAvailable, "mark-network-available", "", false, "set NetworkUnavailable=False (reason RouteCreated) on every node whose routes verified")
+	add(fs, fs.StringVarP, &f.rollback, "rollback", "", "all", "on failure restore: all changed nodes | host (only failed ones) | none")
+	add(fs, fs.IntVarP, &f.canary, "canary", "", 0, "apply and verify this many nodes first, the rest only if they succeed (like Ansible's serial)")
+	add(fs, fs.DurationVarP, &f.waitLock, "wait-lock", "", 0, "wait this long for nodes another run has locked, instead of failing at once")
+	add(fs, fs.IntVarP, &f.keepRuns, "keep-runs", "", 10, "run records each node keeps in /var/lib/routepush/runs")
+}
+
+// load resolves the settings of cmd (whose flags f registered) and checks
+// them, each naming its flag, before anything is read or contacted.
+func (f *applyFlags) load(cmd *cobra.Command) (err error) {
+	if err := loadSettings(cmd); err != nil {
+		return err
+	}
+	f.carried = carriedFlags(cmd.Flags())
+	if err := f.table.resolve(); err != nil {
+		return err
+	}
+	if err := f.routes.check(); err != nil {
+		return err
+	}
+	if !f.checkVerb {
+		if f.rollbackMode, err = orchestrator.ParseRollbackMode(f.rollback); err != nil {
+			return err
+		}
+	}
+	if err := f.source.check(); err != nil {
+		return err
+	}
+	if f.source.kube() == nil {
+		if err := needsAPI("mark-network-available", f.markAvailable); err != nil {
+			return err
+		}
+	}
+	if err := f.reach.resolve(cmd.Flags()); err != nil {
+		return err
+	}
+	switch {
+	case f.output != "text" && f.output != "json":
+		return fmt.Errorf("--output must be text or json, got %q", f.output)
+	case f.rails.MinPrefix[0] < 0 || f.rails.MinPrefix[0] > 32:
+		return fmt.Errorf("--min-prefix-v4 must be 0-32, got %d", f.rails.MinPrefix[0])
+	case f.rails.MinPrefix[1] < 0 || f.rails.MinPrefix[1] > 128:
+		return fmt.Errorf("--min-prefix-v6 must be 0-128, got %d", f.rails.MinPrefix[1])
+	}
+	return f.baseFlags.check()
+}
+
+func newApplyCommand(d deps) *cobra.Command {
+	f := &applyFlags{}
+	cmd := &cobra.Command{
+		Use:   "apply",
+		Short: "Push the routes, verify them, roll back on failure (what routepush does without a subcommand)",
+		Example: `  routepush apply -i hosts.yaml
+  routepush apply -i hosts.yaml --persist --prune     # keep for the next boot; delete routes of nodes that left
+  routepush apply -i hosts.yaml --adopt               # take over the Ansible playbook's routes`,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE:          func(cmd *cobra.Command, _ []string) error { return runApply(cmd, d, f) },
+	}
+	f.add(cmd.Flags(), false)
+	return cmd
+}
+
+// runApply is apply's and check's job: settings, then the run, profiled
+// if --profile asks.
+func runApply(cmd *cobra.Command, d deps, f *applyFlags) error {
+	if err := f.load(cmd); err != nil {
+		return err
+	}
+	stopProfile, err := startProfile(f.profile, f.profileOutput)
 	if err != nil {
 		return err
 	}
-	dialer, err := newDialer(o, log, o.check, plannedRoutes(nodes))
+	err = apply(cmd.Context(), d, f, newLogger(d.streams, &f.baseFlags))
+	if perr := stopProfile(); perr != nil && err == nil {
+		err = fmt.Errorf("failed to write profile %s: %w", f.profileOutput, perr)
+	}
+	return err
+}
+
+// apply is routepush's main job: load, plan, then check or apply, and
+// report.
+func apply(ctx context.Context, d deps, f *applyFlags, log *slog.Logger) error {
+	nodes, cluster, err := loadNodes(ctx, &f.source, log)
+	if err != nil {
+		return err
+	}
+	dialer, err := newDialer(&f.reach, &f.table, log, f.check, plannedRoutes(nodes))
 	if err != nil {
 		return err
 	}
 	defer dialer.Close()
-	if err := checkRails(ctx, o, nodes, cluster, dialer); err != nil {
+	if err := checkRails(ctx, f, nodes, cluster, dialer); err != nil {
 		return err
 	}
-	plan := orchestrator.NewPlanWith(nodes, orchestrator.PlanOptions{
-		Protocol: route.Protocol(o.protocol),
-		Metric:   o.metric,
-		Table:    o.table,
-		Prune:    o.prune,
-		Adopt:    o.adopt,
-		// this host's rt_protos names, for messages (route reads no files)
-		ProtocolNames: localProtocolNames(),
-	})
-	connect := func(ctx context.Context, n *inventory.Node) (orchestrator.Host, error) {
-		c, err := dialer.Dial(ctx, target(n, o))
-		if err != nil {
-			return nil, err
-		}
-		return c, nil
-	}
-	names := make([]string, len(nodes))
-	for i := range nodes {
-		names[i] = nodes[i].Name
-	}
-	limit, err := nodeLimit(o.limit, names)
+	planOpts := f.routes.planOptions(&f.table)
+	planOpts.Prune, planOpts.Adopt = f.prune, f.adopt
+	plan := orchestrator.NewPlanWith(nodes, planOpts)
+	limit, err := nodeLimit(f.limit, nodeNames(nodes))
 	if err != nil {
 		return err
 	}
 	var holder orchestrator.Holder
-	if !o.check {
+	if !f.check {
 		holder = newHolder()
-		currentRun.Store(holder.RunID)
+		d.active.start(holder.RunID, f.carried)
 		log.Info("run", "id", holder.RunID)
 	}
 	var progress orchestrator.Progress
 	stopProgress := func() {}
-	if !o.jsonOutput {
-		stopProgress = showProgress(streams.ErrOut, &progress)
+	if f.output != "json" {
+		stopProgress = showProgress(d.streams.ErrOut, &progress)
 	}
-	rep := orchestrator.Run(ctx, plan, connect, orchestrator.Options{
+	rep := orchestrator.Run(ctx, plan, hostConnector(dialer, &f.reach), orchestrator.Options{
 		Progress:       &progress,
-		Concurrency:    o.concurrency,
-		Check:          o.check,
-		Rollback:       o.rollback,
+		Concurrency:    f.reach.concurrency,
+		Check:          f.check,
+		Rollback:       f.rollbackMode,
 		Logger:         log,
 		Holder:         holder,
-		Keep:           o.keepRuns,
+		Keep:           f.keepRuns,
 		ProcessAlive:   processAlive,
-		MaxUnreachable: o.maxUnreachable,
-		WaitLock:       o.waitLock,
-		Canary:         o.canary,
+		MaxUnreachable: f.maxUnreachable,
+		WaitLock:       f.waitLock,
+		Canary:         f.canary,
 		Limit:          limit,
-		Persist:        o.persist,
+		Persist:        f.persist,
 	})
 	stopProgress()
-	switch {
-	case o.jsonOutput:
-		enc := json.NewEncoder(streams.Out)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep.JSON(holder.RunID)); err != nil {
-			return err
-		}
-	default:
-		if o.check {
-			rep.WriteDiffColor(streams.Out, useColor(streams.Out))
-		}
-		rep.WriteSummary(streams.Out)
-		if !o.check {
-			fmt.Fprintf(streams.Out, "run %s\n", holder.RunID)
-		}
-	}
-	var markErr error
-	if o.markAvailable && !o.check && ctx.Err() == nil {
-		markStreams := streams
-		if o.jsonOutput {
-			markStreams.Out = streams.ErrOut // stdout holds the JSON alone
-		}
-		markErr = markNetworkAvailable(ctx, markStreams, cluster, rep, o.concurrency)
-	}
-	if rep.Failed() || markErr != nil {
-		err := errors.Join(append(rep.Errors(), markErr)...)
-		if ctx.Err() != nil {
-			// Interrupted in any phase, the rollback included.
-			return &exitError{code: ExitInterrupted, err: err}
-		}
-		return &exitError{code: ExitError, err: err}
-	}
-	if o.check && rep.Changes() {
-		return &exitError{code: ExitChanges}
-	}
-	return nil
-}
-
-// useColor: colours only on a terminal, and never with NO_COLOR set to
-// anything but "" (no-color.org).
-func useColor(w io.Writer) bool {
-	if os.Getenv("NO_COLOR") != "" {
-		return false
-	}
-	f, ok := w.(*os.File)
-	return ok && term.IsTerminal(int(f.Fd()))
-}
-
-// plannedRoutes is the most routes a plan of these nodes gives one node:
-// a route per pod CIDR. It sizes what routepush reads from nodes.
-func plannedRoutes(nodes []inventory.Node) int {
-	n := 0
-	for i := range nodes {
-		n += len(nodes[i].PodCIDRs)
-	}
-	return n
-}
-
-// newDialer reaches nodes as the options and ssh_config say. readOnly: no
-// ip is left waiting for a batch after a read. planned sizes the read
-// limits (remote.Config.PlannedRoutes).
-func newDialer(o *options, log *slog.Logger, readOnly bool, planned int) (*remote.Dialer, error) {
-	sshConfig, err := remote.LoadSSHConfig(o.sshConfig)
-	if err != nil {
-		return nil, err
-	}
-	if sshConfig.Fallback != "" {
-		log.Info("ssh config not parsable here; asking OpenSSH (ssh -G) for each host", "reason", sshConfig.Fallback)
-	}
-	return remote.NewDialer(remote.Config{
-		KnownHostsFile:      o.knownHosts,
-		AcceptNewHostKeys:   o.acceptNewHostKeys,
-		TrustNodeAddresses:  o.trustNodeAddrs,
-		IdentityFiles:       o.identities,
-		SSHConfig:           sshConfig,
-		Jump:                o.jump,
-		User:                o.user,
-		ConnectTimeout:      o.connectTimeout,
-		CommandTimeout:      o.commandTimeout,
-		ServerAliveInterval: o.aliveInterval,
-		ServerAliveCountMax: o.aliveCountMax,
-		ReadOnly:            readOnly,
-		PlannedRoutes:       planned,
-		Table:               o.table,
-		Logger:              log,
-	})
-}
-
-// newHolder names this run in the locks and records it leaves on nodes.
-func newHolder() orchestrator.Holder {
-	host, _ := os.Hostname()
-	now := time.Now()
-	return orchestrator.Holder{RunID: orchestrator.NewRunID(now), Host: host, PID: os.Getpid(), Started: now}
-}
-
-// processAlive reports whether a process of this host is still running.
-func processAlive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
-}
-
-// checkRails refuses a node table whose pod CIDRs are too wide or contain
-// an address routepush travels to (this host's own, a jump host's), before
-// any connection.
-func checkRails(ctx context.Context, o *options, nodes []inventory.Node, cluster *inventory.Cluster, dialer *remote.Dialer) error {
-	rails := o.rails
-	if addrs, err := net.InterfaceAddrs(); err == nil {
-		for _, a := range addrs {
-			if p, err := netip.ParsePrefix(a.String()); err == nil && !p.Addr().IsLoopback() {
-				rails.Reserved = append(rails.Reserved, inventory.ReservedAddr{Addr: p.Addr(), What: "an address of this control host"})
-			}
-		}
-	}
-	seen := map[string]bool{}
-	for i := range nodes {
-		hosts, err := dialer.JumpHosts(ctx, target(&nodes[i], o))
-		if err != nil {
-			return err
-		}
-		for _, h := range hosts {
-			if seen[h] {
-				continue
-			}
-			seen[h] = true
-			addrs, err := lookupHost(ctx, h)
-			if err != nil {
-				return fmt.Errorf("%s: jump host %s: %w", nodes[i].Name, h, err)
-			}
-			for _, a := range addrs {
-				rails.Reserved = append(rails.Reserved, inventory.ReservedAddr{Addr: a, What: "the address of jump host " + h})
-			}
-		}
-	}
-	source := "inventory " + o.inventory
-	if cluster != nil {
-		source = "kubernetes " + cluster.Name
-	}
-	return inventory.CheckRails(source, nodes, cluster != nil, rails)
-}
-
-// lookupHost returns a host's addresses; an address is its own.
-func lookupHost(ctx context.Context, host string) ([]netip.Addr, error) {
-	if a, err := netip.ParseAddr(host); err == nil {
-		return []netip.Addr{a}, nil
-	}
-	return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
-}
-
-// loadNodes reads the node table: from the Kubernetes API (with the
-// inventory, if given, for SSH access) or from the inventory alone. No host
-// is contacted before it succeeds.
-func loadNodes(ctx context.Context, o *options, log *slog.Logger) ([]inventory.Node, *inventory.Cluster, error) {
-	if o.kube == nil {
-		nodes, err := inventory.Load(o.inventory)
-		return nodes, nil, err
-	}
-	cluster, err := inventory.NewCluster(*o.kube)
-	if err != nil {
-		return nil, nil, err
-	}
-	var file *inventory.File
-	if o.inventory != "" {
-		if file, err = inventory.LoadAccess(o.inventory); err != nil {
-			return nil, nil, err
-		}
-	}
-	t, err := cluster.Nodes(ctx, file, o.allowUnknown)
-	if err != nil {
-		return nil, nil, err
-	}
-	log.Info("node table from the Kubernetes API", "cluster", cluster.Name, "nodes", len(t.Nodes), "pages", t.Pages)
-	if len(t.Unselected) > 0 {
-		log.Info("inventory nodes left out by the selector", "nodes", strings.Join(t.Unselected, ","))
-	}
-	for _, name := range t.Unknown {
-		log.Warn("node is not in the cluster; routing it from the inventory alone", "node", name)
-	}
-	if len(t.Nodes) == 0 {
-		return nil, nil, fmt.Errorf("kubernetes %s: no nodes%s", cluster.Name, selected(o.kube.Selector))
-	}
-	return t.Nodes, cluster, nil
-}
-
-func selected(selector string) string {
-	if selector == "" {
-		return ""
-	}
-	return fmt.Sprintf(" match the selector %q", selector)
-}
-
-// markNetworkAvailable sets NetworkUnavailable=False on every node whose
-// routes were verified and stayed: a node that failed, or whose changes
-// were rolled back, is not touched.
-func markNetworkAvailable(ctx context.Context, streams Streams, cluster *inventory.Cluster, rep *orchestrator.Report, concurrency int) error {
-	var (
-		mu             sync.Mutex
-		wrote, already int
-		errs           []error
-	)
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(concurrency)
-	for i := range rep.Nodes {
-		n := &rep.Nodes[i]
-		if n.Outcome != orchestrator.Applied && n.Outcome != orchestrator.InSync {
-			continue
-		}
-		g.Go(func() error {
-			changed, err := cluster.MarkNetworkAvailable(gctx, n.Name)
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err != nil:
-				errs = append(errs, err)
-			case changed:
-				wrote++
-			default:
-				already++
-			}
-			return nil
-		})
-	}
-	_ = g.Wait()
-	fmt.Fprintf(streams.Out, "NetworkUnavailable=False: %d marked, %d already so", wrote, already)
-	if len(errs) > 0 {
-		fmt.Fprintf(streams.Out, ", %d failed", len(errs))
-	}
-	fmt.Fprintln(streams.Out)
-	return errors.Join(errs...)
-}
-
-// target says how the inventory and the command line want a node reached;
-// the dialer fills the rest from ssh_config, then the config's defaults
-// (user: config/env, then the local user name, as ssh would).
-func target(n *inventory.Node, o *options) remote.Target {
-	t := remote.Target{
-		Name:         n.Name,
-		Address:      n.Address,
-		Port:         n.SSH.Port,
-		User:         n.SSH.User,
-		IdentityFile: n.SSH.IdentityFile,
-		Jump:         n.SSH.Jump,
-		Become:       n.SSH.Become || o.become,
-	}
-	if len(n.InternalIPs) > 0 {
-		t.Fallback = n.InternalIPs[0].String()
-		t.FallbackFromAPI = n.AddressFromAPI
-	}
-	if o.userFromFlag {
-		t.User = o.user
-	}
-	return t
+	return settle(ctx, d.streams, f, rep, holder.RunID, cluster)
 }

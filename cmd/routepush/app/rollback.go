@@ -6,13 +6,24 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/viper"
 
 	"github.com/routepush/routepush/inventory"
 	"github.com/routepush/routepush/orchestrator"
 )
 
-func newRollbackCommand(ctx context.Context, streams Streams, v *viper.Viper) *cobra.Command {
+// rollbackFlags are the settings of rollback: which nodes, how to reach
+// them, and which run to undo.
+type rollbackFlags struct {
+	baseFlags
+	source sourceFlags
+	reach  reachFlags
+	table  tableFlag
+	run    string
+	force  bool
+}
+
+func newRollbackCommand(d deps) *cobra.Command {
+	f := &rollbackFlags{}
 	cmd := &cobra.Command{
 		Use:   "rollback [--run ID]",
 		Short: "Restore every node from the record a run left on it",
@@ -35,54 +46,73 @@ another host until --force says it is gone.`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			o, err := loadOptions(cmd, v)
-			if err != nil {
-				return err
-			}
-			runID, _ := cmd.Flags().GetString("run")
-			if runID != "" && !orchestrator.ValidRunID(runID) {
-				return fmt.Errorf("--run %q is not a run id (like 20261126T223050.123Z-1a2b3c)", runID)
-			}
-			force, _ := cmd.Flags().GetBool("force")
-			return runRollback(ctx, streams, o, runID, force)
-		},
+		RunE:          func(cmd *cobra.Command, _ []string) error { return runRollback(cmd, d, f) },
 	}
-	cmd.Flags().String("run", "", "the run to undo (default: the newest one not rolled back, when every node names the same)")
-	cmd.Flags().Bool("force", false, "undo nodes changed since the run, runs older than a later one, and take over a lock held from another host")
+	fs := cmd.Flags()
+	f.baseFlags.add(fs)
+	f.source.add(fs)
+	f.reach.add(fs)
+	f.table.add(fs)
+	add(fs, fs.StringVarP, &f.run, "run", "", "", "the run to undo (default: the newest one not rolled back, when every node names the same)", flagOnly)
+	add(fs, fs.BoolVarP, &f.force, "force", "", false, "undo nodes changed since the run, runs older than a later one, and take over a lock held from another host", flagOnly)
 	return cmd
 }
 
-func runRollback(ctx context.Context, streams Streams, o *options, runID string, force bool) error {
-	log := newLogger(streams, o)
-	nodes, _, err := loadNodes(ctx, o, log)
+func (f *rollbackFlags) load(cmd *cobra.Command) error {
+	if err := loadSettings(cmd); err != nil {
+		return err
+	}
+	if err := f.table.resolve(); err != nil {
+		return err
+	}
+	if err := f.source.check(); err != nil {
+		return err
+	}
+	if err := f.reach.resolve(cmd.Flags()); err != nil {
+		return err
+	}
+	if err := f.baseFlags.check(); err != nil {
+		return err
+	}
+	if f.run != "" && !orchestrator.ValidRunID(f.run) {
+		return fmt.Errorf("--run %q is not a run id (like 20261126T223050.123Z-1a2b3c)", f.run)
+	}
+	return nil
+}
+
+func runRollback(cmd *cobra.Command, d deps, f *rollbackFlags) error {
+	if err := f.load(cmd); err != nil {
+		return err
+	}
+	ctx, log := cmd.Context(), newLogger(d.streams, &f.baseFlags)
+	nodes, _, err := loadNodes(ctx, &f.source, log)
 	if err != nil {
 		return err
 	}
-	dialer, err := newDialer(o, log, true, plannedRoutes(nodes)) // restoring sends its own batches
+	dialer, err := newDialer(&f.reach, &f.table, log, true, plannedRoutes(nodes)) // restoring sends its own batches
 	if err != nil {
 		return err
 	}
 	defer dialer.Close()
 	connect := func(ctx context.Context, n *inventory.Node) (orchestrator.RestoreHost, error) {
-		c, err := dialer.Dial(ctx, target(n, o))
+		c, err := dialer.Dial(ctx, target(n, &f.reach))
 		if err != nil {
 			return nil, err
 		}
 		return c, nil
 	}
 	rep, err := orchestrator.Restore(ctx, nodes, connect, orchestrator.RestoreOptions{
-		RunID:        runID,
+		RunID:        f.run,
 		Holder:       newHolder(),
-		Concurrency:  o.concurrency,
+		Concurrency:  f.reach.concurrency,
 		Logger:       log,
 		ProcessAlive: processAlive,
-		Force:        force,
+		Force:        f.force,
 	})
 	if err != nil {
 		return err
 	}
-	rep.WriteSummary(streams.Out)
+	rep.WriteSummary(d.streams.Out)
 	if rep.Failed() {
 		return &exitError{code: ExitError, err: errors.Join(rep.Errors()...)}
 	}

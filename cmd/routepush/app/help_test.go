@@ -1,0 +1,93 @@
+package app
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/help-*.golden from the commands' help")
+
+// Each verb's --help, flags included, as testdata/help-<verb>.golden
+// holds it: a flag a verb does not read is not listed.
+func TestHelp(t *testing.T) {
+	for _, verb := range []string{"", "apply", "check", "plan", "rollback", "version"} {
+		name := "help-" + verb + ".golden"
+		if verb == "" {
+			name = "help-routepush.golden"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			out, code := run(t, strings.Fields(verb+" --help")...)
+			if code != ExitOK {
+				t.Fatalf("exit %d\n%s", code, out)
+			}
+			path := filepath.Join("testdata", name)
+			if *update {
+				if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if out != string(want) {
+				t.Errorf("routepush %s --help:\n%s\nwant (go test -run TestHelp -update to accept):\n%s", verb, out, want)
+			}
+		})
+	}
+}
+
+// A flag is an error on every verb that does not read it, whatever
+// another verb makes of it.
+func TestVerbsRejectFlagsTheyDoNotRead(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"rollback", "-i", "x.yaml", "--check"},
+		{"rollback", "-i", "x.yaml", "--protocol", "17"},
+		{"rollback", "-i", "x.yaml", "--prune"},
+		{"rollback", "-i", "x.yaml", "-o", "json"},
+		{"check", "-i", "x.yaml", "--check"},
+		{"check", "-i", "x.yaml", "--rollback", "none"},
+		{"check", "-i", "x.yaml", "--canary", "1"},
+		{"check", "-i", "x.yaml", "--mark-network-available"},
+		{"plan", "-i", "x.yaml", "--concurrency", "5"},
+		{"plan", "-i", "x.yaml", "--persist"},
+		{"plan", "-i", "x.yaml", "--user", "root"},
+		{"version", "-v"},
+		{"--run", "20261126T223050.123Z-1a2b3c"},
+		{"apply", "--force"},
+	} {
+		flagArg := args[len(args)-1]
+		if !strings.HasPrefix(flagArg, "-") {
+			flagArg = args[len(args)-2]
+		}
+		want := "unknown flag: " + flagArg
+		if !strings.HasPrefix(flagArg, "--") {
+			want = "unknown shorthand flag: '" + strings.TrimPrefix(flagArg, "-") + "'"
+		}
+		out, code := run(t, args...)
+		if code != ExitError || !strings.Contains(out, "ERROR: "+want) {
+			t.Errorf("routepush %v: exit %d, output %q; want exit 1 and %q", args, code, out, want)
+		}
+	}
+}
+
+// A config file is shared by every verb: a key only other verbs read is
+// ignored, not refused, and one no verb reads is refused by all.
+func TestConfigKeysOfOtherVerbs(t *testing.T) {
+	cfg := writeConfig(t, "inventory: ../../../inventory/testdata/valid-basic.yaml\nconcurrency: 7\nrollback: none\ncanary: 1\n")
+	if out, code := run(t, "plan", "--config", cfg); code != ExitOK || !strings.Contains(out, "worker-2: 2 routes") {
+		t.Errorf("plan with apply's keys: exit %d\n%s", code, out)
+	}
+	bad := writeConfig(t, "inventory: hosts.yaml\nforce: true\n")
+	for _, verb := range []string{"apply", "check", "plan", "rollback"} {
+		if out, code := run(t, verb, "--config", bad); code != ExitError || !strings.Contains(out, `unknown key "force"`) {
+			t.Errorf("%s with a config key no verb reads: exit %d\n%s", verb, code, out)
+		}
+	}
+}

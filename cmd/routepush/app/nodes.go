@@ -1,0 +1,215 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/routepush/routepush/inventory"
+	"github.com/routepush/routepush/orchestrator"
+	"github.com/routepush/routepush/remote"
+)
+
+// loadNodes reads the node table: from the Kubernetes API (with the
+// inventory, if given, for SSH access) or from the inventory alone. No host
+// is contacted before it succeeds.
+func loadNodes(ctx context.Context, s *sourceFlags, log *slog.Logger) ([]inventory.Node, *inventory.Cluster, error) {
+	kube := s.kube()
+	if kube == nil {
+		nodes, err := inventory.Load(s.inventory)
+		return nodes, nil, err
+	}
+	cluster, err := inventory.NewCluster(*kube)
+	if err != nil {
+		return nil, nil, err
+	}
+	var file *inventory.File
+	if s.inventory != "" {
+		if file, err = inventory.LoadAccess(s.inventory); err != nil {
+			return nil, nil, err
+		}
+	}
+	t, err := cluster.Nodes(ctx, file, s.allowUnknown)
+	if err != nil {
+		return nil, nil, err
+	}
+	log.Info("node table from the Kubernetes API", "cluster", cluster.Name, "nodes", len(t.Nodes), "pages", t.Pages)
+	if len(t.Unselected) > 0 {
+		log.Info("inventory nodes left out by the selector", "nodes", strings.Join(t.Unselected, ","))
+	}
+	for _, name := range t.Unknown {
+		log.Warn("node is not in the cluster; routing it from the inventory alone", "node", name)
+	}
+	if len(t.Nodes) == 0 {
+		return nil, nil, fmt.Errorf("kubernetes %s: no nodes%s", cluster.Name, selected(kube.Selector))
+	}
+	return t.Nodes, cluster, nil
+}
+
+func selected(selector string) string {
+	if selector == "" {
+		return ""
+	}
+	return fmt.Sprintf(" match the selector %q", selector)
+}
+
+func nodeNames(nodes []inventory.Node) []string {
+	names := make([]string, len(nodes))
+	for i := range nodes {
+		names[i] = nodes[i].Name
+	}
+	return names
+}
+
+// plannedRoutes is the most routes a plan of these nodes gives one node:
+// a route per pod CIDR. It sizes what routepush reads from nodes.
+func plannedRoutes(nodes []inventory.Node) int {
+	n := 0
+	for i := range nodes {
+		n += len(nodes[i].PodCIDRs)
+	}
+	return n
+}
+
+// newDialer reaches nodes as the settings and ssh_config say. readOnly: no
+// ip is left waiting for a batch after a read. planned sizes the read
+// limits (remote.Config.PlannedRoutes).
+func newDialer(r *reachFlags, table *tableFlag, log *slog.Logger, readOnly bool, planned int) (*remote.Dialer, error) {
+	sshConfig, err := remote.LoadSSHConfig(r.sshConfig)
+	if err != nil {
+		return nil, err
+	}
+	if sshConfig.Fallback != "" {
+		log.Info("ssh config not parsable here; asking OpenSSH (ssh -G) for each host", "reason", sshConfig.Fallback)
+	}
+	return remote.NewDialer(remote.Config{
+		KnownHostsFile:      r.knownHosts,
+		AcceptNewHostKeys:   r.acceptNewHostKeys,
+		TrustNodeAddresses:  r.trustNodeAddrs,
+		IdentityFiles:       r.identities,
+		SSHConfig:           sshConfig,
+		Jump:                r.jump,
+		User:                r.user,
+		ConnectTimeout:      r.connectTimeout,
+		CommandTimeout:      r.commandTimeout,
+		ServerAliveInterval: r.aliveInterval,
+		ServerAliveCountMax: r.aliveCountMax,
+		ReadOnly:            readOnly,
+		PlannedRoutes:       planned,
+		Table:               table.id,
+		Logger:              log,
+	})
+}
+
+// hostConnector connects a node for a run.
+func hostConnector(dialer *remote.Dialer, r *reachFlags) orchestrator.Connector {
+	return func(ctx context.Context, n *inventory.Node) (orchestrator.Host, error) {
+		c, err := dialer.Dial(ctx, target(n, r))
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
+}
+
+// target says how the inventory and the command line want a node reached;
+// the dialer fills the rest from ssh_config, then the config's defaults
+// (user: config/env, then the local user name, as ssh would).
+func target(n *inventory.Node, r *reachFlags) remote.Target {
+	t := remote.Target{
+		Name:         n.Name,
+		Address:      n.Address,
+		Port:         n.SSH.Port,
+		User:         n.SSH.User,
+		IdentityFile: n.SSH.IdentityFile,
+		Jump:         n.SSH.Jump,
+		Become:       n.SSH.Become || r.become,
+	}
+	if len(n.InternalIPs) > 0 {
+		t.Fallback = n.InternalIPs[0].String()
+		t.FallbackFromAPI = n.AddressFromAPI
+	}
+	if r.userFromFlag {
+		t.User = r.user
+	}
+	return t
+}
+
+// newHolder names this run in the locks and records it leaves on nodes.
+func newHolder() orchestrator.Holder {
+	host, _ := os.Hostname()
+	now := time.Now()
+	return orchestrator.Holder{RunID: orchestrator.NewRunID(now), Host: host, PID: os.Getpid(), Started: now}
+}
+
+// processAlive reports whether a process of this host is still running.
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// checkRails refuses a node table whose pod CIDRs are too wide or contain
+// an address routepush travels to (this host's own, a jump host's), before
+// any connection.
+func checkRails(ctx context.Context, f *applyFlags, nodes []inventory.Node, cluster *inventory.Cluster, dialer *remote.Dialer) error {
+	rails := f.rails
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil && !p.Addr().IsLoopback() {
+				rails.Reserved = append(rails.Reserved, inventory.ReservedAddr{Addr: p.Addr(), What: "an address of this control host"})
+			}
+		}
+	}
+	jumps, err := jumpHostAddrs(ctx, &f.reach, nodes, dialer)
+	if err != nil {
+		return err
+	}
+	rails.Reserved = append(rails.Reserved, jumps...)
+	source := "inventory " + f.source.inventory
+	if cluster != nil {
+		source = "kubernetes " + cluster.Name
+	}
+	return inventory.CheckRails(source, nodes, cluster != nil, rails)
+}
+
+// jumpHostAddrs are the addresses of every jump host on the way to the
+// nodes.
+func jumpHostAddrs(ctx context.Context, r *reachFlags, nodes []inventory.Node, dialer *remote.Dialer) ([]inventory.ReservedAddr, error) {
+	var reserved []inventory.ReservedAddr
+	seen := map[string]bool{}
+	for i := range nodes {
+		hosts, err := dialer.JumpHosts(ctx, target(&nodes[i], r))
+		if err != nil {
+			return nil, err
+		}
+		for _, h := range hosts {
+			if seen[h] {
+				continue
+			}
+			seen[h] = true
+			addrs, err := lookupHost(ctx, h)
+			if err != nil {
+				return nil, fmt.Errorf("%s: jump host %s: %w", nodes[i].Name, h, err)
+			}
+			for _, a := range addrs {
+				reserved = append(reserved, inventory.ReservedAddr{Addr: a, What: "the address of jump host " + h})
+			}
+		}
+	}
+	return reserved, nil
+}
+
+// lookupHost returns a host's addresses; an address is its own.
+func lookupHost(ctx context.Context, host string) ([]netip.Addr, error) {
+	if a, err := netip.ParseAddr(host); err == nil {
+		return []netip.Addr{a}, nil
+	}
+	return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+}
