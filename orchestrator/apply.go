@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/routepush/routepush/host"
 	"github.com/routepush/routepush/internal/safetext"
 	"github.com/routepush/routepush/route"
 )
@@ -50,41 +51,42 @@ func (r *nodeRun) apply(ctx context.Context) (ok bool) {
 // Apply shows them again first.
 func (r *nodeRun) send(ctx context.Context) (route.Table, bool) {
 	name := r.plan.Node().Name
-	table, applyErr, err := r.host.Apply(ctx, r.rep.Diff.ApplyBatch(r.plan).Bytes(), false, r.plan.Families(), &r.before)
-	var notSent *route.NotSentError
-	var changed *route.ChangedError
-	var lost interface{ Lost() bool }
+	res, err := r.host.Apply(ctx, r.rep.Diff.ApplyBatch(r.plan).Bytes(), false, r.plan.Families(), &r.before)
+	var notSent *host.NotSentError
+	var changed *host.ChangedError
+	var lost *host.LostError
 	switch {
 	case errors.As(err, &notSent):
 		r.touched = false // the node is as it was: nothing to undo there
 		r.fail(fmt.Errorf("%s: %w", name, err))
-		return table, false
+		return res.Table, false
 	case errors.As(err, &changed):
 		r.touched = false
 		r.refuse(fmt.Errorf("its table changed since it was read: %s; nothing was sent", describeChange(r.plan, &r.rep.Diff, changed.Table.Routes)))
-		return table, false
+		return res.Table, false
 	case errors.As(err, &lost) && ctx.Err() == nil:
 		// The connection went mid-batch: whether the batch is in the
 		// kernel is unknown until the node is reached again.
+		var table route.Table
 		if table, err = r.reconnectAndRead(ctx, err); err != nil {
 			r.rep.Outcome, r.rep.Err = Unknown, err
 			return table, false
 		}
-		applyErr = nil
+		res = host.ApplyResult{Table: table}
 	}
 	if err == nil {
-		r.after = &table.Digest
+		r.after = &res.Table.Digest
 	}
 	switch {
-	case applyErr != nil:
-		r.fail(explainBatchError(applyErr, r.rep.Diff.ApplyBatch(r.plan).Bytes()))
+	case res.BatchErr != nil:
+		r.fail(explainBatchError(res, r.rep.Diff.ApplyBatch(r.plan).Bytes()))
 		r.readAfter(ctx)
-		return table, false
+		return res.Table, false
 	case err != nil:
 		r.fail(fmt.Errorf("verify: %w", err))
-		return table, false
+		return res.Table, false
 	}
-	return table, true
+	return res.Table, true
 }
 
 // readAfter reads the tables a failed batch left, when Apply could not:
@@ -115,35 +117,31 @@ func (r *nodeRun) reconnectAndRead(ctx context.Context, lost error) (route.Table
 		case <-time.After(wait):
 		}
 		wait *= 2
-		var host Host
-		if host, err = r.connect(ctx, r.plan.Node()); err != nil {
+		var h Host
+		if h, err = r.connect(ctx, r.plan.Node()); err != nil {
 			r.opts.Logger.Warn("reconnecting after a lost connection", "node", name, "try", try, "err", err)
 			continue
 		}
-		r.host = host
+		r.host = h
 		// The lock of the lost connection is still there, and still
 		// this run's.
 		r.locked = r.opts.journaling()
 		var t route.Table
-		if t, err = host.ReadRoutes(ctx, r.plan.Families()); err == nil {
+		if t, err = h.ReadRoutes(ctx, r.plan.Families()); err == nil {
 			return t, nil
 		}
-		host.Close()
+		h.Close()
 		r.host = nil
 	}
 	return route.Table{}, fmt.Errorf("%s: connection lost mid-batch (%v) and not regained: whether its routes changed is unknown; once it is reachable, `routepush rollback --run %s` restores it (%w)", name, lost, r.opts.Holder.RunID, err)
 }
 
 // explainBatchError adds the batch line ip rejected to its error.
-func explainBatchError(err error, batch []byte) error {
-	var se interface{ StderrText() string }
-	if !errors.As(err, &se) {
-		return err
-	}
-	n := route.FailedBatchLine(se.StderrText())
+func explainBatchError(res host.ApplyResult, batch []byte) error {
+	n := res.FailedLine
 	lines := strings.Split(string(batch), "\n")
 	if n < 1 || n > len(lines) {
-		return err
+		return res.BatchErr
 	}
-	return fmt.Errorf("%w (batch line %d: %s)", err, n, safetext.Line(lines[n-1]))
+	return fmt.Errorf("%w (batch line %d: %s)", res.BatchErr, n, safetext.Line(lines[n-1]))
 }

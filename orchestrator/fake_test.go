@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/routepush/routepush/host"
 	"github.com/routepush/routepush/internal/persist"
 	"github.com/routepush/routepush/inventory"
 	"github.com/routepush/routepush/route"
@@ -86,16 +87,11 @@ func (k *fakeKernel) RestorePersisted(_ context.Context, prev persist.State) err
 	return nil
 }
 
-type fakeLocked struct{ holder []byte }
-
-func (e *fakeLocked) Error() string      { return "locked" }
-func (e *fakeLocked) LockHolder() []byte { return e.holder }
-
 func (k *fakeKernel) Lock(_ context.Context, holder []byte) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.lock != nil {
-		return &fakeLocked{k.lock}
+		return &host.LockedError{Host: k.name, Holder: k.lock}
 	}
 	k.lock = slices.Clone(holder)
 	return nil
@@ -168,7 +164,7 @@ type fakeCommandError struct{ stderr string }
 func (e *fakeCommandError) Error() string      { return "ip -batch: " + strings.TrimSpace(e.stderr) }
 func (e *fakeCommandError) StderrText() string { return e.stderr }
 
-func (k *fakeKernel) Apply(ctx context.Context, batch []byte, force bool, fams []route.Family, expect *[32]byte) (route.Table, error, error) {
+func (k *fakeKernel) Apply(ctx context.Context, batch []byte, force bool, fams []route.Family, expect *[32]byte) (host.ApplyResult, error) {
 	if k.beforeApply != nil {
 		k.beforeApply(k)
 	}
@@ -179,23 +175,26 @@ func (k *fakeKernel) Apply(ctx context.Context, batch []byte, force bool, fams [
 	}
 	k.mu.Unlock()
 	if lost {
-		return route.Table{}, nil, &route.NotSentError{Err: fmt.Errorf("%s: ip -batch: connection lost", k.name)}
+		return host.ApplyResult{}, &host.NotSentError{Err: fmt.Errorf("%s: ip -batch: connection lost", k.name)}
 	}
 	if expect != nil {
 		if now, _ := k.ReadRoutes(ctx, fams); now.Digest != *expect {
-			return route.Table{}, nil, &route.ChangedError{Host: k.name, Table: now}
+			return host.ApplyResult{}, &host.ChangedError{Host: k.name, Table: now}
 		}
 	}
-	applyErr := k.apply(batch, force)
+	line, batchErr := k.apply(batch, force)
 	t, err := k.ReadRoutes(ctx, fams)
-	return t, applyErr, err
+	return host.ApplyResult{Table: t, BatchErr: batchErr, FailedLine: line}, err
 }
 
-func (k *fakeKernel) apply(batch []byte, force bool) error {
+// apply runs a batch as ip -batch does; it returns the first failing
+// line's number and its error.
+func (k *fakeKernel) apply(batch []byte, force bool) (int, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.applied++
 	var firstErr error
+	firstLine := 0
 	for n, line := range strings.Split(strings.TrimSpace(string(batch)), "\n") {
 		var err error
 		switch {
@@ -211,14 +210,14 @@ func (k *fakeKernel) apply(batch []byte, force bool) error {
 		if err != nil {
 			err = &fakeCommandError{fmt.Sprintf("Error: %v.\nCommand failed -:%d\n", err, n+1)}
 			if !force {
-				return err
+				return n + 1, err
 			}
 			if firstErr == nil {
-				firstErr = err
+				firstErr, firstLine = err, n+1
 			}
 		}
 	}
-	return firstErr
+	return firstLine, firstErr
 }
 
 // replace is `ip route replace`: add the route, or overwrite the one with

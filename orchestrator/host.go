@@ -4,27 +4,43 @@ import (
 	"context"
 	"net/netip"
 
+	"github.com/routepush/routepush/host"
 	"github.com/routepush/routepush/inventory"
 	"github.com/routepush/routepush/route"
 )
 
 // Host is one node's routing table, reached somehow (package remote does it
-// over SSH). Errors should name the host.
+// over SSH; tests use fakes). Every error names the node. The errors the
+// run decides on are the types of package host, found with errors.As:
+//
+//   - *host.UnreachableError from a Connector: no connection at all; the
+//     node may be left out under --max-unreachable.
+//   - *host.LockedError from Lock: another run holds the node; the run
+//     waits (--wait-lock), then names the holder.
+//   - *host.NotSentError from Apply: nothing of the batch was sent; the
+//     node is as it was, nothing to undo.
+//   - *host.ChangedError from Apply with expect: the tables changed since
+//     they were read; nothing was sent, the node is refused.
+//   - *host.LostError from Apply: the connection went mid-batch; whether
+//     the batch is in is unknown until the node is reached again.
+//
+// Any other error fails the node.
 type Host interface {
 	// ReadRoutes reads, for each family, the main table and the plan's own
 	// table when --table names another.
 	ReadRoutes(ctx context.Context, fams []route.Family) (route.Table, error)
 	// Apply feeds a batch to `ip -batch -`, then reads the tables as
 	// ReadRoutes does: one round trip, not two, for apply and verify (and
-	// for rollback and its check). applyErr is the batch's failure; with
-	// force, ip carries on past failing lines (used to roll back, where
-	// some lines may not apply). err is a failure to read the tables
-	// afterwards.
+	// for rollback and its check). The result holds the tables read after
+	// the batch and ip's refusal of a line, if any (with force, ip carries
+	// on past failing lines: used to roll back, where some lines may not
+	// apply). err is anything else: the batch not sent, the tables not
+	// read afterwards, the connection lost.
 	//
 	// With expect, the tables are read again in the same session right
 	// before the batch, which goes only if their digest is expect; if not,
-	// err is a *route.ChangedError holding them, and nothing was sent.
-	Apply(ctx context.Context, batch []byte, force bool, fams []route.Family, expect *[32]byte) (table route.Table, applyErr, err error)
+	// err is a *host.ChangedError holding them, and nothing was sent.
+	Apply(ctx context.Context, batch []byte, force bool, fams []route.Family, expect *[32]byte) (host.ApplyResult, error)
 	// SessionSource is the address the node sees routepush's session
 	// come from, as far as routepush knows it (the jump host's with one);
 	// invalid if unknown. A batch never touches the route back to it.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/routepush/routepush/host"
 	"github.com/routepush/routepush/internal/safetext"
 )
 
@@ -22,7 +23,7 @@ func (r *nodeRun) lock(ctx context.Context) error {
 	deadline := time.Now().Add(r.opts.WaitLock)
 	for {
 		err := r.host.Lock(ctx, r.opts.Holder.lockText())
-		var held interface{ LockHolder() []byte }
+		var held *host.LockedError
 		if err == nil || !errors.As(err, &held) || time.Now().After(deadline) {
 			return err
 		}
@@ -37,15 +38,15 @@ func (r *nodeRun) lock(ctx context.Context) error {
 // lockError names the run in a node's way, and says when its process is
 // gone (killed, or its bastion rebooted) and what to do about it.
 func (o *Options) lockError(node string, err error) error {
-	var le interface{ LockHolder() []byte }
+	var le *host.LockedError
 	if !errors.As(err, &le) {
 		return err
 	}
 	var h Holder
-	if json.Unmarshal(le.LockHolder(), &h) != nil || !ValidRunID(h.RunID) {
+	if json.Unmarshal(le.Holder, &h) != nil || !ValidRunID(h.RunID) {
 		// Not ours, or a run id that is no run id: shown escaped, and
 		// never pasted into a command to run.
-		return fmt.Errorf("%s: locked by something that is not a routepush run: %s", node, safetext.Quote(string(le.LockHolder())))
+		return fmt.Errorf("%s: locked by something that is not a routepush run: %s", node, safetext.Quote(string(le.Holder)))
 	}
 	msg := fmt.Sprintf("%s: locked by %s", node, h)
 	if h.Host == o.Holder.Host && o.ProcessAlive != nil && !o.ProcessAlive(h.PID) {

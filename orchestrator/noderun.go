@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/routepush/routepush/host"
 	"github.com/routepush/routepush/internal/persist"
 	"github.com/routepush/routepush/route"
 )
@@ -69,16 +70,16 @@ func (r *nodeRun) prepare(ctx context.Context) {
 // Unreachable, which fails the run only past --max-unreachable.
 func (r *nodeRun) connectAndRead(ctx context.Context) (route.Table, bool) {
 	node := r.plan.Node()
-	host, err := r.connect(ctx, node)
+	h, err := r.connect(ctx, node)
 	if err != nil {
 		r.fail(err)
-		var u interface{ Unreachable() bool }
-		if errors.As(err, &u) && u.Unreachable() {
+		var unreachable *host.UnreachableError
+		if errors.As(err, &unreachable) {
 			r.rep.Outcome = Unreachable
 		}
 		return route.Table{}, false
 	}
-	r.host = host
+	r.host = h
 	if r.opts.journaling() {
 		// Locked before the read: no other run changes the node between
 		// this snapshot and this batch.
@@ -88,7 +89,7 @@ func (r *nodeRun) connectAndRead(ctx context.Context) (route.Table, bool) {
 		}
 		r.locked = true
 	}
-	table, err := host.ReadRoutes(ctx, r.plan.Families())
+	table, err := h.ReadRoutes(ctx, r.plan.Families())
 	if err != nil {
 		r.fail(err)
 		return route.Table{}, false

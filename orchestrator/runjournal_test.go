@@ -2,11 +2,13 @@ package orchestrator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/routepush/routepush/host"
 	"github.com/routepush/routepush/inventory"
 	"github.com/routepush/routepush/route"
 )
@@ -79,18 +81,13 @@ type lostAfterApply struct {
 	lost *bool
 }
 
-type fakeLost struct{}
-
-func (fakeLost) Error() string { return "connection lost" }
-func (fakeLost) Lost() bool    { return true }
-
-func (h *lostAfterApply) Apply(ctx context.Context, batch []byte, force bool, fams []route.Family, expect *[32]byte) (route.Table, error, error) {
-	t, applyErr, err := h.fakeKernel.Apply(ctx, batch, force, fams, expect)
+func (h *lostAfterApply) Apply(ctx context.Context, batch []byte, force bool, fams []route.Family, expect *[32]byte) (host.ApplyResult, error) {
+	res, err := h.fakeKernel.Apply(ctx, batch, force, fams, expect)
 	if !*h.lost {
 		*h.lost = true
-		return route.Table{}, fakeLost{}, fakeLost{}
+		return host.ApplyResult{}, &host.LostError{Err: errors.New("connection lost")}
 	}
-	return t, applyErr, err
+	return res, err
 }
 
 // A connection lost after the batch landed: the node is reached again,

@@ -6,12 +6,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/routepush/routepush/host"
 )
 
-type heldLock []byte
-
-func (h heldLock) Error() string      { return "locked" }
-func (h heldLock) LockHolder() []byte { return h }
+func heldLock(holder []byte) error { return &host.LockedError{Host: "w0", Holder: holder} }
 
 func noControl(t *testing.T, what, s string) {
 	t.Helper()
@@ -44,7 +43,7 @@ func TestLockErrorHostileHolder(t *testing.T) {
 	if err := o.lockError("w0", heldLock(b)); !strings.Contains(err.Error(), "`routepush rollback --run 20261126T223050.123Z-1a2b3c`") {
 		t.Errorf("no suggestion: %v", err)
 	}
-	err := o.lockError("w0", heldLock("\x1b[2Jnot json\n"))
+	err := o.lockError("w0", heldLock([]byte("\x1b[2Jnot json\n")))
 	noControl(t, "not json", err.Error())
 	if err := o.lockError("w0", errors.New("plain")); err.Error() != "plain" {
 		t.Errorf("plain error changed: %v", err)
@@ -52,11 +51,6 @@ func TestLockErrorHostileHolder(t *testing.T) {
 }
 
 func TestExplainBatchErrorEscapes(t *testing.T) {
-	err := explainBatchError(stderrErr("Command failed -:1"), []byte("route replace 10.0.0.0/24 dev \x1b[2J\n"))
+	err := explainBatchError(host.ApplyResult{BatchErr: errors.New("Command failed -:1"), FailedLine: 1}, []byte("route replace 10.0.0.0/24 dev \x1b[2J\n"))
 	noControl(t, "batch line", err.Error())
 }
-
-type stderrErr string
-
-func (e stderrErr) Error() string      { return string(e) }
-func (e stderrErr) StderrText() string { return string(e) }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/routepush/routepush/host"
 	"github.com/routepush/routepush/route"
 )
 
@@ -38,17 +39,17 @@ func (e *ChangedSinceError) Error() string {
 // the run left them (after), and then checks that they read back byte for
 // byte as before the run.
 func undoNode(ctx context.Context, h Host, t undoTarget) error {
-	table, applyErr, err := h.Apply(ctx, t.lines, true, t.families, t.after)
-	var changed *route.ChangedError
+	res, err := h.Apply(ctx, t.lines, true, t.families, t.after)
+	var changed *host.ChangedError
 	switch {
 	case errors.As(err, &changed):
 		return &ChangedSinceError{Node: t.node, RunID: t.runID}
 	case err != nil:
 		return fmt.Errorf("rollback: %w", err)
-	case table.Digest != t.before:
+	case res.Table.Digest != t.before:
 		err := fmt.Errorf("%s: rollback: route table differs from before run %s", t.node, t.runID)
-		if applyErr != nil {
-			err = fmt.Errorf("%w (%v)", err, applyErr)
+		if res.BatchErr != nil {
+			err = fmt.Errorf("%w (%v)", err, res.BatchErr)
 		}
 		return err
 	}
@@ -76,7 +77,7 @@ func (r *nodeRun) rollback(ctx context.Context) {
 		families: r.plan.Families(), before: r.before, after: r.after,
 	}
 	r.rep.RollbackErr = undoNode(ctx, r.host, target)
-	var notSent *route.NotSentError
+	var notSent *host.NotSentError
 	if errors.As(r.rep.RollbackErr, &notSent) {
 		// The connection kept since the node verified may have died
 		// meanwhile (the node was out of reach for a while): nothing was

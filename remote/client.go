@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pkg/sftp"
+	"github.com/routepush/routepush/host"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -119,9 +120,9 @@ func (d *Dialer) handshake(ctx context.Context, via *ssh.Client, e *endpoint, la
 	conn, err := dialVia(ctx, via, addr)
 	switch {
 	case err != nil && via == nil:
-		return nil, nil, nil, &UnreachableError{fmt.Errorf("%s: %w", label, err)} // names the address
+		return nil, nil, nil, &host.UnreachableError{Err: fmt.Errorf("%s: %w", label, err)} // names the address
 	case err != nil:
-		return nil, nil, nil, &UnreachableError{fmt.Errorf("%s: %s through the jump host: %w", label, addr, err)}
+		return nil, nil, nil, &host.UnreachableError{Err: fmt.Errorf("%s: %s through the jump host: %w", label, addr, err)}
 	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	c, chans, reqs, err := ssh.NewClientConn(conn, addr, config)

@@ -104,25 +104,3 @@ func hostOnly(hostport string) string {
 	}
 	return hostport
 }
-
-// UnreachableError is a node that could not be connected to at all (no
-// TCP connection), as opposed to one that refused the login or showed
-// another host key: --max-unreachable may skip the first kind, never the
-// second.
-type UnreachableError struct{ Err error }
-
-func (e *UnreachableError) Error() string { return e.Err.Error() }
-func (e *UnreachableError) Unwrap() error { return e.Err }
-
-// Unreachable marks the error for package orchestrator.
-func (e *UnreachableError) Unreachable() bool { return true }
-
-// LostError is a batch whose session or connection failed before ip said
-// how it went: the batch may or may not be in the kernel.
-type LostError struct{ Err error }
-
-func (e *LostError) Error() string { return e.Err.Error() }
-func (e *LostError) Unwrap() error { return e.Err }
-
-// Lost marks the error for package orchestrator.
-func (e *LostError) Lost() bool { return true }

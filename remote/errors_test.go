@@ -3,6 +3,8 @@ package remote
 import (
 	"strings"
 	"testing"
+
+	"github.com/routepush/routepush/host"
 )
 
 // hostile is what a compromised node may write: terminal escapes, an OSC
@@ -25,6 +27,6 @@ func TestNodeTextEscaped(t *testing.T) {
 	if !strings.Contains(ce.Error(), `\x1b[2J`) {
 		t.Errorf("CommandError hides the node's text: %q", ce.Error())
 	}
-	le := &LockedError{Host: "w0", Holder: []byte(hostile)}
-	noControl(t, "LockedError", le.Error())
+	le := &host.LockedError{Host: "w0", Holder: []byte(hostile)}
+	noControl(t, "host.LockedError", le.Error())
 }

@@ -8,24 +8,12 @@ import (
 	"os"
 	"strings"
 
+	"github.com/routepush/routepush/host"
 	"github.com/routepush/routepush/internal/safetext"
 )
 
-// LockedError says another run holds a node's lock.
-type LockedError struct {
-	Host   string
-	Holder []byte // the lock file's content, as its holder wrote it
-}
-
-func (e *LockedError) Error() string {
-	return fmt.Sprintf("%s: locked by another routepush run: %s", e.Host, safetext.Line(strings.TrimSpace(string(e.Holder))))
-}
-
-// LockHolder is the lock file's content, for package orchestrator.
-func (e *LockedError) LockHolder() []byte { return e.Holder }
-
 // Lock takes the node's lock, writing holder into it; if another run holds
-// it, it returns a *LockedError with that run's own description. The
+// it, it returns a *host.LockedError with that run's own description. The
 // holder is written to a file of its own first, which then becomes the
 // lock by a hard link (link(2) fails if the lock exists): two runs can
 // never both hold it, and nobody ever reads a lock its holder has not
@@ -68,7 +56,7 @@ func (c *Client) Lock(ctx context.Context, holder []byte) error {
 			case errors.As(rerr, &tooMuch):
 				return rerr
 			case rerr == nil:
-				return &LockedError{Host: c.name, Holder: held}
+				return &host.LockedError{Host: c.name, Holder: held}
 			case errors.Is(rerr, fs.ErrNotExist) && try < 2:
 				continue // released between the two: try again
 			default:

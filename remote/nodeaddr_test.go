@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/routepush/routepush/host"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -49,7 +50,7 @@ func TestNodeObjectAddressNeedsKeyUnderName(t *testing.T) {
 		return err
 	}
 	var unvouched *UnvouchedAddressError
-	var unreachable *UnreachableError
+	var unreachable *host.UnreachableError
 
 	err = dial(Config{KnownHostsFile: byAddr}, target)
 	if !errors.As(err, &unvouched) || !strings.Contains(err.Error(), "w1: not connecting to 127.0.0.1:1") || !strings.Contains(err.Error(), "--trust-node-addresses") {

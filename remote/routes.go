@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/routepush/routepush/host"
 	"github.com/routepush/routepush/route"
 )
 
@@ -163,13 +164,21 @@ func unknownOption(stderr string) bool {
 //
 // With expect, the tables are read again in the same session right before
 // the batch, and the batch is sent only if their digest is expect: a table
-// that changed since it was read is returned in a *route.ChangedError, and
+// that changed since it was read is returned in a *host.ChangedError, and
 // nothing is sent. Together with a batch that only adds and deletes
 // exactly, no route is ever overwritten that the batch was not written
 // against.
-func (c *Client) Apply(ctx context.Context, batch []byte, force bool, fams []route.Family, expect *[32]byte) (route.Table, error, error) {
+func (c *Client) Apply(ctx context.Context, batch []byte, force bool, fams []route.Family, expect *[32]byte) (host.ApplyResult, error) {
+	var res host.ApplyResult
+	var err error
 	if !c.textMode && len(fams) == 1 {
-		return c.applyJSON(ctx, batch, force, fams[0], expect)
+		res, err = c.applyJSON(ctx, batch, force, fams[0], expect)
+	} else {
+		res, err = c.applyScripted(ctx, batch, force, fams, expect)
 	}
-	return c.applyScripted(ctx, batch, force, fams, expect)
+	var ce *CommandError
+	if errors.As(res.BatchErr, &ce) {
+		res.FailedLine = route.FailedBatchLine(ce.Stderr)
+	}
+	return res, err
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/routepush/routepush/host"
 	"github.com/routepush/routepush/route"
 )
 
@@ -60,7 +61,7 @@ func (c *Client) parseTables(out []byte, fams []route.Family) (route.Table, erro
 // which parts ran. The batch travels on stdin, written only once the
 // first read has been compared: without it, ip -batch reads an empty
 // input and changes nothing.
-func (c *Client) applyScripted(ctx context.Context, batch []byte, force bool, fams []route.Family, expect *[32]byte) (route.Table, error, error) {
+func (c *Client) applyScripted(ctx context.Context, batch []byte, force bool, fams []route.Family, expect *[32]byte) (host.ApplyResult, error) {
 	apply := c.ip("-batch -")
 	if force {
 		apply = c.ip("-force -batch -")
@@ -71,27 +72,27 @@ func (c *Client) applyScripted(ctx context.Context, batch []byte, force bool, fa
 	}
 	sess, err := c.exec(ctx, apply, script)
 	if err != nil {
-		return route.Table{}, nil, &route.NotSentError{Err: err}
+		return host.ApplyResult{}, &host.NotSentError{Err: err}
 	}
 	defer sess.Close()
 	s := startScript(sess)
 	if expect != nil {
 		if err := c.checkBefore(ctx, s, apply, fams, expect); err != nil {
-			return route.Table{}, nil, err
+			return host.ApplyResult{}, err
 		}
 	}
 	r, err := c.sendScripted(ctx, s, apply, batch, c.scriptLimit(fams))
 	if err != nil {
-		err = &LostError{err} // the session itself failed: nothing is known
-		return route.Table{}, err, err
+		err = &host.LostError{Err: err} // the session itself failed: nothing is known
+		return host.ApplyResult{}, err
 	}
 	if r.over != nil {
-		return route.Table{}, nil, r.over // the batch went: verify failed
+		return host.ApplyResult{}, r.over // the batch went: verify failed
 	}
 	var exit *exitStatus
 	if r.err != nil && !errors.As(r.err, &exit) {
-		err = &LostError{fmt.Errorf("%s: %s: %w", c.name, apply, r.err)}
-		return route.Table{}, err, err
+		err = &host.LostError{Err: fmt.Errorf("%s: %s: %w", c.name, apply, r.err)}
+		return host.ApplyResult{}, err
 	}
 	out := r.out
 	var applyErr error
@@ -102,13 +103,13 @@ func (c *Client) applyScripted(ctx context.Context, batch []byte, force bool, fa
 		applyErr = &CommandError{Host: c.name, Command: apply, ExitStatus: 1, Stderr: string(r.errOut), Hint: c.hint(string(r.errOut))}
 	}
 	if !bytes.HasPrefix(out, []byte(readNext+"\n")) {
-		return route.Table{}, applyErr, fmt.Errorf("%s: reading the tables after the batch: output cut short", c.name)
+		return host.ApplyResult{BatchErr: applyErr}, fmt.Errorf("%s: reading the tables after the batch: output cut short", c.name)
 	}
 	if r.err != nil {
-		return route.Table{}, applyErr, fmt.Errorf("%s: reading the tables after the batch: %w", c.name, r.err)
+		return host.ApplyResult{BatchErr: applyErr}, fmt.Errorf("%s: reading the tables after the batch: %w", c.name, r.err)
 	}
 	t, err := c.parseTables(out[len(readNext)+1:], fams)
-	return t, applyErr, err
+	return host.ApplyResult{Table: t, BatchErr: applyErr}, err
 }
 
 // scriptSession is a running applyScripted session: its stdout is read by
@@ -141,8 +142,8 @@ func startScript(sess *execSession) *scriptSession {
 
 // checkBefore reads the tables the script prints before the batch and
 // compares their digest with expect (apply names the script in messages). The batch has not been written
-// then: on any error (a *route.ChangedError when the tables changed, else
-// a *route.NotSentError) the session is ended and nothing was sent.
+// then: on any error (a *host.ChangedError when the tables changed, else
+// a *host.NotSentError) the session is ended and nothing was sent.
 func (c *Client) checkBefore(ctx context.Context, s *scriptSession, apply string, fams []route.Family, expect *[32]byte) error {
 	label := c.ip("route show")
 	limit := c.scriptLimit(fams)
@@ -168,18 +169,18 @@ func (c *Client) checkBefore(ctx context.Context, s *scriptSession, apply string
 			// The read failed by itself; its stderr says why.
 			<-s.errDone
 			if s.errOver {
-				return &route.NotSentError{Err: c.tooMuch(label+": stderr", stderrLimit, "")}
+				return &host.NotSentError{Err: c.tooMuch(label+": stderr", stderrLimit, "")}
 			}
 			err = &CommandError{Host: c.name, Command: label, ExitStatus: 1, Stderr: string(s.errOut), Hint: c.hint(string(s.errOut))}
 		}
-		return &route.NotSentError{Err: err}
+		return &host.NotSentError{Err: err}
 	}
 	now, err := c.parseTables(before, fams)
 	switch {
 	case err != nil:
-		err = &route.NotSentError{Err: err}
+		err = &host.NotSentError{Err: err}
 	case now.Digest != *expect:
-		err = &route.ChangedError{Host: c.name, Table: now}
+		err = &host.ChangedError{Host: c.name, Table: now}
 	default:
 		return nil
 	}

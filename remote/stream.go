@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/routepush/routepush/host"
 	"github.com/routepush/routepush/route"
 )
 
@@ -115,7 +116,7 @@ func (c *Client) show(ctx context.Context, p *pendingIP, label string) ([]byte, 
 // waiting, or to a new one (a rollback, which needs -force). With expect,
 // the tables are shown first, in the same ip, and the batch goes only if
 // they are still as expected.
-func (c *Client) applyJSON(ctx context.Context, batch []byte, force bool, fam route.Family, expect *[32]byte) (route.Table, error, error) {
+func (c *Client) applyJSON(ctx context.Context, batch []byte, force bool, fam route.Family, expect *[32]byte) (host.ApplyResult, error) {
 	label := c.ip("-batch -")
 	p := c.wait.take()
 	if p != nil && force {
@@ -129,7 +130,7 @@ func (c *Client) applyJSON(ctx context.Context, batch []byte, force bool, fam ro
 		}
 		var err error
 		if p, err = c.startIP(ctx, label, args); err != nil {
-			return route.Table{}, nil, &route.NotSentError{Err: err}
+			return host.ApplyResult{}, &host.NotSentError{Err: err}
 		}
 	}
 	if expect != nil {
@@ -137,16 +138,16 @@ func (c *Client) applyJSON(ctx context.Context, batch []byte, force bool, fam ro
 		// failure here leaves the node as it was.
 		line, err := c.show(ctx, p, label)
 		if err != nil {
-			return route.Table{}, nil, &route.NotSentError{Err: err}
+			return host.ApplyResult{}, &host.NotSentError{Err: err}
 		}
 		now, err := c.parseJSONTable(line, fam)
 		if err != nil {
 			p.abandon()
-			return route.Table{}, nil, &route.NotSentError{Err: err}
+			return host.ApplyResult{}, &host.NotSentError{Err: err}
 		}
 		if now.Digest != *expect {
 			p.abandon()
-			return route.Table{}, nil, &route.ChangedError{Host: c.name, Table: now}
+			return host.ApplyResult{}, &host.ChangedError{Host: c.name, Table: now}
 		}
 	}
 	// The batch, then the show line that verifies it; read, not copied: a
@@ -157,11 +158,11 @@ func (c *Client) applyJSON(ctx context.Context, batch []byte, force bool, fam ro
 	var tooMuch *LimitError
 	if errors.As(runErr, &tooMuch) {
 		// The batch went; what ip printed after it is not believed.
-		return route.Table{}, nil, runErr
+		return host.ApplyResult{}, runErr
 	}
 	if runErr != nil && !errors.As(runErr, &ce) {
-		runErr = &LostError{runErr} // the session itself failed: nothing is known
-		return route.Table{}, runErr, runErr
+		runErr = &host.LostError{Err: runErr} // the session itself failed: nothing is known
+		return host.ApplyResult{}, runErr
 	}
 	var applyErr error
 	if ce != nil {
@@ -173,10 +174,10 @@ func (c *Client) applyJSON(ctx context.Context, batch []byte, force bool, fam ro
 	}
 	if !bytes.HasSuffix(out, []byte("\n")) {
 		// Without -force ip stops at the first failing line: no table.
-		return route.Table{}, applyErr, fmt.Errorf("%s: reading the table after the batch: output cut short", c.name)
+		return host.ApplyResult{BatchErr: applyErr}, fmt.Errorf("%s: reading the table after the batch: output cut short", c.name)
 	}
 	t, err := c.parseJSONTable(out, fam)
-	return t, applyErr, err
+	return host.ApplyResult{Table: t, BatchErr: applyErr}, err
 }
 
 // finishPending writes the rest of the input to a waiting ip, closes its

@@ -45,23 +45,3 @@ func FailedBatchLine(stderr string) int {
 	n, _ := strconv.Atoi(m[1])
 	return n
 }
-
-// ChangedError says a node's table was not what it had been read as when a
-// batch was about to go to it: someone else changed it in between, so the
-// batch was not sent. Table is the table as found then.
-type ChangedError struct {
-	Host  string
-	Table Table
-}
-
-func (e *ChangedError) Error() string {
-	return e.Host + ": the route table changed since it was read; nothing was sent"
-}
-
-// NotSentError says a batch was not sent at all: what failed came before
-// its first line (starting ip, reading the tables again to compare), so
-// the node is as it was.
-type NotSentError struct{ Err error }
-
-func (e *NotSentError) Error() string { return "nothing was sent: " + e.Err.Error() }
-func (e *NotSentError) Unwrap() error { return e.Err }

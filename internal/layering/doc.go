@@ -8,7 +8,9 @@
 //	orchestrator  pure: plan, diff, decide, report; never imports remote (it
 //	              never speaks SSH: it drives nodes through its Host interface)
 //	inventory     the node table (file or Kubernetes API); imports route
-//	remote        the only package that speaks SSH and SFTP; imports route
+//	remote        the only package that speaks SSH and SFTP; imports host, route
+//	host          what a node's host reports to the orchestrator: a batch's
+//	              result and the errors it decides on; imports route
 //	route         iproute2's model, pure: it reads no files and runs nothing
 //
 // Any of them may import the leaves under internal/ (safetext, proxyjump,

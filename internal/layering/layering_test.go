@@ -26,10 +26,11 @@ type rule struct {
 
 // rules are the layers of package doc, most specific first.
 var rules = []rule{
-	{path: "cmd/...", imports: []string{"cmd/...", "orchestrator", "inventory", "remote", "route", "internal/..."}},
-	{path: "orchestrator", imports: []string{"inventory", "route", "internal/..."}},
+	{path: "cmd/...", imports: []string{"cmd/...", "orchestrator", "inventory", "remote", "host", "route", "internal/..."}},
+	{path: "orchestrator", imports: []string{"inventory", "host", "route", "internal/..."}},
 	{path: "inventory", imports: []string{"route", "internal/..."}},
-	{path: "remote", imports: []string{"route", "internal/..."}},
+	{path: "remote", imports: []string{"host", "route", "internal/..."}},
+	{path: "host", imports: []string{"route", "internal/..."}, pure: true},
 	{path: "route", imports: []string{"internal/..."}, pure: true},
 	{path: "internal/...", imports: nil},
 	{path: "test/...", imports: []string{"..."}},

@@ -1,0 +1,78 @@
+// Package host is what a node's host reports to package orchestrator when
+// it reads or changes the node's tables: the result of a batch, and the
+// errors the orchestrator decides on. Package remote produces them over
+// SSH; tests' fakes produce them in memory. Each error kind below is one
+// decision the orchestrator takes (see orchestrator.Host), found with
+// errors.As; any other error fails the node.
+package host
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/routepush/routepush/internal/safetext"
+	"github.com/routepush/routepush/route"
+)
+
+// ApplyResult is what applying a batch left on a node.
+type ApplyResult struct {
+	// Table is the node's tables as read right after the batch, in the
+	// same session.
+	Table route.Table
+	// BatchErr is ip's refusal of a line of the batch (with force, the
+	// first of those it carried on past): the node's own message. The
+	// lines before it are in the kernel. nil when every line applied.
+	BatchErr error
+	// FailedLine is the 1-based batch line ip refused, when it said
+	// which; 0 otherwise.
+	FailedLine int
+}
+
+// UnreachableError is a node that could not be connected to at all (no
+// TCP connection), as opposed to one that refused the login or showed
+// another host key: --max-unreachable may leave the first kind out,
+// never the second.
+type UnreachableError struct{ Err error }
+
+func (e *UnreachableError) Error() string { return e.Err.Error() }
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// LostError is a batch whose session or connection failed before ip said
+// how it went: the batch may or may not be in the kernel, so the
+// orchestrator reaches the node again to find out.
+type LostError struct{ Err error }
+
+func (e *LostError) Error() string { return e.Err.Error() }
+func (e *LostError) Unwrap() error { return e.Err }
+
+// NotSentError is a batch not sent at all: what failed came before its
+// first line (starting ip, reading the tables again to compare), so the
+// node is as it was and there is nothing to undo there.
+type NotSentError struct{ Err error }
+
+func (e *NotSentError) Error() string { return "nothing was sent: " + e.Err.Error() }
+func (e *NotSentError) Unwrap() error { return e.Err }
+
+// ChangedError is a node whose tables were not what they had been read as
+// when a batch was about to go: someone else changed them in between, so
+// the batch was not sent. Table is the tables as found then.
+type ChangedError struct {
+	Host  string // node name
+	Table route.Table
+}
+
+func (e *ChangedError) Error() string {
+	return e.Host + ": the route table changed since it was read; nothing was sent"
+}
+
+// LockedError says another run holds a node's lock: the orchestrator waits
+// (--wait-lock), and names the holder, from Holder, when it gives up.
+type LockedError struct {
+	Host   string // node name
+	Holder []byte // the lock file's content, as its holder wrote it
+}
+
+func (e *LockedError) Error() string {
+	// The holder's text is the node's: escaped.
+	return fmt.Sprintf("%s: locked by another routepush run: %s", e.Host, safetext.Line(strings.TrimSpace(string(e.Holder))))
+}
