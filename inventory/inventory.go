@@ -1,7 +1,7 @@
 // Package inventory builds routepush's node table: for every node its name,
 // where SSH reaches it, its internal IPs (the next hops other nodes route
 // through) and its pod CIDRs. The table comes from a hosts.yaml file (this
-// package) and later from the Kubernetes API; either way it passes through
+// package) or from the Kubernetes API; either way it passes through
 // Validate before routepush connects anywhere.
 //
 // Every string from the file is parsed into a netip value or checked against

@@ -186,7 +186,7 @@ func (f *File) decode(settings map[string]any) []error {
 		var fn fileNode
 		if err := strictDecode(item, &fn); err != nil {
 			name, _ := asMap(item)["name"].(string)
-			if !nameRE.MatchString(name) {
+			if !proxyjump.ValidHost(name) {
 				name = ""
 			}
 			errs = append(errs, &FieldError{Node: name, Index: i, Msg: err.Error()})
@@ -309,7 +309,7 @@ func (fn *fileNode) node(i int, d fileDefaults) (Node, []error) {
 }
 
 func validName(s string) string {
-	if nameRE.MatchString(s) {
+	if proxyjump.ValidHost(s) {
 		return s
 	}
 	return ""

@@ -4,10 +4,10 @@ import (
 	"cmp"
 	"fmt"
 	"net/netip"
-	"regexp"
 	"slices"
 	"strings"
 
+	"github.com/routepush/routepush/internal/proxyjump"
 	"github.com/routepush/routepush/route"
 )
 
@@ -67,13 +67,7 @@ func (e *ValidationError) Error() string {
 // Unwrap lets errors.As find the FieldErrors.
 func (e *ValidationError) Unwrap() []error { return e.Errs }
 
-var (
-	// nameRE accepts Kubernetes node names and the host names people put in
-	// Ansible inventories, and nothing a shell would treat specially.
-	nameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$`)
-	// userRE is what useradd accepts, less the odd corners.
-	userRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9._-]{0,31}$`)
-)
+var ()
 
 // Validate checks a node table read from an inventory file as a whole:
 // names and addresses, one internal IP and one pod CIDR per family, CIDRs in
@@ -134,7 +128,7 @@ type validator struct {
 
 func (v *validator) add(i int, n *Node, field, format string, args ...any) {
 	name := ""
-	if n != nil && nameRE.MatchString(n.Name) {
+	if n != nil && proxyjump.ValidHost(n.Name) {
 		name = n.Name
 	}
 	if !v.fields.listed {
@@ -148,15 +142,15 @@ func (v *validator) identity(i int, n *Node) {
 	switch {
 	case n.Name == "":
 		v.add(i, n, "name", "missing")
-	case !nameRE.MatchString(n.Name):
+	case !proxyjump.ValidHost(n.Name):
 		v.add(i, n, "name", "%q is not a valid node name (letters, digits, '.', '-', '_')", n.Name)
 	}
 	if n.Address != "" {
-		if _, err := netip.ParseAddr(n.Address); err != nil && !nameRE.MatchString(n.Address) {
+		if _, err := netip.ParseAddr(n.Address); err != nil && !proxyjump.ValidHost(n.Address) {
 			v.add(i, n, "address", "%q is neither an IP address nor a host name", n.Address)
 		}
 	}
-	if n.SSH.User != "" && !userRE.MatchString(n.SSH.User) {
+	if n.SSH.User != "" && !proxyjump.ValidUser(n.SSH.User) {
 		v.add(i, n, "user", "%q is not a valid user name", n.SSH.User)
 	}
 	if n.SSH.Port < 0 || n.SSH.Port > 65535 {

@@ -315,7 +315,7 @@ func (c *fakeCluster) digests() map[string][32]byte {
 	return m
 }
 
-func (k *fakeKernel) RestJournal() {}
+func (k *fakeKernel) CloseFilesUntilNeeded() {}
 
 func (k *fakeKernel) Runs(context.Context) ([]string, error) {
 	k.mu.Lock()

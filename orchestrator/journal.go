@@ -30,11 +30,11 @@ type Journal interface {
 	WriteRun(ctx context.Context, id string, record []byte, keep int, settled func(tail []byte) bool) error
 	// AppendRun adds a line to a run's record, durably.
 	AppendRun(ctx context.Context, id string, line []byte) error
-	// RestJournal closes what the journal keeps open until it is needed
+	// CloseFilesUntilNeeded closes what the journal keeps open until it is needed
 	// again: a run holds every node's connection from its read to its
 	// apply, and an idle SFTP session per node would be a good part of
 	// routepush's memory on a large cluster.
-	RestJournal()
+	CloseFilesUntilNeeded()
 }
 
 // RunState is how far a run got on a node.

@@ -151,7 +151,7 @@ func (r *nodeRun) writeRecord(ctx context.Context, table route.Table, have persi
 	}
 	r.recorded = true
 	if r.opts.idleJournals {
-		r.host.RestJournal()
+		r.host.CloseFilesUntilNeeded()
 	}
 }
 

@@ -63,7 +63,7 @@ type Options struct {
 	MaxUnreachable int
 	// idleJournals: nodes wait for others between their read and their
 	// apply (more of them than Concurrency), so each closes what its
-	// journal keeps open meanwhile (Journal.RestJournal). Otherwise that
+	// journal keeps open meanwhile (Journal.CloseFilesUntilNeeded). Otherwise that
 	// stays open: opening it again is most of what the journal costs a
 	// small cluster.
 	idleJournals bool

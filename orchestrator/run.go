@@ -185,7 +185,7 @@ func (r *run) applyNode(ctx context.Context, n *nodeRun, stop *atomic.Bool) {
 	}
 	pr.end(n.rep.Name, stepVerified)
 	if r.opts.idleJournals {
-		n.host.RestJournal() // until the run's outcome is final
+		n.host.CloseFilesUntilNeeded() // until the run's outcome is final
 	}
 }
 

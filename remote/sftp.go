@@ -170,9 +170,9 @@ type sftpFS struct {
 	m *meter
 }
 
-// RestJournal closes the node's SFTP session, and with it sftp-server on
+// CloseFilesUntilNeeded closes the node's SFTP session, and with it sftp-server on
 // the node, until the next lock or record operation opens another.
-func (c *Client) RestJournal() { c.closeFiles() }
+func (c *Client) CloseFilesUntilNeeded() { c.closeFiles() }
 
 // syncFile asks for fsync@openssh.com: a record is on disk before it
 // counts. A server without the extension still gets the write.

@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
-	"strconv"
 	"strings"
 
 	"github.com/routepush/routepush/host"
@@ -168,7 +166,7 @@ func (c *Client) applyJSON(ctx context.Context, batch []byte, force bool, fam ro
 	if ce != nil {
 		// ip numbers failing lines from the start of its input; the batch
 		// started after the show lines.
-		ce.Stderr = shiftBatchLines(stderr, p.shown)
+		ce.Stderr = route.ShiftBatchLines(stderr, p.shown)
 		ce.Hint = c.hint(ce.Stderr)
 		applyErr = ce
 	}
@@ -212,18 +210,6 @@ func (c *Client) finishPending(ctx context.Context, p *pendingIP, label string, 
 		return nil, "", over
 	}
 	return out, stderr, c.exitError(label, wait, stderr)
-}
-
-var batchLineRE = regexp.MustCompile(`Command failed -:(\d+)`)
-
-func shiftBatchLines(stderr string, offset int) string {
-	if offset == 0 {
-		return stderr
-	}
-	return batchLineRE.ReplaceAllStringFunc(stderr, func(m string) string {
-		n, _ := strconv.Atoi(batchLineRE.FindStringSubmatch(m)[1])
-		return "Command failed -:" + strconv.Itoa(n-offset)
-	})
 }
 
 // parseJSONTable parses the line `route show` prints in a JSON batch. The

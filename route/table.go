@@ -33,7 +33,20 @@ func ParseTable(s string) (string, error) {
 	return strconv.FormatUint(n, 10), nil
 }
 
+// failedLineRE is how ip -batch names the line it stopped at.
 var failedLineRE = regexp.MustCompile(`Command failed -:(\d+)`)
+
+// ShiftBatchLines renumbers the failed line ip -batch names in stderr by
+// -offset: for a batch that ip read after offset lines of other input.
+func ShiftBatchLines(stderr string, offset int) string {
+	if offset == 0 {
+		return stderr
+	}
+	return failedLineRE.ReplaceAllStringFunc(stderr, func(m string) string {
+		n, _ := strconv.Atoi(failedLineRE.FindStringSubmatch(m)[1])
+		return "Command failed -:" + strconv.Itoa(n-offset)
+	})
+}
 
 // FailedBatchLine returns the 1-based line of the batch that `ip -batch -`
 // reported as failed in its stderr, or 0 when it names none.

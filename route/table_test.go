@@ -1,6 +1,9 @@
 package route
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestParseTable(t *testing.T) {
 	t.Parallel()
@@ -13,5 +16,17 @@ func TestParseTable(t *testing.T) {
 		if _, err := ParseTable(in); err == nil {
 			t.Errorf("ParseTable(%q) accepted", in)
 		}
+	}
+}
+
+// A batch sent after other lines of input: the line ip names is counted
+// from the batch's start again.
+func TestShiftBatchLines(t *testing.T) {
+	stderr := "Error: Nexthop has invalid gateway.\nCommand failed -:5\n"
+	if got := ShiftBatchLines(stderr, 2); FailedBatchLine(got) != 3 || !strings.HasPrefix(got, "Error: Nexthop has invalid gateway.\n") {
+		t.Errorf("shifted by 2: %q", got)
+	}
+	if got := ShiftBatchLines(stderr, 0); got != stderr {
+		t.Errorf("shifted by 0: %q", got)
 	}
 }

@@ -39,9 +39,20 @@ func (h Hop) String() string {
 }
 
 var (
-	hopUserRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9._-]{0,31}$`)
-	hopHostRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$`)
+	// hostRE accepts Kubernetes node names and the host names people put
+	// in inventories, and nothing a shell or ssh would read as syntax.
+	hostRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$`)
+	// userRE is what useradd accepts, less the odd corners.
+	userRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9._-]{0,31}$`)
 )
+
+// ValidHost reports whether s is a host (or node) name routepush accepts:
+// letters, digits, '.', '_' and '-', starting and ending with a letter or
+// digit, at most 253 bytes.
+func ValidHost(s string) bool { return hostRE.MatchString(s) }
+
+// ValidUser reports whether s is a login name routepush accepts.
+func ValidUser(s string) bool { return userRE.MatchString(s) }
 
 // Parse parses a ProxyJump value: comma-separated hops, each
 // [user@]host[:port] or ssh://[user@]host[:port], IPv6 hosts in brackets.
@@ -67,7 +78,7 @@ func parseHop(s string) (Hop, error) {
 	s = strings.TrimPrefix(s, "ssh://")
 	if at := strings.LastIndex(s, "@"); at >= 0 {
 		h.User, s = s[:at], s[at+1:]
-		if !hopUserRE.MatchString(h.User) {
+		if !userRE.MatchString(h.User) {
 			return h, fmt.Errorf("%q is not a valid user name", h.User)
 		}
 	}
@@ -85,7 +96,7 @@ func parseHop(s string) (Hop, error) {
 	case strings.Count(s, ":") == 1:
 		host, port, _ = strings.Cut(s, ":")
 	}
-	if _, err := netip.ParseAddr(host); err != nil && !hopHostRE.MatchString(host) {
+	if _, err := netip.ParseAddr(host); err != nil && !hostRE.MatchString(host) {
 		return h, fmt.Errorf("%q is neither an IP address nor a host name", host)
 	}
 	h.Host = host
