@@ -67,8 +67,6 @@ func (e *ValidationError) Error() string {
 // Unwrap lets errors.As find the FieldErrors.
 func (e *ValidationError) Unwrap() []error { return e.Errs }
 
-var ()
-
 // Validate checks a node table read from an inventory file as a whole:
 // names and addresses, one internal IP and one pod CIDR per family, CIDRs in
 // canonical form, none overlapping a special-purpose block (specialBlocks),
@@ -146,7 +144,7 @@ func (v *validator) identity(i int, n *Node) {
 		v.add(i, n, "name", "%q is not a valid node name (letters, digits, '.', '-', '_')", n.Name)
 	}
 	if n.Address != "" {
-		if _, err := netip.ParseAddr(n.Address); err != nil && !proxyjump.ValidHost(n.Address) {
+		if !proxyjump.ValidAddress(n.Address) {
 			v.add(i, n, "address", "%q is neither an IP address nor a host name", n.Address)
 		}
 	}

@@ -73,6 +73,12 @@ func (r *nodeRun) send(ctx context.Context) (route.Table, bool) {
 			return table, false
 		}
 		res = host.ApplyResult{Table: table}
+	case errors.As(err, &lost):
+		// Lost while the run is interrupted: not reached again; the
+		// node failed for the lost connection, not a verify, and its
+		// rollback says what is in the kernel.
+		r.fail(err)
+		return res.Table, false
 	}
 	if err == nil {
 		r.after = &res.Table.Digest

@@ -35,3 +35,26 @@ func TestFindingsNameProtocolsByThePlansNames(t *testing.T) {
 		}
 	}
 }
+
+// Protocol names reach the report as they are (Why, --check's diff, the
+// JSON document's "why"): a name with control bytes, from the bastion's
+// rt_protos files or however the plan's names were filled, is never used.
+func TestHostileProtocolNamesNeverReachTheReport(t *testing.T) {
+	t.Parallel()
+	names := route.ProtocolNames{3: "\x1b[2Jboot", 12: "bird\r\nnode-9: changed"}
+	p := NewPlanWith(labNodes(4), PlanOptions{Protocol: DefaultProtocol, ProtocolNames: names})
+	h := p.Host(0)
+	d, err := ComputeDiff(h, mustRoutes(t, foreignTable))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Kept) == 0 {
+		t.Fatal("no findings")
+	}
+	for _, f := range d.Kept {
+		noControl(t, "why", f.Why(h))
+		_, line := f.keptLine(h)
+		noControl(t, "diff line", line)
+		noControl(t, "JSON why", jsonFinding(h, f).Why)
+	}
+}

@@ -88,16 +88,21 @@ func (c *Client) Unlock(ctx context.Context, holder []byte) error {
 
 // HeldLock returns the node's lock file content, or nil if it is not
 // locked.
-func (c *Client) HeldLock(ctx context.Context) (held []byte, err error) {
-	err = c.withFiles(ctx, "read lock", func(fsys sftpFS) error {
+func (c *Client) HeldLock(ctx context.Context) ([]byte, error) {
+	var held []byte // set only by an operation that returned (see Runs)
+	err := c.withFiles(ctx, "read lock", func(fsys sftpFS) error {
 		if err := c.stateDir(fsys, stateDir, false); err != nil {
 			return err
 		}
-		held, err = c.readFile(fsys, lockPath, lockLimit, "a lock")
+		found, err := c.readFile(fsys, lockPath, lockLimit, "a lock")
 		if errors.Is(err, fs.ErrNotExist) {
-			held, err = nil, nil
+			return nil
 		}
+		held = found
 		return err
 	})
-	return held, err
+	if err != nil {
+		return nil, err
+	}
+	return held, nil
 }

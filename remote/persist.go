@@ -56,9 +56,12 @@ WantedBy=multi-user.target
 // ReadPersisted reads what the node would restore at boot: the routes file,
 // the unit and whether it is enabled, whether systemd runs, and whether
 // systemd-networkd would delete routepush's routes.
-func (c *Client) ReadPersisted(ctx context.Context) (p persist.State, err error) {
-	p.Path = routesPath
-	err = c.withFiles(ctx, "read "+routesPath, func(fsys sftpFS) error {
+func (c *Client) ReadPersisted(ctx context.Context) (persist.State, error) {
+	// What the operation finds is used only once it has returned (see
+	// Runs): it fills its own p.
+	var found persist.State
+	err := c.withFiles(ctx, "read "+routesPath, func(fsys sftpFS) error {
+		p := persist.State{Path: routesPath}
 		if err := c.stateDir(fsys, path.Dir(routesPath), false); err != nil {
 			return err
 		}
@@ -79,9 +82,13 @@ func (c *Client) ReadPersisted(ctx context.Context) (p persist.State, err error)
 		if exists(fsys, networkdState) {
 			p.ForeignRoutesManaged = c.networkdManagesForeignRoutes(fsys)
 		}
+		found = p
 		return nil
 	})
-	return p, err
+	if err != nil {
+		return persist.State{Path: routesPath}, err
+	}
+	return found, nil
 }
 
 // WritePersisted writes the routes file atomically (and the unit, if it is

@@ -111,17 +111,24 @@ func (c *Client) AppendRun(ctx context.Context, id string, line []byte) error {
 
 // Runs returns the ids of the run records on the node, oldest first by
 // the node's own clock (when each was last written), then by id.
-func (c *Client) Runs(ctx context.Context) (ids []string, err error) {
-	err = c.withFiles(ctx, "list runs", func(fsys sftpFS) error {
+func (c *Client) Runs(ctx context.Context) ([]string, error) {
+	// What the operation finds is used only once it has returned: one
+	// abandoned at the timeout still runs (bounded), and sets it later.
+	var ids []string
+	err := c.withFiles(ctx, "list runs", func(fsys sftpFS) error {
 		for _, dir := range []string{stateDir, runsDir} {
 			if err := c.stateDir(fsys, dir, false); err != nil {
 				return err
 			}
 		}
-		ids, err = c.listRuns(fsys)
+		found, err := c.listRuns(fsys)
+		ids = found
 		return err
 	})
-	return ids, err
+	if err != nil {
+		return nil, err
+	}
+	return ids, nil
 }
 
 func (c *Client) listRuns(fsys sftpFS) ([]string, error) {
@@ -157,9 +164,11 @@ func (c *Client) listRuns(fsys sftpFS) ([]string, error) {
 
 // ReadRun returns a run's record on the node; fs.ErrNotExist (wrapped) if
 // the node has none.
-func (c *Client) ReadRun(ctx context.Context, id string) (b []byte, err error) {
-	err = c.withFiles(ctx, "read run "+id, func(fsys sftpFS) error {
-		b, err = c.readFile(fsys, path.Join(runsDir, id+".json"), c.recordLimit(), "a run record of "+countString(c.planned)+" planned routes")
+func (c *Client) ReadRun(ctx context.Context, id string) ([]byte, error) {
+	var b []byte // set only by an operation that returned (see Runs)
+	err := c.withFiles(ctx, "read run "+id, func(fsys sftpFS) error {
+		found, err := c.readFile(fsys, path.Join(runsDir, id+".json"), c.recordLimit(), "a run record of "+countString(c.planned)+" planned routes")
+		b = found
 		var tooMuch *LimitError
 		if errors.As(err, &tooMuch) {
 			return err // names the node and the file
@@ -169,5 +178,8 @@ func (c *Client) ReadRun(ctx context.Context, id string) (b []byte, err error) {
 		}
 		return nil
 	})
-	return b, err
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
 }

@@ -40,3 +40,24 @@ func TestProtocolNames(t *testing.T) {
 		}
 	}
 }
+
+// A name with a control byte, an escape sequence or a non-ASCII rune in
+// the bastion's rt_protos files never reaches a message: the line is
+// skipped, and a map filled otherwise falls back to the built-in name.
+func TestProtocolNamesRefuseUnprintable(t *testing.T) {
+	t.Parallel()
+	names := ProtocolNames{}
+	err := names.AddRTProtos(strings.NewReader("3 \x1b[2Jboot\n12 bird\u202e\n99 open\\r\n200 ok-name\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (ProtocolNames{200: "ok-name"}); len(names) != 1 || names[200] != want[200] {
+		t.Errorf("names = %q, want %q", names, want)
+	}
+	hostile := ProtocolNames{3: "\x1b]0;owned\x07", 12: "bird\n"}
+	for p, want := range map[Protocol]string{3: "boot", 12: "bird"} {
+		if got := hostile.Name(p); got != want {
+			t.Errorf("Name(%d) = %q, want the built-in %q", p, got, want)
+		}
+	}
+}

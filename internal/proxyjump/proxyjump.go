@@ -44,12 +44,26 @@ var (
 	hostRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$`)
 	// userRE is what useradd accepts, less the odd corners.
 	userRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9._-]{0,31}$`)
+	// zoneRE is the zone of a link-local address (fe80::1%eth0): an
+	// interface name. netip takes any text after the '%', which would
+	// let "fe80::1%$(reboot)" through as an IP address.
+	zoneRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,14}$`)
 )
 
 // ValidHost reports whether s is a host (or node) name routepush accepts:
 // letters, digits, '.', '_' and '-', starting and ending with a letter or
 // digit, at most 253 bytes.
 func ValidHost(s string) bool { return hostRE.MatchString(s) }
+
+// ValidAddress reports whether s is an address routepush connects to: an
+// IP address (with a zone, as fe80::1%eth0, only when the zone is an
+// interface name) or a ValidHost.
+func ValidAddress(s string) bool {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.Zone() == "" || zoneRE.MatchString(a.Zone())
+	}
+	return hostRE.MatchString(s)
+}
 
 // ValidUser reports whether s is a login name routepush accepts.
 func ValidUser(s string) bool { return userRE.MatchString(s) }
@@ -96,7 +110,7 @@ func parseHop(s string) (Hop, error) {
 	case strings.Count(s, ":") == 1:
 		host, port, _ = strings.Cut(s, ":")
 	}
-	if _, err := netip.ParseAddr(host); err != nil && !hostRE.MatchString(host) {
+	if !ValidAddress(host) {
 		return h, fmt.Errorf("%q is neither an IP address nor a host name", host)
 	}
 	h.Host = host

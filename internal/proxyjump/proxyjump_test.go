@@ -12,7 +12,9 @@ func TestParse(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(hops, want) {
 		t.Errorf("Parse = %v, %v; want %v", hops, err, want)
 	}
-	for _, bad := range []string{"$(touch /tmp/pwned)", "a;b", "`id`@host", "host:99999", "[2001:db8::1"} {
+	for _, bad := range []string{"$(touch /tmp/pwned)", "a;b", "`id`@host", "host:99999", "[2001:db8::1",
+		// netip takes any zone: only an interface name is one here.
+		"[fe80::1%$(touch /tmp/pwned)]", "fe80::1%eth0;reboot", "[fe80::1%\x1b[2J]:22", "[fe80::1% -oProxyCommand=id]"} {
 		if _, err := Parse(bad); err == nil {
 			t.Errorf("Parse(%q) accepted", bad)
 		}
@@ -21,6 +23,22 @@ func TestParse(t *testing.T) {
 		if hops, err := Parse(none); err != nil || hops != nil {
 			t.Errorf("Parse(%q) = %v, %v; want no hops", none, hops, err)
 		}
+	}
+}
+
+func TestValidAddress(t *testing.T) {
+	t.Parallel()
+	for s, want := range map[string]bool{
+		"198.18.0.10": true, "2001:db8::1": true, "fe80::1%eth0": true, "fe80::1%enp0s31f6": true, "node-1.example": true,
+		"fe80::1%$(reboot)": false, "fe80::1%eth0;id": false, "fe80::1%": false, "fe80::1%-oX": false,
+		"fe80::1%\x1b[2J": false, "fe80::1%a-very-long-zone-name": false, "-oProxyCommand=id": false,
+	} {
+		if got := ValidAddress(s); got != want {
+			t.Errorf("ValidAddress(%q) = %v, want %v", s, got, want)
+		}
+	}
+	if hops, err := Parse("[fe80::1%eth0]:22"); err != nil || len(hops) != 1 || hops[0].Host != "fe80::1%eth0" {
+		t.Errorf("Parse(a link-local jump host) = %v, %v", hops, err)
 	}
 }
 

@@ -91,3 +91,32 @@ func TestConfigKeysOfOtherVerbs(t *testing.T) {
 		}
 	}
 }
+
+// Settings are config keys and ROUTEPUSH_* variables unless marked
+// flagOnly, so the set of keys is pinned here: a new flag that would take
+// effect from the environment or a config file (as --force or --run must
+// not: a stray ROUTEPUSH_FORCE in a shell must not take over another
+// host's lock) has to be added to this list on purpose.
+func TestFlagOnlySettingsIgnoreEnvironment(t *testing.T) {
+	root := newRootCommand(deps{})
+	want := "accept-new-host-keys adopt allow-unknown-nodes become canary check chunk-size command-timeout concurrency connect-timeout context identity inventory jump keep-runs known-hosts kubeconfig limit log-format log-level mark-network-available max-unreachable metric min-prefix-v4 min-prefix-v6 output persist protocol prune request-timeout rollback selector server-alive-count-max server-alive-interval ssh-config table trust-node-addresses user wait-lock"
+	if got := strings.Join(configKeys(root), " "); got != want {
+		t.Errorf("config keys:\n got %s\nwant %s", got, want)
+	}
+	for name, value := range map[string]string{"force": "true", "run": "20261126T223050.123Z-1a2b3c", "config": "x.yaml", "quiet": "true", "profile": "cpu", "profile-output": "x.pprof"} {
+		t.Setenv("ROUTEPUSH_"+strings.ToUpper(strings.ReplaceAll(name, "-", "_")), value)
+	}
+	for _, c := range root.Commands() {
+		if err := c.ParseFlags([]string{"--inventory", "hosts.yaml"}); err != nil || c.Flags().Lookup("inventory") == nil {
+			continue // version: no settings
+		}
+		if err := loadSettings(c); err != nil {
+			t.Fatalf("%s: %v", c.Name(), err)
+		}
+		for _, name := range []string{"force", "run", "config", "quiet", "profile", "profile-output"} {
+			if f := c.Flags().Lookup(name); f != nil && f.Value.String() != f.DefValue {
+				t.Errorf("%s --%s = %q from ROUTEPUSH_%s; a flag-only setting must come from the command line alone", c.Name(), name, f.Value, strings.ToUpper(name))
+			}
+		}
+	}
+}
