@@ -5,6 +5,8 @@
 // The layers, each importing only those below it:
 //
 //	cmd/...       the CLI: flags, configuration, output; may import every layer
+//	watch         routepush watch: informers, rounds, leader election, observers;
+//	              drives orchestrator, never speaks SSH (a Connector is given)
 //	orchestrator  pure: plan, diff, decide, report; never imports remote (it
 //	              never speaks SSH: it drives nodes through its Host interface)
 //	inventory     the node table (file or Kubernetes API); imports route

@@ -26,7 +26,8 @@ type rule struct {
 
 // rules are the layers of package doc, most specific first.
 var rules = []rule{
-	{path: "cmd/...", imports: []string{"cmd/...", "orchestrator", "inventory", "remote", "host", "route", "internal/..."}},
+	{path: "cmd/...", imports: []string{"cmd/...", "watch", "orchestrator", "inventory", "remote", "host", "route", "internal/..."}},
+	{path: "watch", imports: []string{"orchestrator", "inventory", "host", "route", "internal/..."}},
 	{path: "orchestrator", imports: []string{"inventory", "host", "route", "internal/..."}},
 	{path: "inventory", imports: []string{"route", "internal/..."}},
 	{path: "remote", imports: []string{"host", "route", "internal/..."}},
