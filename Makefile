@@ -6,7 +6,7 @@ GO         ?= go
 GOBIN      := $(shell $(GO) env GOPATH)/bin
 STATICCHECK = $(GOBIN)/staticcheck
 
-.PHONY: build deps kube-apiserver lint unit e2e fuzz test demo bench lab-clean clean
+.PHONY: build deps kube-apiserver lint unit e2e deploy-check fuzz test demo bench lab-clean clean
 
 build:
 	$(GO) build -o bin/routepush ./cmd/routepush
@@ -34,6 +34,13 @@ kube-apiserver:
 e2e: deps kube-apiserver
 	FAULT_SUITE_OUT=$(CURDIR)/.lab-fault-suite.txt $(GO) test -count=1 -timeout 20m ./test/...
 	@cat $(CURDIR)/.lab-fault-suite.txt
+
+# deploy/'s manifests against the lab's kube-apiserver: server-side dry-run
+# with strict field validation and PodSecurity's restricted level, then
+# created, and the ServiceAccount's access checked (root; about 10 s warm).
+# make test runs it as part of e2e (./test/...).
+deploy-check: deps kube-apiserver
+	$(GO) test -count=1 -timeout 5m -v ./test/deploy/
 
 # A short fuzzing run of the text route parser on top of its seeds. The
 # budget is a count, not a duration: Go 1.26's fuzz coordinator can fail a

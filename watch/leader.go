@@ -2,18 +2,66 @@ package watch
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
 )
 
 // LeaseOptions name the Lease that elects one writer among watchers.
 type LeaseOptions struct {
 	Namespace, Name string
-	Identity        string        // this watcher's, e.g. hostname_pid
+	Identity        string        // this watcher's, e.g. hostname_pid (the default)
 	Duration        time.Duration // lease duration; default 15 s
 	RenewDeadline   time.Duration // default 10 s
 	RetryPeriod     time.Duration // default 2 s
+}
+
+// The defaults of LeaseOptions, client-go's usual settings.
+const (
+	DefaultLeaseDuration = 15 * time.Second
+	DefaultRenewDeadline = 10 * time.Second
+	DefaultRetryPeriod   = 2 * time.Second
+)
+
+// withDefaults fills what is unset and checks the rest.
+func (o LeaseOptions) withDefaults() (LeaseOptions, error) {
+	if o.Namespace == "" || o.Name == "" {
+		return o, errors.New("watch: leader election needs the Lease's namespace and name")
+	}
+	if o.Identity == "" {
+		host, err := os.Hostname()
+		if err != nil || host == "" {
+			host = "routepush"
+		}
+		o.Identity = host + "_" + strconv.Itoa(os.Getpid())
+	}
+	for _, d := range []struct {
+		v    *time.Duration
+		def  time.Duration
+		name string
+	}{{&o.Duration, DefaultLeaseDuration, "lease duration"}, {&o.RenewDeadline, DefaultRenewDeadline, "renew deadline"}, {&o.RetryPeriod, DefaultRetryPeriod, "retry period"}} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+		if *d.v < 0 {
+			return o, fmt.Errorf("watch: the Lease's %s must be positive, not %s", d.name, *d.v)
+		}
+	}
+	if o.Duration <= o.RenewDeadline {
+		return o, fmt.Errorf("watch: the lease duration (%s) must be longer than the renew deadline (%s): a leader that cannot renew must stop before another may take over", o.Duration, o.RenewDeadline)
+	}
+	if float64(o.RenewDeadline) <= leaderelection.JitterFactor*float64(o.RetryPeriod) {
+		return o, fmt.Errorf("watch: the renew deadline (%s) must be longer than %g × the retry period (%s)", o.RenewDeadline, leaderelection.JitterFactor, o.RetryPeriod)
+	}
+	return o, nil
 }
 
 // RunLeading runs lead while this watcher holds the Lease, and only then:
@@ -21,11 +69,140 @@ type LeaseOptions struct {
 // writing to nodes before it returns), and RunLeading returns when ctx is
 // done (releasing the lease) or the lease is lost. leading, if not nil,
 // is told of every change.
+//
+// The lease is given up only once lead has returned, so the next leader
+// starts after this one stopped writing: on a clean stop (ctx done, or lead
+// returning on its own) it is released at once, and RunLeading returns nil;
+// on a lost lease (renewals failing for RenewDeadline) lead is cancelled
+// then, at least Duration−RenewDeadline before another watcher may take
+// it, and RunLeading returns an error saying so, after lead returned.
 func RunLeading(ctx context.Context, client kubernetes.Interface, o LeaseOptions, leading func(bool), lead func(ctx context.Context)) error {
-	// Not written yet (issue 17): without a Lease, lead runs alone.
+	o, err := o.withDefaults()
+	if err != nil {
+		return err
+	}
+	if client == nil {
+		return errors.New("watch: leader election needs a Kubernetes client")
+	}
+	electCtx, stopElecting := context.WithCancel(ctx)
+	defer stopElecting()
+	t := &term{done: make(chan struct{})}
+	lock := &releaseGate{
+		Interface: &resourcelock.LeaseLock{
+			LeaseMeta:  metav1.ObjectMeta{Namespace: o.Namespace, Name: o.Name},
+			Client:     client.CoordinationV1(),
+			LockConfig: resourcelock.ResourceLockConfig{Identity: o.Identity},
+		},
+		before:  t.stop,
+		timeout: o.RenewDeadline,
+	}
+	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+		Lock:            lock,
+		LeaseDuration:   o.Duration,
+		RenewDeadline:   o.RenewDeadline,
+		RetryPeriod:     o.RetryPeriod,
+		ReleaseOnCancel: true,
+		Name:            o.Namespace + "/" + o.Name,
+		Callbacks: leaderelection.LeaderCallbacks{
+			OnStartedLeading: func(lctx context.Context) {
+				if t.run(lctx, leading, lead) {
+					// lead returned on its own while leading: step down.
+					stopElecting()
+				}
+			},
+			OnStoppedLeading: func() {},
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("watch: leader election on Lease %s/%s: %w", o.Namespace, o.Name, err)
+	}
+	le.Run(electCtx)
+	// The elector may have started lead without it having run yet, or the
+	// lease may have been lost without a release: either way lead stops
+	// (or never starts) here, and is waited for.
+	t.stop()
+	if ctx.Err() != nil || t.selfStopped() {
+		return nil
+	}
+	return fmt.Errorf("watch: lost the Lease %s/%s (as %s): stopped pushing", o.Namespace, o.Name, o.Identity)
+}
+
+// term is one term of leadership: lead runs at most once, and stop cancels
+// it and waits for it to return (or keeps it from starting).
+type term struct {
+	mu      sync.Mutex
+	started bool
+	stopped bool
+	self    bool // lead returned while the lease was still held
+	cancel  context.CancelFunc
+	done    chan struct{} // closed when lead returns, if it started
+}
+
+// run runs lead on a context cancelled with lctx (the elector's, done when
+// the lease is lost) or by stop; it reports whether lead returned while
+// neither had happened.
+func (t *term) run(lctx context.Context, leading func(bool), lead func(context.Context)) bool {
+	t.mu.Lock()
+	if t.stopped || lctx.Err() != nil {
+		t.mu.Unlock()
+		return false
+	}
+	ctx, cancel := context.WithCancel(lctx)
+	t.started, t.cancel = true, cancel
+	t.mu.Unlock()
+	defer close(t.done)
+	defer cancel()
 	if leading != nil {
 		leading(true)
 	}
 	lead(ctx)
-	return nil
+	self := ctx.Err() == nil
+	if leading != nil {
+		leading(false)
+	}
+	t.mu.Lock()
+	t.self = self
+	t.mu.Unlock()
+	return self
+}
+
+// stop cancels lead and waits for it to return; lead that has not started
+// never will.
+func (t *term) stop() {
+	t.mu.Lock()
+	t.stopped = true
+	started := t.started
+	if started {
+		t.cancel()
+	}
+	t.mu.Unlock()
+	if started {
+		<-t.done
+	}
+}
+
+func (t *term) selfStopped() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.self
+}
+
+// releaseGate holds the elector's release of the lease (an update that
+// clears the holder) until lead has returned, so the next leader cannot
+// start while this one still writes. The release then gets its own
+// timeout: waiting for lead must not use up the elector's.
+type releaseGate struct {
+	resourcelock.Interface
+	before  func()
+	timeout time.Duration
+}
+
+func (g *releaseGate) Update(ctx context.Context, r resourcelock.LeaderElectionRecord) error {
+	if r.HolderIdentity != "" {
+		return g.Interface.Update(ctx, r)
+	}
+	g.before()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.timeout)
+	defer cancel()
+	return g.Interface.Update(ctx, r)
 }
