@@ -190,10 +190,12 @@ type Table struct {
 // which takes it from the file alone. Problems with single nodes are
 // reported together as a *ValidationError naming each node and field.
 func (c *Cluster) Nodes(ctx context.Context, inv *File, allowUnknown bool) (*Table, error) {
-	t := &Table{Source: "kubernetes " + c.Name}
-	var errs []error
+	var (
+		kns   []*corev1.Node
+		pages int
+	)
 	p := pager.New(pager.SimplePageFunc(func(opts metav1.ListOptions) (runtime.Object, error) {
-		t.Pages++
+		pages++
 		return c.Client.CoreV1().Nodes().List(ctx, opts)
 	}))
 	p.PageSize = c.chunk
@@ -202,14 +204,30 @@ func (c *Cluster) Nodes(ctx context.Context, inv *File, allowUnknown bool) (*Tab
 		if !ok {
 			return fmt.Errorf("list returned a %T, not a Node", obj)
 		}
-		n, nerrs := nodeFromAPI(kn)
-		errs = append(errs, nerrs...)
-		c.listed[kn.Name] = listedNode{resourceVersion: kn.ResourceVersion, networkCond: networkCondition(kn)}
-		t.Nodes = append(t.Nodes, n)
+		kns = append(kns, kn)
 		return nil
 	})
 	if err != nil {
 		return nil, c.apiError("listing nodes", err)
+	}
+	t, err := c.TableOf(ctx, kns, inv, allowUnknown)
+	if t != nil {
+		t.Pages = pages
+	}
+	return t, err
+}
+
+// TableOf is Nodes on Node objects the caller already has (an informer's
+// store): the selected nodes, in the order given, with SSH access from the
+// inventory as Nodes takes it.
+func (c *Cluster) TableOf(ctx context.Context, kns []*corev1.Node, inv *File, allowUnknown bool) (*Table, error) {
+	t := &Table{Source: "kubernetes " + c.Name}
+	var errs []error
+	for _, kn := range kns {
+		n, nerrs := nodeFromAPI(kn)
+		errs = append(errs, nerrs...)
+		c.listed[kn.Name] = listedNode{resourceVersion: kn.ResourceVersion, networkCond: networkCondition(kn)}
+		t.Nodes = append(t.Nodes, n)
 	}
 	if inv != nil {
 		more, err := c.merge(ctx, t, inv, allowUnknown)
@@ -226,6 +244,9 @@ func (c *Cluster) Nodes(ctx context.Context, inv *File, allowUnknown bool) (*Tab
 	}
 	return nil, &ValidationError{Source: t.Source, Errs: errs}
 }
+
+// Selector is the label selector the cluster's nodes are chosen by.
+func (c *Cluster) Selector() string { return c.selector }
 
 // nodeFromAPI takes a Node's internal IPs (the first of each family: the
 // kubelet lists its primary address first) and pod CIDRs. They are paired

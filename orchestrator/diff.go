@@ -109,7 +109,7 @@ func diff(h HostPlan, current []route.Route) Diff {
 			}
 		case c.Protocol == p.Protocol:
 			f = newFinding(Stale, c, -1)
-			if p.Prune {
+			if p.Prune || p.PruneDst != nil && p.PruneDst(c.Dst) {
 				d.Remove = append(d.Remove, f)
 				continue
 			}

@@ -33,6 +33,10 @@ type Plan struct {
 	// replaces other owners' routes to planned destinations, and deletes
 	// self routes. Without them such routes are only reported.
 	Prune, Adopt bool
+	// PruneDst, when set, deletes routepush's stale routes whose
+	// destination it returns true for, even without Prune: the pod CIDRs
+	// of nodes that left, for the watcher.
+	PruneDst func(dst netip.Prefix) bool
 	// ProtocolNames name other owners' routes in messages (the caller's
 	// rt_protos); nil leaves iproute2's built-in names.
 	ProtocolNames route.ProtocolNames
@@ -117,6 +121,9 @@ type PlanOptions struct {
 	Metric       *uint32
 	Table        string // "" for main, else the table's number
 	Prune, Adopt bool
+	// PruneDst deletes routepush's stale routes whose destination it
+	// returns true for, even without Prune (Plan.PruneDst).
+	PruneDst func(dst netip.Prefix) bool
 	// ProtocolNames name other owners' routes in messages, as the
 	// bastion's rt_protos files do; nil leaves iproute2's built-in names.
 	ProtocolNames route.ProtocolNames
@@ -132,7 +139,7 @@ func NewPlan(nodes []inventory.Node, proto route.Protocol) *Plan {
 // NewPlanWith plans routes for a validated node table.
 func NewPlanWith(nodes []inventory.Node, o PlanOptions) *Plan {
 	proto := o.Protocol
-	p := &Plan{Nodes: nodes, Protocol: proto, Prune: o.Prune, Adopt: o.Adopt, Table: o.Table, ProtocolNames: o.ProtocolNames,
+	p := &Plan{Nodes: nodes, Protocol: proto, Prune: o.Prune, Adopt: o.Adopt, PruneDst: o.PruneDst, Table: o.Table, ProtocolNames: o.ProtocolNames,
 		index4: make(map[uint64]int32, len(nodes)), index6: map[v6Key]int32{}}
 	p.Metric = [2]uint32{route.IPv4.DefaultMetric(), route.IPv6.DefaultMetric()}
 	if o.Metric != nil {

@@ -251,3 +251,27 @@ func TestComputeDiffRefusesUnrestorable(t *testing.T) {
 		t.Errorf("ComputeDiff() error = %v, want a refusal", err)
 	}
 }
+
+// PruneDst deletes the stale routes to the destinations it names, and no
+// other, without --prune: what the watcher asks for a node that left.
+func TestComputeDiffPruneDst(t *testing.T) {
+	t.Parallel()
+	table := mustRoutes(t, `unicast 100.64.1.0/24 via 198.18.0.11 dev eth0 proto 114 scope global
+unicast 100.64.8.0/24 via 198.18.0.18 dev eth0 proto 114 scope global
+unicast 100.64.9.0/24 via 198.18.0.19 dev eth0 proto 114 scope global
+unicast 100.64.7.0/24 via 198.18.0.17 dev eth0 proto boot scope global
+`)
+	gone := netip.MustParsePrefix("100.64.9.0/24")
+	foreign := netip.MustParsePrefix("100.64.7.0/24")
+	p := NewPlanWith(labNodes(2), PlanOptions{Protocol: DefaultProtocol, PruneDst: func(dst netip.Prefix) bool { return dst == gone || dst == foreign }})
+	d, err := ComputeDiff(p.Host(0), table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := kinds(d.Remove), "stale 100.64.9.0/24"; got != want {
+		t.Errorf("remove:\n got %s\nwant %s", got, want)
+	}
+	if got, want := kinds(d.Kept), "stale 100.64.8.0/24"; got != want {
+		t.Errorf("kept:\n got %s\nwant %s", got, want)
+	}
+}

@@ -135,7 +135,11 @@ func Start(ctx context.Context, o Options) (_ *Server, err error) {
 	); err != nil {
 		return nil, err
 	}
-	if s.Admin, err = kubernetes.NewForConfig(s.RESTConfig(AdminToken)); err != nil {
+	admin := s.RESTConfig(AdminToken)
+	// Tests create nodes in bursts (20 joins within a second): not
+	// client-go's default of 5 requests a second.
+	admin.QPS, admin.Burst = 200, 400
+	if s.Admin, err = kubernetes.NewForConfig(admin); err != nil {
 		return nil, err
 	}
 	if err := s.waitReady(ctx); err != nil {

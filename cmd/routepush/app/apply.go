@@ -166,7 +166,7 @@ func apply(ctx context.Context, d deps, f *applyFlags, log *slog.Logger) error {
 		return err
 	}
 	defer dialer.Close()
-	if err := checkRails(ctx, f, nodes, cluster, dialer); err != nil {
+	if err := checkRails(ctx, &f.checkFlags, nodes, cluster, dialer); err != nil {
 		return err
 	}
 	planOpts := f.routes.planOptions(&f.table)

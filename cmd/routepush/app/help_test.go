@@ -85,7 +85,7 @@ func TestConfigKeysOfOtherVerbs(t *testing.T) {
 		t.Errorf("plan with apply's keys: exit %d\n%s", code, out)
 	}
 	bad := writeConfig(t, "inventory: hosts.yaml\nforce: true\n")
-	for _, verb := range []string{"apply", "check", "plan", "rollback"} {
+	for _, verb := range []string{"apply", "check", "plan", "rollback", "watch"} {
 		if out, code := run(t, verb, "--config", bad); code != ExitError || !strings.Contains(out, `unknown key "force"`) {
 			t.Errorf("%s with a config key no verb reads: exit %d\n%s", verb, code, out)
 		}
@@ -99,7 +99,7 @@ func TestConfigKeysOfOtherVerbs(t *testing.T) {
 // host's lock) has to be added to this list on purpose.
 func TestFlagOnlySettingsIgnoreEnvironment(t *testing.T) {
 	root := newRootCommand(deps{})
-	want := "accept-new-host-keys adopt allow-unknown-nodes become canary check chunk-size command-timeout concurrency connect-timeout context identity inventory jump keep-runs known-hosts kubeconfig limit log-format log-level mark-network-available max-unreachable metric min-prefix-v4 min-prefix-v6 output persist protocol prune request-timeout rollback selector server-alive-count-max server-alive-interval ssh-config table trust-node-addresses user wait-lock"
+	want := "accept-new-host-keys adopt allow-unknown-nodes become canary check chunk-size command-timeout concurrency connect-timeout context debounce identity inventory jump keep-runs known-hosts kubeconfig lease-name lease-namespace limit log-format log-level mark-network-available max-unreachable metric min-prefix-v4 min-prefix-v6 output persist protocol prune request-timeout resync rollback selector server-alive-count-max server-alive-interval ssh-config table trust-node-addresses user wait-lock"
 	if got := strings.Join(configKeys(root), " "); got != want {
 		t.Errorf("config keys:\n got %s\nwant %s", got, want)
 	}

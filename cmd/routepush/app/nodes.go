@@ -158,7 +158,7 @@ func processAlive(pid int) bool {
 // checkRails refuses a node table whose pod CIDRs are too wide or contain
 // an address routepush travels to (this host's own, a jump host's), before
 // any connection.
-func checkRails(ctx context.Context, f *applyFlags, nodes []inventory.Node, cluster *inventory.Cluster, dialer *remote.Dialer) error {
+func checkRails(ctx context.Context, f *checkFlags, nodes []inventory.Node, cluster *inventory.Cluster, dialer *remote.Dialer) error {
 	rails := f.rails
 	if addrs, err := net.InterfaceAddrs(); err == nil {
 		for _, a := range addrs {

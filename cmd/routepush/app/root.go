@@ -52,6 +52,7 @@ Exit codes: 0 done or in sync, 1 error (changed nodes rolled back),
 		newPlanCommand(d),
 		newRollbackCommand(d),
 		newVersionCommand(d),
+		newWatchCommand(d),
 	)
 	return cmd
 }

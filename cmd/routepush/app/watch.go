@@ -1,0 +1,182 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/routepush/routepush/inventory"
+	"github.com/routepush/routepush/orchestrator"
+	"github.com/routepush/routepush/watch"
+)
+
+// watchPlannedRoutes sizes what a watcher reads from a node: its cluster
+// grows while it runs, so it is sized for the largest routepush plans.
+const watchPlannedRoutes = 5000
+
+// watchFlags are the settings of watch: apply's node source, SSH, routes
+// and rails (in checkFlags, some of whose flags watch does not register),
+// and the watcher's own.
+type watchFlags struct {
+	checkFlags
+	markAvailable  bool
+	waitLock       time.Duration
+	keepRuns       int
+	debounce       time.Duration
+	resync         time.Duration
+	leaseNamespace string
+	leaseName      string
+}
+
+func (f *watchFlags) add(fs *pflag.FlagSet) {
+	f.baseFlags.add(fs)
+	f.source.add(fs)
+	f.reach.add(fs)
+	f.table.add(fs)
+	f.routes.add(fs)
+	add(fs, fs.BoolVarP, &f.prune, "prune", "", false, "delete every routepush route that is not planned (routes to nodes that left are deleted without it)")
+	add(fs, fs.BoolVarP, &f.adopt, "adopt", "", false, "replace other owners' routes to planned destinations and delete self routes, instead of refusing the node")
+	add(fs, fs.BoolVarP, &f.persist, "persist", "", false, "after a node verifies, keep its routes for the next boot (/etc/routepush/routes and routepush-routes.service)")
+	add(fs, fs.IntVarP, &f.rails.MinPrefix[0], "min-prefix-v4", "", inventory.DefaultRails().MinPrefix[0], "refuse IPv4 pod CIDRs wider than this prefix length")
+	add(fs, fs.IntVarP, &f.rails.MinPrefix[1], "min-prefix-v6", "", inventory.DefaultRails().MinPrefix[1], "refuse IPv6 pod CIDRs wider than this prefix length")
+	add(fs, fs.BoolVarP, &f.markAvailable, "mark-network-available", "", false, "set NetworkUnavailable=False (reason RouteCreated) on every node whose routes verified")
+	add(fs, fs.DurationVarP, &f.waitLock, "wait-lock", "", 0, "wait this long for nodes another run has locked; a node still locked is retried later")
+	add(fs, fs.IntVarP, &f.keepRuns, "keep-runs", "", 10, "run records each node keeps in /var/lib/routepush/runs")
+	add(fs, fs.DurationVarP, &f.debounce, "debounce", "", watch.DefaultDebounce, "coalesce the node events that come within this long into one round")
+	add(fs, fs.DurationVarP, &f.resync, "resync", "", watch.DefaultResync, "reconcile every node this often, repairing routes that drifted")
+	add(fs, fs.StringVarP, &f.leaseNamespace, "lease-namespace", "", "kube-system", "namespace of the Lease that elects one writer among watchers")
+	add(fs, fs.StringVarP, &f.leaseName, "lease-name", "", "", "name of the Lease that elects one writer among watchers (empty: no election; this watcher always writes)")
+}
+
+// load resolves and checks the settings of cmd.
+func (f *watchFlags) load(cmd *cobra.Command) error {
+	if err := loadSettings(cmd); err != nil {
+		return err
+	}
+	if err := f.table.resolve(); err != nil {
+		return err
+	}
+	if err := f.routes.check(); err != nil {
+		return err
+	}
+	if err := f.source.check(); err != nil {
+		return err
+	}
+	if f.source.kube() == nil {
+		if err := needsAPI("mark-network-available", f.markAvailable); err != nil {
+			return err
+		}
+		if err := needsAPI("lease-name", f.leaseName != ""); err != nil {
+			return err
+		}
+	}
+	if err := f.reach.resolve(cmd.Flags()); err != nil {
+		return err
+	}
+	switch {
+	case f.debounce <= 0:
+		return fmt.Errorf("--debounce must be positive, got %s", f.debounce)
+	case f.resync <= 0:
+		return fmt.Errorf("--resync must be positive, got %s", f.resync)
+	case f.rails.MinPrefix[0] < 0 || f.rails.MinPrefix[0] > 32:
+		return fmt.Errorf("--min-prefix-v4 must be 0-32, got %d", f.rails.MinPrefix[0])
+	case f.rails.MinPrefix[1] < 0 || f.rails.MinPrefix[1] > 128:
+		return fmt.Errorf("--min-prefix-v6 must be 0-128, got %d", f.rails.MinPrefix[1])
+	}
+	return f.baseFlags.check()
+}
+
+func newWatchCommand(d deps) *cobra.Command {
+	f := &watchFlags{}
+	cmd := &cobra.Command{
+		Use:   "watch",
+		Short: "Keep the routes converged as nodes join, leave and drift (a controller over SSH)",
+		Long: `Keep every node's routes converged: a full apply once the Node objects are
+listed, then, for each batch of node events, a run on the nodes it affects
+only (a join: every node; a departure or a new address: every other node,
+the departed node's routes deleted), and a full resync every --resync that
+repairs routes that drifted. A node that fails or cannot be reached is
+retried with backoff (1 s doubling to 5 min) without holding the others
+back. Every round locks, verifies and rolls back per node as apply does.
+SIGTERM lets the round in flight finish or roll back, then exits 0.`,
+		Example: `  routepush watch --kubeconfig admin.conf -i hosts.yaml --persist --mark-network-available
+  routepush watch -l node-role.kubernetes.io/worker --resync 5m
+  routepush watch --lease-name routepush   # two watchers: one writes at a time`,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE:          func(cmd *cobra.Command, _ []string) error { return runWatch(cmd, d, f) },
+	}
+	f.add(cmd.Flags())
+	return cmd
+}
+
+// runWatch watches until the command's context is done (SIGTERM), under
+// the Lease if one is named.
+func runWatch(cmd *cobra.Command, d deps, f *watchFlags) error {
+	if err := f.load(cmd); err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	log := newLogger(d.streams, &f.baseFlags)
+	var cluster *inventory.Cluster
+	if k := f.source.kube(); k != nil {
+		var err error
+		if cluster, err = inventory.NewCluster(*k); err != nil {
+			return err
+		}
+	}
+	dialer, err := newDialer(&f.reach, &f.table, log, false, watchPlannedRoutes)
+	if err != nil {
+		return err
+	}
+	defer dialer.Close()
+	planOpts := f.routes.planOptions(&f.table)
+	planOpts.Prune, planOpts.Adopt = f.prune, f.adopt
+	cfg := watch.Config{
+		Cluster:      cluster,
+		Inventory:    f.source.inventory,
+		AllowUnknown: f.source.allowUnknown,
+		Plan:         planOpts,
+		Run: orchestrator.Options{
+			Concurrency:  f.reach.concurrency,
+			Rollback:     orchestrator.RollbackHost,
+			Logger:       log,
+			Keep:         f.keepRuns,
+			ProcessAlive: processAlive,
+			WaitLock:     f.waitLock,
+			Persist:      f.persist,
+		},
+		NewHolder: newHolder,
+		Connect:   hostConnector(dialer, &f.reach),
+		Check: func(nodes []inventory.Node) error {
+			return checkRails(ctx, &f.checkFlags, nodes, cluster, dialer)
+		},
+		MarkAvailable: f.markAvailable,
+		Debounce:      f.debounce,
+		Resync:        f.resync,
+		Logger:        log,
+	}
+	if f.leaseName == "" {
+		return watch.New(cfg).Run(ctx)
+	}
+	host, _ := os.Hostname()
+	lease := watch.LeaseOptions{Namespace: f.leaseNamespace, Name: f.leaseName, Identity: fmt.Sprintf("%s_%d", host, os.Getpid())}
+	for ctx.Err() == nil {
+		var runErr error
+		err := watch.RunLeading(ctx, cluster.Client, lease, nil, func(ctx context.Context) {
+			runErr = watch.New(cfg).Run(ctx)
+		})
+		if runErr != nil {
+			return runErr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,219 @@
+package watch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	listersv1 "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/routepush/routepush/inventory"
+)
+
+// source is where the node table comes from: a shared informer on the
+// selected Node objects and, when given, the inventory file (re-read when
+// its modification time or size changes). It tells of every change that
+// may move a route on kick, and builds the table on demand.
+type source struct {
+	cfg    *Config
+	lister listersv1.NodeLister // nil without the API
+	kick   chan struct{}        // one pending signal at most
+
+	mu     sync.Mutex
+	oldest time.Time // when the oldest event not yet served came
+
+	file    *inventory.File // the inventory's access, with the API
+	stamp   fileStamp
+	fileErr error // the last read of the inventory, if it failed
+}
+
+type fileStamp struct {
+	mod  time.Time
+	size int64
+}
+
+func newSource(cfg *Config) *source {
+	return &source{cfg: cfg, kick: make(chan struct{}, 1)}
+}
+
+// start starts the informer and the inventory poll, and returns once the
+// informer's initial list is in its store.
+func (s *source) start(ctx context.Context) error {
+	if s.cfg.Inventory != "" {
+		s.readFile()
+		if s.fileErr != nil {
+			return s.fileErr
+		}
+		go s.pollFile(ctx)
+	}
+	c := s.cfg.Cluster
+	if c == nil {
+		return nil
+	}
+	factory := informers.NewSharedInformerFactoryWithOptions(c.Client, 0,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = c.Selector() }))
+	nodes := factory.Core().V1().Nodes()
+	inf := nodes.Informer()
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(any) { s.event() },
+		UpdateFunc: func(old, new any) {
+			// Status updates (heartbeats, conditions) come every few
+			// seconds from every kubelet: only addresses and pod CIDRs
+			// move routes.
+			o, ok1 := old.(*corev1.Node)
+			n, ok2 := new.(*corev1.Node)
+			if !ok1 || !ok2 || routing(o) != routing(n) {
+				s.event()
+			}
+		},
+		DeleteFunc: func(any) { s.event() },
+	}); err != nil {
+		return fmt.Errorf("failed to watch nodes of kubernetes %s: %w", c.Name, err)
+	}
+	s.lister = nodes.Lister()
+	factory.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+		return ctx.Err()
+	}
+	s.take() // the initial list is the first sync's, not an event
+	return nil
+}
+
+// routing is what of a Node object its routes depend on.
+func routing(n *corev1.Node) string {
+	var b strings.Builder
+	for _, a := range n.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP {
+			b.WriteString(a.Address + ",")
+		}
+	}
+	b.WriteString(n.Spec.PodCIDR + ";" + strings.Join(n.Spec.PodCIDRs, ","))
+	return b.String()
+}
+
+// event records a change and wakes the engine.
+func (s *source) event() {
+	s.mu.Lock()
+	if s.oldest.IsZero() {
+		s.oldest = time.Now()
+	}
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// take returns when the oldest event not yet served came, and forgets it.
+func (s *source) take() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.oldest
+	s.oldest = time.Time{}
+	return t
+}
+
+// pollFile re-reads the inventory when it changes.
+func (s *source) pollFile(ctx context.Context) {
+	every := s.cfg.FilePoll
+	if every <= 0 {
+		every = 2 * time.Second
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			st, err := os.Stat(s.cfg.Inventory)
+			if err != nil {
+				continue
+			}
+			s.mu.Lock()
+			same := s.stamp == fileStamp{st.ModTime(), st.Size()}
+			s.mu.Unlock()
+			if !same {
+				s.cfg.logger().Info("inventory changed; reading it again", "file", s.cfg.Inventory)
+				s.event()
+			}
+		}
+	}
+}
+
+// readFile reads the inventory's SSH access (with the API), or notes its
+// stamp (alone: the table is read from it whole).
+func (s *source) readFile() {
+	st, err := os.Stat(s.cfg.Inventory)
+	s.mu.Lock()
+	if err == nil {
+		s.stamp = fileStamp{st.ModTime(), st.Size()}
+	}
+	s.mu.Unlock()
+	if s.cfg.Cluster == nil {
+		return
+	}
+	f, err := inventory.LoadAccess(s.cfg.Inventory)
+	if err != nil {
+		s.fileErr = err
+		return
+	}
+	s.file, s.fileErr = f, nil
+}
+
+// table builds the node table as it stands, in name order. A node the
+// table refuses (no InternalIP yet, a malformed CIDR) is left out and
+// reported, rather than stopping the watcher: ones without a pod CIDR are
+// in it, receiving routes.
+func (s *source) table(ctx context.Context) ([]inventory.Node, error) {
+	if s.cfg.Inventory != "" {
+		s.readFile()
+		if s.fileErr != nil && s.file == nil {
+			return nil, s.fileErr
+		}
+		if s.fileErr != nil {
+			s.cfg.logger().Warn("inventory unreadable; keeping the last good one", "err", s.fileErr)
+		}
+	}
+	if s.cfg.Cluster == nil {
+		return inventory.Load(s.cfg.Inventory)
+	}
+	kns, err := s.lister.List(labels.Everything())
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(kns, func(a, b *corev1.Node) int { return strings.Compare(a.Name, b.Name) })
+	for range 2 {
+		t, err := s.cfg.Cluster.TableOf(ctx, kns, s.file, s.cfg.AllowUnknown)
+		var ve *inventory.ValidationError
+		if !errors.As(err, &ve) {
+			if err != nil {
+				return nil, err
+			}
+			return t.Nodes, nil
+		}
+		bad := map[string]bool{}
+		for _, e := range ve.Errs {
+			var fe *inventory.FieldError
+			if errors.As(e, &fe) && fe.Node != "" {
+				bad[fe.Node] = true
+			}
+		}
+		if len(bad) == 0 {
+			return nil, err
+		}
+		s.cfg.logger().Warn("nodes left out until their Node objects are fixed", "err", err)
+		kns = slices.DeleteFunc(kns, func(n *corev1.Node) bool { return bad[n.Name] })
+	}
+	return nil, errors.New("watch: node table still invalid after leaving out the nodes named")
+}
