@@ -61,6 +61,13 @@ type Options struct {
 	// (no connection at all) and be left out; past it the run changes
 	// nothing. Default 0.
 	MaxUnreachable int
+	// Independent runs each node on its own, as the watcher's rounds do:
+	// read, apply, verify and settle one node without waiting for any
+	// other, so a node that takes its connect timeout holds back none;
+	// a node that fails is rolled back alone (whatever Rollback says,
+	// unless RollbackNone) and stops nothing else. Canary and
+	// MaxUnreachable do not apply; unreachable nodes are only reported.
+	Independent bool
 	// idleJournals: nodes wait for others between their read and their
 	// apply (more of them than Concurrency), so each closes what its
 	// journal keeps open meanwhile (Journal.CloseFilesUntilNeeded). Otherwise that

@@ -19,6 +19,10 @@ import (
 // of run below; settle runs however the others end.
 func Run(ctx context.Context, plan *Plan, connect Connector, opts Options) *Report {
 	r := newRun(plan, connect, opts.withDefaults())
+	if r.opts.Independent {
+		r.independent(ctx)
+		return r.rep
+	}
 	defer r.settle(ctx)
 	if !r.read(ctx) || !r.decide(ctx) {
 		return r.rep
@@ -57,7 +61,7 @@ func newRun(plan *Plan, connect Connector, opts Options) *run {
 		}
 		r.active = append(r.active, r.nodes[i])
 	}
-	r.opts.idleJournals = len(r.active) > opts.Concurrency
+	r.opts.idleJournals = len(r.active) > opts.Concurrency && !opts.Independent
 	return r
 }
 
@@ -227,6 +231,34 @@ func (r *run) rollBack(ctx context.Context) {
 	}
 	r.opts.Logger.Warn("rolling back", "nodes", len(undo))
 	each(ctx, undo, r.opts.Concurrency, func(ctx context.Context, n *nodeRun) { n.rollback(ctx) })
+}
+
+// independent runs every active node through all its phases on its own
+// (Options.Independent): each holds a concurrency slot, its connection
+// and its lock from its read to its release, and nothing it does
+// changes what happens to another.
+func (r *run) independent(ctx context.Context) {
+	r.opts.Logger.Info("reconciling nodes independently", "nodes", len(r.active), "concurrency", r.opts.Concurrency)
+	each(ctx, r.active, r.opts.Concurrency, func(ctx context.Context, n *nodeRun) {
+		r.readNode(ctx, n)
+		if n.rep.Changes() && ctx.Err() == nil && !r.opts.Check {
+			var stop atomic.Bool
+			r.applyNode(ctx, n, &stop)
+		}
+		// Settling one node, on a context of its own as settle's.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.SettleTimeout)
+		defer cancel()
+		switch o := n.rep.Outcome; {
+		case o == Unknown || r.opts.Rollback == RollbackNone || r.opts.Check:
+		case o == Failed && n.touched:
+			n.rollback(sctx)
+		}
+		n.release(sctx)
+	})
+	if ctx.Err() != nil {
+		r.rep.Err = fmt.Errorf("run interrupted: %w", context.Cause(ctx))
+	}
+	r.rep.Duration = time.Since(r.start)
 }
 
 // each runs fn for every node run, at most limit at a time. fn records its

@@ -3,12 +3,15 @@ package orchestrator
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/routepush/routepush/host"
 	"github.com/routepush/routepush/inventory"
 )
 
@@ -260,5 +263,77 @@ func TestRunRefusesLockedNode(t *testing.T) {
 	}
 	if string(c.kernels["node-2"].lock) != string(other.lockText()) {
 		t.Error("the other run's lock was touched")
+	}
+}
+
+// An independent run (the watcher's): a node whose connect hangs holds
+// back no other, a node whose batch fails is rolled back alone and
+// stops nothing, and every other node converges and is released.
+func TestRunIndependent(t *testing.T) {
+	t.Parallel()
+	nodes := labNodes(5)
+	c := newFakeCluster(nodes)
+	c.kernels["node-3"].failDst = "100.64.4.0/24"
+	before := c.digests()
+	release := make(chan struct{})
+	connect := func(ctx context.Context, n *inventory.Node) (Host, error) {
+		if n.Name == "node-0" { // first by name: a phased run locks it alone first
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return nil, &host.UnreachableError{Err: fmt.Errorf("%s: i/o timeout", n.Name)}
+		}
+		return c.connect(ctx, n)
+	}
+	plan := NewPlan(nodes, DefaultProtocol)
+	done := make(chan *Report, 1)
+	go func() {
+		done <- Run(context.Background(), plan, connect, Options{Independent: true, Holder: Holder{RunID: NewRunID(time.Now()), Host: "bastion", PID: 1}, Concurrency: 5,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	}()
+	// node-1, node-2 and node-4 converge while node-0 hangs.
+	deadline := time.After(10 * time.Second)
+	for _, name := range []string{"node-1", "node-2", "node-4"} {
+		k := c.kernels[name]
+		for {
+			k.mu.Lock()
+			n := len(k.routes)
+			held := k.lock != nil
+			k.mu.Unlock()
+			if n == 5 && !held {
+				break
+			}
+			select {
+			case <-deadline:
+				t.Fatalf("%s not converged and released while node-0 hangs", name)
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}
+	close(release)
+	rep := <-done
+	after := c.digests()
+	for i := range rep.Nodes {
+		n := &rep.Nodes[i]
+		switch n.Name {
+		case "node-0":
+			if n.Outcome != Unreachable {
+				t.Errorf("node-0: %s, want unreachable", n.Outcome)
+			}
+		case "node-3":
+			if n.Outcome != Failed || !n.RolledBack || before[n.Name] != after[n.Name] {
+				t.Errorf("node-3: %s, rolled back %v, restored %v", n.Outcome, n.RolledBack, before[n.Name] == after[n.Name])
+			}
+		default:
+			if n.Outcome != Changed {
+				t.Errorf("%s: %s, want changed", n.Name, n.Outcome)
+			}
+		}
+	}
+	for name, k := range c.kernels {
+		if k.lock != nil {
+			t.Errorf("%s still locked", name)
+		}
 	}
 }

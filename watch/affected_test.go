@@ -67,7 +67,7 @@ func TestBackoff(t *testing.T) {
 	for f := 1; f <= 11; f++ {
 		got = append(got, backoff(f))
 	}
-	want := []time.Duration{1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300}
+	want := []time.Duration{1, 2, 4, 8, 16, 32, 60, 60, 60, 60, 60}
 	for i := range want {
 		want[i] *= time.Second
 	}

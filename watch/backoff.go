@@ -3,10 +3,12 @@ package watch
 import "time"
 
 // Backoff of a node that failed or could not be reached: 1 s after the
-// first failure, doubling up to 5 minutes.
+// first failure, doubling up to a minute. A node that comes back is
+// converged within a minute of it; retrying a dead node costs one
+// connection attempt a minute.
 const (
 	firstBackoff = time.Second
-	maxBackoff   = 5 * time.Minute
+	maxBackoff   = time.Minute
 )
 
 // backoff is how long to wait before trying a node again after its

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"time"
 
@@ -31,7 +32,7 @@ type Config struct {
 	// Plan is how routes look and what else the diff deletes; the watcher
 	// adds PruneDst for the pod CIDRs of nodes that left.
 	Plan orchestrator.PlanOptions
-	// Run is every round's options; Limit, MaxUnreachable and Holder are
+	// Run is every round's options; Limit, Independent and Holder are
 	// set per round.
 	Run orchestrator.Options
 	// NewHolder names each round in the locks and records it leaves (one
@@ -40,13 +41,11 @@ type Config struct {
 	Connect   orchestrator.Connector
 	// Check vets a node table before it is planned (the rails); a table
 	// it refuses is not acted on until the next change.
-	Check func(nodes []inventory.Node) error
-	// MarkAvailable sets NetworkUnavailable=False on converged nodes.
-	MarkAvailable bool
-	Debounce      time.Duration // events coalesced within it; default 200 ms
-	Resync        time.Duration // every node reconciled this often; default 10 min
-	Observer      Observer
-	Logger        *slog.Logger
+	Check    func(nodes []inventory.Node) error
+	Debounce time.Duration // events coalesced within it; default 200 ms
+	Resync   time.Duration // every node reconciled this often; default 10 min
+	Observer Observer
+	Logger   *slog.Logger
 }
 
 func (c *Config) logger() *slog.Logger {
@@ -56,23 +55,41 @@ func (c *Config) logger() *slog.Logger {
 	return c.Logger
 }
 
-// Engine keeps the routes of a node table converged. Its state is its
-// Run goroutine's alone.
+// Engine keeps the routes of a node table converged. Its state belongs to
+// its Run goroutine; rounds run beside it, on disjoint sets of nodes, and
+// hand their reports back to it.
 type Engine struct {
 	cfg   Config
 	src   *source
 	log   *slog.Logger
 	obs   Observer
-	nodes []inventory.Node // the table the last round planned
+	nodes []inventory.Node // the table as last read
+	in    map[string]bool  // its names
 
-	// Per node: when it is due (absent: converged, nothing to do), how
-	// many times in a row it failed, and whether it converged once.
+	// Per node: when it is due (absent: converged, nothing to do), the
+	// oldest event it waits for, how many times in a row it failed,
+	// whether it converged once, when the last round that converged it
+	// started, and whether a round has it now.
 	due       map[string]time.Time
+	waiting   map[string]time.Time
 	fails     map[string]int
-	converged map[string]bool
-	gone      map[netip.Prefix]bool // pod CIDRs no node owns: pruned
-	eventAt   time.Time             // the oldest event the due nodes wait for
-	now       func() time.Time
+	converged map[string]time.Time
+	flying    map[string]bool
+	// Pod CIDRs no node owns any more, and since when: their routes are
+	// deleted wherever found until every node converged after that.
+	gone map[netip.Prefix]time.Time
+
+	done    chan flight // rounds hand their reports back
+	flights int         // rounds running
+	now     func() time.Time
+}
+
+// flight is one round: what it was started with and what came of it.
+type flight struct {
+	reason  string
+	started time.Time
+	nodes   map[string]bool
+	rep     *orchestrator.Report
 }
 
 // New returns an engine for cfg.
@@ -84,8 +101,9 @@ func New(cfg Config) *Engine {
 		cfg.Resync = DefaultResync
 	}
 	e := &Engine{cfg: cfg, log: cfg.logger(), obs: cfg.Observer,
-		due: map[string]time.Time{}, fails: map[string]int{}, converged: map[string]bool{},
-		gone: map[netip.Prefix]bool{}, now: time.Now}
+		due: map[string]time.Time{}, waiting: map[string]time.Time{}, fails: map[string]int{},
+		converged: map[string]time.Time{}, in: map[string]bool{}, flying: map[string]bool{}, gone: map[netip.Prefix]time.Time{},
+		done: make(chan flight), now: time.Now}
 	if e.obs == nil {
 		e.obs = Observers{}
 	}
@@ -95,9 +113,11 @@ func New(cfg Config) *Engine {
 
 // Run watches until ctx is done: a full reconcile once the informer has
 // synced, then a round per coalesced batch of events, retries of failed
-// nodes with backoff, and a full resync every Config.Resync. A round in
-// flight when ctx is done finishes or rolls back and releases its locks
-// (orchestrator.Run settles on its own context); Run then returns nil.
+// nodes with backoff, and a full resync every Config.Resync. Rounds run
+// side by side on disjoint nodes, so a node that takes its connect
+// timeout holds back no other. When ctx is done, the rounds in flight
+// finish or roll back and release their locks (orchestrator.Run settles
+// on its own), and Run returns nil once they all have.
 func (e *Engine) Run(ctx context.Context) error {
 	if err := e.src.start(ctx); err != nil {
 		if ctx.Err() != nil {
@@ -112,7 +132,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.log.Info("watching", "nodes", len(nodes), "resync", e.cfg.Resync, "debounce", e.cfg.Debounce)
 	e.setTable(nodes)
 	e.all()
-	e.round(ctx, "sync")
+	e.start(ctx, "sync")
 
 	resync := time.NewTicker(e.cfg.Resync)
 	defer resync.Stop()
@@ -125,23 +145,29 @@ func (e *Engine) Run(ctx context.Context) error {
 		e.arm(retry)
 		select {
 		case <-ctx.Done():
+			e.log.Info("stopping: waiting for the rounds in flight", "rounds", e.flights)
+			for e.flights > 0 {
+				e.finish(ctx, <-e.done)
+			}
 			e.log.Info("watch stopped")
 			return nil
+		case f := <-e.done:
+			e.finish(ctx, f)
+			e.start(ctx, "retry") // nodes an event marked while they were in flight
 		case <-e.src.kick:
 			if !pending {
 				debounce.Reset(e.cfg.Debounce)
 				pending = true
 			}
-			continue
 		case <-debounce.C:
 			pending = false
 			e.refresh(ctx, e.src.take())
-			e.round(ctx, "event")
+			e.start(ctx, "event")
 		case <-resync.C:
 			e.all()
-			e.round(ctx, "resync")
+			e.start(ctx, "resync")
 		case <-retry.C:
-			e.round(ctx, "retry")
+			e.start(ctx, "retry")
 		}
 	}
 }
@@ -152,12 +178,12 @@ func stoppedTimer() *time.Timer {
 	return t
 }
 
-// arm sets the retry timer to the earliest node due.
+// arm sets the retry timer to the earliest node due that no round has.
 func (e *Engine) arm(t *time.Timer) {
 	t.Stop()
 	var first time.Time
-	for _, at := range e.due {
-		if first.IsZero() || at.Before(first) {
+	for n, at := range e.due {
+		if !e.flying[n] && (first.IsZero() || at.Before(first)) {
 			first = at
 		}
 	}
@@ -176,25 +202,29 @@ func (e *Engine) refresh(ctx context.Context, at time.Time) {
 	}
 	c := Diff(e.nodes, nodes)
 	e.setTable(nodes)
-	for _, p := range c.Gone {
-		e.gone[p] = true
-	}
 	now := e.now()
-	for _, n := range c.Affected {
-		e.due[n] = now
-		delete(e.fails, n) // an event is worth trying at once
+	for _, p := range c.Gone {
+		e.gone[p] = now
 	}
 	if c.Empty() {
 		return
 	}
-	e.log.Info("nodes changed", "affected", len(c.Affected), "gone", len(c.Gone))
-	if e.eventAt.IsZero() || (!at.IsZero() && at.Before(e.eventAt)) {
-		e.eventAt = at
+	if at.IsZero() {
+		at = now
 	}
+	for _, n := range c.Affected {
+		e.due[n] = now
+		delete(e.fails, n) // an event is worth trying at once
+		if w, ok := e.waiting[n]; !ok || at.Before(w) {
+			e.waiting[n] = at
+		}
+	}
+	e.log.Info("nodes changed", "affected", len(c.Affected), "gone", len(c.Gone))
 }
 
-// setTable takes a new node table: nodes no longer in it are forgotten,
-// and pod CIDRs owned again are no longer pruned.
+// setTable takes a new node table: nodes no longer in it are forgotten
+// (and the observer told), and pod CIDRs owned again are no longer
+// pruned.
 func (e *Engine) setTable(nodes []inventory.Node) {
 	in := make(map[string]bool, len(nodes))
 	for i := range nodes {
@@ -203,24 +233,16 @@ func (e *Engine) setTable(nodes []inventory.Node) {
 			delete(e.gone, c)
 		}
 	}
-	for _, m := range []map[string]time.Time{e.due} {
-		for n := range m {
-			if !in[n] {
-				delete(m, n)
-			}
-		}
-	}
-	for n := range e.fails {
+	for n := range e.in {
 		if !in[n] {
+			delete(e.due, n)
+			delete(e.waiting, n)
 			delete(e.fails, n)
-		}
-	}
-	for n := range e.converged {
-		if !in[n] {
 			delete(e.converged, n)
+			e.obs.Forget(n)
 		}
 	}
-	e.nodes = nodes
+	e.nodes, e.in = nodes, in
 }
 
 // all marks every node due now.
@@ -231,16 +253,16 @@ func (e *Engine) all() {
 	}
 }
 
-// round reconciles the nodes due, with one orchestrator run limited to
-// them, and reports it.
-func (e *Engine) round(ctx context.Context, reason string) {
+// start starts a round on the nodes due that no round has, with one
+// orchestrator run limited to them.
+func (e *Engine) start(ctx context.Context, reason string) {
 	if ctx.Err() != nil {
 		return
 	}
 	now := e.now()
 	limit := map[string]bool{}
 	for n, at := range e.due {
-		if !at.After(now) {
+		if !at.After(now) && !e.flying[n] {
 			limit[n] = true
 		}
 	}
@@ -257,36 +279,75 @@ func (e *Engine) round(ctx context.Context, reason string) {
 		}
 	}
 	po := e.cfg.Plan
-	gone := e.gone
-	if len(gone) > 0 {
-		po.PruneDst = func(dst netip.Prefix) bool { return gone[dst] }
+	if len(e.gone) > 0 {
+		gone := maps.Clone(e.gone) // the round reads it beside this goroutine
+		po.PruneDst = func(dst netip.Prefix) bool { _, ok := gone[dst]; return ok }
 	}
 	plan := orchestrator.NewPlanWith(e.nodes, po)
 	opts := e.cfg.Run
 	opts.Limit = func(n string) bool { return limit[n] }
-	opts.MaxUnreachable = len(limit)
+	// Each node on its own: a node that takes its connect timeout, or
+	// fails, holds back and stops no other node of the round.
+	opts.Independent = true
 	if e.cfg.NewHolder != nil {
 		opts.Holder = e.cfg.NewHolder()
 	}
-	e.log.Info("round", "reason", reason, "nodes", len(limit), "run", opts.Holder.RunID)
-	rep := orchestrator.Run(ctx, plan, e.cfg.Connect, opts)
-	r := Round{Reason: reason, Started: now, Took: e.now().Sub(now)}
-	r.Nodes = e.settle(ctx, rep, reason)
-	if reason == "event" || reason == "retry" {
-		if !e.eventAt.IsZero() {
-			r.EventAge = e.now().Sub(e.eventAt)
-		}
+	for n := range limit {
+		e.flying[n] = true
 	}
-	if len(e.due) == 0 {
-		e.eventAt = time.Time{}
-	}
-	e.logRound(r, rep)
-	e.obs.RoundDone(r)
+	f := flight{reason: reason, started: now, nodes: limit}
 	managed := 0
 	for i := range plan.Nodes {
 		managed += plan.Host(i).Len()
 	}
 	e.obs.Managed(managed)
+	e.log.Info("round", "reason", reason, "nodes", len(limit), "run", opts.Holder.RunID)
+	e.flights++
+	go func() {
+		f.rep = orchestrator.Run(ctx, plan, e.cfg.Connect, opts)
+		e.done <- f
+	}()
+}
+
+// finish takes a round's report: sorts its nodes, reports it, and lets
+// go of its nodes.
+func (e *Engine) finish(ctx context.Context, f flight) {
+	e.flights--
+	for n := range f.nodes {
+		delete(e.flying, n)
+	}
+	now := e.now()
+	r := Round{Reason: f.reason, Started: f.started, Took: now.Sub(f.started)}
+	var oldest time.Time
+	for n := range f.nodes {
+		if w, ok := e.waiting[n]; ok && (oldest.IsZero() || w.Before(oldest)) {
+			oldest = w
+		}
+	}
+	r.Nodes = e.settle(ctx, f)
+	if !oldest.IsZero() {
+		r.EventAge = now.Sub(oldest)
+	}
+	e.forgetGone()
+	e.logRound(r, f.rep)
+	e.obs.RoundDone(r)
+}
+
+// forgetGone stops pruning a departed node's pod CIDR once every node
+// converged in a round started after it left: none holds a route to it.
+func (e *Engine) forgetGone() {
+	for p, at := range e.gone {
+		all := true
+		for i := range e.nodes {
+			if c, ok := e.converged[e.nodes[i].Name]; !ok || !c.After(at) {
+				all = false
+				break
+			}
+		}
+		if all {
+			delete(e.gone, p)
+		}
+	}
 }
 
 // fail counts a failure of node n and returns how many in a row.
@@ -295,10 +356,12 @@ func (e *Engine) fail(n string) int {
 	return e.fails[n]
 }
 
-// settle sorts a run's nodes into converged (no longer due), failed or
+// settle sorts a round's nodes into converged (no longer due), failed or
 // unreachable (due after their backoff), and skipped: left out because
-// another node stopped the run, due again at once.
-func (e *Engine) settle(ctx context.Context, rep *orchestrator.Report, reason string) []NodeResult {
+// another node stopped the run, due again at once. A node an event
+// marked due while the round had it stays due for the next round.
+func (e *Engine) settle(ctx context.Context, f flight) []NodeResult {
+	rep := f.rep
 	now := e.now()
 	var res []NodeResult
 	someDone := false
@@ -310,32 +373,50 @@ func (e *Engine) settle(ctx context.Context, rep *orchestrator.Report, reason st
 	}
 	for i := range rep.Nodes {
 		n := &rep.Nodes[i]
-		if n.Outcome == orchestrator.Excluded {
+		if n.Outcome == orchestrator.Excluded || !f.nodes[n.Name] {
 			continue
 		}
+		// Marked again during the round (an event, a resync): the next
+		// round takes it whatever this one did.
+		again := e.due[n.Name].After(f.started)
 		nr := NodeResult{Name: n.Name, Added: n.Added(), Changed: n.Replaced(), Removed: n.Removed(), Err: n.Err}
+		if ctx.Err() != nil && interrupted(n) {
+			// Stopping cut it short, before or after a change undone:
+			// nothing is known against it, and nothing to retry.
+			nr.State, nr.Err = Pending, nil
+			res = append(res, nr)
+			continue
+		}
+		retryAt := func() {
+			if !again {
+				e.due[n.Name] = now.Add(backoff(e.fail(n.Name)))
+			}
+		}
 		switch n.Outcome {
 		case orchestrator.InSync, orchestrator.Changed:
 			nr.State = Converged
-			nr.Repaired = reason == "resync" && n.Outcome == orchestrator.Changed && e.converged[n.Name]
-			delete(e.due, n.Name)
+			_, before := e.converged[n.Name]
+			nr.Repaired = f.reason == "resync" && n.Outcome == orchestrator.Changed && before
 			delete(e.fails, n.Name)
-			e.converged[n.Name] = true
-			if e.cfg.MarkAvailable && e.cfg.Cluster != nil && ctx.Err() == nil {
-				if _, err := e.cfg.Cluster.MarkNetworkAvailable(ctx, n.Name); err != nil {
-					e.log.Warn("failed to mark the network available", "node", n.Name, "err", err)
-				}
+			if e.inTable(n.Name) {
+				e.converged[n.Name] = f.started
+			}
+			if !again {
+				delete(e.due, n.Name)
+				delete(e.waiting, n.Name)
 			}
 		case orchestrator.Skipped:
 			nr.State = Pending
-			if someDone && rep.Err == nil {
+			switch {
+			case again:
+			case someDone && rep.Err == nil && ctx.Err() == nil:
 				e.due[n.Name] = now // another node stopped the run: go on without it
-			} else {
-				e.due[n.Name] = now.Add(backoff(e.fail(n.Name)))
+			default:
+				retryAt()
 			}
 		case orchestrator.Unreachable:
 			nr.State = Unreachable
-			e.due[n.Name] = now.Add(backoff(e.fail(n.Name)))
+			retryAt()
 		default:
 			nr.State = Failed
 			if nr.Err == nil && n.RollbackErr != nil {
@@ -344,12 +425,30 @@ func (e *Engine) settle(ctx context.Context, rep *orchestrator.Report, reason st
 			if nr.Err == nil {
 				nr.Err = fmt.Errorf("%s: %s", n.Name, n.Outcome)
 			}
-			e.due[n.Name] = now.Add(backoff(e.fail(n.Name)))
+			retryAt()
+		}
+		if !e.inTable(n.Name) {
+			delete(e.due, n.Name) // it left while the round had it
+			delete(e.fails, n.Name)
+			continue
 		}
 		res = append(res, nr)
 	}
 	return res
 }
+
+// interrupted reports whether a node a stopping round cut short is as it
+// was before the round, or converged: not a failure to report.
+func interrupted(n *orchestrator.NodeReport) bool {
+	switch n.Outcome {
+	case orchestrator.InSync, orchestrator.Changed, orchestrator.RollbackFailed, orchestrator.Unknown:
+		return false
+	}
+	return n.RollbackErr == nil
+}
+
+// inTable reports whether node n is in the table as last read.
+func (e *Engine) inTable(n string) bool { return e.in[n] }
 
 // logRound logs a round's outcome, and each node that did not converge.
 func (e *Engine) logRound(r Round, rep *orchestrator.Report) {

@@ -29,8 +29,9 @@ func (r *recorder) RoundDone(x Round) {
 	defer r.mu.Unlock()
 	r.rounds = append(r.rounds, x)
 }
-func (r *recorder) Managed(int)  {}
-func (r *recorder) Leading(bool) {}
+func (r *recorder) Managed(int)   {}
+func (r *recorder) Leading(bool)  {}
+func (r *recorder) Forget(string) {}
 
 // wait returns the rounds once there are n, or fails.
 func (r *recorder) wait(t *testing.T, n int) []Round {
@@ -103,8 +104,17 @@ func TestEngineCoalescesAndRetries(t *testing.T) {
 			}
 		}
 	}
-	if len(event.Nodes) != 23 || event.EventAge <= 0 {
-		t.Errorf("event round: %d nodes (want 23, the joins coalesced), event age %s", len(event.Nodes), event.EventAge)
+	// The 20 joins in it, and the first three unless their retry round
+	// had them then (they are taken after it).
+	joins := 0
+	for _, n := range event.Nodes {
+		var i int
+		if _, err := fmt.Sscanf(n.Name, "node-%d", &i); err == nil && i >= 3 {
+			joins++
+		}
+	}
+	if joins != 20 || len(event.Nodes) > 23 || event.EventAge <= 0 {
+		t.Errorf("event round: %d nodes, %d of them the joins (want the 20 coalesced), event age %s", len(event.Nodes), joins, event.EventAge)
 	}
 	// The three first nodes are retried after 1 s, unreachable still.
 	var rounds []Round
@@ -132,4 +142,116 @@ func TestEngineCoalescesAndRetries(t *testing.T) {
 	if dials["node-22"] < 1 || dials["node-00"] < 2 {
 		t.Errorf("dials = %v", dials)
 	}
+}
+
+// dialLog counts the dials of each node, and when they came.
+type dialLog struct {
+	mu    sync.Mutex
+	dials map[string][]time.Time
+}
+
+func (d *dialLog) add(n string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.dials[n] = append(d.dials[n], time.Now())
+}
+
+func (d *dialLog) count(n string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.dials[n])
+}
+
+// A node whose connection hangs holds back no other round: a join while
+// it hangs is dialled at once; the hanging node is taken again (with the
+// join in its plan) once its round ends; a node that left is forgotten.
+func TestEngineRoundsDoNotWaitForEachOther(t *testing.T) {
+	t.Parallel()
+	client := fake.NewClientset()
+	for i := range 3 {
+		if _, err := client.CoreV1().Nodes().Create(t.Context(), kubeNode(i), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	release := make(chan struct{})
+	log := &dialLog{dials: map[string][]time.Time{}}
+	rec := &forgetRecorder{}
+	e := New(Config{
+		Cluster: inventory.NewClusterForClient("fake", client, inventory.KubeOptions{}),
+		Plan:    orchestrator.PlanOptions{Protocol: orchestrator.DefaultProtocol},
+		Connect: func(ctx context.Context, n *inventory.Node) (orchestrator.Host, error) {
+			log.add(n.Name)
+			if n.Name == "node-00" && log.count(n.Name) == 1 {
+				select {
+				case <-release:
+				case <-ctx.Done():
+				}
+			}
+			return nil, &host.UnreachableError{Err: errors.New("no route to host")}
+		},
+		Debounce: 100 * time.Millisecond,
+		Observer: rec,
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !ok(); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("10 s and still not: %s", what)
+			}
+		}
+	}
+	// The sync round: node-00 hangs; node-01 and node-02 come back
+	// unreachable and wait their backoff.
+	waitFor("node-00 dialled", func() bool { return log.count("node-00") == 1 })
+	joined := time.Now()
+	if _, err := client.CoreV1().Nodes().Create(t.Context(), kubeNode(3), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the joined node-03 dialled while node-00 hangs", func() bool { return log.count("node-03") == 1 })
+	if took := time.Since(joined); took > 3*time.Second {
+		t.Errorf("node-03 dialled %s after it joined, with node-00 hanging", took)
+	}
+	if n := log.count("node-00"); n != 1 {
+		t.Errorf("node-00 dialled %d times while its first round ran, want 1", n)
+	}
+	// node-01 leaves: forgotten.
+	if err := client.CoreV1().Nodes().Delete(t.Context(), "node-01", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("node-01 forgotten", func() bool { return rec.forgot("node-01") })
+	close(release)
+	// node-00's round ends; the join marked it due while it ran: it is
+	// taken again at once, not after a backoff.
+	waitFor("node-00 dialled again", func() bool { return log.count("node-00") >= 2 })
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run after cancel: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return within 10 s of its context's end")
+	}
+}
+
+type forgetRecorder struct {
+	recorder
+	mu      sync.Mutex
+	forgets []string
+}
+
+func (r *forgetRecorder) Forget(n string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.forgets = append(r.forgets, n)
+}
+
+func (r *forgetRecorder) forgot(n string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Contains(r.forgets, n)
 }

@@ -50,6 +50,9 @@ type Observer interface {
 	// Leading reports whether this watcher holds the lease (always
 	// true without leader election).
 	Leading(bool)
+	// Forget reports that a node left the node table: whatever is kept
+	// per node (a metric's series, the last Event) goes with it.
+	Forget(node string)
 }
 
 // Observers fans calls out to several observers.
@@ -70,5 +73,11 @@ func (os Observers) Managed(n int) {
 func (os Observers) Leading(b bool) {
 	for _, o := range os {
 		o.Leading(b)
+	}
+}
+
+func (os Observers) Forget(node string) {
+	for _, o := range os {
+		o.Forget(node)
 	}
 }

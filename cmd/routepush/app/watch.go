@@ -100,7 +100,7 @@ listed, then, for each batch of node events, a run on the nodes it affects
 only (a join: every node; a departure or a new address: every other node,
 the departed node's routes deleted), and a full resync every --resync that
 repairs routes that drifted. A node that fails or cannot be reached is
-retried with backoff (1 s doubling to 5 min) without holding the others
+retried with backoff (1 s doubling to a minute) without holding the others
 back. Every round locks, verifies and rolls back per node as apply does.
 SIGTERM lets the round in flight finish or roll back, then exits 0.`,
 		Example: `  routepush watch --kubeconfig admin.conf -i hosts.yaml --persist --mark-network-available
@@ -156,10 +156,9 @@ func runWatch(cmd *cobra.Command, d deps, f *watchFlags) error {
 		Check: func(nodes []inventory.Node) error {
 			return checkRails(ctx, &f.checkFlags, nodes, cluster, dialer)
 		},
-		MarkAvailable: f.markAvailable,
-		Debounce:      f.debounce,
-		Resync:        f.resync,
-		Logger:        log,
+		Debounce: f.debounce,
+		Resync:   f.resync,
+		Logger:   log,
 	}
 	if f.leaseName == "" {
 		return watch.New(cfg).Run(ctx)
