@@ -2,12 +2,14 @@ package watch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"net/netip"
 	"time"
 
+	"github.com/routepush/routepush/host"
 	"github.com/routepush/routepush/inventory"
 	"github.com/routepush/routepush/orchestrator"
 )
@@ -161,7 +163,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			}
 		case <-debounce.C:
 			pending = false
-			e.refresh(ctx, e.src.take())
+			e.refresh(ctx)
 			e.start(ctx, "event")
 		case <-resync.C:
 			e.all()
@@ -193,8 +195,10 @@ func (e *Engine) arm(t *time.Timer) {
 }
 
 // refresh reads the node table again and marks the nodes its change
-// affects due now; at is when the oldest event behind it came.
-func (e *Engine) refresh(ctx context.Context, at time.Time) {
+// affects due now. When the inventory changed, how nodes are reached may
+// have: every node waiting out a backoff is due now too.
+func (e *Engine) refresh(ctx context.Context) {
+	at, fileChanged := e.src.take()
 	nodes, err := e.src.table(ctx)
 	if err != nil {
 		e.log.Error("failed to read the node table; waiting for the next change", "err", err)
@@ -205,6 +209,14 @@ func (e *Engine) refresh(ctx context.Context, at time.Time) {
 	now := e.now()
 	for _, p := range c.Gone {
 		e.gone[p] = now
+	}
+	if fileChanged {
+		for n, due := range e.due {
+			if due.After(now) {
+				e.due[n] = now
+				delete(e.fails, n)
+			}
+		}
 	}
 	if c.Empty() {
 		return
@@ -417,6 +429,16 @@ func (e *Engine) settle(ctx context.Context, f flight) []NodeResult {
 		case orchestrator.Unreachable:
 			nr.State = Unreachable
 			retryAt()
+		case orchestrator.Failed:
+			if _, locked := errors.AsType[*host.LockedError](n.Err); locked {
+				// Another run has it (a one-shot routepush, a watcher
+				// that lost the lease): nothing was tried, nothing
+				// failed. Taken again after the backoff.
+				nr.State = Pending
+				retryAt()
+				break
+			}
+			fallthrough
 		default:
 			nr.State = Failed
 			if nr.Err == nil && n.RollbackErr != nil {

@@ -31,6 +31,10 @@ type source struct {
 
 	mu     sync.Mutex
 	oldest time.Time // when the oldest event not yet served came
+	// fileChanged: the inventory changed since the last take, so how a
+	// node is reached may have: nodes waiting out a backoff are worth
+	// trying at once.
+	fileChanged bool
 
 	file    *inventory.File // the inventory's access, with the API
 	stamp   fileStamp
@@ -114,13 +118,14 @@ func (s *source) event() {
 	}
 }
 
-// take returns when the oldest event not yet served came, and forgets it.
-func (s *source) take() time.Time {
+// take returns when the oldest event not yet served came and whether the
+// inventory changed since, and forgets both.
+func (s *source) take() (oldest time.Time, fileChanged bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t := s.oldest
-	s.oldest = time.Time{}
-	return t
+	oldest, fileChanged = s.oldest, s.fileChanged
+	s.oldest, s.fileChanged = time.Time{}, false
+	return oldest, fileChanged
 }
 
 // pollFile re-reads the inventory when it changes.
@@ -145,6 +150,9 @@ func (s *source) pollFile(ctx context.Context) {
 			s.mu.Unlock()
 			if !same {
 				s.cfg.logger().Info("inventory changed; reading it again", "file", s.cfg.Inventory)
+				s.mu.Lock()
+				s.fileChanged = true
+				s.mu.Unlock()
 				s.event()
 			}
 		}

@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -387,4 +388,59 @@ func TestWatchCoalescesJoinsAndWaitsForTheUnreachable(t *testing.T) {
 		t.Errorf("%d event rounds of 22 nodes for the 20 joins, want 1:\n%s", n, res.Stderr)
 	}
 	assertNoLocks(t, k.Lab)
+}
+
+// With the API as the node source, the inventory says how to reach each
+// node, and is read again when it changes: node-2's entry names a port
+// nothing listens on, so it waits out its backoff while the others
+// converge; once the file is fixed, node-2 converges at once, not at its
+// next retry.
+func TestWatchReadsTheInventoryAgain(t *testing.T) {
+	t.Parallel()
+	k := newKubeLab(t, 3, false)
+	all := []int{0, 1, 2}
+	k.registerAll(t)
+	inv := filepath.Join(k.Dir, "watch-hosts.yaml")
+	if err := k.WriteInventory(inv, k.Nodes); err != nil {
+		t.Fatal(err)
+	}
+	good := readFile(t, inv)
+	bad := strings.Replace(good, fmt.Sprintf("address: %s\n", k.Nodes[2].Addr), fmt.Sprintf("address: %s\n    port: 2222\n", k.Nodes[2].Addr), 1)
+	if bad == good {
+		t.Fatal("could not give node-2 another port in the inventory")
+	}
+	writeFile(t, inv, bad)
+	started := time.Now()
+	w := startWatch(t, k.Lab, "--kubeconfig", k.kubeconfig, "--inventory", inv, "-v")
+	stopped := false
+	defer func() {
+		if !stopped {
+			res := w.stop(t)
+			t.Logf("watcher: %s\n%s", res, res.Stderr)
+		}
+	}()
+	two := []int{0, 1}
+	took := waitTables(t, k.Lab, two, func(i int) string { return expectedOf(k.Lab, all, i) }, started, 30*time.Second)
+	t.Logf("node-0 and node-1 converged %s after the start, node-2 unreachable", took)
+	// node-2 is refused at 0, 1, 3, 7 and 15 s: its next retry is 16 s
+	// later, long after the bound below.
+	time.Sleep(time.Until(started.Add(17 * time.Second)))
+	if got := ipv4Table(t, k.Nodes[2]); got == expectedOf(k.Lab, all, 2) {
+		t.Fatal("node-2 converged through a port nothing listens on")
+	}
+	fixed := time.Now()
+	writeFile(t, inv, good)
+	// The file is polled every 2 s; then one round.
+	took = waitTables(t, k.Lab, []int{2}, func(i int) string { return expectedOf(k.Lab, all, i) }, fixed, 4*time.Second)
+	t.Logf("node-2 converged %s after its inventory entry was fixed", took)
+	waitUnlocked(t, k.Lab, 10*time.Second)
+
+	res := w.stop(t)
+	stopped = true
+	if res.Code != 0 {
+		t.Errorf("watcher after SIGTERM: %s", res)
+	}
+	if !strings.Contains(res.Stderr, "inventory changed; reading it again") {
+		t.Errorf("the watcher's log does not say it read the inventory again:\n%s", res.Stderr)
+	}
 }
