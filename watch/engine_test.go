@@ -5,13 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/routepush/routepush/host"
 	"github.com/routepush/routepush/inventory"
@@ -60,7 +64,7 @@ func kubeNode(i int) *corev1.Node {
 // test sees which nodes each round contacted, and the backoff.
 func TestEngineCoalescesAndRetries(t *testing.T) {
 	t.Parallel()
-	client := fake.NewClientset()
+	client := apiClient(true)
 	for i := range 3 {
 		if _, err := client.CoreV1().Nodes().Create(t.Context(), kubeNode(i), metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
@@ -167,7 +171,7 @@ func (d *dialLog) count(n string) int {
 // join in its plan) once its round ends; a node that left is forgotten.
 func TestEngineRoundsDoNotWaitForEachOther(t *testing.T) {
 	t.Parallel()
-	client := fake.NewClientset()
+	client := apiClient(true)
 	for i := range 3 {
 		if _, err := client.CoreV1().Nodes().Create(t.Context(), kubeNode(i), metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
@@ -254,4 +258,33 @@ func (r *forgetRecorder) forgot(n string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Contains(r.forgets, n)
+}
+
+// apiClient is a fake API whose access reviews answer allowed.
+func apiClient(allowed bool) *fake.Clientset {
+	c := fake.NewClientset()
+	c.PrependReactor("create", "selfsubjectaccessreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		r := a.(k8stesting.CreateAction).GetObject().(*authorizationv1.SelfSubjectAccessReview)
+		r.Status.Allowed = allowed
+		return true, r, nil
+	})
+	return c
+}
+
+// A user who may list but not watch nodes is told so, before anything:
+// an informer without watch would list again every few seconds and see
+// every event late.
+func TestEngineNeedsWatchOnNodes(t *testing.T) {
+	t.Parallel()
+	e := New(Config{
+		Cluster: inventory.NewClusterForClient("lab", apiClient(false), inventory.KubeOptions{}),
+		Connect: func(context.Context, *inventory.Node) (orchestrator.Host, error) {
+			t.Error("connected without the right to watch nodes")
+			return nil, errors.New("no")
+		},
+	})
+	err := e.Run(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "may not list or watch nodes") || !strings.Contains(err.Error(), "configs/rbac.yaml") {
+		t.Errorf("Run = %v, want the missing rights named", err)
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -64,6 +65,9 @@ func (s *source) start(ctx context.Context) error {
 	if c == nil {
 		return nil
 	}
+	if err := mayWatchNodes(ctx, c); err != nil {
+		return err
+	}
 	factory := informers.NewSharedInformerFactoryWithOptions(c.Client, 0,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = c.Selector() }))
 	nodes := factory.Core().V1().Nodes()
@@ -90,6 +94,33 @@ func (s *source) start(ctx context.Context) error {
 		return ctx.Err()
 	}
 	s.take() // the initial list is the first sync's, not an event
+	return nil
+}
+
+// mayWatchNodes asks the API whether this user may list and watch nodes.
+// Without watch, an informer still lists, fails each watch, and lists
+// again after a backoff: events come seconds late, and nothing says why
+// but client-go's log. A server that will not answer the question (an
+// old one, a proxy) is not held against the watcher.
+func mayWatchNodes(ctx context.Context, c *inventory.Cluster) error {
+	var denied []string
+	for _, verb := range []string{"list", "watch"} {
+		r, err := c.Client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: verb, Resource: "nodes"}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return nil
+		}
+		if !r.Status.Allowed {
+			denied = append(denied, verb)
+		}
+	}
+	if len(denied) > 0 {
+		return fmt.Errorf("kubernetes %s: this user may not %s nodes: routepush watch needs get, list and watch on nodes (configs/rbac.yaml)", c.Name, strings.Join(denied, " or "))
+	}
 	return nil
 }
 
