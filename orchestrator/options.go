@@ -67,6 +67,7 @@ type Options struct {
 	// a node that fails is rolled back alone (whatever Rollback says,
 	// unless RollbackNone) and stops nothing else. Canary and
 	// MaxUnreachable do not apply; unreachable nodes are only reported.
+	// An interrupt lets a node whose batch is on its way finish.
 	Independent bool
 	// idleJournals: nodes wait for others between their read and their
 	// apply (more of them than Concurrency), so each closes what its

@@ -236,14 +236,20 @@ func (r *run) rollBack(ctx context.Context) {
 // independent runs every active node through all its phases on its own
 // (Options.Independent): each holds a concurrency slot, its connection
 // and its lock from its read to its release, and nothing it does
-// changes what happens to another.
+// changes what happens to another. An interrupt lets the nodes already
+// applying finish (converged or rolled back), and starts no other.
 func (r *run) independent(ctx context.Context) {
 	r.opts.Logger.Info("reconciling nodes independently", "nodes", len(r.active), "concurrency", r.opts.Concurrency)
 	each(ctx, r.active, r.opts.Concurrency, func(ctx context.Context, n *nodeRun) {
 		r.readNode(ctx, n)
 		if n.rep.Changes() && ctx.Err() == nil && !r.opts.Check {
+			// Once its batch is on its way, a node is let finish:
+			// apply and verify are bounded per command, and a batch
+			// abandoned mid-way may still reach ip after the rollback
+			// read the table. An interrupt stops only what has not
+			// begun.
 			var stop atomic.Bool
-			r.applyNode(ctx, n, &stop)
+			r.applyNode(context.WithoutCancel(ctx), n, &stop)
 		}
 		// Settling one node, on a context of its own as settle's.
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.SettleTimeout)

@@ -468,3 +468,59 @@ func TestWatchReadsTheInventoryAgain(t *testing.T) {
 		t.Errorf("the watcher's log does not say it read the inventory again:\n%s", res.Stderr)
 	}
 }
+
+// SIGTERM while a round has a node mid-batch: the watcher lets that node
+// finish (a batch abandoned half-way could reach ip after a rollback read
+// the table), verifies it, releases every lock and exits 0; the nodes
+// done before stay converged.
+func TestWatchStopsCleanlyMidRound(t *testing.T) {
+	t.Parallel()
+	k := newKubeLab(t, 4, false)
+	all := []int{0, 1, 2, 3}
+	k.registerAll(t)
+	before := detailed(t, k.Lab, k.Nodes[3])
+	batch := holdNode(t, k.Lab, k.Nodes[3], "batch", atBatchLine, 1, "")
+	w := startWatch(t, k.Lab, "--kubeconfig", k.kubeconfig, "-v")
+	if res, ok := batch.waitPaused(t, w.done); !ok {
+		t.Fatalf("node-3's batch was never held:\n%s", res)
+	}
+	three := all[:3]
+	waitTables(t, k.Lab, three, func(i int) string { return expectedOf(k.Lab, all, i) }, time.Now(), 30*time.Second)
+	w.mu.Lock()
+	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	w.mu.Unlock()
+	// The watcher waits for node-3 (its batch is half in ip's hands):
+	// it must not exit before the batch is let go.
+	select {
+	case res := <-w.done:
+		t.Fatalf("the watcher exited with node-3's batch still held: %s\n%s", res, res.Stderr)
+	case <-time.After(time.Second):
+	}
+	stopAt := time.Now()
+	batch.release(t)
+	var res lab.Result
+	select {
+	case res = <-w.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the watcher did not stop within 30 s of node-3's batch going on")
+	}
+	t.Logf("stopped %s after node-3's batch went on", time.Since(stopAt).Round(time.Millisecond))
+	if res.Code != 0 {
+		t.Errorf("watcher after SIGTERM: %s", res)
+	}
+	// Its batch was on its way: it finished, and verified.
+	if got := ipv4Table(t, k.Nodes[3]); got != expectedOf(k.Lab, all, 3) {
+		t.Errorf("node-3 not converged after its batch was let finish (before: %s):\n%s", before, got)
+	}
+	if !regexp.MustCompile(`msg="round done" reason=sync nodes=4 converged=4 `).MatchString(res.Stderr) {
+		t.Errorf("the stopped round does not report node-3 converged:\n%s", res.Stderr)
+	}
+	for _, i := range three {
+		if got := ipv4Table(t, k.Nodes[i]); got != expectedOf(k.Lab, all, i) {
+			t.Errorf("%s no longer converged:\n%s", k.Nodes[i].Name, got)
+		}
+	}
+	assertNoLocks(t, k.Lab)
+}
