@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/routepush/routepush/test/lab"
 )
 
@@ -207,6 +210,20 @@ func assertPings(t *testing.T, l *lab.Lab, members []int) {
 	}
 }
 
+// setInternalIP makes a Node's InternalIP addr, as its kubelet would.
+func (k *kubeLab) setInternalIP(t *testing.T, name, addr string) {
+	t.Helper()
+	nodes := k.api.Admin.CoreV1().Nodes()
+	n, err := nodes.Get(testContext(t), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: addr}, {Type: corev1.NodeHostName, Address: name}}
+	if _, err := nodes.UpdateStatus(testContext(t), n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // logins counts the SSH logins each node's sshd accepted so far.
 func logins(t *testing.T, l *lab.Lab, which []int) []int {
 	t.Helper()
@@ -291,6 +308,25 @@ func TestWatchFollowsTheNodes(t *testing.T) {
 		}
 		return 1
 	})
+
+	// (d) node-5 is given a new InternalIP: every other node's route to
+	// it is replaced, and pods still reach each other.
+	moved := "198.18.0.200"
+	ipRun(t, k.Nodes[5], "addr", "add", moved+"/16", "dev", "eth0")
+	changed = time.Now()
+	k.setInternalIP(t, "node-5", moved)
+	took = waitTables(t, k.Lab, left, func(i int) string {
+		var want string
+		if i == 0 {
+			want = expectedOf(k.Lab, left, i, foreign)
+		} else {
+			want = expectedOf(k.Lab, left, i)
+		}
+		n5 := k.Nodes[5]
+		return strings.Replace(want, fmt.Sprintf("%s via %s ", n5.PodCIDR, n5.Addr), fmt.Sprintf("%s via %s ", n5.PodCIDR, moved), 1)
+	}, changed, 5*time.Second)
+	t.Logf("new address: node-5's route replaced on 8 nodes %s after its InternalIP changed", took)
+	assertPings(t, k.Lab, left)
 
 	res := w.stop(t)
 	stopped = true
