@@ -11,8 +11,11 @@ import (
 // nodes whose routes it touches, and the pod CIDRs that no node owns any
 // more (their routes are pruned wherever they are found).
 type Change struct {
-	Affected []string       // sorted
-	Gone     []netip.Prefix // pod CIDRs of nodes that left or moved
+	Affected []string // sorted
+	// Changed are the nodes whose own entry changed: joined, or new
+	// internal IPs or pod CIDRs (sorted).
+	Changed []string
+	Gone    []netip.Prefix // pod CIDRs of nodes that left or moved
 }
 
 // Empty reports whether the change touches no node.
@@ -41,6 +44,7 @@ func Diff(old, new []inventory.Node) Change {
 		}
 	}
 	owned := map[netip.Prefix]bool{}
+	var changed []string
 	for i := range new {
 		n := &new[i]
 		for _, c := range n.PodCIDRs {
@@ -51,12 +55,14 @@ func Diff(old, new []inventory.Node) Change {
 		case !ok:
 			hit[n.Name] = true
 			others(n.Name)
+			changed = append(changed, n.Name)
 		case !slices.Equal(o.InternalIPs, n.InternalIPs) || !slices.Equal(o.PodCIDRs, n.PodCIDRs):
 			others(n.Name)
+			changed = append(changed, n.Name)
 		}
 		delete(before, n.Name)
 	}
-	var c Change
+	c := Change{Changed: changed}
 	for name := range before { // the nodes that left
 		others(name)
 	}

@@ -41,8 +41,11 @@ type Config struct {
 	// run ID per round); nil: rounds neither lock nor record.
 	NewHolder func() orchestrator.Holder
 	Connect   orchestrator.Connector
-	// Check vets a node table before it is planned (the rails); a table
-	// it refuses is not acted on until the next change.
+	// Check vets a node table when it is read (the rails). A table it
+	// refuses as inventory.Validate would (a *ValidationError naming
+	// nodes) is handled alike: the nodes that changed are held at their
+	// last accepted entries; any other error keeps the last table until
+	// the next change.
 	Check    func(nodes []inventory.Node) error
 	Debounce time.Duration // events coalesced within it; default 200 ms
 	Resync   time.Duration // every node reconciled this often; default 10 min
@@ -67,6 +70,8 @@ type Engine struct {
 	obs   Observer
 	nodes []inventory.Node // the table as last read
 	in    map[string]bool  // its names
+	held  map[string]bool  // nodes whose objects exist but are held out of it
+	known map[string]bool  // in or held: the nodes observers keep
 
 	// Per node: when it is due (absent: converged, nothing to do), the
 	// oldest event it waits for, how many times in a row it failed,
@@ -127,10 +132,11 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 		return err
 	}
-	nodes, err := e.src.table(ctx)
+	nodes, held, err := e.src.table(ctx)
 	if err != nil {
 		return err
 	}
+	e.held = held
 	e.log.Info("watching", "nodes", len(nodes), "resync", e.cfg.Resync, "debounce", e.cfg.Debounce)
 	e.setTable(nodes)
 	e.all()
@@ -199,16 +205,29 @@ func (e *Engine) arm(t *time.Timer) {
 // have: every node waiting out a backoff is due now too.
 func (e *Engine) refresh(ctx context.Context) {
 	at, fileChanged := e.src.take()
-	nodes, err := e.src.table(ctx)
+	nodes, held, err := e.src.table(ctx)
 	if err != nil {
 		e.log.Error("failed to read the node table; waiting for the next change", "err", err)
 		return
 	}
 	c := Diff(e.nodes, nodes)
+	// A node held out of the table is not gone: its pod CIDR is not
+	// pruned anywhere, and the observers keep it.
+	heldCIDRs := map[netip.Prefix]bool{}
+	for i := range e.nodes {
+		if held[e.nodes[i].Name] {
+			for _, p := range e.nodes[i].PodCIDRs {
+				heldCIDRs[p] = true
+			}
+		}
+	}
+	e.held = held
 	e.setTable(nodes)
 	now := e.now()
 	for _, p := range c.Gone {
-		e.gone[p] = now
+		if !heldCIDRs[p] {
+			e.gone[p] = now
+		}
 	}
 	if fileChanged {
 		for n, due := range e.due {
@@ -224,7 +243,17 @@ func (e *Engine) refresh(ctx context.Context) {
 	if at.IsZero() {
 		at = now
 	}
+	changed := map[string]bool{}
+	for _, n := range c.Changed {
+		changed[n] = true
+	}
 	for _, n := range c.Affected {
+		if !changed[n] && e.fails[n] > 0 && e.due[n].After(now) {
+			// Waiting out a backoff for a failure of its own: another
+			// node's change (a flapping kubelet's) is no reason to try
+			// it sooner. Its retry plans the table as it is then.
+			continue
+		}
 		e.due[n] = now
 		delete(e.fails, n) // an event is worth trying at once
 		if w, ok := e.waiting[n]; !ok || at.Before(w) {
@@ -234,9 +263,9 @@ func (e *Engine) refresh(ctx context.Context) {
 	e.log.Info("nodes changed", "affected", len(c.Affected), "gone", len(c.Gone))
 }
 
-// setTable takes a new node table: nodes no longer in it are forgotten
-// (and the observer told), and pod CIDRs owned again are no longer
-// pruned.
+// setTable takes a new node table: nodes no longer in it are forgotten,
+// the observers told of those whose Node objects are gone (not of those
+// held out), and pod CIDRs owned again are no longer pruned.
 func (e *Engine) setTable(nodes []inventory.Node) {
 	in := make(map[string]bool, len(nodes))
 	for i := range nodes {
@@ -245,16 +274,22 @@ func (e *Engine) setTable(nodes []inventory.Node) {
 			delete(e.gone, c)
 		}
 	}
+	known := maps.Clone(in)
+	maps.Copy(known, e.held)
+	for n := range e.known {
+		if !known[n] {
+			e.obs.Forget(n)
+		}
+	}
 	for n := range e.in {
 		if !in[n] {
 			delete(e.due, n)
 			delete(e.waiting, n)
 			delete(e.fails, n)
 			delete(e.converged, n)
-			e.obs.Forget(n)
 		}
 	}
-	e.nodes, e.in = nodes, in
+	e.nodes, e.in, e.known = nodes, in, known
 }
 
 // all marks every node due now.
@@ -280,15 +315,6 @@ func (e *Engine) start(ctx context.Context, reason string) {
 	}
 	if len(limit) == 0 {
 		return
-	}
-	if e.cfg.Check != nil {
-		if err := e.cfg.Check(e.nodes); err != nil {
-			e.log.Error("node table refused; waiting for the next change", "err", err)
-			for n := range limit {
-				e.due[n] = now.Add(backoff(e.fail(n)))
-			}
-			return
-		}
 	}
 	po := e.cfg.Plan
 	if len(e.gone) > 0 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -36,6 +37,8 @@ type source struct {
 	// node is reached may have: nodes waiting out a backoff are worth
 	// trying at once.
 	fileChanged bool
+
+	good map[string]*corev1.Node // the objects of the last table accepted
 
 	file    *inventory.File // the inventory's access, with the API
 	stamp   fileStamp
@@ -210,37 +213,82 @@ func (s *source) readFile() {
 	s.file, s.fileErr = f, nil
 }
 
-// table builds the node table as it stands, in name order. A node the
-// table refuses (no InternalIP yet, a malformed CIDR) is left out and
-// reported, rather than stopping the watcher: ones without a pod CIDR are
-// in it, receiving routes.
-func (s *source) table(ctx context.Context) ([]inventory.Node, error) {
+// table builds the node table as it stands, in name order, and names the
+// nodes held out of it though their Node objects exist (quarantined: not
+// departed, so nothing is pruned or forgotten for them).
+//
+// A table the validation refuses is not cut down by the validation's
+// verdict alone: which of two conflicting nodes it names is a matter of
+// sort order, and a hostile kubelet (a Node may write its own addresses)
+// would pick its victim. Instead every node whose routing changed since
+// the last table accepted (or that is new) is held at its last accepted
+// object (or out, when new) while the others stay as they were. Only
+// when that still fails (the first table, or an inventory change) are the
+// nodes the validation names left out. Either way the log says who and
+// why.
+func (s *source) table(ctx context.Context) ([]inventory.Node, map[string]bool, error) {
 	if s.cfg.Inventory != "" {
 		s.readFile()
 		if s.fileErr != nil && s.file == nil {
-			return nil, s.fileErr
+			return nil, nil, s.fileErr
 		}
 		if s.fileErr != nil {
 			s.cfg.logger().Warn("inventory unreadable; keeping the last good one", "err", s.fileErr)
 		}
 	}
 	if s.cfg.Cluster == nil {
-		return inventory.Load(s.cfg.Inventory)
+		nodes, err := inventory.Load(s.cfg.Inventory)
+		return nodes, nil, err
 	}
 	kns, err := s.lister.List(labels.Everything())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	slices.SortFunc(kns, func(a, b *corev1.Node) int { return strings.Compare(a.Name, b.Name) })
-	for range 2 {
+	build := func(kns []*corev1.Node) ([]inventory.Node, error) {
 		t, err := s.cfg.Cluster.TableOf(ctx, kns, s.file, s.cfg.AllowUnknown)
-		var ve *inventory.ValidationError
-		if !errors.As(err, &ve) {
-			if err != nil {
+		if err != nil {
+			return nil, err
+		}
+		if s.cfg.Check != nil {
+			if err := s.cfg.Check(t.Nodes); err != nil {
 				return nil, err
 			}
-			return t.Nodes, nil
 		}
+		return t.Nodes, nil
+	}
+	nodes, err := build(kns)
+	var ve *inventory.ValidationError
+	if !errors.As(err, &ve) {
+		if err != nil {
+			return nil, nil, err
+		}
+		s.accept(kns)
+		return nodes, nil, nil
+	}
+	held := map[string]bool{}
+	if len(s.good) > 0 {
+		var kept []*corev1.Node
+		for _, kn := range kns {
+			good, ok := s.good[kn.Name]
+			switch {
+			case ok && routing(good) == routing(kn):
+				kept = append(kept, kn)
+			case ok:
+				held[kn.Name] = true
+				kept = append(kept, good)
+			default:
+				held[kn.Name] = true
+			}
+		}
+		if nodes, err2 := build(kept); err2 == nil {
+			s.cfg.logger().Warn("Node objects refused: held at their last accepted addresses and pod CIDRs (new ones left out) until they are fixed",
+				"nodes", strings.Join(slices.Sorted(maps.Keys(held)), ","), "err", err)
+			return nodes, held, nil
+		}
+		clear(held)
+	}
+	for range 2 {
 		bad := map[string]bool{}
 		for _, e := range ve.Errs {
 			var fe *inventory.FieldError
@@ -249,10 +297,27 @@ func (s *source) table(ctx context.Context) ([]inventory.Node, error) {
 			}
 		}
 		if len(bad) == 0 {
-			return nil, err
+			return nil, nil, err
 		}
 		s.cfg.logger().Warn("nodes left out until their Node objects are fixed", "err", err)
 		kns = slices.DeleteFunc(kns, func(n *corev1.Node) bool { return bad[n.Name] })
+		maps.Copy(held, bad)
+		nodes, err = build(kns)
+		if !errors.As(err, &ve) {
+			if err != nil {
+				return nil, nil, err
+			}
+			return nodes, held, nil
+		}
 	}
-	return nil, errors.New("watch: node table still invalid after leaving out the nodes named")
+	return nil, nil, errors.New("watch: node table still invalid after leaving out the nodes named")
+}
+
+// accept remembers the Node objects of a table that validated: the last
+// good state of each (informer objects are never changed in place).
+func (s *source) accept(kns []*corev1.Node) {
+	s.good = make(map[string]*corev1.Node, len(kns))
+	for _, kn := range kns {
+		s.good[kn.Name] = kn
+	}
 }
