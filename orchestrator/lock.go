@@ -52,5 +52,15 @@ func (o *Options) lockError(node string, err error) error {
 	if h.Host == o.Holder.Host && o.ProcessAlive != nil && !o.ProcessAlive(h.PID) {
 		msg += fmt.Sprintf("; that process is gone: `routepush rollback --run %s` undoes what it changed and releases the lock", h.RunID)
 	}
-	return errors.New(msg)
+	return &heldError{msg: msg, err: le}
 }
+
+// heldError is a node locked by another routepush run, said in full; it
+// is still a *host.LockedError to errors.As.
+type heldError struct {
+	msg string
+	err *host.LockedError
+}
+
+func (e *heldError) Error() string { return e.msg }
+func (e *heldError) Unwrap() error { return e.err }

@@ -69,6 +69,10 @@ type Options struct {
 	// MaxUnreachable do not apply; unreachable nodes are only reported.
 	// An interrupt lets a node whose batch is on its way finish.
 	Independent bool
+	// NodeDone, in an Independent run, is told of each node once it is
+	// settled and released (from that node's goroutine), so the caller
+	// need not wait for the run's slowest node to act on the others.
+	NodeDone func(NodeReport)
 	// idleJournals: nodes wait for others between their read and their
 	// apply (more of them than Concurrency), so each closes what its
 	// journal keeps open meanwhile (Journal.CloseFilesUntilNeeded). Otherwise that

@@ -260,6 +260,9 @@ func (r *run) independent(ctx context.Context) {
 			n.rollback(sctx)
 		}
 		n.release(sctx)
+		if r.opts.NodeDone != nil {
+			r.opts.NodeDone(*n.rep)
+		}
 	})
 	if ctx.Err() != nil {
 		r.rep.Err = fmt.Errorf("run interrupted: %w", context.Cause(ctx))

@@ -86,9 +86,11 @@ type Engine struct {
 	// deleted wherever found until every node converged after that.
 	gone map[netip.Prefix]time.Time
 
-	done    chan flight // rounds hand their reports back
-	flights int         // rounds running
-	now     func() time.Time
+	done     chan *flight  // rounds hand their reports back
+	nodeDone chan nodeDone // and each node as soon as it is settled
+	flights  int           // rounds running
+	retryAt  time.Time     // when the retry timer fires; zero: not set
+	now      func() time.Time
 }
 
 // flight is one round: what it was started with and what came of it.
@@ -96,7 +98,15 @@ type flight struct {
 	reason  string
 	started time.Time
 	nodes   map[string]bool
+	oldest  time.Time // the oldest event its nodes waited for
+	results []NodeResult
 	rep     *orchestrator.Report
+}
+
+// nodeDone is one node of a round, settled and released.
+type nodeDone struct {
+	f   *flight
+	rep orchestrator.NodeReport
 }
 
 // New returns an engine for cfg.
@@ -110,7 +120,7 @@ func New(cfg Config) *Engine {
 	e := &Engine{cfg: cfg, log: cfg.logger(), obs: cfg.Observer,
 		due: map[string]time.Time{}, waiting: map[string]time.Time{}, fails: map[string]int{},
 		converged: map[string]time.Time{}, in: map[string]bool{}, flying: map[string]bool{}, gone: map[netip.Prefix]time.Time{},
-		done: make(chan flight), now: time.Now}
+		done: make(chan *flight), nodeDone: make(chan nodeDone), now: time.Now}
 	if e.obs == nil {
 		e.obs = Observers{}
 	}
@@ -155,13 +165,19 @@ func (e *Engine) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			e.log.Info("stopping: waiting for the rounds in flight", "rounds", e.flights)
 			for e.flights > 0 {
-				e.finish(ctx, <-e.done)
+				select {
+				case f := <-e.done:
+					e.finish(ctx, f)
+				case d := <-e.nodeDone:
+					e.settleNode(ctx, d.f, &d.rep)
+				}
 			}
 			e.log.Info("watch stopped")
 			return nil
 		case f := <-e.done:
 			e.finish(ctx, f)
-			e.start(ctx, "retry") // nodes an event marked while they were in flight
+		case d := <-e.nodeDone:
+			e.settleNode(ctx, d.f, &d.rep) // the retry timer takes it if due again
 		case <-e.src.kick:
 			if !pending {
 				debounce.Reset(e.cfg.Debounce)
@@ -175,6 +191,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			e.all()
 			e.start(ctx, "resync")
 		case <-retry.C:
+			e.retryAt = time.Time{}
 			e.start(ctx, "retry")
 		}
 	}
@@ -186,18 +203,37 @@ func stoppedTimer() *time.Timer {
 	return t
 }
 
-// arm sets the retry timer to the earliest node due that no round has.
+// arm sets the retry timer to the earliest node due that no round has,
+// but no sooner than a debounce from now: nodes handed back one by one
+// and due again (an event came while a round had them) make one round,
+// not one each. A timer already set soon enough is left alone, so a
+// stream of such nodes cannot keep pushing it back.
 func (e *Engine) arm(t *time.Timer) {
-	t.Stop()
 	var first time.Time
 	for n, at := range e.due {
 		if !e.flying[n] && (first.IsZero() || at.Before(first)) {
 			first = at
 		}
 	}
-	if !first.IsZero() {
-		t.Reset(max(first.Sub(e.now()), time.Millisecond))
+	if first.IsZero() {
+		t.Stop()
+		e.retryAt = time.Time{}
+		return
 	}
+	first = later(first, e.now().Add(e.cfg.Debounce))
+	if !e.retryAt.IsZero() && !e.retryAt.After(first) {
+		return
+	}
+	t.Stop()
+	t.Reset(first.Sub(e.now()))
+	e.retryAt = first
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // refresh reads the node table again and marks the nodes its change
@@ -333,13 +369,21 @@ func (e *Engine) start(ctx context.Context, reason string) {
 	for n := range limit {
 		e.flying[n] = true
 	}
-	f := flight{reason: reason, started: now, nodes: limit}
+	f := &flight{reason: reason, started: now, nodes: limit}
 	managed := 0
 	for i := range plan.Nodes {
 		managed += plan.Host(i).Len()
 	}
 	e.obs.Managed(managed)
 	e.log.Info("round", "reason", reason, "nodes", len(limit), "run", opts.Holder.RunID)
+	for n := range limit {
+		if w, ok := e.waiting[n]; ok && (f.oldest.IsZero() || w.Before(f.oldest)) {
+			f.oldest = w
+		}
+	}
+	// Each node is handed back as soon as it is settled: an event for it
+	// need not wait for the round's slowest node.
+	opts.NodeDone = func(r orchestrator.NodeReport) { e.nodeDone <- nodeDone{f, r} }
 	e.flights++
 	go func() {
 		f.rep = orchestrator.Run(ctx, plan, e.cfg.Connect, opts)
@@ -347,24 +391,19 @@ func (e *Engine) start(ctx context.Context, reason string) {
 	}()
 }
 
-// finish takes a round's report: sorts its nodes, reports it, and lets
-// go of its nodes.
-func (e *Engine) finish(ctx context.Context, f flight) {
+// finish takes a round's report once every node of it is settled:
+// settles any node not handed back on its own, and reports the round.
+func (e *Engine) finish(ctx context.Context, f *flight) {
 	e.flights--
-	for n := range f.nodes {
-		delete(e.flying, n)
-	}
-	now := e.now()
-	r := Round{Reason: f.reason, Started: f.started, Took: now.Sub(f.started)}
-	var oldest time.Time
-	for n := range f.nodes {
-		if w, ok := e.waiting[n]; ok && (oldest.IsZero() || w.Before(oldest)) {
-			oldest = w
+	for i := range f.rep.Nodes {
+		if n := &f.rep.Nodes[i]; f.nodes[n.Name] && e.flying[n.Name] && n.Outcome != orchestrator.Excluded {
+			e.settleNode(ctx, f, n)
 		}
 	}
-	r.Nodes = e.settle(ctx, f)
-	if !oldest.IsZero() {
-		r.EventAge = now.Sub(oldest)
+	now := e.now()
+	r := Round{Reason: f.reason, Started: f.started, Took: now.Sub(f.started), Nodes: f.results}
+	if !f.oldest.IsZero() {
+		r.EventAge = now.Sub(f.oldest)
 	}
 	e.forgetGone()
 	e.logRound(r, f.rep)
@@ -372,21 +411,28 @@ func (e *Engine) finish(ctx context.Context, f flight) {
 }
 
 // forgetGone stops pruning a departed node's pod CIDR once every node
-// converged in a round started after it left: none holds a route to it.
+// converged in a round started after it left (none holds a route to it),
+// or a day after it left: a node that never converges (powered off, its
+// Node object kept) must not pin every departure for ever. Until then a
+// node that converges prunes it.
 func (e *Engine) forgetGone() {
+	now := e.now()
 	for p, at := range e.gone {
-		all := true
-		for i := range e.nodes {
+		all := now.Sub(at) > goneFor
+		for i := 0; i < len(e.nodes) && !all; i++ {
 			if c, ok := e.converged[e.nodes[i].Name]; !ok || !c.After(at) {
-				all = false
 				break
 			}
+			all = i == len(e.nodes)-1
 		}
-		if all {
+		if all || len(e.nodes) == 0 {
 			delete(e.gone, p)
 		}
 	}
 }
+
+// goneFor is how long a departed node's pod CIDR is pruned at most.
+const goneFor = 24 * time.Hour
 
 // fail counts a failure of node n and returns how many in a row.
 func (e *Engine) fail(n string) int {
@@ -394,95 +440,69 @@ func (e *Engine) fail(n string) int {
 	return e.fails[n]
 }
 
-// settle sorts a round's nodes into converged (no longer due), failed or
-// unreachable (due after their backoff), and skipped: left out because
-// another node stopped the run, due again at once. A node an event
-// marked due while the round had it stays due for the next round.
-func (e *Engine) settle(ctx context.Context, f flight) []NodeResult {
-	rep := f.rep
+// settleNode sorts one node of a round: converged (no longer due), failed
+// or unreachable (due after its backoff), or pending (locked by another
+// run, or cut short by a stop). A node an event marked due while the
+// round had it stays due for the next round, which starts at once.
+func (e *Engine) settleNode(ctx context.Context, f *flight, n *orchestrator.NodeReport) {
+	delete(e.flying, n.Name)
+	if !e.inTable(n.Name) {
+		delete(e.due, n.Name) // it left while the round had it
+		delete(e.fails, n.Name)
+		return
+	}
 	now := e.now()
-	var res []NodeResult
-	someDone := false
-	for i := range rep.Nodes {
-		n := &rep.Nodes[i]
-		if n.Outcome != orchestrator.Skipped && n.Outcome != orchestrator.Excluded {
-			someDone = true
+	again := e.due[n.Name].After(f.started)
+	nr := NodeResult{Name: n.Name, Added: n.Added(), Changed: n.Replaced(), Removed: n.Removed(), Err: n.Err}
+	defer func() { f.results = append(f.results, nr) }()
+	if ctx.Err() != nil && interrupted(n) {
+		// Stopping cut it short, before or after a change undone:
+		// nothing is known against it, and nothing to retry.
+		nr.State, nr.Err = Pending, nil
+		return
+	}
+	retryAt := func() {
+		if !again {
+			e.due[n.Name] = now.Add(backoff(e.fail(n.Name)))
 		}
 	}
-	for i := range rep.Nodes {
-		n := &rep.Nodes[i]
-		if n.Outcome == orchestrator.Excluded || !f.nodes[n.Name] {
-			continue
+	switch n.Outcome {
+	case orchestrator.InSync, orchestrator.Changed:
+		nr.State = Converged
+		_, before := e.converged[n.Name]
+		nr.Repaired = f.reason == "resync" && n.Outcome == orchestrator.Changed && before
+		delete(e.fails, n.Name)
+		e.converged[n.Name] = f.started
+		if !again {
+			delete(e.due, n.Name)
+			delete(e.waiting, n.Name)
 		}
-		// Marked again during the round (an event, a resync): the next
-		// round takes it whatever this one did.
-		again := e.due[n.Name].After(f.started)
-		nr := NodeResult{Name: n.Name, Added: n.Added(), Changed: n.Replaced(), Removed: n.Removed(), Err: n.Err}
-		if ctx.Err() != nil && interrupted(n) {
-			// Stopping cut it short, before or after a change undone:
-			// nothing is known against it, and nothing to retry.
-			nr.State, nr.Err = Pending, nil
-			res = append(res, nr)
-			continue
-		}
-		retryAt := func() {
-			if !again {
-				e.due[n.Name] = now.Add(backoff(e.fail(n.Name)))
-			}
-		}
-		switch n.Outcome {
-		case orchestrator.InSync, orchestrator.Changed:
-			nr.State = Converged
-			_, before := e.converged[n.Name]
-			nr.Repaired = f.reason == "resync" && n.Outcome == orchestrator.Changed && before
-			delete(e.fails, n.Name)
-			if e.inTable(n.Name) {
-				e.converged[n.Name] = f.started
-			}
-			if !again {
-				delete(e.due, n.Name)
-				delete(e.waiting, n.Name)
-			}
-		case orchestrator.Skipped:
+	case orchestrator.Skipped:
+		nr.State = Pending
+		retryAt()
+	case orchestrator.Unreachable:
+		nr.State = Unreachable
+		retryAt()
+	case orchestrator.Failed:
+		if _, locked := errors.AsType[*host.LockedError](n.Err); locked {
+			// Another run has it (a one-shot routepush, a watcher
+			// that lost the lease): nothing was tried, nothing
+			// failed. Taken again after the backoff.
 			nr.State = Pending
-			switch {
-			case again:
-			case someDone && rep.Err == nil && ctx.Err() == nil:
-				e.due[n.Name] = now // another node stopped the run: go on without it
-			default:
-				retryAt()
-			}
-		case orchestrator.Unreachable:
-			nr.State = Unreachable
 			retryAt()
-		case orchestrator.Failed:
-			if _, locked := errors.AsType[*host.LockedError](n.Err); locked {
-				// Another run has it (a one-shot routepush, a watcher
-				// that lost the lease): nothing was tried, nothing
-				// failed. Taken again after the backoff.
-				nr.State = Pending
-				retryAt()
-				break
-			}
-			fallthrough
-		default:
-			nr.State = Failed
-			if nr.Err == nil && n.RollbackErr != nil {
-				nr.Err = n.RollbackErr
-			}
-			if nr.Err == nil {
-				nr.Err = fmt.Errorf("%s: %s", n.Name, n.Outcome)
-			}
-			retryAt()
+			break
 		}
-		if !e.inTable(n.Name) {
-			delete(e.due, n.Name) // it left while the round had it
-			delete(e.fails, n.Name)
-			continue
+		fallthrough
+	default:
+		nr.State = Failed
+		if nr.Err == nil && n.RollbackErr != nil {
+			nr.Err = n.RollbackErr
 		}
-		res = append(res, nr)
+		if nr.Err == nil {
+			nr.Err = fmt.Errorf("%s: %s", n.Name, n.Outcome)
+		}
+		retryAt()
 	}
-	return res
 }
 
 // interrupted reports whether a node a stopping round cut short is as it
@@ -509,7 +529,7 @@ func (e *Engine) logRound(r Round, rep *orchestrator.Report) {
 		if n.Repaired {
 			repaired++
 		}
-		if n.State == Failed || n.State == Unreachable {
+		if n.State == Failed || n.State == Unreachable || n.State == Pending && n.Err != nil {
 			e.log.Warn("node not converged; retrying", "node", n.Name, "state", n.State, "retry_in", e.due[n.Name].Sub(e.now()).Round(time.Millisecond), "err", n.Err)
 		}
 	}
