@@ -84,9 +84,23 @@ func RunLeading(ctx context.Context, client kubernetes.Interface, o LeaseOptions
 	if client == nil {
 		return errors.New("watch: leader election needs a Kubernetes client")
 	}
-	electCtx, stopElecting := context.WithCancel(ctx)
+	// The election outlives ctx: on a stop the lease is renewed while
+	// lead winds down (its rounds finish or roll back), and released
+	// only after; stopping the renewals first would let another watcher
+	// take the lease while this one still writes.
+	electCtx, stopElecting := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopElecting()
 	t := &term{done: make(chan struct{})}
+	stopped := make(chan struct{})
+	defer close(stopped)
+	go func() {
+		select {
+		case <-ctx.Done():
+			t.stop()
+			stopElecting()
+		case <-stopped:
+		}
+	}()
 	lock := &releaseGate{
 		Interface: &resourcelock.LeaseLock{
 			LeaseMeta:  metav1.ObjectMeta{Namespace: o.Namespace, Name: o.Name},
@@ -95,6 +109,26 @@ func RunLeading(ctx context.Context, client kubernetes.Interface, o LeaseOptions
 		},
 		before:  t.stop,
 		timeout: o.RenewDeadline,
+	}
+	// Our own watchdog on the renewals: client-go cancels the leader's
+	// context only once its renew loop and a release attempt have both
+	// given up, which against an API that went silent is well past the
+	// lease duration. lead is stopped as soon as the last renewal is
+	// RenewDeadline old, before any other watcher may take the lease.
+	watchdog := func(lctx context.Context) {
+		tick := time.NewTicker(o.RetryPeriod / 4)
+		defer tick.Stop()
+		for {
+			select {
+			case <-lctx.Done():
+				return
+			case <-tick.C:
+				if time.Since(lock.lastRenew()) > o.RenewDeadline {
+					t.stop()
+					return
+				}
+			}
+		}
 	}
 	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 		Lock:            lock,
@@ -105,6 +139,8 @@ func RunLeading(ctx context.Context, client kubernetes.Interface, o LeaseOptions
 		Name:            o.Namespace + "/" + o.Name,
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(lctx context.Context) {
+				lock.renewed()
+				go watchdog(lctx)
 				if t.run(lctx, leading, lead) {
 					// lead returned on its own while leading: step down.
 					stopElecting()
@@ -191,18 +227,56 @@ func (t *term) selfStopped() bool {
 // clears the holder) until lead has returned, so the next leader cannot
 // start while this one still writes. The release then gets its own
 // timeout: waiting for lead must not use up the elector's.
+//
+// It also notes when the lease was last written as ours (the watchdog's
+// clock), and releases only a lease that is still ours: a release that
+// came late must not clear the next leader's record.
 type releaseGate struct {
 	resourcelock.Interface
 	before  func()
 	timeout time.Duration
+
+	mu   sync.Mutex
+	last time.Time
+}
+
+func (g *releaseGate) renewed() {
+	g.mu.Lock()
+	g.last = time.Now()
+	g.mu.Unlock()
+}
+
+func (g *releaseGate) lastRenew() time.Time {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.last
+}
+
+func (g *releaseGate) Create(ctx context.Context, r resourcelock.LeaderElectionRecord) error {
+	err := g.Interface.Create(ctx, r)
+	if err == nil && r.HolderIdentity == g.Identity() {
+		g.renewed()
+	}
+	return err
 }
 
 func (g *releaseGate) Update(ctx context.Context, r resourcelock.LeaderElectionRecord) error {
 	if r.HolderIdentity != "" {
-		return g.Interface.Update(ctx, r)
+		err := g.Interface.Update(ctx, r)
+		if err == nil && r.HolderIdentity == g.Identity() {
+			g.renewed()
+		}
+		return err
 	}
 	g.before()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.timeout)
 	defer cancel()
+	cur, _, err := g.Get(ctx)
+	if err != nil {
+		return err
+	}
+	if cur.HolderIdentity != g.Identity() {
+		return nil // another holds it now: nothing of ours to release
+	}
 	return g.Interface.Update(ctx, r)
 }
