@@ -166,10 +166,11 @@ func (s *source) take() (oldest time.Time, fileChanged bool) {
 func (s *source) pollFile(ctx context.Context) {
 	every := s.cfg.FilePoll
 	if every <= 0 {
-		every = 2 * time.Second
+		every = time.Second
 	}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
+	var seen fileStamp // a change is read once two polls agree on it
 	for {
 		select {
 		case <-ctx.Done():
@@ -179,10 +180,15 @@ func (s *source) pollFile(ctx context.Context) {
 			if err != nil {
 				continue
 			}
+			now := fileStamp{st.ModTime(), st.Size()}
 			s.mu.Lock()
-			same := s.stamp == fileStamp{st.ModTime(), st.Size()}
+			same := s.stamp == now
 			s.mu.Unlock()
-			if !same {
+			// A file being written in place may parse when cut at a node's
+			// end: read it once it has stood still for a poll.
+			settled := now == seen
+			seen = now
+			if !same && settled {
 				s.cfg.logger().Info("inventory changed; reading it again", "file", s.cfg.Inventory)
 				s.mu.Lock()
 				s.fileChanged = true

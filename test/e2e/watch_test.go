@@ -490,7 +490,8 @@ func TestWatchReadsTheInventoryAgain(t *testing.T) {
 	}
 	fixed := time.Now()
 	writeFile(t, inv, good)
-	// The file is polled every 2 s; then one round.
+	// The file is polled every second and read once two polls agree; then
+	// one round.
 	took = waitTables(t, k.Lab, []int{2}, func(i int) string { return expectedOf(k.Lab, all, i) }, fixed, 4*time.Second)
 	t.Logf("node-2 converged %s after its inventory entry was fixed", took)
 	waitUnlocked(t, k.Lab, 10*time.Second)
