@@ -29,7 +29,7 @@ type Config struct {
 	// Inventory is the inventory file, re-read when it changes: the node
 	// table without Cluster, how to reach each node with it.
 	Inventory    string
-	AllowUnknown bool // Cluster: route inventory nodes the API does not know
+	AllowUnknown bool          // Cluster: route inventory nodes the API does not know
 	FilePoll     time.Duration // how often the inventory is looked at; default 1 s
 	// Plan is how routes look and what else the diff deletes; the watcher
 	// adds PruneDst for the pod CIDRs of nodes that left.
