@@ -57,6 +57,10 @@ type Holder struct {
 	Host    string    `json:"host"`
 	PID     int       `json:"pid"`
 	Started time.Time `json:"started"`
+	// Lease is the Lease ("namespace/name") a watcher held when it
+	// started the run: its next holder may take over the locks the run
+	// left, having the lease proves the run's writer stopped.
+	Lease string `json:"lease,omitempty"`
 }
 
 // String describes the holder. A holder read back from a node is the
