@@ -47,10 +47,14 @@ const DefaultChunkSize = 500
 type Cluster struct {
 	// Name says which cluster this is in messages: the context, cluster
 	// and server, as the kubeconfig names them.
-	Name     string
-	Client   kubernetes.Interface
-	selector string
-	chunk    int64
+	Name   string
+	Client kubernetes.Interface
+	// WatchClient is Client without the per-request timeout, for
+	// informers: a watch is one long request, which the timeout would
+	// cut every --request-timeout.
+	WatchClient kubernetes.Interface
+	selector    string
+	chunk       int64
 	// listed keeps, per node listed by Nodes, what MarkNetworkAvailable
 	// needs, so that it asks the API again only after a conflict.
 	listed map[string]listedNode
@@ -90,7 +94,15 @@ func NewCluster(o KubeOptions) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes %s: %w", describe(cc, o.Context, cfg), err)
 	}
-	return NewClusterForClient(describe(cc, o.Context, cfg), client, o), nil
+	long := rest.CopyConfig(cfg)
+	long.Timeout = 0
+	watchClient, err := kubernetes.NewForConfig(long)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes %s: %w", describe(cc, o.Context, cfg), err)
+	}
+	c := NewClusterForClient(describe(cc, o.Context, cfg), client, o)
+	c.WatchClient = watchClient
+	return c, nil
 }
 
 // NewClusterForClient wraps a client made elsewhere, such as a fake one.
@@ -99,7 +111,7 @@ func NewClusterForClient(name string, client kubernetes.Interface, o KubeOptions
 	if chunk <= 0 {
 		chunk = DefaultChunkSize
 	}
-	return &Cluster{Name: name, Client: client, selector: o.Selector, chunk: chunk, listed: map[string]listedNode{}}
+	return &Cluster{Name: name, Client: client, WatchClient: client, selector: o.Selector, chunk: chunk, listed: map[string]listedNode{}}
 }
 
 // describe names the cluster a client config points at the way an operator

@@ -107,7 +107,8 @@ type flight struct {
 	reason  string
 	started time.Time
 	nodes   map[string]bool
-	oldest  time.Time // the oldest event its nodes waited for
+	oldest  time.Time       // the oldest event its nodes waited for
+	settled map[string]bool // its nodes handed back
 	results []NodeResult
 	rep     *orchestrator.Report
 }
@@ -382,7 +383,7 @@ func (e *Engine) start(ctx context.Context, reason string) {
 	for n := range limit {
 		e.flying[n] = true
 	}
-	f := &flight{reason: reason, started: now, nodes: limit}
+	f := &flight{reason: reason, started: now, nodes: limit, settled: map[string]bool{}}
 	managed := 0
 	for i := range plan.Nodes {
 		managed += plan.Host(i).Len()
@@ -409,7 +410,7 @@ func (e *Engine) start(ctx context.Context, reason string) {
 func (e *Engine) finish(ctx context.Context, f *flight) {
 	e.flights--
 	for i := range f.rep.Nodes {
-		if n := &f.rep.Nodes[i]; f.nodes[n.Name] && e.flying[n.Name] && n.Outcome != orchestrator.Excluded {
+		if n := &f.rep.Nodes[i]; f.nodes[n.Name] && !f.settled[n.Name] && n.Outcome != orchestrator.Excluded {
 			e.settleNode(ctx, f, n)
 		}
 	}
@@ -458,6 +459,7 @@ func (e *Engine) fail(n string) int {
 // run, or cut short by a stop). A node an event marked due while the
 // round had it stays due for the next round, which starts at once.
 func (e *Engine) settleNode(ctx context.Context, f *flight, n *orchestrator.NodeReport) {
+	f.settled[n.Name] = true
 	delete(e.flying, n.Name)
 	if !e.inTable(n.Name) {
 		delete(e.due, n.Name) // it left while the round had it

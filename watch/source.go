@@ -71,7 +71,7 @@ func (s *source) start(ctx context.Context) error {
 	if err := mayWatchNodes(ctx, c); err != nil {
 		return err
 	}
-	factory := informers.NewSharedInformerFactoryWithOptions(c.Client, 0,
+	factory := informers.NewSharedInformerFactoryWithOptions(c.WatchClient, 0,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = c.Selector() }))
 	nodes := factory.Core().V1().Nodes()
 	inf := nodes.Informer()
@@ -93,8 +93,13 @@ func (s *source) start(ctx context.Context) error {
 	}
 	s.lister = nodes.Lister()
 	factory.Start(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
-		return ctx.Err()
+	syncCtx, cancel := context.WithTimeout(ctx, syncTimeout)
+	defer cancel()
+	if !cache.WaitForCacheSync(syncCtx.Done(), inf.HasSynced) {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("kubernetes %s: the nodes were not listed within %s", c.Name, syncTimeout)
 	}
 	s.take() // the initial list is the first sync's, not an event
 	return nil
@@ -126,6 +131,10 @@ func mayWatchNodes(ctx context.Context, c *inventory.Cluster) error {
 	}
 	return nil
 }
+
+// syncTimeout bounds the informer's first list: the watcher does
+// nothing before it, and says so rather than wait for ever.
+const syncTimeout = 2 * time.Minute
 
 // routing is what of a Node object its routes depend on.
 func routing(n *corev1.Node) string {
