@@ -12,12 +12,15 @@ import (
 )
 
 // The NetworkUnavailable condition as Kubernetes' route controller
-// (k8s.io/cloud-provider, controllers/route) sets it once a node's routes
-// exist. Clusters whose nodes start with NetworkUnavailable=True (set by a
-// cloud provider or the installer) schedule no pods there until it is False.
+// (k8s.io/cloud-provider, controllers/route) sets it: False once a node's
+// routes exist, True when they could not be created. Clusters whose nodes
+// start with NetworkUnavailable=True (set by a cloud provider or the
+// installer) schedule no pods there until it is False.
 const (
-	ReasonRouteCreated      = "RouteCreated"
-	MessageNetworkAvailable = "routepush created the routes to and from this node"
+	ReasonRouteCreated        = "RouteCreated"
+	MessageNetworkAvailable   = "routepush created the routes to and from this node"
+	ReasonNoRouteCreated      = "NoRouteCreated"
+	MessageNetworkUnavailable = "routepush failed to converge the routes on this node (see its RoutesFailed events)"
 )
 
 // MarkNetworkAvailable sets a node's NetworkUnavailable condition to False,
@@ -25,28 +28,40 @@ const (
 // when the condition already says so, and reports whether it wrote. The
 // patch carries the resourceVersion it was decided on, so a node changed
 // in between is read and decided again rather than overwritten. The first
-// decision uses the node as Nodes listed it: one request per node, not two.
+// decision uses the node as Nodes (or TableOf) last saw it, or as this
+// Cluster last wrote it: one request per node, not two.
 func (c *Cluster) MarkNetworkAvailable(ctx context.Context, name string) (changed bool, err error) {
+	return c.setNetworkCondition(ctx, name, corev1.ConditionFalse, ReasonRouteCreated, MessageNetworkAvailable)
+}
+
+// MarkNetworkUnavailable sets a node's NetworkUnavailable condition to
+// True, reason NoRouteCreated, as the route controller does for a node
+// whose routes it could not create; otherwise as MarkNetworkAvailable.
+func (c *Cluster) MarkNetworkUnavailable(ctx context.Context, name string) (changed bool, err error) {
+	return c.setNetworkCondition(ctx, name, corev1.ConditionTrue, ReasonNoRouteCreated, MessageNetworkUnavailable)
+}
+
+// setNetworkCondition writes the NetworkUnavailable condition unless it
+// already has this status and reason (the route controller's test: the
+// message alone never causes a write).
+func (c *Cluster) setNetworkCondition(ctx context.Context, name string, status corev1.ConditionStatus, reason, message string) (changed bool, err error) {
 	nodes := c.Client.CoreV1().Nodes()
-	known, fresh := c.listed[name], false
-	if known.resourceVersion == "" {
-		fresh = true // not listed: read it first
-	}
+	known, cached := c.lastSeen(name)
 	err = retry.RetryOnConflict(retry.DefaultBackoff, func() error {
-		if fresh {
+		if !cached {
 			n, err := nodes.Get(ctx, name, metav1.GetOptions{})
 			if err != nil {
 				return err
 			}
 			known = listedNode{resourceVersion: n.ResourceVersion, networkCond: networkCondition(n)}
 		}
-		fresh = true // after a conflict, decide again on what the API has now
+		cached = false // after a conflict, decide again on what the API has now
 		now := metav1.Now()
 		cond := corev1.NodeCondition{
 			Type:               corev1.NodeNetworkUnavailable,
-			Status:             corev1.ConditionFalse,
-			Reason:             ReasonRouteCreated,
-			Message:            MessageNetworkAvailable,
+			Status:             status,
+			Reason:             reason,
+			Message:            message,
 			LastTransitionTime: now,
 			LastHeartbeatTime:  now,
 		}
@@ -66,14 +81,16 @@ func (c *Cluster) MarkNetworkAvailable(ctx context.Context, name string) (change
 		if err != nil {
 			return err
 		}
-		if _, err := nodes.Patch(ctx, name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status"); err != nil {
+		n, err := nodes.Patch(ctx, name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status")
+		if err != nil {
 			return err
 		}
+		c.seen(n)
 		changed = true
 		return nil
 	})
 	if err != nil {
-		return false, c.apiError(fmt.Sprintf("node %q: setting NetworkUnavailable=False", name), err)
+		return false, c.apiError(fmt.Sprintf("node %q: setting NetworkUnavailable=%s", name, status), err)
 	}
 	return changed, nil
 }

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -55,9 +56,28 @@ type Cluster struct {
 	WatchClient kubernetes.Interface
 	selector    string
 	chunk       int64
-	// listed keeps, per node listed by Nodes, what MarkNetworkAvailable
-	// needs, so that it asks the API again only after a conflict.
+	// listed keeps, per node of the last table (Nodes, TableOf) and as
+	// the condition writes left it, what MarkNetworkAvailable and
+	// MarkNetworkUnavailable decide on, so that they ask the API again
+	// only after a conflict. routepush watch builds tables and writes
+	// conditions from different goroutines: mu guards it.
+	mu     sync.Mutex
 	listed map[string]listedNode
+}
+
+// lastSeen returns what the cluster last saw of a node, if anything.
+func (c *Cluster) lastSeen(name string) (listedNode, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, ok := c.listed[name]
+	return n, ok && n.resourceVersion != ""
+}
+
+// seen notes a node as the API returned it.
+func (c *Cluster) seen(n *corev1.Node) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.listed[n.Name] = listedNode{resourceVersion: n.ResourceVersion, networkCond: networkCondition(n)}
 }
 
 type listedNode struct {
@@ -235,12 +255,18 @@ func (c *Cluster) Nodes(ctx context.Context, inv *File, allowUnknown bool) (*Tab
 func (c *Cluster) TableOf(ctx context.Context, kns []*corev1.Node, inv *File, allowUnknown bool) (*Table, error) {
 	t := &Table{Source: "kubernetes " + c.Name}
 	var errs []error
+	// A new map each time: a node that left is forgotten (a watcher runs
+	// for months while nodes come and go).
+	listed := make(map[string]listedNode, len(kns))
 	for _, kn := range kns {
 		n, nerrs := nodeFromAPI(kn)
 		errs = append(errs, nerrs...)
-		c.listed[kn.Name] = listedNode{resourceVersion: kn.ResourceVersion, networkCond: networkCondition(kn)}
+		listed[kn.Name] = listedNode{resourceVersion: kn.ResourceVersion, networkCond: networkCondition(kn)}
 		t.Nodes = append(t.Nodes, n)
 	}
+	c.mu.Lock()
+	c.listed = listed
+	c.mu.Unlock()
 	if inv != nil {
 		more, err := c.merge(ctx, t, inv, allowUnknown)
 		if err != nil {

@@ -356,3 +356,75 @@ func TestClusterNodesRefusesZonedInternalIP(t *testing.T) {
 		t.Errorf("error %q", err)
 	}
 }
+
+// A node whose routes failed is marked True/NoRouteCreated, and back to
+// False/RouteCreated when they converge; each decision uses what the last
+// write returned, so marking a node again as it is sends nothing.
+func TestMarkNetworkUnavailableAndBack(t *testing.T) {
+	t.Parallel()
+	n := apiNode("w0", nil, []string{"100.64.0.0/24"}, internal("198.18.0.10"))
+	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeNetworkUnavailable, Status: corev1.ConditionFalse, Reason: ReasonRouteCreated}}
+	c, client := fakeCluster(KubeOptions{}, n)
+	if _, err := c.Nodes(context.Background(), nil, false); err != nil {
+		t.Fatal(err)
+	}
+	client.ClearActions()
+	verbs := func() []string {
+		var v []string
+		for _, a := range client.Actions() {
+			v = append(v, a.GetVerb())
+		}
+		client.ClearActions()
+		return v
+	}
+	for _, step := range []struct {
+		mark        func(context.Context, string) (bool, error)
+		wantChanged bool
+		status      corev1.ConditionStatus
+		reason      string
+		verbs       []string
+	}{
+		{c.MarkNetworkUnavailable, true, corev1.ConditionTrue, ReasonNoRouteCreated, []string{"patch"}},
+		{c.MarkNetworkUnavailable, false, corev1.ConditionTrue, ReasonNoRouteCreated, nil},
+		{c.MarkNetworkAvailable, true, corev1.ConditionFalse, ReasonRouteCreated, []string{"patch"}},
+		{c.MarkNetworkAvailable, false, corev1.ConditionFalse, ReasonRouteCreated, nil},
+	} {
+		changed, err := step.mark(context.Background(), "w0")
+		if err != nil || changed != step.wantChanged {
+			t.Fatalf("mark %s: %v, %v; want changed %v", step.status, changed, err, step.wantChanged)
+		}
+		if got := verbs(); !reflect.DeepEqual(got, step.verbs) {
+			t.Errorf("mark %s: requests %v, want %v", step.status, got, step.verbs)
+		}
+		cond := networkUnavailable(t, client, "w0")
+		client.ClearActions()
+		if cond == nil || cond.Status != step.status || cond.Reason != step.reason || cond.Message == "" {
+			t.Errorf("after marking %s: condition %+v", step.status, cond)
+		}
+	}
+}
+
+// The table a watcher builds again and again forgets the nodes that left:
+// marking one of them reads it first (and finds it gone).
+func TestTableOfForgetsNodesThatLeft(t *testing.T) {
+	t.Parallel()
+	a := apiNode("a", nil, []string{"100.64.0.0/24"}, internal("198.18.0.10"))
+	b := apiNode("b", nil, []string{"100.64.1.0/24"}, internal("198.18.0.11"))
+	c, client := fakeCluster(KubeOptions{}, a)
+	if _, err := c.TableOf(context.Background(), []*corev1.Node{a, b}, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.lastSeen("b"); !ok {
+		t.Fatal("b not remembered after the first table")
+	}
+	if _, err := c.TableOf(context.Background(), []*corev1.Node{a}, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.lastSeen("b"); ok {
+		t.Error("b still remembered after it left the table")
+	}
+	client.ClearActions()
+	if _, err := c.MarkNetworkAvailable(context.Background(), "b"); err == nil || !strings.Contains(err.Error(), `node "b": setting NetworkUnavailable=False`) {
+		t.Errorf("marking a node that left: %v", err)
+	}
+}

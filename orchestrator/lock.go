@@ -18,13 +18,24 @@ func (h Holder) lockText() []byte {
 }
 
 // lock takes the node's lock, waiting up to WaitLock while another run
-// holds it.
+// holds it; a holder that Options.TakeOver says is gone is taken over
+// once.
 func (r *nodeRun) lock(ctx context.Context) error {
 	deadline := time.Now().Add(r.opts.WaitLock)
+	triedTakeOver := false
 	for {
 		err := r.host.Lock(ctx, r.opts.Holder.lockText())
 		var held *host.LockedError
-		if err == nil || !errors.As(err, &held) || time.Now().After(deadline) {
+		if err == nil || !errors.As(err, &held) {
+			return err
+		}
+		if !triedTakeOver && r.opts.TakeOver != nil {
+			triedTakeOver = true
+			if r.takeOver(ctx, held.Holder) {
+				continue
+			}
+		}
+		if time.Now().After(deadline) {
 			return err
 		}
 		select {
@@ -46,7 +57,7 @@ func (o *Options) lockError(node string, err error) error {
 	if json.Unmarshal(le.Holder, &h) != nil || !ValidRunID(h.RunID) {
 		// Not ours, or a run id that is no run id: shown escaped, and
 		// never pasted into a command to run.
-		return fmt.Errorf("%s: locked by something that is not a routepush run: %s", node, safetext.Quote(string(le.Holder)))
+		return &heldError{msg: fmt.Sprintf("%s: locked by something that is not a routepush run: %s", node, safetext.Quote(string(le.Holder))), err: le}
 	}
 	msg := fmt.Sprintf("%s: locked by %s", node, h)
 	if h.Host == o.Holder.Host && o.ProcessAlive != nil && !o.ProcessAlive(h.PID) {

@@ -46,6 +46,14 @@ type Options struct {
 	// ProcessAlive tells whether a process of this host still runs: a lock
 	// whose holder is gone says so.
 	ProcessAlive func(pid int) bool
+	// TakeOver, when set, says whether the run holding a node's lock is
+	// provably gone (its process no longer runs). This run then takes the
+	// node over instead of failing it (takeover.go): what the dead run
+	// may have half done there is undone from its record, as `routepush
+	// rollback --run` would, and its lock released. routepush watch sets
+	// it, so that a watcher killed mid-round does not block the next
+	// leader; apply leaves that decision to the operator.
+	TakeOver func(Holder) bool
 	// Progress, when set, is kept up to date for a display.
 	Progress *Progress
 	// Limit, when set, says which nodes the run acts on (--limit); the

@@ -2,7 +2,6 @@ package watch
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -42,13 +41,6 @@ type Config struct {
 	// run ID per round); nil: rounds neither lock nor record.
 	NewHolder func() orchestrator.Holder
 	Connect   orchestrator.Connector
-	// Lease, when set, is the Lease ("namespace/name") this watcher holds
-	// while it runs (NewHolder's holders name it). A lock left by a run
-	// of another holder of the same lease is stale (the lease changed
-	// hands, so that run's writer has stopped): Recover undoes that run
-	// on the node, releasing its lock, and the node is taken again.
-	Lease   string
-	Recover func(ctx context.Context, node inventory.Node, run orchestrator.Holder) error
 	// Check vets a node table when it is read (the rails). A table it
 	// refuses as inventory.Validate would (a *ValidationError naming
 	// nodes) is handled alike: the nodes that changed are held at their
@@ -94,12 +86,11 @@ type Engine struct {
 	// deleted wherever found until every node converged after that.
 	gone map[netip.Prefix]time.Time
 
-	done      chan *flight   // rounds hand their reports back
-	nodeDone  chan nodeDone  // and each node as soon as it is settled
-	recovered chan recovered // stale locks dealt with
-	flights   int            // rounds running
-	retryAt   time.Time      // when the retry timer fires; zero: not set
-	now       func() time.Time
+	done     chan *flight  // rounds hand their reports back
+	nodeDone chan nodeDone // and each node as soon as it is settled
+	flights  int           // rounds running
+	retryAt  time.Time     // when the retry timer fires; zero: not set
+	now      func() time.Time
 }
 
 // flight is one round: what it was started with and what came of it.
@@ -130,7 +121,7 @@ func New(cfg Config) *Engine {
 	e := &Engine{cfg: cfg, log: cfg.logger(), obs: cfg.Observer,
 		due: map[string]time.Time{}, waiting: map[string]time.Time{}, fails: map[string]int{},
 		converged: map[string]time.Time{}, in: map[string]bool{}, flying: map[string]bool{}, gone: map[netip.Prefix]time.Time{},
-		done: make(chan *flight), nodeDone: make(chan nodeDone), recovered: make(chan recovered), now: time.Now}
+		done: make(chan *flight), nodeDone: make(chan nodeDone), now: time.Now}
 	if e.obs == nil {
 		e.obs = Observers{}
 	}
@@ -180,8 +171,6 @@ func (e *Engine) Run(ctx context.Context) error {
 					e.finish(ctx, f)
 				case d := <-e.nodeDone:
 					e.settleNode(ctx, d.f, &d.rep)
-				case r := <-e.recovered:
-					e.takeBack(r)
 				}
 			}
 			e.log.Info("watch stopped")
@@ -190,8 +179,6 @@ func (e *Engine) Run(ctx context.Context) error {
 			e.finish(ctx, f)
 		case d := <-e.nodeDone:
 			e.settleNode(ctx, d.f, &d.rep) // the retry timer takes it if due again
-		case r := <-e.recovered:
-			e.takeBack(r)
 		case <-e.src.kick:
 			if !pending {
 				debounce.Reset(e.cfg.Debounce)
@@ -328,7 +315,9 @@ func (e *Engine) setTable(nodes []inventory.Node) {
 	maps.Copy(known, e.held)
 	for n := range e.known {
 		if !known[n] {
-			e.obs.Forget(n)
+			if f, ok := e.obs.(Forgetter); ok {
+				f.Forget(n)
+			}
 		}
 	}
 	for n := range e.in {
@@ -499,12 +488,7 @@ func (e *Engine) settleNode(ctx context.Context, f *flight, n *orchestrator.Node
 		nr.State = Unreachable
 		retryAt()
 	case orchestrator.Failed:
-		if le, locked := errors.AsType[*host.LockedError](n.Err); locked {
-			if h, ok := e.staleLock(le); ok && !again {
-				nr.State = Pending
-				e.recover(ctx, n.Name, h)
-				break
-			}
+		if _, locked := errors.AsType[*host.LockedError](n.Err); locked {
 			// Another run has it (a one-shot routepush, a watcher
 			// that lost the lease): nothing was tried, nothing
 			// failed. Taken again after the backoff.
@@ -523,61 +507,6 @@ func (e *Engine) settleNode(ctx context.Context, f *flight, n *orchestrator.Node
 		}
 		retryAt()
 	}
-}
-
-// staleLock reports whether a lock is a run of an earlier holder of this
-// watcher's lease (another process), and that run.
-func (e *Engine) staleLock(le *host.LockedError) (orchestrator.Holder, bool) {
-	if e.cfg.Lease == "" || e.cfg.Recover == nil || e.cfg.NewHolder == nil {
-		return orchestrator.Holder{}, false
-	}
-	var h orchestrator.Holder
-	if json.Unmarshal(le.Holder, &h) != nil || !orchestrator.ValidRunID(h.RunID) || h.Lease != e.cfg.Lease {
-		return orchestrator.Holder{}, false
-	}
-	self := e.cfg.NewHolder()
-	return h, h.Host != self.Host || h.PID != self.PID
-}
-
-// recover undoes, beside the loop, the run of a stale lock on node name,
-// and hands the node back (recovered) to be taken again.
-func (e *Engine) recover(ctx context.Context, name string, run orchestrator.Holder) {
-	var node inventory.Node
-	for i := range e.nodes {
-		if e.nodes[i].Name == name {
-			node = e.nodes[i]
-		}
-	}
-	e.flying[name] = true
-	e.flights++
-	e.log.Warn("a previous leader's run left a lock: undoing that run on the node", "node", name, "run", run.RunID)
-	go func() {
-		err := e.cfg.Recover(ctx, node, run)
-		e.recovered <- recovered{name, run, err}
-	}()
-}
-
-// recovered is a stale lock's run undone on a node, or not.
-type recovered struct {
-	node string
-	run  orchestrator.Holder
-	err  error
-}
-
-// takeBack settles a node whose stale lock recover dealt with.
-func (e *Engine) takeBack(r recovered) {
-	e.flights--
-	delete(e.flying, r.node)
-	if !e.inTable(r.node) {
-		return
-	}
-	if r.err != nil {
-		e.log.Warn("could not undo a previous leader's run; retrying", "node", r.node, "run", r.run.RunID, "err", r.err)
-		e.due[r.node] = e.now().Add(backoff(e.fail(r.node)))
-		return
-	}
-	e.log.Info("undid a previous leader's run and released its lock", "node", r.node, "run", r.run.RunID)
-	e.due[r.node] = e.now()
 }
 
 // interrupted reports whether a node a stopping round cut short is as it

@@ -3,11 +3,9 @@ package watch
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -214,54 +212,4 @@ func TestEngineNodeDoneBeforeItsRoundMates(t *testing.T) {
 	waitUntil(t, "node-01 routes to the join", 10*time.Second, func() bool { return len(net.node("node-01").dsts()) == 2 })
 	t.Logf("node-01 routed to node-02 %s after the join, %s after node-00's batch was let go", time.Since(joined).Round(time.Millisecond), time.Since(released).Round(time.Millisecond))
 	waitUntil(t, "node-00, held during the join, routes to node-02 after", 2*time.Second, func() bool { return len(net.node("node-00").dsts()) == 2 })
-}
-
-// A lock left by a run of an earlier holder of this watcher's lease (a
-// leader killed mid-round) is stale: the new leader undoes that run on
-// the node (Recover) and converges it. A lock of a one-shot run, or of a
-// watcher under another lease, is left alone.
-func TestEngineTakesOverAPreviousLeadersLock(t *testing.T) {
-	t.Parallel()
-	client := apiClient(true)
-	for i := range 3 {
-		if _, err := client.CoreV1().Nodes().Create(t.Context(), kubeNode(i), metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	net := newFakeNet(3)
-	lockOf := func(lease string) []byte {
-		h := orchestrator.Holder{RunID: orchestrator.NewRunID(time.Now().Add(-time.Minute)), Host: "routepush-0", PID: 7, Started: time.Now(), Lease: lease}
-		b, _ := json.Marshal(h)
-		return append(b, '\n')
-	}
-	net.node("node-01").lock = lockOf("routepush-system/routepush")
-	net.node("node-02").lock = lockOf("")
-	var mu sync.Mutex
-	var recovered []string
-	_, stop := startEngine(t, Config{
-		Cluster: inventory.NewClusterForClient("fake", client, inventory.KubeOptions{}),
-		Connect: net.connect,
-		Lease:   "routepush-system/routepush",
-		Recover: func(_ context.Context, n inventory.Node, run orchestrator.Holder) error {
-			mu.Lock()
-			recovered = append(recovered, n.Name+" "+run.Host)
-			mu.Unlock()
-			k := net.node(n.Name)
-			k.mu.Lock()
-			k.lock = nil
-			k.mu.Unlock()
-			return nil
-		},
-	})
-	defer stop()
-	waitUntil(t, "node-01 converged after its stale lock was taken over", 10*time.Second, func() bool { return len(net.node("node-01").dsts()) == 2 })
-	time.Sleep(1500 * time.Millisecond) // node-02's first retry
-	mu.Lock()
-	defer mu.Unlock()
-	if !slices.Equal(recovered, []string{"node-01 routepush-0"}) {
-		t.Errorf("recovered %v, want node-01's lock only (node-02's is a one-shot run's)", recovered)
-	}
-	if n := len(net.node("node-02").dsts()); n != 0 {
-		t.Errorf("node-02, locked by a one-shot run, was changed: %d routes", n)
-	}
 }

@@ -31,6 +31,17 @@ const (
 	DefaultRetryPeriod   = 2 * time.Second
 )
 
+// ErrLeaseLost is what RunLeading returns, wrapped, when this watcher lost
+// the lease (renewals failed for RenewDeadline) rather than stopped.
+var ErrLeaseLost = errors.New("lost the Lease")
+
+// Check checks the options as RunLeading will, without starting: for a
+// command to refuse bad flags before it connects anywhere.
+func (o LeaseOptions) Check() error {
+	_, err := o.withDefaults()
+	return err
+}
+
 // withDefaults fills what is unset and checks the rest.
 func (o LeaseOptions) withDefaults() (LeaseOptions, error) {
 	if o.Namespace == "" || o.Name == "" {
@@ -160,7 +171,7 @@ func RunLeading(ctx context.Context, client kubernetes.Interface, o LeaseOptions
 	if ctx.Err() != nil || t.selfStopped() {
 		return nil
 	}
-	return fmt.Errorf("watch: lost the Lease %s/%s (as %s): stopped pushing", o.Namespace, o.Name, o.Identity)
+	return fmt.Errorf("watch: %w %s/%s (as %s): stopped pushing", ErrLeaseLost, o.Namespace, o.Name, o.Identity)
 }
 
 // term is one term of leadership: lead runs at most once, and stop cancels

@@ -29,7 +29,7 @@ import (
 //
 // A node's state is the last one a round reported for it; a node stays
 // counted until Forget is called for it (the engine does so when its Node
-// object is deleted).
+// object is deleted), or until this watcher stops leading.
 type Metrics struct {
 	nodes      *prometheus.GaugeVec
 	managed    prometheus.Gauge
@@ -152,13 +152,21 @@ func (m *Metrics) RoundDone(r Round) {
 // Managed implements Observer.
 func (m *Metrics) Managed(routes int) { m.managed.Set(float64(routes)) }
 
-// Leading implements Observer.
+// Leading implements Observer. A watcher that stops leading forgets the
+// nodes' states and the routes it managed: a standby manages nothing, and
+// its stale counts would add to the leader's in a sum over replicas (or
+// keep an alert on failed nodes firing from a pod that no longer acts).
 func (m *Metrics) Leading(b bool) {
 	if b {
 		m.leader.Set(1)
-	} else {
-		m.leader.Set(0)
+		return
 	}
+	m.leader.Set(0)
+	m.managed.Set(0)
+	m.mu.Lock()
+	clear(m.state)
+	m.setNodesLocked()
+	m.mu.Unlock()
 }
 
 // Forget drops a node from routepush_nodes: the engine calls it when the

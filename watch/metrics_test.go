@@ -102,6 +102,15 @@ routepush_event_to_converged_seconds_count 1
 	if got := testutil.ToFloat64(m.leader); got != 0 {
 		t.Errorf("leader = %v, want 0", got)
 	}
+	// A standby counts no nodes and manages no routes.
+	for _, s := range nodeStates {
+		if got := testutil.ToFloat64(m.nodes.WithLabelValues(string(s))); got != 0 {
+			t.Errorf("standby: routepush_nodes{state=%q} = %v, want 0", s, got)
+		}
+	}
+	if got := testutil.ToFloat64(m.managed); got != 0 {
+		t.Errorf("standby: routes managed = %v, want 0", got)
+	}
 
 	// Every metric is named routepush_*, documented and lints clean.
 	problems, err := testutil.GatherAndLint(reg)

@@ -50,9 +50,6 @@ type Observer interface {
 	// Leading reports whether this watcher holds the lease (always
 	// true without leader election).
 	Leading(bool)
-	// Forget reports that a node left the node table: whatever is kept
-	// per node (a metric's series, the last Event) goes with it.
-	Forget(node string)
 }
 
 // Observers fans calls out to several observers.
@@ -76,8 +73,25 @@ func (os Observers) Leading(b bool) {
 	}
 }
 
+// Forgetter is an Observer that keeps something per node (Metrics, Events,
+// Conditions): the engine calls Forget when a node leaves the node table,
+// so that a cluster whose nodes come and go does not grow it for ever.
+type Forgetter interface {
+	Forget(node string)
+}
+
+// Forget tells every observer that is a Forgetter that node left.
 func (os Observers) Forget(node string) {
 	for _, o := range os {
-		o.Forget(node)
+		if f, ok := o.(Forgetter); ok {
+			f.Forget(node)
+		}
 	}
 }
+
+var (
+	_ Forgetter = Observers(nil)
+	_ Forgetter = (*Metrics)(nil)
+	_ Forgetter = (*Events)(nil)
+	_ Forgetter = (*Conditions)(nil)
+)

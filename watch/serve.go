@@ -36,22 +36,33 @@ const (
 // is done, Serve shuts the server down (letting scrapes in flight end,
 // for up to 5 s) and returns nil.
 func Serve(ctx context.Context, addr string, reg prometheus.Gatherer, ready func() bool) error {
+	ln, err := Listen(ctx, addr)
+	if err != nil {
+		return err
+	}
+	return ServeOn(ctx, ln, reg, ready)
+}
+
+// Listen is Serve's listening half, for a command that must know the
+// address is usable before it starts anything else: addr as Serve takes
+// it, a bare ":port" on 127.0.0.1 only.
+func Listen(ctx context.Context, addr string) (net.Listener, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("metrics address %q: want host:port: %w", addr, err)
+		return nil, fmt.Errorf("metrics address %q: want host:port: %w", addr, err)
 	}
 	if host == "" {
 		host = "127.0.0.1"
 	}
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", net.JoinHostPort(host, port))
 	if err != nil {
-		return fmt.Errorf("metrics address %q: %w", addr, err)
+		return nil, fmt.Errorf("metrics address %q: %w", addr, err)
 	}
-	return serve(ctx, ln, reg, ready)
+	return ln, nil
 }
 
-// serve serves on ln, which it closes; see Serve.
-func serve(ctx context.Context, ln net.Listener, reg prometheus.Gatherer, ready func() bool) error {
+// ServeOn is Serve on a listener from Listen, which it closes.
+func ServeOn(ctx context.Context, ln net.Listener, reg prometheus.Gatherer, ready func() bool) error {
 	srv := &http.Server{
 		Handler:           handler(reg, ready),
 		ReadHeaderTimeout: serveReadHeaderTimeout,

@@ -42,7 +42,7 @@ func TestServe(t *testing.T) {
 	var ready atomic.Bool
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, ln, reg, ready.Load) }()
+	go func() { done <- ServeOn(ctx, ln, reg, ready.Load) }()
 
 	if code, body := get(t, base+"/healthz"); code != 200 || strings.TrimSpace(body) != "ok" {
 		t.Errorf("/healthz = %d %q, want 200 ok", code, body)

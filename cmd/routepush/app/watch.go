@@ -1,16 +1,13 @@
 package app
 
 import (
-	"context"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/routepush/routepush/inventory"
-	"github.com/routepush/routepush/orchestrator"
 	"github.com/routepush/routepush/watch"
 )
 
@@ -30,7 +27,17 @@ type watchFlags struct {
 	resync         time.Duration
 	leaseNamespace string
 	leaseName      string
+	leaseDuration  time.Duration
+	renewDeadline  time.Duration
+	retryPeriod    time.Duration
+	metricsAddr    string
 }
+
+// defaultLeaseNamespace is deploy/'s namespace: a watcher started on a
+// bastion with --lease-name routepush elects on the same Lease as the
+// Deployment's replicas, rather than becoming a second writer beside
+// them.
+const defaultLeaseNamespace = "routepush-system"
 
 func (f *watchFlags) add(fs *pflag.FlagSet) {
 	f.baseFlags.add(fs)
@@ -43,13 +50,23 @@ func (f *watchFlags) add(fs *pflag.FlagSet) {
 	add(fs, fs.BoolVarP, &f.persist, "persist", "", false, "after a node verifies, keep its routes for the next boot (/etc/routepush/routes and routepush-routes.service)")
 	add(fs, fs.IntVarP, &f.rails.MinPrefix[0], "min-prefix-v4", "", inventory.DefaultRails().MinPrefix[0], "refuse IPv4 pod CIDRs wider than this prefix length")
 	add(fs, fs.IntVarP, &f.rails.MinPrefix[1], "min-prefix-v6", "", inventory.DefaultRails().MinPrefix[1], "refuse IPv6 pod CIDRs wider than this prefix length")
-	add(fs, fs.BoolVarP, &f.markAvailable, "mark-network-available", "", false, "set NetworkUnavailable=False (reason RouteCreated) on every node whose routes verified")
+	add(fs, fs.BoolVarP, &f.markAvailable, "mark-network-available", "", false, "keep each node's NetworkUnavailable condition true to its routes: False (RouteCreated) once they converge, True (NoRouteCreated) while they fail")
 	add(fs, fs.DurationVarP, &f.waitLock, "wait-lock", "", 0, "wait this long for nodes another run has locked; a node still locked is retried later")
 	add(fs, fs.IntVarP, &f.keepRuns, "keep-runs", "", 10, "run records each node keeps in /var/lib/routepush/runs")
 	add(fs, fs.DurationVarP, &f.debounce, "debounce", "", watch.DefaultDebounce, "coalesce the node events that come within this long into one round")
 	add(fs, fs.DurationVarP, &f.resync, "resync", "", watch.DefaultResync, "reconcile every node this often, repairing routes that drifted")
-	add(fs, fs.StringVarP, &f.leaseNamespace, "lease-namespace", "", "kube-system", "namespace of the Lease that elects one writer among watchers")
+	add(fs, fs.StringVarP, &f.leaseNamespace, "lease-namespace", "", defaultLeaseNamespace, "namespace of the Lease that elects one writer among watchers (deploy/'s, so that a bastion's watcher joins the Deployment's election)")
 	add(fs, fs.StringVarP, &f.leaseName, "lease-name", "", "", "name of the Lease that elects one writer among watchers (empty: no election; this watcher always writes)")
+	add(fs, fs.DurationVarP, &f.leaseDuration, "lease-duration", "", watch.DefaultLeaseDuration, "how long a standby waits after the leader's last renewal before it takes over")
+	add(fs, fs.DurationVarP, &f.renewDeadline, "lease-renew-deadline", "", watch.DefaultRenewDeadline, "how long the leader tries to renew before it stops pushing (shorter than --lease-duration)")
+	add(fs, fs.DurationVarP, &f.retryPeriod, "lease-retry-period", "", watch.DefaultRetryPeriod, "how often the leader renews and a standby tries to take over")
+	add(fs, fs.StringVarP, &f.metricsAddr, "metrics-addr", "", "", "serve /metrics, /healthz and /readyz on host:port; a bare :port listens on 127.0.0.1 only (0.0.0.0:9090 in a pod); empty: off")
+}
+
+// lease is the Lease the watcher elects on, as the flags say.
+func (f *watchFlags) lease() watch.LeaseOptions {
+	return watch.LeaseOptions{Namespace: f.leaseNamespace, Name: f.leaseName,
+		Duration: f.leaseDuration, RenewDeadline: f.renewDeadline, RetryPeriod: f.retryPeriod}
 }
 
 // load resolves and checks the settings of cmd.
@@ -87,6 +104,11 @@ func (f *watchFlags) load(cmd *cobra.Command) error {
 	case f.rails.MinPrefix[1] < 0 || f.rails.MinPrefix[1] > 128:
 		return fmt.Errorf("--min-prefix-v6 must be 0-128, got %d", f.rails.MinPrefix[1])
 	}
+	if f.leaseName != "" {
+		if err := f.lease().Check(); err != nil {
+			return fmt.Errorf("--lease-*: %w", err)
+		}
+	}
 	return f.baseFlags.check()
 }
 
@@ -102,9 +124,15 @@ the departed node's routes deleted), and a full resync every --resync that
 repairs routes that drifted. A node that fails or cannot be reached is
 retried with backoff (1 s doubling to a minute) without holding the others
 back. Every round locks, verifies and rolls back per node as apply does.
-SIGTERM lets the round in flight finish or roll back, then exits 0.`,
+SIGTERM lets the round in flight finish or roll back, then exits 0.
+
+With --lease-name, watchers elect one writer on a Lease; a leader that
+loses it stops pushing and stands by to campaign again. With the API as
+the node source, each node gets Events (RoutesConverged, RoutesFailed,
+RoutesRepaired). --metrics-addr serves Prometheus metrics, /healthz and
+/readyz (ready once the first round is done, or while standing by).`,
 		Example: `  routepush watch --kubeconfig admin.conf -i hosts.yaml --persist --mark-network-available
-  routepush watch -l node-role.kubernetes.io/worker --resync 5m
+  routepush watch -l node-role.kubernetes.io/worker --resync 5m --metrics-addr :9090
   routepush watch --lease-name routepush   # two watchers: one writes at a time`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
@@ -113,69 +141,4 @@ SIGTERM lets the round in flight finish or roll back, then exits 0.`,
 	}
 	f.add(cmd.Flags())
 	return cmd
-}
-
-// runWatch watches until the command's context is done (SIGTERM), under
-// the Lease if one is named.
-func runWatch(cmd *cobra.Command, d deps, f *watchFlags) error {
-	if err := f.load(cmd); err != nil {
-		return err
-	}
-	ctx := cmd.Context()
-	log := newLogger(d.streams, &f.baseFlags)
-	var cluster *inventory.Cluster
-	if k := f.source.kube(); k != nil {
-		var err error
-		if cluster, err = inventory.NewCluster(*k); err != nil {
-			return err
-		}
-	}
-	dialer, err := newDialer(&f.reach, &f.table, log, false, watchPlannedRoutes)
-	if err != nil {
-		return err
-	}
-	defer dialer.Close()
-	planOpts := f.routes.planOptions(&f.table)
-	planOpts.Prune, planOpts.Adopt = f.prune, f.adopt
-	cfg := watch.Config{
-		Cluster:      cluster,
-		Inventory:    f.source.inventory,
-		AllowUnknown: f.source.allowUnknown,
-		Plan:         planOpts,
-		Run: orchestrator.Options{
-			Concurrency:  f.reach.concurrency,
-			Rollback:     orchestrator.RollbackHost,
-			Logger:       log,
-			Keep:         f.keepRuns,
-			ProcessAlive: processAlive,
-			WaitLock:     f.waitLock,
-			Persist:      f.persist,
-		},
-		NewHolder: newHolder,
-		Connect:   hostConnector(dialer, &f.reach),
-		Check: func(nodes []inventory.Node) error {
-			return checkRails(ctx, &f.checkFlags, nodes, cluster, dialer)
-		},
-		Debounce: f.debounce,
-		Resync:   f.resync,
-		Logger:   log,
-	}
-	if f.leaseName == "" {
-		return watch.New(cfg).Run(ctx)
-	}
-	host, _ := os.Hostname()
-	lease := watch.LeaseOptions{Namespace: f.leaseNamespace, Name: f.leaseName, Identity: fmt.Sprintf("%s_%d", host, os.Getpid())}
-	for ctx.Err() == nil {
-		var runErr error
-		err := watch.RunLeading(ctx, cluster.Client, lease, nil, func(ctx context.Context) {
-			runErr = watch.New(cfg).Run(ctx)
-		})
-		if runErr != nil {
-			return runErr
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
