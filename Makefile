@@ -58,9 +58,12 @@ demo: deps build
 
 # routepush against OpenSSH fan-out, the bare SSH connection floor and
 # Ansible on labs of BENCH_NODES (default 10,20,50,200; BENCH_NODES=1000 for
-# the big run), then the Go benchmarks of plan+diff and parsing. Writes
-# bench/out/results.{md,json}; bench/RESULTS.md keeps a committed run.
-bench: build
+# the big run); routepush watch against the lab's kube-apiserver at 50 and
+# 200 nodes (BENCH_WATCH_NODES): a node joining and leaving, and the idle
+# watcher for a minute; then the Go benchmarks of plan+diff and parsing.
+# Writes bench/out/results.{md,json} and the watchers' logs;
+# bench/RESULTS.md keeps a committed run.
+bench: build kube-apiserver
 	./scripts/install-deps.sh bench
 	$(GO) run ./bench -routepush bin/routepush
 	$(GO) test -run '^$$' -bench . -benchmem ./orchestrator ./route

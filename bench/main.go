@@ -4,6 +4,9 @@
 // SSH connection per node, and Ansible (an expert's one-task playbook and
 // the classic one task item per route). It prints a markdown table and the
 // targets of issue 5 with PASS/MISS, and writes both (and JSON) to -out.
+// At 50 and 200 nodes it also times `routepush watch` (issue 17) against a
+// real kube-apiserver: a node joining and leaving, and the watcher idle
+// (watch.go).
 //
 // Run it as root through `make bench` (BENCH_NODES=1000 for the big run).
 package main
@@ -73,6 +76,7 @@ type bench struct {
 	dir          string // the bench's files in the lab folder
 	routepushBin string
 	concurrency  int
+	out          string // the results folder: the watcher's logs go there too
 }
 
 func main() {
@@ -80,9 +84,23 @@ func main() {
 	concurrency := flag.Int("concurrency", 50, "nodes at once, for every contender (routepush's default)")
 	bin := flag.String("routepush", "bin/routepush", "the routepush binary")
 	out := flag.String("out", "bench/out", "folder for results.md and results.json")
-	only := flag.String("only", "", "contender keys to run, comma-separated (default all)")
+	only := flag.String("only", "", "contender keys to run, comma-separated, \"watch\" for the watcher (default all)")
+	watchNodes := flag.String("watch-nodes", envOr("BENCH_WATCH_NODES", "50,200"), "lab sizes the watcher is timed at, among -nodes (env BENCH_WATCH_NODES)")
+	joins := flag.Int("watch-joins", 5, "joins timed per size (a leave between two)")
+	idle := flag.Duration("watch-idle", time.Minute, "how long the idle watcher is sampled, at the largest watch size (0: not)")
+	watchArgs := flag.String("watch-args", "", "more arguments for routepush watch, space-separated (to compare settings)")
 	flag.Parse()
-	if err := run(*nodesFlag, *concurrency, *bin, *out, *only); err != nil {
+	wo := watchOptions{sizes: map[int]bool{}, joins: max(*joins, 1), idle: *idle, args: strings.Fields(*watchArgs)}
+	for _, s := range strings.Split(*watchNodes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 2 {
+			fmt.Fprintf(os.Stderr, "bench: bad watch lab size %q\n", s)
+			os.Exit(2)
+		}
+		wo.sizes[n] = true
+		wo.idleN = max(wo.idleN, n)
+	}
+	if err := run(*nodesFlag, *concurrency, *bin, *out, *only, wo); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -95,7 +113,7 @@ func envOr(k, def string) string {
 	return def
 }
 
-func run(nodesList string, concurrency int, bin, out, only string) error {
+func run(nodesList string, concurrency int, bin, out, only string, wo watchOptions) error {
 	bin, err := filepath.Abs(bin)
 	if err != nil {
 		return err
@@ -109,39 +127,62 @@ func run(nodesList string, concurrency int, bin, out, only string) error {
 		sizes = append(sizes, n)
 	}
 	var results []Result
+	var watched []WatchResult
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
 	for _, n := range sizes {
-		rs, err := runSize(n, concurrency, bin, only)
+		rs, ws, err := runSize(n, concurrency, bin, out, only, wo)
 		results = append(results, rs...)
+		watched = append(watched, ws...)
 		if err != nil {
 			return err
 		}
 	}
-	report := render(results, concurrency)
+	report := render(results, concurrency) + renderWatch(watched)
 	fmt.Print(report)
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		return err
-	}
-	js, _ := json.MarshalIndent(results, "", "  ")
+	js, _ := json.MarshalIndent(struct {
+		Contenders []Result      `json:"contenders"`
+		Watch      []WatchResult `json:"watch"`
+	}{results, watched}, "", "  ")
 	if err := os.WriteFile(filepath.Join(out, "results.json"), append(js, '\n'), 0o644); err != nil {
 		return err
 	}
 	return os.WriteFile(filepath.Join(out, "results.md"), []byte(report), 0o644)
 }
 
-func runSize(n, concurrency int, bin, only string) ([]Result, error) {
+func runSize(n, concurrency int, bin, out, only string, wo watchOptions) ([]Result, []WatchResult, error) {
 	ctx := context.Background()
 	fmt.Fprintf(os.Stderr, "== %d nodes: bringing up the lab\n", n)
 	l, err := lab.Up(ctx, lab.Options{Nodes: n})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer l.Down()
-	b := &bench{lab: l, dir: filepath.Join(l.Dir, "bench"), routepushBin: bin, concurrency: concurrency}
+	b := &bench{lab: l, dir: filepath.Join(l.Dir, "bench"), routepushBin: bin, concurrency: concurrency, out: out}
 	if err := b.writeFiles(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	results, err := b.contenders(ctx, only)
+	if err != nil || !wo.sizes[n] || (only != "" && !slices.Contains(strings.Split(only, ","), "watch")) {
+		return results, nil, err
+	}
+	started := time.Now()
+	w, err := b.watch(ctx, wo)
+	if err != nil {
+		w.Err = err.Error()
+		fmt.Fprintf(os.Stderr, "   watch    failed: %v\n", err)
+	}
+	fmt.Fprintf(os.Stderr, "   watch    section took %s\n", time.Since(started).Round(time.Second))
+	return results, []WatchResult{w}, nil
+}
+
+// contenders races every contender selected on the lab.
+func (b *bench) contenders(ctx context.Context, only string) ([]Result, error) {
+	n := len(b.lab.Nodes)
 	var results []Result
 	var applyWall float64
+	var err error
 	for _, c := range contenders {
 		if only != "" && !slices.Contains(strings.Split(only, ","), c.key) {
 			continue

@@ -46,6 +46,7 @@ func (c *Client) bounded(ctx context.Context, what string, abandon func() error,
 	case err := <-done:
 		return err
 	case <-ctx.Done():
+		c.taint() // what was abandoned may have left the connection mid-packet: not kept
 		_ = abandon()
 		return &abandonedError{host: c.name, what: what, cause: context.Cause(ctx)}
 	}

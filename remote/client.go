@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/pkg/sftp"
@@ -26,19 +27,29 @@ type Client struct {
 	table    string       // the managed table when not main (a number)
 	sftp     *sftp.Client // the node's lock and run records, opened when first needed
 	sftpCh   ssh.Channel  // the channel sftp runs on
-	meter    *meter       // counts what the SFTP server sends
-	planned  int          // Config.PlannedRoutes: sizes the read limits
-	dialer   *Dialer
-	wait     ipWait // the ip a read may leave waiting for Apply
+	// sftpEnded is closed when that channel has ended.
+	sftpEnded <-chan struct{}
+	meter     *meter // counts what the SFTP server sends
+	planned   int    // Config.PlannedRoutes: sizes the read limits
+	dialer    *Dialer
+	wait      ipWait // the ip a read may leave waiting for Apply
 	// source is the address the node sees the session come from: this
 	// host's end of the TCP connection, or the jump host's address.
 	source netip.Addr
+	// kept is the connection's place among the Dialer's kept ones, nil if
+	// Close closes it (keep.go); tainted says a call was given up on or
+	// the connection failed: it is closed, not kept.
+	kept    *keptConn
+	tainted atomic.Bool
 }
 
 // Dial connects to a target, through its jump hosts if it has any, and
 // authenticates. A host key that is unknown (unless accepted as new), changed
 // or revoked is refused with a *HostKeyError. Every error names the node.
 func (d *Dialer) Dial(ctx context.Context, t Target) (*Client, error) {
+	if c, err := d.reuse(ctx, t); c != nil || err != nil {
+		return c, err
+	}
 	e, err := d.endpoint(ctx, t, false)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", t.Name, err)
@@ -62,17 +73,34 @@ func (d *Dialer) Dial(ctx context.Context, t Target) (*Client, error) {
 		}
 		via = j.last()
 	}
-	c, chans, reqs, err := d.handshake(ctx, via, e, t.Name)
+	k := &keptConn{target: t, user: e.user, timeout: e.timeout, ended: make(chan struct{})}
+	c, chans, reqs, err := d.handshake(ctx, via, e, t.Name, &k.resting)
 	if err != nil {
 		return nil, err
 	}
-	go serve(chans, reqs)
-	source := addrOf(c.LocalAddr())
+	k.conn, k.source = c, addrOf(c.LocalAddr())
+	go func() {
+		serve(chans, reqs) // returns when the connection has ended
+		close(k.ended)
+	}()
 	if via != nil {
-		source = addrOf(via.RemoteAddr())
+		k.source = addrOf(via.RemoteAddr())
 	}
-	return &Client{name: t.Name, user: e.user, conn: c, timeout: d.cfg.CommandTimeout, sudo: t.Become, wait: newIPWait(d.cfg.ReadOnly),
-		textMode: d.textNode(t.Name), dialer: d, table: d.cfg.Table, source: source, planned: d.cfg.PlannedRoutes}, nil
+	client := d.client(t, k)
+	if !d.kept.add(k) {
+		client.kept = nil
+	}
+	return client, nil
+}
+
+// client is a new Client on a connection, with the SFTP session the
+// last one left on it if any.
+func (d *Dialer) client(t Target, k *keptConn) *Client {
+	c := &Client{name: t.Name, user: k.user, conn: k.conn, timeout: d.cfg.CommandTimeout, sudo: t.Become, wait: newIPWait(d.cfg.ReadOnly),
+		textMode: d.textNode(t.Name), dialer: d, table: d.cfg.Table, source: k.source, planned: d.cfg.PlannedRoutes, kept: k,
+		sftp: k.files.sftp, sftpCh: k.files.ch, meter: k.files.meter, sftpEnded: k.files.ended}
+	k.files = keptFiles{}
+	return c
 }
 
 // SessionSource is the address the node sees this connection come from,
@@ -93,8 +121,9 @@ func addrOf(a net.Addr) netip.Addr {
 }
 
 // handshake opens a TCP connection to the endpoint (through via, if not
-// nil) and logs in. label names the host in errors.
-func (d *Dialer) handshake(ctx context.Context, via *ssh.Client, e *endpoint, label string) (ssh.Conn, <-chan ssh.NewChannel, <-chan *ssh.Request, error) {
+// nil) and logs in. label names the host in errors. While resting (if not
+// nil) is set, keepalives are sparse (keepalive).
+func (d *Dialer) handshake(ctx context.Context, via *ssh.Client, e *endpoint, label string, resting *atomic.Bool) (ssh.Conn, <-chan ssh.NewChannel, <-chan *ssh.Request, error) {
 	auth, err := d.authFor(e)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("%s: %w", label, err)
@@ -141,16 +170,26 @@ func (d *Dialer) handshake(ctx context.Context, via *ssh.Client, e *endpoint, la
 	}
 	// From here on a silent peer is detected by keepalives: the one
 	// goroutine per connection besides the transport's and serve.
-	go keepalive(c, e.aliveInterval, e.aliveCount)
+	go keepalive(c, e.aliveInterval, e.aliveCount, resting)
 	return c, chans, reqs, nil
 }
 
 // Close ends a waiting ip (it changes nothing) and closes the connection.
 // The connection goes first: pkg/sftp's Close waits for its reader, which
-// only ends when the channel does, and a silent node never ends it.
+// only ends when the channel does, and a silent node never ends it. A
+// connection the Dialer keeps (Config.KeepConnections) stays open, with
+// its SFTP session, for the node's next Dial, unless this Client gave up
+// on a call or saw a session or the connection fail (keep.go).
 func (c *Client) Close() error {
 	c.wait.end()
+	if c.release() {
+		return nil
+	}
 	err := c.conn.Close()
 	c.closeFiles()
 	return err
 }
+
+// taint marks the connection as not to be kept: a call on it was given up
+// on, or it failed.
+func (c *Client) taint() { c.tainted.Store(true) }

@@ -25,6 +25,7 @@ func (c *Client) exec(ctx context.Context, label, cmd string) (*execSession, err
 		err = context.Cause(ctx)
 	}
 	if err != nil {
+		c.taint()
 		return nil, fmt.Errorf("%s: %s: %w", c.name, label, err)
 	}
 	return sess, nil
@@ -58,6 +59,7 @@ func (c *Client) run(ctx context.Context, label, cmd string, stdin io.Reader, li
 		ce.Hint = c.hint(ce.Stderr)
 		return r.out, r.errOut, ce
 	case r.err != nil:
+		c.taint() // the session failed, not the command
 		return nil, nil, fmt.Errorf("%s: %s: %w", c.name, label, r.err)
 	}
 	return r.out, r.errOut, nil
@@ -135,5 +137,6 @@ func (c *Client) exitError(label string, err error, stderr string) error {
 	case errors.As(err, &exit):
 		return &CommandError{Host: c.name, Command: label, ExitStatus: exit.code, Stderr: stderr, Hint: c.hint(stderr)}
 	}
+	c.taint() // the session failed, not the command
 	return fmt.Errorf("%s: %s: %w", c.name, label, err)
 }

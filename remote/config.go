@@ -71,6 +71,13 @@ type Config struct {
 	// Logger receives warnings (ssh_config fallbacks, keys added to
 	// known_hosts); nil discards them.
 	Logger *slog.Logger
+	// KeepConnections is how many node connections stay open when their
+	// Client closes, each for its node's next Dial (routepush watch: a
+	// round's logins are most of its cost; see keep.go). 0 keeps none.
+	KeepConnections int
+	// KeepIdle closes a kept connection not used for this long (a node
+	// that left the cluster); 0 never does.
+	KeepIdle time.Duration
 }
 
 // Target is one node to connect to. Empty fields are filled from
@@ -112,6 +119,7 @@ type Dialer struct {
 	// textNodes are the nodes found to have an iproute2 without -json, so
 	// that a second connection (a rollback) reads and writes as the first.
 	textNodes map[string]bool
+	kept      keptConns // Config.KeepConnections
 }
 
 // textNode reports whether a node was found to need text mode.
@@ -141,6 +149,7 @@ func NewDialer(cfg Config) (*Dialer, error) {
 		log:      cfg.Logger,
 		keys:     map[string]*identity{},
 		knownDBs: map[string]*knownHostsDB{},
+		kept:     keptConns{max: cfg.KeepConnections, idle: cfg.KeepIdle},
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
@@ -177,8 +186,11 @@ func NewDialer(cfg Config) (*Dialer, error) {
 	return d, nil
 }
 
-// Close closes the shared jump host connections.
+// Close closes the kept node connections not in use (those in use close
+// with their Client), keeps none from now on, and closes the shared jump
+// host connections.
 func (d *Dialer) Close() error {
+	d.kept.closeIdle(true)
 	d.jumps.each((*jumpChain).close)
 	return nil
 }

@@ -42,7 +42,7 @@ func (d *Dialer) jump(ctx context.Context, hops []proxyjump.Hop) (*jumpChain, er
 				j.close()
 				return nil, fmt.Errorf("jump host %s: %w", h, err)
 			}
-			conn, chans, reqs, err := d.handshake(ctx, via, ep, "jump host "+ep.String())
+			conn, chans, reqs, err := d.handshake(ctx, via, ep, "jump host "+ep.String(), nil)
 			if err != nil {
 				j.close()
 				return nil, err

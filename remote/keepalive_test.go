@@ -46,7 +46,7 @@ func TestKeepaliveCutsSilentPeer(t *testing.T) {
 	f := &fakeConn{silent: true, closed: make(chan struct{})}
 	start := time.Now()
 	done := make(chan struct{})
-	go func() { keepalive(f, 20*time.Millisecond, 3); close(done) }()
+	go func() { keepalive(f, 20*time.Millisecond, 3, nil); close(done) }()
 	select {
 	case <-f.closed:
 	case <-time.After(2 * time.Second):
@@ -69,7 +69,7 @@ func TestKeepaliveCutsSilentPeer(t *testing.T) {
 func TestKeepaliveKeepsLivePeerAndEndsWithIt(t *testing.T) {
 	f := &fakeConn{closed: make(chan struct{})}
 	done := make(chan struct{})
-	go func() { keepalive(f, 5*time.Millisecond, 1); close(done) }()
+	go func() { keepalive(f, 5*time.Millisecond, 1, nil); close(done) }()
 	time.Sleep(100 * time.Millisecond)
 	select {
 	case <-f.closed:
@@ -85,6 +85,27 @@ func TestKeepaliveKeepsLivePeerAndEndsWithIt(t *testing.T) {
 	case <-time.After(time.Second):
 		t.Fatal("keepalive goroutine outlived its connection")
 	}
+}
+
+// A kept connection at rest is probed every restingAliveInterval, not
+// every interval; in use again, at every interval.
+func TestKeepaliveSparseAtRest(t *testing.T) {
+	f := &fakeConn{closed: make(chan struct{})}
+	var resting atomic.Bool
+	resting.Store(true)
+	done := make(chan struct{})
+	go func() { keepalive(f, 5*time.Millisecond, 1, &resting); close(done) }()
+	time.Sleep(100 * time.Millisecond)
+	if n := f.sent.Load(); n != 0 {
+		t.Errorf("%d keepalives at rest in 100ms, want none before %v", n, restingAliveInterval)
+	}
+	resting.Store(false)
+	time.Sleep(100 * time.Millisecond)
+	if n := f.sent.Load(); n < 5 {
+		t.Errorf("only %d keepalives in 100ms at 5ms once in use again", n)
+	}
+	f.Close()
+	<-done
 }
 
 func TestAliveSettingsPrecedence(t *testing.T) {

@@ -166,6 +166,7 @@ func (c *Client) routesFileLimit() int64 {
 
 // tooMuch is the error for a command's output over its limit.
 func (c *Client) tooMuch(what string, limit int64, why string) error {
+	c.taint() // a session cut off mid-output: the node is not trusted with the next round's
 	return &LimitError{Host: c.name, What: what, Limit: limit, Why: why, Hint: "is the node's ip sane? routepush stopped reading"}
 }
 

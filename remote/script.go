@@ -83,6 +83,7 @@ func (c *Client) applyScripted(ctx context.Context, batch []byte, force bool, fa
 	}
 	r, err := c.sendScripted(ctx, s, apply, batch, c.scriptLimit(fams))
 	if err != nil {
+		c.taint()
 		err = &host.LostError{Err: err} // the session itself failed: nothing is known
 		return host.ApplyResult{}, err
 	}
@@ -91,6 +92,7 @@ func (c *Client) applyScripted(ctx context.Context, batch []byte, force bool, fa
 	}
 	var exit *exitStatus
 	if r.err != nil && !errors.As(r.err, &exit) {
+		c.taint()
 		err = &host.LostError{Err: fmt.Errorf("%s: %s: %w", c.name, apply, r.err)}
 		return host.ApplyResult{}, err
 	}

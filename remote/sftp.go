@@ -30,8 +30,9 @@ func (c *Client) files(ctx context.Context) (*sftp.Client, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	ch, stderr, err := c.openSFTPChannel(ctx)
+	ch, stderr, ended, err := c.openSFTPChannel(ctx)
 	if err != nil {
+		c.taint()
 		return nil, err
 	}
 	// Everything the server sends is counted: see meter.
@@ -49,6 +50,7 @@ func (c *Client) files(ctx context.Context) (*sftp.Client, error) {
 	case abandoned(err):
 		return nil, err // the connection is closed
 	case err != nil && c.sudo:
+		c.taint()
 		ch.Close()
 		// sudo said why on stderr, as it does for ip.
 		var msg string
@@ -58,17 +60,18 @@ func (c *Client) files(ctx context.Context) (*sftp.Client, error) {
 		}
 		return nil, &CommandError{Host: c.name, Command: "sudo -n " + sftpServerPath, ExitStatus: 1, Stderr: msg, Hint: c.hint(msg)}
 	case err != nil:
+		c.taint()
 		ch.Close()
 		return nil, fmt.Errorf("%s: sftp: %w", c.name, err)
 	}
-	c.sftp, c.sftpCh, c.meter = s, ch, m
+	c.sftp, c.sftpCh, c.meter, c.sftpEnded = s, ch, m, ended
 	return s, nil
 }
 
 // openSFTPChannel opens the session channel SFTP runs on and starts the
 // SFTP server at its other end. With become, stderr gets (at most 4 KiB
 // of) what sudo says there.
-func (c *Client) openSFTPChannel(ctx context.Context) (ch ssh.Channel, stderr <-chan string, err error) {
+func (c *Client) openSFTPChannel(ctx context.Context) (ch ssh.Channel, stderr <-chan string, ended <-chan struct{}, err error) {
 	var reqs <-chan *ssh.Request
 	err = c.bounded(ctx, "sftp", c.conn.Close, func() error {
 		var err error
@@ -76,7 +79,7 @@ func (c *Client) openSFTPChannel(ctx context.Context) (ch ssh.Channel, stderr <-
 		return err
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: sftp: %w", c.name, err)
+		return nil, nil, nil, fmt.Errorf("%s: sftp: %w", c.name, err)
 	}
 	// Requests on the session are answered as they come: besides the
 	// exit-status at its end, an sshd with ClientAliveInterval probes the
@@ -84,8 +87,14 @@ func (c *Client) openSFTPChannel(ctx context.Context) (ch ssh.Channel, stderr <-
 	// this one stays open from the lock to the settle. Unanswered, sshd
 	// counts them against ClientAliveCountMax and hangs up; past the 16
 	// x/crypto/ssh queues per channel, the connection's reader blocks and
-	// keepalives then cut off a healthy node. It ends with the channel.
-	go ssh.DiscardRequests(reqs)
+	// keepalives then cut off a healthy node. It ends with the channel,
+	// and says so: a session kept for the next round is not reused once
+	// its channel is gone (keep.go).
+	done := make(chan struct{})
+	go func() {
+		ssh.DiscardRequests(reqs)
+		close(done)
+	}()
 	var ok bool
 	said := make(chan string, 1)
 	err = c.bounded(ctx, "sftp", c.conn.Close, func() error {
@@ -106,9 +115,9 @@ func (c *Client) openSFTPChannel(ctx context.Context) (ch ssh.Channel, stderr <-
 	}
 	if err != nil {
 		ch.Close()
-		return nil, nil, fmt.Errorf("%s: sftp: %w", c.name, err)
+		return nil, nil, nil, fmt.Errorf("%s: sftp: %w", c.name, err)
 	}
-	return ch, said, nil
+	return ch, said, done, nil
 }
 
 // withFiles runs fn on the node's SFTP session, bounded by the command
@@ -135,10 +144,14 @@ func (c *Client) withFiles(ctx context.Context, what string, fn func(sftpFS) err
 		c.closeFiles()
 		return nil
 	}, func() error { return fn(sftpFS{fsys, m}) })
+	if errors.Is(err, sftp.ErrSSHFxConnectionLost) {
+		c.taint() // the session ended under the call: not kept for the next round
+	}
 	if abandoned(err) || !m.tripped() {
 		return err
 	}
 	// The session is broken mid-packet: a new one is opened when needed.
+	c.taint()
 	c.closeFiles()
 	var tooMuch *LimitError
 	if !errors.As(err, &tooMuch) {
@@ -157,7 +170,7 @@ func (c *Client) opBudget() int64 { return c.recordLimit() + sftpSlack }
 // timeout (if keepalives have not closed it first).
 func (c *Client) closeFiles() {
 	if s, ch := c.sftp, c.sftpCh; s != nil {
-		c.sftp, c.sftpCh, c.meter = nil, nil, nil
+		c.sftp, c.sftpCh, c.meter, c.sftpEnded = nil, nil, nil, nil
 		_ = ch.Close()
 		_ = c.bounded(context.Background(), "close sftp", c.conn.Close, s.Close)
 	}
@@ -171,8 +184,15 @@ type sftpFS struct {
 }
 
 // CloseFilesUntilNeeded closes the node's SFTP session, and with it sftp-server on
-// the node, until the next lock or record operation opens another.
-func (c *Client) CloseFilesUntilNeeded() { c.closeFiles() }
+// the node, until the next lock or record operation opens another. On a
+// kept connection (keep.go) it does nothing: the session stays open for
+// the node's next round anyway, so closing it saves no memory, and it
+// would cost the node an sftp-server start.
+func (c *Client) CloseFilesUntilNeeded() {
+	if c.kept == nil {
+		c.closeFiles()
+	}
+}
 
 // syncFile asks for fsync@openssh.com: a record is on disk before it
 // counts. A server without the extension still gets the write.

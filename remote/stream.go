@@ -86,6 +86,7 @@ func (c *Client) show(ctx context.Context, p *pendingIP, label string) ([]byte, 
 		return nil, err
 	}
 	if !errors.Is(err, io.EOF) {
+		c.taint()
 		p.sess.Close()
 		return nil, err // cut short by the context or the timeout, or the session failed
 	}
@@ -159,6 +160,7 @@ func (c *Client) applyJSON(ctx context.Context, batch []byte, force bool, fam ro
 		return host.ApplyResult{}, runErr
 	}
 	if runErr != nil && !errors.As(runErr, &ce) {
+		c.taint()
 		runErr = &host.LostError{Err: runErr} // the session itself failed: nothing is known
 		return host.ApplyResult{}, runErr
 	}

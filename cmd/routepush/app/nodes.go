@@ -82,14 +82,23 @@ func plannedRoutes(nodes []inventory.Node) int {
 // ip is left waiting for a batch after a read. planned sizes the read
 // limits (remote.Config.PlannedRoutes).
 func newDialer(r *reachFlags, table *tableFlag, log *slog.Logger, readOnly bool, planned int) (*remote.Dialer, error) {
-	sshConfig, err := remote.LoadSSHConfig(r.sshConfig)
+	cfg, err := dialerConfig(r, table, log, readOnly, planned)
 	if err != nil {
 		return nil, err
+	}
+	return remote.NewDialer(cfg)
+}
+
+// dialerConfig is newDialer's configuration, for a caller that adds to it.
+func dialerConfig(r *reachFlags, table *tableFlag, log *slog.Logger, readOnly bool, planned int) (remote.Config, error) {
+	sshConfig, err := remote.LoadSSHConfig(r.sshConfig)
+	if err != nil {
+		return remote.Config{}, err
 	}
 	if sshConfig.Fallback != "" {
 		log.Info("ssh config not parsable here; asking OpenSSH (ssh -G) for each host", "reason", sshConfig.Fallback)
 	}
-	return remote.NewDialer(remote.Config{
+	return remote.Config{
 		KnownHostsFile:      r.knownHosts,
 		AcceptNewHostKeys:   r.acceptNewHostKeys,
 		TrustNodeAddresses:  r.trustNodeAddrs,
@@ -105,7 +114,7 @@ func newDialer(r *reachFlags, table *tableFlag, log *slog.Logger, readOnly bool,
 		PlannedRoutes:       planned,
 		Table:               table.id,
 		Logger:              log,
-	})
+	}, nil
 }
 
 // hostConnector connects a node for a run.

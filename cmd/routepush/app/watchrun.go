@@ -39,11 +39,13 @@ func runWatch(cmd *cobra.Command, d deps, f *watchFlags) error {
 			return err
 		}
 	}
-	dialer, err := newDialer(&f.reach, &f.table, log, false, watchPlannedRoutes)
+	dialer, err := newWatchDialer(f, log)
 	if err != nil {
 		return err
 	}
 	defer dialer.Close()
+	memory := newMemoryReturner(quietAfterRound)
+	defer memory.stop()
 
 	reg := prometheus.NewRegistry()
 	obs, ready, stopObservers := newWatchObservers(f, cluster, reg, log)
@@ -77,8 +79,11 @@ func runWatch(cmd *cobra.Command, d deps, f *watchFlags) error {
 	}
 
 	cfg := watchConfig(ctx, f, cluster, dialer, log, started)
-	cfg.Observer = obs
-	run := func(ctx context.Context) error { return watch.New(cfg).Run(ctx) }
+	cfg.Observer = append(obs, memory, keptConnections{dialer})
+	run := func(ctx context.Context) error {
+		defer dialer.CloseIdle() // no connection held while another watcher writes
+		return watch.New(cfg).Run(ctx)
+	}
 	if f.leaseName == "" {
 		obs.Leading(true) // no election: this watcher always writes
 		err = run(ctx)
@@ -203,3 +208,12 @@ func identity() string {
 	}
 	return fmt.Sprintf("%s_%d", host, os.Getpid())
 }
+
+// keptConnections closes the kept connection of a node that left the node
+// table, rather than a resync and a minute later.
+type keptConnections struct{ dialer *remote.Dialer }
+
+func (keptConnections) RoundDone(watch.Round) {}
+func (keptConnections) Managed(int)           {}
+func (keptConnections) Leading(bool)          {}
+func (k keptConnections) Forget(node string)  { k.dialer.Forget(node) }
