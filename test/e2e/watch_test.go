@@ -224,34 +224,36 @@ func (k *kubeLab) setInternalIP(t *testing.T, name, addr string) {
 	}
 }
 
-// logins counts the SSH logins each node's sshd accepted so far.
-func logins(t *testing.T, l *lab.Lab, which []int) []int {
+// sessions counts the SSH sessions (commands and subsystems) each node's
+// sshd started so far.
+func sessions(t *testing.T, l *lab.Lab, which []int) []int {
 	t.Helper()
 	n := make([]int, len(which))
 	for k, i := range which {
-		n[k] = strings.Count(sshdLog(t, l.Nodes[i].Dir), "Accepted publickey")
+		n[k] = strings.Count(sshdLog(t, l.Nodes[i].Dir), "Starting session: ")
 	}
 	return n
 }
 
-// assertLogins checks that each node i of which accepted want(i) logins
-// since before.
-func assertLogins(t *testing.T, l *lab.Lab, what string, which []int, before []int, want func(i int) int) {
+// assertSessions checks that each node i of which started want(i) SSH
+// sessions since before.
+func assertSessions(t *testing.T, l *lab.Lab, what string, which []int, before []int, want func(i int) int) {
 	t.Helper()
-	after := logins(t, l, which)
+	after := sessions(t, l, which)
 	for k, i := range which {
 		if got := after[k] - before[k]; got != want(i) {
-			t.Errorf("%s: %s accepted %d SSH logins, want %d", what, l.Nodes[i].Name, got, want(i))
+			t.Errorf("%s: %s started %d SSH sessions, want %d", what, l.Nodes[i].Name, got, want(i))
 		}
 	}
 }
 
 // routepush watch on 10 nodes whose Node objects come and go: the first
 // sync converges the cluster and pings pass; a node that joins is routed
-// to and from every node within 5 s, with one SSH login on each node; a
-// Node deleted has its routes pruned everywhere within 5 s, with one
-// login on every other node and none on it, others' routes untouched;
-// SIGTERM exits 0 and leaves no lock.
+// to and from every node within 5 s, with one SSH session on each node
+// (its connection kept from the sync; the new node's first round opens
+// its SFTP session too); a Node deleted has its routes pruned everywhere
+// within 5 s, with one session on every other node and none on it,
+// others' routes untouched; SIGTERM exits 0 and leaves no lock.
 func TestWatchFollowsTheNodes(t *testing.T) {
 	t.Parallel()
 	k := newKubeLab(t, 10, false)
@@ -277,12 +279,18 @@ func TestWatchFollowsTheNodes(t *testing.T) {
 
 	// (b) node-9 joins: every node routes to it, and it to every node,
 	// each with one login for the increment.
-	before := logins(t, k.Lab, all)
+	before := sessions(t, k.Lab, all)
 	changed := time.Now()
 	k.register(t, k.Nodes[9], nil, []string{k.Nodes[9].PodCIDR.String()})
 	took = waitTables(t, k.Lab, all, func(i int) string { return expectedOf(k.Lab, all, i) }, changed, 5*time.Second)
 	t.Logf("join: 10 nodes converged %s after the Node object was created", took)
-	assertLogins(t, k.Lab, "join of node-9", all, before, func(int) int { return 1 })
+	time.Sleep(500 * time.Millisecond) // a second round would have started by now
+	assertSessions(t, k.Lab, "join of node-9", all, before, func(i int) int {
+		if i == 9 {
+			return 2 // its lock and record (SFTP), its table (ip)
+		}
+		return 1
+	})
 	assertPings(t, k.Lab, all)
 
 	// (c) node-3 is deleted: its routes go from every other node; a route
@@ -290,7 +298,7 @@ func TestWatchFollowsTheNodes(t *testing.T) {
 	// contacted (it left the cluster; its table is its own business).
 	ipRun(t, k.Nodes[0], "route", "add", "100.127.0.0/24", "via", k.Nodes[1].Addr.String(), "proto", "static")
 	foreign := fmt.Sprintf("100.127.0.0/24 via %s dev eth0 proto static ", k.Nodes[1].Addr)
-	before = logins(t, k.Lab, all)
+	before = sessions(t, k.Lab, all)
 	changed = time.Now()
 	k.deleteNode(t, "node-3")
 	left := without(all, 3)
@@ -302,7 +310,7 @@ func TestWatchFollowsTheNodes(t *testing.T) {
 	}, changed, 5*time.Second)
 	t.Logf("delete: node-3's routes gone from 9 nodes %s after the Node object was deleted", took)
 	time.Sleep(500 * time.Millisecond) // a second round would log in by now
-	assertLogins(t, k.Lab, "deletion of node-3", all, before, func(i int) int {
+	assertSessions(t, k.Lab, "deletion of node-3", all, before, func(i int) int {
 		if i == 3 {
 			return 0
 		}
