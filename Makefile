@@ -21,7 +21,7 @@ lint: deps
 
 # Unit tests, the route parsers' checked-in fuzz seeds included.
 unit:
-	$(GO) test -count=1 -race ./route/... ./inventory/... ./orchestrator/... ./remote/... ./cmd/... ./internal/...
+	$(GO) test -count=1 -race ./route/... ./inventory/... ./orchestrator/... ./remote/... ./cmd/... ./internal/... ./watch/... ./host/... ./bench/...
 
 # The Kubernetes API server the e2e tests run, built from k8s.io/kubernetes
 # (test/kube-apiserver) into ~/.cache/routepush once per version: minutes
