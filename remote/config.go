@@ -78,6 +78,9 @@ type Config struct {
 	// KeepIdle closes a kept connection not used for this long (a node
 	// that left the cluster); 0 never does.
 	KeepIdle time.Duration
+	// KeepMaxAge dials a node anew once its kept connection is this old,
+	// however often it is used; 0: no limit.
+	KeepMaxAge time.Duration
 }
 
 // Target is one node to connect to. Empty fields are filled from
@@ -149,7 +152,7 @@ func NewDialer(cfg Config) (*Dialer, error) {
 		log:      cfg.Logger,
 		keys:     map[string]*identity{},
 		knownDBs: map[string]*knownHostsDB{},
-		kept:     keptConns{max: cfg.KeepConnections, idle: cfg.KeepIdle},
+		kept:     keptConns{max: cfg.KeepConnections, idle: cfg.KeepIdle, maxAge: cfg.KeepMaxAge},
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)

@@ -11,8 +11,6 @@ import (
 
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
-
-	"github.com/routepush/routepush/host"
 )
 
 // A watcher reconciles the same nodes round after round, and a round of
@@ -37,10 +35,12 @@ import (
 //   - a Client that gave up on a call (a command timeout, an SFTP call
 //     abandoned) or saw a session or the connection fail returns nothing
 //     to the cache: Close closes the connection;
-//   - before it is reused it must answer a keepalive within the connect
-//     timeout: a node rebooted since answers with a reset and is dialed
-//     anew; one that does not answer is unreachable, as a dial to it
-//     would have found (and its next try dials anew);
+//   - before it is reused it must answer a keepalive within a third of
+//     the connect timeout (at most 2 s): one that answers with a reset (a
+//     reboot) or not at all (a middlebox forgot it) is closed and the
+//     node dialed anew;
+//   - one kept longer than Config.KeepMaxAge is dialed anew: a login sees
+//     what the node allows today (a revoked key, what a name resolves to);
 //   - an SFTP session whose channel ended at rest is not reused;
 //   - a node reached otherwise (its address, port, user, identity, jump
 //     hosts or become changed) is dialed anew and its old connection
@@ -64,6 +64,8 @@ type keptConn struct {
 	timeout time.Duration // the endpoint's connect timeout: bounds the check before reuse
 	ended   chan struct{} // closed when the connection has ended (serve returned)
 	inUse   bool          // a Client has it
+	gone    bool          // Forget came while a Client had it: not kept after
+	born    time.Time     // when it was kept first: it is not kept past maxAge
 	idle    time.Time     // since when it is unused
 	resting atomic.Bool   // !inUse, for its keepalives (sparse at rest)
 }
@@ -102,6 +104,7 @@ type keptConns struct {
 	m      map[string]*keptConn
 	max    int
 	idle   time.Duration
+	maxAge time.Duration // a connection older than this is dialed anew
 	closed bool
 	swept  time.Time
 }
@@ -117,7 +120,10 @@ func (ks *keptConns) take(t Target) *keptConn {
 	switch {
 	case k == nil || k.inUse:
 		return nil
-	case k.target != t || !k.alive():
+	case k.target != t || !k.alive() || ks.maxAge > 0 && time.Since(k.born) > ks.maxAge:
+		// Reached otherwise, ended, or old: a login now sees what the
+		// node allows today (a revoked key, sshd's settings, what a name
+		// resolves to), which a connection kept for ever never would.
 		ks.forget(k)
 		return nil
 	}
@@ -148,6 +154,9 @@ func (ks *keptConns) add(k *keptConn) bool {
 		ks.m = map[string]*keptConn{}
 	}
 	k.inUse = true
+	if k.born.IsZero() {
+		k.born = time.Now()
+	}
 	ks.m[k.target.Name] = k
 	return true
 }
@@ -158,7 +167,7 @@ func (ks *keptConns) add(k *keptConn) bool {
 func (ks *keptConns) put(k *keptConn, files keptFiles) bool {
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
-	if ks.closed || ks.m[k.target.Name] != k || !k.alive() {
+	if ks.closed || ks.m[k.target.Name] != k || !k.alive() || k.gone {
 		if ks.m[k.target.Name] == k {
 			delete(ks.m, k.target.Name)
 		}
@@ -178,10 +187,13 @@ func (ks *keptConns) drop(k *keptConn) {
 	}
 }
 
-// forget closes an idle connection and forgets it; ks.mu is held.
+// forget forgets an idle connection and closes it; ks.mu is held. The
+// close goes on beside: through a jump host it writes on the jump's
+// connection, which may block until that one's keepalives give up, and
+// every other node's Dial waits for ks.mu.
 func (ks *keptConns) forget(k *keptConn) {
 	delete(ks.m, k.target.Name)
-	k.close()
+	go k.close()
 }
 
 // close closes the connection and the SFTP session at rest on it. The
@@ -229,7 +241,11 @@ func (ks *keptConns) closeIdle(stop bool) {
 func (d *Dialer) Forget(name string) {
 	d.kept.mu.Lock()
 	defer d.kept.mu.Unlock()
-	if k := d.kept.m[name]; k != nil && !k.inUse {
+	switch k := d.kept.m[name]; {
+	case k == nil:
+	case k.inUse:
+		k.gone = true // closed when its Client is done
+	default:
 		d.kept.forget(k)
 	}
 }
@@ -248,7 +264,10 @@ func (d *Dialer) reuse(ctx context.Context, t Target) (*Client, error) {
 	if k == nil {
 		return nil, nil
 	}
-	timeout := k.timeout // the endpoint's, never 0
+	// A short check: a connection that does not answer is dialed anew (a
+	// middlebox may have forgotten it while the node is fine), and the
+	// dial then has the whole connect timeout.
+	timeout := min(k.timeout/3, 2*time.Second) // the endpoint's is never 0
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	answered := make(chan error, 1)
@@ -269,15 +288,12 @@ func (d *Dialer) reuse(ctx context.Context, t Target) (*Client, error) {
 		}
 		return c, nil
 	}
-	k.close() // ends the request too
+	go k.close() // ends the request too
 	d.kept.drop(k)
-	if errors.Is(err, context.DeadlineExceeded) {
-		return nil, &host.UnreachableError{Err: fmt.Errorf("%s: the connection kept since the last round did not answer within %s", t.Name, timeout)}
+	if ctx.Err() != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return nil, fmt.Errorf("%s: %w", t.Name, err) // the caller's context ended
 	}
-	if ctx.Err() != nil {
-		return nil, fmt.Errorf("%s: %w", t.Name, err)
-	}
-	return nil, nil // it ended (a reboot, a reset): dial anew
+	return nil, nil // it ended (a reboot, a reset) or did not answer: dial anew
 }
 
 // release ends a Client's use of a kept connection: back to the cache,
@@ -289,6 +305,7 @@ func (c *Client) release() bool {
 	if k == nil {
 		return false
 	}
+	c.kept = nil // a second Close must not hand the connection back again
 	files := keptFiles{c.sftp, c.sftpCh, c.meter, c.sftpEnded}
 	if !c.tainted.Load() && c.dialer.kept.put(k, files) {
 		c.sftp, c.sftpCh, c.meter, c.sftpEnded = nil, nil, nil, nil // the next Client's

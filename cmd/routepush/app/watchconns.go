@@ -19,6 +19,9 @@ import (
 // each round, as apply does.
 const watchKeptConnections = 1000
 
+// watchKeptMaxAge is how long a node's connection is kept at most.
+const watchKeptMaxAge = 30 * time.Minute
+
 // newWatchDialer is the watcher's Dialer: apply's, and it keeps the nodes'
 // connections between rounds. A kept connection is closed when it has
 // not been used for a resync and a minute (every node is dialed at least
@@ -31,5 +34,8 @@ func newWatchDialer(f *watchFlags, log *slog.Logger) (*remote.Dialer, error) {
 	}
 	cfg.KeepConnections = watchKeptConnections
 	cfg.KeepIdle = f.resync + time.Minute
+	// A login every half hour at least: a revoked key, sshd's settings
+	// and what a node's name resolves to take effect within it.
+	cfg.KeepMaxAge = watchKeptMaxAge
 	return remote.NewDialer(cfg)
 }
