@@ -569,3 +569,35 @@ func TestWatchStopsCleanlyMidRound(t *testing.T) {
 	}
 	assertNoLocks(t, k.Lab)
 }
+
+// In a Deployment the watcher's pod address is inside its node's pod
+// CIDR. The lab's bastion is given such an address in node-2's: without
+// --running-on the rails hold node-2 out (a route to its CIDR would take
+// the watcher's own address); with --running-on node-2 every node
+// converges.
+func TestWatchAsAPod(t *testing.T) {
+	t.Parallel()
+	k := newKubeLab(t, 3, false)
+	all := []int{0, 1, 2}
+	k.registerAll(t)
+	podAddr := k.Nodes[2].PodCIDR.Addr().Next().Next().Next() // .3, not the node's pod IP
+	if out, err := exec.Command("ip", "-n", k.Bastion, "addr", "add", podAddr.String()+"/32", "dev", "lo").CombinedOutput(); err != nil {
+		t.Fatalf("giving the bastion a pod address: %v %s", err, out)
+	}
+
+	w := startWatch(t, k.Lab, "--kubeconfig", k.kubeconfig, "-v")
+	w.waitLog(t, regexp.MustCompile(`(?s)left out.*node-2.*an address of this control host`), 20*time.Second)
+	res := w.stop(t)
+	if res.Code != 0 {
+		t.Errorf("watcher without --running-on: %s", res)
+	}
+
+	started := time.Now()
+	w = startWatch(t, k.Lab, "--kubeconfig", k.kubeconfig, "--running-on", "node-2", "-v")
+	took := waitTables(t, k.Lab, all, func(i int) string { return expectedOf(k.Lab, all, i) }, started, 30*time.Second)
+	t.Logf("--running-on node-2: 3 nodes converged %s after the start", took)
+	waitUnlocked(t, k.Lab, 10*time.Second)
+	if res := w.stop(t); res.Code != 0 {
+		t.Errorf("watcher with --running-on: %s", res)
+	}
+}

@@ -42,6 +42,7 @@ type checkFlags struct {
 	prune, adopt   bool
 	persist        bool
 	rails          inventory.Rails
+	runningOn      string // watch --running-on: the node this pod runs on
 	output         string
 	profile        string
 	profileOutput  string

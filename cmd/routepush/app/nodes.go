@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -170,11 +171,13 @@ func processAlive(pid int) bool {
 func checkRails(ctx context.Context, f *checkFlags, nodes []inventory.Node, cluster *inventory.Cluster, dialer *remote.Dialer) error {
 	rails := f.rails
 	if addrs, err := net.InterfaceAddrs(); err == nil {
+		var local []netip.Addr
 		for _, a := range addrs {
-			if p, err := netip.ParsePrefix(a.String()); err == nil && !p.Addr().IsLoopback() {
-				rails.Reserved = append(rails.Reserved, inventory.ReservedAddr{Addr: p.Addr(), What: "an address of this control host"})
+			if p, err := netip.ParsePrefix(a.String()); err == nil {
+				local = append(local, p.Addr())
 			}
 		}
+		rails.Reserved = append(rails.Reserved, hostAddrs(local, nodes, f.runningOn)...)
 	}
 	jumps, err := jumpHostAddrs(ctx, &f.reach, nodes, dialer)
 	if err != nil {
@@ -186,6 +189,28 @@ func checkRails(ctx context.Context, f *checkFlags, nodes []inventory.Node, clus
 		source = "kubernetes " + cluster.Name
 	}
 	return inventory.CheckRails(source, nodes, cluster != nil, rails)
+}
+
+// hostAddrs are this host's addresses that no pod CIDR may contain (a
+// route to the CIDR would take this host's own traffic elsewhere), but
+// for those inside a pod CIDR of runningOn, the node this host is a pod
+// of (watch --running-on, in a Deployment): a pod's address is in its
+// node's pod CIDR, routed to that node, where it lives.
+func hostAddrs(local []netip.Addr, nodes []inventory.Node, runningOn string) []inventory.ReservedAddr {
+	var own []netip.Prefix
+	for i := range nodes {
+		if runningOn != "" && nodes[i].Name == runningOn {
+			own = nodes[i].PodCIDRs
+		}
+	}
+	var reserved []inventory.ReservedAddr
+	for _, a := range local {
+		if a.IsLoopback() || slices.ContainsFunc(own, func(p netip.Prefix) bool { return p.Contains(a) }) {
+			continue
+		}
+		reserved = append(reserved, inventory.ReservedAddr{Addr: a, What: "an address of this control host"})
+	}
+	return reserved
 }
 
 // jumpHostAddrs are the addresses of every jump host on the way to the

@@ -56,6 +56,7 @@ func (f *watchFlags) add(fs *pflag.FlagSet) {
 	add(fs, fs.DurationVarP, &f.debounce, "debounce", "", watch.DefaultDebounce, "coalesce the node events that come within this long into one round")
 	add(fs, fs.DurationVarP, &f.resync, "resync", "", watch.DefaultResync, "reconcile every node this often, repairing routes that drifted")
 	add(fs, fs.StringVarP, &f.leaseNamespace, "lease-namespace", "", defaultLeaseNamespace, "namespace of the Lease that elects one writer among watchers (deploy/'s, so that a bastion's watcher joins the Deployment's election)")
+	add(fs, fs.StringVarP, &f.runningOn, "running-on", "", "", "the node this watcher runs on as a pod (the downward API's spec.nodeName): its pod address, inside that node's pod CIDR, is not held against the rails")
 	add(fs, fs.StringVarP, &f.leaseName, "lease-name", "", "", "name of the Lease that elects one writer among watchers (empty: no election; this watcher always writes)")
 	add(fs, fs.DurationVarP, &f.leaseDuration, "lease-duration", "", watch.DefaultLeaseDuration, "how long a standby waits after the leader's last renewal before it takes over")
 	add(fs, fs.DurationVarP, &f.renewDeadline, "lease-renew-deadline", "", watch.DefaultRenewDeadline, "how long the leader tries to renew before it stops pushing (shorter than --lease-duration)")

@@ -2,10 +2,12 @@ package app
 
 import (
 	"net"
+	"net/netip"
 	"os"
 	"testing"
 	"time"
 
+	"github.com/routepush/routepush/inventory"
 	"github.com/routepush/routepush/orchestrator"
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/util/yaml"
@@ -94,5 +96,35 @@ func TestLeaseTakeOver(t *testing.T) {
 		if got := cfg.Run.TakeOver(c.h); got != c.want {
 			t.Errorf("%s: take over = %v, want %v", c.name, got, c.want)
 		}
+	}
+}
+
+// In a pod, the watcher's address is inside its node's pod CIDR: with
+// --running-on naming that node it is not reserved (the route to the CIDR
+// goes where the pod lives); any other node's CIDR containing it, or no
+// --running-on, still reserves it.
+func TestHostAddrsInAPod(t *testing.T) {
+	t.Parallel()
+	pod := netip.MustParseAddr("100.64.3.17")
+	nodes := []inventory.Node{
+		{Name: "node-2", PodCIDRs: []netip.Prefix{netip.MustParsePrefix("100.64.2.0/24")}},
+		{Name: "node-3", PodCIDRs: []netip.Prefix{netip.MustParsePrefix("100.64.3.0/24")}},
+	}
+	local := []netip.Addr{netip.MustParseAddr("127.0.0.1"), pod}
+	reserved := func(runningOn string) bool {
+		for _, r := range hostAddrs(local, nodes, runningOn) {
+			if r.Addr == pod {
+				return true
+			}
+		}
+		return false
+	}
+	for runningOn, want := range map[string]bool{"node-3": false, "node-2": true, "": true, "node-9": true} {
+		if got := reserved(runningOn); got != want {
+			t.Errorf("--running-on %q: the pod address reserved = %v, want %v", runningOn, got, want)
+		}
+	}
+	if len(hostAddrs(local, nodes, "")) != 1 {
+		t.Error("loopback reserved")
 	}
 }
