@@ -242,32 +242,37 @@ func checkAccess(ctx context.Context, t *testing.T, api *kube.Server) {
 	type access struct {
 		ns, group, resource, sub, verb string
 		want                           bool
+		name                           string // one object's, when the rule names it
 	}
 	var checks []access
 	for _, v := range []string{"get", "list", "watch"} {
-		checks = append(checks, access{"", "", "nodes", "", v, true})
+		checks = append(checks, access{"", "", "nodes", "", v, true, ""})
 	}
-	checks = append(checks, access{"", "", "nodes", "status", "patch", true})
+	checks = append(checks, access{"", "", "nodes", "status", "patch", true, ""})
 	for _, g := range []string{"", "events.k8s.io"} {
 		for _, v := range []string{"create", "patch"} {
-			checks = append(checks, access{"default", g, "events", "", v, true})
+			checks = append(checks, access{"default", g, "events", "", v, true, ""})
 		}
 	}
-	for _, v := range []string{"get", "create", "update"} {
-		checks = append(checks, access{namespace, "coordination.k8s.io", "leases", "", v, true})
+	checks = append(checks, access{namespace, "coordination.k8s.io", "leases", "", "create", true, ""})
+	for _, v := range []string{"get", "update"} {
+		checks = append(checks, access{namespace, "coordination.k8s.io", "leases", "", v, true, "routepush"},
+			access{namespace, "coordination.k8s.io", "leases", "", v, false, "another"})
 	}
 	checks = append(checks,
-		access{"", "", "nodes", "", "delete", false},
-		access{"", "", "nodes", "", "update", false},
-		access{namespace, "", "secrets", "", "get", false},
-		access{"kube-system", "coordination.k8s.io", "leases", "", "update", false},
+		access{"kube-system", "", "events", "", "create", false, ""},
+		access{"kube-system", "events.k8s.io", "events", "", "create", false, ""},
+		access{"", "", "nodes", "", "delete", false, ""},
+		access{"", "", "nodes", "", "update", false, ""},
+		access{namespace, "", "secrets", "", "get", false, ""},
+		access{"kube-system", "coordination.k8s.io", "leases", "", "update", false, ""},
 	)
 	reviews := api.Admin.AuthorizationV1().SubjectAccessReviews()
 	allowed := func(a access) (bool, error) {
 		r, err := reviews.Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
 			User:               account,
 			Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
-			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: a.ns, Group: a.group, Resource: a.resource, Subresource: a.sub, Verb: a.verb},
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: a.ns, Group: a.group, Resource: a.resource, Subresource: a.sub, Verb: a.verb, Name: a.name},
 		}}, metav1.CreateOptions{})
 		if err != nil {
 			return false, err
@@ -277,6 +282,9 @@ func checkAccess(ctx context.Context, t *testing.T, api *kube.Server) {
 	deadline := time.Now().Add(30 * time.Second)
 	for _, a := range checks {
 		what := fmt.Sprintf("%s %s", a.verb, strings.Trim(a.group+"/"+a.resource+"/"+a.sub, "/"))
+		if a.name != "" {
+			what += " " + a.name
+		}
 		if a.ns != "" {
 			what += " in " + a.ns
 		}

@@ -78,12 +78,14 @@ func grantWatch(t *testing.T, k *kubeLab) {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := admin.RbacV1().RoleBindings("routepush-system").Create(ctx, &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "routepush-watch-lease-user"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "routepush-watch-lease"},
-		Subjects:   user,
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
+	for ns, role := range map[string]string{"routepush-system": "routepush-watch-lease", "default": "routepush-watch-events"} {
+		if _, err := admin.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: role + "-user"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role},
+			Subjects:   user,
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
