@@ -19,6 +19,22 @@ import (
 // peer is a black hole. It returns one message per next hop that is not
 // directly connected.
 func UnconnectedNextHops(h HostPlan, current []route.Route) []string {
+	problems, _ := unconnectedNextHops(h, current)
+	return problems
+}
+
+// UnconnectedError refuses a node whose plan has next hops it cannot
+// reach directly: the nodes of those internal IPs are what is wrong
+// (addressed on another segment, or a Node object lying), not this one.
+type UnconnectedError struct {
+	Hops []netip.Addr
+	msg  string
+}
+
+func (e *UnconnectedError) Error() string { return e.msg }
+
+// unconnectedNextHops is UnconnectedNextHops, with the next hops.
+func unconnectedNextHops(h HostPlan, current []route.Route) ([]string, []netip.Addr) {
 	// Only routes that are not pod routes can reach a node's internal IP:
 	// pod CIDRs never contain one (inventory validation refuses that).
 	var infra []*route.Route
@@ -41,6 +57,7 @@ func UnconnectedNextHops(h HostPlan, current []route.Route) []string {
 		return cmp.Compare(a.Metric, b.Metric)
 	})
 	var problems []string
+	var hops []netip.Addr
 	for _, s := range h.segs {
 		for pos, d := range h.plan.dests[famIndex(s.fam)] {
 			if pos >= s.skip.start && pos < s.skip.end {
@@ -48,10 +65,11 @@ func UnconnectedNextHops(h HostPlan, current []route.Route) []string {
 			}
 			if p := nextHopProblem(infra, d.via); p != "" {
 				problems = append(problems, p)
+				hops = append(hops, d.via)
 			}
 		}
 	}
-	return problems
+	return problems, hops
 }
 
 // nextHopProblem says why via is not directly connected, or "".

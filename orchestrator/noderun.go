@@ -113,8 +113,8 @@ func (r *nodeRun) diff(table route.Table) bool {
 		return r.refuse(errors.New(summarize(problems) + "; routepush never changes these, whatever --protocol, --prune or --adopt say"))
 	}
 	if !r.rep.Diff.Empty() {
-		if problems := UnconnectedNextHops(r.plan, table.Routes); len(problems) > 0 {
-			return r.refuse(errors.New(summarize(problems) + "; routepush adds no onlink routes: fix the node's addressing or leave it out"))
+		if problems, hops := unconnectedNextHops(r.plan, table.Routes); len(problems) > 0 {
+			return r.refuse(&UnconnectedError{Hops: hops, msg: summarize(problems) + "; routepush adds no onlink routes: fix the node's addressing or leave it out"})
 		}
 	}
 	return true

@@ -242,7 +242,9 @@ func (r *run) independent(ctx context.Context) {
 	r.opts.Logger.Info("reconciling nodes independently", "nodes", len(r.active), "concurrency", r.opts.Concurrency)
 	each(ctx, r.active, r.opts.Concurrency, func(ctx context.Context, n *nodeRun) {
 		r.readNode(ctx, n)
-		if n.rep.Changes() && ctx.Err() == nil && !r.opts.Check {
+		// Only a node read, diffed and recorded with nothing against it:
+		// a refused or failed one has changes too, and must get none.
+		if n.rep.Outcome == WouldChange && ctx.Err() == nil && !r.opts.Check {
 			// Once its batch is on its way, a node is let finish:
 			// apply and verify are bounded per command, and a batch
 			// abandoned mid-way may still reach ip after the rollback

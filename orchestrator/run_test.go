@@ -274,6 +274,9 @@ func TestRunIndependent(t *testing.T) {
 	nodes := labNodes(5)
 	c := newFakeCluster(nodes)
 	c.kernels["node-3"].failDst = "100.64.4.0/24"
+	// node-2 has another owner's route to a planned destination: refused,
+	// and so left exactly as it is.
+	c.kernels["node-2"].seed(t, "100.64.1.0/24 via 198.18.0.99 dev eth0 proto boot scope global\n")
 	before := c.digests()
 	release := make(chan struct{})
 	connect := func(ctx context.Context, n *inventory.Node) (Host, error) {
@@ -294,7 +297,7 @@ func TestRunIndependent(t *testing.T) {
 	}()
 	// node-1, node-2 and node-4 converge while node-0 hangs.
 	deadline := time.After(10 * time.Second)
-	for _, name := range []string{"node-1", "node-2", "node-4"} {
+	for _, name := range []string{"node-1", "node-4"} {
 		k := c.kernels[name]
 		for {
 			k.mu.Lock()
@@ -324,6 +327,10 @@ func TestRunIndependent(t *testing.T) {
 		case "node-3":
 			if n.Outcome != Failed || !n.RolledBack || before[n.Name] != after[n.Name] {
 				t.Errorf("node-3: %s, rolled back %v, restored %v", n.Outcome, n.RolledBack, before[n.Name] == after[n.Name])
+			}
+		case "node-2":
+			if n.Outcome != Refused || before[n.Name] != after[n.Name] {
+				t.Errorf("node-2: %s, unchanged %v; want refused and untouched", n.Outcome, before[n.Name] == after[n.Name])
 			}
 		default:
 			if n.Outcome != Changed {

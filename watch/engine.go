@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/routepush/routepush/host"
@@ -189,6 +191,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			e.refresh(ctx)
 			e.start(ctx, "event")
 		case <-resync.C:
+			e.src.forgive() // nodes held out as unroutable are tried again
 			e.all()
 			e.start(ctx, "resync")
 		case <-retry.C:
@@ -487,6 +490,25 @@ func (e *Engine) settleNode(ctx context.Context, f *flight, n *orchestrator.Node
 	case orchestrator.Unreachable:
 		nr.State = Unreachable
 		retryAt()
+	case orchestrator.Refused:
+		if ue, ok := errors.AsType[*orchestrator.UnconnectedError](n.Err); ok {
+			if bad := e.nodesAt(ue.Hops, n.Name); len(bad) > 0 {
+				// What is wrong is the nodes this one cannot route to
+				// (an InternalIP on another segment, a Node object
+				// lying), not this node: they are held out, and this
+				// one is taken again without them.
+				e.log.Warn("nodes held out: other nodes cannot route to their InternalIPs directly", "nodes", strings.Join(bad, ","), "seen_from", n.Name, "err", n.Err)
+				e.src.reject(bad)
+				e.src.event()
+				nr.State = Pending
+				if !again {
+					e.due[n.Name] = now.Add(2 * e.cfg.Debounce) // after the table without them
+				}
+				break
+			}
+		}
+		nr.State = Failed
+		retryAt()
 	case orchestrator.Failed:
 		if _, locked := errors.AsType[*host.LockedError](n.Err); locked {
 			// Another run has it (a one-shot routepush, a watcher
@@ -507,6 +529,19 @@ func (e *Engine) settleNode(ctx context.Context, f *flight, n *orchestrator.Node
 		}
 		retryAt()
 	}
+}
+
+// nodesAt names the nodes of the table with an internal IP among addrs,
+// but self.
+func (e *Engine) nodesAt(addrs []netip.Addr, self string) []string {
+	var names []string
+	for i := range e.nodes {
+		n := &e.nodes[i]
+		if n.Name != self && slices.ContainsFunc(n.InternalIPs, func(a netip.Addr) bool { return slices.Contains(addrs, a) }) {
+			names = append(names, n.Name)
+		}
+	}
+	return names
 }
 
 // interrupted reports whether a node a stopping round cut short is as it

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -212,4 +213,57 @@ func TestEngineNodeDoneBeforeItsRoundMates(t *testing.T) {
 	waitUntil(t, "node-01 routes to the join", 10*time.Second, func() bool { return len(net.node("node-01").dsts()) == 2 })
 	t.Logf("node-01 routed to node-02 %s after the join, %s after node-00's batch was let go", time.Since(joined).Round(time.Millisecond), time.Since(released).Round(time.Millisecond))
 	waitUntil(t, "node-00, held during the join, routes to node-02 after", 2*time.Second, func() bool { return len(net.node("node-00").dsts()) == 2 })
+}
+
+// A Node whose InternalIP the others cannot reach directly (another
+// segment, or its kubelet lying) used to get every other node refused,
+// round after round. It is held at its last accepted address (or left
+// out, when new) and the others converge without it.
+func TestEngineHoldsOutAnUnroutableNode(t *testing.T) {
+	t.Parallel()
+	client := apiClient(true)
+	for i := range 3 {
+		if _, err := client.CoreV1().Nodes().Create(t.Context(), kubeNode(i), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	net := newFakeNet(4)
+	logs, stop := startEngine(t, Config{
+		Cluster: inventory.NewClusterForClient("fake", client, inventory.KubeOptions{}),
+		Connect: net.connect,
+	})
+	defer stop()
+	defer func() {
+		if t.Failed() {
+			t.Logf("log:\n%s", logs.String())
+		}
+	}()
+	want := func(name string, dsts ...string) func() bool {
+		return func() bool { return slices.Equal(net.node(name).dsts(), dsts) }
+	}
+	waitUntil(t, "synced", 10*time.Second, want("node-00", "100.64.1.0/24 via 198.18.0.11", "100.64.2.0/24 via 198.18.0.12"))
+	// node-02 moves to an address on no segment of the others': held at
+	// its last accepted one.
+	moved := kubeNode(2)
+	moved.Status.Addresses[0].Address = "203.0.113.5"
+	if _, err := client.CoreV1().Nodes().Update(t.Context(), moved, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// node-03 joins on such an address: left out; the others route to
+	// each other, node-02 still by its old address.
+	joins := kubeNode(3)
+	joins.Status.Addresses[0].Address = "203.0.113.6"
+	if _, err := client.CoreV1().Nodes().Create(t.Context(), joins, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	if !want("node-00", "100.64.1.0/24 via 198.18.0.11", "100.64.2.0/24 via 198.18.0.12")() {
+		t.Errorf("node-00: %v, want its routes to node-01 and node-02 (old address) as they were", net.node("node-00").dsts())
+	}
+	// node-03 fixed: it joins everywhere.
+	joins.Status.Addresses[0].Address = "198.18.0.13"
+	if _, err := client.CoreV1().Nodes().Update(t.Context(), joins, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "node-03 joined once reachable", 10*time.Second, want("node-01", "100.64.0.0/24 via 198.18.0.10", "100.64.2.0/24 via 198.18.0.12", "100.64.3.0/24 via 198.18.0.13"))
 }

@@ -39,6 +39,10 @@ type source struct {
 	fileChanged bool
 
 	good map[string]*corev1.Node // the objects of the last table accepted
+	// rejected are nodes whose entry other nodes cannot route to (an
+	// InternalIP on no segment they are on), with that entry's routing:
+	// held out like an invalid change until their object changes.
+	rejected map[string]string
 
 	file    *inventory.File // the inventory's access, with the API
 	stamp   fileStamp
@@ -260,6 +264,29 @@ func (s *source) table(ctx context.Context) ([]inventory.Node, map[string]bool, 
 		return nil, nil, err
 	}
 	slices.SortFunc(kns, func(a, b *corev1.Node) int { return strings.Compare(a.Name, b.Name) })
+	held := map[string]bool{}
+	s.mu.Lock()
+	if len(s.rejected) > 0 {
+		kns = slices.Clone(kns)
+		kept := kns[:0]
+		for _, kn := range kns {
+			r, ok := s.rejected[kn.Name]
+			switch {
+			case !ok:
+				kept = append(kept, kn)
+			case r != routing(kn):
+				delete(s.rejected, kn.Name) // changed since: worth a try
+				kept = append(kept, kn)
+			default:
+				held[kn.Name] = true
+				if good, ok := s.good[kn.Name]; ok && routing(good) != r {
+					kept = append(kept, good)
+				}
+			}
+		}
+		kns = kept
+	}
+	s.mu.Unlock()
 	build := func(kns []*corev1.Node) ([]inventory.Node, error) {
 		t, err := s.cfg.Cluster.TableOf(ctx, kns, s.file, s.cfg.AllowUnknown)
 		if err != nil {
@@ -279,29 +306,29 @@ func (s *source) table(ctx context.Context) ([]inventory.Node, map[string]bool, 
 			return nil, nil, err
 		}
 		s.accept(kns)
-		return nodes, nil, nil
+		return nodes, held, nil
 	}
-	held := map[string]bool{}
 	if len(s.good) > 0 {
 		var kept []*corev1.Node
+		changed := map[string]bool{}
 		for _, kn := range kns {
 			good, ok := s.good[kn.Name]
 			switch {
 			case ok && routing(good) == routing(kn):
 				kept = append(kept, kn)
 			case ok:
-				held[kn.Name] = true
+				changed[kn.Name] = true
 				kept = append(kept, good)
 			default:
-				held[kn.Name] = true
+				changed[kn.Name] = true
 			}
 		}
 		if nodes, err2 := build(kept); err2 == nil {
+			maps.Copy(held, changed)
 			s.cfg.logger().Warn("Node objects refused: held at their last accepted addresses and pod CIDRs (new ones left out) until they are fixed",
 				"nodes", strings.Join(slices.Sorted(maps.Keys(held)), ","), "err", err)
 			return nodes, held, nil
 		}
-		clear(held)
 	}
 	for range 2 {
 		bad := map[string]bool{}
@@ -326,6 +353,31 @@ func (s *source) table(ctx context.Context) ([]inventory.Node, map[string]bool, 
 		}
 	}
 	return nil, nil, errors.New("watch: node table still invalid after leaving out the nodes named")
+}
+
+// reject holds out the nodes named, as their objects are now, until their
+// objects change (or forgive): other nodes cannot route to them.
+func (s *source) reject(names []string) {
+	if s.lister == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rejected == nil {
+		s.rejected = map[string]string{}
+	}
+	for _, n := range names {
+		if kn, err := s.lister.Get(n); err == nil {
+			s.rejected[n] = routing(kn)
+		}
+	}
+}
+
+// forgive lets every rejected node be tried again (a resync).
+func (s *source) forgive() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.rejected)
 }
 
 // accept remembers the Node objects of a table that validated: the last
