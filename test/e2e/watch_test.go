@@ -601,3 +601,29 @@ func TestWatchAsAPod(t *testing.T) {
 		t.Errorf("watcher with --running-on: %s", res)
 	}
 }
+
+// A node with another owner's route to a planned destination is refused
+// by the watcher as by apply: its table stays byte for byte as it was
+// (the route is not routepush's), every other node converges, and the
+// log says why.
+func TestWatchRefusesAndLeavesForeignRoutes(t *testing.T) {
+	t.Parallel()
+	k := newKubeLab(t, 3, false)
+	all := []int{0, 1, 2}
+	k.registerAll(t)
+	ipRun(t, k.Nodes[1], "route", "add", k.Nodes[2].PodCIDR.String(), "via", k.Nodes[2].Addr.String(), "proto", "static")
+	before := detailed(t, k.Lab, k.Nodes[1])
+	started := time.Now()
+	w := startWatch(t, k.Lab, "--kubeconfig", k.kubeconfig, "-v")
+	others := []int{0, 2}
+	waitTables(t, k.Lab, others, func(i int) string { return expectedOf(k.Lab, all, i) }, started, 30*time.Second)
+	w.waitLog(t, regexp.MustCompile(`node=node-1 state=failed .*refusing to change the node`), 10*time.Second)
+	time.Sleep(2 * time.Second) // its retries
+	if got := detailed(t, k.Lab, k.Nodes[1]); got != before {
+		t.Errorf("node-1, refused, changed:\n--- before\n%s--- after\n%s", before, got)
+	}
+	if res := w.stop(t); res.Code != 0 {
+		t.Errorf("watcher: %s", res)
+	}
+	assertNoLocks(t, k.Lab)
+}
