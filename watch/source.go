@@ -43,6 +43,13 @@ type source struct {
 	// InternalIP on no segment they are on), with that entry's routing:
 	// held out like an invalid change until their object changes.
 	rejected map[string]string
+	// flaps are the recent routing changes of each node: one that
+	// changes more than flapLimit times in flapWindow is held at its last
+	// accepted entry until it has stood still for flapWindow, so that one
+	// kubelet cannot keep every node in rounds.
+	flaps       map[string][]time.Time
+	flapTimer   *time.Timer
+	lastFlapped string // the flapping nodes last logged
 
 	file    *inventory.File // the inventory's access, with the API
 	stamp   fileStamp
@@ -88,6 +95,9 @@ func (s *source) start(ctx context.Context) error {
 			o, ok1 := old.(*corev1.Node)
 			n, ok2 := new.(*corev1.Node)
 			if !ok1 || !ok2 || routing(o) != routing(n) {
+				if ok2 {
+					s.changed(n.Name)
+				}
 				s.event()
 			}
 		},
@@ -266,6 +276,31 @@ func (s *source) table(ctx context.Context) ([]inventory.Node, map[string]bool, 
 	slices.SortFunc(kns, func(a, b *corev1.Node) int { return strings.Compare(a.Name, b.Name) })
 	held := map[string]bool{}
 	s.mu.Lock()
+	flapping := s.flapping()
+	if names := strings.Join(slices.Sorted(maps.Keys(flapping)), ","); names != s.lastFlapped {
+		s.lastFlapped = names
+		if names != "" {
+			s.cfg.logger().Warn("Node objects changing their addresses or pod CIDRs too often: held at their last accepted entries until they stand still for a minute",
+				"nodes", names, "limit", fmt.Sprintf("%d changes in %s", flapLimit, flapWindow))
+		}
+	}
+	if len(flapping) > 0 {
+		kns = slices.Clone(kns)
+		kept := kns[:0]
+		for _, kn := range kns {
+			good, ok := s.good[kn.Name]
+			switch {
+			case !flapping[kn.Name] || ok && routing(good) == routing(kn):
+				kept = append(kept, kn)
+			case ok:
+				held[kn.Name] = true
+				kept = append(kept, good)
+			default:
+				held[kn.Name] = true
+			}
+		}
+		kns = kept
+	}
 	if len(s.rejected) > 0 {
 		kns = slices.Clone(kns)
 		kept := kns[:0]
@@ -353,6 +388,57 @@ func (s *source) table(ctx context.Context) ([]inventory.Node, map[string]bool, 
 		}
 	}
 	return nil, nil, errors.New("watch: node table still invalid after leaving out the nodes named")
+}
+
+// Flap damping: more than flapLimit routing changes of a node within
+// flapWindow hold it at its last accepted entry until it stands still.
+const (
+	flapLimit  = 5
+	flapWindow = time.Minute
+)
+
+// changed notes a routing change of node name, and when a flapping node
+// will have stood still long enough, reads the table again then.
+func (s *source) changed(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.flaps == nil {
+		s.flaps = map[string][]time.Time{}
+	}
+	now := time.Now()
+	recent := slices.DeleteFunc(s.flaps[name], func(t time.Time) bool { return now.Sub(t) > flapWindow })
+	s.flaps[name] = append(recent, now)
+	if len(s.flaps[name]) > flapLimit {
+		// Read the table again once it may be released: one timer,
+		// pushed back by every change while some node flaps.
+		if s.flapTimer == nil {
+			s.flapTimer = time.AfterFunc(flapWindow+time.Second, s.event)
+		} else {
+			s.flapTimer.Reset(flapWindow + time.Second)
+		}
+	}
+}
+
+// flapping names the nodes past the flap limit now, and forgets the
+// changes older than the window; s.mu is held.
+func (s *source) flapping() map[string]bool {
+	now := time.Now()
+	var out map[string]bool
+	for name, ts := range s.flaps {
+		ts = slices.DeleteFunc(ts, func(t time.Time) bool { return now.Sub(t) > flapWindow })
+		if len(ts) == 0 {
+			delete(s.flaps, name)
+			continue
+		}
+		s.flaps[name] = ts
+		if len(ts) > flapLimit {
+			if out == nil {
+				out = map[string]bool{}
+			}
+			out[name] = true
+		}
+	}
+	return out
 }
 
 // reject holds out the nodes named, as their objects are now, until their

@@ -2,6 +2,7 @@ package watch
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -112,5 +113,59 @@ func TestSourceHoldsTheNodeThatChangedNotItsVictim(t *testing.T) {
 	nodes, held, err = s.table(ctx)
 	if err != nil || len(nodes) != 3 || !held["node-09"] || len(held) != 1 {
 		t.Errorf("wide join: %d nodes, held %v, %v; want the 3 as they were and node-09 held out", len(nodes), held, err)
+	}
+}
+
+// A Node whose address keeps changing (a kubelet flapping, or one made
+// to) is held at its last accepted entry past flapLimit changes in a
+// minute: it cannot keep every node in rounds.
+func TestSourceHoldsAFlappingNode(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	client := apiClient(true)
+	for i := range 3 {
+		if _, err := client.CoreV1().Nodes().Create(ctx, kubeNode(i), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := newSource(&Config{Cluster: inventory.NewClusterForClient("fake", client, inventory.KubeOptions{})})
+	if err := s.start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.table(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range flapLimit + 2 {
+		n := kubeNode(1)
+		n.Status.Addresses[0].Address = fmt.Sprintf("198.18.1.%d", 100+i)
+		if _, err := client.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			if kn, err := s.lister.Get("node-01"); err == nil && kn.Status.Addresses[0].Address == n.Status.Addresses[0].Address {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the informer never saw the change")
+			}
+		}
+		nodes, held, err := s.table(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got netip.Addr
+		for _, x := range nodes {
+			if x.Name == "node-01" {
+				got = x.InternalIPs[0]
+			}
+		}
+		flapping := i+1 > flapLimit
+		if flapping && (!held["node-01"] || got != netip.MustParseAddr("198.18.1.104")) {
+			t.Errorf("change %d: node-01 at %s, held %v; want it held at its last accepted address", i+1, got, held)
+		}
+		if !flapping && (held["node-01"] || got.String() != n.Status.Addresses[0].Address) {
+			t.Errorf("change %d: node-01 at %s, held %v; want the change taken", i+1, got, held)
+		}
 	}
 }
