@@ -195,12 +195,16 @@ func (c *Client) CloseFilesUntilNeeded() {
 }
 
 // syncFile asks for fsync@openssh.com: a record is on disk before it
-// counts. A server without the extension still gets the write.
+// counts. A server without the extension still gets the write. (pkg/sftp
+// says so with a *StatusError, which errors.Is does not match with
+// sftp.ErrSSHFxOpUnsupported: its code does.)
 func syncFile(f *sftp.File) error {
-	if err := f.Sync(); err != nil && !errors.Is(err, sftp.ErrSSHFxOpUnsupported) {
-		return err
+	err := f.Sync()
+	var status *sftp.StatusError
+	if errors.As(err, &status) && status.FxCode() == sftp.ErrSSHFxOpUnsupported {
+		return nil
 	}
-	return nil
+	return err
 }
 
 // readFile reads a node's file, at most limit bytes (why says what the
