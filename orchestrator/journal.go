@@ -83,7 +83,7 @@ type RunRecord struct {
 	// run; a rollback is done when they print the same again.
 	Digest string `json:"snapshot_digest"`
 	// Snapshot is the node's routes before the run, as `ip route replace`
-	// arguments, for people; Apply and Undo are the `ip -batch` lines the
+	// arguments, for people (left out with Options.CompactRecords); Apply and Undo are the `ip -batch` lines the
 	// run sends and the ones that restore the snapshot.
 	Snapshot []string `json:"snapshot"`
 	Apply    string   `json:"apply"`
@@ -116,7 +116,7 @@ func ValidRunID(s string) bool { return runIDRE.MatchString(s) }
 // renders the apply batch, which apply renders again: keeping it from the
 // read to the apply would hold every node's batch at once, where rendering
 // it again is cheap.
-func newRecord(holder Holder, h HostPlan, table route.Table, d *Diff) RunRecord {
+func newRecord(holder Holder, h HostPlan, table route.Table, d *Diff, compact bool) RunRecord {
 	rec := RunRecord{
 		RunID: holder.RunID, Node: h.Node().Name, State: StateApplying, Holder: holder,
 		Table: h.plan.Table, Digest: hex.EncodeToString(table.Digest[:]),
@@ -124,6 +124,9 @@ func newRecord(holder Holder, h HostPlan, table route.Table, d *Diff) RunRecord 
 	}
 	for _, f := range h.Families() {
 		rec.Families = append(rec.Families, f.String())
+	}
+	if compact {
+		return rec
 	}
 	for _, r := range table.Routes {
 		rec.Snapshot = append(rec.Snapshot, r.Spec())

@@ -140,7 +140,7 @@ func conflictText(h HostPlan, conflicts []Finding) string {
 // before anything changes there, written while its snapshot is at hand:
 // `routepush rollback` needs nothing else.
 func (r *nodeRun) writeRecord(ctx context.Context, table route.Table, have persist.State) {
-	record := newRecord(r.opts.Holder, r.plan, table, &r.rep.Diff)
+	record := newRecord(r.opts.Holder, r.plan, table, &r.rep.Diff, r.opts.CompactRecords)
 	if r.rep.Persist.Changes() {
 		record.Persist = &PersistRecord{Path: have.Path, Exists: have.Exists, Routes: string(have.Routes)}
 	}

@@ -77,6 +77,12 @@ type Options struct {
 	// MaxUnreachable do not apply; unreachable nodes are only reported.
 	// An interrupt lets a node whose batch is on its way finish.
 	Independent bool
+	// CompactRecords leaves the tables as read (the snapshot, for people)
+	// out of the run records: they keep the digests and the batches that
+	// apply and undo the run, which is all a rollback uses. The watcher's
+	// rounds write a record on every node they change, round after round,
+	// and the table was most of each.
+	CompactRecords bool
 	// NodeDone, in an Independent run, is told of each node once it is
 	// settled and released (from that node's goroutine), so the caller
 	// need not wait for the run's slowest node to act on the others.

@@ -369,6 +369,7 @@ func (e *Engine) start(ctx context.Context, reason string) {
 	// Each node on its own: a node that takes its connect timeout, or
 	// fails, holds back and stops no other node of the round.
 	opts.Independent = true
+	opts.CompactRecords = true
 	if e.cfg.NewHolder != nil {
 		opts.Holder = e.cfg.NewHolder()
 	}
