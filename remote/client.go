@@ -30,9 +30,14 @@ type Client struct {
 	// sftpEnded is closed when that channel has ended.
 	sftpEnded <-chan struct{}
 	meter     *meter // counts what the SFTP server sends
-	planned   int    // Config.PlannedRoutes: sizes the read limits
-	dialer    *Dialer
-	wait      ipWait // the ip a read may leave waiting for Apply
+	// lockedDirs: this Client's Lock found the state directories safe
+	// (root's, written by no one else) and holds the node's lock; until
+	// Unlock only root can change them, so a record written meanwhile
+	// need not check them again.
+	lockedDirs bool
+	planned    int // Config.PlannedRoutes: sizes the read limits
+	dialer     *Dialer
+	wait       ipWait // the ip a read may leave waiting for Apply
 	// source is the address the node sees the session come from: this
 	// host's end of the TCP connection, or the jump host's address.
 	source netip.Addr
@@ -99,7 +104,12 @@ func (d *Dialer) client(t Target, k *keptConn) *Client {
 	c := &Client{name: t.Name, user: k.user, conn: k.conn, timeout: d.cfg.CommandTimeout, sudo: t.Become, wait: newIPWait(d.cfg.ReadOnly),
 		textMode: d.textNode(t.Name), dialer: d, table: d.cfg.Table, source: k.source, planned: d.cfg.PlannedRoutes, kept: k,
 		sftp: k.files.sftp, sftpCh: k.files.ch, meter: k.files.meter, sftpEnded: k.files.ended}
-	k.files = keptFiles{}
+	if !d.cfg.ReadOnly {
+		c.wait.rest = k.ip
+	} else if k.ip != nil {
+		k.ip.abandon()
+	}
+	k.files, k.ip = keptFiles{}, nil
 	return c
 }
 
@@ -178,12 +188,16 @@ func (d *Dialer) handshake(ctx context.Context, via *ssh.Client, e *endpoint, la
 // The connection goes first: pkg/sftp's Close waits for its reader, which
 // only ends when the channel does, and a silent node never ends it. A
 // connection the Dialer keeps (Config.KeepConnections) stays open, with
-// its SFTP session, for the node's next Dial, unless this Client gave up
-// on a call or saw a session or the connection fail (keep.go).
+// its SFTP session and its waiting ip, for the node's next Dial, unless
+// this Client gave up on a call or saw a session or the connection fail
+// (keep.go).
 func (c *Client) Close() error {
-	c.wait.end()
-	if c.release() {
+	ip := c.wait.keepable()
+	if c.release(ip) {
 		return nil
+	}
+	if ip != nil {
+		ip.abandon()
 	}
 	err := c.conn.Close()
 	c.closeFiles()

@@ -18,16 +18,19 @@ import (
 // 200 nodes a join cost the nodes 15 CPU-s (each node a login, with its
 // sshd's fork, re-exec and privilege separation, and two sftp-server
 // starts besides the ip session); keeping the connections took that to
-// 8.4 CPU-s, keeping their SFTP sessions too to 4.3 (bench/RESULTS.md).
+// 8.4 CPU-s, keeping their SFTP sessions too to 4.3; keeping the ip as
+// well, on a machine where a process start costs more, from 7.5 to 2.0
+// (bench/RESULTS.md).
 //
 // With Config.KeepConnections a Dialer keeps a node's connection open when
-// its Client is closed, with the Client's SFTP session, and the node's
-// next Dial (its next round) gets a new Client on them: the login and the
-// sftp-server start are saved; the ip session, the waiting ip and every
-// lock, record and file operation are each Client's own, as before. On a
-// kept connection CloseFilesUntilNeeded keeps the SFTP session (it stays
-// open between rounds anyway, so closing it saves no memory). One-shot
-// runs keep nothing: Close closes, as it always did.
+// its Client is closed, with the Client's SFTP session and its waiting
+// ip (waiting.go), and the node's next Dial (its next round) gets a new
+// Client on them: the login, the sftp-server start and the ip session
+// and process are saved; every lock, record and file operation is each
+// Client's own, as before. On a kept connection CloseFilesUntilNeeded
+// keeps the SFTP session (it stays open between rounds anyway, so
+// closing it saves no memory). One-shot runs keep nothing: Close closes,
+// as it always did.
 //
 // A kept connection is never trusted blindly:
 //   - it ends as any connection does (keepalives cut a silent node off,
@@ -47,27 +50,36 @@ import (
 //     closed;
 //   - one left unused for Config.KeepIdle (a node that left the cluster)
 //     is closed, Dialer.Forget closes one at once, and Dialer.Close
-//     closes them all.
+//     closes them all;
+//   - an ip that refused a batch line is not kept (it exits there), and
+//     one that ended at rest is replaced at the next read, which sent it
+//     nothing before it found that out.
 //
 // At rest, a kept connection holds on its node the sshd process of the
-// connection and an sftp-server; on the watcher about 20 kB and seven
-// goroutines (measured at 200 nodes); its keepalives go every
-// restingAliveInterval.
+// connection, an sftp-server and an ip; on the watcher about 20 kB and
+// eight goroutines (measured at 200 nodes: the eighth reads the ip's
+// stderr); its keepalives go every restingAliveInterval.
 
 // keptConn is one node's kept connection.
 type keptConn struct {
-	target  Target // as dialed
-	conn    ssh.Conn
-	files   keptFiles // its SFTP session, while at rest
-	user    string
-	source  netip.Addr
-	timeout time.Duration // the endpoint's connect timeout: bounds the check before reuse
-	ended   chan struct{} // closed when the connection has ended (serve returned)
-	inUse   bool          // a Client has it
-	gone    bool          // Forget came while a Client had it: not kept after
-	born    time.Time     // when it was kept first: it is not kept past maxAge
-	idle    time.Time     // since when it is unused
-	resting atomic.Bool   // !inUse, for its keepalives (sparse at rest)
+	target Target // as dialed
+	conn   ssh.Conn
+	files  keptFiles  // its SFTP session, while at rest
+	ip     *pendingIP // its waiting ip, while at rest (waiting.go)
+	// records is the node's run records as its last listing through this
+	// connection counted them, plus those written through it since;
+	// known once listed (records.go).
+	records      int
+	recordsKnown bool
+	user         string
+	source       netip.Addr
+	timeout      time.Duration // the endpoint's connect timeout: bounds the check before reuse
+	ended        chan struct{} // closed when the connection has ended (serve returned)
+	inUse        bool          // a Client has it
+	gone         bool          // Forget came while a Client had it: not kept after
+	born         time.Time     // when it was kept first: it is not kept past maxAge
+	idle         time.Time     // since when it is unused
+	resting      atomic.Bool   // !inUse, for its keepalives (sparse at rest)
 }
 
 func (k *keptConn) alive() bool {
@@ -162,9 +174,10 @@ func (ks *keptConns) add(k *keptConn) bool {
 }
 
 // put gives a connection back once its Client is done with it, with the
-// Client's SFTP session if it has one; false if it is not kept after all
-// (it ended, or the Dialer was closed), and the caller closes both.
-func (ks *keptConns) put(k *keptConn, files keptFiles) bool {
+// Client's SFTP session and waiting ip if it has them; false if it is not
+// kept after all (it ended, or the Dialer was closed), and the caller
+// closes them.
+func (ks *keptConns) put(k *keptConn, files keptFiles, ip *pendingIP) bool {
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
 	if ks.closed || ks.m[k.target.Name] != k || !k.alive() || k.gone {
@@ -173,7 +186,7 @@ func (ks *keptConns) put(k *keptConn, files keptFiles) bool {
 		}
 		return false
 	}
-	k.inUse, k.idle, k.files = false, time.Now(), files
+	k.inUse, k.idle, k.files, k.ip = false, time.Now(), files, ip
 	k.resting.Store(true)
 	return true
 }
@@ -196,11 +209,13 @@ func (ks *keptConns) forget(k *keptConn) {
 	go k.close()
 }
 
-// close closes the connection and the SFTP session at rest on it. The
-// connection goes first (it closes the socket, waiting for nothing on the
-// node); pkg/sftp's Close then returns, its reader ended with it.
+// close closes the connection and the SFTP session at rest on it (its
+// waiting ip ends with the connection). The connection goes first (it
+// closes the socket, waiting for nothing on the node); pkg/sftp's Close
+// then returns, its reader ended with it.
 func (k *keptConn) close() {
 	k.conn.Close()
+	k.ip = nil
 	if s := k.files.sftp; s != nil {
 		k.files = keptFiles{}
 		go s.Close()
@@ -297,17 +312,17 @@ func (d *Dialer) reuse(ctx context.Context, t Target) (*Client, error) {
 }
 
 // release ends a Client's use of a kept connection: back to the cache,
-// with its SFTP session, if the Client never gave up on a call or saw the
-// connection fail; else forgotten, for the caller to close. It reports
-// whether the connection stays open.
-func (c *Client) release() bool {
+// with its SFTP session and ip (nil if none), if the Client never gave up
+// on a call or saw the connection fail; else forgotten, for the caller to
+// close. It reports whether the connection stays open, ip with it.
+func (c *Client) release(ip *pendingIP) bool {
 	k := c.kept
 	if k == nil {
 		return false
 	}
 	c.kept = nil // a second Close must not hand the connection back again
 	files := keptFiles{c.sftp, c.sftpCh, c.meter, c.sftpEnded}
-	if !c.tainted.Load() && c.dialer.kept.put(k, files) {
+	if !c.tainted.Load() && c.dialer.kept.put(k, files, ip) {
 		c.sftp, c.sftpCh, c.meter, c.sftpEnded = nil, nil, nil, nil // the next Client's
 		return true
 	}

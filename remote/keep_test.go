@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -23,7 +24,8 @@ import (
 
 // keepSSHD is an in-process SSH server that logs in one key and counts
 // what routepush costs it: connections and SFTP sessions. A command
-// "true" exits 0, "hang" never ends; SFTP serves an in-memory filesystem.
+// "true" exits 0, "hang" never ends, "ip ... -batch -" is a fakeIP; SFTP
+// serves an in-memory filesystem.
 // silent stops it answering global requests (keepalives).
 type keepSSHD struct {
 	port     int
@@ -31,6 +33,7 @@ type keepSSHD struct {
 	sftps    atomic.Int32 // SFTP sessions started
 	closed   atomic.Int32 // connections ended
 	silent   atomic.Bool
+	ip       fakeIP // what "ip ... -batch -" runs
 	mu       sync.Mutex
 	serverCs []*ssh.ServerConn
 }
@@ -117,9 +120,12 @@ func (s *keepSSHD) serveConn(nc net.Conn, cfg *ssh.ServerConfig) {
 					var m struct{ Command string }
 					_ = ssh.Unmarshal(req.Payload, &m)
 					_ = req.Reply(true, nil)
-					if m.Command == "true" {
+					switch {
+					case m.Command == "true":
 						_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{0}))
 						ch.Close()
+					case strings.HasPrefix(m.Command, "ip ") && strings.HasSuffix(m.Command, "-batch -"):
+						go s.ip.serve(ch)
 					}
 				case "subsystem":
 					_ = req.Reply(true, nil)

@@ -48,6 +48,7 @@ func (c *Client) Lock(ctx context.Context, holder []byte) error {
 		for try := 0; ; try++ {
 			linkErr := fsys.Link(tmp, lockPath)
 			if linkErr == nil {
+				c.lockedDirs = true
 				return nil
 			}
 			held, rerr := c.readFile(fsys, lockPath, lockLimit, "a lock")
@@ -69,6 +70,7 @@ func (c *Client) Lock(ctx context.Context, holder []byte) error {
 // Unlock removes the node's lock if holder still describes it: a run
 // never removes another's.
 func (c *Client) Unlock(ctx context.Context, holder []byte) error {
+	c.lockedDirs = false
 	return c.withFiles(ctx, "unlock", func(fsys sftpFS) error {
 		held, err := c.readFile(fsys, lockPath, lockLimit, "a lock")
 		switch {

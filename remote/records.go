@@ -21,10 +21,28 @@ import (
 // killed mid-apply, a rollback that failed): `routepush rollback` needs
 // those. settled gets the record's last bytes. id has been checked by the
 // caller to be a run id: letters, digits, '.' and '-'.
+//
+// On a kept connection (a watcher's, which writes a record on every node
+// it changes, round after round) the records are counted from the last
+// listing through it, and listed and pruned again only once the count
+// passes keep, then down to half of keep: the node keeps between half and
+// all of keep, and the listing costs one round in keep/2 instead of
+// every round.
 func (c *Client) WriteRun(ctx context.Context, id string, record []byte, keep int, settled func(tail []byte) bool) error {
 	final := path.Join(runsDir, id+".json")
-	return c.withFiles(ctx, "write "+final, func(fsys sftpFS) error {
+	checked := c.lockedDirs
+	k := c.kept
+	listing := keep > 0 && (k == nil || !k.recordsKnown || k.records+1 > keep)
+	target := keep
+	if k != nil {
+		target = max(1, keep/2)
+	}
+	counted := -1 // records on the node after a listing and pruning
+	err := c.withFiles(ctx, "write "+final, func(fsys sftpFS) error {
 		for _, dir := range []string{stateDir, runsDir} {
+			if checked {
+				break // checked by Lock, and root's only since
+			}
 			if err := c.stateDir(fsys, dir, false); err != nil {
 				return err
 			}
@@ -32,14 +50,16 @@ func (c *Client) WriteRun(ctx context.Context, id string, record []byte, keep in
 		if err := c.writeAtomic(fsys, final, record, 0o600); err != nil {
 			return err
 		}
-		if keep <= 0 {
+		if !listing {
 			return nil
 		}
 		ids, err := c.listRuns(fsys)
 		if err != nil {
 			return err
 		}
-		excess := len(ids) - keep
+		excess := len(ids) - target
+		removed := 0
+		defer func() { counted = len(ids) - removed }()
 		for _, old := range ids {
 			if excess <= 0 {
 				break
@@ -56,10 +76,22 @@ func (c *Client) WriteRun(ctx context.Context, id string, record []byte, keep in
 			}
 			if fsys.Remove(name) == nil {
 				excess--
+				removed++
 			}
 		}
 		return nil
 	})
+	if k != nil {
+		switch {
+		case err != nil:
+			k.recordsKnown = false
+		case counted >= 0:
+			k.records, k.recordsKnown = counted, true
+		case k.recordsKnown:
+			k.records++
+		}
+	}
+	return err
 }
 
 // readTail returns up to n bytes from the end of a file.

@@ -110,7 +110,7 @@ func (c *Client) useText() {
 }
 
 // parseSections parses one section per family and table, each ending in
-// sep. The digest covers what ip printed, in family order, but for the
+// sep; with parse nil it only digests them. The digest covers what ip printed, in family order, but for the
 // fields that tick by themselves (route.StableSection). Routes
 // of the managed table, printed without their table (ip leaves out the one
 // asked for), are marked with it.
@@ -133,6 +133,9 @@ func (c *Client) parseSections(out []byte, fams []route.Family, sep []byte, pars
 			stable := route.StableSection(section, c.textMode)
 			fmt.Fprintf(h, "%s %s %d\n", fam, table, len(stable))
 			h.Write(stable)
+			if parse == nil {
+				continue // the digest only
+			}
 			routes, err := parse(section, fam)
 			if ti > 0 {
 				for k := range routes {

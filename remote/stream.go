@@ -17,6 +17,11 @@ import (
 // running for Apply the first time when the run will apply, else in one go.
 func (c *Client) readJSON(ctx context.Context, fam route.Family) (route.Table, error) {
 	if c.wait.wantNext() {
+		if p := c.wait.takeRest(fam); p != nil {
+			if t, err, done := c.showRest(ctx, p, fam); done {
+				return t, err
+			}
+		}
 		return c.startPending(ctx, fam)
 	}
 	out, _, err := c.run(ctx, c.ip("route show table main"), c.ip(batchArgs[fam]), strings.NewReader(c.showLines()),
@@ -27,22 +32,49 @@ func (c *Client) readJSON(ctx context.Context, fam route.Family) (route.Table, e
 	return c.parseJSONTable(out, fam)
 }
 
+// showRest reads the tables through the ip the connection's previous
+// Client left at rest, leaving it waiting as startPending does. done is
+// false when that ip had ended at rest (its session closed or it was
+// killed; nothing was sent to it since its last tables): the read starts
+// a new one then. A read that failed otherwise, timed out or was too
+// large, fails as any read does.
+func (c *Client) showRest(ctx context.Context, p *pendingIP, fam route.Family) (t route.Table, err error, done bool) {
+	label := c.ip("route show table main")
+	c.wait.started()
+	line, err := c.show(ctx, p, label)
+	var tooMuch *LimitError
+	switch {
+	case err == nil:
+		c.wait.hold(p)
+		t, err = c.parseJSONTable(line, fam)
+		return t, err, true
+	case c.tainted.Load() || errors.As(err, &tooMuch) || ctx.Err() != nil:
+		return route.Table{}, err, true
+	}
+	c.wait = newIPWait(false)
+	return route.Table{}, nil, false
+}
+
 // startIP starts an `ip -json -batch -` with args, waiting on stdin.
-func (c *Client) startIP(ctx context.Context, label, args string) (*pendingIP, error) {
+func (c *Client) startIP(ctx context.Context, label, args string, fam route.Family) (*pendingIP, error) {
 	sess, err := c.exec(ctx, label, c.ip(args))
 	if err != nil {
 		return nil, err
 	}
 	// A waiting ip per node is kept until apply: its buffer is per-node
 	// memory, so keep it small (ReadBytes grows a line).
-	return &pendingIP{sess: sess, stdout: bufio.NewReaderSize(sess.ch, 512), stderr: sess.ch.Stderr()}, nil
+	p := &pendingIP{sess: sess, stdout: bufio.NewReaderSize(sess.ch, 512), stderr: sess.ch.Stderr(), fam: fam}
+	if c.kept != nil {
+		p.watchStderr() // it may be kept: see watchStderr
+	}
+	return p, nil
 }
 
 // startPending starts the ip that will also apply, sends it the show line
 // and reads the table it prints, leaving it waiting for the batch.
 func (c *Client) startPending(ctx context.Context, fam route.Family) (route.Table, error) {
 	label := c.ip("route show table main")
-	p, err := c.startIP(ctx, label, batchArgs[fam])
+	p, err := c.startIP(ctx, label, batchArgs[fam], fam)
 	if err != nil {
 		return route.Table{}, err
 	}
@@ -61,7 +93,7 @@ func (c *Client) startPending(ctx context.Context, fam route.Family) (route.Tabl
 func (c *Client) show(ctx context.Context, p *pendingIP, label string) ([]byte, error) {
 	var out []byte
 	err := c.bounded(ctx, label, p.sess.Close, func() error {
-		if _, err := io.WriteString(p.sess.ch, c.showLines()); err != nil {
+		if _, err := io.WriteString(p, c.showLines()); err != nil {
 			return err
 		}
 		for range c.tables() {
@@ -95,7 +127,7 @@ func (c *Client) show(ctx context.Context, p *pendingIP, label string) ([]byte, 
 	var stderr string
 	var wait error
 	err = c.bounded(ctx, label, p.sess.Close, func() error {
-		_ = p.sess.ch.CloseWrite()
+		p.closeInput()
 		stderr = p.readStderr()
 		wait = p.sess.wait()
 		return nil
@@ -128,7 +160,7 @@ func (c *Client) applyJSON(ctx context.Context, batch []byte, force bool, fam ro
 			args = "-force " + args
 		}
 		var err error
-		if p, err = c.startIP(ctx, label, args); err != nil {
+		if p, err = c.startIP(ctx, label, args, fam); err != nil {
 			return host.ApplyResult{}, &host.NotSentError{Err: err}
 		}
 	}
@@ -139,20 +171,41 @@ func (c *Client) applyJSON(ctx context.Context, batch []byte, force bool, fam ro
 		if err != nil {
 			return host.ApplyResult{}, &host.NotSentError{Err: err}
 		}
-		now, err := c.parseJSONTable(line, fam)
+		// The digest decides; the tables are parsed only to say what
+		// changed.
+		now, err := c.parseSections(line, []route.Family{fam}, []byte("\n"), nil)
+		if err == nil && now.Digest != *expect {
+			if now, err = c.parseJSONTable(line, fam); err == nil {
+				err = &host.ChangedError{Host: c.name, Table: now}
+			}
+		}
 		if err != nil {
 			p.abandon()
+			var changed *host.ChangedError
+			if errors.As(err, &changed) {
+				return host.ApplyResult{}, err
+			}
 			return host.ApplyResult{}, &host.NotSentError{Err: err}
-		}
-		if now.Digest != *expect {
-			p.abandon()
-			return host.ApplyResult{}, &host.ChangedError{Host: c.name, Table: now}
 		}
 	}
 	// The batch, then the show line that verifies it; read, not copied: a
 	// 1,000-node batch is 55 kB per node in flight.
 	input := io.MultiReader(bytes.NewReader(batch), strings.NewReader(c.showLines()))
-	out, stderr, runErr := c.finishPending(ctx, p, label, input)
+	var out []byte
+	var stderr string
+	var runErr error
+	if c.kept != nil && !force {
+		var alive bool
+		out, stderr, alive, runErr = c.sendKeeping(ctx, p, label, input)
+		if alive {
+			// Verified below from what it printed; it waits for the
+			// node's next round.
+			p.shown += bytes.Count(batch, []byte("\n")) + len(c.tables())
+			c.wait.hold(p)
+		}
+	} else {
+		out, stderr, runErr = c.finishPending(ctx, p, label, input)
+	}
 	var ce *CommandError
 	var tooMuch *LimitError
 	if errors.As(runErr, &tooMuch) {
@@ -191,8 +244,8 @@ func (c *Client) finishPending(ctx context.Context, p *pendingIP, label string, 
 		// ip may stop reading at a failing line; the write error that
 		// causes is not the news, its exit status is.
 		go func() {
-			_, _ = io.CopyBuffer(p.sess.ch, smallReads{input}, make([]byte, maxWrite))
-			_ = p.sess.ch.CloseWrite()
+			_, _ = io.CopyBuffer(p, smallReads{input}, make([]byte, maxWrite))
+			p.closeInput()
 		}()
 		limit := c.tableLimit() * int64(len(c.tables()))
 		var err error
@@ -212,6 +265,63 @@ func (c *Client) finishPending(ctx context.Context, p *pendingIP, label string, 
 		return nil, "", over
 	}
 	return out, stderr, c.exitError(label, wait, stderr)
+}
+
+// sendKeeping writes the rest of the input to a waiting ip and reads the
+// tables its show lines print, leaving it waiting (alive) on a kept
+// connection. An ip that ends first (at a failing batch line) is
+// collected as finishPending collects it: what it printed, its stderr
+// and its exit status.
+func (c *Client) sendKeeping(ctx context.Context, p *pendingIP, label string, input io.Reader) (out []byte, stderr string, alive bool, err error) {
+	var wait, over error
+	err = c.bounded(ctx, label, p.sess.Close, func() error {
+		wrote := make(chan struct{})
+		go func() {
+			defer close(wrote)
+			// ip may stop reading at a failing line; the write error that
+			// causes is not the news, its exit status is.
+			_, _ = io.CopyBuffer(p, smallReads{input}, make([]byte, maxWrite))
+		}()
+		var readErr error
+		for range c.tables() {
+			var line []byte
+			line, readErr = readLineAtMost(p.stdout, c.tableLimit())
+			if errors.Is(readErr, errOverLimit) {
+				p.sess.Close()
+				over = c.tooMuch(label+": output", c.tableLimit(), c.tableWhy())
+				return nil
+			}
+			out = append(out, line...)
+			if readErr != nil {
+				break
+			}
+		}
+		if readErr == nil {
+			// ip printed the tables after the last line it was sent:
+			// it has read all of it, and the writer is done or about to be.
+			<-wrote
+			alive = true
+			return nil
+		}
+		if !errors.Is(readErr, io.EOF) {
+			return readErr // the session failed: nothing is known
+		}
+		p.closeInput()
+		stderr = p.readStderr()
+		wait = p.sess.wait()
+		return nil
+	})
+	switch {
+	case err != nil:
+		p.sess.Close()
+		return nil, "", false, err
+	case over != nil:
+		return nil, "", false, over
+	case alive:
+		return out, "", true, nil
+	}
+	p.sess.Close()
+	return out, stderr, false, c.exitError(label, wait, stderr)
 }
 
 // parseJSONTable parses the line `route show` prints in a JSON batch. The

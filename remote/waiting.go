@@ -4,6 +4,9 @@ import (
 	"bufio"
 	"errors"
 	"io"
+	"sync"
+
+	"github.com/routepush/routepush/route"
 )
 
 // A run that will apply reads a one-family node through an `ip -json
@@ -26,6 +29,15 @@ import (
 // The only ways out of waitNext are a started ip (to waitSpent, then to
 // waiting once the tables are read); out of waiting, take and end (to
 // waitSpent). waitNever and waitSpent are final.
+//
+// On a kept connection (keep.go) the ip outlives its Client: Apply leaves
+// it waiting after the tables that verify the batch, and Close hands the
+// waiting ip, or the one it was handed and did not use, to the node's
+// next Client with the connection (rest). That Client's first read sends
+// it the show lines instead of starting a session and a process: a round
+// on a node whose ip is at rest costs the node no process start. An ip
+// that ended at rest (killed, or its session closed) is replaced by a new
+// one at that read; nothing was sent to it since its last tables.
 type waitState int
 
 const (
@@ -39,6 +51,9 @@ const (
 type ipWait struct {
 	state waitState
 	ip    *pendingIP // set exactly in state waiting
+	// rest is the ip a kept connection's previous Client left waiting,
+	// until the first read takes it.
+	rest *pendingIP
 }
 
 // newIPWait is the state a connection starts in.
@@ -69,12 +84,32 @@ func (w *ipWait) take() *pendingIP {
 	return p
 }
 
-// end ends a waiting ip, if any: with its stdin closed and no batch sent,
-// it changes nothing and exits.
-func (w *ipWait) end() {
-	if p := w.take(); p != nil {
+// takeRest hands over the ip at rest if it serves fam, else ends it; nil
+// if there is none.
+func (w *ipWait) takeRest(fam route.Family) *pendingIP {
+	p := w.rest
+	w.rest = nil
+	if p != nil && p.fam != fam {
 		p.abandon()
+		return nil
 	}
+	return p
+}
+
+// keepable hands over, for the connection's next Client, the ip that is
+// waiting with all it printed read, or the one at rest this Client did
+// not use; nil if none. Either way this Client has none after.
+func (w *ipWait) keepable() *pendingIP {
+	if p := w.take(); p != nil {
+		if w.rest != nil {
+			w.rest.abandon()
+			w.rest = nil
+		}
+		return p
+	}
+	p := w.rest
+	w.rest = nil
+	return p
 }
 
 // pendingIP is an `ip -json -batch -` on a node, reading lines from
@@ -85,19 +120,92 @@ type pendingIP struct {
 	stdout *bufio.Reader
 	// stderr is read only once ip has finished: a goroutine copying it
 	// per waiting node would cost a thousand goroutine stacks, and ip says
-	// little there (it stops at the first failing line).
+	// little there (it stops at the first failing line). A kept ip's is
+	// watched (watchStderr).
 	stderr io.Reader
-	// shown counts the show lines it has been sent: ip numbers a failing
-	// line from the start of its input, the batch comes after them.
+	// shown counts the lines it has been sent before the batch on its
+	// way (show lines, and on a kept connection earlier rounds' batches):
+	// ip numbers a failing line from the start of its input.
 	shown int
+	fam   route.Family // the one family it was started for
+	watch *stderrWatch // nil unless watched
+	// inMu serializes what goes to its stdin: the batch's writer and
+	// watchStderr both may end it (x/crypto/ssh's channel writes are not
+	// safe against a concurrent CloseWrite).
+	inMu sync.Mutex
+}
+
+// Write writes to ip's stdin.
+func (p *pendingIP) Write(b []byte) (int, error) {
+	p.inMu.Lock()
+	defer p.inMu.Unlock()
+	return p.sess.ch.Write(b)
+}
+
+// closeInput ends ip's stdin.
+func (p *pendingIP) closeInput() {
+	p.inMu.Lock()
+	defer p.inMu.Unlock()
+	_ = p.sess.ch.CloseWrite()
+}
+
+// stderrWatch is what a watched ip wrote to stderr: out and over (it
+// passed stderrLimit) are set once done is closed.
+type stderrWatch struct {
+	done chan struct{}
+	out  []byte
+	over bool
+}
+
+// watchStderr reads a kept ip's stderr for as long as it runs, at rest
+// too. ip writes there only to refuse a line, and then exits: that ends
+// the session, and with it stdout, unless something in front of ip (a
+// wrapper, a pipeline) still holds stdout open waiting for more input.
+// An ip whose input stays open round after round would then be waited
+// for until the command timeout; so the first byte on stderr closes its
+// input, which ends whatever runs it once ip has gone, and stdout with it.
+func (p *pendingIP) watchStderr() {
+	w := &stderrWatch{done: make(chan struct{})}
+	p.watch = w
+	go func() {
+		defer close(w.done)
+		buf := make([]byte, 256)
+		for {
+			n, err := p.stderr.Read(buf)
+			if n > 0 {
+				if len(w.out) == 0 {
+					p.closeInput()
+				}
+				if len(w.out)+n > stderrLimit {
+					w.out, w.over = append(w.out, buf[:stderrLimit-len(w.out)]...), true
+					p.sess.Close()
+					return
+				}
+				w.out = append(w.out, buf[:n]...)
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
 }
 
 // readStderr returns what ip wrote to stderr, at most stderrLimit; call
 // it once ip is done. Past the limit the session is closed: ip is stopped.
 func (p *pendingIP) readStderr() string {
-	b, err := readAtMost(p.stderr, stderrLimit)
-	if errors.Is(err, errOverLimit) {
-		p.sess.Close()
+	var b []byte
+	var over bool
+	if w := p.watch; w != nil {
+		<-w.done
+		b, over = w.out, w.over
+	} else {
+		var err error
+		b, err = readAtMost(p.stderr, stderrLimit)
+		if over = errors.Is(err, errOverLimit); over {
+			p.sess.Close()
+		}
+	}
+	if over {
 		return string(b) + "\n[stderr cut at " + sizeString(stderrLimit) + "]"
 	}
 	return string(b)
@@ -106,6 +214,6 @@ func (p *pendingIP) readStderr() string {
 // abandon ends an ip that must not get a batch: with its stdin closed and
 // nothing sent it changes nothing and exits.
 func (p *pendingIP) abandon() {
-	_ = p.sess.ch.CloseWrite()
+	p.closeInput()
 	p.sess.Close()
 }

@@ -247,13 +247,52 @@ func assertSessions(t *testing.T, l *lab.Lab, what string, which []int, before [
 	}
 }
 
+// assertOneRound checks that exactly the nodes which each have one run
+// record more than before, all of one run: one round changed them, and
+// no other node.
+func assertOneRound(t *testing.T, l *lab.Lab, what string, before map[string][]record, which []int) {
+	t.Helper()
+	old := map[string]bool{}
+	for _, rs := range before {
+		for _, r := range rs {
+			old[r.RunID] = true
+		}
+	}
+	want := map[string]bool{}
+	for _, i := range which {
+		want[l.Nodes[i].Name] = true
+	}
+	now := records(t, l)
+	runs := map[string]bool{}
+	for _, n := range l.Nodes {
+		var fresh []string
+		for _, r := range now[n.Name] {
+			if !old[r.RunID] {
+				fresh = append(fresh, r.RunID)
+				runs[r.RunID] = true
+			}
+		}
+		switch {
+		case want[n.Name] && len(fresh) != 1:
+			t.Errorf("%s: %s has %d new run records %v, want 1", what, n.Name, len(fresh), fresh)
+		case !want[n.Name] && len(fresh) != 0:
+			t.Errorf("%s: %s has new run records %v, want none", what, n.Name, fresh)
+		}
+	}
+	if len(runs) > 1 {
+		t.Errorf("%s: the nodes' new records are of %d runs, want one round: %v", what, len(runs), runs)
+	}
+}
+
 // routepush watch on 10 nodes whose Node objects come and go: the first
 // sync converges the cluster and pings pass; a node that joins is routed
-// to and from every node within 5 s, with one SSH session on each node
-// (its connection kept from the sync; the new node's first round opens
-// its SFTP session too); a Node deleted has its routes pruned everywhere
-// within 5 s, with one session on every other node and none on it,
-// others' routes untouched; SIGTERM exits 0 and leaves no lock.
+// to and from every node within 5 s in one round, recorded once on each
+// node, with no new SSH session on the others (their connection, SFTP
+// session and ip are kept from the sync) and two on the new node (its
+// SFTP session and its ip); a Node deleted has its routes pruned
+// everywhere within 5 s in one round, recorded on every other node and
+// nothing on it (no session there), others' routes untouched; SIGTERM
+// exits 0 and leaves no lock.
 func TestWatchFollowsTheNodes(t *testing.T) {
 	t.Parallel()
 	k := newKubeLab(t, 10, false)
@@ -280,6 +319,7 @@ func TestWatchFollowsTheNodes(t *testing.T) {
 	// (b) node-9 joins: every node routes to it, and it to every node,
 	// each with one login for the increment.
 	before := sessions(t, k.Lab, all)
+	recordsBefore := records(t, k.Lab)
 	changed := time.Now()
 	k.register(t, k.Nodes[9], nil, []string{k.Nodes[9].PodCIDR.String()})
 	took = waitTables(t, k.Lab, all, func(i int) string { return expectedOf(k.Lab, all, i) }, changed, 5*time.Second)
@@ -289,8 +329,9 @@ func TestWatchFollowsTheNodes(t *testing.T) {
 		if i == 9 {
 			return 2 // its lock and record (SFTP), its table (ip)
 		}
-		return 1
+		return 0 // the connection, SFTP session and ip kept from the sync
 	})
+	assertOneRound(t, k.Lab, "join of node-9", recordsBefore, all)
 	assertPings(t, k.Lab, all)
 
 	// (c) node-3 is deleted: its routes go from every other node; a route
@@ -299,6 +340,7 @@ func TestWatchFollowsTheNodes(t *testing.T) {
 	ipRun(t, k.Nodes[0], "route", "add", "100.127.0.0/24", "via", k.Nodes[1].Addr.String(), "proto", "static")
 	foreign := fmt.Sprintf("100.127.0.0/24 via %s dev eth0 proto static ", k.Nodes[1].Addr)
 	before = sessions(t, k.Lab, all)
+	recordsBefore = records(t, k.Lab)
 	changed = time.Now()
 	k.deleteNode(t, "node-3")
 	left := without(all, 3)
@@ -310,12 +352,8 @@ func TestWatchFollowsTheNodes(t *testing.T) {
 	}, changed, 5*time.Second)
 	t.Logf("delete: node-3's routes gone from 9 nodes %s after the Node object was deleted", took)
 	time.Sleep(500 * time.Millisecond) // a second round would log in by now
-	assertSessions(t, k.Lab, "deletion of node-3", all, before, func(i int) int {
-		if i == 3 {
-			return 0
-		}
-		return 1
-	})
+	assertSessions(t, k.Lab, "deletion of node-3", all, before, func(int) int { return 0 })
+	assertOneRound(t, k.Lab, "deletion of node-3", recordsBefore, left)
 
 	// (d) node-5 is given a new InternalIP: every other node's route to
 	// it is replaced, and pods still reach each other.

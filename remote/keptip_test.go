@@ -1,0 +1,318 @@
+package remote
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/routepush/routepush/host"
+	"github.com/routepush/routepush/route"
+)
+
+// fakeIP is an `ip -json -batch -` for keepSSHD: it reads lines, prints
+// the table (one JSON line) for each show line, adds and deletes
+// destinations, and, as ip without -force, stops at a failing line
+// (any line naming 100.64.255.0/24) with its message and exit status 1.
+type fakeIP struct {
+	// wrapped: as ip behind a wrapper that holds the session open until
+	// its input ends, a failing line ends nothing before that.
+	wrapped bool
+	mu      sync.Mutex
+	dsts    []string
+	starts  int
+	running []ssh.Channel
+}
+
+func (f *fakeIP) table() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	objs := make([]string, len(f.dsts))
+	for i, d := range f.dsts {
+		objs[i] = fmt.Sprintf(`{"type":"unicast","dst":%q,"gateway":"198.18.0.2","dev":"eth0","protocol":"186","scope":"global","flags":[]}`, d)
+	}
+	return "[" + strings.Join(objs, ",") + "]\n"
+}
+
+// serve runs one ip on a session channel.
+func (f *fakeIP) serve(ch ssh.Channel) {
+	f.mu.Lock()
+	f.starts++
+	f.running = append(f.running, ch)
+	f.mu.Unlock()
+	exit := func(code uint32) {
+		_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{code}))
+		ch.Close()
+	}
+	in := bufio.NewScanner(ch)
+	for n := 1; in.Scan(); n++ {
+		line := in.Text()
+		fields := strings.Fields(line)
+		switch {
+		case line == "route show table main":
+			_, _ = ch.Write([]byte(f.table()))
+		case strings.Contains(line, "100.64.255.0/24"):
+			fmt.Fprintf(ch.Stderr(), "RTNETLINK answers: File exists\nCommand failed -:%d\n", n)
+			for f.wrapped && in.Scan() {
+			}
+			exit(1)
+			return
+		case len(fields) >= 3 && fields[0] == "route" && fields[1] == "add":
+			f.mu.Lock()
+			f.dsts = append(f.dsts, fields[2])
+			f.mu.Unlock()
+		case len(fields) >= 3 && fields[0] == "route" && fields[1] == "del":
+			f.mu.Lock()
+			f.dsts = slices.DeleteFunc(f.dsts, func(d string) bool { return d == fields[2] })
+			f.mu.Unlock()
+		}
+	}
+	exit(0)
+}
+
+// kill ends every ip running, as a node's admin killing them would.
+func (f *fakeIP) kill() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, ch := range f.running {
+		_, _ = ch.SendRequest("exit-signal", false, ssh.Marshal(struct {
+			Signal     string
+			CoreDumped bool
+			Error      string
+			Lang       string
+		}{Signal: "TERM"}))
+		ch.Close()
+	}
+	f.running = nil
+}
+
+func (f *fakeIP) startCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.starts
+}
+
+var v4 = []route.Family{route.IPv4}
+
+// ipRound is a watcher's round on a node: read, and apply batch (if any)
+// with the read's digest as expect; the Client is closed after.
+func ipRound(t *testing.T, d *Dialer, tg Target, batch string) (host.ApplyResult, error) {
+	t.Helper()
+	ctx := context.Background()
+	c, err := d.Dial(ctx, tg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	table, err := c.ReadRoutes(ctx, v4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if batch == "" {
+		return host.ApplyResult{Table: table}, nil
+	}
+	return c.Apply(ctx, []byte(batch), false, v4, &table.Digest)
+}
+
+// On a kept connection a node's ip serves round after round: three rounds
+// that read and apply start one ip, and each applies and verifies; a
+// round that only reads keeps it too. Without KeepConnections every round
+// starts its own.
+func TestKeptIPServesNextRounds(t *testing.T) {
+	for _, keep := range []int{0, 10} {
+		s, cfg := startKeepSSHD(t, keep)
+		d, err := NewDialer(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, dst := range []string{"100.64.1.0/24", "100.64.2.0/24", "", "100.64.3.0/24"} {
+			batch := ""
+			if dst != "" {
+				batch = "route add " + dst + " via 198.18.0.2 proto 186\n"
+			}
+			res, err := ipRound(t, d, s.target(), batch)
+			if err != nil || res.BatchErr != nil {
+				t.Fatalf("keep %d, round %d: %v, %v", keep, i, err, res.BatchErr)
+			}
+			if dst != "" && !slices.ContainsFunc(res.Table.Routes, func(r route.Route) bool { return r.Dst.String() == dst }) {
+				t.Errorf("keep %d, round %d: the tables after the batch lack %s: %v", keep, i, dst, res.Table.Routes)
+			}
+		}
+		want := 4
+		if keep > 0 {
+			want = 1
+		}
+		if got := s.ip.startCount(); got != want {
+			t.Errorf("keep %d: %d ip processes for 4 rounds, want %d", keep, got, want)
+		}
+		d.Close()
+	}
+}
+
+// An ip that ended at rest (killed on the node) is replaced at the next
+// read: the round works, with a new ip, and nothing was sent to the old.
+func TestKeptIPEndedAtRestIsStartedAnew(t *testing.T) {
+	s, cfg := startKeepSSHD(t, 10)
+	d, err := NewDialer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if _, err := ipRound(t, d, s.target(), "route add 100.64.1.0/24 via 198.18.0.2\n"); err != nil {
+		t.Fatal(err)
+	}
+	s.ip.kill()
+	res, err := ipRound(t, d, s.target(), "route add 100.64.2.0/24 via 198.18.0.2\n")
+	if err != nil || res.BatchErr != nil {
+		t.Fatalf("the round after the ip was killed: %v, %v", err, res.BatchErr)
+	}
+	if len(res.Table.Routes) != 2 {
+		t.Errorf("tables after: %v, want both routes", res.Table.Routes)
+	}
+	if got := s.ip.startCount(); got != 2 {
+		t.Errorf("%d ip processes, want 2", got)
+	}
+	if got := s.conns.Load(); got != 1 {
+		t.Errorf("%d logins, want 1: the connection is kept", got)
+	}
+}
+
+// A batch line that fails ends the kept ip (ip without -force stops
+// there): the failing line is named from the start of this batch, not of
+// everything the ip read in earlier rounds, and the next round starts a
+// new ip.
+//
+// Wrapped, ip's session stays open after the failing line until its input
+// ends: its stderr ends the input, and the batch fails as ip's refusal, not
+// at the command timeout.
+func TestKeptIPFailingLineCountsFromItsBatch(t *testing.T) {
+	for _, wrapped := range []bool{false, true} {
+		t.Run(fmt.Sprintf("wrapped=%v", wrapped), func(t *testing.T) { testKeptIPFailingLine(t, wrapped) })
+	}
+}
+
+func testKeptIPFailingLine(t *testing.T, wrapped bool) {
+	s, cfg := startKeepSSHD(t, 10)
+	s.ip.wrapped = wrapped
+	cfg.CommandTimeout = 5 * time.Second
+	d, err := NewDialer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if _, err := ipRound(t, d, s.target(), "route add 100.64.1.0/24 via 198.18.0.2\nroute add 100.64.2.0/24 via 198.18.0.2\n"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	res, err := ipRound(t, d, s.target(), "route add 100.64.3.0/24 via 198.18.0.2\nroute add 100.64.255.0/24 via 198.18.0.2\n")
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("the failing batch took %s: waited for the command timeout", took)
+	}
+	if res.BatchErr == nil || res.FailedLine != 2 {
+		t.Fatalf("failing batch: err %v, BatchErr %v, FailedLine %d; want line 2 refused", err, res.BatchErr, res.FailedLine)
+	}
+	if _, err := ipRound(t, d, s.target(), ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.ip.startCount(); got != 2 {
+		t.Errorf("%d ip processes, want 2 (the failed one is not reused)", got)
+	}
+}
+
+// A table changed between two rounds is read as changed; and one changed
+// between a round's read and its batch refuses the batch (ChangedError),
+// with nothing sent, through the kept ip as through a new one.
+func TestKeptIPComparesBeforeTheBatch(t *testing.T) {
+	s, cfg := startKeepSSHD(t, 10)
+	d, err := NewDialer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if _, err := ipRound(t, d, s.target(), "route add 100.64.1.0/24 via 198.18.0.2\n"); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	c, err := d.Dial(ctx, s.target())
+	if err != nil {
+		t.Fatal(err)
+	}
+	table, err := c.ReadRoutes(ctx, v4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.ip.mu.Lock()
+	s.ip.dsts = append(s.ip.dsts, "100.64.9.0/24") // someone else's change
+	s.ip.mu.Unlock()
+	_, err = c.Apply(ctx, []byte("route add 100.64.2.0/24 via 198.18.0.2\n"), false, v4, &table.Digest)
+	var changed *host.ChangedError
+	if !errors.As(err, &changed) || len(changed.Table.Routes) != 2 {
+		t.Fatalf("Apply after a change: %v, want a ChangedError with the 2 routes now there", err)
+	}
+	c.Close()
+	s.ip.mu.Lock()
+	defer s.ip.mu.Unlock()
+	if slices.Contains(s.ip.dsts, "100.64.2.0/24") {
+		t.Error("the batch was sent to a changed table")
+	}
+}
+
+// On a kept connection (and an SFTP server without fsync@openssh.com,
+// as this one) a node's run records are listed and pruned once
+// their count passes keep, and then down to half of keep: between half
+// and all of keep stay, never more, and the newest are the ones kept.
+func TestKeptConnectionPrunesRecordsInBatches(t *testing.T) {
+	s, cfg := startKeepSSHD(t, 10)
+	d, err := NewDialer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ctx := context.Background()
+	const keep = 4
+	settled := func([]byte) bool { return true }
+	var counts []int
+	for i := range 12 {
+		c, err := d.Dial(ctx, s.target())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			if err := c.withFiles(ctx, "mkdir", func(fsys sftpFS) error { return fsys.MkdirAll("/var/lib/routepush/runs") }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The in-memory filesystem's directories are not root's: as if
+		// Lock had checked them.
+		c.lockedDirs = true
+		if err := c.WriteRun(ctx, fmt.Sprintf("run-%02d", i), []byte("{}\n"), keep, settled); err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		if err := c.withFiles(ctx, "list", func(fsys sftpFS) (err error) {
+			ids, err = c.listRuns(fsys)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		counts = append(counts, len(ids))
+		if ids[len(ids)-1] != fmt.Sprintf("run-%02d", i) {
+			t.Errorf("round %d: records %v: the newest is not last", i, ids)
+		}
+		c.Close()
+	}
+	want := []int{1, 2, 3, 4, 2, 3, 4, 2, 3, 4, 2, 3}
+	if !slices.Equal(counts, want) {
+		t.Errorf("records after each round: %v, want %v", counts, want)
+	}
+	if got := s.conns.Load(); got != 1 {
+		t.Errorf("%d logins, want 1", got)
+	}
+}
