@@ -125,7 +125,7 @@ func (s *keepSSHD) serveConn(nc net.Conn, cfg *ssh.ServerConfig) {
 						_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{0}))
 						ch.Close()
 					case strings.HasPrefix(m.Command, "ip ") && strings.HasSuffix(m.Command, "-batch -"):
-						go s.ip.serve(ch)
+						go s.ip.serve(ch, strings.Contains(m.Command, "-force "))
 					}
 				case "subsystem":
 					_ = req.Reply(true, nil)

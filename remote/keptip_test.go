@@ -25,6 +25,9 @@ type fakeIP struct {
 	// wrapped: as ip behind a wrapper that holds the session open until
 	// its input ends, a failing line ends nothing before that.
 	wrapped bool
+	// warn is written to stderr as the process starts, as sudo's "unable
+	// to resolve host" or ld.so's warnings are, before a healthy ip runs.
+	warn    string
 	mu      sync.Mutex
 	dsts    []string
 	starts  int
@@ -41,8 +44,9 @@ func (f *fakeIP) table() string {
 	return "[" + strings.Join(objs, ",") + "]\n"
 }
 
-// serve runs one ip on a session channel.
-func (f *fakeIP) serve(ch ssh.Channel) {
+// serve runs one ip on a session channel; with force (ip -force) it
+// carries on past a failing line and exits 1 at the end.
+func (f *fakeIP) serve(ch ssh.Channel, force bool) {
 	f.mu.Lock()
 	f.starts++
 	f.running = append(f.running, ch)
@@ -51,6 +55,10 @@ func (f *fakeIP) serve(ch ssh.Channel) {
 		_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{code}))
 		ch.Close()
 	}
+	if f.warn != "" {
+		_, _ = ch.Stderr().Write([]byte(f.warn))
+	}
+	failed := false
 	in := bufio.NewScanner(ch)
 	for n := 1; in.Scan(); n++ {
 		line := in.Text()
@@ -60,6 +68,10 @@ func (f *fakeIP) serve(ch ssh.Channel) {
 			_, _ = ch.Write([]byte(f.table()))
 		case strings.Contains(line, "100.64.255.0/24"):
 			fmt.Fprintf(ch.Stderr(), "RTNETLINK answers: File exists\nCommand failed -:%d\n", n)
+			if force {
+				failed = true
+				continue
+			}
 			for f.wrapped && in.Scan() {
 			}
 			exit(1)
@@ -73,6 +85,10 @@ func (f *fakeIP) serve(ch ssh.Channel) {
 			f.dsts = slices.DeleteFunc(f.dsts, func(d string) bool { return d == fields[2] })
 			f.mu.Unlock()
 		}
+	}
+	if failed {
+		exit(1)
+		return
 	}
 	exit(0)
 }

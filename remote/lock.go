@@ -20,7 +20,9 @@ import (
 // finished writing. It stays when routepush dies, and `routepush rollback`
 // or the holder removes it.
 func (c *Client) Lock(ctx context.Context, holder []byte) error {
-	return c.withFiles(ctx, "lock", func(fsys sftpFS) error {
+	// Set only once the operation has returned: one abandoned at the
+	// timeout still runs (bounded), and its Client is tainted.
+	err := c.withFiles(ctx, "lock", func(fsys sftpFS) error {
 		for _, dir := range []string{stateDir, runsDir} {
 			if err := c.stateDir(fsys, dir, true); err != nil {
 				if hint := c.hint(err.Error()); hint != "" {
@@ -48,7 +50,6 @@ func (c *Client) Lock(ctx context.Context, holder []byte) error {
 		for try := 0; ; try++ {
 			linkErr := fsys.Link(tmp, lockPath)
 			if linkErr == nil {
-				c.lockedDirs = true
 				return nil
 			}
 			held, rerr := c.readFile(fsys, lockPath, lockLimit, "a lock")
@@ -65,6 +66,8 @@ func (c *Client) Lock(ctx context.Context, holder []byte) error {
 			}
 		}
 	})
+	c.lockedDirs = err == nil
+	return err
 }
 
 // Unlock removes the node's lock if holder still describes it: a run

@@ -57,7 +57,13 @@ func (c *Client) WriteRun(ctx context.Context, id string, record []byte, keep in
 		if err != nil {
 			return err
 		}
-		excess := len(ids) - target
+		// Down to target only once past keep: a first listing through a
+		// new connection (a reconnect, every KeepMaxAge) finding no more
+		// than keep prunes nothing.
+		excess := len(ids) - keep
+		if excess > 0 {
+			excess = len(ids) - target
+		}
 		removed := 0
 		defer func() { counted = len(ids) - removed }()
 		for _, old := range ids {

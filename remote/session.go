@@ -47,6 +47,26 @@ func serve(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) {
 type execSession struct {
 	ch   ssh.Channel
 	reqs <-chan *ssh.Request
+	// answered is closed once answerRequests' goroutine has seen the
+	// session's requests end; end is then its exit (wait's result). nil
+	// unless answerRequests was called.
+	answered chan struct{}
+	end      error
+}
+
+// answerRequests answers the session's requests as they come, for a
+// session that lives long (a kept ip): sshd with ClientAliveInterval
+// probes its first open channel with keepalive@openssh.com wanting an
+// answer, and at rest that may be this one (the SFTP session ended, or
+// was opened after it). Unanswered, sshd hangs up after
+// ClientAliveCountMax of them; past the 16 x/crypto/ssh queues, the
+// connection's reader blocks. wait then returns what it saw.
+func (s *execSession) answerRequests() {
+	s.answered = make(chan struct{})
+	go func() {
+		defer close(s.answered)
+		s.end = exitOf(s.reqs)
+	}()
 }
 
 // startExec opens a session channel and asks the server to run cmd.
@@ -71,8 +91,18 @@ func startExec(conn ssh.Conn, cmd string) (*execSession, error) {
 // end: the status is queued on the channel (it has room for 16 requests;
 // OpenSSH sends one or two) until then.
 func (s *execSession) wait() error {
+	if s.answered != nil {
+		<-s.answered
+		return s.end
+	}
+	return exitOf(s.reqs)
+}
+
+// exitOf answers a session's requests until they end, and returns its
+// exit: nil for status 0, else an *exitStatus or an error.
+func exitOf(reqs <-chan *ssh.Request) error {
 	var status *exitStatus
-	for req := range s.reqs {
+	for req := range reqs {
 		switch req.Type {
 		case "exit-status":
 			var m struct{ Status uint32 }

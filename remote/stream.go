@@ -55,8 +55,10 @@ func (c *Client) showRest(ctx context.Context, p *pendingIP, fam route.Family) (
 	return route.Table{}, nil, false
 }
 
-// startIP starts an `ip -json -batch -` with args, waiting on stdin.
-func (c *Client) startIP(ctx context.Context, label, args string, fam route.Family) (*pendingIP, error) {
+// startIP starts an `ip -json -batch -` with args, waiting on stdin;
+// keepable if it may outlive its Client (a kept connection's, without
+// -force: a -force ip is never kept, and carries on past what it refuses).
+func (c *Client) startIP(ctx context.Context, label, args string, fam route.Family, keepable bool) (*pendingIP, error) {
 	sess, err := c.exec(ctx, label, c.ip(args))
 	if err != nil {
 		return nil, err
@@ -64,8 +66,9 @@ func (c *Client) startIP(ctx context.Context, label, args string, fam route.Fami
 	// A waiting ip per node is kept until apply: its buffer is per-node
 	// memory, so keep it small (ReadBytes grows a line).
 	p := &pendingIP{sess: sess, stdout: bufio.NewReaderSize(sess.ch, 512), stderr: sess.ch.Stderr(), fam: fam}
-	if c.kept != nil {
+	if keepable && c.kept != nil {
 		p.watchStderr() // it may be kept: see watchStderr
+		sess.answerRequests()
 	}
 	return p, nil
 }
@@ -74,7 +77,7 @@ func (c *Client) startIP(ctx context.Context, label, args string, fam route.Fami
 // and reads the table it prints, leaving it waiting for the batch.
 func (c *Client) startPending(ctx context.Context, fam route.Family) (route.Table, error) {
 	label := c.ip("route show table main")
-	p, err := c.startIP(ctx, label, batchArgs[fam], fam)
+	p, err := c.startIP(ctx, label, batchArgs[fam], fam, true)
 	if err != nil {
 		return route.Table{}, err
 	}
@@ -160,7 +163,7 @@ func (c *Client) applyJSON(ctx context.Context, batch []byte, force bool, fam ro
 			args = "-force " + args
 		}
 		var err error
-		if p, err = c.startIP(ctx, label, args, fam); err != nil {
+		if p, err = c.startIP(ctx, label, args, fam, !force); err != nil {
 			return host.ApplyResult{}, &host.NotSentError{Err: err}
 		}
 	}

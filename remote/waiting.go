@@ -2,6 +2,7 @@ package remote
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"sync"
@@ -158,30 +159,36 @@ type stderrWatch struct {
 }
 
 // watchStderr reads a kept ip's stderr for as long as it runs, at rest
-// too. ip writes there only to refuse a line, and then exits: that ends
-// the session, and with it stdout, unless something in front of ip (a
-// wrapper, a pipeline) still holds stdout open waiting for more input.
-// An ip whose input stays open round after round would then be waited
-// for until the command timeout; so the first byte on stderr closes its
-// input, which ends whatever runs it once ip has gone, and stdout with it.
+// too. Without -force ip refuses a line with "Command failed -:N" there,
+// and then exits: that ends the session, and with it stdout, unless
+// something in front of ip (a wrapper, a pipeline) still holds stdout
+// open waiting for more input. An ip whose input stays open round after
+// round would then be waited for until the command timeout; so that line
+// closes its input, which ends whatever runs it once ip has gone, and
+// stdout with it. Anything else on stderr (sudo's "unable to resolve
+// host", a loader's or iproute2's warning) is no refusal: the ip goes on.
 func (p *pendingIP) watchStderr() {
 	w := &stderrWatch{done: make(chan struct{})}
 	p.watch = w
 	go func() {
 		defer close(w.done)
 		buf := make([]byte, 256)
+		refused := false
 		for {
 			n, err := p.stderr.Read(buf)
 			if n > 0 {
-				if len(w.out) == 0 {
-					p.closeInput()
-				}
 				if len(w.out)+n > stderrLimit {
 					w.out, w.over = append(w.out, buf[:stderrLimit-len(w.out)]...), true
 					p.sess.Close()
 					return
 				}
+				// The marker may straddle two reads: look from before this one.
+				from := max(0, len(w.out)-len(batchRefused))
 				w.out = append(w.out, buf[:n]...)
+				if !refused && bytes.Contains(w.out[from:], []byte(batchRefused)) {
+					refused = true
+					p.closeInput()
+				}
 			}
 			if err != nil {
 				return
@@ -189,6 +196,10 @@ func (p *pendingIP) watchStderr() {
 		}
 	}()
 }
+
+// batchRefused is what `ip -batch` prints on stderr after a line that
+// failed (iproute2's ip.c, batch()); without -force it exits then.
+const batchRefused = "Command failed "
 
 // readStderr returns what ip wrote to stderr, at most stderrLimit; call
 // it once ip is done. Past the limit the session is closed: ip is stopped.
