@@ -323,6 +323,9 @@ func (c *Client) release(ip *pendingIP) bool {
 	}
 	c.kept = nil // a second Close must not hand the connection back again
 	files := keptFiles{c.sftp, c.sftpCh, c.meter, c.sftpEnded}
+	if ip != nil {
+		ip.rest() // before another Client can take it
+	}
 	if !c.tainted.Load() && c.dialer.kept.put(k, files, ip) {
 		c.sftp, c.sftpCh, c.meter, c.sftpEnded = nil, nil, nil, nil // the next Client's
 		return true

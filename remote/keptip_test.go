@@ -27,11 +27,29 @@ type fakeIP struct {
 	wrapped bool
 	// warn is written to stderr as the process starts, as sudo's "unable
 	// to resolve host" or ld.so's warnings are, before a healthy ip runs.
-	warn    string
-	mu      sync.Mutex
-	dsts    []string
-	starts  int
-	running []ssh.Channel
+	warn string
+	mu   sync.Mutex
+	dsts []string
+	// linkNames are the node's interfaces' names, index 1 first (default
+	// lo, eth0).
+	linkNames []string
+	starts    int
+	running   []ssh.Channel
+}
+
+// linkLine is what `ip -json link show` prints for the node's links.
+func (f *fakeIP) linkLine() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	names := f.linkNames
+	if names == nil {
+		names = []string{"lo", "eth0"}
+	}
+	objs := make([]string, len(names))
+	for i, n := range names {
+		objs[i] = fmt.Sprintf(`{"ifindex":%d,"ifname":%q,"flags":["UP"],"mtu":1500}`, i+1, n)
+	}
+	return "[" + strings.Join(objs, ",") + "]\n"
 }
 
 func (f *fakeIP) table() string {
@@ -66,6 +84,8 @@ func (f *fakeIP) serve(ch ssh.Channel, force bool) {
 		switch {
 		case line == "route show table main":
 			_, _ = ch.Write([]byte(f.table()))
+		case line == "link show":
+			_, _ = ch.Write([]byte(f.linkLine()))
 		case strings.Contains(line, "100.64.255.0/24"):
 			fmt.Fprintf(ch.Stderr(), "RTNETLINK answers: File exists\nCommand failed -:%d\n", n)
 			if force {
@@ -330,5 +350,99 @@ func TestKeptConnectionPrunesRecordsInBatches(t *testing.T) {
 	}
 	if got := s.conns.Load(); got != 1 {
 		t.Errorf("%d logins, want 1", got)
+	}
+}
+
+// ip caches interface names for its life: a kept ip is replaced once an
+// interface it has seen has another name (a rename), and kept when
+// interfaces only come or go.
+func TestKeptIPReplacedWhenAnInterfaceIsRenamed(t *testing.T) {
+	s, cfg := startKeepSSHD(t, 10)
+	d, err := NewDialer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	for i, step := range []struct {
+		links  []string
+		starts int
+	}{
+		{[]string{"lo", "eth0"}, 1},
+		{[]string{"lo", "eth0", "veth1"}, 1}, // a new interface
+		{[]string{"lo", "eth0"}, 1},          // gone again
+		{[]string{"lo", "ens3"}, 2},          // eth0 renamed: a new ip
+		{[]string{"lo", "ens3"}, 2},
+	} {
+		s.ip.mu.Lock()
+		s.ip.linkNames = step.links
+		s.ip.mu.Unlock()
+		res, err := ipRound(t, d, s.target(), fmt.Sprintf("route add 100.64.%d.0/24 via 198.18.0.2\n", i+1))
+		if err != nil || res.BatchErr != nil {
+			t.Fatalf("round %d: %v, %v", i, err, res.BatchErr)
+		}
+		if got := s.ip.startCount(); got != step.starts {
+			t.Errorf("round %d (links %v): %d ip processes, want %d", i, step.links, got, step.starts)
+		}
+	}
+}
+
+// A kept ip says nothing unasked: one that prints at rest is ended at
+// once (the watcher does not hold what it printed until the next round),
+// and the node's next round starts another.
+func TestKeptIPThatSpeaksAtRestIsEnded(t *testing.T) {
+	s, cfg := startKeepSSHD(t, 10)
+	d, err := NewDialer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if _, err := ipRound(t, d, s.target(), "route add 100.64.1.0/24 via 198.18.0.2\n"); err != nil {
+		t.Fatal(err)
+	}
+	s.ip.mu.Lock()
+	ch := s.ip.running[0]
+	s.ip.mu.Unlock()
+	// The node writes until its session is closed under it: without a
+	// watch at rest, until the window (2 MB) is full, and then it waits.
+	sent := make(chan int, 1)
+	go func() {
+		chunk, n := make([]byte, 32<<10), 0
+		for {
+			m, err := ch.Write(chunk)
+			if n += m; err != nil {
+				sent <- n
+				return
+			}
+		}
+	}()
+	select {
+	case n := <-sent:
+		// What was on its way when the session closed is dropped with
+		// the channel, not kept for the next round.
+		t.Logf("the node wrote %d bytes at rest before its session closed", n)
+	case <-time.After(2 * time.Second):
+		t.Fatal("the node wrote at rest and its session is still open 2 s later")
+	}
+	res, err := ipRound(t, d, s.target(), "route add 100.64.2.0/24 via 198.18.0.2\n")
+	if err != nil || res.BatchErr != nil {
+		t.Fatalf("the round after: %v, %v", err, res.BatchErr)
+	}
+	if got := s.ip.startCount(); got != 2 {
+		t.Errorf("%d ip processes, want 2", got)
+	}
+}
+
+func TestLinkNames(t *testing.T) {
+	line := []byte(`[{"ifindex":1,"ifname":"lo","flags":["UP"]},{"ifindex":12,"ifname":"eth0","link_index":3},{"ifindex":x,"ifname":"bad"},{"ifindex":7,"ifname":"cni0"}]` + "\n")
+	got := linkNames(line)
+	if len(got) != 3 || got[0].index != 1 || got[1].index != 7 || got[2].index != 12 {
+		t.Fatalf("linkNames: %+v", got)
+	}
+	renamed := linkNames([]byte(`[{"ifindex":12,"ifname":"ens3"}]`))
+	if !got.renamed(renamed) || got.renamed(linkNames([]byte(`[{"ifindex":12,"ifname":"eth0"},{"ifindex":99,"ifname":"new"}]`))) {
+		t.Error("renamed: wrong")
+	}
+	if linkNames([]byte("garbage")) != nil {
+		t.Error("garbage read as links")
 	}
 }

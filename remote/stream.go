@@ -41,13 +41,19 @@ func (c *Client) readJSON(ctx context.Context, fam route.Family) (route.Table, e
 func (c *Client) showRest(ctx context.Context, p *pendingIP, fam route.Family) (t route.Table, err error, done bool) {
 	label := c.ip("route show table main")
 	c.wait.started()
-	line, err := c.show(ctx, p, label)
+	line, err := c.show(ctx, p, label, true)
 	var tooMuch *LimitError
+	var renamed *renamedError
 	switch {
+	case errors.As(err, &renamed):
+		p.abandon() // it would print the old names: a new one reads them anew
 	case err == nil:
+		if t, err = c.parseJSONTable(line, fam); err != nil {
+			p.abandon() // not kept past a table it printed wrong
+			return t, err, true
+		}
 		c.wait.hold(p)
-		t, err = c.parseJSONTable(line, fam)
-		return t, err, true
+		return t, nil, true
 	case c.tainted.Load() || errors.As(err, &tooMuch) || ctx.Err() != nil:
 		return route.Table{}, err, true
 	}
@@ -82,22 +88,54 @@ func (c *Client) startPending(ctx context.Context, fam route.Family) (route.Tabl
 		return route.Table{}, err
 	}
 	c.wait.started()
-	line, err := c.show(ctx, p, label)
+	line, err := c.show(ctx, p, label, c.kept != nil)
 	if err != nil {
 		return route.Table{}, err
 	}
+	t, err := c.parseJSONTable(line, fam)
+	if err != nil {
+		p.abandon() // not kept past a table it printed wrong
+		return t, err
+	}
 	c.wait.hold(p)
-	return c.parseJSONTable(line, fam)
+	return t, nil
 }
 
 // show sends a waiting ip the show lines and reads the tables it prints,
 // one JSON line each. On failure the ip is gone: its exit status and
 // stderr say why when it ended by itself.
-func (c *Client) show(ctx context.Context, p *pendingIP, label string) ([]byte, error) {
+//
+// With links (a read on a kept connection) it shows the links first:
+// ip caches interface names for as long as it runs (iproute2's ll_map,
+// never refreshed in batch mode), so a kept ip would go on printing, and
+// reading in batch lines, a renamed interface's old name; the links it
+// prints come from the kernel each time. An interface whose name is not
+// the one the ip saw before is a *renamedError: that ip is done with.
+func (c *Client) show(ctx context.Context, p *pendingIP, label string, links bool) ([]byte, error) {
 	var out []byte
+	var renamed error
 	err := c.bounded(ctx, label, p.sess.Close, func() error {
-		if _, err := io.WriteString(p, c.showLines()); err != nil {
+		lines := c.showLines()
+		if links {
+			lines = "link show\n" + lines
+		}
+		if _, err := io.WriteString(p, lines); err != nil {
 			return err
+		}
+		p.awaken()
+		if links {
+			line, err := readLineAtMost(p.stdout, c.tableLimit())
+			if errors.Is(err, errOverLimit) {
+				return c.tooMuch(c.ip("link show")+": output", c.tableLimit(), c.tableWhy())
+			}
+			if err != nil {
+				return err
+			}
+			if now := linkNames(line); p.links != nil && p.links.renamed(now) {
+				renamed = &renamedError{host: c.name}
+			} else {
+				p.links = now
+			}
 		}
 		for range c.tables() {
 			line, err := readLineAtMost(p.stdout, c.tableLimit())
@@ -112,8 +150,11 @@ func (c *Client) show(ctx context.Context, p *pendingIP, label string) ([]byte, 
 		return nil
 	})
 	if err == nil {
-		p.shown += len(c.tables())
-		return out, nil
+		p.shown += strings.Count(c.showLines(), "\n")
+		if links {
+			p.shown++
+		}
+		return out, renamed
 	}
 	var tooMuch *LimitError
 	if errors.As(err, &tooMuch) {
@@ -170,7 +211,7 @@ func (c *Client) applyJSON(ctx context.Context, batch []byte, force bool, fam ro
 	if expect != nil {
 		// Everything up to the batch's first byte sends nothing: a
 		// failure here leaves the node as it was.
-		line, err := c.show(ctx, p, label)
+		line, err := c.show(ctx, p, label, false)
 		if err != nil {
 			return host.ApplyResult{}, &host.NotSentError{Err: err}
 		}

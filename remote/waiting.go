@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/routepush/routepush/route"
 )
@@ -90,7 +91,12 @@ func (w *ipWait) take() *pendingIP {
 func (w *ipWait) takeRest(fam route.Family) *pendingIP {
 	p := w.rest
 	w.rest = nil
-	if p != nil && p.fam != fam {
+	switch {
+	case p == nil:
+		return nil
+	case !p.wake():
+		return nil // it spoke or ended at rest: closed
+	case p.fam != fam:
 		p.abandon()
 		return nil
 	}
@@ -130,10 +136,53 @@ type pendingIP struct {
 	shown int
 	fam   route.Family // the one family it was started for
 	watch *stderrWatch // nil unless watched
+	// links is the interfaces it printed last, on a kept connection
+	// (show).
+	links linkTable
+	// resting is set while it waits with its connection between rounds;
+	// awoken is closed once the goroutine that watches it then has let go
+	// of stdout (rest).
+	resting atomic.Bool
+	awoken  chan struct{}
 	// inMu serializes what goes to its stdin: the batch's writer and
 	// watchStderr both may end it (x/crypto/ssh's channel writes are not
 	// safe against a concurrent CloseWrite).
 	inMu sync.Mutex
+}
+
+// rest puts the ip at rest with its kept connection. Nothing is asked of
+// it there, so nothing it prints is read: a node could make the watcher
+// hold up to the channel's window (2 MB) unread for it until its next
+// round. A goroutine waits for its first byte instead, and anything
+// printed at rest (or its end) ends it then; the next round finds it
+// ended (wake) and starts another.
+func (p *pendingIP) rest() {
+	done := make(chan struct{})
+	p.awoken = done
+	p.resting.Store(true)
+	go func() {
+		defer close(done)
+		_, _ = p.stdout.Peek(1)
+		if p.resting.CompareAndSwap(true, false) {
+			p.sess.Close() // it spoke unasked, or ended
+		}
+	}()
+}
+
+// wake takes the ip from rest for a round: false if it spoke or ended at
+// rest (its session is closed then).
+func (p *pendingIP) wake() bool {
+	return p.awoken == nil || p.resting.CompareAndSwap(true, false)
+}
+
+// awaken waits, once the ip has been asked something, until rest's
+// goroutine has let go of stdout: call it before reading stdout. The
+// answer (or the ip's end) ends that wait, which is bounded as the read is.
+func (p *pendingIP) awaken() {
+	if d := p.awoken; d != nil {
+		<-d
+		p.awoken = nil
+	}
 }
 
 // Write writes to ip's stdin.
