@@ -193,6 +193,10 @@ func (d *Dialer) handshake(ctx context.Context, via *ssh.Client, e *endpoint, la
 // (keep.go).
 func (c *Client) Close() error {
 	ip := c.wait.keepable()
+	if ip != nil && (c.kept == nil || c.tainted.Load() || !c.settleKept(ip)) {
+		ip.abandon()
+		ip = nil
+	}
 	if c.release(ip) {
 		return nil
 	}

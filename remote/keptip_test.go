@@ -446,3 +446,31 @@ func TestLinkNames(t *testing.T) {
 		t.Error("garbage read as links")
 	}
 }
+
+// A round that does not read a node (its Client only dialed) hands the
+// ip at rest on as it found it, still watched; the next round uses it.
+func TestKeptIPHandedOnUntouched(t *testing.T) {
+	s, cfg := startKeepSSHD(t, 10)
+	d, err := NewDialer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if _, err := ipRound(t, d, s.target(), "route add 100.64.1.0/24 via 198.18.0.2\n"); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		c, err := d.Dial(context.Background(), s.target())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+	res, err := ipRound(t, d, s.target(), "route add 100.64.2.0/24 via 198.18.0.2\n")
+	if err != nil || res.BatchErr != nil || len(res.Table.Routes) != 2 {
+		t.Fatalf("the round after: %v, %v, %v", err, res.BatchErr, res.Table.Routes)
+	}
+	if got := s.ip.startCount(); got != 1 {
+		t.Errorf("%d ip processes, want 1", got)
+	}
+}

@@ -105,12 +105,8 @@ func (c *Client) startPending(ctx context.Context, fam route.Family) (route.Tabl
 // one JSON line each. On failure the ip is gone: its exit status and
 // stderr say why when it ended by itself.
 //
-// With links (a read on a kept connection) it shows the links first:
-// ip caches interface names for as long as it runs (iproute2's ll_map,
-// never refreshed in batch mode), so a kept ip would go on printing, and
-// reading in batch lines, a renamed interface's old name; the links it
-// prints come from the kernel each time. An interface whose name is not
-// the one the ip saw before is a *renamedError: that ip is done with.
+// With links (a read on a kept connection) it shows the links first
+// (sameLinks).
 func (c *Client) show(ctx context.Context, p *pendingIP, label string, links bool) ([]byte, error) {
 	var out []byte
 	var renamed error
@@ -124,17 +120,12 @@ func (c *Client) show(ctx context.Context, p *pendingIP, label string, links boo
 		}
 		p.awaken()
 		if links {
-			line, err := readLineAtMost(p.stdout, c.tableLimit())
-			if errors.Is(err, errOverLimit) {
-				return c.tooMuch(c.ip("link show")+": output", c.tableLimit(), c.tableWhy())
-			}
-			if err != nil {
-				return err
-			}
-			if now := linkNames(line); p.links != nil && p.links.renamed(now) {
-				renamed = &renamedError{host: c.name}
-			} else {
-				p.links = now
+			if err := c.sameLinks(p); err != nil {
+				var r *renamedError
+				if !errors.As(err, &r) {
+					return err
+				}
+				renamed = err
 			}
 		}
 		for range c.tables() {
@@ -147,13 +138,11 @@ func (c *Client) show(ctx context.Context, p *pendingIP, label string, links boo
 			}
 			out = append(out, line...)
 		}
+		p.shown += strings.Count(c.showLines(), "\n")
+		p.lastTable = true
 		return nil
 	})
 	if err == nil {
-		p.shown += strings.Count(c.showLines(), "\n")
-		if links {
-			p.shown++
-		}
 		return out, renamed
 	}
 	var tooMuch *LimitError
@@ -311,7 +300,53 @@ func (c *Client) finishPending(ctx context.Context, p *pendingIP, label string, 
 	return out, stderr, c.exitError(label, wait, stderr)
 }
 
-// sendKeeping writes the rest of the input to a waiting ip and reads the
+// sameLinks reads the line `link show` printed and compares it with the
+// links the ip printed before: ip caches interface names for as long as
+// it runs (iproute2's ll_map, never refreshed in batch mode), so a kept
+// ip would go on printing, and reading in batch lines, a renamed
+// interface's old name; the links it prints come from the kernel each
+// time. An interface whose name is not the one the ip saw before is a
+// *renamedError: that ip is done with. Call it inside c.bounded.
+func (c *Client) sameLinks(p *pendingIP) error {
+	line, err := readLineAtMost(p.stdout, c.tableLimit())
+	if errors.Is(err, errOverLimit) {
+		return c.tooMuch(c.ip("link show")+": output", c.tableLimit(), c.tableWhy())
+	}
+	if err != nil {
+		return err
+	}
+	p.shown++
+	now := linkNames(line)
+	if p.links != nil && p.links.renamed(now) {
+		return &renamedError{host: c.name}
+	}
+	p.links = now
+	return nil
+}
+
+// settleKept readies an ip to be kept at rest: if the last thing it
+// printed was a table, it is asked for the links once more, on their own.
+// x/crypto/ssh holds the last packet a channel received until the next
+// one, for as long as the channel lives: a table of every route (tens of
+// kilobytes a node, most of an idle watcher's memory growth) unless a
+// small answer comes after it. The links are compared too. false: the
+// ip is not to be kept (it failed to answer, or an interface was
+// renamed).
+func (c *Client) settleKept(p *pendingIP) bool {
+	if !p.lastTable {
+		return true
+	}
+	err := c.bounded(context.Background(), c.ip("link show"), p.sess.Close, func() error {
+		if _, err := io.WriteString(p, "link show\n"); err != nil {
+			return err
+		}
+		return c.sameLinks(p)
+	})
+	p.lastTable = false
+	return err == nil
+}
+
+// sendKeeping writes the rest of the input// sendKeeping writes the rest of the input to a waiting ip and reads the
 // tables its show lines print, leaving it waiting (alive) on a kept
 // connection. An ip that ends first (at a failing batch line) is
 // collected as finishPending collects it: what it printed, its stderr
@@ -345,6 +380,7 @@ func (c *Client) sendKeeping(ctx context.Context, p *pendingIP, label string, in
 			// it has read all of it, and the writer is done or about to be.
 			<-wrote
 			alive = true
+			p.lastTable = true
 			return nil
 		}
 		if !errors.Is(readErr, io.EOF) {

@@ -137,8 +137,10 @@ type pendingIP struct {
 	fam   route.Family // the one family it was started for
 	watch *stderrWatch // nil unless watched
 	// links is the interfaces it printed last, on a kept connection
-	// (show).
-	links linkTable
+	// (sameLinks); lastTable says the last thing it printed was a table
+	// (settleKept).
+	links     linkTable
+	lastTable bool
 	// resting is set while it waits with its connection between rounds;
 	// awoken is closed once the goroutine that watches it then has let go
 	// of stdout (rest).
@@ -157,6 +159,9 @@ type pendingIP struct {
 // printed at rest (or its end) ends it then; the next round finds it
 // ended (wake) and starts another.
 func (p *pendingIP) rest() {
+	if p.resting.Load() {
+		return // handed on untouched: still watched
+	}
 	done := make(chan struct{})
 	p.awoken = done
 	p.resting.Store(true)
