@@ -193,7 +193,7 @@ func (d *Dialer) handshake(ctx context.Context, via *ssh.Client, e *endpoint, la
 // (keep.go).
 func (c *Client) Close() error {
 	ip := c.wait.keepable()
-	if ip != nil && (c.kept == nil || c.tainted.Load() || !c.settleKept(ip)) {
+	if ip != nil && (ip.retire || c.kept == nil || c.tainted.Load() || !c.settleKept(ip)) {
 		ip.abandon()
 		ip = nil
 	}

@@ -2,6 +2,7 @@ package remote
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -434,16 +435,22 @@ func TestKeptIPThatSpeaksAtRestIsEnded(t *testing.T) {
 
 func TestLinkNames(t *testing.T) {
 	line := []byte(`[{"ifindex":1,"ifname":"lo","flags":["UP"]},{"ifindex":12,"ifname":"eth0","link_index":3},{"ifindex":x,"ifname":"bad"},{"ifindex":7,"ifname":"cni0"}]` + "\n")
-	got := linkNames(line)
+	got, _ := linkNames(line)
 	if len(got) != 3 || got[0].index != 1 || got[1].index != 7 || got[2].index != 12 {
 		t.Fatalf("linkNames: %+v", got)
 	}
-	renamed := linkNames([]byte(`[{"ifindex":12,"ifname":"ens3"}]`))
-	if !got.renamed(renamed) || got.renamed(linkNames([]byte(`[{"ifindex":12,"ifname":"eth0"},{"ifindex":99,"ifname":"new"}]`))) {
+	renamed, _ := linkNames([]byte(`[{"ifindex":12,"ifname":"ens3"}]`))
+	same, _ := linkNames([]byte(`[{"ifindex":12,"ifname":"eth0"},{"ifindex":99,"ifname":"new"}]`))
+	if !got.renamed(renamed) || got.renamed(same) {
 		t.Error("renamed: wrong")
 	}
-	if linkNames([]byte("garbage")) != nil {
+	if g, _ := linkNames([]byte("garbage")); g != nil {
 		t.Error("garbage read as links")
+	}
+	// A node printing more links than are watched: none held.
+	many := bytes.Repeat([]byte(`{"ifindex":7,"ifname":""},`), maxLinks+1)
+	if g, tooMany := linkNames(many); g != nil || !tooMany {
+		t.Errorf("%d links: %d held, tooMany %v", maxLinks+1, len(g), tooMany)
 	}
 }
 
@@ -472,5 +479,30 @@ func TestKeptIPHandedOnUntouched(t *testing.T) {
 	}
 	if got := s.ip.startCount(); got != 1 {
 		t.Errorf("%d ip processes, want 1", got)
+	}
+}
+
+// A node with more interfaces than a kept ip's names are watched for is
+// served round after round, by an ip of each round's own.
+func TestKeptIPNotKeptPastMaxLinks(t *testing.T) {
+	s, cfg := startKeepSSHD(t, 10)
+	names := make([]string, maxLinks+1)
+	for i := range names {
+		names[i] = fmt.Sprintf("veth%d", i)
+	}
+	s.ip.linkNames = names
+	d, err := NewDialer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	for i := range 3 {
+		res, err := ipRound(t, d, s.target(), fmt.Sprintf("route add 100.64.%d.0/24 via 198.18.0.2\n", i+1))
+		if err != nil || res.BatchErr != nil {
+			t.Fatalf("round %d: %v, %v", i, err, res.BatchErr)
+		}
+	}
+	if got := s.ip.startCount(); got != 3 {
+		t.Errorf("%d ip processes for 3 rounds, want 3", got)
 	}
 }

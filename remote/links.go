@@ -2,6 +2,7 @@ package remote
 
 import (
 	"bytes"
+	"cmp"
 	"hash/maphash"
 	"slices"
 	"strconv"
@@ -24,9 +25,10 @@ var linkSeed = maphash.MakeSeed()
 // only those two fields, by scanning, so a node's link line costs no more
 // than its size. What does not read as such is left out: a node that
 // lies about its links misleads only its own kept ip.
-func linkNames(line []byte) linkTable {
+//
+// More than maxLinks interfaces: nil and tooMany.
+func linkNames(line []byte) (t linkTable, tooMany bool) {
 	const index, name = `{"ifindex":`, `"ifname":"`
-	var t linkTable
 	for rest := line; ; {
 		i := bytes.Index(rest, []byte(index))
 		if i < 0 {
@@ -47,19 +49,27 @@ func linkNames(line []byte) linkTable {
 		if q < 0 {
 			break
 		}
+		if len(t) == maxLinks {
+			return nil, true
+		}
 		t = append(t, linkSeen{uint32(n), maphash.Bytes(linkSeed, rest[:q])})
 		rest = rest[q:]
 	}
-	slices.SortFunc(t, func(a, b linkSeen) int { return int(a.index) - int(b.index) })
-	return slices.Clip(t)
+	slices.SortFunc(t, func(a, b linkSeen) int { return cmp.Compare(a.index, b.index) })
+	return slices.Clip(t), false
 }
+
+// maxLinks bounds the interfaces a kept ip's names are watched for: what
+// the watcher holds per node at rest. An ip on a node with more is not
+// kept (tooManyLinks).
+const maxLinks = 4096
 
 // renamed reports whether an interface the table holds has another name
 // in now. Interfaces that came or went change nothing for ip: it has not
 // cached a new index, and a gone one's routes are gone with it.
 func (t linkTable) renamed(now linkTable) bool {
 	for _, l := range now {
-		i, ok := slices.BinarySearchFunc(t, l.index, func(s linkSeen, idx uint32) int { return int(s.index) - int(idx) })
+		i, ok := slices.BinarySearchFunc(t, l.index, func(s linkSeen, idx uint32) int { return cmp.Compare(s.index, idx) })
 		if ok && t[i].name != l.name {
 			return true
 		}
@@ -67,9 +77,10 @@ func (t linkTable) renamed(now linkTable) bool {
 	return false
 }
 
-// renamedError is a kept ip that would print an interface's old name.
+// renamedError is a kept ip that would print an interface's old name,
+// or whose node has more than maxLinks interfaces to watch.
 type renamedError struct{ host string }
 
 func (e *renamedError) Error() string {
-	return e.host + ": an interface was renamed since its ip started (it caches the names): started anew"
+	return e.host + ": an interface was renamed since its ip started (it caches the names), or there are too many to watch: not kept"
 }

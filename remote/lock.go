@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"strings"
@@ -97,21 +98,21 @@ func (c *Client) Unlock(ctx context.Context, holder []byte) error {
 	})
 }
 
-// holds reports whether the lock starts with holder, in one read of as
-// many bytes (a watcher unlocks every node it changed, round after round:
-// two SFTP requests fewer than readFile's open, stat, read to the end and
-// close). A lock is one holder's text, linked into place whole, and a run
-// id is unique: no other lock starts with this run's holder. Anything
-// else is decided by readFile.
+// holds reports whether the lock reads exactly holder, with one stat
+// fewer than readFile (a watcher unlocks every node it changed, round
+// after round). Anything else is decided by readFile.
 func (c *Client) holds(fsys sftpFS, holder []byte) bool {
+	if len(holder) == 0 {
+		return false
+	}
 	f, err := fsys.Open(lockPath)
 	if err != nil {
 		return false
 	}
 	defer f.Close()
-	b := make([]byte, len(holder))
+	b := make([]byte, len(holder)+1)
 	n, err := f.ReadAt(b, 0)
-	return err == nil && n == len(holder) && string(b) == string(holder)
+	return n == len(holder) && errors.Is(err, io.EOF) && string(b[:n]) == string(holder)
 }
 
 // HeldLock returns the node's lock file content, or nil if it is not

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/routepush/routepush/host"
 	"github.com/routepush/routepush/route"
@@ -89,6 +90,12 @@ func (c *Client) startPending(ctx context.Context, fam route.Family) (route.Tabl
 	}
 	c.wait.started()
 	line, err := c.show(ctx, p, label, c.kept != nil)
+	var renamed *renamedError
+	if errors.As(err, &renamed) {
+		// A new ip prints today's names; too many links to watch them
+		// by: it serves this round only.
+		p.retire, err = true, nil
+	}
 	if err != nil {
 		return route.Table{}, err
 	}
@@ -316,8 +323,9 @@ func (c *Client) sameLinks(p *pendingIP) error {
 		return err
 	}
 	p.shown++
-	now := linkNames(line)
-	if p.links != nil && p.links.renamed(now) {
+	now, tooMany := linkNames(line)
+	if tooMany || p.links != nil && p.links.renamed(now) {
+		p.links = nil
 		return &renamedError{host: c.name}
 	}
 	p.links = now
@@ -336,7 +344,11 @@ func (c *Client) settleKept(p *pendingIP) bool {
 	if !p.lastTable {
 		return true
 	}
-	err := c.bounded(context.Background(), c.ip("link show"), p.sess.Close, func() error {
+	// Close waits for it: a short bound of its own, whatever the command
+	// timeout (a node silent then is not kept: the connection closes).
+	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+	defer cancel()
+	err := c.bounded(ctx, c.ip("link show"), p.sess.Close, func() error {
 		if _, err := io.WriteString(p, "link show\n"); err != nil {
 			return err
 		}
@@ -345,6 +357,9 @@ func (c *Client) settleKept(p *pendingIP) bool {
 	p.lastTable = false
 	return err == nil
 }
+
+// settleTimeout bounds settleKept.
+const settleTimeout = 5 * time.Second
 
 // sendKeeping writes the rest of the input// sendKeeping writes the rest of the input to a waiting ip and reads the
 // tables its show lines print, leaving it waiting (alive) on a kept

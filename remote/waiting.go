@@ -141,6 +141,7 @@ type pendingIP struct {
 	// (settleKept).
 	links     linkTable
 	lastTable bool
+	retire    bool // not to be kept past its Client
 	// resting is set while it waits with its connection between rounds;
 	// awoken is closed once the goroutine that watches it then has let go
 	// of stdout (rest).
