@@ -52,6 +52,34 @@ func (w *watcher) waitLog(t *testing.T, re *regexp.Regexp, bound time.Duration) 
 	}
 }
 
+// rounds returns the watcher's "round done" log lines so far.
+func (w *watcher) rounds() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var lines []string
+	for _, l := range strings.Split(w.log.String(), "\n") {
+		if strings.Contains(l, `msg="round done"`) {
+			lines = append(lines, l)
+		}
+	}
+	return lines
+}
+
+// assertRoundsSince checks that the watcher logged exactly one round since
+// it had logged before rounds, on nodes nodes: a second round that changed
+// nothing would leave no record and, with everything kept, no session.
+func assertRoundsSince(t *testing.T, w *watcher, what string, before, nodes int) {
+	t.Helper()
+	now := w.rounds()
+	if len(now)-before != 1 {
+		t.Errorf("%s: %d rounds, want 1:\n%s", what, len(now)-before, strings.Join(now[min(before, len(now)):], "\n"))
+		return
+	}
+	if last := now[len(now)-1]; !strings.Contains(last, fmt.Sprintf(" nodes=%d ", nodes)) {
+		t.Errorf("%s: the round was not on %d nodes: %s", what, nodes, last)
+	}
+}
+
 // startWatch starts routepush watch in the background.
 func startWatch(t *testing.T, l *lab.Lab, args ...string) *watcher {
 	t.Helper()
@@ -320,6 +348,7 @@ func TestWatchFollowsTheNodes(t *testing.T) {
 	// each with one login for the increment.
 	before := sessions(t, k.Lab, all)
 	recordsBefore := records(t, k.Lab)
+	roundsBefore := len(w.rounds())
 	changed := time.Now()
 	k.register(t, k.Nodes[9], nil, []string{k.Nodes[9].PodCIDR.String()})
 	took = waitTables(t, k.Lab, all, func(i int) string { return expectedOf(k.Lab, all, i) }, changed, 5*time.Second)
@@ -332,6 +361,7 @@ func TestWatchFollowsTheNodes(t *testing.T) {
 		return 0 // the connection, SFTP session and ip kept from the sync
 	})
 	assertOneRound(t, k.Lab, "join of node-9", recordsBefore, all)
+	assertRoundsSince(t, w, "join of node-9", roundsBefore, 10)
 	assertPings(t, k.Lab, all)
 
 	// (c) node-3 is deleted: its routes go from every other node; a route
@@ -341,6 +371,7 @@ func TestWatchFollowsTheNodes(t *testing.T) {
 	foreign := fmt.Sprintf("100.127.0.0/24 via %s dev eth0 proto static ", k.Nodes[1].Addr)
 	before = sessions(t, k.Lab, all)
 	recordsBefore = records(t, k.Lab)
+	roundsBefore = len(w.rounds())
 	changed = time.Now()
 	k.deleteNode(t, "node-3")
 	left := without(all, 3)
@@ -354,6 +385,7 @@ func TestWatchFollowsTheNodes(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // a second round would log in by now
 	assertSessions(t, k.Lab, "deletion of node-3", all, before, func(int) int { return 0 })
 	assertOneRound(t, k.Lab, "deletion of node-3", recordsBefore, left)
+	assertRoundsSince(t, w, "deletion of node-3", roundsBefore, 9)
 
 	// (d) node-5 is given a new InternalIP: every other node's route to
 	// it is replaced, and pods still reach each other.
