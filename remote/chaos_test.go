@@ -71,11 +71,7 @@ func TestKeptForceBatchIsSentWhole(t *testing.T) {
 func testKeptForceBatch(t *testing.T, keep, failing, fill int) {
 	s, cfg := startKeepSSHD(t, keep)
 	cfg.CommandTimeout = 5 * time.Second
-	d, err := NewDialer(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d := keptDialer(t, cfg)
 	if _, err := ipRound(t, d, s.target(), "route add 100.64.1.0/24 via 198.18.0.2\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -117,11 +113,7 @@ func testKeptForceBatch(t *testing.T, keep, failing, fill int) {
 func TestKeptIPRoundsLeakNoGoroutines(t *testing.T) {
 	s, cfg := startKeepSSHD(t, 10)
 	cfg.CommandTimeout = 3 * time.Second
-	d, err := NewDialer(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d := keptDialer(t, cfg)
 	rounds := func(from, n int) {
 		for i := from; i < from+n; i++ {
 			dst := fmt.Sprintf("100.%d.%d.0/24", 65+i/256, i%256)
@@ -168,11 +160,7 @@ func TestKeptIPRoundsLeakNoGoroutines(t *testing.T) {
 // past 16, x/crypto/ssh's reader blocks the whole connection.
 func TestKeptIPAnswersChannelKeepalives(t *testing.T) {
 	s, cfg := startKeepSSHD(t, 10)
-	d, err := NewDialer(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d := keptDialer(t, cfg)
 	if _, err := ipRound(t, d, s.target(), "route add 100.64.1.0/24 via 198.18.0.2\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -199,11 +187,7 @@ func TestKeptIPAnswersChannelKeepalives(t *testing.T) {
 // are pruned "once more than that many are there", then down to half.
 func TestKeptConnectionFirstListingPrunesOnlyPastKeep(t *testing.T) {
 	s, cfg := startKeepSSHD(t, 10)
-	d, err := NewDialer(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d := keptDialer(t, cfg)
 	ctx := context.Background()
 	c, err := d.Dial(ctx, s.target())
 	if err != nil {

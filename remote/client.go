@@ -104,11 +104,7 @@ func (d *Dialer) client(t Target, k *keptConn) *Client {
 	c := &Client{name: t.Name, user: k.user, conn: k.conn, timeout: d.cfg.CommandTimeout, sudo: t.Become, wait: newIPWait(d.cfg.ReadOnly),
 		textMode: d.textNode(t.Name), dialer: d, table: d.cfg.Table, source: k.source, planned: d.cfg.PlannedRoutes, kept: k,
 		sftp: k.files.sftp, sftpCh: k.files.ch, meter: k.files.meter, sftpEnded: k.files.ended}
-	if !d.cfg.ReadOnly {
-		c.wait.rest = k.ip
-	} else if k.ip != nil {
-		k.ip.abandon()
-	}
+	c.wait.rest = k.ip // none on a read-only Dialer's: its reads leave no ip waiting
 	k.files, k.ip = keptFiles{}, nil
 	return c
 }

@@ -138,6 +138,17 @@ func (f *fakeIP) startCount() int {
 
 var v4 = []route.Family{route.IPv4}
 
+// keptDialer is a Dialer for cfg, closed when the test ends.
+func keptDialer(t *testing.T, cfg Config) *Dialer {
+	t.Helper()
+	d, err := NewDialer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
 // ipRound is a watcher's round on a node: read, and apply batch (if any)
 // with the read's digest as expect; the Client is closed after.
 func ipRound(t *testing.T, d *Dialer, tg Target, batch string) (host.ApplyResult, error) {
@@ -197,11 +208,7 @@ func TestKeptIPServesNextRounds(t *testing.T) {
 // read: the round works, with a new ip, and nothing was sent to the old.
 func TestKeptIPEndedAtRestIsStartedAnew(t *testing.T) {
 	s, cfg := startKeepSSHD(t, 10)
-	d, err := NewDialer(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d := keptDialer(t, cfg)
 	if _, err := ipRound(t, d, s.target(), "route add 100.64.1.0/24 via 198.18.0.2\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -239,11 +246,7 @@ func testKeptIPFailingLine(t *testing.T, wrapped bool) {
 	s, cfg := startKeepSSHD(t, 10)
 	s.ip.wrapped = wrapped
 	cfg.CommandTimeout = 5 * time.Second
-	d, err := NewDialer(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d := keptDialer(t, cfg)
 	if _, err := ipRound(t, d, s.target(), "route add 100.64.1.0/24 via 198.18.0.2\nroute add 100.64.2.0/24 via 198.18.0.2\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -268,11 +271,7 @@ func testKeptIPFailingLine(t *testing.T, wrapped bool) {
 // with nothing sent, through the kept ip as through a new one.
 func TestKeptIPComparesBeforeTheBatch(t *testing.T) {
 	s, cfg := startKeepSSHD(t, 10)
-	d, err := NewDialer(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d := keptDialer(t, cfg)
 	if _, err := ipRound(t, d, s.target(), "route add 100.64.1.0/24 via 198.18.0.2\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -307,11 +306,7 @@ func TestKeptIPComparesBeforeTheBatch(t *testing.T) {
 // and all of keep stay, never more, and the newest are the ones kept.
 func TestKeptConnectionPrunesRecordsInBatches(t *testing.T) {
 	s, cfg := startKeepSSHD(t, 10)
-	d, err := NewDialer(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d := keptDialer(t, cfg)
 	ctx := context.Background()
 	const keep = 4
 	settled := func([]byte) bool { return true }
@@ -359,11 +354,7 @@ func TestKeptConnectionPrunesRecordsInBatches(t *testing.T) {
 // interfaces only come or go.
 func TestKeptIPReplacedWhenAnInterfaceIsRenamed(t *testing.T) {
 	s, cfg := startKeepSSHD(t, 10)
-	d, err := NewDialer(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d := keptDialer(t, cfg)
 	for i, step := range []struct {
 		links  []string
 		starts int
@@ -392,11 +383,7 @@ func TestKeptIPReplacedWhenAnInterfaceIsRenamed(t *testing.T) {
 // and the node's next round starts another.
 func TestKeptIPThatSpeaksAtRestIsEnded(t *testing.T) {
 	s, cfg := startKeepSSHD(t, 10)
-	d, err := NewDialer(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d := keptDialer(t, cfg)
 	if _, err := ipRound(t, d, s.target(), "route add 100.64.1.0/24 via 198.18.0.2\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -458,11 +445,7 @@ func TestLinkNames(t *testing.T) {
 // ip at rest on as it found it, still watched; the next round uses it.
 func TestKeptIPHandedOnUntouched(t *testing.T) {
 	s, cfg := startKeepSSHD(t, 10)
-	d, err := NewDialer(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d := keptDialer(t, cfg)
 	if _, err := ipRound(t, d, s.target(), "route add 100.64.1.0/24 via 198.18.0.2\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -491,11 +474,7 @@ func TestKeptIPNotKeptPastMaxLinks(t *testing.T) {
 		names[i] = fmt.Sprintf("veth%d", i)
 	}
 	s.ip.linkNames = names
-	d, err := NewDialer(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d := keptDialer(t, cfg)
 	for i := range 3 {
 		res, err := ipRound(t, d, s.target(), fmt.Sprintf("route add 100.64.%d.0/24 via 198.18.0.2\n", i+1))
 		if err != nil || res.BatchErr != nil {

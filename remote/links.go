@@ -77,10 +77,10 @@ func (t linkTable) renamed(now linkTable) bool {
 	return false
 }
 
-// renamedError is a kept ip that would print an interface's old name,
+// notKeptError is a kept ip that would print an interface's old name,
 // or whose node has more than maxLinks interfaces to watch.
-type renamedError struct{ host string }
+type notKeptError struct{ host string }
 
-func (e *renamedError) Error() string {
+func (e *notKeptError) Error() string {
 	return e.host + ": an interface was renamed since its ip started (it caches the names), or there are too many to watch: not kept"
 }

@@ -44,7 +44,7 @@ func (c *Client) showRest(ctx context.Context, p *pendingIP, fam route.Family) (
 	c.wait.started()
 	line, err := c.show(ctx, p, label, true)
 	var tooMuch *LimitError
-	var renamed *renamedError
+	var renamed *notKeptError
 	switch {
 	case errors.As(err, &renamed):
 		p.abandon() // it would print the old names: a new one reads them anew
@@ -90,7 +90,7 @@ func (c *Client) startPending(ctx context.Context, fam route.Family) (route.Tabl
 	}
 	c.wait.started()
 	line, err := c.show(ctx, p, label, c.kept != nil)
-	var renamed *renamedError
+	var renamed *notKeptError
 	if errors.As(err, &renamed) {
 		// A new ip prints today's names; too many links to watch them
 		// by: it serves this round only.
@@ -128,7 +128,7 @@ func (c *Client) show(ctx context.Context, p *pendingIP, label string, links boo
 		p.awaken()
 		if links {
 			if err := c.sameLinks(p); err != nil {
-				var r *renamedError
+				var r *notKeptError
 				if !errors.As(err, &r) {
 					return err
 				}
@@ -313,7 +313,7 @@ func (c *Client) finishPending(ctx context.Context, p *pendingIP, label string, 
 // ip would go on printing, and reading in batch lines, a renamed
 // interface's old name; the links it prints come from the kernel each
 // time. An interface whose name is not the one the ip saw before is a
-// *renamedError: that ip is done with. Call it inside c.bounded.
+// *notKeptError: that ip is done with. Call it inside c.bounded.
 func (c *Client) sameLinks(p *pendingIP) error {
 	line, err := readLineAtMost(p.stdout, c.tableLimit())
 	if errors.Is(err, errOverLimit) {
@@ -326,7 +326,7 @@ func (c *Client) sameLinks(p *pendingIP) error {
 	now, tooMany := linkNames(line)
 	if tooMany || p.links != nil && p.links.renamed(now) {
 		p.links = nil
-		return &renamedError{host: c.name}
+		return &notKeptError{host: c.name}
 	}
 	p.links = now
 	return nil
@@ -361,7 +361,7 @@ func (c *Client) settleKept(p *pendingIP) bool {
 // settleTimeout bounds settleKept.
 const settleTimeout = 5 * time.Second
 
-// sendKeeping writes the rest of the input// sendKeeping writes the rest of the input to a waiting ip and reads the
+// sendKeeping writes the rest of the input to a waiting ip and reads the
 // tables its show lines print, leaving it waiting (alive) on a kept
 // connection. An ip that ends first (at a failing batch line) is
 // collected as finishPending collects it: what it printed, its stderr
