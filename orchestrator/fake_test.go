@@ -28,6 +28,9 @@ type fakeKernel struct {
 	closed  int               // Close calls
 	lock    []byte            // the node's lock, as a Journal keeps it
 	runs    map[string][]byte // run records by id
+	// unsynced counts the record writes and appends that were not
+	// durable, synced the ones that were.
+	unsynced, synced int
 	// What --persist installs: the routes file (nil: none), whether the
 	// node runs systemd, and a write that fails.
 	persisted     []byte
@@ -109,11 +112,20 @@ func (k *fakeKernel) Unlock(_ context.Context, holder []byte) error {
 	return nil
 }
 
+func (k *fakeKernel) countSync(durable bool) {
+	if durable {
+		k.synced++
+	} else {
+		k.unsynced++
+	}
+}
+
 func (k *fakeKernel) SessionSource() netip.Addr { return k.source }
 
-func (k *fakeKernel) WriteRun(_ context.Context, id string, record []byte, _ int, _ func([]byte) bool) error {
+func (k *fakeKernel) WriteRun(_ context.Context, id string, record []byte, _ int, _ func([]byte) bool, durable bool) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.countSync(durable)
 	if k.runs == nil {
 		k.runs = map[string][]byte{}
 	}
@@ -121,9 +133,10 @@ func (k *fakeKernel) WriteRun(_ context.Context, id string, record []byte, _ int
 	return nil
 }
 
-func (k *fakeKernel) AppendRun(_ context.Context, id string, line []byte) error {
+func (k *fakeKernel) AppendRun(_ context.Context, id string, line []byte, durable bool) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.countSync(durable)
 	if k.failAppend {
 		return fmt.Errorf("%s: append to /var/lib/routepush/runs/%s.json: no space left on device", k.name, id)
 	}

@@ -26,10 +26,13 @@ type Journal interface {
 	Unlock(ctx context.Context, holder []byte) error
 	// WriteRun stores a run's record atomically, and prunes the older
 	// ones down to keep, oldest first, keeping any that settled (given a
-	// record's last bytes) says still needs attention.
-	WriteRun(ctx context.Context, id string, record []byte, keep int, settled func(tail []byte) bool) error
-	// AppendRun adds a line to a run's record, durably.
-	AppendRun(ctx context.Context, id string, line []byte) error
+	// record's last bytes) says still needs attention. A durable record
+	// is on the node's disk before WriteRun returns: one describing what
+	// outlives a reboot (the persisted routes file) must outlive it too.
+	WriteRun(ctx context.Context, id string, record []byte, keep int, settled func(tail []byte) bool, durable bool) error
+	// AppendRun adds a line to a run's record, on disk before it returns
+	// when durable.
+	AppendRun(ctx context.Context, id string, line []byte, durable bool) error
 	// CloseFilesUntilNeeded closes what the journal keeps open until it is needed
 	// again: a run holds every node's connection from its read to its
 	// apply, and an idle SFTP session per node would be a good part of

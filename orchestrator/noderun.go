@@ -29,8 +29,12 @@ type nodeRun struct {
 	// recorded: the node has this run's record (state applying), which
 	// must say how it ended.
 	recorded bool
-	rep      *NodeReport
-	opts     *Options
+	// durable: the record, and so each state appended to it, is on the
+	// node's disk before the run goes on: the run changes the routes
+	// file, which a crash of the node does not undo.
+	durable bool
+	rep     *NodeReport
+	opts    *Options
 }
 
 // prepare is a node's part of the read phase: connect (and lock), read
@@ -144,8 +148,9 @@ func (r *nodeRun) writeRecord(ctx context.Context, table route.Table, have persi
 	if r.rep.Persist.Changes() {
 		record.Persist = &PersistRecord{Path: have.Path, Exists: have.Exists, Routes: string(have.Routes)}
 	}
+	r.durable = record.Persist != nil
 	rec, _ := json.Marshal(record)
-	if err := r.host.WriteRun(ctx, r.opts.Holder.RunID, append(rec, '\n'), r.opts.Keep, settledRecord); err != nil {
+	if err := r.host.WriteRun(ctx, r.opts.Holder.RunID, append(rec, '\n'), r.opts.Keep, settledRecord, r.durable); err != nil {
 		r.fail(err)
 		return
 	}
@@ -163,7 +168,7 @@ func (r *nodeRun) record(ctx context.Context, state RunState, cause error, diges
 	if !r.recorded || r.host == nil {
 		return
 	}
-	if err := r.host.AppendRun(ctx, r.opts.Holder.RunID, marshalState(state, time.Now(), cause, digest)); err != nil {
+	if err := r.host.AppendRun(ctx, r.opts.Holder.RunID, marshalState(state, time.Now(), cause, digest), r.durable); err != nil {
 		// What was done stays as the outcome says; the report and the
 		// exit code say the node's record does not show it.
 		r.rep.RecordErr = errors.Join(r.rep.RecordErr, fmt.Errorf("%s: could not record state %s: %w", r.plan.Node().Name, state, err))

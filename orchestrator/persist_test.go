@@ -134,3 +134,37 @@ func fmtErrs(rep *Report) string {
 	}
 	return b.String()
 }
+
+// A run's record is synced to the node's disk only when the run changes
+// the routes file, which outlives a crash of the node: routes in the
+// kernel alone do not, and syncing their record would make every node
+// the run changes wait on its disk twice.
+func TestRecordsDurableOnlyWhenPersisting(t *testing.T) {
+	t.Parallel()
+	nodes := labNodes(3)
+	c := newFakeCluster(nodes)
+	for _, k := range c.kernels {
+		k.systemd = true
+	}
+	p := NewPlan(nodes, DefaultProtocol)
+	run := func(persist bool) {
+		t.Helper()
+		holder := Holder{RunID: NewRunID(time.Now()), Host: "bastion", PID: 1, Started: time.Now()}
+		if rep := Run(context.Background(), p, c.connect, Options{Holder: holder, Persist: persist}); rep.Failed() || !rep.Changes() {
+			t.Fatalf("persist %v: failed %v, changes %v: %v", persist, rep.Failed(), rep.Changes(), rep.Errors())
+		}
+	}
+	run(false)
+	for name, k := range c.kernels {
+		if k.synced != 0 || k.unsynced != 2 {
+			t.Errorf("%s, routes alone: %d record writes synced, %d not; want 0 and 2 (the record and its state)", name, k.synced, k.unsynced)
+		}
+		k.synced, k.unsynced = 0, 0
+	}
+	run(true)
+	for name, k := range c.kernels {
+		if k.synced != 2 || k.unsynced != 0 {
+			t.Errorf("%s, routes file written: %d record writes synced, %d not; want 2 and 0", name, k.synced, k.unsynced)
+		}
+	}
+}

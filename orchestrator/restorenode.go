@@ -130,7 +130,7 @@ func restoreNode(ctx context.Context, h RestoreHost, n *RestoreNode, rec RunReco
 	if errors.As(n.Err, &changed) {
 		return // left as it is, and its record too: it still says what the run did
 	}
-	if err := h.AppendRun(ctx, rec.RunID, marshalState(n.Outcome, time.Now(), n.Err, digest)); err != nil && n.Err == nil {
+	if err := h.AppendRun(ctx, rec.RunID, marshalState(n.Outcome, time.Now(), n.Err, digest), rec.Persist != nil); err != nil && n.Err == nil {
 		n.Err = err
 	}
 }

@@ -211,7 +211,7 @@ func TestKeptConnectionFirstListingPrunesOnlyPastKeep(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.lockedDirs = true
-	if err := c.WriteRun(ctx, "run-d", []byte("{}\n"), 4, func([]byte) bool { return true }); err != nil {
+	if err := c.WriteRun(ctx, "run-d", []byte("{}\n"), 4, func([]byte) bool { return true }, true); err != nil {
 		t.Fatal(err)
 	}
 	var ids []string

@@ -1,12 +1,16 @@
 package remote
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/pkg/sftp"
@@ -98,5 +102,71 @@ func TestReadFileAndListingBounded(t *testing.T) {
 	}
 	if _, err := c.readDir(fsys, many); !errors.As(err, &tooMuch) || !strings.Contains(err.Error(), "list "+many+": exceeds 1 MiB") {
 		t.Errorf("a listing of 12,000 entries: %v", err)
+	}
+}
+
+// fsyncCounter counts the fsync@openssh.com requests an SFTP client
+// writes (pkg/sftp writes each packet whole).
+type fsyncCounter struct {
+	io.WriteCloser
+	n atomic.Int32
+}
+
+func (w *fsyncCounter) Write(p []byte) (int, error) {
+	w.n.Add(int32(bytes.Count(p, []byte("fsync@openssh.com"))))
+	return w.WriteCloser.Write(p)
+}
+
+// A record and its states are synced on the node only when durable; the
+// write is atomic and the append appends either way. OpenSSH's own
+// sftp-server serves them (pkg/sftp's has no fsync, nor a real append).
+func TestRecordWritesSyncOnlyWhenDurable(t *testing.T) {
+	const server = "/usr/lib/openssh/sftp-server"
+	cmd := exec.Command(server)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("%v (make deps installs openssh-server)", err)
+	}
+	w := &fsyncCounter{WriteCloser: in}
+	m := &meter{r: out}
+	cl, err := sftp.NewClientPipe(m, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close(); _ = cmd.Wait() })
+	if _, ok := cl.HasExtension("fsync@openssh.com"); !ok {
+		t.Fatalf("%s does not offer fsync@openssh.com: the case is not what it says", server)
+	}
+	fsys := sftpFS{cl, m}
+	c := &Client{name: "node-1"}
+	name := filepath.Join(t.TempDir(), "run.json")
+	for _, durable := range []bool{false, true} {
+		w.n.Store(0)
+		if err := c.writeAtomic(fsys, name, []byte("{}\n"), 0o600, durable); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.appendLine(fsys, name, []byte("{\"state\":\"verified\"}\n"), durable); err != nil {
+			t.Fatal(err)
+		}
+		want := int32(0)
+		if durable {
+			want = 2
+		}
+		if got := w.n.Load(); got != want {
+			t.Errorf("durable %v: %d fsync requests, want %d", durable, got, want)
+		}
+		if b, err := os.ReadFile(name); err != nil || string(b) != "{}\n{\"state\":\"verified\"}\n" {
+			t.Errorf("durable %v: record %q, %v", durable, b, err)
+		}
+		if st, err := os.Stat(name); err != nil || st.Mode().Perm() != 0o600 {
+			t.Errorf("durable %v: %v %v", durable, st, err)
+		}
 	}
 }

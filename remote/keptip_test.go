@@ -324,7 +324,7 @@ func TestKeptConnectionPrunesRecordsInBatches(t *testing.T) {
 		// The in-memory filesystem's directories are not root's: as if
 		// Lock had checked them.
 		c.lockedDirs = true
-		if err := c.WriteRun(ctx, fmt.Sprintf("run-%02d", i), []byte("{}\n"), keep, settled); err != nil {
+		if err := c.WriteRun(ctx, fmt.Sprintf("run-%02d", i), []byte("{}\n"), keep, settled, false); err != nil {
 			t.Fatal(err)
 		}
 		var ids []string

@@ -112,11 +112,11 @@ func (c *Client) WritePersisted(ctx context.Context, routes []byte, found persis
 				return fmt.Errorf("%s: keep %s as %s: %w", c.name, routesPath, previousPath, err)
 			}
 		}
-		if err := c.writeAtomic(fsys, routesPath, routes, 0o644); err != nil {
+		if err := c.writeAtomic(fsys, routesPath, routes, 0o644, true); err != nil {
 			return err
 		}
 		if !found.UnitCurrent {
-			return c.writeAtomic(fsys, unitPath, bootUnit, 0o644)
+			return c.writeAtomic(fsys, unitPath, bootUnit, 0o644, true)
 		}
 		return nil
 	})
@@ -161,7 +161,7 @@ func (c *Client) RestorePersisted(ctx context.Context, prev persist.State) error
 			return err
 		}
 		if prev.Exists {
-			return c.writeAtomic(fsys, routesPath, prev.Routes, 0o644)
+			return c.writeAtomic(fsys, routesPath, prev.Routes, 0o644, true)
 		}
 		if err := fsys.Remove(routesPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("%s: remove %s: %w", c.name, routesPath, err)
@@ -170,15 +170,17 @@ func (c *Client) RestorePersisted(ctx context.Context, prev persist.State) error
 	})
 }
 
-// writeAtomic replaces a file so that readers, and a crash, see either
-// the old content or the new: a temporary file beside it (a random name,
-// created exclusively, given perm before its first byte), fsync, rename.
-func (c *Client) writeAtomic(fsys sftpFS, name string, data []byte, perm os.FileMode) error {
+// writeAtomic replaces a file so that readers see either the old content
+// or the new: a temporary file beside it (a random name, created
+// exclusively, given perm before its first byte), rename. When durable,
+// the file is synced before the rename, so a crash of the node too
+// leaves either.
+func (c *Client) writeAtomic(fsys sftpFS, name string, data []byte, perm os.FileMode, durable bool) error {
 	tmp := tempName(name)
 	f, err := fsys.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
 	if err == nil {
 		if err = f.Chmod(perm); err == nil {
-			if _, err = f.Write(data); err == nil {
+			if _, err = f.Write(data); err == nil && durable {
 				err = syncFile(f)
 			}
 		}

@@ -14,7 +14,7 @@ import (
 )
 
 // WriteRun writes a run's record on the node atomically (a temporary
-// file, fsync, rename), then prunes the node's older records down to the
+// file, renamed; synced first when durable), then prunes the node's older records down to the
 // newest keep: oldest first by the node's own clock (a bastion whose clock
 // is behind must not make its new record look old), never the record just
 // written, and never one that settled says needs attention still (a run
@@ -22,13 +22,20 @@ import (
 // those. settled gets the record's last bytes. id has been checked by the
 // caller to be a run id: letters, digits, '.' and '-'.
 //
+// A record is durable (on disk before it counts) when what it describes
+// outlives a crash of the node: a run that persists its routes. Routes in
+// the kernel alone do not, and their record without a sync is still there
+// for a run or a rollback from anywhere as long as the node is up: the
+// sync (a journal commit of the node's filesystem) was most of a watcher's
+// round, every node it changed waiting on its disk.
+//
 // On a kept connection (a watcher's, which writes a record on every node
 // it changes, round after round) the records are counted from the last
 // listing through it, and listed and pruned again only once the count
 // passes keep, then down to half of keep: the node keeps between half and
 // all of keep, and the listing costs one round in keep/2 instead of
 // every round.
-func (c *Client) WriteRun(ctx context.Context, id string, record []byte, keep int, settled func(tail []byte) bool) error {
+func (c *Client) WriteRun(ctx context.Context, id string, record []byte, keep int, settled func(tail []byte) bool, durable bool) error {
 	final := path.Join(runsDir, id+".json")
 	checked := c.lockedDirs
 	k := c.kept
@@ -47,7 +54,7 @@ func (c *Client) WriteRun(ctx context.Context, id string, record []byte, keep in
 				return err
 			}
 		}
-		if err := c.writeAtomic(fsys, final, record, 0o600); err != nil {
+		if err := c.writeAtomic(fsys, final, record, 0o600, durable); err != nil {
 			return err
 		}
 		if !listing {
@@ -127,24 +134,29 @@ func (c *Client) readTail(fsys sftpFS, name string, n int64) ([]byte, error) {
 }
 
 // AppendRun appends a line (a state the run reached) to a run's record on
-// the node, and syncs it. A line torn by a crash is ignored by readers.
-func (c *Client) AppendRun(ctx context.Context, id string, line []byte) error {
+// the node, synced when durable (as the record was written, see WriteRun).
+// A line torn by a crash is ignored by readers.
+func (c *Client) AppendRun(ctx context.Context, id string, line []byte, durable bool) error {
 	name := path.Join(runsDir, id+".json")
 	return c.withFiles(ctx, "append to "+name, func(fsys sftpFS) error {
-		f, err := fsys.OpenFile(name, os.O_WRONLY|os.O_APPEND)
-		if err == nil {
-			if _, err = f.Write(line); err == nil {
-				err = syncFile(f)
-			}
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("%s: append to %s: %w%s", c.name, name, err, failureHint(err))
-		}
-		return nil
+		return c.appendLine(fsys, name, line, durable)
 	})
+}
+
+func (c *Client) appendLine(fsys sftpFS, name string, line []byte, durable bool) error {
+	f, err := fsys.OpenFile(name, os.O_WRONLY|os.O_APPEND)
+	if err == nil {
+		if _, err = f.Write(line); err == nil && durable {
+			err = syncFile(f)
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%s: append to %s: %w%s", c.name, name, err, failureHint(err))
+	}
+	return nil
 }
 
 // Runs returns the ids of the run records on the node, oldest first by

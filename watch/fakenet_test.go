@@ -143,13 +143,13 @@ func (k *fakeNode) Unlock(_ context.Context, holder []byte) error {
 	}
 	return nil
 }
-func (k *fakeNode) WriteRun(_ context.Context, id string, rec []byte, _ int, _ func([]byte) bool) error {
+func (k *fakeNode) WriteRun(_ context.Context, id string, rec []byte, _ int, _ func([]byte) bool, _ bool) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.runs[id] = slices.Clone(rec)
 	return nil
 }
-func (k *fakeNode) AppendRun(_ context.Context, id string, line []byte) error {
+func (k *fakeNode) AppendRun(_ context.Context, id string, line []byte, _ bool) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.runs[id] = append(k.runs[id], line...)
