@@ -18,7 +18,7 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultDebounce = 200 * time.Millisecond
+	DefaultDebounce = 100 * time.Millisecond
 	DefaultResync   = 10 * time.Minute
 )
 
@@ -48,8 +48,11 @@ type Config struct {
 	// nodes) is handled alike: the nodes that changed are held at their
 	// last accepted entries; any other error keeps the last table until
 	// the next change.
-	Check    func(nodes []inventory.Node) error
-	Debounce time.Duration // events coalesced within it; default 200 ms
+	Check func(nodes []inventory.Node) error
+	// Debounce is the pause in node events a round waits for, so that a
+	// burst is one round; a stream of events without one starts a round
+	// debounceCap debounces after its first. Default 100 ms.
+	Debounce time.Duration
 	Resync   time.Duration // every node reconciled this often; default 10 min
 	Observer Observer
 	Logger   *slog.Logger
@@ -161,7 +164,8 @@ func (e *Engine) Run(ctx context.Context) error {
 	retry := stoppedTimer()
 	defer debounce.Stop()
 	defer retry.Stop()
-	pending := false // debounce armed
+	pending := false    // debounce armed
+	var burst time.Time // the first event of the pending round
 	for {
 		e.arm(retry)
 		select {
@@ -182,10 +186,11 @@ func (e *Engine) Run(ctx context.Context) error {
 		case d := <-e.nodeDone:
 			e.settleNode(ctx, d.f, &d.rep) // the retry timer takes it if due again
 		case <-e.src.kick:
+			now := e.now()
 			if !pending {
-				debounce.Reset(e.cfg.Debounce)
-				pending = true
+				burst, pending = now, true
 			}
+			debounce.Reset(min(e.cfg.Debounce, burst.Add(debounceCap*e.cfg.Debounce).Sub(now)))
 		case <-debounce.C:
 			pending = false
 			e.refresh(ctx)
@@ -200,6 +205,10 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// debounceCap bounds how long a stream of events with no pause in it
+// holds its round back, in debounces.
+const debounceCap = 10
 
 func stoppedTimer() *time.Timer {
 	t := time.NewTimer(time.Hour)

@@ -288,3 +288,90 @@ func TestEngineNeedsWatchOnNodes(t *testing.T) {
 		t.Errorf("Run = %v, want the missing rights named", err)
 	}
 }
+
+// A round waits for a pause in the events, not a fixed time after the
+// first: joins that come closer together than the debounce, for longer
+// than it, are one round. A stream with no pause in it is not held back
+// past ten debounces.
+func TestEngineDebounceWaitsForAPause(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name          string
+		joins         int
+		every         time.Duration
+		debounce      time.Duration
+		minRounds     int
+		maxRounds     int
+		firstRoundMax time.Duration // after the first join
+	}{
+		// 6 joins 150 ms apart over 750 ms: a 400 ms window from the
+		// first join would split them.
+		{"burst", 6, 150 * time.Millisecond, 400 * time.Millisecond, 1, 1, 3 * time.Second},
+		// 30 joins 100 ms apart over 3 s with a 200 ms debounce: capped
+		// at 2 s, the first round starts while they still come.
+		{"stream", 30, 100 * time.Millisecond, 200 * time.Millisecond, 2, 30, 2800 * time.Millisecond},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			client := apiClient(true)
+			if _, err := client.CoreV1().Nodes().Create(t.Context(), kubeNode(0), metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			rec := &recorder{}
+			var mu sync.Mutex
+			var firstEventDial time.Time
+			e := New(Config{
+				Cluster: inventory.NewClusterForClient("fake", client, inventory.KubeOptions{}),
+				Plan:    orchestrator.PlanOptions{Protocol: orchestrator.DefaultProtocol},
+				Connect: func(_ context.Context, n *inventory.Node) (orchestrator.Host, error) {
+					mu.Lock()
+					if n.Name != "node-00" && firstEventDial.IsZero() {
+						firstEventDial = time.Now()
+					}
+					mu.Unlock()
+					return nil, &host.UnreachableError{Err: errors.New("no route to host")}
+				},
+				Debounce: c.debounce,
+				Observer: rec,
+			})
+			ctx, cancel := context.WithCancel(t.Context())
+			done := make(chan error, 1)
+			go func() { done <- e.Run(ctx) }()
+			rec.wait(t, 1)
+			start := time.Now()
+			for i := 1; i <= c.joins; i++ {
+				if _, err := client.CoreV1().Nodes().Create(t.Context(), kubeNode(i), metav1.CreateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(c.every)
+			}
+			last := fmt.Sprintf("node-%02d", c.joins)
+			var events []Round
+			for n := 2; ; n++ {
+				events = events[:0]
+				seen := false
+				for _, r := range rec.wait(t, n) {
+					if r.Reason == "event" {
+						events = append(events, r)
+						seen = seen || slices.ContainsFunc(r.Nodes, func(s NodeResult) bool { return s.Name == last })
+					}
+				}
+				if seen {
+					break
+				}
+			}
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run after cancel: %v", err)
+			}
+			if len(events) < c.minRounds || len(events) > c.maxRounds {
+				t.Errorf("%d event rounds for %d joins %s apart (debounce %s), want %d to %d", len(events), c.joins, c.every, c.debounce, c.minRounds, c.maxRounds)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if took := firstEventDial.Sub(start); took > c.firstRoundMax {
+				t.Errorf("the first event round dialled %s after the first join, want within %s", took, c.firstRoundMax)
+			}
+		})
+	}
+}

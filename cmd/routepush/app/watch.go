@@ -53,7 +53,7 @@ func (f *watchFlags) add(fs *pflag.FlagSet) {
 	add(fs, fs.BoolVarP, &f.markAvailable, "mark-network-available", "", false, "keep each node's NetworkUnavailable condition true to its routes: False (RouteCreated) once they converge, True (NoRouteCreated) while they fail")
 	add(fs, fs.DurationVarP, &f.waitLock, "wait-lock", "", 0, "wait this long for nodes another run has locked; a node still locked is retried later")
 	add(fs, fs.IntVarP, &f.keepRuns, "keep-runs", "", 10, "run records each node keeps in /var/lib/routepush/runs")
-	add(fs, fs.DurationVarP, &f.debounce, "debounce", "", watch.DefaultDebounce, "coalesce the node events that come within this long into one round")
+	add(fs, fs.DurationVarP, &f.debounce, "debounce", "", watch.DefaultDebounce, "start a round once node events pause this long (at most 10 times this after the first): a burst is one round")
 	add(fs, fs.DurationVarP, &f.resync, "resync", "", watch.DefaultResync, "reconcile every node this often, repairing routes that drifted")
 	add(fs, fs.StringVarP, &f.leaseNamespace, "lease-namespace", "", defaultLeaseNamespace, "namespace of the Lease that elects one writer among watchers (deploy/'s, so that a bastion's watcher joins the Deployment's election)")
 	add(fs, fs.StringVarP, &f.runningOn, "running-on", "", "", "the node this watcher runs on as a pod (the downward API's spec.nodeName): its pod address, inside that node's pod CIDR, is not held against the rails")
