@@ -28,12 +28,15 @@ import (
 // serves an in-memory filesystem.
 // silent stops it answering global requests (keepalives).
 type keepSSHD struct {
-	port     int
-	conns    atomic.Int32 // logins
-	sftps    atomic.Int32 // SFTP sessions started
-	closed   atomic.Int32 // connections ended
-	silent   atomic.Bool
-	ip       fakeIP // what "ip ... -batch -" runs
+	port   int
+	conns  atomic.Int32 // logins
+	sftps  atomic.Int32 // SFTP sessions started
+	closed atomic.Int32 // connections ended
+	silent atomic.Bool
+	ip     fakeIP // what "ip ... -batch -" runs
+	// files, when set before the first login, serves SFTP instead of a
+	// plain in-memory filesystem.
+	files    func() sftp.Handlers
 	mu       sync.Mutex
 	serverCs []*ssh.ServerConn
 }
@@ -130,8 +133,14 @@ func (s *keepSSHD) serveConn(nc net.Conn, cfg *ssh.ServerConfig) {
 				case "subsystem":
 					_ = req.Reply(true, nil)
 					s.sftps.Add(1)
+					s.mu.Lock()
+					h := sftp.InMemHandler()
+					if s.files != nil {
+						h = s.files()
+					}
+					s.mu.Unlock()
 					go func() {
-						_ = sftp.NewRequestServer(ch, sftp.InMemHandler()).Serve()
+						_ = sftp.NewRequestServer(ch, h).Serve()
 						ch.Close()
 					}()
 				default:

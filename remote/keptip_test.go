@@ -6,12 +6,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
+	"path"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/routepush/routepush/host"
@@ -483,5 +489,133 @@ func TestKeptIPNotKeptPastMaxLinks(t *testing.T) {
 	}
 	if got := s.ip.startCount(); got != 3 {
 		t.Errorf("%d ip processes for 3 rounds, want 3", got)
+	}
+}
+
+// rootLister serves an in-memory filesystem as root's (pkg/sftp's says
+// nobody owns it), counting the Lstats of routepush's directories.
+type rootLister struct {
+	inner  sftp.LstatFileLister
+	lstats *atomic.Int32
+}
+
+func (l rootLister) Filelist(r *sftp.Request) (sftp.ListerAt, error) {
+	la, err := l.inner.Filelist(r)
+	return rootListerAt{la}, err
+}
+
+func (l rootLister) Lstat(r *sftp.Request) (sftp.ListerAt, error) {
+	if r.Filepath == stateDir || r.Filepath == runsDir {
+		l.lstats.Add(1)
+	}
+	la, err := l.inner.Lstat(r)
+	return rootListerAt{la}, err
+}
+
+// rootCmd takes a chmod as done (pkg/sftp's in-memory files have no
+// modes of their own).
+type rootCmd struct{ sftp.FileCmder }
+
+func (c rootCmd) Filecmd(r *sftp.Request) error {
+	if r.Method == "Setstat" {
+		return nil
+	}
+	return c.FileCmder.Filecmd(r)
+}
+
+type rootListerAt struct{ sftp.ListerAt }
+
+func (l rootListerAt) ListAt(fis []os.FileInfo, off int64) (int, error) {
+	if l.ListerAt == nil {
+		return 0, io.EOF
+	}
+	n, err := l.ListerAt.ListAt(fis, off)
+	for i := range n {
+		fis[i] = rootInfo{fis[i]}
+	}
+	return n, err
+}
+
+type rootInfo struct{ os.FileInfo }
+
+func (rootInfo) Sys() any { return &syscall.Stat_t{} }
+
+// A kept connection's Lock checks routepush's directories once: they were
+// root's alone, so only root can have changed them since. Once root has
+// removed them, the next Lock, or the record under it, makes them again.
+func TestKeptLockChecksTheDirsOnce(t *testing.T) {
+	s, cfg := startKeepSSHD(t, 10)
+	var lstats atomic.Int32
+	mem := sftp.InMemHandler()
+	s.mu.Lock()
+	s.files = func() sftp.Handlers {
+		h := mem
+		h.FileList = rootLister{mem.FileList.(sftp.LstatFileLister), &lstats}
+		h.FileCmd = rootCmd{mem.FileCmd}
+		return h
+	}
+	s.mu.Unlock()
+	d := keptDialer(t, cfg)
+	ctx := context.Background()
+	for i, step := range []struct {
+		remove    []string // by root, before the round
+		dirLstats bool     // the round looks at the directories
+	}{
+		{nil, true},
+		{nil, false},
+		{nil, false},
+		{[]string{runsDir}, true},           // the record makes it again
+		{[]string{runsDir, stateDir}, true}, // the lock makes them again
+		{nil, false},
+	} {
+		c, err := d.Dial(ctx, s.target())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			if err := c.withFiles(ctx, "mkdir", func(fsys sftpFS) error { return fsys.MkdirAll("/var/lib") }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if len(step.remove) > 0 {
+			if err := c.withFiles(ctx, "remove", func(fsys sftpFS) error {
+				ids, _ := c.listRuns(fsys)
+				for _, id := range ids {
+					if err := fsys.Remove(path.Join(runsDir, id+".json")); err != nil {
+						return err
+					}
+				}
+				for _, dir := range step.remove {
+					if err := fsys.RemoveDirectory(dir); err != nil {
+						return err
+					}
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		lstats.Store(0)
+		holder := fmt.Appendf(nil, "round %d", i)
+		id := fmt.Sprintf("run-%02d", i)
+		if err := c.Lock(ctx, holder); err != nil {
+			t.Fatalf("round %d: lock: %v", i, err)
+		}
+		if err := c.WriteRun(ctx, id, []byte("{}\n"), 10, nil, false); err != nil {
+			t.Fatalf("round %d: record: %v", i, err)
+		}
+		if err := c.Unlock(ctx, holder); err != nil {
+			t.Fatalf("round %d: unlock: %v", i, err)
+		}
+		if _, err := c.ReadRun(ctx, id); err != nil {
+			t.Errorf("round %d: %v", i, err)
+		}
+		c.Close()
+		if got := lstats.Load() > 0; got != step.dirLstats {
+			t.Errorf("round %d: %d Lstats of the directories, want them looked at: %v", i, lstats.Load(), step.dirLstats)
+		}
+	}
+	if got := s.conns.Load(); got != 1 {
+		t.Errorf("%d logins, want 1", got)
 	}
 }

@@ -20,20 +20,41 @@ import (
 // never both hold it, and nobody ever reads a lock its holder has not
 // finished writing. It stays when routepush dies, and `routepush rollback`
 // or the holder removes it.
+//
+// The directories are checked (and made) first, except through a kept
+// connection whose Lock has checked them before: they were root's alone,
+// so only root can have changed them since, and a watcher locks every
+// node it changes, round after round. If they are gone, they are checked
+// and made again.
 func (c *Client) Lock(ctx context.Context, holder []byte) error {
+	checked := c.kept != nil && c.kept.dirsChecked
 	// Set only once the operation has returned: one abandoned at the
 	// timeout still runs (bounded), and its Client is tainted.
 	err := c.withFiles(ctx, "lock", func(fsys sftpFS) error {
-		for _, dir := range []string{stateDir, runsDir} {
-			if err := c.stateDir(fsys, dir, true); err != nil {
-				if hint := c.hint(err.Error()); hint != "" {
-					err = fmt.Errorf("%w (%s)", err, hint)
+		checkDirs := func() error {
+			for _, dir := range []string{stateDir, runsDir} {
+				if err := c.stateDir(fsys, dir, true); err != nil {
+					if hint := c.hint(err.Error()); hint != "" {
+						err = fmt.Errorf("%w (%s)", err, hint)
+					}
+					return err
 				}
+			}
+			return nil
+		}
+		if !checked {
+			if err := checkDirs(); err != nil {
 				return err
 			}
 		}
 		tmp := tempName(lockPath)
 		f, err := fsys.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+		if checked && errors.Is(err, fs.ErrNotExist) {
+			if err := checkDirs(); err != nil {
+				return err
+			}
+			f, err = fsys.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+		}
 		if err == nil {
 			// 0600 before a byte is written: the lock names this host.
 			if err = f.Chmod(0o600); err == nil {
@@ -68,6 +89,9 @@ func (c *Client) Lock(ctx context.Context, holder []byte) error {
 		}
 	})
 	c.lockedDirs = err == nil
+	if c.kept != nil {
+		c.kept.dirsChecked = err == nil
+	}
 	return err
 }
 

@@ -54,7 +54,18 @@ func (c *Client) WriteRun(ctx context.Context, id string, record []byte, keep in
 				return err
 			}
 		}
-		if err := c.writeAtomic(fsys, final, record, 0o600, durable); err != nil {
+		err := c.writeAtomic(fsys, final, record, 0o600, durable)
+		if checked && errors.Is(err, fs.ErrNotExist) {
+			// Root removed them since a kept connection's Lock checked
+			// them: under the lock, made again as Lock makes them.
+			for _, dir := range []string{stateDir, runsDir} {
+				if err := c.stateDir(fsys, dir, true); err != nil {
+					return err
+				}
+			}
+			err = c.writeAtomic(fsys, final, record, 0o600, durable)
+		}
+		if err != nil {
 			return err
 		}
 		if !listing {
