@@ -35,9 +35,13 @@ type Client struct {
 	// Unlock only root can change them, so a record written meanwhile
 	// need not check them again.
 	lockedDirs bool
-	planned    int // Config.PlannedRoutes: sizes the read limits
-	dialer     *Dialer
-	wait       ipWait // the ip a read may leave waiting for Apply
+	// record is the run record WriteRun left open through a kept
+	// connection: the states appended to it are written through it,
+	// and it is closed when the run ends on the node (Unlock, Close).
+	record  *openRecord
+	planned int // Config.PlannedRoutes: sizes the read limits
+	dialer  *Dialer
+	wait    ipWait // the ip a read may leave waiting for Apply
 	// source is the address the node sees the session come from: this
 	// host's end of the TCP connection, or the jump host's address.
 	source netip.Addr
@@ -188,6 +192,7 @@ func (d *Dialer) handshake(ctx context.Context, via *ssh.Client, e *endpoint, la
 // this Client gave up on a call or saw a session or the connection fail
 // (keep.go).
 func (c *Client) Close() error {
+	c.closeRecord(context.Background())
 	ip := c.wait.keepable()
 	if ip != nil && (ip.retire || c.kept == nil || c.tainted.Load() || !c.settleKept(ip)) {
 		ip.abandon()

@@ -512,6 +512,34 @@ func (l rootLister) Lstat(r *sftp.Request) (sftp.ListerAt, error) {
 	return rootListerAt{la}, err
 }
 
+// rootFiles has s serve one in-memory filesystem as root's to every
+// session, counting the Lstats of routepush's directories and the
+// opens of run records (not their temporary files) for writing.
+func rootFiles(s *keepSSHD, lstats, opens *atomic.Int32) {
+	mem := sftp.InMemHandler()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.files = func() sftp.Handlers {
+		h := mem
+		h.FileList = rootLister{mem.FileList.(sftp.LstatFileLister), lstats}
+		h.FileCmd = rootCmd{mem.FileCmd}
+		h.FilePut = recordOpens{mem.FilePut, opens}
+		return h
+	}
+}
+
+type recordOpens struct {
+	sftp.FileWriter
+	n *atomic.Int32
+}
+
+func (w recordOpens) Filewrite(r *sftp.Request) (io.WriterAt, error) {
+	if strings.HasSuffix(r.Filepath, ".json") {
+		w.n.Add(1)
+	}
+	return w.FileWriter.Filewrite(r)
+}
+
 // rootCmd takes a chmod as done (pkg/sftp's in-memory files have no
 // modes of their own).
 type rootCmd struct{ sftp.FileCmder }
@@ -545,16 +573,8 @@ func (rootInfo) Sys() any { return &syscall.Stat_t{} }
 // removed them, the next Lock, or the record under it, makes them again.
 func TestKeptLockChecksTheDirsOnce(t *testing.T) {
 	s, cfg := startKeepSSHD(t, 10)
-	var lstats atomic.Int32
-	mem := sftp.InMemHandler()
-	s.mu.Lock()
-	s.files = func() sftp.Handlers {
-		h := mem
-		h.FileList = rootLister{mem.FileList.(sftp.LstatFileLister), &lstats}
-		h.FileCmd = rootCmd{mem.FileCmd}
-		return h
-	}
-	s.mu.Unlock()
+	var lstats, opens atomic.Int32
+	rootFiles(s, &lstats, &opens)
 	d := keptDialer(t, cfg)
 	ctx := context.Background()
 	for i, step := range []struct {
@@ -614,6 +634,65 @@ func TestKeptLockChecksTheDirsOnce(t *testing.T) {
 		if got := lstats.Load() > 0; got != step.dirLstats {
 			t.Errorf("round %d: %d Lstats of the directories, want them looked at: %v", i, lstats.Load(), step.dirLstats)
 		}
+	}
+	if got := s.conns.Load(); got != 1 {
+		t.Errorf("%d logins, want 1", got)
+	}
+}
+
+// Through a kept connection, a run's record stays open from WriteRun to
+// Unlock, and the states are written through it: the node's record is the
+// record and its states, in order, with no open of it by name. (One
+// appended by name, as a one-shot run's are, is e2e's: pkg/sftp's
+// in-memory files cannot be appended to.)
+func TestKeptRecordTakesItsStates(t *testing.T) {
+	s, cfg := startKeepSSHD(t, 10)
+	var lstats, opens atomic.Int32
+	rootFiles(s, &lstats, &opens)
+	d := keptDialer(t, cfg)
+	ctx := context.Background()
+	for i := range 3 {
+		c, err := d.Dial(ctx, s.target())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			if err := c.withFiles(ctx, "mkdir", func(fsys sftpFS) error { return fsys.MkdirAll("/var/lib") }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		opens.Store(0)
+		holder := fmt.Appendf(nil, "round %d", i)
+		id := fmt.Sprintf("run-%02d", i)
+		if err := c.Lock(ctx, holder); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.WriteRun(ctx, id, []byte("{\"state\":\"applying\"}\n"), 10, nil, false); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.AppendRun(ctx, id, []byte("{\"state\":\"verified\"}\n"), false); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.AppendRun(ctx, id, []byte("{\"state\":\"rolled-back\"}\n"), true); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Unlock(ctx, holder); err != nil {
+			t.Fatal(err)
+		}
+		b, err := c.ReadRun(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "{\"state\":\"applying\"}\n{\"state\":\"verified\"}\n{\"state\":\"rolled-back\"}\n"; string(b) != want {
+			t.Errorf("round %d: record %q, want %q", i, b, want)
+		}
+		if got := opens.Load(); got != 0 {
+			t.Errorf("round %d: the record opened by name %d times, want 0", i, got)
+		}
+		if c.record != nil {
+			t.Errorf("round %d: the record still open after Unlock", i)
+		}
+		c.Close()
 	}
 	if got := s.conns.Load(); got != 1 {
 		t.Errorf("%d logins, want 1", got)

@@ -99,6 +99,7 @@ func (c *Client) Lock(ctx context.Context, holder []byte) error {
 // never removes another's.
 func (c *Client) Unlock(ctx context.Context, holder []byte) error {
 	c.lockedDirs = false
+	c.closeRecord(ctx)
 	return c.withFiles(ctx, "unlock", func(fsys sftpFS) error {
 		if c.holds(fsys, holder) {
 			if err := fsys.Remove(lockPath); err != nil {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pkg/sftp"
 	"io/fs"
 	"os"
 	"path"
@@ -176,26 +177,58 @@ func (c *Client) RestorePersisted(ctx context.Context, prev persist.State) error
 // the file is synced before the rename, so a crash of the node too
 // leaves either.
 func (c *Client) writeAtomic(fsys sftpFS, name string, data []byte, perm os.FileMode, durable bool) error {
-	tmp := tempName(name)
-	f, err := fsys.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+	tmp, f, err := c.writeTemp(fsys, name, data, perm, durable)
 	if err == nil {
-		if err = f.Chmod(perm); err == nil {
-			if _, err = f.Write(data); err == nil && durable {
-				err = syncFile(f)
-			}
+		if err = f.Close(); err == nil {
+			err = fsys.PosixRename(tmp, name)
 		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
+		if err != nil {
+			_ = fsys.Remove(tmp)
 		}
-	}
-	if err == nil {
-		err = fsys.PosixRename(tmp, name)
 	}
 	if err != nil {
-		_ = fsys.Remove(tmp)
 		return fmt.Errorf("%s: write %s: %w%s", c.name, name, err, failureHint(err))
 	}
 	return nil
+}
+
+// writeAtomicOpen is writeAtomic leaving the file open, at its end, for
+// more to be written to it (the states of a run, after its record): a
+// request fewer to open it then and one fewer to close it now.
+func (c *Client) writeAtomicOpen(fsys sftpFS, name string, data []byte, perm os.FileMode, durable bool) (*sftp.File, error) {
+	tmp, f, err := c.writeTemp(fsys, name, data, perm, durable)
+	if err == nil {
+		if err = fsys.PosixRename(tmp, name); err != nil {
+			_ = f.Close()
+			_ = fsys.Remove(tmp)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: write %s: %w%s", c.name, name, err, failureHint(err))
+	}
+	return f, nil
+}
+
+// writeTemp writes data to a new temporary file beside name, given perm
+// before its first byte, synced when durable, and returns it open. On an
+// error it is gone.
+func (c *Client) writeTemp(fsys sftpFS, name string, data []byte, perm os.FileMode, durable bool) (string, *sftp.File, error) {
+	tmp := tempName(name)
+	f, err := fsys.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+	if err != nil {
+		return "", nil, err
+	}
+	if err = f.Chmod(perm); err == nil {
+		if _, err = f.Write(data); err == nil && durable {
+			err = syncFile(f)
+		}
+	}
+	if err != nil {
+		_ = f.Close()
+		_ = fsys.Remove(tmp)
+		return "", nil, err
+	}
+	return tmp, f, nil
 }
 
 // networkd's configuration: the main file, then drop-ins in file-name

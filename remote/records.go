@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/pkg/sftp"
 )
 
 // WriteRun writes a run's record on the node atomically (a temporary
@@ -45,6 +47,8 @@ func (c *Client) WriteRun(ctx context.Context, id string, record []byte, keep in
 		target = max(1, keep/2)
 	}
 	counted := -1 // records on the node after a listing and pruning
+	c.closeRecord(ctx)
+	var open *openRecord // set only once the operation has returned (see Runs)
 	err := c.withFiles(ctx, "write "+final, func(fsys sftpFS) error {
 		for _, dir := range []string{stateDir, runsDir} {
 			if checked {
@@ -54,7 +58,18 @@ func (c *Client) WriteRun(ctx context.Context, id string, record []byte, keep in
 				return err
 			}
 		}
-		err := c.writeAtomic(fsys, final, record, 0o600, durable)
+		write := func() error {
+			if k == nil {
+				return c.writeAtomic(fsys, final, record, 0o600, durable)
+			}
+			// A watcher's: its states are appended through it.
+			f, err := c.writeAtomicOpen(fsys, final, record, 0o600, durable)
+			if err == nil {
+				open = &openRecord{name: final, f: f, session: fsys.Client}
+			}
+			return err
+		}
+		err := write()
 		if checked && errors.Is(err, fs.ErrNotExist) {
 			// Root removed them since a kept connection's Lock checked
 			// them: under the lock, made again as Lock makes them.
@@ -63,7 +78,7 @@ func (c *Client) WriteRun(ctx context.Context, id string, record []byte, keep in
 					return err
 				}
 			}
-			err = c.writeAtomic(fsys, final, record, 0o600, durable)
+			err = write()
 		}
 		if err != nil {
 			return err
@@ -105,6 +120,9 @@ func (c *Client) WriteRun(ctx context.Context, id string, record []byte, keep in
 		}
 		return nil
 	})
+	if err == nil {
+		c.record = open
+	}
 	if k != nil {
 		switch {
 		case err != nil:
@@ -149,9 +167,48 @@ func (c *Client) readTail(fsys sftpFS, name string, n int64) ([]byte, error) {
 // A line torn by a crash is ignored by readers.
 func (c *Client) AppendRun(ctx context.Context, id string, line []byte, durable bool) error {
 	name := path.Join(runsDir, id+".json")
+	open := c.record
 	return c.withFiles(ctx, "append to "+name, func(fsys sftpFS) error {
-		return c.appendLine(fsys, name, line, durable)
+		if open == nil || open.name != name || open.session != fsys.Client {
+			return c.appendLine(fsys, name, line, durable)
+		}
+		// At its end: nothing else writes to a run's record.
+		_, err := open.f.Write(line)
+		if err == nil && durable {
+			err = syncFile(open.f)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: append to %s: %w%s", c.name, name, err, failureHint(err))
+		}
+		return nil
 	})
+}
+
+// openRecord is a run record left open by WriteRun, at its end.
+type openRecord struct {
+	name    string
+	f       *sftp.File
+	session *sftp.Client // the session it is open in
+}
+
+// closeRecord closes the record WriteRun left open, if any: the run is
+// done with it.
+func (c *Client) closeRecord(ctx context.Context) {
+	open := c.record
+	c.record = nil
+	if open == nil || open.session != c.sftp || c.tainted.Load() {
+		return // closed with its session, or going to be
+	}
+	err := c.withFiles(ctx, "close "+open.name, func(fsys sftpFS) error {
+		if open.session != fsys.Client {
+			return nil // closed with its session
+		}
+		return open.f.Close()
+	})
+	if err != nil {
+		// The session may be in any state: not handed to the next round.
+		c.taint()
+	}
 }
 
 func (c *Client) appendLine(fsys sftpFS, name string, line []byte, durable bool) error {

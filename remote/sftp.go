@@ -169,6 +169,7 @@ func (c *Client) opBudget() int64 { return c.recordLimit() + sftpSlack }
 // silent node has the connection closed under it after the command
 // timeout (if keepalives have not closed it first).
 func (c *Client) closeFiles() {
+	c.record = nil // closed with the session
 	if s, ch := c.sftp, c.sftpCh; s != nil {
 		c.sftp, c.sftpCh, c.meter, c.sftpEnded = nil, nil, nil, nil
 		_ = ch.Close()
