@@ -35,6 +35,9 @@ type Client struct {
 	// Unlock only root can change them, so a record written meanwhile
 	// need not check them again.
 	lockedDirs bool
+	// privateState: and /var/lib/routepush lets nobody but root in,
+	// so the files made in it need no mode of their own.
+	privateState bool
 	// record is the run record WriteRun left open through a kept
 	// connection: the states appended to it are written through it,
 	// and it is closed when the run ends on the node (Unlock, Close).

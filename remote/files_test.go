@@ -52,19 +52,19 @@ func TestStateDirRefusesLinksAndOpenDirs(t *testing.T) {
 	if err := os.Chmod(open, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.stateDir(fsys, ok, false); err != nil {
+	if _, err := c.stateDir(fsys, ok, false); err != nil {
 		t.Errorf("a 0755 directory: %v", err)
 	}
-	if err := c.stateDir(fsys, link, true); err == nil || !strings.Contains(err.Error(), "node-1: refusing "+link+": it is a symbolic link") {
+	if _, err := c.stateDir(fsys, link, true); err == nil || !strings.Contains(err.Error(), "node-1: refusing "+link+": it is a symbolic link") {
 		t.Errorf("a symlink: %v", err)
 	}
-	if err := c.stateDir(fsys, open, true); err == nil || !strings.Contains(err.Error(), "writable by group or others (mode 0777)") {
+	if _, err := c.stateDir(fsys, open, true); err == nil || !strings.Contains(err.Error(), "writable by group or others (mode 0777)") {
 		t.Errorf("a 0777 directory: %v", err)
 	}
-	if err := c.stateDir(fsys, missing, false); err != nil {
+	if _, err := c.stateDir(fsys, missing, false); err != nil {
 		t.Errorf("missing, not created: %v", err)
 	}
-	if err := c.stateDir(fsys, missing, true); err != nil {
+	if _, err := c.stateDir(fsys, missing, true); err != nil {
 		t.Errorf("missing, created: %v", err)
 	}
 	if st, err := os.Lstat(missing); err != nil || !st.IsDir() || st.Mode().Perm() != 0o755 {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"slices"
@@ -492,66 +493,80 @@ func TestKeptIPNotKeptPastMaxLinks(t *testing.T) {
 	}
 }
 
-// rootLister serves an in-memory filesystem as root's (pkg/sftp's says
-// nobody owns it), counting the Lstats of routepush's directories.
-type rootLister struct {
-	inner  sftp.LstatFileLister
-	lstats *atomic.Int32
+// rootFS is one in-memory filesystem served as root's to every SFTP
+// session (pkg/sftp's says nobody owns it), its directories of mode
+// dirMode, counting the Lstats of routepush's directories, the opens of
+// run records (not their temporary files) for writing, and the chmods of
+// temporary files.
+type rootFS struct {
+	dirMode               fs.FileMode
+	lstats, opens, chmods atomic.Int32
 }
 
-func (l rootLister) Filelist(r *sftp.Request) (sftp.ListerAt, error) {
-	la, err := l.inner.Filelist(r)
-	return rootListerAt{la}, err
-}
-
-func (l rootLister) Lstat(r *sftp.Request) (sftp.ListerAt, error) {
-	if r.Filepath == stateDir || r.Filepath == runsDir {
-		l.lstats.Add(1)
-	}
-	la, err := l.inner.Lstat(r)
-	return rootListerAt{la}, err
-}
-
-// rootFiles has s serve one in-memory filesystem as root's to every
-// session, counting the Lstats of routepush's directories and the
-// opens of run records (not their temporary files) for writing.
-func rootFiles(s *keepSSHD, lstats, opens *atomic.Int32) {
+func (r *rootFS) serve(s *keepSSHD) {
 	mem := sftp.InMemHandler()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.files = func() sftp.Handlers {
 		h := mem
-		h.FileList = rootLister{mem.FileList.(sftp.LstatFileLister), lstats}
-		h.FileCmd = rootCmd{mem.FileCmd}
-		h.FilePut = recordOpens{mem.FilePut, opens}
+		h.FileList = rootLister{mem.FileList.(sftp.LstatFileLister), r}
+		h.FileCmd = rootCmd{mem.FileCmd, r}
+		h.FilePut = recordOpens{mem.FilePut, r}
 		return h
 	}
 }
 
 type recordOpens struct {
 	sftp.FileWriter
-	n *atomic.Int32
+	r *rootFS
 }
 
 func (w recordOpens) Filewrite(r *sftp.Request) (io.WriterAt, error) {
 	if strings.HasSuffix(r.Filepath, ".json") {
-		w.n.Add(1)
+		w.r.opens.Add(1)
 	}
 	return w.FileWriter.Filewrite(r)
 }
 
 // rootCmd takes a chmod as done (pkg/sftp's in-memory files have no
 // modes of their own).
-type rootCmd struct{ sftp.FileCmder }
+type rootCmd struct {
+	sftp.FileCmder
+	r *rootFS
+}
 
 func (c rootCmd) Filecmd(r *sftp.Request) error {
 	if r.Method == "Setstat" {
+		if strings.HasSuffix(r.Filepath, ".routepush-tmp") {
+			c.r.chmods.Add(1)
+		}
 		return nil
 	}
 	return c.FileCmder.Filecmd(r)
 }
 
-type rootListerAt struct{ sftp.ListerAt }
+type rootLister struct {
+	inner sftp.LstatFileLister
+	r     *rootFS
+}
+
+func (l rootLister) Filelist(r *sftp.Request) (sftp.ListerAt, error) {
+	la, err := l.inner.Filelist(r)
+	return rootListerAt{la, l.r}, err
+}
+
+func (l rootLister) Lstat(r *sftp.Request) (sftp.ListerAt, error) {
+	if r.Filepath == stateDir || r.Filepath == runsDir {
+		l.r.lstats.Add(1)
+	}
+	la, err := l.inner.Lstat(r)
+	return rootListerAt{la, l.r}, err
+}
+
+type rootListerAt struct {
+	sftp.ListerAt
+	r *rootFS
+}
 
 func (l rootListerAt) ListAt(fis []os.FileInfo, off int64) (int, error) {
 	if l.ListerAt == nil {
@@ -559,12 +574,22 @@ func (l rootListerAt) ListAt(fis []os.FileInfo, off int64) (int, error) {
 	}
 	n, err := l.ListerAt.ListAt(fis, off)
 	for i := range n {
-		fis[i] = rootInfo{fis[i]}
+		fis[i] = rootInfo{fis[i], l.r.dirMode}
 	}
 	return n, err
 }
 
-type rootInfo struct{ os.FileInfo }
+type rootInfo struct {
+	os.FileInfo
+	dirMode fs.FileMode
+}
+
+func (i rootInfo) Mode() fs.FileMode {
+	if i.IsDir() && i.dirMode != 0 {
+		return fs.ModeDir | i.dirMode
+	}
+	return i.FileInfo.Mode()
+}
 
 func (rootInfo) Sys() any { return &syscall.Stat_t{} }
 
@@ -573,8 +598,8 @@ func (rootInfo) Sys() any { return &syscall.Stat_t{} }
 // removed them, the next Lock, or the record under it, makes them again.
 func TestKeptLockChecksTheDirsOnce(t *testing.T) {
 	s, cfg := startKeepSSHD(t, 10)
-	var lstats, opens atomic.Int32
-	rootFiles(s, &lstats, &opens)
+	files := &rootFS{}
+	files.serve(s)
 	d := keptDialer(t, cfg)
 	ctx := context.Background()
 	for i, step := range []struct {
@@ -615,7 +640,7 @@ func TestKeptLockChecksTheDirsOnce(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		lstats.Store(0)
+		files.lstats.Store(0)
 		holder := fmt.Appendf(nil, "round %d", i)
 		id := fmt.Sprintf("run-%02d", i)
 		if err := c.Lock(ctx, holder); err != nil {
@@ -631,8 +656,8 @@ func TestKeptLockChecksTheDirsOnce(t *testing.T) {
 			t.Errorf("round %d: %v", i, err)
 		}
 		c.Close()
-		if got := lstats.Load() > 0; got != step.dirLstats {
-			t.Errorf("round %d: %d Lstats of the directories, want them looked at: %v", i, lstats.Load(), step.dirLstats)
+		if got := files.lstats.Load() > 0; got != step.dirLstats {
+			t.Errorf("round %d: %d Lstats of the directories, want them looked at: %v", i, files.lstats.Load(), step.dirLstats)
 		}
 	}
 	if got := s.conns.Load(); got != 1 {
@@ -647,8 +672,8 @@ func TestKeptLockChecksTheDirsOnce(t *testing.T) {
 // in-memory files cannot be appended to.)
 func TestKeptRecordTakesItsStates(t *testing.T) {
 	s, cfg := startKeepSSHD(t, 10)
-	var lstats, opens atomic.Int32
-	rootFiles(s, &lstats, &opens)
+	files := &rootFS{}
+	files.serve(s)
 	d := keptDialer(t, cfg)
 	ctx := context.Background()
 	for i := range 3 {
@@ -661,7 +686,7 @@ func TestKeptRecordTakesItsStates(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		opens.Store(0)
+		files.opens.Store(0)
 		holder := fmt.Appendf(nil, "round %d", i)
 		id := fmt.Sprintf("run-%02d", i)
 		if err := c.Lock(ctx, holder); err != nil {
@@ -686,7 +711,7 @@ func TestKeptRecordTakesItsStates(t *testing.T) {
 		if want := "{\"state\":\"applying\"}\n{\"state\":\"verified\"}\n{\"state\":\"rolled-back\"}\n"; string(b) != want {
 			t.Errorf("round %d: record %q, want %q", i, b, want)
 		}
-		if got := opens.Load(); got != 0 {
+		if got := files.opens.Load(); got != 0 {
 			t.Errorf("round %d: the record opened by name %d times, want 0", i, got)
 		}
 		if c.record != nil {
@@ -696,5 +721,50 @@ func TestKeptRecordTakesItsStates(t *testing.T) {
 	}
 	if got := s.conns.Load(); got != 1 {
 		t.Errorf("%d logins, want 1", got)
+	}
+}
+
+// In /var/lib/routepush of mode 0700 (as routepush makes it), nobody but
+// root reaches the lock and the records: they are made with no mode of
+// their own, a request fewer each. Where others may enter (0755, as an
+// older routepush made it), each is made 0600 before its first byte.
+func TestStateFilesChmoddedOnlyWhereOthersMayEnter(t *testing.T) {
+	for _, c := range []struct {
+		dirMode fs.FileMode
+		chmods  int32 // per round
+	}{{0o755, 2}, {0o700, 0}} {
+		t.Run(fmt.Sprintf("%04o", c.dirMode), func(t *testing.T) {
+			s, cfg := startKeepSSHD(t, 10)
+			files := &rootFS{dirMode: c.dirMode}
+			files.serve(s)
+			d := keptDialer(t, cfg)
+			ctx := context.Background()
+			for i := range 3 {
+				cl, err := d.Dial(ctx, s.target())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if i == 0 {
+					if err := cl.withFiles(ctx, "mkdir", func(fsys sftpFS) error { return fsys.MkdirAll(runsDir) }); err != nil {
+						t.Fatal(err)
+					}
+				}
+				files.chmods.Store(0)
+				holder := fmt.Appendf(nil, "round %d", i)
+				if err := cl.Lock(ctx, holder); err != nil {
+					t.Fatal(err)
+				}
+				if err := cl.WriteRun(ctx, fmt.Sprintf("run-%02d", i), []byte("{}\n"), 10, nil, false); err != nil {
+					t.Fatal(err)
+				}
+				if err := cl.Unlock(ctx, holder); err != nil {
+					t.Fatal(err)
+				}
+				cl.Close()
+				if got := files.chmods.Load(); got != c.chmods {
+					t.Errorf("round %d: %d temporary files given a mode, want %d", i, got, c.chmods)
+				}
+			}
+		})
 	}
 }

@@ -25,19 +25,26 @@ import (
 // connection whose Lock has checked them before: they were root's alone,
 // so only root can have changed them since, and a watcher locks every
 // node it changes, round after round. If they are gone, they are checked
-// and made again.
+// and made again. When /var/lib/routepush lets nobody but root in (0700,
+// as routepush makes it), the files made in it need no mode of their own:
+// a request fewer for the lock, and for the record under it.
 func (c *Client) Lock(ctx context.Context, holder []byte) error {
 	checked := c.kept != nil && c.kept.dirsChecked
+	closed := checked && c.kept.statePrivate
 	// Set only once the operation has returned: one abandoned at the
 	// timeout still runs (bounded), and its Client is tainted.
 	err := c.withFiles(ctx, "lock", func(fsys sftpFS) error {
 		checkDirs := func() error {
 			for _, dir := range []string{stateDir, runsDir} {
-				if err := c.stateDir(fsys, dir, true); err != nil {
+				perm, err := c.stateDir(fsys, dir, true)
+				if err != nil {
 					if hint := c.hint(err.Error()); hint != "" {
 						err = fmt.Errorf("%w (%s)", err, hint)
 					}
 					return err
+				}
+				if dir == stateDir {
+					closed = private(perm)
 				}
 			}
 			return nil
@@ -56,8 +63,12 @@ func (c *Client) Lock(ctx context.Context, holder []byte) error {
 			f, err = fsys.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
 		}
 		if err == nil {
-			// 0600 before a byte is written: the lock names this host.
-			if err = f.Chmod(0o600); err == nil {
+			// 0600 before a byte is written (the lock names this host),
+			// unless nobody else can reach it anyway.
+			if !closed {
+				err = f.Chmod(0o600)
+			}
+			if err == nil {
 				_, err = f.Write(holder)
 			}
 			if cerr := f.Close(); err == nil {
@@ -89,8 +100,10 @@ func (c *Client) Lock(ctx context.Context, holder []byte) error {
 		}
 	})
 	c.lockedDirs = err == nil
+	c.privateState = err == nil && closed
 	if c.kept != nil {
 		c.kept.dirsChecked = err == nil
+		c.kept.statePrivate = err == nil && closed
 	}
 	return err
 }
@@ -98,7 +111,7 @@ func (c *Client) Lock(ctx context.Context, holder []byte) error {
 // Unlock removes the node's lock if holder still describes it: a run
 // never removes another's.
 func (c *Client) Unlock(ctx context.Context, holder []byte) error {
-	c.lockedDirs = false
+	c.lockedDirs, c.privateState = false, false
 	c.closeRecord(ctx)
 	return c.withFiles(ctx, "unlock", func(fsys sftpFS) error {
 		if c.holds(fsys, holder) {
@@ -145,7 +158,7 @@ func (c *Client) holds(fsys sftpFS, holder []byte) bool {
 func (c *Client) HeldLock(ctx context.Context) ([]byte, error) {
 	var held []byte // set only by an operation that returned (see Runs)
 	err := c.withFiles(ctx, "read lock", func(fsys sftpFS) error {
-		if err := c.stateDir(fsys, stateDir, false); err != nil {
+		if _, err := c.stateDir(fsys, stateDir, false); err != nil {
 			return err
 		}
 		found, err := c.readFile(fsys, lockPath, lockLimit, "a lock")

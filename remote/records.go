@@ -40,6 +40,10 @@ import (
 func (c *Client) WriteRun(ctx context.Context, id string, record []byte, keep int, settled func(tail []byte) bool, durable bool) error {
 	final := path.Join(runsDir, id+".json")
 	checked := c.lockedDirs
+	perm := os.FileMode(0o600)
+	if c.privateState {
+		perm = 0 // nobody but root can reach it (Lock)
+	}
 	k := c.kept
 	listing := keep > 0 && (k == nil || !k.recordsKnown || k.records+1 > keep)
 	target := keep
@@ -54,16 +58,16 @@ func (c *Client) WriteRun(ctx context.Context, id string, record []byte, keep in
 			if checked {
 				break // checked by Lock, and root's only since
 			}
-			if err := c.stateDir(fsys, dir, false); err != nil {
+			if _, err := c.stateDir(fsys, dir, false); err != nil {
 				return err
 			}
 		}
 		write := func() error {
 			if k == nil {
-				return c.writeAtomic(fsys, final, record, 0o600, durable)
+				return c.writeAtomic(fsys, final, record, perm, durable)
 			}
 			// A watcher's: its states are appended through it.
-			f, err := c.writeAtomicOpen(fsys, final, record, 0o600, durable)
+			f, err := c.writeAtomicOpen(fsys, final, record, perm, durable)
 			if err == nil {
 				open = &openRecord{name: final, f: f, session: fsys.Client}
 			}
@@ -74,7 +78,7 @@ func (c *Client) WriteRun(ctx context.Context, id string, record []byte, keep in
 			// Root removed them since a kept connection's Lock checked
 			// them: under the lock, made again as Lock makes them.
 			for _, dir := range []string{stateDir, runsDir} {
-				if err := c.stateDir(fsys, dir, true); err != nil {
+				if _, err := c.stateDir(fsys, dir, true); err != nil {
 					return err
 				}
 			}
@@ -235,7 +239,7 @@ func (c *Client) Runs(ctx context.Context) ([]string, error) {
 	var ids []string
 	err := c.withFiles(ctx, "list runs", func(fsys sftpFS) error {
 		for _, dir := range []string{stateDir, runsDir} {
-			if err := c.stateDir(fsys, dir, false); err != nil {
+			if _, err := c.stateDir(fsys, dir, false); err != nil {
 				return err
 			}
 		}

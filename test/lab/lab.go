@@ -398,8 +398,14 @@ Subsystem sftp /usr/lib/openssh/sftp-server
 `
 
 func (l *Lab) writeNodeFiles(n *Node) error {
+	// /var/lib/routepush as routepush makes it on a node that has none
+	// (root's alone); the others as a distribution ships them.
 	for _, d := range []string{"var-lib-routepush", "etc-routepush", "etc-systemd-system", "root-home"} {
-		if err := os.MkdirAll(filepath.Join(n.Dir, d), 0o755); err != nil {
+		mode := os.FileMode(0o755)
+		if d == "var-lib-routepush" {
+			mode = 0o700
+		}
+		if err := os.MkdirAll(filepath.Join(n.Dir, d), mode); err != nil {
 			return err
 		}
 	}
