@@ -31,6 +31,7 @@ type fakeKernel struct {
 	// unsynced counts the record writes and appends that were not
 	// durable, synced the ones that were.
 	unsynced, synced int
+	boot             string // its boot id
 	// What --persist installs: the routes file (nil: none), whether the
 	// node runs systemd, and a write that fails.
 	persisted     []byte
@@ -110,6 +111,12 @@ func (k *fakeKernel) Unlock(_ context.Context, holder []byte) error {
 		k.lock = nil
 	}
 	return nil
+}
+
+func (k *fakeKernel) BootID(context.Context) (string, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.boot, nil
 }
 
 func (k *fakeKernel) countSync(durable bool) {

@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -33,6 +34,12 @@ type Journal interface {
 	// AppendRun adds a line to a run's record, on disk before it returns
 	// when durable.
 	AppendRun(ctx context.Context, id string, line []byte, durable bool) error
+	// BootID is the node's boot id (Linux's
+	// /proc/sys/kernel/random/boot_id), "" where it has none. A record
+	// carries it: a run that changed only the kernel's tables left
+	// nothing once the node has restarted, whatever its record says (a
+	// record is not synced to disk then, and a crash may cut it short).
+	BootID(ctx context.Context) (string, error)
 	// CloseFilesUntilNeeded closes what the journal keeps open until it is needed
 	// again: a run holds every node's connection from its read to its
 	// apply, and an idle SFTP session per node would be a good part of
@@ -51,6 +58,10 @@ const (
 	StateFailed         RunState = "failed"          // apply or verify failed; not (yet) rolled back
 	StateRolledBack     RunState = "rolled-back"     // restored to the snapshot, checked byte for byte
 	StateRollbackFailed RunState = "rollback-failed" // restoring failed: see Error
+	// StateRestarted is never written: it is what a record says once the
+	// node has restarted since its run, which changed only the kernel's
+	// tables (no --persist): nothing of that run is left to undo.
+	StateRestarted RunState = "restarted"
 )
 
 // Holder describes a run in a node's lock: who to ask, or whose process to
@@ -81,7 +92,10 @@ type RunRecord struct {
 	Holder   Holder    `json:"holder"`
 	Updated  time.Time `json:"updated"`
 	Families []string  `json:"families"` // "IPv4", "IPv6": the tables read
-	Table    string    `json:"table,omitempty"`
+	// Boot is the node's boot id when the run wrote the record (see
+	// Journal.BootID).
+	Boot  string `json:"boot_id,omitempty"`
+	Table string `json:"table,omitempty"`
 	// Digest is the SHA-256 of the tables as ip printed them before the
 	// run; a rollback is done when they print the same again.
 	Digest string `json:"snapshot_digest"`
@@ -250,6 +264,9 @@ func (r RunRecord) RouteFamilies() ([]route.Family, error) {
 // applied. A run that was applying (killed), failed without a rollback, or
 // whose rollback failed still needs `routepush rollback`.
 func settledRecord(tail []byte) bool {
+	if cutShort(tail) {
+		return true
+	}
 	lines := strings.Split(strings.TrimRight(string(tail), "\n"), "\n")
 	for i := len(lines) - 1; i >= 0; i-- {
 		var l stateLine
@@ -258,4 +275,18 @@ func settledRecord(tail []byte) bool {
 		}
 	}
 	return false
+}
+
+// cutShort reports whether a record is empty: a record of a run that
+// changes only the kernel's tables is not synced to disk, and a crash of
+// the node may leave its name with no content. The run's routes went with
+// the crash.
+func cutShort(record []byte) bool { return len(bytes.TrimSpace(record)) == 0 }
+
+// restartedSince reports whether the node, now booted as boot, has
+// restarted since the run, which changed only the kernel's tables: its
+// routes went with the restart, and undoing it would only put back routes
+// of a table that no longer exists.
+func (r RunRecord) restartedSince(boot string) bool {
+	return r.Boot != "" && boot != "" && r.Boot != boot && r.Persist == nil
 }

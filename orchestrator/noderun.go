@@ -144,7 +144,13 @@ func conflictText(h HostPlan, conflicts []Finding) string {
 // before anything changes there, written while its snapshot is at hand:
 // `routepush rollback` needs nothing else.
 func (r *nodeRun) writeRecord(ctx context.Context, table route.Table, have persist.State) {
+	boot, err := r.host.BootID(ctx)
+	if err != nil {
+		r.fail(err)
+		return
+	}
 	record := newRecord(r.opts.Holder, r.plan, table, &r.rep.Diff, r.opts.CompactRecords)
+	record.Boot = boot
 	if r.rep.Persist.Changes() {
 		record.Persist = &PersistRecord{Path: have.Path, Exists: have.Exists, Routes: string(have.Routes)}
 	}

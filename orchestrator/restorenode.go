@@ -19,8 +19,17 @@ func undoable(s RunState) bool {
 // chooseRun picks the run to undo on a node: the one asked for, unless a
 // later run changed the node since (then only with Force), or else the
 // newest run of the node's records that may have changed it.
+//
+// A record of a run that left nothing on the node (cut short by a crash,
+// or restarted since) is never the newest to undo; asked for, it is found
+// restarted, and only the lock it left is released.
 func chooseRun(ctx context.Context, h RestoreHost, n *RestoreNode, opts *RestoreOptions) (RunRecord, bool) {
 	ids, err := h.Runs(ctx)
+	if err != nil {
+		n.Err = err
+		return RunRecord{}, false
+	}
+	boot, err := h.BootID(ctx)
 	if err != nil {
 		n.Err = err
 		return RunRecord{}, false
@@ -36,6 +45,12 @@ func chooseRun(ctx context.Context, h RestoreHost, n *RestoreNode, opts *Restore
 			n.Err = err
 			return RunRecord{}, false
 		}
+		if cutShort(b) {
+			if ids[k] == opts.RunID {
+				return RunRecord{RunID: ids[k], Node: n.Name, State: StateRestarted}, true
+			}
+			continue
+		}
 		rec, err := ParseRunRecord(b)
 		if err == nil && rec.RunID != ids[k] {
 			err = fmt.Errorf("run record %s.json is of run %s", ids[k], rec.RunID)
@@ -43,6 +58,9 @@ func chooseRun(ctx context.Context, h RestoreHost, n *RestoreNode, opts *Restore
 		if err != nil {
 			n.Err = fmt.Errorf("%s: %w", n.Name, err)
 			return RunRecord{}, false
+		}
+		if rec.restartedSince(boot) {
+			rec.State = StateRestarted
 		}
 		switch {
 		case opts.RunID == "" && undoable(rec.State):

@@ -167,3 +167,95 @@ func TestRollbackReconnectsALostConnection(t *testing.T) {
 		t.Errorf("node-1 still locked: %s", c.kernels["node-1"].lock)
 	}
 }
+
+// A node that restarted since a run that changed only its kernel's
+// tables has nothing of that run left: `routepush rollback` finds it
+// restarted, releases the lock the run left and sends it nothing; the
+// other nodes are undone as before.
+func TestRestoreLeavesARestartedNodeAlone(t *testing.T) {
+	t.Parallel()
+	nodes := labNodes(4)
+	c := newFakeCluster(nodes)
+	for _, k := range c.kernels {
+		k.boot = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
+	}
+	c.kernels["node-3"].failDst = "100.64.2.0/24"
+	before := c.digests()
+	dead := Holder{RunID: NewRunID(time.Now()), Host: "old-bastion", PID: 1, Started: time.Now()}
+	if rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), c.connect, Options{Holder: dead, Rollback: RollbackNone, Concurrency: 1}); !rep.Failed() {
+		t.Fatal("run did not fail")
+	}
+	restarted := c.kernels["node-1"]
+	restarted.boot = "6fa459ea-ee8a-3ca4-894e-db77e160355e"
+	restarted.lock = dead.lockText()
+	left := c.digests()["node-1"]
+	self := Holder{RunID: NewRunID(time.Now().Add(time.Second)), Host: "new-bastion", PID: 2, Started: time.Now()}
+	rep, err := Restore(context.Background(), nodes, c.restoreConnect, RestoreOptions{Holder: self, RunID: dead.RunID, Force: true})
+	if err != nil || rep.Failed() {
+		t.Fatalf("Restore: %v, %v", err, rep.Errors())
+	}
+	after := c.digests()
+	for _, n := range rep.Nodes {
+		switch {
+		case n.Name == "node-1":
+			if n.Found != StateRestarted || after[n.Name] != left || restarted.lock != nil || restarted.applied != 1 {
+				t.Errorf("node-1: found %s, now %s, table untouched %v, lock %q, %d batches (want restarted, untouched, unlocked, the run's 1)", n.Found, n.Outcome, after[n.Name] == left, restarted.lock, restarted.applied)
+			}
+		case n.Outcome != StateRolledBack || before[n.Name] != after[n.Name]:
+			t.Errorf("%s: found %s, now %s, restored %v", n.Name, n.Found, n.Outcome, before[n.Name] == after[n.Name])
+		}
+	}
+}
+
+// A record cut short by a crash of the node (not synced, it may be left
+// with no content) is no run to undo, nor one to keep.
+func TestRestoreSkipsARecordCutShort(t *testing.T) {
+	t.Parallel()
+	nodes := labNodes(2)
+	c := newFakeCluster(nodes)
+	holder := Holder{RunID: NewRunID(time.Now()), Host: "bastion", PID: 1, Started: time.Now()}
+	if rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), c.connect, Options{Holder: holder}); rep.Failed() {
+		t.Fatal(rep.Errors())
+	}
+	k := c.kernels["node-1"]
+	if k.synced != 0 {
+		t.Fatalf("%d synced record writes: the case is not what it says", k.synced)
+	}
+	k.runs[holder.RunID] = nil
+	left := c.digests()["node-1"]
+	self := Holder{RunID: NewRunID(time.Now().Add(time.Second)), Host: "bastion", PID: 2, Started: time.Now()}
+	rep, err := Restore(context.Background(), nodes, c.restoreConnect, RestoreOptions{Holder: self})
+	if err != nil || rep.Failed() {
+		t.Fatalf("Restore after node-1's record was cut short: %v, node errors %v", err, rep.Errors())
+	}
+	if n := rep.Nodes[1]; n.Found != "" || c.digests()["node-1"] != left {
+		t.Errorf("node-1: found %q, now %q, table untouched %v", n.Found, n.Outcome, c.digests()["node-1"] == left)
+	}
+	if n := rep.Nodes[0]; n.Outcome != StateRolledBack {
+		t.Errorf("node-0: found %q, now %q", n.Found, n.Outcome)
+	}
+	if !settledRecord(nil) {
+		t.Error("a record cut short is kept by pruning")
+	}
+}
+
+// Only a run that changed nothing but the kernel's tables is gone with a
+// restart: one that wrote the routes file is not.
+func TestRestartedSince(t *testing.T) {
+	const a, b = "1b4e28ba-2fa1-11d2-883f-0016d3cca427", "6fa459ea-ee8a-3ca4-894e-db77e160355e"
+	for _, c := range []struct {
+		rec  RunRecord
+		boot string
+		want bool
+	}{
+		{RunRecord{Boot: a}, b, true},
+		{RunRecord{Boot: a}, a, false},
+		{RunRecord{Boot: a, Persist: &PersistRecord{}}, b, false},
+		{RunRecord{}, b, false}, // written before records said
+		{RunRecord{Boot: a}, "", false},
+	} {
+		if got := c.rec.restartedSince(c.boot); got != c.want {
+			t.Errorf("%+v booted %q: %v, want %v", c.rec, c.boot, got, c.want)
+		}
+	}
+}

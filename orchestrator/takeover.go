@@ -15,6 +15,9 @@ import (
 //     reading, or found the node in sync): its lock is released;
 //   - the record ends verified, not-applied or rolled-back: the node is as
 //     that run left it on purpose: its lock is released;
+//   - the node has restarted since a run that changed only its kernel's
+//     tables, or its record was cut short by a crash: nothing of the run
+//     is left: its lock is released;
 //   - the record ends applying, failed or rollback-failed: the run may
 //     have left the node half-changed: it is undone from its record as
 //     `routepush rollback --run` does (restoreNode), then released.
@@ -59,6 +62,9 @@ func (r *nodeRun) takeOver(ctx context.Context, raw []byte) bool {
 	switch {
 	case !found:
 		log.Warn("took over a node locked by a run whose process is gone; it had changed nothing there", "holder", dead.String())
+		return true
+	case rec.State == StateRestarted:
+		log.Warn("took over a node locked by a run whose process is gone; the node has restarted since, and nothing that run did is left", "holder", dead.String())
 		return true
 	case !undoable(rec.State) || rec.State == StateVerified:
 		log.Warn("took over a node locked by a run whose process is gone; it had finished there", "found", string(rec.State), "holder", dead.String())

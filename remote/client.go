@@ -35,16 +35,15 @@ type Client struct {
 	// Unlock only root can change them, so a record written meanwhile
 	// need not check them again.
 	lockedDirs bool
-	// privateState: and /var/lib/routepush lets nobody but root in,
-	// so the files made in it need no mode of their own.
-	privateState bool
 	// record is the run record WriteRun left open through a kept
 	// connection: the states appended to it are written through it,
 	// and it is closed when the run ends on the node (Unlock, Close).
-	record  *openRecord
-	planned int // Config.PlannedRoutes: sizes the read limits
-	dialer  *Dialer
-	wait    ipWait // the ip a read may leave waiting for Apply
+	record    *openRecord
+	bootID    string // the node's boot id, once read (boot.go)
+	bootKnown bool
+	planned   int // Config.PlannedRoutes: sizes the read limits
+	dialer    *Dialer
+	wait      ipWait // the ip a read may leave waiting for Apply
 	// source is the address the node sees the session come from: this
 	// host's end of the TCP connection, or the jump host's address.
 	source netip.Addr
@@ -195,7 +194,12 @@ func (d *Dialer) handshake(ctx context.Context, via *ssh.Client, e *endpoint, la
 // this Client gave up on a call or saw a session or the connection fail
 // (keep.go).
 func (c *Client) Close() error {
-	c.closeRecord(context.Background())
+	if c.record != nil {
+		// Left open without an Unlock: the connection goes, and the
+		// handle with it, rather than wait on the node for its close.
+		c.record = nil
+		c.taint()
+	}
 	ip := c.wait.keepable()
 	if ip != nil && (ip.retire || c.kept == nil || c.tainted.Load() || !c.settleKept(ip)) {
 		ip.abandon()

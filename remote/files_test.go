@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -52,19 +53,19 @@ func TestStateDirRefusesLinksAndOpenDirs(t *testing.T) {
 	if err := os.Chmod(open, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.stateDir(fsys, ok, false); err != nil {
+	if err := c.stateDir(fsys, ok, false); err != nil {
 		t.Errorf("a 0755 directory: %v", err)
 	}
-	if _, err := c.stateDir(fsys, link, true); err == nil || !strings.Contains(err.Error(), "node-1: refusing "+link+": it is a symbolic link") {
+	if err := c.stateDir(fsys, link, true); err == nil || !strings.Contains(err.Error(), "node-1: refusing "+link+": it is a symbolic link") {
 		t.Errorf("a symlink: %v", err)
 	}
-	if _, err := c.stateDir(fsys, open, true); err == nil || !strings.Contains(err.Error(), "writable by group or others (mode 0777)") {
+	if err := c.stateDir(fsys, open, true); err == nil || !strings.Contains(err.Error(), "writable by group or others (mode 0777)") {
 		t.Errorf("a 0777 directory: %v", err)
 	}
-	if _, err := c.stateDir(fsys, missing, false); err != nil {
+	if err := c.stateDir(fsys, missing, false); err != nil {
 		t.Errorf("missing, not created: %v", err)
 	}
-	if _, err := c.stateDir(fsys, missing, true); err != nil {
+	if err := c.stateDir(fsys, missing, true); err != nil {
 		t.Errorf("missing, created: %v", err)
 	}
 	if st, err := os.Lstat(missing); err != nil || !st.IsDir() || st.Mode().Perm() != 0o755 {
@@ -117,12 +118,13 @@ func (w *fsyncCounter) Write(p []byte) (int, error) {
 	return w.WriteCloser.Write(p)
 }
 
-// A record and its states are synced on the node only when durable; the
-// write is atomic and the append appends either way. OpenSSH's own
-// sftp-server serves them (pkg/sftp's has no fsync, nor a real append).
-func TestRecordWritesSyncOnlyWhenDurable(t *testing.T) {
+// openSSHFiles is an SFTP client on OpenSSH's own sftp-server, started
+// with args (pkg/sftp's server has no fsync, nor a real append), and the
+// count of fsync requests sent to it.
+func openSSHFiles(t *testing.T, args ...string) (sftpFS, *fsyncCounter) {
+	t.Helper()
 	const server = "/usr/lib/openssh/sftp-server"
-	cmd := exec.Command(server)
+	cmd := exec.Command(server, args...)
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -142,9 +144,15 @@ func TestRecordWritesSyncOnlyWhenDurable(t *testing.T) {
 	}
 	t.Cleanup(func() { cl.Close(); _ = cmd.Wait() })
 	if _, ok := cl.HasExtension("fsync@openssh.com"); !ok {
-		t.Fatalf("%s does not offer fsync@openssh.com: the case is not what it says", server)
+		t.Fatalf("%s does not offer fsync@openssh.com", server)
 	}
-	fsys := sftpFS{cl, m}
+	return sftpFS{cl, m}, w
+}
+
+// A record and its states are synced on the node only when durable; the
+// write is atomic and the append appends either way.
+func TestRecordWritesSyncOnlyWhenDurable(t *testing.T) {
+	fsys, w := openSSHFiles(t)
 	c := &Client{name: "node-1"}
 	name := filepath.Join(t.TempDir(), "run.json")
 	for _, durable := range []bool{false, true} {
@@ -155,9 +163,22 @@ func TestRecordWritesSyncOnlyWhenDurable(t *testing.T) {
 		if err := c.appendLine(fsys, name, []byte("{\"state\":\"verified\"}\n"), durable); err != nil {
 			t.Fatal(err)
 		}
+		// A watcher's: the record left open, its state written through it.
+		kept := name + ".kept"
+		f, err := c.writeAtomicOpen(fsys, kept, []byte("{}\n"), 0o600, durable)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := appendTo(f, []byte("{\"state\":\"verified\"}\n"), durable); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		if b, err := os.ReadFile(kept); err != nil || string(b) != "{}\n{\"state\":\"verified\"}\n" {
+			t.Errorf("durable %v: kept record %q, %v", durable, b, err)
+		}
 		want := int32(0)
 		if durable {
-			want = 2
+			want = 4
 		}
 		if got := w.n.Load(); got != want {
 			t.Errorf("durable %v: %d fsync requests, want %d", durable, got, want)
@@ -167,6 +188,63 @@ func TestRecordWritesSyncOnlyWhenDurable(t *testing.T) {
 		}
 		if st, err := os.Stat(name); err != nil || st.Mode().Perm() != 0o600 {
 			t.Errorf("durable %v: %v %v", durable, st, err)
+		}
+	}
+}
+
+// A record kept open for its states appends them after whatever is there:
+// a state another run appended by name meanwhile (a takeover, a rollback
+// --force from another bastion) is not overwritten.
+func TestOpenRecordAppendsAfterOthers(t *testing.T) {
+	holder, _ := openSSHFiles(t)
+	other, _ := openSSHFiles(t)
+	c := &Client{name: "node-1"}
+	name := filepath.Join(t.TempDir(), "run.json")
+	f, err := c.writeAtomicOpen(holder, name, []byte("{\"state\":\"applying\"}\n"), 0o600, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := c.appendLine(other, name, []byte("{\"state\":\"rolled-back\"}\n"), false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte("{\"state\":\"verified\"}\n")); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(name)
+	if want := "{\"state\":\"applying\"}\n{\"state\":\"rolled-back\"}\n{\"state\":\"verified\"}\n"; string(b) != want {
+		t.Errorf("record %q, want %q", b, want)
+	}
+}
+
+// A record is 0600 whatever mode sftp-server makes files with (here
+// umask 000: 0666): it must not become readable or writable by others
+// if its directory ever lets them in.
+func TestRecordModeWhateverTheUmask(t *testing.T) {
+	fsys, _ := openSSHFiles(t, "-u", "000")
+	c := &Client{name: "node-1"}
+	dir := t.TempDir()
+	if err := c.writeAtomic(fsys, filepath.Join(dir, "a.json"), []byte("{}\n"), 0o600, false); err != nil {
+		t.Fatal(err)
+	}
+	f, err := c.writeAtomicOpen(fsys, filepath.Join(dir, "b.json"), []byte("{}\n"), 0o600, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	for _, n := range []string{"a.json", "b.json"} {
+		if st, err := os.Stat(filepath.Join(dir, n)); err != nil || st.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v %v, want 0600", n, st.Mode(), err)
+		}
+	}
+}
+
+// routepush's state is made root's alone; the routes file's directory
+// stays readable.
+func TestMadeMode(t *testing.T) {
+	for dir, want := range map[string]fs.FileMode{stateDir: 0o700, runsDir: 0o700, "/etc/routepush": 0o755, "/var/lib/routepush-other": 0o755} {
+		if got := madeMode(dir); got != want {
+			t.Errorf("%s: %04o, want %04o", dir, got, want)
 		}
 	}
 }

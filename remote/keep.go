@@ -72,20 +72,20 @@ type keptConn struct {
 	// known once listed (records.go).
 	records      int
 	recordsKnown bool
-	// dirsChecked: a Lock through this connection found routepush's
-	// directories root's alone (lock.go): only root can have changed
-	// them since.
-	dirsChecked  bool
-	statePrivate bool // and found /var/lib/routepush root's alone (statedir.go)
-	user         string
-	source       netip.Addr
-	timeout      time.Duration // the endpoint's connect timeout: bounds the check before reuse
-	ended        chan struct{} // closed when the connection has ended (serve returned)
-	inUse        bool          // a Client has it
-	gone         bool          // Forget came while a Client had it: not kept after
-	born         time.Time     // when it was kept first: it is not kept past maxAge
-	idle         time.Time     // since when it is unused
-	resting      atomic.Bool   // !inUse, for its keepalives (sparse at rest)
+	// runsChecked: a Lock through this connection found runs/ root's
+	// alone (lock.go): only root can have changed it since.
+	runsChecked bool
+	bootID      string // the node's, once read through it (boot.go)
+	bootKnown   bool
+	user        string
+	source      netip.Addr
+	timeout     time.Duration // the endpoint's connect timeout: bounds the check before reuse
+	ended       chan struct{} // closed when the connection has ended (serve returned)
+	inUse       bool          // a Client has it
+	gone        bool          // Forget came while a Client had it: not kept after
+	born        time.Time     // when it was kept first: it is not kept past maxAge
+	idle        time.Time     // since when it is unused
+	resting     atomic.Bool   // !inUse, for its keepalives (sparse at rest)
 }
 
 func (k *keptConn) alive() bool {

@@ -334,6 +334,9 @@ func TestKeptConnectionPrunesRecordsInBatches(t *testing.T) {
 		if err := c.WriteRun(ctx, fmt.Sprintf("run-%02d", i), []byte("{}\n"), keep, settled, false); err != nil {
 			t.Fatal(err)
 		}
+		if err := c.Unlock(ctx, nil); err != nil { // closes the record, as a run's would
+			t.Fatal(err)
+		}
 		var ids []string
 		if err := c.withFiles(ctx, "list", func(fsys sftpFS) (err error) {
 			ids, err = c.listRuns(fsys)
@@ -495,12 +498,12 @@ func TestKeptIPNotKeptPastMaxLinks(t *testing.T) {
 
 // rootFS is one in-memory filesystem served as root's to every SFTP
 // session (pkg/sftp's says nobody owns it), its directories of mode
-// dirMode, counting the Lstats of routepush's directories, the opens of
-// run records (not their temporary files) for writing, and the chmods of
-// temporary files.
+// dirMode (0755 when 0; root may change it between rounds), counting the
+// Lstats of routepush's two directories and the opens of run records (not
+// their temporary files) for writing.
 type rootFS struct {
-	dirMode               fs.FileMode
-	lstats, opens, chmods atomic.Int32
+	dirMode                        atomic.Uint32
+	stateLstats, runsLstats, opens atomic.Int32
 }
 
 func (r *rootFS) serve(s *keepSSHD) {
@@ -510,7 +513,7 @@ func (r *rootFS) serve(s *keepSSHD) {
 	s.files = func() sftp.Handlers {
 		h := mem
 		h.FileList = rootLister{mem.FileList.(sftp.LstatFileLister), r}
-		h.FileCmd = rootCmd{mem.FileCmd, r}
+		h.FileCmd = rootCmd{mem.FileCmd}
 		h.FilePut = recordOpens{mem.FilePut, r}
 		return h
 	}
@@ -530,16 +533,10 @@ func (w recordOpens) Filewrite(r *sftp.Request) (io.WriterAt, error) {
 
 // rootCmd takes a chmod as done (pkg/sftp's in-memory files have no
 // modes of their own).
-type rootCmd struct {
-	sftp.FileCmder
-	r *rootFS
-}
+type rootCmd struct{ sftp.FileCmder }
 
 func (c rootCmd) Filecmd(r *sftp.Request) error {
 	if r.Method == "Setstat" {
-		if strings.HasSuffix(r.Filepath, ".routepush-tmp") {
-			c.r.chmods.Add(1)
-		}
 		return nil
 	}
 	return c.FileCmder.Filecmd(r)
@@ -556,8 +553,11 @@ func (l rootLister) Filelist(r *sftp.Request) (sftp.ListerAt, error) {
 }
 
 func (l rootLister) Lstat(r *sftp.Request) (sftp.ListerAt, error) {
-	if r.Filepath == stateDir || r.Filepath == runsDir {
-		l.r.lstats.Add(1)
+	switch r.Filepath {
+	case stateDir:
+		l.r.stateLstats.Add(1)
+	case runsDir:
+		l.r.runsLstats.Add(1)
 	}
 	la, err := l.inner.Lstat(r)
 	return rootListerAt{la, l.r}, err
@@ -574,7 +574,7 @@ func (l rootListerAt) ListAt(fis []os.FileInfo, off int64) (int, error) {
 	}
 	n, err := l.ListerAt.ListAt(fis, off)
 	for i := range n {
-		fis[i] = rootInfo{fis[i], l.r.dirMode}
+		fis[i] = rootInfo{fis[i], fs.FileMode(l.r.dirMode.Load())}
 	}
 	return n, err
 }
@@ -593,24 +593,25 @@ func (i rootInfo) Mode() fs.FileMode {
 
 func (rootInfo) Sys() any { return &syscall.Stat_t{} }
 
-// A kept connection's Lock checks routepush's directories once: they were
-// root's alone, so only root can have changed them since. Once root has
-// removed them, the next Lock, or the record under it, makes them again.
-func TestKeptLockChecksTheDirsOnce(t *testing.T) {
+// A kept connection's Lock looks at /var/lib/routepush every time, and
+// at runs/ once: it was root's alone, so only root can have changed it
+// since, and it is reached through the other. Once root has removed
+// them, the next Lock, or the record under it, makes them again.
+func TestKeptLockChecksRunsOnce(t *testing.T) {
 	s, cfg := startKeepSSHD(t, 10)
 	files := &rootFS{}
 	files.serve(s)
 	d := keptDialer(t, cfg)
 	ctx := context.Background()
 	for i, step := range []struct {
-		remove    []string // by root, before the round
-		dirLstats bool     // the round looks at the directories
+		remove []string // by root, before the round
+		runs   bool     // the round looks at runs/
 	}{
 		{nil, true},
 		{nil, false},
 		{nil, false},
 		{[]string{runsDir}, true},           // the record makes it again
-		{[]string{runsDir, stateDir}, true}, // the lock makes them again
+		{[]string{runsDir, stateDir}, true}, // the lock makes one, the record the other
 		{nil, false},
 	} {
 		c, err := d.Dial(ctx, s.target())
@@ -640,7 +641,8 @@ func TestKeptLockChecksTheDirsOnce(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		files.lstats.Store(0)
+		files.stateLstats.Store(0)
+		files.runsLstats.Store(0)
 		holder := fmt.Appendf(nil, "round %d", i)
 		id := fmt.Sprintf("run-%02d", i)
 		if err := c.Lock(ctx, holder); err != nil {
@@ -656,8 +658,11 @@ func TestKeptLockChecksTheDirsOnce(t *testing.T) {
 			t.Errorf("round %d: %v", i, err)
 		}
 		c.Close()
-		if got := files.lstats.Load() > 0; got != step.dirLstats {
-			t.Errorf("round %d: %d Lstats of the directories, want them looked at: %v", i, files.lstats.Load(), step.dirLstats)
+		if got := files.stateLstats.Load(); got == 0 {
+			t.Errorf("round %d: %s not looked at", i, stateDir)
+		}
+		if got := files.runsLstats.Load() > 0; got != step.runs {
+			t.Errorf("round %d: %d Lstats of %s, want it looked at: %v", i, files.runsLstats.Load(), runsDir, step.runs)
 		}
 	}
 	if got := s.conns.Load(); got != 1 {
@@ -724,47 +729,159 @@ func TestKeptRecordTakesItsStates(t *testing.T) {
 	}
 }
 
-// In /var/lib/routepush of mode 0700 (as routepush makes it), nobody but
-// root reaches the lock and the records: they are made with no mode of
-// their own, a request fewer each. Where others may enter (0755, as an
-// older routepush made it), each is made 0600 before its first byte.
-func TestStateFilesChmoddedOnlyWhereOthersMayEnter(t *testing.T) {
-	for _, c := range []struct {
-		dirMode fs.FileMode
-		chmods  int32 // per round
-	}{{0o755, 2}, {0o700, 0}} {
-		t.Run(fmt.Sprintf("%04o", c.dirMode), func(t *testing.T) {
-			s, cfg := startKeepSSHD(t, 10)
-			files := &rootFS{dirMode: c.dirMode}
-			files.serve(s)
-			d := keptDialer(t, cfg)
-			ctx := context.Background()
-			for i := range 3 {
-				cl, err := d.Dial(ctx, s.target())
-				if err != nil {
-					t.Fatal(err)
-				}
-				if i == 0 {
-					if err := cl.withFiles(ctx, "mkdir", func(fsys sftpFS) error { return fsys.MkdirAll(runsDir) }); err != nil {
-						t.Fatal(err)
-					}
-				}
-				files.chmods.Store(0)
-				holder := fmt.Appendf(nil, "round %d", i)
-				if err := cl.Lock(ctx, holder); err != nil {
-					t.Fatal(err)
-				}
-				if err := cl.WriteRun(ctx, fmt.Sprintf("run-%02d", i), []byte("{}\n"), 10, nil, false); err != nil {
-					t.Fatal(err)
-				}
-				if err := cl.Unlock(ctx, holder); err != nil {
-					t.Fatal(err)
-				}
-				cl.Close()
-				if got := files.chmods.Load(); got != c.chmods {
-					t.Errorf("round %d: %d temporary files given a mode, want %d", i, got, c.chmods)
-				}
+// Root opens /var/lib/routepush between two rounds of a kept connection
+// (a careless chmod -R): the next Lock refuses it, as a first one would.
+func TestKeptLockRefusesAStateDirOpenedSince(t *testing.T) {
+	s, cfg := startKeepSSHD(t, 10)
+	files := &rootFS{}
+	files.dirMode.Store(0o700)
+	files.serve(s)
+	d := keptDialer(t, cfg)
+	ctx := context.Background()
+	for i := range 2 {
+		c, err := d.Dial(ctx, s.target())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			if err := c.withFiles(ctx, "mkdir", func(fsys sftpFS) error { return fsys.MkdirAll(runsDir) }); err != nil {
+				t.Fatal(err)
 			}
-		})
+		} else {
+			files.dirMode.Store(0o777)
+		}
+		holder := fmt.Appendf(nil, "round %d", i)
+		err = c.Lock(ctx, holder)
+		switch {
+		case i == 0 && err != nil:
+			t.Fatal(err)
+		case i == 1 && (err == nil || !strings.Contains(err.Error(), "n1: refusing /var/lib/routepush: it is writable by group or others (mode 0777)")):
+			t.Errorf("round 1: Lock in a 0777 %s: %v", stateDir, err)
+		}
+		if err == nil {
+			if err := c.Unlock(ctx, holder); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.Close()
+	}
+}
+
+// Root removes /var/lib/routepush, and the lock with it, while a run holds
+// it: the run's record is not written (making the directories again would
+// let the run go on with no lock on the node).
+func TestRecordNotWrittenOnceTheLockIsGone(t *testing.T) {
+	s, cfg := startKeepSSHD(t, 10)
+	files := &rootFS{}
+	files.serve(s)
+	d := keptDialer(t, cfg)
+	ctx := context.Background()
+	c, err := d.Dial(ctx, s.target())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.withFiles(ctx, "mkdir", func(fsys sftpFS) error { return fsys.MkdirAll("/var/lib") }); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Lock(ctx, []byte("run A")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.withFiles(ctx, "rm -rf", func(fsys sftpFS) error {
+		if err := fsys.Remove(lockPath); err != nil {
+			return err
+		}
+		if err := fsys.RemoveDirectory(runsDir); err != nil {
+			return err
+		}
+		return fsys.RemoveDirectory(stateDir)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WriteRun(ctx, "run-a", []byte("{}\n"), 10, nil, false); err == nil {
+		held, _ := c.HeldLock(ctx)
+		t.Errorf("the record was written, the node's lock now %q", held)
+	}
+}
+
+// The node's boot id is read once per connection (a restart ends it), and
+// checked: anything but a UUID is refused, naming the node.
+func TestBootIDReadOncePerConnection(t *testing.T) {
+	s, cfg := startKeepSSHD(t, 10)
+	files := &rootFS{}
+	files.serve(s)
+	d := keptDialer(t, cfg)
+	ctx := context.Background()
+	write := func(c *Client, content string) {
+		t.Helper()
+		if err := c.withFiles(ctx, "boot id", func(fsys sftpFS) error {
+			if err := fsys.MkdirAll(path.Dir(bootIDPath)); err != nil {
+				return err
+			}
+			f, err := fsys.Create(bootIDPath)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			_, err = f.Write([]byte(content))
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const first = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
+	for i, content := range []string{first + "\n", "6fa459ea-ee8a-3ca4-894e-db77e160355e\n"} {
+		c, err := d.Dial(ctx, s.target())
+		if err != nil {
+			t.Fatal(err)
+		}
+		write(c, content)
+		if got, err := c.BootID(ctx); err != nil || got != first {
+			t.Errorf("round %d: boot id %q, %v; want %q, read once through the kept connection", i, got, err, first)
+		}
+		c.Close()
+	}
+	c, err := d.Dial(ctx, s.target())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.kept.bootKnown = false // as a new connection
+	write(c, "\x1b]0;owned\x07\n")
+	if _, err := c.BootID(ctx); err == nil || !strings.Contains(err.Error(), `n1: /proc/sys/kernel/random/boot_id reads "\x1b]0;owned\x07", not a boot id`) {
+		t.Errorf("a boot id of escapes: %v", err)
+	}
+}
+
+// A Client closed with its record still open (no Unlock) does not wait
+// on the node to close it: the connection is not kept, and the handle
+// goes with it.
+func TestKeptConnectionWithARecordLeftOpenIsNotKept(t *testing.T) {
+	s, cfg := startKeepSSHD(t, 10)
+	files := &rootFS{}
+	files.serve(s)
+	d := keptDialer(t, cfg)
+	ctx := context.Background()
+	c, err := d.Dial(ctx, s.target())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.withFiles(ctx, "mkdir", func(fsys sftpFS) error { return fsys.MkdirAll("/var/lib") }); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Lock(ctx, []byte("run A")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WriteRun(ctx, "run-a", []byte("{}\n"), 10, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	c, err = d.Dial(ctx, s.target())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if got := s.conns.Load(); got != 2 {
+		t.Errorf("%d logins, want 2: a connection with a record left open was kept", got)
 	}
 }

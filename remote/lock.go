@@ -21,54 +21,32 @@ import (
 // finished writing. It stays when routepush dies, and `routepush rollback`
 // or the holder removes it.
 //
-// The directories are checked (and made) first, except through a kept
-// connection whose Lock has checked them before: they were root's alone,
-// so only root can have changed them since, and a watcher locks every
-// node it changes, round after round. If they are gone, they are checked
-// and made again. When /var/lib/routepush lets nobody but root in (0700,
-// as routepush makes it), the files made in it need no mode of their own:
-// a request fewer for the lock, and for the record under it.
+// The directories are checked (and made) first. Through a kept connection
+// whose Lock has checked runs/ before, only /var/lib/routepush is looked
+// at again (a watcher locks every node it changes, round after round):
+// runs/ is reached through it, and was root's alone; if it is gone, the
+// record under the lock makes it again (WriteRun).
 func (c *Client) Lock(ctx context.Context, holder []byte) error {
-	checked := c.kept != nil && c.kept.dirsChecked
-	closed := checked && c.kept.statePrivate
+	dirs := []string{stateDir, runsDir}
+	if c.kept != nil && c.kept.runsChecked {
+		dirs = dirs[:1]
+	}
 	// Set only once the operation has returned: one abandoned at the
 	// timeout still runs (bounded), and its Client is tainted.
 	err := c.withFiles(ctx, "lock", func(fsys sftpFS) error {
-		checkDirs := func() error {
-			for _, dir := range []string{stateDir, runsDir} {
-				perm, err := c.stateDir(fsys, dir, true)
-				if err != nil {
-					if hint := c.hint(err.Error()); hint != "" {
-						err = fmt.Errorf("%w (%s)", err, hint)
-					}
-					return err
+		for _, dir := range dirs {
+			if err := c.stateDir(fsys, dir, true); err != nil {
+				if hint := c.hint(err.Error()); hint != "" {
+					err = fmt.Errorf("%w (%s)", err, hint)
 				}
-				if dir == stateDir {
-					closed = private(perm)
-				}
-			}
-			return nil
-		}
-		if !checked {
-			if err := checkDirs(); err != nil {
 				return err
 			}
 		}
 		tmp := tempName(lockPath)
 		f, err := fsys.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
-		if checked && errors.Is(err, fs.ErrNotExist) {
-			if err := checkDirs(); err != nil {
-				return err
-			}
-			f, err = fsys.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
-		}
 		if err == nil {
-			// 0600 before a byte is written (the lock names this host),
-			// unless nobody else can reach it anyway.
-			if !closed {
-				err = f.Chmod(0o600)
-			}
-			if err == nil {
+			// 0600 before a byte is written: the lock names this host.
+			if err = f.Chmod(0o600); err == nil {
 				_, err = f.Write(holder)
 			}
 			if cerr := f.Close(); err == nil {
@@ -100,10 +78,8 @@ func (c *Client) Lock(ctx context.Context, holder []byte) error {
 		}
 	})
 	c.lockedDirs = err == nil
-	c.privateState = err == nil && closed
 	if c.kept != nil {
-		c.kept.dirsChecked = err == nil
-		c.kept.statePrivate = err == nil && closed
+		c.kept.runsChecked = err == nil
 	}
 	return err
 }
@@ -111,8 +87,10 @@ func (c *Client) Lock(ctx context.Context, holder []byte) error {
 // Unlock removes the node's lock if holder still describes it: a run
 // never removes another's.
 func (c *Client) Unlock(ctx context.Context, holder []byte) error {
-	c.lockedDirs, c.privateState = false, false
-	c.closeRecord(ctx)
+	c.lockedDirs = false
+	if err := c.closeRecord(ctx); err != nil {
+		return fmt.Errorf("%s: unlock: %w", c.name, err)
+	}
 	return c.withFiles(ctx, "unlock", func(fsys sftpFS) error {
 		if c.holds(fsys, holder) {
 			if err := fsys.Remove(lockPath); err != nil {
@@ -158,7 +136,7 @@ func (c *Client) holds(fsys sftpFS, holder []byte) bool {
 func (c *Client) HeldLock(ctx context.Context) ([]byte, error) {
 	var held []byte // set only by an operation that returned (see Runs)
 	err := c.withFiles(ctx, "read lock", func(fsys sftpFS) error {
-		if _, err := c.stateDir(fsys, stateDir, false); err != nil {
+		if err := c.stateDir(fsys, stateDir, false); err != nil {
 			return err
 		}
 		found, err := c.readFile(fsys, lockPath, lockLimit, "a lock")

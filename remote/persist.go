@@ -63,7 +63,7 @@ func (c *Client) ReadPersisted(ctx context.Context) (persist.State, error) {
 	var found persist.State
 	err := c.withFiles(ctx, "read "+routesPath, func(fsys sftpFS) error {
 		p := persist.State{Path: routesPath}
-		if _, err := c.stateDir(fsys, path.Dir(routesPath), false); err != nil {
+		if err := c.stateDir(fsys, path.Dir(routesPath), false); err != nil {
 			return err
 		}
 		b, err := c.readFile(fsys, routesPath, c.routesFileLimit(), "a routes file of "+countString(c.planned)+" planned routes")
@@ -102,7 +102,7 @@ func (c *Client) WritePersisted(ctx context.Context, routes []byte, found persis
 		if err := fsys.MkdirAll(path.Dir(unitPath)); err != nil {
 			return fmt.Errorf("%s: mkdir %s: %w", c.name, path.Dir(unitPath), err)
 		}
-		if _, err := c.stateDir(fsys, path.Dir(routesPath), true); err != nil {
+		if err := c.stateDir(fsys, path.Dir(routesPath), true); err != nil {
 			return err
 		}
 		if found.Exists {
@@ -158,7 +158,7 @@ func (c *Client) UndoPersisted(ctx context.Context, found persist.State) error {
 // stays: without the file it does nothing (ConditionPathExists).
 func (c *Client) RestorePersisted(ctx context.Context, prev persist.State) error {
 	return c.withFiles(ctx, "restore "+routesPath, func(fsys sftpFS) error {
-		if _, err := c.stateDir(fsys, path.Dir(routesPath), prev.Exists); err != nil {
+		if err := c.stateDir(fsys, path.Dir(routesPath), prev.Exists); err != nil {
 			return err
 		}
 		if prev.Exists {
@@ -210,19 +210,16 @@ func (c *Client) writeAtomicOpen(fsys sftpFS, name string, data []byte, perm os.
 }
 
 // writeTemp writes data to a new temporary file beside name, given perm
-// before its first byte (0: in a directory nobody else can reach, it
-// keeps the mode sftp-server made it with), synced when durable, and
-// returns it open. On an error it is gone.
+// before its first byte, synced when durable, and returns it open for
+// appending (what more is written goes after what is there: another run
+// may have appended to it by name meanwhile). On an error it is gone.
 func (c *Client) writeTemp(fsys sftpFS, name string, data []byte, perm os.FileMode, durable bool) (string, *sftp.File, error) {
 	tmp := tempName(name)
-	f, err := fsys.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+	f, err := fsys.OpenFile(tmp, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL)
 	if err != nil {
 		return "", nil, err
 	}
-	if perm != 0 {
-		err = f.Chmod(perm)
-	}
-	if err == nil {
+	if err = f.Chmod(perm); err == nil {
 		if _, err = f.Write(data); err == nil && durable {
 			err = syncFile(f)
 		}

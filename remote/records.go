@@ -40,34 +40,30 @@ import (
 func (c *Client) WriteRun(ctx context.Context, id string, record []byte, keep int, settled func(tail []byte) bool, durable bool) error {
 	final := path.Join(runsDir, id+".json")
 	checked := c.lockedDirs
-	perm := os.FileMode(0o600)
-	if c.privateState {
-		perm = 0 // nobody but root can reach it (Lock)
-	}
 	k := c.kept
 	listing := keep > 0 && (k == nil || !k.recordsKnown || k.records+1 > keep)
 	target := keep
 	if k != nil {
 		target = max(1, keep/2)
 	}
-	counted := -1 // records on the node after a listing and pruning
-	c.closeRecord(ctx)
-	var open *openRecord // set only once the operation has returned (see Runs)
+	counted := -1          // records on the node after a listing and pruning
+	_ = c.closeRecord(ctx) // an earlier record through this Client, if Unlock has not closed it
+	var open *openRecord   // set only once the operation has returned (see Runs)
 	err := c.withFiles(ctx, "write "+final, func(fsys sftpFS) error {
 		for _, dir := range []string{stateDir, runsDir} {
 			if checked {
 				break // checked by Lock, and root's only since
 			}
-			if _, err := c.stateDir(fsys, dir, false); err != nil {
+			if err := c.stateDir(fsys, dir, false); err != nil {
 				return err
 			}
 		}
 		write := func() error {
 			if k == nil {
-				return c.writeAtomic(fsys, final, record, perm, durable)
+				return c.writeAtomic(fsys, final, record, 0o600, durable)
 			}
 			// A watcher's: its states are appended through it.
-			f, err := c.writeAtomicOpen(fsys, final, record, perm, durable)
+			f, err := c.writeAtomicOpen(fsys, final, record, 0o600, durable)
 			if err == nil {
 				open = &openRecord{name: final, f: f, session: fsys.Client}
 			}
@@ -75,12 +71,11 @@ func (c *Client) WriteRun(ctx context.Context, id string, record []byte, keep in
 		}
 		err := write()
 		if checked && errors.Is(err, fs.ErrNotExist) {
-			// Root removed them since a kept connection's Lock checked
-			// them: under the lock, made again as Lock makes them.
-			for _, dir := range []string{stateDir, runsDir} {
-				if _, err := c.stateDir(fsys, dir, true); err != nil {
-					return err
-				}
+			// runs/ is gone since a kept connection's Lock checked it:
+			// made again, under the lock. /var/lib/routepush, where the
+			// lock is, is not: gone, it took the lock with it.
+			if err := c.stateDir(fsys, runsDir, true); err != nil {
+				return err
 			}
 			err = write()
 		}
@@ -126,6 +121,10 @@ func (c *Client) WriteRun(ctx context.Context, id string, record []byte, keep in
 	})
 	if err == nil {
 		c.record = open
+	} else if open != nil {
+		// Written, then the listing failed: the run fails here, and
+		// nothing is appended through it.
+		_ = c.withFiles(ctx, "close "+final, func(sftpFS) error { return open.f.Close() })
 	}
 	if k != nil {
 		switch {
@@ -176,19 +175,24 @@ func (c *Client) AppendRun(ctx context.Context, id string, line []byte, durable 
 		if open == nil || open.name != name || open.session != fsys.Client {
 			return c.appendLine(fsys, name, line, durable)
 		}
-		// At its end: nothing else writes to a run's record.
-		_, err := open.f.Write(line)
-		if err == nil && durable {
-			err = syncFile(open.f)
-		}
-		if err != nil {
+		if err := appendTo(open.f, line, durable); err != nil {
 			return fmt.Errorf("%s: append to %s: %w%s", c.name, name, err, failureHint(err))
 		}
 		return nil
 	})
 }
 
-// openRecord is a run record left open by WriteRun, at its end.
+// appendTo writes a line to a file opened for appending, synced when
+// durable.
+func appendTo(f *sftp.File, line []byte, durable bool) error {
+	_, err := f.Write(line)
+	if err == nil && durable {
+		err = syncFile(f)
+	}
+	return err
+}
+
+// openRecord is a run record left open by WriteRun, for appending.
 type openRecord struct {
 	name    string
 	f       *sftp.File
@@ -196,31 +200,24 @@ type openRecord struct {
 }
 
 // closeRecord closes the record WriteRun left open, if any: the run is
-// done with it.
-func (c *Client) closeRecord(ctx context.Context) {
+// done with it. A failure leaves the connection not to be kept.
+func (c *Client) closeRecord(ctx context.Context) error {
 	open := c.record
 	c.record = nil
 	if open == nil || open.session != c.sftp || c.tainted.Load() {
-		return // closed with its session, or going to be
+		return nil // closed with its session, or going to be
 	}
-	err := c.withFiles(ctx, "close "+open.name, func(fsys sftpFS) error {
-		if open.session != fsys.Client {
-			return nil // closed with its session
-		}
-		return open.f.Close()
-	})
+	err := c.withFiles(ctx, "close "+open.name, func(sftpFS) error { return open.f.Close() })
 	if err != nil {
-		// The session may be in any state: not handed to the next round.
 		c.taint()
 	}
+	return err
 }
 
 func (c *Client) appendLine(fsys sftpFS, name string, line []byte, durable bool) error {
 	f, err := fsys.OpenFile(name, os.O_WRONLY|os.O_APPEND)
 	if err == nil {
-		if _, err = f.Write(line); err == nil && durable {
-			err = syncFile(f)
-		}
+		err = appendTo(f, line, durable)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
@@ -239,7 +236,7 @@ func (c *Client) Runs(ctx context.Context) ([]string, error) {
 	var ids []string
 	err := c.withFiles(ctx, "list runs", func(fsys sftpFS) error {
 		for _, dir := range []string{stateDir, runsDir} {
-			if _, err := c.stateDir(fsys, dir, false); err != nil {
+			if err := c.stateDir(fsys, dir, false); err != nil {
 				return err
 			}
 		}

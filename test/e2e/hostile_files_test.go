@@ -196,22 +196,22 @@ dd if=/dev/zero of=/var/lib/routepush/filler bs=4k 2>/dev/null || true
 			t.Errorf("%s: written to:\n%s", dir, out)
 		}
 	}
-	// node-0, a sound node, got its record before the run stopped, where
-	// nobody but root reaches it (its /var/lib/routepush is 0700, as
-	// routepush makes it), and no temporary file left beside it.
+	// node-0, a sound node, got its record before the run stopped: 0600,
+	// in a runs/ folder routepush made 0700, and no temporary file left
+	// beside it.
 	records, _ := filepath.Glob(filepath.Join(l.Nodes[0].Dir, "var-lib-routepush", "runs", "*"))
 	if len(records) != 1 || !strings.HasSuffix(records[0], ".json") {
 		t.Errorf("node-0's runs folder: %v, want one record", records)
 	}
-	for _, f := range append([]string{filepath.Join(l.Nodes[0].Dir, "var-lib-routepush")}, records...) {
+	for _, f := range append([]string{filepath.Join(l.Nodes[0].Dir, "var-lib-routepush"), filepath.Join(l.Nodes[0].Dir, "var-lib-routepush", "runs")}, records...) {
 		st, err := os.Stat(f)
 		switch {
 		case err != nil:
 			t.Error(err)
 		case st.IsDir() && st.Mode().Perm() != 0o700:
 			t.Errorf("%s: mode %04o, want 0700", f, st.Mode().Perm())
-		case st.Mode().Perm()&0o022 != 0:
-			t.Errorf("%s: mode %04o: writable by group or others", f, st.Mode().Perm())
+		case !st.IsDir() && st.Mode().Perm() != 0o600:
+			t.Errorf("%s: mode %04o, want 0600", f, st.Mode().Perm())
 		}
 	}
 	assertUnchanged(t, l, before)
