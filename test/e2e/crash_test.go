@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -532,5 +533,69 @@ func TestKeepRunsByNodeClockAndState(t *testing.T) {
 	slices.Sort(want)
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("node-0 keeps %v, want the new run and the unsettled one: %v", got, want)
+	}
+}
+
+// Nodes that crashed after a run and came back. A record of a run that
+// changed only the kernel's tables (no --persist) is not synced to disk:
+// node-1 restarted (its boot id is another, its routes went with the
+// restart, and the run's lock survived), node-2's record was left empty by
+// the crash. `routepush rollback --run` undoes node-0, which is as the run
+// left it, finds node-1 and node-2 restarted, releases node-1's lock and
+// sends neither anything.
+func TestRollbackAfterNodesRestarted(t *testing.T) {
+	t.Parallel()
+	faultCase(t, "17-restarted (records without fsync: one from another boot with its lock left, one emptied by a crash; rollback sends them nothing)")
+	l := newLab(t, 3)
+	before := snapshot(t, l)
+	inv := l.InventoryPath()
+	res := rp(t, l, "--inventory", inv)
+	m := regexp.MustCompile(`(?m)^run (\S+)$`).FindStringSubmatch(res.Stdout)
+	if res.Code != 0 || m == nil {
+		t.Fatalf("apply: exit %d", res.Code)
+	}
+	id := m[1]
+	record := func(n *lab.Node) string { return filepath.Join(n.Dir, "var-lib-routepush", "runs", id+".json") }
+
+	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := readFile(t, record(l.Nodes[1]))
+	nodeBoot := `"boot_id":"` + strings.TrimSpace(string(boot)) + `"`
+	if !strings.Contains(rec, nodeBoot) {
+		t.Fatalf("node-1's record does not name the node's boot (%s):\n%s", nodeBoot, rec)
+	}
+	if err := os.WriteFile(record(l.Nodes[1]), []byte(strings.Replace(rec, nodeBoot, `"boot_id":"00000000-0000-4000-8000-000000000000"`, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var first struct {
+		Holder json.RawMessage `json:"holder"`
+	}
+	if err := json.Unmarshal([]byte(strings.SplitN(rec, "\n", 2)[0]), &first); err != nil || len(first.Holder) == 0 {
+		t.Fatalf("node-1's record: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(l.Nodes[1].Dir, "var-lib-routepush", "lock"), append(first.Holder, '\n'), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ipRun(t, l.Nodes[1], "route", "flush", "proto", "114")
+	if err := os.WriteFile(record(l.Nodes[2]), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	left := snapshot(t, l)
+
+	res = rp(t, l, "rollback", "--inventory", inv, "--run", id)
+	if res.Code != 0 || !strings.Contains(res.Stdout, "1 nodes restored") {
+		t.Fatalf("rollback: exit %d, want 0 and node-0 restored", res.Code)
+	}
+	for _, n := range []string{"node-1", "node-2"} {
+		if !regexp.MustCompile(`(?m)^` + n + `\s+` + regexp.QuoteMeta(id) + `\s+restarted\s+restarted$`).MatchString(res.Stdout) {
+			t.Errorf("rollback's summary does not find %s restarted:\n%s", n, res.Stdout)
+		}
+	}
+	want := map[string]string{"node-0": before["node-0"], "node-1": left["node-1"], "node-2": left["node-2"]}
+	assertUnchanged(t, l, want)
+	if locked := lockedNodes(l); len(locked) != 0 {
+		t.Errorf("still locked after rollback: %v", locked)
 	}
 }
