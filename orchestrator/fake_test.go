@@ -32,6 +32,7 @@ type fakeKernel struct {
 	// durable, synced the ones that were.
 	unsynced, synced int
 	boot             string // its boot id
+	bootErr          error  // what reading it fails with
 	// What --persist installs: the routes file (nil: none), whether the
 	// node runs systemd, and a write that fails.
 	persisted     []byte
@@ -116,6 +117,9 @@ func (k *fakeKernel) Unlock(_ context.Context, holder []byte) error {
 func (k *fakeKernel) BootID(context.Context) (string, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if k.bootErr != nil {
+		return "", k.bootErr
+	}
 	return k.boot, nil
 }
 

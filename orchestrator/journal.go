@@ -92,8 +92,8 @@ type RunRecord struct {
 	Holder   Holder    `json:"holder"`
 	Updated  time.Time `json:"updated"`
 	Families []string  `json:"families"` // "IPv4", "IPv6": the tables read
-	// Boot is the node's boot id when the run wrote the record (see
-	// Journal.BootID).
+	// Boot is the node's boot id when the run wrote the record, or the
+	// newest state that says (see Journal.BootID).
 	Boot  string `json:"boot_id,omitempty"`
 	Table string `json:"table,omitempty"`
 	// Digest is the SHA-256 of the tables as ip printed them before the
@@ -161,10 +161,13 @@ type stateLine struct {
 	// Digest is that of the tables the state left the node with, when
 	// they were read.
 	Digest string `json:"digest,omitempty"`
+	// Boot is the node's boot id when the state was reached: a run that
+	// reconnected after the node restarted may have changed it again.
+	Boot string `json:"boot_id,omitempty"`
 }
 
-func marshalState(state RunState, now time.Time, err error, digest *[32]byte) []byte {
-	l := stateLine{State: state, Time: now.UTC()}
+func marshalState(state RunState, now time.Time, err error, digest *[32]byte, boot string) []byte {
+	l := stateLine{State: state, Time: now.UTC(), Boot: boot}
 	if err != nil {
 		l.Error = err.Error()
 	}
@@ -212,6 +215,9 @@ func ParseRunRecord(b []byte) (RunRecord, error) {
 			r.State, r.Updated, r.Error = l.State, l.Time, l.Error
 			if l.Digest != "" {
 				r.After = l.Digest
+			}
+			if l.Boot != "" {
+				r.Boot = l.Boot
 			}
 		}
 	}
@@ -277,11 +283,22 @@ func settledRecord(tail []byte) bool {
 	return false
 }
 
-// cutShort reports whether a record is empty: a record of a run that
-// changes only the kernel's tables is not synced to disk, and a crash of
-// the node may leave its name with no content. The run's routes went with
-// the crash.
-func cutShort(record []byte) bool { return len(bytes.TrimSpace(record)) == 0 }
+// cutShort reports whether a record lost its head to a crash of the
+// node: a record of a run that changes only the kernel's tables is not
+// synced to disk, and a crash may leave its name empty, or with zeros,
+// or with only the states the run appended once it reconnected. The
+// run's routes went with the crash.
+func cutShort(record []byte) bool {
+	head, _, _ := bytes.Cut(bytes.TrimLeft(record, " \t\r\n"), []byte("\n"))
+	switch {
+	case len(head) == 0 || head[0] == 0:
+		return true
+	case bytes.HasPrefix(head, []byte(`{"state":`)):
+		var l stateLine
+		return json.Unmarshal(head, &l) == nil && knownState(l.State)
+	}
+	return false
+}
 
 // restartedSince reports whether the node, now booted as boot, has
 // restarted since the run, which changed only the kernel's tables: its

@@ -53,6 +53,9 @@ func (o *Options) lockError(node string, err error) error {
 	if !errors.As(err, &le) {
 		return err
 	}
+	if len(le.Holder) == 0 {
+		return &heldError{msg: fmt.Sprintf("%s: locked by an empty lock, which only a crash of the node leaves (a run writes its lock whole before it takes it): no run holds it; remove %s there", node, "/var/lib/routepush/lock"), err: le}
+	}
 	var h Holder
 	if json.Unmarshal(le.Holder, &h) != nil || !ValidRunID(h.RunID) {
 		// Not ours, or a run id that is no run id: shown escaped, and

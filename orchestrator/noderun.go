@@ -144,11 +144,7 @@ func conflictText(h HostPlan, conflicts []Finding) string {
 // before anything changes there, written while its snapshot is at hand:
 // `routepush rollback` needs nothing else.
 func (r *nodeRun) writeRecord(ctx context.Context, table route.Table, have persist.State) {
-	boot, err := r.host.BootID(ctx)
-	if err != nil {
-		r.fail(err)
-		return
-	}
+	boot, _ := r.host.BootID(ctx) // unknown (""): the record is as one of before boot ids
 	record := newRecord(r.opts.Holder, r.plan, table, &r.rep.Diff, r.opts.CompactRecords)
 	record.Boot = boot
 	if r.rep.Persist.Changes() {
@@ -174,7 +170,10 @@ func (r *nodeRun) record(ctx context.Context, state RunState, cause error, diges
 	if !r.recorded || r.host == nil {
 		return
 	}
-	if err := r.host.AppendRun(ctx, r.opts.Holder.RunID, marshalState(state, time.Now(), cause, digest), r.durable); err != nil {
+	// The boot this state is reached in: read once per connection, and a
+	// run reconnects to a node that restarted under it.
+	boot, _ := r.host.BootID(ctx)
+	if err := r.host.AppendRun(ctx, r.opts.Holder.RunID, marshalState(state, time.Now(), cause, digest, boot), r.durable); err != nil {
 		// What was done stays as the outcome says; the report and the
 		// exit code say the node's record does not show it.
 		r.rep.RecordErr = errors.Join(r.rep.RecordErr, fmt.Errorf("%s: could not record state %s: %w", r.plan.Node().Name, state, err))

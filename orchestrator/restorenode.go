@@ -21,19 +21,19 @@ func undoable(s RunState) bool {
 // newest run of the node's records that may have changed it.
 //
 // A record of a run that left nothing on the node (cut short by a crash,
-// or restarted since) is never the newest to undo; asked for, it is found
-// restarted, and only the lock it left is released.
+// or, unless forced, restarted since) is found restarted: nothing is sent,
+// only the lock the run left is released. Without --run it is the node's
+// answer all the same: the node restarted since its newest run, and the
+// runs before are no more to undo than it is.
 func chooseRun(ctx context.Context, h RestoreHost, n *RestoreNode, opts *RestoreOptions) (RunRecord, bool) {
 	ids, err := h.Runs(ctx)
 	if err != nil {
 		n.Err = err
 		return RunRecord{}, false
 	}
-	boot, err := h.BootID(ctx)
-	if err != nil {
-		n.Err = err
-		return RunRecord{}, false
-	}
+	// Unknown (""), a node restarted since is not told from one that
+	// did not: its runs are undone as before, their tables checked.
+	boot, _ := h.BootID(ctx)
 	for k := len(ids) - 1; k >= 0; k-- {
 		if !ValidRunID(ids[k]) {
 			// A file routepush never wrote: its name is not a run id, so
@@ -46,7 +46,7 @@ func chooseRun(ctx context.Context, h RestoreHost, n *RestoreNode, opts *Restore
 			return RunRecord{}, false
 		}
 		if cutShort(b) {
-			if ids[k] == opts.RunID {
+			if opts.RunID == "" || ids[k] == opts.RunID {
 				return RunRecord{RunID: ids[k], Node: n.Name, State: StateRestarted}, true
 			}
 			continue
@@ -59,11 +59,11 @@ func chooseRun(ctx context.Context, h RestoreHost, n *RestoreNode, opts *Restore
 			n.Err = fmt.Errorf("%s: %w", n.Name, err)
 			return RunRecord{}, false
 		}
-		if rec.restartedSince(boot) {
+		if !opts.Force && undoable(rec.State) && rec.restartedSince(boot) {
 			rec.State = StateRestarted
 		}
 		switch {
-		case opts.RunID == "" && undoable(rec.State):
+		case opts.RunID == "" && (undoable(rec.State) || rec.State == StateRestarted):
 			return rec, true
 		case opts.RunID == "":
 		case rec.RunID == opts.RunID:
@@ -87,6 +87,15 @@ func takeOverLock(ctx context.Context, h RestoreHost, n *RestoreNode, runID stri
 		return false
 	}
 	if held == nil {
+		return true
+	}
+	if len(held) == 0 {
+		// Only a crash of the node leaves a lock empty: a holder writes
+		// it whole before it is linked into place.
+		if err := h.Unlock(ctx, held); err != nil {
+			n.Err = err
+			return false
+		}
 		return true
 	}
 	var other Holder
@@ -148,7 +157,8 @@ func restoreNode(ctx context.Context, h RestoreHost, n *RestoreNode, rec RunReco
 	if errors.As(n.Err, &changed) {
 		return // left as it is, and its record too: it still says what the run did
 	}
-	if err := h.AppendRun(ctx, rec.RunID, marshalState(n.Outcome, time.Now(), n.Err, digest), rec.Persist != nil); err != nil && n.Err == nil {
+	boot, _ := h.BootID(ctx) // read by chooseRun through this connection
+	if err := h.AppendRun(ctx, rec.RunID, marshalState(n.Outcome, time.Now(), n.Err, digest, boot), rec.Persist != nil); err != nil && n.Err == nil {
 		n.Err = err
 	}
 }

@@ -181,7 +181,7 @@ func TestRestoreLeavesARestartedNodeAlone(t *testing.T) {
 	}
 	c.kernels["node-3"].failDst = "100.64.2.0/24"
 	before := c.digests()
-	dead := Holder{RunID: NewRunID(time.Now()), Host: "old-bastion", PID: 1, Started: time.Now()}
+	dead := Holder{RunID: NewRunID(time.Now()), Host: "bastion", PID: 1, Started: time.Now()}
 	if rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), c.connect, Options{Holder: dead, Rollback: RollbackNone, Concurrency: 1}); !rep.Failed() {
 		t.Fatal("run did not fail")
 	}
@@ -189,8 +189,8 @@ func TestRestoreLeavesARestartedNodeAlone(t *testing.T) {
 	restarted.boot = "6fa459ea-ee8a-3ca4-894e-db77e160355e"
 	restarted.lock = dead.lockText()
 	left := c.digests()["node-1"]
-	self := Holder{RunID: NewRunID(time.Now().Add(time.Second)), Host: "new-bastion", PID: 2, Started: time.Now()}
-	rep, err := Restore(context.Background(), nodes, c.restoreConnect, RestoreOptions{Holder: self, RunID: dead.RunID, Force: true})
+	self := Holder{RunID: NewRunID(time.Now().Add(time.Second)), Host: "bastion", PID: 2, Started: time.Now()}
+	rep, err := Restore(context.Background(), nodes, c.restoreConnect, RestoreOptions{Holder: self, RunID: dead.RunID})
 	if err != nil || rep.Failed() {
 		t.Fatalf("Restore: %v, %v", err, rep.Errors())
 	}
@@ -208,7 +208,8 @@ func TestRestoreLeavesARestartedNodeAlone(t *testing.T) {
 }
 
 // A record cut short by a crash of the node (not synced, it may be left
-// with no content) is no run to undo, nor one to keep.
+// with no content) is no run to undo, nor one to keep: the node is found
+// restarted, and sent nothing.
 func TestRestoreSkipsARecordCutShort(t *testing.T) {
 	t.Parallel()
 	nodes := labNodes(2)
@@ -228,7 +229,7 @@ func TestRestoreSkipsARecordCutShort(t *testing.T) {
 	if err != nil || rep.Failed() {
 		t.Fatalf("Restore after node-1's record was cut short: %v, node errors %v", err, rep.Errors())
 	}
-	if n := rep.Nodes[1]; n.Found != "" || c.digests()["node-1"] != left {
+	if n := rep.Nodes[1]; n.Found != StateRestarted || c.digests()["node-1"] != left {
 		t.Errorf("node-1: found %q, now %q, table untouched %v", n.Found, n.Outcome, c.digests()["node-1"] == left)
 	}
 	if n := rep.Nodes[0]; n.Outcome != StateRolledBack {
@@ -257,5 +258,65 @@ func TestRestartedSince(t *testing.T) {
 		if got := c.rec.restartedSince(c.boot); got != c.want {
 			t.Errorf("%+v booted %q: %v, want %v", c.rec, c.boot, got, c.want)
 		}
+	}
+}
+
+// A node restarted since a run is found restarted, unless it restarted
+// before the run's last state there (the run reconnected after the
+// restart and changed it again), or the rollback is forced: then the run
+// is undone as any other. Without --run, the restarted run is the node's
+// answer, not the one before it.
+func TestRestartedUnlessChangedSinceOrForced(t *testing.T) {
+	t.Parallel()
+	const a, b = "1b4e28ba-2fa1-11d2-883f-0016d3cca427", "6fa459ea-ee8a-3ca4-894e-db77e160355e"
+	ctx := context.Background()
+	for _, c := range []struct {
+		name        string
+		stateBoot   string // the boot the run's last state was reached in
+		force       bool
+		runID       bool // --run
+		wantFound   RunState
+		wantRestore bool
+	}{
+		{"restarted since", a, false, true, StateRestarted, false},
+		{"restarted since, no --run", a, false, false, StateRestarted, false},
+		{"changed again after the restart", b, false, true, StateFailed, true},
+		{"forced", a, true, true, StateFailed, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			nodes := labNodes(3)
+			fc := newFakeCluster(nodes)
+			for _, k := range fc.kernels {
+				k.boot = a
+			}
+			// An older run, verified, that the restarted one follows.
+			older := Holder{RunID: NewRunID(time.Now().Add(-time.Hour)), Host: "bastion", PID: 1, Started: time.Now()}
+			if rep := Run(ctx, NewPlan(nodes[:2], DefaultProtocol), fc.connect, Options{Holder: older}); rep.Failed() {
+				t.Fatal(rep.Errors())
+			}
+			k := fc.kernels["node-1"]
+			k.failDst = "100.64.2.0/24"
+			run := Holder{RunID: NewRunID(time.Now()), Host: "bastion", PID: 1, Started: time.Now()}
+			if rep := Run(ctx, NewPlan(nodes, DefaultProtocol), fc.connect, Options{Holder: run, Rollback: RollbackNone}); !rep.Failed() {
+				t.Fatal("run did not fail")
+			}
+			k.failDst = ""
+			if c.stateBoot == b {
+				k.runs[run.RunID] = append(k.runs[run.RunID], marshalState(StateFailed, time.Now(), nil, nil, b)...)
+			}
+			k.boot = b
+			opts := RestoreOptions{Holder: Holder{RunID: NewRunID(time.Now().Add(time.Second)), Host: "bastion", PID: 2, Started: time.Now()}, Force: c.force}
+			if c.runID {
+				opts.RunID = run.RunID
+			}
+			rep, err := Restore(ctx, nodes[1:2], fc.restoreConnect, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := rep.Nodes[0]
+			if n.RunID != run.RunID || n.Found != c.wantFound || (n.Outcome == StateRolledBack) != c.wantRestore {
+				t.Errorf("node-1: run %s found %s, now %s; want run %s found %s, restored %v", n.RunID, n.Found, n.Outcome, run.RunID, c.wantFound, c.wantRestore)
+			}
+		})
 	}
 }

@@ -167,7 +167,7 @@ func TestRestoreRefusesLiveHoldersAndOlderRuns(t *testing.T) {
 func TestSettledRecord(t *testing.T) {
 	t.Parallel()
 	for state, want := range map[RunState]bool{StateApplying: false, StateFailed: false, StateRollbackFailed: false, StateVerified: true, StateRolledBack: true, StateNotApplied: true} {
-		tail := append([]byte(`...torn record"}`+"\n"), marshalState(state, time.Now(), nil, nil)...)
+		tail := append([]byte(`...torn record"}`+"\n"), marshalState(state, time.Now(), nil, nil, "")...)
 		if got := settledRecord(tail); got != want {
 			t.Errorf("%s: settled %v, want %v", state, got, want)
 		}

@@ -22,10 +22,21 @@ import (
 //     have left the node half-changed: it is undone from its record as
 //     `routepush rollback --run` does (restoreNode), then released.
 //
+// An empty lock, which only a crash of the node leaves, is released.
 // Anything that cannot be decided (an unreadable record, a connection
 // that fails) leaves the lock alone, and the node fails as before, named
 // with the run that holds it.
 func (r *nodeRun) takeOver(ctx context.Context, raw []byte) bool {
+	if len(raw) == 0 {
+		// Only a crash of the node leaves a lock empty: a holder writes
+		// it whole before it is linked into place.
+		if err := r.host.Unlock(ctx, raw); err != nil {
+			r.opts.Logger.Warn("could not release an empty lock (a crash of the node left it)", "node", r.plan.Node().Name, "err", err)
+			return false
+		}
+		r.opts.Logger.Warn("released an empty lock: a crash of the node left it", "node", r.plan.Node().Name)
+		return true
+	}
 	var dead Holder
 	if json.Unmarshal(raw, &dead) != nil || !ValidRunID(dead.RunID) || dead.RunID == r.opts.Holder.RunID || !r.opts.TakeOver(dead) {
 		return false

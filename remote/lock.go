@@ -86,10 +86,12 @@ func (c *Client) Lock(ctx context.Context, holder []byte) error {
 
 // Unlock removes the node's lock if holder still describes it: a run
 // never removes another's.
-func (c *Client) Unlock(ctx context.Context, holder []byte) error {
+func (c *Client) Unlock(ctx context.Context, holder []byte) (err error) {
 	c.lockedDirs = false
-	if err := c.closeRecord(ctx); err != nil {
-		return fmt.Errorf("%s: unlock: %w", c.name, err)
+	// The lock goes even if the record's close fails (a node's disk
+	// error): a lock left would refuse every run there.
+	if cerr := c.closeRecord(ctx); cerr != nil {
+		defer func() { err = errors.Join(fmt.Errorf("%s: close the run's record: %w", c.name, cerr), err) }()
 	}
 	return c.withFiles(ctx, "unlock", func(fsys sftpFS) error {
 		if c.holds(fsys, holder) {

@@ -51,7 +51,7 @@ func TestHolderGone(t *testing.T) {
 	t.Parallel()
 	started := time.Now()
 	self := os.Getpid()
-	gone := holderGone("bastion", self, started)
+	gone := holderGone("bastion", self)
 	for _, c := range []struct {
 		name string
 		h    orchestrator.Holder
@@ -60,7 +60,7 @@ func TestHolderGone(t *testing.T) {
 		{"another host", orchestrator.Holder{Host: "other", PID: 1 << 30}, false},
 		{"a live process here", orchestrator.Holder{Host: "bastion", PID: os.Getppid()}, false},
 		{"a pid that does not run", orchestrator.Holder{Host: "bastion", PID: 1 << 30}, true},
-		{"this process", orchestrator.Holder{Host: "bastion", PID: self, Started: started.Add(time.Second)}, false},
+		{"an earlier round of this process (its unlock failed, or a crash of the node kept the lock)", orchestrator.Holder{Host: "bastion", PID: self, Started: started.Add(time.Second)}, true},
 		{"this pid before this process (a restarted container)", orchestrator.Holder{Host: "bastion", PID: self, Started: started.Add(-time.Minute)}, true},
 	} {
 		if got := gone(c.h); got != c.want {

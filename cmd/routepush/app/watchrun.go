@@ -105,7 +105,7 @@ func watchConfig(ctx context.Context, f *watchFlags, cluster *inventory.Cluster,
 	planOpts := f.routes.planOptions(&f.table)
 	planOpts.Prune, planOpts.Adopt = f.prune, f.adopt
 	self := newHolder()
-	holders, takeOver := newHolder, holderGone(self.Host, self.PID, started)
+	holders, takeOver := newHolder, holderGone(self.Host, self.PID)
 	if f.leaseName != "" {
 		lease := f.leaseNamespace + "/" + f.leaseName
 		holders = func() orchestrator.Holder {
@@ -120,7 +120,7 @@ func watchConfig(ctx context.Context, f *watchFlags, cluster *inventory.Cluster,
 		// --command-timeout.
 		stale := max(f.leaseDuration, watch.DefaultLeaseDuration) + 5*f.reach.commandTimeout
 		takeOver = func(h orchestrator.Holder) bool {
-			return holderGone(self.Host, self.PID, started)(h) ||
+			return holderGone(self.Host, self.PID)(h) ||
 				h.Lease == lease && (h.Host != self.Host || h.PID != self.PID) && time.Since(h.Started) > stale
 		}
 	}
@@ -180,19 +180,22 @@ func newWatchObservers(f *watchFlags, cluster *inventory.Cluster, reg *prometheu
 }
 
 // holderGone says whether a node's lock is held by a run of this host
-// whose process is provably gone, which the watcher then takes over
+// that has provably ended, which the watcher then takes over
 // (orchestrator.Options.TakeOver): another pid that no longer runs, or
-// this very pid with a run started before this process was (a container
-// restarted in its pod keeps the host name and is pid 1 again). A run of
-// another host is never taken over: whether it still runs cannot be told
-// from here (`routepush rollback --run ID --force`, once known dead).
-func holderGone(host string, pid int, started time.Time) func(orchestrator.Holder) bool {
+// this very pid: an earlier round of this process (the engine never has a
+// node in two rounds at once, and takeOver never takes the current run's:
+// its unlock failed, a crash of the node kept the lock), or a run started
+// before this process was (a container restarted in its pod keeps the
+// host name and is pid 1 again). A run of another host is never taken
+// over: whether it still runs cannot be told from here (`routepush
+// rollback --run ID --force`, once known dead).
+func holderGone(host string, pid int) func(orchestrator.Holder) bool {
 	return func(h orchestrator.Holder) bool {
 		switch {
 		case h.Host != host:
 			return false
 		case h.PID == pid:
-			return h.Started.Before(started)
+			return true
 		default:
 			return !processAlive(h.PID)
 		}

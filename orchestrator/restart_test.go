@@ -1,0 +1,132 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+const bootA, bootB = "1b4e28ba-2fa1-11d2-883f-0016d3cca427", "6fa459ea-ee8a-3ca4-894e-db77e160355e"
+
+// deadRunThenRestart: a run fails on node-3 (not
+// rolled back) and dies; node-1 then crashes and restarts.
+func deadRunThenRestart(t *testing.T) (*fakeCluster, Holder) {
+	t.Helper()
+	nodes := labNodes(4)
+	c := newFakeCluster(nodes)
+	for _, k := range c.kernels {
+		k.boot = bootA
+	}
+	c.kernels["node-3"].failDst = "100.64.2.0/24"
+	dead := Holder{RunID: NewRunID(time.Now()), Host: "bastion", PID: 1, Started: time.Now()}
+	if rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), c.connect, Options{Holder: dead, Rollback: RollbackNone, Concurrency: 1}); !rep.Failed() {
+		t.Fatal("run did not fail")
+	}
+	c.kernels["node-1"].boot = bootB
+	return c, dead
+}
+
+// `routepush rollback` without --run after a node restarted: every other
+// node names the dead run; the restarted one must say restarted (not "no
+// record") and have the dead run's lock released, as README says.
+func TestRollbackWithoutRunReleasesARestartedNodesLock(t *testing.T) {
+	t.Parallel()
+	c, dead := deadRunThenRestart(t)
+	c.kernels["node-1"].lock = dead.lockText()
+	self := Holder{RunID: NewRunID(time.Now().Add(time.Second)), Host: "bastion", PID: 2, Started: time.Now()}
+	rep, err := Restore(context.Background(), labNodes(4), c.restoreConnect, RestoreOptions{Holder: self})
+	if err != nil || rep.Failed() {
+		t.Fatalf("Restore: %v, %v", err, rep.Errors())
+	}
+	n := rep.Nodes[1]
+	if n.Found != StateRestarted || c.kernels["node-1"].lock != nil {
+		t.Errorf("node-1: run %q found %q; lock %q (want restarted, released)", n.RunID, n.Found, c.kernels["node-1"].lock)
+	}
+}
+
+// A crash leaves the lock as it leaves a record: not synced, its name
+// with no content. Nothing live ever holds an empty lock (its holder is
+// written before the link), so rollback releases it.
+func TestRollbackReleasesALockCutShort(t *testing.T) {
+	t.Parallel()
+	c, dead := deadRunThenRestart(t)
+	c.kernels["node-1"].lock = []byte{}
+	self := Holder{RunID: NewRunID(time.Now().Add(time.Second)), Host: "bastion", PID: 2, Started: time.Now()}
+	rep, err := Restore(context.Background(), labNodes(4), c.restoreConnect, RestoreOptions{Holder: self, RunID: dead.RunID})
+	if err != nil || rep.Failed() {
+		t.Fatalf("Restore with node-1's lock cut short: %v, %v", err, rep.Errors())
+	}
+	if c.kernels["node-1"].lock != nil {
+		t.Errorf("node-1 still locked: %q", c.kernels["node-1"].lock)
+	}
+}
+
+// The boot id only tells a run without --persist from the node's next
+// boot: a node whose boot id cannot be read (sftp-server confined away
+// from /proc) must still be rolled back from a --persist run's record.
+func TestRollbackNeedsNoBootIDForAPersistRun(t *testing.T) {
+	t.Parallel()
+	nodes := labNodes(2)
+	c := newFakeCluster(nodes)
+	for _, k := range c.kernels {
+		k.systemd = true
+	}
+	before := c.digests()
+	holder := Holder{RunID: NewRunID(time.Now()), Host: "bastion", PID: 1, Started: time.Now()}
+	if rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), c.connect, Options{Holder: holder, Persist: true}); rep.Failed() {
+		t.Fatal(rep.Errors())
+	}
+	c.kernels["node-1"].bootErr = errors.New("node-1: /proc/sys/kernel/random/boot_id: permission denied")
+	self := Holder{RunID: NewRunID(time.Now().Add(time.Second)), Host: "bastion", PID: 2, Started: time.Now()}
+	rep, err := Restore(context.Background(), nodes, c.restoreConnect, RestoreOptions{Holder: self, RunID: holder.RunID})
+	if err != nil || rep.Failed() {
+		t.Fatalf("Restore: %v, %v", err, rep.Errors())
+	}
+	if c.digests()["node-1"] != before["node-1"] {
+		t.Error("node-1 not rolled back")
+	}
+}
+
+// A record a crash left empty, to which the run (still alive, reconnected
+// after the node came back: reconnectAndRead, rollback's reconnect) then
+// appended its state by name: no header, only a state line. Its run left
+// nothing, as with an empty record; the node must not be refused a
+// rollback of anything for it.
+func TestRestoreSkipsARecordCutShortThenAppendedTo(t *testing.T) {
+	t.Parallel()
+	nodes := labNodes(2)
+	c := newFakeCluster(nodes)
+	holder := Holder{RunID: NewRunID(time.Now()), Host: "bastion", PID: 1, Started: time.Now()}
+	if rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), c.connect, Options{Holder: holder}); rep.Failed() {
+		t.Fatal(rep.Errors())
+	}
+	c.kernels["node-1"].runs[holder.RunID] = marshalState(StateRollbackFailed, time.Now(), errors.New("tables changed"), nil, "")
+	self := Holder{RunID: NewRunID(time.Now().Add(time.Second)), Host: "bastion", PID: 2, Started: time.Now()}
+	rep, err := Restore(context.Background(), nodes, c.restoreConnect, RestoreOptions{Holder: self})
+	if err != nil || rep.Failed() {
+		t.Fatalf("Restore: %v, node errors %v", err, rep.Errors())
+	}
+}
+
+// An empty lock, which only a crash of the node leaves, is released by a
+// run that takes over dead runs' locks (a watcher's), which then goes on;
+// a run that takes over none says what it is and what to do.
+func TestEmptyLockReleasedByATakeOver(t *testing.T) {
+	t.Parallel()
+	nodes := labNodes(2)
+	c := newFakeCluster(nodes)
+	c.kernels["node-1"].lock = []byte{}
+	holder := Holder{RunID: NewRunID(time.Now()), Host: "bastion", PID: 1, Started: time.Now()}
+	rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), c.connect, Options{Holder: holder})
+	if !rep.Failed() || !strings.Contains(fmt.Sprint(rep.Errors()), "node-1: locked by an empty lock, which only a crash of the node leaves") {
+		t.Errorf("a run that takes over nothing: %v", rep.Errors())
+	}
+	holder.RunID = NewRunID(time.Now().Add(time.Second))
+	rep = Run(context.Background(), NewPlan(nodes, DefaultProtocol), c.connect, Options{Holder: holder, TakeOver: func(Holder) bool { return false }})
+	if rep.Failed() || c.kernels["node-1"].lock != nil {
+		t.Errorf("a run that takes over dead runs' locks: %v; lock %q", rep.Errors(), c.kernels["node-1"].lock)
+	}
+}
