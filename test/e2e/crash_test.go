@@ -566,7 +566,7 @@ func TestRollbackAfterNodesRestarted(t *testing.T) {
 	if !strings.Contains(rec, nodeBoot) {
 		t.Fatalf("node-1's record does not name the node's boot (%s):\n%s", nodeBoot, rec)
 	}
-	if err := os.WriteFile(record(l.Nodes[1]), []byte(strings.Replace(rec, nodeBoot, `"boot_id":"00000000-0000-4000-8000-000000000000"`, 1)), 0o600); err != nil {
+	if err := os.WriteFile(record(l.Nodes[1]), []byte(strings.ReplaceAll(rec, nodeBoot, `"boot_id":"00000000-0000-4000-8000-000000000000"`)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	var first struct {
