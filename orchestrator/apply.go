@@ -129,9 +129,11 @@ func (r *nodeRun) reconnectAndRead(ctx context.Context, lost error) (route.Table
 			continue
 		}
 		r.host = h
-		// The lock of the lost connection is still there, and still
-		// this run's.
-		r.locked = r.opts.journaling()
+		if err := r.relock(ctx); err != nil {
+			h.Close()
+			r.host = nil
+			return route.Table{}, err
+		}
 		var t route.Table
 		if t, err = h.ReadRoutes(ctx, r.plan.Families()); err == nil {
 			return t, nil

@@ -270,7 +270,9 @@ func (r RunRecord) RouteFamilies() ([]route.Family, error) {
 // applied. A run that was applying (killed), failed without a rollback, or
 // whose rollback failed still needs `routepush rollback`.
 func settledRecord(tail []byte) bool {
-	if cutShort(tail) {
+	if len(bytes.TrimSpace(tail)) == 0 {
+		// An empty record, cut short by a crash (a tail that only looks
+		// head-less is the end of a longer record: not cutShort's to say).
 		return true
 	}
 	lines := strings.Split(strings.TrimRight(string(tail), "\n"), "\n")

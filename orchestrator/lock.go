@@ -78,3 +78,37 @@ type heldError struct {
 
 func (e *heldError) Error() string { return e.msg }
 func (e *heldError) Unwrap() error { return e.err }
+
+// relock makes sure a journaling run still holds the node's lock once it
+// has reconnected to it: the node may have restarted meanwhile, and a
+// lock is not synced to its disk, so it may be gone or left empty (then
+// taken again: this run held it), or another run may have taken it since
+// (then the node is left alone, and its lock with it).
+func (r *nodeRun) relock(ctx context.Context) error {
+	if !r.opts.journaling() {
+		return nil
+	}
+	ours := r.opts.Holder.lockText()
+	name := r.plan.Node().Name
+	for try := 0; ; try++ {
+		err := r.host.Lock(ctx, ours)
+		var held *host.LockedError
+		switch {
+		case err == nil:
+			r.locked = true
+			return nil
+		case !errors.As(err, &held):
+			return err
+		case string(held.Holder) == string(ours):
+			r.locked = true
+			return nil
+		case len(held.Holder) == 0 && try == 0:
+			if err := r.host.Unlock(ctx, held.Holder); err != nil {
+				return err
+			}
+		default:
+			r.locked = false
+			return fmt.Errorf("%s: reconnected, the node's lock is no longer this run's, and the node is left as it is: %w", name, r.opts.lockError(name, err))
+		}
+	}
+}

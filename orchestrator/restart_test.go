@@ -7,6 +7,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/routepush/routepush/host"
+	"github.com/routepush/routepush/inventory"
+	"github.com/routepush/routepush/route"
 )
 
 const bootA, bootB = "1b4e28ba-2fa1-11d2-883f-0016d3cca427", "6fa459ea-ee8a-3ca4-894e-db77e160355e"
@@ -128,5 +132,66 @@ func TestEmptyLockReleasedByATakeOver(t *testing.T) {
 	rep = Run(context.Background(), NewPlan(nodes, DefaultProtocol), c.connect, Options{Holder: holder, TakeOver: func(Holder) bool { return false }})
 	if rep.Failed() || c.kernels["node-1"].lock != nil {
 		t.Errorf("a run that takes over dead runs' locks: %v; lock %q", rep.Errors(), c.kernels["node-1"].lock)
+	}
+}
+
+// lockLostWithTheConnection is node-1 restarting as its batch lands: the
+// connection is lost, and the lock comes back as the crash left it.
+type lockLostWithTheConnection struct {
+	*fakeKernel
+	lost    *bool
+	lockNow []byte
+}
+
+func (h *lockLostWithTheConnection) Apply(ctx context.Context, batch []byte, force bool, fams []route.Family, expect *[32]byte) (host.ApplyResult, error) {
+	res, err := h.fakeKernel.Apply(ctx, batch, force, fams, expect)
+	if !*h.lost {
+		*h.lost = true
+		h.mu.Lock()
+		h.lock = h.lockNow
+		h.mu.Unlock()
+		return host.ApplyResult{}, &host.LostError{Err: errors.New("connection lost")}
+	}
+	return res, err
+}
+
+// A run that reconnects to a node makes sure it still holds its lock: an
+// empty one (the node crashed before the lock reached its disk) is taken
+// again and the run goes on; another run's (taken meanwhile) stops it
+// there, nothing more sent, the other's lock left.
+func TestReconnectedRunRetakesOrYieldsItsLock(t *testing.T) {
+	t.Parallel()
+	other := Holder{RunID: NewRunID(time.Now().Add(-time.Minute)), Host: "other-bastion", PID: 7, Started: time.Now()}
+	for _, c := range []struct {
+		name    string
+		lockNow []byte
+		ok      bool
+	}{
+		{"empty", []byte{}, true},
+		{"gone", nil, true},
+		{"another run's", other.lockText(), false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			nodes := labNodes(2)
+			fc := newFakeCluster(nodes)
+			lost := false
+			k := fc.kernels["node-1"]
+			connect := func(ctx context.Context, n *inventory.Node) (Host, error) {
+				if n.Name == "node-1" {
+					return &lockLostWithTheConnection{k, &lost, c.lockNow}, nil
+				}
+				return fc.kernels[n.Name], nil
+			}
+			holder := Holder{RunID: NewRunID(time.Now()), Host: "bastion", PID: 1, Started: time.Now()}
+			rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), connect, Options{Holder: holder, Concurrency: 1, Rollback: RollbackHost})
+			n := rep.Nodes[1]
+			switch {
+			case c.ok && (n.Outcome != Changed || k.lock != nil):
+				t.Errorf("outcome %s, lock %q; errors %v", n.Outcome, k.lock, rep.Errors())
+			case !c.ok && (n.Outcome == Changed || string(k.lock) != string(other.lockText()) || k.applied != 1 || !strings.Contains(fmt.Sprint(rep.Errors()), "no longer this run's")):
+				t.Errorf("outcome %s, lock %q, %d batches (want the run's one), errors %v", n.Outcome, k.lock, k.applied, rep.Errors())
+			}
+		})
 	}
 }

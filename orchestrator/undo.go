@@ -120,6 +120,15 @@ func (r *nodeRun) reconnect(ctx context.Context, prev error) bool {
 		return false
 	}
 	r.host = host
-	r.locked = r.opts.journaling()
+	if err := r.relock(ctx); err != nil {
+		if prev != nil {
+			err = fmt.Errorf("%w (after: %v)", err, prev)
+		}
+		r.rep.RollbackErr = fmt.Errorf("rollback: %w", err)
+		r.rep.Outcome = RollbackFailed
+		host.Close()
+		r.host = nil
+		return false
+	}
 	return true
 }
