@@ -33,8 +33,14 @@ type nodeRun struct {
 	// node's disk before the run goes on: the run changes the routes
 	// file, which a crash of the node does not undo.
 	durable bool
-	rep     *NodeReport
-	opts    *Options
+	// sentBoot is the node's boot id when the run last sent it a batch
+	// (its apply, or its undo), if known: the states name it, so that a
+	// record says which boot the run's changes are in, not the boot a
+	// state was merely appended in (after a reconnect to a node that
+	// restarted under the batch, the run may send nothing more).
+	sentBoot string
+	rep      *NodeReport
+	opts     *Options
 }
 
 // prepare is a node's part of the read phase: connect (and lock), read
@@ -170,10 +176,7 @@ func (r *nodeRun) record(ctx context.Context, state RunState, cause error, diges
 	if !r.recorded || r.host == nil {
 		return
 	}
-	// The boot this state is reached in: read once per connection, and a
-	// run reconnects to a node that restarted under it.
-	boot, _ := r.host.BootID(ctx)
-	if err := r.host.AppendRun(ctx, r.opts.Holder.RunID, marshalState(state, time.Now(), cause, digest, boot), r.durable); err != nil {
+	if err := r.host.AppendRun(ctx, r.opts.Holder.RunID, marshalState(state, time.Now(), cause, digest, r.sentBoot), r.durable); err != nil {
 		// What was done stays as the outcome says; the report and the
 		// exit code say the node's record does not show it.
 		r.rep.RecordErr = errors.Join(r.rep.RecordErr, fmt.Errorf("%s: could not record state %s: %w", r.plan.Node().Name, state, err))

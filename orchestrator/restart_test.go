@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -193,5 +194,39 @@ func TestReconnectedRunRetakesOrYieldsItsLock(t *testing.T) {
 				t.Errorf("outcome %s, lock %q, %d batches (want the run's one), errors %v", n.Outcome, k.lock, k.applied, rep.Errors())
 			}
 		})
+	}
+}
+
+// What a crash can leave of a record that was not synced is cut short;
+// a whole record never is.
+func TestCutShort(t *testing.T) {
+	head, _ := json.Marshal(RunRecord{RunID: NewRunID(time.Now()), Node: "node-1", State: StateApplying})
+	state := marshalState(StateFailed, time.Now(), nil, nil, bootA)
+	for name, c := range map[string]struct {
+		b    []byte
+		want bool
+	}{
+		"empty":              {nil, true},
+		"zeros":              {make([]byte, 4096), true},
+		"only states":        {state, true},
+		"a record":           {append(append(head, '\n'), state...), false},
+		"garbage, not short": {[]byte("not json\n"), false},
+	} {
+		if got := cutShort(c.b); got != c.want {
+			t.Errorf("%s: cut short %v, want %v", name, got, c.want)
+		}
+	}
+}
+
+// A boot id the node will not give is unknown: the run goes on, its
+// record as one from before boot ids.
+func TestRunGoesOnWithoutABootID(t *testing.T) {
+	t.Parallel()
+	nodes := labNodes(2)
+	c := newFakeCluster(nodes)
+	c.kernels["node-1"].bootErr = errors.New("node-1: /proc/sys/kernel/random/boot_id: permission denied")
+	holder := Holder{RunID: NewRunID(time.Now()), Host: "bastion", PID: 1, Started: time.Now()}
+	if rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), c.connect, Options{Holder: holder}); rep.Failed() {
+		t.Errorf("a node with no boot id to give: %v", rep.Errors())
 	}
 }

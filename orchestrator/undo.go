@@ -76,7 +76,7 @@ func (r *nodeRun) rollback(ctx context.Context) {
 		node: r.plan.Node().Name, runID: r.opts.Holder.RunID, lines: r.rep.Diff.UndoBatch(r.plan).Bytes(),
 		families: r.plan.Families(), before: r.before, after: r.after,
 	}
-	r.rep.RollbackErr = undoNode(ctx, r.host, target)
+	r.rep.RollbackErr = r.undo(ctx, target)
 	var notSent *host.NotSentError
 	if errors.As(r.rep.RollbackErr, &notSent) {
 		// The connection kept since the node verified may have died
@@ -88,7 +88,7 @@ func (r *nodeRun) rollback(ctx context.Context) {
 		if !r.reconnect(ctx, r.rep.RollbackErr) {
 			return
 		}
-		r.rep.RollbackErr = undoNode(ctx, r.host, target)
+		r.rep.RollbackErr = r.undo(ctx, target)
 	}
 	if r.persisted && r.rep.RollbackErr == nil {
 		if err := r.host.UndoPersisted(ctx, r.rep.Persist.found); err != nil {
@@ -103,6 +103,19 @@ func (r *nodeRun) rollback(ctx context.Context) {
 		r.rep.Outcome = RolledBack
 	}
 	r.rep.RolledBack = true
+}
+
+// undo sends the run's undo to the node (undoNode), and notes the boot it
+// went to when it may have gone.
+func (r *nodeRun) undo(ctx context.Context, t undoTarget) error {
+	boot, _ := r.host.BootID(ctx)
+	err := undoNode(ctx, r.host, t)
+	var notSent *host.NotSentError
+	var changed *ChangedSinceError
+	if !errors.As(err, &notSent) && !errors.As(err, &changed) {
+		r.sentBoot = boot
+	}
+	return err
 }
 
 // reconnect connects to the node again for its rollback, under the run's

@@ -82,6 +82,9 @@ func TestUnlockReleasesTheLockWhenTheRecordCloseFails(t *testing.T) {
 	if herr != nil || held != nil {
 		t.Errorf("Unlock (%v) left the lock %q (%v): the record's close failed, and the lock stays", uerr, held, herr)
 	}
+	if uerr == nil || !strings.Contains(uerr.Error(), "close the run's record") {
+		t.Errorf("Unlock: %v, want the record's close named", uerr)
+	}
 }
 
 // A node with no boot id (BusyBox without /proc mounted for sftp-server,
