@@ -16,13 +16,14 @@ import (
 )
 
 // WriteRun writes a run's record on the node atomically (a temporary
-// file, renamed; synced first when durable), then prunes the node's older records down to the
-// newest keep: oldest first by the node's own clock (a bastion whose clock
-// is behind must not make its new record look old), never the record just
-// written, and never one that settled says needs attention still (a run
-// killed mid-apply, a rollback that failed): `routepush rollback` needs
-// those. settled gets the record's last bytes. id has been checked by the
-// caller to be a run id: letters, digits, '.' and '-'.
+// file, renamed; synced first when durable), then prunes the node's older
+// records down to the newest keep: oldest first by the node's own clock (a
+// bastion whose clock is behind must not make its new record look old),
+// never the record just written, and never one that settled says needs
+// attention still (a run killed mid-apply, a rollback that failed):
+// `routepush rollback` needs those. settled gets the record's last bytes.
+// id has been checked by the caller to be a run id: letters, digits, '.'
+// and '-'.
 //
 // A record is durable (on disk before it counts) when what it describes
 // outlives a crash of the node: a run that persists its routes. Routes in
@@ -119,12 +120,11 @@ func (c *Client) WriteRun(ctx context.Context, id string, record []byte, keep in
 		}
 		return nil
 	})
-	if err == nil {
-		c.record = open
-	} else if open != nil {
+	c.record = open
+	if err != nil {
 		// Written, then the listing failed: the run fails here, and
 		// nothing is appended through it.
-		_ = c.withFiles(ctx, "close "+final, func(sftpFS) error { return open.f.Close() })
+		_ = c.closeRecord(ctx)
 	}
 	if k != nil {
 		switch {
