@@ -78,7 +78,7 @@ func (d *Dialer) Dial(ctx context.Context, t Target) (*Client, error) {
 	}
 	var via *ssh.Client
 	if len(e.jump) > 0 {
-		j, err := d.jump(ctx, e.jump)
+		j, err := d.jump(ctx, e.jump, t.IdentityFile)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", t.Name, err)
 		}

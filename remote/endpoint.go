@@ -19,9 +19,12 @@ type endpoint struct {
 	port       int
 	user       string
 	identities []identityRef
-	knownHosts []string
-	policy     hostKeyPolicy
-	hashNew    bool // HashKnownHosts: write new lines hashed
+	// defaultIdentities: nothing named a key for it (identityRefs gave
+	// OpenSSH's defaults).
+	defaultIdentities bool
+	knownHosts        []string
+	policy            hostKeyPolicy
+	hashNew           bool // HashKnownHosts: write new lines hashed
 	// keyName, when set, is the name whose known_hosts keys the host must
 	// offer, whatever its address: an address only a Node object gives.
 	keyName string
@@ -72,7 +75,7 @@ func (d *Dialer) endpoint(ctx context.Context, t Target, isHop bool) (*endpoint,
 	if e.user == "" {
 		return nil, fmt.Errorf("no SSH user")
 	}
-	e.identities = d.identityRefs(t, hc)
+	e.identities, e.defaultIdentities = d.identityRefs(t, hc)
 	e.knownHosts = d.knownHostsFiles(hc)
 	if e.policy, err = d.hostKeyPolicy(alias, hc.StrictHostKeyChecking); err != nil {
 		return nil, err
@@ -119,8 +122,7 @@ func (d *Dialer) locate(e *endpoint, t Target, hc HostConfig, isHop bool) {
 
 // identityRefs are the key files to offer, in OpenSSH's order: the
 // target's, the command line's, ssh_config's, else OpenSSH's defaults.
-func (d *Dialer) identityRefs(t Target, hc HostConfig) []identityRef {
-	var refs []identityRef
+func (d *Dialer) identityRefs(t Target, hc HostConfig) (refs []identityRef, defaults bool) {
 	if t.IdentityFile != "" {
 		refs = append(refs, identityRef{homedir.Expand(t.IdentityFile), true})
 	}
@@ -134,8 +136,9 @@ func (d *Dialer) identityRefs(t Target, hc HostConfig) []identityRef {
 		for _, name := range []string{"id_ed25519", "id_ecdsa", "id_rsa"} {
 			refs = append(refs, identityRef{homedir.Expand("~/.ssh/" + name), false})
 		}
+		return refs, true
 	}
-	return refs
+	return refs, false
 }
 
 // knownHostsFiles are the user's known_hosts files: the command line's,

@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/routepush/routepush/internal/homedir"
 	"github.com/routepush/routepush/internal/proxyjump"
 )
 
@@ -29,8 +30,13 @@ func (j *jumpChain) close() {
 // jump returns the shared connection for a chain of hops, opening it on
 // first use. A chain that failed is not retried in the same run: every node
 // behind it reports the same error instead of hammering the jump host.
-func (d *Dialer) jump(ctx context.Context, hops []proxyjump.Hop) (*jumpChain, error) {
-	return d.jumps.get(fmt.Sprint(hops), func() (*jumpChain, error) {
+//
+// nodeKey is the key file the inventory names for the node behind the
+// chain, if any. A hop for which neither the command line nor ssh_config
+// names a key is offered it after OpenSSH's defaults (OpenSSH's -J does
+// not, and users who give their key in the inventory alone trip over it).
+func (d *Dialer) jump(ctx context.Context, hops []proxyjump.Hop, nodeKey string) (*jumpChain, error) {
+	return d.jumps.get(fmt.Sprint(hops, " ", nodeKey), func() (*jumpChain, error) {
 		// The chain outlives the first node's context: use one of its own,
 		// bounded by the connect timeout of each hop.
 		ctx := context.WithoutCancel(ctx)
@@ -41,6 +47,10 @@ func (d *Dialer) jump(ctx context.Context, hops []proxyjump.Hop) (*jumpChain, er
 			if err != nil {
 				j.close()
 				return nil, fmt.Errorf("jump host %s: %w", h, err)
+			}
+			if nodeKey != "" && ep.defaultIdentities {
+				ep.identities = append(ep.identities, identityRef{homedir.Expand(nodeKey), true})
+				d.log.Info("offering the node's key to its jump host, which no --identity or ssh_config names a key for", "jump", ep.String(), "identity", nodeKey)
 			}
 			conn, chans, reqs, err := d.handshake(ctx, via, ep, "jump host "+ep.String(), nil)
 			if err != nil {

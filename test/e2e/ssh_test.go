@@ -636,3 +636,29 @@ func TestPassphrasePromptInterruptRestoresEcho(t *testing.T) {
 	}
 	assertUnchanged(t, l, before)
 }
+
+// The inventory alone names the key (its defaults' identity_file); no
+// agent, --identity or ssh_config does. The jump host, which nothing
+// names a key for, is offered the nodes' key too (OpenSSH's -J would not
+// offer it, and fail): the lab converges over one connection to the jump
+// host, and -v says which key the jump host was offered.
+func TestJumpHostOfferedTheInventorysKey(t *testing.T) {
+	t.Parallel()
+	l := newLabWith(t, lab.Options{Nodes: 3, Jump: true})
+	dir := filepath.Join(l.Dir, "inventory-key")
+	mkdir(t, dir)
+	cfg := filepath.Join(dir, "routepush.yaml")
+	writeFile(t, cfg, fmt.Sprintf("known-hosts: %s\nuser: root\nssh-config: %s\njump: root@%s\n", l.KnownHostsPath(), l.SSHConfigPath(), l.Jump.Addr))
+	jumpBefore := connections(t, l.Jump)
+	res := rp(t, l, "--config", cfg, "--inventory", l.InventoryPath(), "-v")
+	if res.Code != 0 {
+		t.Fatalf("apply with the key in the inventory alone: exit %d", res.Code)
+	}
+	assertConverged(t, l)
+	if !strings.Contains(res.Stderr, "offering the node's key to its jump host") || !strings.Contains(res.Stderr, l.IdentityPath()) {
+		t.Errorf("-v does not say the jump host was offered the nodes' key:\n%s", res.Stderr)
+	}
+	if got := connections(t, l.Jump) - jumpBefore; got != 1 {
+		t.Errorf("the jump host's sshd saw %d connections from the run, want 1", got)
+	}
+}
