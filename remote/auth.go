@@ -90,6 +90,9 @@ func (d *Dialer) authFor(e *endpoint) ([]ssh.AuthMethod, error) {
 		}
 		seen[ref.path] = true
 		id, err := d.identity(ref.path, ref.explicit)
+		if err != nil && ref.borrowed {
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}

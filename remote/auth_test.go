@@ -2,7 +2,9 @@ package remote
 
 import (
 	"bufio"
+	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -117,5 +119,25 @@ func TestInterruptPromptClosesIt(t *testing.T) {
 	}
 	if _, err := passphraseOn(tty, "again: "); err == nil || !strings.Contains(err.Error(), "interrupted") {
 		t.Errorf("a prompt opened after the interrupt: %v", err)
+	}
+}
+
+// A node's key offered to its jump host (borrowed) that cannot be loaded
+// is not offered, and fails nothing: the node's own login says why. A key
+// the inventory or a flag names for the host itself must load.
+func TestBorrowedKeyThatCannotLoadIsSkipped(t *testing.T) {
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "garbage")
+	if err := os.WriteFile(garbage, []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := &Dialer{keys: map[string]*identity{}, log: slog.New(slog.DiscardHandler)}
+	borrowed := &endpoint{identities: []identityRef{{path: filepath.Join(dir, "missing"), explicit: true, borrowed: true}, {path: garbage, borrowed: true}}}
+	if _, err := d.authFor(borrowed); err != nil {
+		t.Errorf("borrowed keys that cannot load: %v", err)
+	}
+	own := &endpoint{identities: []identityRef{{path: garbage, explicit: true}}}
+	if _, err := d.authFor(own); err == nil {
+		t.Error("a key named for the host itself that cannot load: no error")
 	}
 }

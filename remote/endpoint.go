@@ -38,6 +38,10 @@ type endpoint struct {
 type identityRef struct {
 	path     string
 	explicit bool // named by the inventory or a flag: it must exist
+	// borrowed: a node's key offered to its jump host (jump.go): one
+	// that cannot be loaded is not offered, and the node's own login
+	// says why.
+	borrowed bool
 }
 
 func (e *endpoint) addr() string { return net.JoinHostPort(e.host, strconv.Itoa(e.port)) }
@@ -124,17 +128,17 @@ func (d *Dialer) locate(e *endpoint, t Target, hc HostConfig, isHop bool) {
 // target's, the command line's, ssh_config's, else OpenSSH's defaults.
 func (d *Dialer) identityRefs(t Target, hc HostConfig) (refs []identityRef, defaults bool) {
 	if t.IdentityFile != "" {
-		refs = append(refs, identityRef{homedir.Expand(t.IdentityFile), true})
+		refs = append(refs, identityRef{path: homedir.Expand(t.IdentityFile), explicit: true})
 	}
 	for _, f := range d.cfg.IdentityFiles {
-		refs = append(refs, identityRef{homedir.Expand(f), true})
+		refs = append(refs, identityRef{path: homedir.Expand(f), explicit: true})
 	}
 	for _, f := range hc.IdentityFiles {
-		refs = append(refs, identityRef{f, false})
+		refs = append(refs, identityRef{path: f, explicit: false})
 	}
 	if len(refs) == 0 {
 		for _, name := range []string{"id_ed25519", "id_ecdsa", "id_rsa"} {
-			refs = append(refs, identityRef{homedir.Expand("~/.ssh/" + name), false})
+			refs = append(refs, identityRef{path: homedir.Expand("~/.ssh/" + name), explicit: false})
 		}
 		return refs, true
 	}

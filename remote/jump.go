@@ -33,24 +33,34 @@ func (j *jumpChain) close() {
 //
 // nodeKey is the key file the inventory names for the node behind the
 // chain, if any. A hop for which neither the command line nor ssh_config
-// names a key is offered it after OpenSSH's defaults (OpenSSH's -J does
-// not, and users who give their key in the inventory alone trip over it).
+// names a key is offered it after the agent's and OpenSSH's defaults
+// (OpenSSH's -J does not, and users who give their key in the inventory
+// alone trip over it); nodes whose keys differ then get a chain each.
 func (d *Dialer) jump(ctx context.Context, hops []proxyjump.Hop, nodeKey string) (*jumpChain, error) {
-	return d.jumps.get(fmt.Sprint(hops, " ", nodeKey), func() (*jumpChain, error) {
+	// Resolved first (ssh_config and the command line: no connection),
+	// so that the key is in the chain's name only where it is offered.
+	eps := make([]*endpoint, len(hops))
+	borrow := ""
+	for i, h := range hops {
+		ep, err := d.endpoint(ctx, Target{Name: h.Host, User: h.User, Port: h.Port}, true)
+		if err != nil {
+			return nil, fmt.Errorf("jump host %s: %w", h, err)
+		}
+		if nodeKey != "" && ep.defaultIdentities {
+			borrow = homedir.Expand(nodeKey)
+			ep.identities = append(ep.identities, identityRef{path: borrow, borrowed: true})
+		}
+		eps[i] = ep
+	}
+	return d.jumps.get(fmt.Sprint(hops, " ", borrow), func() (*jumpChain, error) {
 		// The chain outlives the first node's context: use one of its own,
 		// bounded by the connect timeout of each hop.
 		ctx := context.WithoutCancel(ctx)
 		j := &jumpChain{}
 		var via *ssh.Client
-		for _, h := range hops {
-			ep, err := d.endpoint(ctx, Target{Name: h.Host, User: h.User, Port: h.Port}, true)
-			if err != nil {
-				j.close()
-				return nil, fmt.Errorf("jump host %s: %w", h, err)
-			}
-			if nodeKey != "" && ep.defaultIdentities {
-				ep.identities = append(ep.identities, identityRef{homedir.Expand(nodeKey), true})
-				d.log.Info("offering the node's key to its jump host, which no --identity or ssh_config names a key for", "jump", ep.String(), "identity", nodeKey)
+		for _, ep := range eps {
+			if ep.identities[len(ep.identities)-1].borrowed {
+				d.log.Info("offering the node's key to its jump host, which no --identity or ssh_config names a key for", "jump", ep.String(), "identity", borrow)
 			}
 			conn, chans, reqs, err := d.handshake(ctx, via, ep, "jump host "+ep.String(), nil)
 			if err != nil {

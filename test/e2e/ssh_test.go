@@ -661,4 +661,32 @@ func TestJumpHostOfferedTheInventorysKey(t *testing.T) {
 	if got := connections(t, l.Jump) - jumpBefore; got != 1 {
 		t.Errorf("the jump host's sshd saw %d connections from the run, want 1", got)
 	}
+
+	// node-2 logs in with a key of its own. Offered to the jump host too,
+	// it makes a second connection there; where --identity names the jump
+	// host's key, the nodes' keys are not offered to it, and one
+	// connection serves both.
+	otherKey, otherPub := newKey(t, dir, "node2_key", "")
+	if err := l.AuthorizeKey(otherPub); err != nil {
+		t.Fatal(err)
+	}
+	inv := readFile(t, l.InventoryPath())
+	inv = strings.Replace(inv, "    pod_cidr: "+l.Nodes[2].PodCIDR.String()+"\n", "    pod_cidr: "+l.Nodes[2].PodCIDR.String()+"\n    identity_file: "+otherKey+"\n", 1)
+	mixed := filepath.Join(dir, "hosts.yaml")
+	writeFile(t, mixed, inv)
+	for _, c := range []struct {
+		args  []string
+		conns int
+	}{
+		{[]string{"--config", cfg}, 2},
+		{[]string{"--config", cfg, "--identity", l.IdentityPath()}, 1},
+	} {
+		jumpBefore = connections(t, l.Jump)
+		if res := rp(t, l, append(c.args, "--inventory", mixed, "--check")...); res.Code != 0 {
+			t.Errorf("%v: --check with node-2's own key: exit %d", c.args, res.Code)
+		}
+		if got := connections(t, l.Jump) - jumpBefore; got != c.conns {
+			t.Errorf("%v: the jump host saw %d connections, want %d", c.args, got, c.conns)
+		}
+	}
 }
