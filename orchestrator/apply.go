@@ -53,12 +53,10 @@ func (r *nodeRun) send(ctx context.Context) (route.Table, bool) {
 	name := r.plan.Node().Name
 	boot, _ := r.host.BootID(ctx) // read with the record: cached
 	res, err := r.host.Apply(ctx, r.rep.Diff.ApplyBatch(r.plan).Bytes(), false, r.plan.Families(), &r.before)
+	r.noteSent(boot, err)
 	var notSent *host.NotSentError
 	var changed *host.ChangedError
 	var lost *host.LostError
-	if !errors.As(err, &notSent) && !errors.As(err, &changed) {
-		r.sentBoot = boot
-	}
 	switch {
 	case errors.As(err, &notSent):
 		r.touched = false // the node is as it was: nothing to undo there

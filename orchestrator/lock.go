@@ -102,8 +102,8 @@ func (r *nodeRun) relock(ctx context.Context) error {
 		case string(held.Holder) == string(ours):
 			r.locked = true
 			return nil
-		case len(held.Holder) == 0 && try == 0:
-			if err := r.host.Unlock(ctx, held.Holder); err != nil {
+		case try == 0 && len(held.Holder) == 0:
+			if _, err := releaseEmptyLock(ctx, r.host, held.Holder); err != nil {
 				return err
 			}
 		default:
@@ -111,4 +111,15 @@ func (r *nodeRun) relock(ctx context.Context) error {
 			return fmt.Errorf("%s: reconnected, the node's lock is no longer this run's, and the node is left as it is: %w", name, r.opts.lockError(name, err))
 		}
 	}
+}
+
+// releaseEmptyLock removes a node's lock if held (as read) is empty, and
+// says whether it did. Only a crash of the node leaves a lock empty: a run
+// writes its lock whole before linking it into place, and the lock is not
+// synced to the node's disk, so no run holds an empty one.
+func releaseEmptyLock(ctx context.Context, j Journal, held []byte) (bool, error) {
+	if len(held) != 0 {
+		return false, nil
+	}
+	return true, j.Unlock(ctx, held)
 }

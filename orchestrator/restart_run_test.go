@@ -33,25 +33,22 @@ func (r *rebootsMidBatch) Apply(ctx context.Context, batch []byte, force bool, f
 	return r.fakeKernel.Apply(ctx, batch, force, fams, expect)
 }
 
-// The record is stamped with the boot id when it is written; the run
-// itself then changes the node in a later boot (its rollback, through a
-// reconnect), and says so in the state it appends. When that rollback
-// fails half-way, `routepush rollback --run` must not conclude "restarted: nothing of that
-// run is left" and send nothing: the half-sent undo is in this boot's
-// kernel.
-func TestRollbackUndoesARunThatChangedTheNodeAfterItsRestart(t *testing.T) {
-	t.Parallel()
+// rebootingCluster is 3 nodes whose node-0 (booted as bootA, with two
+// routes of routepush's) restarts as bootB when the first batch reaches
+// it: the connection is lost, and it comes back with the routes its own
+// configuration installs at boot, and failDst failing there.
+func rebootingCluster(t *testing.T, failDst string) ([]inventory.Node, *fakeCluster, *fakeKernel, Connector) {
+	t.Helper()
 	nodes := labNodes(3)
 	c := newFakeCluster(nodes)
-	const b1, b2 = "1b4e28ba-2fa1-11d2-883f-0016d3cca427", "6fa459ea-ee8a-3ca4-894e-db77e160355e"
 	k := c.kernels["node-0"]
-	k.boot = b1
+	k.boot = bootA
 	k.seed(t, "unicast 100.64.1.0/24 via 198.18.0.98 dev eth0 proto 114 scope global\nunicast 100.64.2.0/24 via 198.18.0.99 dev eth0 proto 114 scope global\n")
 	var once sync.Once
 	reboot := func(k *fakeKernel) {
 		k.mu.Lock()
 		defer k.mu.Unlock()
-		k.boot = b2
+		k.boot = bootB
 		k.routes = k.routes[:1] // the link route
 		for _, l := range []string{
 			"unicast 100.64.1.0/24 via 198.18.0.50 dev eth0 proto 114 scope global",
@@ -60,7 +57,7 @@ func TestRollbackUndoesARunThatChangedTheNodeAfterItsRestart(t *testing.T) {
 			p, _ := parseKLine(l)
 			k.routes = append(k.routes, p.kroute)
 		}
-		k.failDst = "100.64.2.0/24" // the undo's second line fails in this boot
+		k.failDst = failDst
 	}
 	connect := func(ctx context.Context, n *inventory.Node) (Host, error) {
 		h, err := c.connect(ctx, n)
@@ -69,6 +66,18 @@ func TestRollbackUndoesARunThatChangedTheNodeAfterItsRestart(t *testing.T) {
 		}
 		return h, err
 	}
+	return nodes, c, k, connect
+}
+
+// The record is stamped with the boot id when it is written; the run
+// itself then changes the node in a later boot (its rollback, through a
+// reconnect), and says so in the state it appends. When that rollback
+// fails half-way, `routepush rollback --run` must not conclude "restarted:
+// nothing of that run is left" and send nothing: the half-sent undo is in
+// this boot's kernel.
+func TestRollbackUndoesARunThatChangedTheNodeAfterItsRestart(t *testing.T) {
+	t.Parallel()
+	nodes, c, k, connect := rebootingCluster(t, "100.64.2.0/24") // the undo's second line fails in this boot
 	holder := Holder{RunID: NewRunID(time.Now()), Host: "bastion", PID: 1, Started: time.Now()}
 	rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), connect, Options{Holder: holder, Rollback: RollbackHost, Concurrency: 1})
 	n0 := rep.Nodes[0]
@@ -99,9 +108,8 @@ func TestRollbackWithoutRunNeverSkipsPastARestartedRun(t *testing.T) {
 	t.Parallel()
 	nodes := labNodes(2)
 	c := newFakeCluster(nodes)
-	const b1, b2 = "1b4e28ba-2fa1-11d2-883f-0016d3cca427", "6fa459ea-ee8a-3ca4-894e-db77e160355e"
 	for _, k := range c.kernels {
-		k.boot, k.systemd = b1, true
+		k.boot, k.systemd = bootA, true
 	}
 	v := Holder{RunID: NewRunID(time.Now()), Host: "bastion", PID: 1, Started: time.Now()}
 	if rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), c.connect, Options{Holder: v, Persist: true}); rep.Failed() {
@@ -121,7 +129,7 @@ func TestRollbackWithoutRunNeverSkipsPastARestartedRun(t *testing.T) {
 		t.Fatal("run x did not fail")
 	}
 	for name, k := range c.kernels {
-		k.boot, k.routes, k.failDst, k.lock = b2, booted[name], "", nil
+		k.boot, k.routes, k.failDst, k.lock = bootB, booted[name], "", nil
 	}
 	self := Holder{RunID: NewRunID(time.Now().Add(2 * time.Second)), Host: "bastion", PID: 3, Started: time.Now()}
 	rep, err := Restore(context.Background(), nodes, c.restoreConnect, RestoreOptions{Holder: self})
@@ -133,5 +141,26 @@ func TestRollbackWithoutRunNeverSkipsPastARestartedRun(t *testing.T) {
 		if n.RunID == v.RunID {
 			t.Errorf("%s: `routepush rollback` (no --run) after the restart undid run %s, the older --persist run (now %s, routes file %q), not the newest run %s", n.Name, n.RunID, n.Outcome, c.kernels[n.Name].persisted, x.RunID)
 		}
+	}
+}
+
+// The node restarts under the batch; the run reconnects, reads the new
+// boot's tables, sends nothing more (no rollback) and appends "failed"
+// in the new boot. Nothing of the run is in this boot's kernel: rollback
+// must find it restarted and send nothing.
+func TestReconnectedButUnchangedIsRestarted(t *testing.T) {
+	t.Parallel()
+	nodes, c, k, connect := rebootingCluster(t, "")
+	holder := Holder{RunID: NewRunID(time.Now()), Host: "bastion", PID: 1, Started: time.Now()}
+	rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), connect, Options{Holder: holder, Rollback: RollbackNone, Concurrency: 1})
+	t.Logf("run: node-0 %s, err %v, applied %d\nrecord:\n%s", rep.Nodes[0].Outcome, rep.Nodes[0].Err, k.applied, k.runs[holder.RunID])
+	left := k.digest()
+	self := Holder{RunID: NewRunID(time.Now().Add(time.Second)), Host: "bastion", PID: 2, Started: time.Now()}
+	rrep, err := Restore(context.Background(), nodes[:1], c.restoreConnect, RestoreOptions{Holder: self, RunID: holder.RunID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := rrep.Nodes[0]; r.Found != StateRestarted || k.digest() != left {
+		t.Errorf("node-0: found %q, now %q (%v), table untouched %v: the run sent nothing in this boot", r.Found, r.Outcome, r.Err, k.digest() == left)
 	}
 }

@@ -16,22 +16,24 @@ import (
 
 const bootA, bootB = "1b4e28ba-2fa1-11d2-883f-0016d3cca427", "6fa459ea-ee8a-3ca4-894e-db77e160355e"
 
-// deadRunThenRestart: a run fails on node-3 (not
-// rolled back) and dies; node-1 then crashes and restarts.
-func deadRunThenRestart(t *testing.T) (*fakeCluster, Holder) {
+// deadRunThenRestart: a run fails on node-3 (not rolled back) and dies;
+// node-1 then crashes and restarts. before is every node's table before
+// the run.
+func deadRunThenRestart(t *testing.T) (c *fakeCluster, dead Holder, before map[string][32]byte) {
 	t.Helper()
 	nodes := labNodes(4)
-	c := newFakeCluster(nodes)
+	c = newFakeCluster(nodes)
 	for _, k := range c.kernels {
 		k.boot = bootA
 	}
 	c.kernels["node-3"].failDst = "100.64.2.0/24"
-	dead := Holder{RunID: NewRunID(time.Now()), Host: "bastion", PID: 1, Started: time.Now()}
+	before = c.digests()
+	dead = Holder{RunID: NewRunID(time.Now()), Host: "bastion", PID: 1, Started: time.Now()}
 	if rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), c.connect, Options{Holder: dead, Rollback: RollbackNone, Concurrency: 1}); !rep.Failed() {
 		t.Fatal("run did not fail")
 	}
 	c.kernels["node-1"].boot = bootB
-	return c, dead
+	return c, dead, before
 }
 
 // `routepush rollback` without --run after a node restarted: every other
@@ -39,7 +41,7 @@ func deadRunThenRestart(t *testing.T) (*fakeCluster, Holder) {
 // record") and have the dead run's lock released, as README says.
 func TestRollbackWithoutRunReleasesARestartedNodesLock(t *testing.T) {
 	t.Parallel()
-	c, dead := deadRunThenRestart(t)
+	c, dead, _ := deadRunThenRestart(t)
 	c.kernels["node-1"].lock = dead.lockText()
 	self := Holder{RunID: NewRunID(time.Now().Add(time.Second)), Host: "bastion", PID: 2, Started: time.Now()}
 	rep, err := Restore(context.Background(), labNodes(4), c.restoreConnect, RestoreOptions{Holder: self})
@@ -57,7 +59,7 @@ func TestRollbackWithoutRunReleasesARestartedNodesLock(t *testing.T) {
 // written before the link), so rollback releases it.
 func TestRollbackReleasesALockCutShort(t *testing.T) {
 	t.Parallel()
-	c, dead := deadRunThenRestart(t)
+	c, dead, _ := deadRunThenRestart(t)
 	c.kernels["node-1"].lock = []byte{}
 	self := Holder{RunID: NewRunID(time.Now().Add(time.Second)), Host: "bastion", PID: 2, Started: time.Now()}
 	rep, err := Restore(context.Background(), labNodes(4), c.restoreConnect, RestoreOptions{Holder: self, RunID: dead.RunID})

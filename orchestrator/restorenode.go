@@ -89,14 +89,9 @@ func takeOverLock(ctx context.Context, h RestoreHost, n *RestoreNode, runID stri
 	if held == nil {
 		return true
 	}
-	if len(held) == 0 {
-		// Only a crash of the node leaves a lock empty: a holder writes
-		// it whole before it is linked into place.
-		if err := h.Unlock(ctx, held); err != nil {
-			n.Err = err
-			return false
-		}
-		return true
+	if empty, err := releaseEmptyLock(ctx, h, held); empty {
+		n.Err = err
+		return err == nil
 	}
 	var other Holder
 	if json.Unmarshal(held, &other) != nil || !ValidRunID(other.RunID) {

@@ -174,23 +174,12 @@ func TestRollbackReconnectsALostConnection(t *testing.T) {
 // other nodes are undone as before.
 func TestRestoreLeavesARestartedNodeAlone(t *testing.T) {
 	t.Parallel()
-	nodes := labNodes(4)
-	c := newFakeCluster(nodes)
-	for _, k := range c.kernels {
-		k.boot = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
-	}
-	c.kernels["node-3"].failDst = "100.64.2.0/24"
-	before := c.digests()
-	dead := Holder{RunID: NewRunID(time.Now()), Host: "bastion", PID: 1, Started: time.Now()}
-	if rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), c.connect, Options{Holder: dead, Rollback: RollbackNone, Concurrency: 1}); !rep.Failed() {
-		t.Fatal("run did not fail")
-	}
+	c, dead, before := deadRunThenRestart(t)
 	restarted := c.kernels["node-1"]
-	restarted.boot = "6fa459ea-ee8a-3ca4-894e-db77e160355e"
 	restarted.lock = dead.lockText()
 	left := c.digests()["node-1"]
 	self := Holder{RunID: NewRunID(time.Now().Add(time.Second)), Host: "bastion", PID: 2, Started: time.Now()}
-	rep, err := Restore(context.Background(), nodes, c.restoreConnect, RestoreOptions{Holder: self, RunID: dead.RunID})
+	rep, err := Restore(context.Background(), labNodes(4), c.restoreConnect, RestoreOptions{Holder: self, RunID: dead.RunID})
 	if err != nil || rep.Failed() {
 		t.Fatalf("Restore: %v, %v", err, rep.Errors())
 	}
@@ -243,7 +232,7 @@ func TestRestoreSkipsARecordCutShort(t *testing.T) {
 // Only a run that changed nothing but the kernel's tables is gone with a
 // restart: one that wrote the routes file is not.
 func TestRestartedSince(t *testing.T) {
-	const a, b = "1b4e28ba-2fa1-11d2-883f-0016d3cca427", "6fa459ea-ee8a-3ca4-894e-db77e160355e"
+	const a, b = bootA, bootB
 	for _, c := range []struct {
 		rec  RunRecord
 		boot string
@@ -268,7 +257,7 @@ func TestRestartedSince(t *testing.T) {
 // answer, not the one before it.
 func TestRestartedUnlessChangedSinceOrForced(t *testing.T) {
 	t.Parallel()
-	const a, b = "1b4e28ba-2fa1-11d2-883f-0016d3cca427", "6fa459ea-ee8a-3ca4-894e-db77e160355e"
+	const a, b = bootA, bootB
 	ctx := context.Background()
 	for _, c := range []struct {
 		name        string

@@ -27,10 +27,8 @@ import (
 // that fails) leaves the lock alone, and the node fails as before, named
 // with the run that holds it.
 func (r *nodeRun) takeOver(ctx context.Context, raw []byte) bool {
-	if len(raw) == 0 {
-		// Only a crash of the node leaves a lock empty: a holder writes
-		// it whole before it is linked into place.
-		if err := r.host.Unlock(ctx, raw); err != nil {
+	if empty, err := releaseEmptyLock(ctx, r.host, raw); empty {
+		if err != nil {
 			r.opts.Logger.Warn("could not release an empty lock (a crash of the node left it)", "node", r.plan.Node().Name, "err", err)
 			return false
 		}

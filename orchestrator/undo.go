@@ -105,17 +105,25 @@ func (r *nodeRun) rollback(ctx context.Context) {
 	r.rep.RolledBack = true
 }
 
-// undo sends the run's undo to the node (undoNode), and notes the boot it
-// went to when it may have gone.
+// undo sends the run's undo to the node (undoNode), noting the boot it
+// went to.
 func (r *nodeRun) undo(ctx context.Context, t undoTarget) error {
 	boot, _ := r.host.BootID(ctx)
 	err := undoNode(ctx, r.host, t)
+	r.noteSent(boot, err)
+	return err
+}
+
+// noteSent notes boot as the one the run's last batch went to, unless err
+// says the batch was not sent (the connection was gone, or the tables
+// were not as expected: compared before the batch).
+func (r *nodeRun) noteSent(boot string, err error) {
 	var notSent *host.NotSentError
-	var changed *ChangedSinceError
-	if !errors.As(err, &notSent) && !errors.As(err, &changed) {
+	var changed *host.ChangedError
+	var changedSince *ChangedSinceError
+	if !errors.As(err, &notSent) && !errors.As(err, &changed) && !errors.As(err, &changedSince) {
 		r.sentBoot = boot
 	}
-	return err
 }
 
 // reconnect connects to the node again for its rollback, under the run's

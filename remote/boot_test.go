@@ -65,9 +65,7 @@ func TestUnlockReleasesTheLockWhenTheRecordCloseFails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.withFiles(ctx, "mkdir", func(fsys sftpFS) error { return fsys.MkdirAll("/var/lib") }); err != nil {
-		t.Fatal(err)
-	}
+	mkdirs(t, c, "/var/lib")
 	holder := []byte("round 1")
 	if err := c.Lock(ctx, holder); err != nil {
 		t.Fatal(err)
@@ -91,10 +89,7 @@ func TestUnlockReleasesTheLockWhenTheRecordCloseFails(t *testing.T) {
 // a chrooted internal-sftp) has none: "" and no error, so its records
 // carry none and its runs still go.
 func TestBootIDAbsentIsNone(t *testing.T) {
-	s, cfg := startKeepSSHD(t, 10)
-	files := &rootFS{}
-	files.serve(s)
-	d := keptDialer(t, cfg)
+	s, _, d := rootDialer(t)
 	ctx := context.Background()
 	c, err := d.Dial(ctx, s.target())
 	if err != nil {
@@ -109,30 +104,14 @@ func TestBootIDAbsentIsNone(t *testing.T) {
 // A node's next connection (its kept one dropped: a restart resets it)
 // reads the boot id again: nothing of the last connection's survives.
 func TestBootIDReadAgainOnANewConnection(t *testing.T) {
-	s, cfg := startKeepSSHD(t, 10)
-	files := &rootFS{}
-	files.serve(s)
-	d := keptDialer(t, cfg)
+	s, _, d := rootDialer(t)
 	ctx := context.Background()
 	for i, id := range []string{"1b4e28ba-2fa1-11d2-883f-0016d3cca427", "6fa459ea-ee8a-3ca4-894e-db77e160355e"} {
 		c, err := d.Dial(ctx, s.target())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := c.withFiles(ctx, "boot id", func(fsys sftpFS) error {
-			if err := fsys.MkdirAll(path.Dir(bootIDPath)); err != nil {
-				return err
-			}
-			f, err := fsys.Create(bootIDPath)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			_, err = f.Write([]byte(id + "\n"))
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
+		putFile(t, c, bootIDPath, id+"\n")
 		if got, err := c.BootID(ctx); err != nil || got != id {
 			t.Errorf("connection %d: boot id %q, %v; want %q", i, got, err, id)
 		}

@@ -324,9 +324,7 @@ func TestKeptConnectionPrunesRecordsInBatches(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i == 0 {
-			if err := c.withFiles(ctx, "mkdir", func(fsys sftpFS) error { return fsys.MkdirAll("/var/lib/routepush/runs") }); err != nil {
-				t.Fatal(err)
-			}
+			mkdirs(t, c, "/var/lib/routepush/runs")
 		}
 		// The in-memory filesystem's directories are not root's: as if
 		// Lock had checked them.
@@ -496,6 +494,41 @@ func TestKeptIPNotKeptPastMaxLinks(t *testing.T) {
 	}
 }
 
+// rootDialer is a kept server serving one rootFS, and a Dialer keeping
+// its connections.
+func rootDialer(t *testing.T) (*keepSSHD, *rootFS, *Dialer) {
+	t.Helper()
+	s, cfg := startKeepSSHD(t, 10)
+	files := &rootFS{}
+	files.serve(s)
+	return s, files, keptDialer(t, cfg)
+}
+
+// mkdirs makes dir and its parents through c's SFTP session.
+func mkdirs(t *testing.T, c *Client, dir string) {
+	t.Helper()
+	if err := c.withFiles(context.Background(), "mkdir", func(fsys sftpFS) error { return fsys.MkdirAll(dir) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// putFile writes a file through c's SFTP session, its folder made first.
+func putFile(t *testing.T, c *Client, name, content string) {
+	t.Helper()
+	mkdirs(t, c, path.Dir(name))
+	if err := c.withFiles(context.Background(), "put "+name, func(fsys sftpFS) error {
+		f, err := fsys.Create(name)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = f.Write([]byte(content))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // rootFS is one in-memory filesystem served as root's to every SFTP
 // session (pkg/sftp's says nobody owns it), its directories of mode
 // dirMode (0755 when 0; root may change it between rounds), counting the
@@ -598,10 +631,7 @@ func (rootInfo) Sys() any { return &syscall.Stat_t{} }
 // since, and it is reached through the other. Once root has removed
 // them, the next Lock, or the record under it, makes them again.
 func TestKeptLockChecksRunsOnce(t *testing.T) {
-	s, cfg := startKeepSSHD(t, 10)
-	files := &rootFS{}
-	files.serve(s)
-	d := keptDialer(t, cfg)
+	s, files, d := rootDialer(t)
 	ctx := context.Background()
 	for i, step := range []struct {
 		remove []string // by root, before the round
@@ -619,9 +649,7 @@ func TestKeptLockChecksRunsOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i == 0 {
-			if err := c.withFiles(ctx, "mkdir", func(fsys sftpFS) error { return fsys.MkdirAll("/var/lib") }); err != nil {
-				t.Fatal(err)
-			}
+			mkdirs(t, c, "/var/lib")
 		}
 		if len(step.remove) > 0 {
 			if err := c.withFiles(ctx, "remove", func(fsys sftpFS) error {
@@ -676,10 +704,7 @@ func TestKeptLockChecksRunsOnce(t *testing.T) {
 // appended by name, as a one-shot run's are, is e2e's: pkg/sftp's
 // in-memory files cannot be appended to.)
 func TestKeptRecordTakesItsStates(t *testing.T) {
-	s, cfg := startKeepSSHD(t, 10)
-	files := &rootFS{}
-	files.serve(s)
-	d := keptDialer(t, cfg)
+	s, files, d := rootDialer(t)
 	ctx := context.Background()
 	for i := range 3 {
 		c, err := d.Dial(ctx, s.target())
@@ -687,9 +712,7 @@ func TestKeptRecordTakesItsStates(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i == 0 {
-			if err := c.withFiles(ctx, "mkdir", func(fsys sftpFS) error { return fsys.MkdirAll("/var/lib") }); err != nil {
-				t.Fatal(err)
-			}
+			mkdirs(t, c, "/var/lib")
 		}
 		files.opens.Store(0)
 		holder := fmt.Appendf(nil, "round %d", i)
@@ -732,11 +755,8 @@ func TestKeptRecordTakesItsStates(t *testing.T) {
 // Root opens /var/lib/routepush between two rounds of a kept connection
 // (a careless chmod -R): the next Lock refuses it, as a first one would.
 func TestKeptLockRefusesAStateDirOpenedSince(t *testing.T) {
-	s, cfg := startKeepSSHD(t, 10)
-	files := &rootFS{}
+	s, files, d := rootDialer(t)
 	files.dirMode.Store(0o700)
-	files.serve(s)
-	d := keptDialer(t, cfg)
 	ctx := context.Background()
 	for i := range 2 {
 		c, err := d.Dial(ctx, s.target())
@@ -744,9 +764,7 @@ func TestKeptLockRefusesAStateDirOpenedSince(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i == 0 {
-			if err := c.withFiles(ctx, "mkdir", func(fsys sftpFS) error { return fsys.MkdirAll(runsDir) }); err != nil {
-				t.Fatal(err)
-			}
+			mkdirs(t, c, runsDir)
 		} else {
 			files.dirMode.Store(0o777)
 		}
@@ -771,19 +789,14 @@ func TestKeptLockRefusesAStateDirOpenedSince(t *testing.T) {
 // it: the run's record is not written (making the directories again would
 // let the run go on with no lock on the node).
 func TestRecordNotWrittenOnceTheLockIsGone(t *testing.T) {
-	s, cfg := startKeepSSHD(t, 10)
-	files := &rootFS{}
-	files.serve(s)
-	d := keptDialer(t, cfg)
+	s, _, d := rootDialer(t)
 	ctx := context.Background()
 	c, err := d.Dial(ctx, s.target())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if err := c.withFiles(ctx, "mkdir", func(fsys sftpFS) error { return fsys.MkdirAll("/var/lib") }); err != nil {
-		t.Fatal(err)
-	}
+	mkdirs(t, c, "/var/lib")
 	if err := c.Lock(ctx, []byte("run A")); err != nil {
 		t.Fatal(err)
 	}
@@ -807,35 +820,15 @@ func TestRecordNotWrittenOnceTheLockIsGone(t *testing.T) {
 // The node's boot id is read once per connection (a restart ends it), and
 // checked: anything but a UUID is refused, naming the node.
 func TestBootIDReadOncePerConnection(t *testing.T) {
-	s, cfg := startKeepSSHD(t, 10)
-	files := &rootFS{}
-	files.serve(s)
-	d := keptDialer(t, cfg)
+	s, _, d := rootDialer(t)
 	ctx := context.Background()
-	write := func(c *Client, content string) {
-		t.Helper()
-		if err := c.withFiles(ctx, "boot id", func(fsys sftpFS) error {
-			if err := fsys.MkdirAll(path.Dir(bootIDPath)); err != nil {
-				return err
-			}
-			f, err := fsys.Create(bootIDPath)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			_, err = f.Write([]byte(content))
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	const first = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
 	for i, content := range []string{first + "\n", "6fa459ea-ee8a-3ca4-894e-db77e160355e\n"} {
 		c, err := d.Dial(ctx, s.target())
 		if err != nil {
 			t.Fatal(err)
 		}
-		write(c, content)
+		putFile(t, c, bootIDPath, content)
 		if got, err := c.BootID(ctx); err != nil || got != first {
 			t.Errorf("round %d: boot id %q, %v; want %q, read once through the kept connection", i, got, err, first)
 		}
@@ -847,7 +840,7 @@ func TestBootIDReadOncePerConnection(t *testing.T) {
 	}
 	defer c.Close()
 	c.kept.bootKnown = false // as a new connection
-	write(c, "\x1b]0;owned\x07\n")
+	putFile(t, c, bootIDPath, "\x1b]0;owned\x07\n")
 	if _, err := c.BootID(ctx); err == nil || !strings.Contains(err.Error(), `n1: /proc/sys/kernel/random/boot_id reads "\x1b]0;owned\x07", not a boot id`) {
 		t.Errorf("a boot id of escapes: %v", err)
 	}
@@ -857,18 +850,13 @@ func TestBootIDReadOncePerConnection(t *testing.T) {
 // on the node to close it: the connection is not kept, and the handle
 // goes with it.
 func TestKeptConnectionWithARecordLeftOpenIsNotKept(t *testing.T) {
-	s, cfg := startKeepSSHD(t, 10)
-	files := &rootFS{}
-	files.serve(s)
-	d := keptDialer(t, cfg)
+	s, _, d := rootDialer(t)
 	ctx := context.Background()
 	c, err := d.Dial(ctx, s.target())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.withFiles(ctx, "mkdir", func(fsys sftpFS) error { return fsys.MkdirAll("/var/lib") }); err != nil {
-		t.Fatal(err)
-	}
+	mkdirs(t, c, "/var/lib")
 	if err := c.Lock(ctx, []byte("run A")); err != nil {
 		t.Fatal(err)
 	}
