@@ -74,7 +74,7 @@ func stallingClient(t *testing.T, stall string) *Client {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { close(s.release); a.Close(); cl.Close(); srv.Close() })
-	return &Client{name: "node-9", timeout: 100 * time.Millisecond, sftp: cl, meter: m,
+	return &Client{name: "node-9", timeout: 100 * time.Millisecond, sftp: cl, meter: m, boot: defaultBootIP,
 		conn: closerConn{close: a.Close}, sftpCh: closerChannel{close: a.Close}}
 }
 

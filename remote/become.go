@@ -32,8 +32,15 @@ const ipPath = "/usr/sbin/ip"
 // another): the reads (JSON, and text on an iproute2 without -json), the
 // one-family ip that reads, applies and verifies, the dual-stack and
 // rollback batches, sftp-server with no arguments ("" in sudoers) and,
-// for --persist on systemd, enabling the boot unit.
+// for --persist on systemd, enabling the boot unit. ip and sftp-server
+// are at their Debian paths (sudo finds ip through secure_path).
 func BecomeCommands(tables ...string) []string {
+	return BecomeCommandsFor(ipPath, defaultSFTPServer, tables...)
+}
+
+// BecomeCommandsFor is BecomeCommands for a node whose ip and sftp-server
+// are at these paths.
+func BecomeCommandsFor(ipPath, sftpServer string, tables ...string) []string {
 	all := []string{"main"}
 	for _, t := range tables {
 		if !slices.Contains(all, t) {
@@ -51,7 +58,7 @@ func BecomeCommands(tables ...string) []string {
 				fmt.Sprintf("%s -d -%d route show table %s", ipPath, fam, t))
 		}
 	}
-	return append(cmds, sftpServerPath+` ""`, "/usr/bin/systemctl enable "+unitName)
+	return append(cmds, sftpServer+` ""`, "/usr/bin/systemctl enable "+unitName)
 }
 
 // SudoersLine is the sudoers line become needs for user: exactly the
@@ -60,7 +67,13 @@ func BecomeCommands(tables ...string) []string {
 // any ip command from stdin, `netns exec` included, and sftp-server
 // reads and writes any file as root.
 func SudoersLine(user string, tables ...string) string {
-	return fmt.Sprintf("%s ALL=(root) NOPASSWD: %s", user, strings.Join(BecomeCommands(tables...), ", "))
+	return SudoersLineFor(user, ipPath, defaultSFTPServer, tables...)
+}
+
+// SudoersLineFor is SudoersLine for a node whose ip and sftp-server are
+// at these paths.
+func SudoersLineFor(user, ipPath, sftpServer string, tables ...string) string {
+	return fmt.Sprintf("%s ALL=(root) NOPASSWD: %s", user, strings.Join(BecomeCommandsFor(ipPath, sftpServer, tables...), ", "))
 }
 
 // sudoersHint names what become runs through sudo.
@@ -69,5 +82,9 @@ func (c *Client) sudoersHint() string {
 	if c.table != "" && c.table != "main" {
 		tables = append(tables, c.table)
 	}
-	return fmt.Sprintf("become needs passwordless sudo for exactly these commands, e.g. the sudoers line '%s'", SudoersLine(c.user, tables...))
+	ip := ipPath
+	if c.ipCmd != "" {
+		ip = c.ipCmd // the path this node's ip is run by
+	}
+	return fmt.Sprintf("become needs passwordless sudo for exactly these commands, e.g. the sudoers line '%s'", SudoersLineFor(c.user, ip, c.sftpPath(), tables...))
 }

@@ -36,7 +36,7 @@ func TestBecomeCommandsComplete(t *testing.T) {
 			}
 		}
 	}
-	if !slices.Contains(BecomeCommands(), sftpServerPath+` ""`) {
+	if !slices.Contains(BecomeCommands(), defaultSFTPServer+` ""`) {
 		t.Errorf("sftp-server not allowed without arguments")
 	}
 }

@@ -22,11 +22,19 @@ type Client struct {
 	user     string
 	conn     ssh.Conn // answered by serve; commands run through startExec
 	timeout  time.Duration
-	sudo     bool         // run ip through sudo -n (become)
-	textMode bool         // the node's iproute2 has no -json: parse its text output
-	table    string       // the managed table when not main (a number)
-	sftp     *sftp.Client // the node's lock and run records, opened when first needed
-	sftpCh   ssh.Channel  // the channel sftp runs on
+	sudo     bool // run ip through sudo -n (become)
+	textMode bool // the node's iproute2 has no -json: parse its text output
+	// ipCmd is the ip the node runs: "" for `ip` on the PATH (sudo's
+	// secure_path with become), else an iproute2 ip's path (discover.go).
+	ipCmd string
+	// sftpServer is the sftp-server become runs; sftpSet says the
+	// inventory or the command line chose it (never discovered).
+	sftpServer string
+	sftpSet    bool
+	boot       string       // the ip the boot unit runs, once found (persist.go)
+	table      string       // the managed table when not main (a number)
+	sftp       *sftp.Client // the node's lock and run records, opened when first needed
+	sftpCh     ssh.Channel  // the channel sftp runs on
 	// sftpEnded is closed when that channel has ended.
 	sftpEnded <-chan struct{}
 	meter     *meter // counts what the SFTP server sends
@@ -110,6 +118,14 @@ func (d *Dialer) client(t Target, k *keptConn) *Client {
 	c := &Client{name: t.Name, user: k.user, conn: k.conn, timeout: d.cfg.CommandTimeout, sudo: t.Become, wait: newIPWait(d.cfg.ReadOnly),
 		textMode: d.textNode(t.Name), dialer: d, table: d.cfg.Table, source: k.source, planned: d.cfg.PlannedRoutes, kept: k,
 		sftp: k.files.sftp, sftpCh: k.files.ch, meter: k.files.meter, sftpEnded: k.files.ended}
+	c.ipCmd = d.nodeIP(t.Name)
+	c.sftpServer, c.sftpSet = t.SFTPServer, t.SFTPServer != ""
+	if !c.sftpSet {
+		c.sftpServer = defaultSFTPServer
+		if p := d.nodeSFTPServer(t.Name); p != "" {
+			c.sftpServer = p
+		}
+	}
 	c.wait.rest = k.ip // none on a read-only Dialer's: its reads leave no ip waiting
 	k.files, k.ip = keptFiles{}, nil
 	return c

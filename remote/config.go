@@ -103,6 +103,10 @@ type Target struct {
 	IdentityFile    string // offered first, after the agent's keys
 	Jump            string // ProxyJump-style hops; overrides ssh_config
 	Become          bool   // run ip through sudo -n
+	// SFTPServer is the sftp-server become runs through sudo -n (the
+	// inventory's sftp_server, --sftp-server), checked by
+	// nodepath.Check; empty: Debian's path, else what the node has.
+	SFTPServer string
 }
 
 // Dialer opens connections to nodes. It reads keys and known_hosts once,
@@ -122,7 +126,70 @@ type Dialer struct {
 	// textNodes are the nodes found to have an iproute2 without -json, so
 	// that a second connection (a rollback) reads and writes as the first.
 	textNodes map[string]bool
-	kept      keptConns // Config.KeepConnections
+	// nodeIPs are the nodes whose ip routepush runs by its path (the
+	// first on the PATH was missing or BusyBox's), found holds what
+	// discovery found on each node it ran on (discover.go), and
+	// nodeSFTP the sftp-server become runs where discovery chose it.
+	nodeIPs  map[string]string
+	found    map[string]discovered
+	nodeSFTP map[string]string
+	kept     keptConns // Config.KeepConnections
+}
+
+// nodeIP is the path a node's ip is run by, "" for `ip` on the PATH.
+func (d *Dialer) nodeIP(name string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.nodeIPs[name]
+}
+
+func (d *Dialer) setNodeIP(name, path string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.nodeIPs == nil {
+		d.nodeIPs = map[string]string{}
+	}
+	d.nodeIPs[name] = path
+}
+
+// nodeSFTPServer is the sftp-server discovery chose for a node, "" if none.
+func (d *Dialer) nodeSFTPServer(name string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.nodeSFTP[name]
+}
+
+func (d *Dialer) setNodeSFTPServer(name, path string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.nodeSFTP == nil {
+		d.nodeSFTP = map[string]string{}
+	}
+	d.nodeSFTP[name] = path
+}
+
+func (d *Dialer) discoveredOf(name string) (discovered, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	f, ok := d.found[name]
+	return f, ok
+}
+
+func (d *Dialer) setDiscovered(name string, f discovered) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.found == nil {
+		d.found = map[string]discovered{}
+	}
+	d.found[name] = f
+}
+
+// logger is the Dialer's logger; one that discards on a nil Dialer (tests).
+func (d *Dialer) logger() *slog.Logger {
+	if d == nil || d.log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return d.log
 }
 
 // textNode reports whether a node was found to need text mode.

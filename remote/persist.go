@@ -32,12 +32,24 @@ const (
 	networkdState = "/run/systemd/netif/state"
 )
 
-// bootUnit replays the routes file once the network is up. /sbin/ip is
-// iproute2's path on Debian, Ubuntu and (through /sbin -> /usr/sbin) the
-// Red Hat family. -force goes on past a line that fails, such as a next
-// hop whose link is not up yet, and `route replace` adds what is missing
-// and leaves what is there.
-var bootUnit = []byte(`# Written by routepush --persist: replays the routes routepush pushed to
+// defaultBootIP is the ip the boot unit runs where /sbin/ip is iproute2's:
+// Debian, Ubuntu, and (through /sbin -> /usr/sbin) the Red Hat family and
+// Arch. Units routepush wrote before it looked say it too.
+const defaultBootIP = "/sbin/ip"
+
+// bootUnit replays the routes file once the network is up, with the ip at
+// ipPath: an absolute path (nodepath.Check), not a bare `ip`. systemd
+// searches a bare name only from version 239 on (RHEL 7, Ubuntu 18.04 and
+// Debian 9 refuse the unit), and its search path starts with
+// /usr/local/sbin, where a BusyBox ip that cannot run -batch may sit
+// before iproute2's. So the unit names the ip discovery found to be
+// iproute2's on that node (bootIP in discover.go): /sbin/ip wherever that
+// is iproute2's, else the first iproute2 ip on the session's PATH.
+// -force goes on past a line that fails, such as a next hop whose link is
+// not up yet, and `route replace` adds what is missing and leaves what is
+// there.
+func bootUnit(ipPath string) []byte {
+	return []byte(`# Written by routepush --persist: replays the routes routepush pushed to
 # this node, from ` + routesPath + `. routepush rewrites both files.
 [Unit]
 Description=routepush: routes to the other nodes' pod CIDRs
@@ -48,11 +60,30 @@ ConditionPathExists=` + routesPath + `
 [Service]
 Type=oneshot
 RemainAfterExit=yes
-ExecStart=/sbin/ip -force -batch ` + routesPath + `
+ExecStart=` + ipPath + ` -force -batch ` + routesPath + `
 
 [Install]
 WantedBy=multi-user.target
 `)
+}
+
+// bootIP is the ip the node's boot unit runs (bootUnit), found once per
+// node (discover.go): one session on the node, only with --persist.
+func (c *Client) bootIP(ctx context.Context) (string, error) {
+	if c.boot != "" {
+		return c.boot, nil
+	}
+	d, err := c.discover(ctx)
+	if err != nil {
+		return "", err
+	}
+	p, err := d.bootIP(c.name)
+	if err != nil {
+		return "", err
+	}
+	c.boot = p
+	return p, nil
+}
 
 // ReadPersisted reads what the node would restore at boot: the routes file,
 // the unit and whether it is enabled, whether systemd runs, and whether
@@ -61,7 +92,11 @@ func (c *Client) ReadPersisted(ctx context.Context) (persist.State, error) {
 	// What the operation finds is used only once it has returned (see
 	// Runs): it fills its own p.
 	var found persist.State
-	err := c.withFiles(ctx, "read "+routesPath, func(fsys sftpFS) error {
+	ip, err := c.bootIP(ctx)
+	if err != nil {
+		return persist.State{Path: routesPath}, err
+	}
+	err = c.withFiles(ctx, "read "+routesPath, func(fsys sftpFS) error {
 		p := persist.State{Path: routesPath}
 		if err := c.stateDir(fsys, path.Dir(routesPath), false); err != nil {
 			return err
@@ -77,7 +112,7 @@ func (c *Client) ReadPersisted(ctx context.Context) (persist.State, error) {
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("%s: read %s: %w", c.name, unitPath, err)
 		}
-		p.UnitCurrent = bytes.Equal(unit, bootUnit)
+		p.UnitCurrent = bytes.Equal(unit, bootUnit(ip))
 		p.UnitEnabled = exists(fsys, wantsPath)
 		p.Systemd = isDir(fsys, systemdRunDir)
 		if exists(fsys, networkdState) {
@@ -98,6 +133,13 @@ func (c *Client) ReadPersisted(ctx context.Context) (persist.State, error) {
 // file itself is never missing), which UndoPersisted puts back. found is
 // what ReadPersisted saw on this node, which the run has held locked since.
 func (c *Client) WritePersisted(ctx context.Context, routes []byte, found persist.State) error {
+	ip := defaultBootIP
+	if !found.UnitCurrent {
+		var err error
+		if ip, err = c.bootIP(ctx); err != nil {
+			return err
+		}
+	}
 	err := c.withFiles(ctx, "write "+routesPath, func(fsys sftpFS) error {
 		if err := fsys.MkdirAll(path.Dir(unitPath)); err != nil {
 			return fmt.Errorf("%s: mkdir %s: %w", c.name, path.Dir(unitPath), err)
@@ -117,7 +159,7 @@ func (c *Client) WritePersisted(ctx context.Context, routes []byte, found persis
 			return err
 		}
 		if !found.UnitCurrent {
-			return c.writeAtomic(fsys, unitPath, bootUnit, 0o644, true)
+			return c.writeAtomic(fsys, unitPath, bootUnit(ip), 0o644, true)
 		}
 		return nil
 	})

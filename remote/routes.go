@@ -59,13 +59,19 @@ const (
 	checked    = "--- routepush: tables as read, batch next ---"
 )
 
-// ip renders an ip command line, through sudo -n with become.
+// ip renders an ip command line, through sudo -n with become: `ip` on
+// the PATH, or the iproute2 ip discovery chose by its path (checked by
+// nodepath.Check: nothing in it means anything to a shell).
 func (c *Client) ip(args string) string {
+	ip := "ip"
+	if c.ipCmd != "" {
+		ip = c.ipCmd
+	}
 	if c.sudo {
 		// -n: fail at once, never wait for a password nobody will type.
-		return "sudo -n ip " + args
+		return "sudo -n " + ip + " " + args
 	}
-	return "ip " + args
+	return ip + " " + args
 }
 
 // ReadRoutes reads the node's main routing table for each family. The
@@ -83,6 +89,22 @@ func (c *Client) ip(args string) string {
 // stays with text for the rest of the connection so before/after digests
 // compare alike.
 func (c *Client) ReadRoutes(ctx context.Context, fams []route.Family) (route.Table, error) {
+	t, err := c.readRoutes(ctx, fams)
+	var ce *CommandError
+	if err != nil && errors.As(err, &ce) && (c.ipMissing(ce) || busyBox(ce)) {
+		// No ip, or BusyBox's, first on the PATH: an iproute2 ip further
+		// along it is used by its path, else the node is refused. Reads
+		// change nothing: read again.
+		if err := c.findIP(ctx); err != nil {
+			return route.Table{}, err
+		}
+		return c.readRoutes(ctx, fams)
+	}
+	return t, err
+}
+
+// readRoutes is ReadRoutes with the ip the client has.
+func (c *Client) readRoutes(ctx context.Context, fams []route.Family) (route.Table, error) {
 	if !c.textMode && len(fams) == 1 {
 		t, err := c.readJSON(ctx, fams[0])
 		var ce *CommandError

@@ -6,25 +6,66 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"strings"
 	"time"
 
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 )
 
-// sftpServerPath is OpenSSH's sftp-server on Debian and Ubuntu. With
+// defaultSFTPServer is OpenSSH's sftp-server on Debian and Ubuntu. With
 // become it runs through sudo -n, as ip does, because the login user's own
 // SFTP subsystem could not write /var/lib/routepush; sudoers names it
-// exactly, so that become never needs a shell as root.
-const sftpServerPath = "/usr/lib/openssh/sftp-server"
+// exactly, so that become never needs a shell as root. Elsewhere
+// (/usr/libexec/openssh on the Red Hat family, /usr/lib/ssh on Arch) it
+// is found once that path is not there (discover.go), or named by the
+// inventory's sftp_server or --sftp-server.
+const defaultSFTPServer = "/usr/lib/openssh/sftp-server"
 
-// files opens, once per connection, the SFTP session that reads and writes
+// files opens the node's SFTP session (openFiles). With become, a
+// sftp-server that sudo does not find at the path it was given, when
+// neither the inventory nor the command line named it, is looked for on
+// the node (discover.go), and the session opened with the one found.
+func (c *Client) files(ctx context.Context) (*sftp.Client, error) {
+	s, err := c.openFiles(ctx)
+	var ce *CommandError
+	if err == nil || !c.sudo || c.sftpSet || !errors.As(err, &ce) || !strings.Contains(ce.Stderr, c.sftpPath()+": command not found") {
+		return s, err
+	}
+	d, derr := c.discover(ctx)
+	if derr != nil {
+		return nil, errors.Join(err, derr)
+	}
+	p, derr := d.sftpServer(c.name)
+	if derr != nil {
+		return nil, derr
+	}
+	if p == c.sftpPath() {
+		return nil, err
+	}
+	c.dialer.logger().Info("become runs the node's own sftp-server", "node", c.name, "sftp-server", p)
+	c.sftpServer = p
+	if c.dialer != nil {
+		c.dialer.setNodeSFTPServer(c.name, p)
+	}
+	return c.openFiles(ctx)
+}
+
+// sftpPath is the sftp-server become runs.
+func (c *Client) sftpPath() string {
+	if c.sftpServer == "" {
+		return defaultSFTPServer
+	}
+	return c.sftpServer
+}
+
+// openFiles opens, once per connection, the SFTP session that reads and writes
 // the node's lock and run records: the "sftp" subsystem, or sftp-server
 // through sudo -n with become. Opening it waits on the node three times
 // (the channel, the request, pkg/sftp's handshake), all within one command
 // timeout; none can be cancelled, so a node that does not answer has its
 // connection closed under them.
-func (c *Client) files(ctx context.Context) (*sftp.Client, error) {
+func (c *Client) openFiles(ctx context.Context) (*sftp.Client, error) {
 	if c.sftp != nil {
 		return c.sftp, nil
 	}
@@ -58,7 +99,7 @@ func (c *Client) files(ctx context.Context) (*sftp.Client, error) {
 		case msg = <-stderr:
 		case <-time.After(time.Second):
 		}
-		return nil, &CommandError{Host: c.name, Command: "sudo -n " + sftpServerPath, ExitStatus: 1, Stderr: msg, Hint: c.hint(msg)}
+		return nil, &CommandError{Host: c.name, Command: "sudo -n " + c.sftpPath(), ExitStatus: 1, Stderr: msg, Hint: c.hint(msg)}
 	case err != nil:
 		c.taint()
 		ch.Close()
@@ -100,7 +141,7 @@ func (c *Client) openSFTPChannel(ctx context.Context) (ch ssh.Channel, stderr <-
 	err = c.bounded(ctx, "sftp", c.conn.Close, func() error {
 		var err error
 		if c.sudo {
-			ok, err = ch.SendRequest("exec", true, ssh.Marshal(&struct{ Command string }{"sudo -n " + sftpServerPath}))
+			ok, err = ch.SendRequest("exec", true, ssh.Marshal(&struct{ Command string }{"sudo -n " + c.sftpPath()}))
 			go func() {
 				b, _ := io.ReadAll(io.LimitReader(ch.Stderr(), 4096))
 				said <- string(b)

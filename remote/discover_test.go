@@ -1,0 +1,244 @@
+package remote
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// parseDiscovery takes only the lines discoverScript prints, paths only
+// as nodepath.Check allows, and bounds what it keeps: whatever else a node
+// prints refuses it, naming the line, escaped.
+func TestParseDiscovery(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("/x", 300)
+	for _, tc := range []struct {
+		name, out string
+		wantErr   string // "" : parses
+		ip        string // what iproute2() returns, or its error's text
+		boot      string
+		sftp      string
+	}{
+		{name: "debian", out: "path /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\nip iproute2 /usr/sbin/ip\nip iproute2 /usr/bin/ip\nip iproute2 /sbin/ip\nip iproute2 /bin/ip\nsbin iproute2\nsftp /usr/lib/openssh/sftp-server\nsubsystem /usr/lib/openssh/sftp-server\nend\n",
+			ip: "/usr/sbin/ip", boot: "/sbin/ip", sftp: "/usr/lib/openssh/sftp-server"},
+		{name: "rhel", out: "path /usr/local/bin:/usr/bin\nip iproute2 /usr/bin/ip\nsbin iproute2\nsftp /usr/libexec/openssh/sftp-server\nend\n",
+			ip: "/usr/bin/ip", boot: "/sbin/ip", sftp: "/usr/libexec/openssh/sftp-server"},
+		{name: "subsystem wins", out: "path /usr/bin\nip iproute2 /usr/bin/ip\nsftp /usr/lib/openssh/sftp-server\nsubsystem /opt/ssh/libexec/sftp-server\nend\n",
+			ip: "/usr/bin/ip", boot: "/usr/bin/ip", sftp: "/opt/ssh/libexec/sftp-server"},
+		{name: "busybox first, iproute2 further", out: "path /usr/local/sbin:/usr/sbin\nip busybox /usr/local/sbin/ip\nip iproute2 /usr/sbin/ip\nsbin iproute2\nend\n",
+			ip: "/usr/sbin/ip", boot: "/sbin/ip", sftp: "no sftp-server for become"},
+		{name: "busybox only", out: "path /usr/local/sbin:/usr/sbin\nip busybox /usr/local/sbin/ip\nip busybox /usr/sbin/ip\nsbin busybox\nend\n",
+			ip:   "node-3: ip on the PATH is BusyBox's (/usr/local/sbin/ip), which cannot show route protocols: routepush cannot tell its routes from others'; install iproute2",
+			boot: "BusyBox's"},
+		{name: "no ip", out: "path /usr/local/bin:/usr/bin:/bin\nend\n",
+			ip: "node-3: no ip on the PATH of a non-interactive session (PATH=/usr/local/bin:/usr/bin:/bin): install iproute2"},
+		{name: "sbin busybox, iproute2 in local", out: "path /usr/local/sbin:/usr/sbin\nip iproute2 /usr/local/sbin/ip\nip busybox /usr/sbin/ip\nsbin busybox\nend\n",
+			ip: "/usr/local/sbin/ip", boot: "/usr/local/sbin/ip"},
+		{name: "escapes in PATH are escaped", out: "path /usr/bin:/evil\x1b[2J\nend\n",
+			ip: `PATH=/usr/bin:/evil\x1b[2J)`},
+		{name: "a very long PATH is cut", out: "path " + strings.Repeat("/a", 2000) + "\nend\n",
+			ip: "...): install iproute2"},
+		{name: "iproute2 at a path with a space", out: "path /usr/bin:/opt/my tools\nip iproute2 /opt/my tools/ip\nend\n",
+			ip: `iproute2's ip is at "/opt/my tools/ip" on the PATH, which routepush will not run`},
+		{name: "iproute2 at a path with ;", out: "path /x;reboot\nip iproute2 /x;reboot/ip\nend\n",
+			ip: "which routepush will not run: byte ';' is not allowed"},
+		{name: "a bad path after a good one does not matter", out: "path /usr/sbin:/x y\nip iproute2 /usr/sbin/ip\nip iproute2 /x y/ip\nend\n",
+			ip: "/usr/sbin/ip"},
+		{name: "relative ip", out: "path .:/usr/bin\nip iproute2 ./ip\nend\n", ip: "not an absolute path"},
+		{name: "dotdot ip", out: "path /usr/bin\nip iproute2 /usr/bin/../../tmp/ip\nend\n", ip: `".." path element`},
+		{name: "very long ip path", out: "path /x\nip iproute2 " + long + "/ip\nend\n", ip: "path longer than 256 bytes"},
+		{name: "subsystem relative", out: "path /usr/bin\nsubsystem internal-sftp\nend\n", wantErr: "not an absolute path"},
+		{name: "subsystem with a quote", out: "path /usr/bin\nsubsystem /usr/lib/sftp'x\nend\n", wantErr: "is not allowed"},
+		{name: "sftp not asked about", out: "path /usr/bin\nsftp /tmp/sftp-server\nend\n", wantErr: "not one of the paths asked about"},
+		{name: "unknown line", out: "path /usr/bin\nrm -rf /\nend\n", wantErr: `line 2 "rm -rf /": not a line discovery prints`},
+		{name: "unknown kind", out: "path /usr/bin\nip iproute3 /usr/bin/ip\nend\n", wantErr: "not an ip line"},
+		{name: "forged line after an escape", out: "path /usr/bin\nip iproute2 /usr/bin/ip\x1b[1A\nend\n", ip: "byte '\\x1b' is not allowed"},
+		{name: "no end", out: "path /usr/bin\nip iproute2 /usr/bin/ip\n", wantErr: "output cut short"},
+		{name: "nothing", out: "", wantErr: "output cut short"},
+		{name: "motd before", out: "Welcome!\npath /usr/bin\nend\n", wantErr: "not a line discovery prints"},
+		{name: "two PATH lines", out: "path /usr/bin\npath /bin\nend\n", wantErr: "unexpected"},
+		{name: "two sbin lines", out: "path /usr/bin\nsbin iproute2\nsbin iproute2\nend\n", wantErr: "not a kind"},
+		{name: "too many lines", out: "path /usr/bin\n" + strings.Repeat("ip other /usr/bin/ip\n", discoverMaxLines) + "end\n", wantErr: "more than 80"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			d, err := parseDiscovery([]byte(tc.out))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("parse: %v, want an error with %q", err, tc.wantErr)
+				}
+				if strings.ContainsAny(err.Error(), "\x1b\n") {
+					t.Errorf("error not escaped: %q", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			check := func(what, want string, got string, err error) {
+				t.Helper()
+				if want == "" {
+					return
+				}
+				s := got
+				if err != nil {
+					s = err.Error()
+					if strings.ContainsAny(s, "\x1b\n") {
+						t.Errorf("%s: error not escaped: %q", what, s)
+					}
+					if !strings.HasPrefix(s, "node-3: ") {
+						t.Errorf("%s: error does not name the node: %q", what, s)
+					}
+				}
+				if !strings.Contains(s, want) || (err == nil && s != want) {
+					t.Errorf("%s = %q, want %q", what, s, want)
+				}
+			}
+			ip, err := d.iproute2("node-3")
+			check("iproute2", tc.ip, ip, err)
+			boot, err := d.bootIP("node-3")
+			check("bootIP", tc.boot, boot, err)
+			sftp, err := d.sftpServer("node-3")
+			check("sftpServer", tc.sftp, sftp, err)
+			if len(d.path) > pathShown+len("...") {
+				t.Errorf("kept a PATH of %d bytes", len(d.path))
+			}
+		})
+	}
+}
+
+// discoverScript itself, run by the shells a node may have (dash, bash,
+// BusyBox's ash) on a made-up PATH: a BusyBox ip first, a directory with
+// a space and a glob, a relative entry, a fake iproute2 ip further on.
+// Its output parses, and the first iproute2 ip is chosen.
+func TestDiscoverScriptRuns(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	mk := func(rel, body string) string {
+		p := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	bb := mk("bb/ip", "#!/bin/sh\necho 'BusyBox v1.35.0 (Debian) multi-call binary.' >&2\necho 'Usage: ip [OPTIONS]' >&2\nexit 1\n")
+	mk("with space/ip", "#!/bin/sh\necho 'ip utility, iproute2-6.1.0'\n")
+	mk("star/ip", "#!/bin/sh\necho 'ip utility, iproute2-6.1.0'\n")
+	mk("other/ip", "#!/bin/sh\necho 'something else'\n")
+	good := mk("good/ip", "#!/bin/sh\necho 'ip utility, iproute2-ss190107'\n")
+	mk("notexec/ip", "")
+	if err := os.Chmod(filepath.Join(dir, "notexec/ip"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	path := strings.Join([]string{filepath.Join(dir, "bb"), filepath.Join(dir, "with space"), filepath.Join(dir, "st*"),
+		"relative", filepath.Join(dir, "notexec"), filepath.Join(dir, "other"), filepath.Join(dir, "good"), "/usr/bin", "/bin"}, ":")
+	shells := [][]string{{"sh"}, {"dash"}, {"bash"}, {"busybox", "sh"}}
+	for _, sh := range shells {
+		if _, err := exec.LookPath(sh[0]); err != nil {
+			continue
+		}
+		t.Run(strings.Join(sh, " "), func(t *testing.T) {
+			cmd := exec.Command(sh[0], append(sh[1:], "-s")...)
+			cmd.Stdin = strings.NewReader(discoverScript)
+			cmd.Env = []string{"PATH=" + path}
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("%v: %s", err, out)
+			}
+			d, err := parseDiscovery(out)
+			if err != nil {
+				t.Fatalf("parse: %v\n%s", err, out)
+			}
+			var kinds []string
+			for _, f := range d.ips {
+				kinds = append(kinds, f.kind)
+			}
+			if got := strings.Join(kinds, " "); !strings.HasPrefix(got, "busybox iproute2 other iproute2") {
+				t.Errorf("kinds along the PATH: %q\n%s", got, out)
+			}
+			if d.ips[0].path != bb || d.ips[1].bad == nil {
+				t.Errorf("first ip %q, the spaced one %v\n%s", d.ips[0].path, d.ips[1].bad, out)
+			}
+			// The spaced directory's ip is iproute2's but not runnable:
+			// refused, naming it, even though a good one comes later.
+			if _, err := d.iproute2("n"); err == nil || !strings.Contains(err.Error(), "with space/ip") {
+				t.Errorf("iproute2() = %v, want the spaced path refused", err)
+			}
+			d.ips = d.ips[2:]
+			if ip, err := d.iproute2("n"); err != nil || ip != good {
+				t.Errorf("iproute2() = %q, %v; want %s", ip, err, good)
+			}
+		})
+	}
+}
+
+// The usage BusyBox 1.35's ip prints for an option it lacks is told from
+// iproute2's errors; a missing ip from a failing one.
+func TestRecogniseBusyBoxAndMissingIP(t *testing.T) {
+	t.Parallel()
+	usage := "BusyBox v1.35.0 (Debian 1:1.35.0-4+deb12u1+b1) multi-call binary.\n\nUsage: ip [OPTIONS] address|route|link|tunnel|neigh|rule [ARGS]\n"
+	if !busyBox(&CommandError{ExitStatus: 1, Stderr: usage}) {
+		t.Error("BusyBox's usage not recognised")
+	}
+	if busyBox(&CommandError{ExitStatus: 255, Stderr: `Option "-json" is unknown, try "ip -help".`}) {
+		t.Error("iproute2's unknown option taken for BusyBox")
+	}
+	c := &Client{}
+	for stderr, want := range map[string]bool{
+		"sh: 1: ip: not found":                                   true,
+		"bash: line 1: ip: command not found":                    true,
+		"sh: 1: /usr/sbin/ip: not found":                         true,
+		"RTNETLINK answers: File exists":                         false,
+		"Error: any valid prefix is expected rather than \"x\".": false,
+	} {
+		if got := c.ipMissing(&CommandError{ExitStatus: 127, Stderr: stderr}); got != want {
+			t.Errorf("ipMissing(127, %q) = %v", stderr, got)
+		}
+	}
+	if c.ipMissing(&CommandError{ExitStatus: 1, Stderr: "sudo: ip: command not found"}) {
+		t.Error("sudo's not found counted without become")
+	}
+	c.sudo = true
+	if !c.ipMissing(&CommandError{ExitStatus: 1, Stderr: "sudo: ip: command not found"}) {
+		t.Error("sudo's not found not recognised with become")
+	}
+}
+
+// With become, the hint's sudoers line names the ip and sftp-server this
+// node runs, not Debian's paths.
+func TestSudoersHintNamesTheNodesPaths(t *testing.T) {
+	t.Parallel()
+	c := &Client{user: "admin", sudo: true, ipCmd: "/usr/local/sbin/ip", sftpServer: "/usr/libexec/openssh/sftp-server"}
+	h := c.sudoersHint()
+	for _, want := range []string{"/usr/local/sbin/ip -batch -", "/usr/libexec/openssh/sftp-server \"\""} {
+		if !strings.Contains(h, want) {
+			t.Errorf("hint lacks %q: %s", want, h)
+		}
+	}
+	if strings.Contains(h, "/usr/sbin/ip") || strings.Contains(h, "/usr/lib/openssh/") {
+		t.Errorf("hint names Debian's paths: %s", h)
+	}
+	if got := c.ip("-batch -"); got != "sudo -n /usr/local/sbin/ip -batch -" {
+		t.Errorf("ip() = %q", got)
+	}
+	if got := (&Client{}).ip("-batch -"); got != "ip -batch -" {
+		t.Errorf("default ip() = %q", got)
+	}
+}
+
+// The boot unit names the ip it was given, and /sbin/ip's unit is the one
+// routepush always wrote: nodes persisted before are not rewritten.
+func TestBootUnitNamesTheIP(t *testing.T) {
+	t.Parallel()
+	if u := string(bootUnit("/usr/local/sbin/ip")); !strings.Contains(u, "\nExecStart=/usr/local/sbin/ip -force -batch /etc/routepush/routes\n") {
+		t.Errorf("unit:\n%s", u)
+	}
+	if u := string(bootUnit(defaultBootIP)); !strings.Contains(u, "\nExecStart=/sbin/ip -force -batch /etc/routepush/routes\n") {
+		t.Errorf("unit:\n%s", u)
+	}
+}
