@@ -48,6 +48,9 @@ type SSH struct {
 	IdentityFile string
 	Jump         string // jump hosts, as ssh's ProxyJump: [user@]host[:port][,...]
 	Become       bool   // run ip through sudo
+	// SFTPServer is the sftp-server become runs through sudo (absolute,
+	// checked by nodepath.Check); empty: Debian's, else the node's own.
+	SFTPServer string
 }
 
 // InternalIP returns the node's internal IP of the family, if it has one.

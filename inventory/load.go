@@ -10,6 +10,7 @@ import (
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
 
+	"github.com/routepush/routepush/internal/nodepath"
 	"github.com/routepush/routepush/internal/proxyjump"
 )
 
@@ -26,6 +27,7 @@ type fileNode struct {
 	IdentityFile string   `mapstructure:"identity_file"`
 	Jump         string   `mapstructure:"jump"`
 	Become       *bool    `mapstructure:"become"`
+	SFTPServer   string   `mapstructure:"sftp_server"`
 }
 
 // fileDefaults are the per-node settings a node inherits unless it sets its own.
@@ -35,6 +37,7 @@ type fileDefaults struct {
 	IdentityFile string `mapstructure:"identity_file"`
 	Jump         string `mapstructure:"jump"`
 	Become       bool   `mapstructure:"become"`
+	SFTPServer   string `mapstructure:"sftp_server"`
 }
 
 // Load reads an inventory file (YAML, or JSON/TOML by extension), applies its
@@ -179,6 +182,12 @@ func (f *File) decode(settings map[string]any) []error {
 		errs = append(errs, &FieldError{Index: DefaultsIndex, Field: "jump", Msg: err.Error()})
 		defaults.Jump = ""
 	}
+	if defaults.SFTPServer != "" {
+		if err := nodepath.Check(defaults.SFTPServer); err != nil {
+			errs = append(errs, &FieldError{Index: DefaultsIndex, Field: "sftp_server", Msg: fmt.Sprintf("%q: %v", defaults.SFTPServer, err)})
+			defaults.SFTPServer = ""
+		}
+	}
 	f.Defaults = SSH(defaults)
 	f.Nodes = make([]Node, 0, len(list))
 	f.ipsWritten = make([]bool, 0, len(list))
@@ -265,6 +274,10 @@ func (fn *fileNode) node(i int, d fileDefaults) (Node, []error) {
 	}
 	if fn.Become != nil {
 		n.SSH.Become = *fn.Become
+	}
+	n.SSH.SFTPServer = fn.SFTPServer
+	if n.SSH.SFTPServer == "" {
+		n.SSH.SFTPServer = d.SFTPServer
 	}
 	if _, err := proxyjump.Parse(fn.Jump); err != nil {
 		bad("jump", "%v", err)

@@ -3,6 +3,8 @@ package inventory
 import (
 	"errors"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -61,6 +63,9 @@ func TestLoadInvalid(t *testing.T) {
 		{"invalid-family-mismatch.yaml", []string{`node "worker-0" (nodes[0]) pod_cidr: 2001:db8:1::/64 is IPv6 but the node has no IPv6 internal_ip`}},
 		{"invalid-shell-name.yaml", []string{`nodes[0] name: "$(touch /tmp/pwned)" is not a valid node name`, `node "worker-1" (nodes[1]) address: "198.18.0.11;reboot" is neither`, `node "worker-1" (nodes[1]) pod_cidr: "100.64.1.0/24` + "`id`" + `" is not a CIDR`,
 			`node "worker-2" (nodes[2]) address: "fe80::1%$(touch /tmp/pwned)" is neither`}},
+		{"invalid-sftp-server.yaml", []string{`defaults sftp_server: "usr/lib/openssh/sftp-server": not an absolute path`,
+			`node "worker-0" (nodes[0]) sftp_server: "/usr/libexec/openssh/sftp-server;reboot": byte ';' is not allowed`,
+			`node "worker-1" (nodes[1]) sftp_server: "/usr/lib/../../tmp/sftp-server": ".." path element`}},
 		{"invalid-yaml.yaml", []string{"testdata/invalid-yaml.yaml", "line 3"}},
 		{"invalid-no-nodes.yaml", []string{"no nodes"}},
 		{"invalid-bad-port.yaml", []string{`node "worker-0" (nodes[0]) port: 70000 is out of range`, `user: "root;id" is not a valid user name`}},
@@ -104,5 +109,26 @@ func TestUnknownKeyIsTheOnlyComplaint(t *testing.T) {
 	var verr *ValidationError
 	if !errors.As(err, &verr) || len(verr.Errs) != 1 {
 		t.Errorf("Load() = %v, want exactly one problem", err)
+	}
+}
+
+// sftp_server: a node's own, else the defaults'.
+func TestLoadSFTPServer(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "hosts.yaml")
+	if err := os.WriteFile(path, []byte(`defaults:
+  sftp_server: /usr/lib/ssh/sftp-server
+nodes:
+  - {name: worker-0, address: 198.18.0.10, pod_cidr: 100.64.0.0/24, sftp_server: /usr/libexec/openssh/sftp-server}
+  - {name: worker-1, address: 198.18.0.11, pod_cidr: 100.64.1.0/24}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	nodes, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nodes[0].SSH.SFTPServer != "/usr/libexec/openssh/sftp-server" || nodes[1].SSH.SFTPServer != "/usr/lib/ssh/sftp-server" {
+		t.Errorf("sftp_server: %q, %q", nodes[0].SSH.SFTPServer, nodes[1].SSH.SFTPServer)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/routepush/routepush/internal/nodepath"
 	"github.com/routepush/routepush/internal/proxyjump"
 	"github.com/routepush/routepush/route"
 )
@@ -150,6 +151,11 @@ func (v *validator) identity(i int, n *Node) {
 	}
 	if n.SSH.User != "" && !proxyjump.ValidUser(n.SSH.User) {
 		v.add(i, n, "user", "%q is not a valid user name", n.SSH.User)
+	}
+	if n.SSH.SFTPServer != "" {
+		if err := nodepath.Check(n.SSH.SFTPServer); err != nil {
+			v.add(i, n, "sftp_server", "%q: %v", n.SSH.SFTPServer, err)
+		}
 	}
 	if n.SSH.Port < 0 || n.SSH.Port > 65535 {
 		v.add(i, n, "port", "%d is out of range 1-65535", n.SSH.Port)

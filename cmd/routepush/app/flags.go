@@ -10,6 +10,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/routepush/routepush/internal/homedir"
+	"github.com/routepush/routepush/internal/nodepath"
 	"github.com/routepush/routepush/inventory"
 	"github.com/routepush/routepush/orchestrator"
 	"github.com/routepush/routepush/route"
@@ -149,6 +150,8 @@ type reachFlags struct {
 	user              string
 	userFromFlag      bool // --user given on the command line: overrides the inventory
 	become            bool
+	sftpServer        string
+	sftpFromFlag      bool // --sftp-server given on the command line: overrides the inventory
 }
 
 func (r *reachFlags) add(fs *pflag.FlagSet) {
@@ -165,12 +168,19 @@ func (r *reachFlags) add(fs *pflag.FlagSet) {
 	add(fs, fs.StringSliceVarP, &r.identities, "identity", "", nil, "private key file(s) to offer after ssh-agent's, before ssh_config's (default: ~/.ssh/id_ed25519, id_ecdsa, id_rsa)", carried)
 	add(fs, fs.StringVarP, &r.user, "user", "", "", "SSH user for every node (overrides the inventory; default: inventory, ssh_config, then your user name)", carried)
 	add(fs, fs.BoolVarP, &r.become, "become", "", false, "run ip through sudo -n on every node (passwordless sudo for ip), as Ansible's become", carried)
+	add(fs, fs.StringVarP, &r.sftpServer, "sftp-server", "", "", "with become, the sftp-server to run through sudo -n (overrides the inventory; default: inventory sftp_server, else /usr/lib/openssh/sftp-server, else the node's own)", carried)
 }
 
 // resolve notes whether --user was on the command line (fs: the parsed
 // flags) and checks the settings.
 func (r *reachFlags) resolve(fs *pflag.FlagSet) error {
 	r.userFromFlag = fs.Changed("user")
+	r.sftpFromFlag = fs.Changed("sftp-server")
+	if r.sftpServer != "" {
+		if err := nodepath.Check(r.sftpServer); err != nil {
+			return fmt.Errorf("--sftp-server %q: %v", r.sftpServer, err)
+		}
+	}
 	if r.concurrency < 1 {
 		return fmt.Errorf("--concurrency must be at least 1, got %d", r.concurrency)
 	}

@@ -149,6 +149,12 @@ func target(n *inventory.Node, r *reachFlags) remote.Target {
 	if r.userFromFlag {
 		t.User = r.user
 	}
+	// The inventory's sftp_server (the node's, else its defaults') beats
+	// the config's and the environment's; the command line beats both.
+	t.SFTPServer = n.SSH.SFTPServer
+	if r.sftpFromFlag || t.SFTPServer == "" {
+		t.SFTPServer = r.sftpServer
+	}
 	return t
 }
 
