@@ -30,8 +30,8 @@ const ipPath = "/usr/sbin/ip"
 // BecomeCommands are every command line routepush runs through sudo -n
 // with become, for the tables it reads (main, and --table's when it names
 // another): the reads (JSON, and text on an iproute2 without -json), the
-// one-family ip that reads, applies and verifies, the dual-stack and
-// rollback batches, sftp-server with no arguments ("" in sudoers) and,
+// one-family ip that reads, applies and verifies (and, with -force, rolls
+// back), the dual-stack and rollback batches, sftp-server with no arguments ("" in sudoers) and,
 // for --persist on systemd, enabling the boot unit. ip and sftp-server
 // are at their Debian paths (sudo finds ip through secure_path).
 func BecomeCommands(tables ...string) []string {
@@ -50,6 +50,10 @@ func BecomeCommandsFor(ipPath, sftpServer string, tables ...string) []string {
 	var cmds []string
 	for _, fam := range []int{4, 6} {
 		cmds = append(cmds, fmt.Sprintf("%s -%d -d -N -json -batch -", ipPath, fam))
+	}
+	// The one-family rollback: the same ip with -force (applyJSON).
+	for _, fam := range []int{4, 6} {
+		cmds = append(cmds, fmt.Sprintf("%s -force -%d -d -N -json -batch -", ipPath, fam))
 	}
 	cmds = append(cmds, ipPath+" -batch -", ipPath+" -force -batch -")
 	for _, t := range all {

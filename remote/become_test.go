@@ -25,7 +25,7 @@ func TestBecomeCommandsComplete(t *testing.T) {
 				for _, tb := range c.tables() {
 					ran = append(ran, c.ip(c.readArgs(fam, tb)))
 				}
-				ran = append(ran, c.ip(batchArgs[fam]))
+				ran = append(ran, c.ip(batchArgs[fam]), c.ip("-force "+batchArgs[fam]))
 			}
 			ran = append(ran, c.ip("-batch -"), c.ip("-force -batch -"))
 			for _, cmd := range ran {
