@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"strings"
 	"time"
 
 	"github.com/pkg/sftp"
@@ -22,16 +21,20 @@ import (
 // inventory's sftp_server or --sftp-server.
 const defaultSFTPServer = "/usr/lib/openssh/sftp-server"
 
-// files opens the node's SFTP session (openFiles). With become, a
-// sftp-server that sudo does not find at the path it was given, when
-// neither the inventory nor the command line named it, is looked for on
-// the node (discover.go), and the session opened with the one found.
+// files opens the node's SFTP session (openFiles). With become, when
+// `sudo -n` fails to start the sftp-server at Debian's path and neither
+// the inventory nor the command line named one, the node's own is looked
+// for (discover.go): if it is elsewhere, the session is opened with it.
+// Only a failure costs that look.
 func (c *Client) files(ctx context.Context) (*sftp.Client, error) {
 	s, err := c.openFiles(ctx)
 	var ce *CommandError
-	if err == nil || !c.sudo || c.sftpSet || !errors.As(err, &ce) || !strings.Contains(ce.Stderr, c.sftpPath()+": command not found") {
+	if err == nil || !c.sudo || c.sftpSet || !errors.As(err, &ce) {
 		return s, err
 	}
+	// sudo says "command not found" only where sudoers allows the path;
+	// elsewhere it asks for a password or says the user may not run it.
+	// Either way, another sftp-server on the node is worth one look.
 	d, derr := c.discover(ctx)
 	if derr != nil {
 		return nil, errors.Join(err, derr)

@@ -475,6 +475,13 @@ func (l *Lab) SetSudoers(n *Node, passwordless bool) error {
 	if !passwordless {
 		line = strings.Replace(line, "NOPASSWD: ", "", 1)
 	}
+	return l.SetSudoersLine(n, line)
+}
+
+// SetSudoersLine gives a node's sudoers this line for the sudo user (a
+// node whose ip or sftp-server is not where Debian has it:
+// remote.SudoersLineFor).
+func (l *Lab) SetSudoersLine(n *Node, line string) error {
 	sudoers := fmt.Sprintf(`Defaults env_reset
 Defaults secure_path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 root ALL=(ALL:ALL) ALL
