@@ -16,7 +16,7 @@
 //	route         iproute2's model, pure: it reads no files and runs nothing
 //
 // Any of them may import the leaves under internal/ (safetext, proxyjump,
-// homedir, persist), which import no other routepush package. Tests may
+// nodepath, homedir, persist), which import no other routepush package. Tests may
 // also use the helpers under test/. test/... and bench are tools outside
 // the layers and may import anything.
 package layering
