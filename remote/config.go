@@ -184,6 +184,12 @@ func (d *Dialer) setDiscovered(name string, f discovered) {
 	d.found[name] = f
 }
 
+func (d *Dialer) forgetDiscovered(name string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.found, name)
+}
+
 // logger is the Dialer's logger; one that discards on a nil Dialer (tests).
 func (d *Dialer) logger() *slog.Logger {
 	if d == nil || d.log == nil {

@@ -263,6 +263,15 @@ func (c *Client) findIP(ctx context.Context) error {
 		return err
 	}
 	p, err := d.iproute2(c.name)
+	if err == nil && p == c.ipCmd && c.dialer != nil {
+		// Found by an earlier look that no longer holds (a watcher's
+		// node changed since): look again, once.
+		c.dialer.forgetDiscovered(c.name)
+		if d, err = c.discover(ctx); err != nil {
+			return err
+		}
+		p, err = d.iproute2(c.name)
+	}
 	if err != nil {
 		return err
 	}

@@ -106,6 +106,9 @@ func TestNodeSoftwareRHELSFTPServer(t *testing.T) {
 	}
 	assertConverged(t, l)
 	t.Logf("sessions of a converging run: node-0 (Debian) %d, node-1 (RHEL's sftp-server, found) %d", sshdSessions(t, l.Nodes[0])-n0, sshdSessions(t, rhel)-n1)
+	if got := sshdSessions(t, l.Nodes[0]) - n0; got != 2 {
+		t.Errorf("node-0, Debian's sftp-server, cost %d sessions, want 2 (SFTP and ip): the common case must cost nothing more", got)
+	}
 
 	// Named in the inventory: nothing to find, and the same result.
 	named := filepath.Join(l.Dir, "named.yaml")
@@ -170,6 +173,9 @@ func TestNodeSoftwareBusyBoxIP(t *testing.T) {
 	}
 	assertConverged(t, l)
 	t.Logf("sessions of a converging run: node-0 (iproute2 first) %d, node-1 (BusyBox first) %d", sshdSessions(t, l.Nodes[0])-n0, sshdSessions(t, bb)-n1)
+	if got := sshdSessions(t, l.Nodes[0]) - n0; got != 2 {
+		t.Errorf("node-0, iproute2 first on its PATH, cost %d sessions, want 2 (SFTP and ip): the common case must cost nothing more", got)
+	}
 	if res := rp(t, l, "--inventory", inv, "--check"); res.Code != 0 {
 		t.Errorf("--check after apply: exit %d, want 0", res.Code)
 	}
