@@ -1,11 +1,16 @@
 package remote
 
 import (
+	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+
+	"golang.org/x/crypto/ssh"
 )
 
 // parseDiscovery takes only the lines discoverScript prints, paths only
@@ -240,5 +245,112 @@ func TestBootUnitNamesTheIP(t *testing.T) {
 	}
 	if u := string(bootUnit(defaultBootIP)); !strings.Contains(u, "\nExecStart=/sbin/ip -force -batch /etc/routepush/routes\n") {
 		t.Errorf("unit:\n%s", u)
+	}
+}
+
+// busyBoxNode serves a node whose `ip` on the PATH is BusyBox's: every
+// bare `ip ...` prints BusyBox's usage and exits 1, `sh -s` prints found
+// (what discovery finds), and `/usr/sbin/ip ... -batch -` is iproute2's
+// (fakeIP). cmds records every command line the node was asked to run.
+func busyBoxNode(t *testing.T, found string) (*keepSSHD, *Dialer, *[]string) {
+	t.Helper()
+	s, cfg := startKeepSSHD(t, 0)
+	var mu sync.Mutex
+	var cmds []string
+	exit := func(ch ssh.Channel, code uint32) {
+		_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{code}))
+		ch.Close()
+	}
+	s.exec = func(cmd string, ch ssh.Channel) bool {
+		mu.Lock()
+		cmds = append(cmds, cmd)
+		mu.Unlock()
+		switch {
+		case strings.HasPrefix(cmd, "ip "):
+			go func() {
+				_, _ = ch.Stderr().Write([]byte("BusyBox v1.35.0 (Debian 1:1.35.0-4+deb12u1+b1) multi-call binary.\n\nUsage: ip [OPTIONS] address|route|link|tunnel|neigh|rule [ARGS]\n"))
+				exit(ch, 1)
+			}()
+		case cmd == discoverCommand:
+			go func() {
+				script, _ := io.ReadAll(ch)
+				if string(script) != discoverScript {
+					exit(ch, 2)
+					return
+				}
+				_, _ = ch.Write([]byte(found))
+				exit(ch, 0)
+			}()
+		case strings.HasPrefix(cmd, "/usr/sbin/ip ") && strings.HasSuffix(cmd, "-batch -"):
+			go s.ip.serve(ch, strings.Contains(cmd, "-force "))
+		default:
+			go exit(ch, 127)
+		}
+		return true
+	}
+	return s, keptDialer(t, cfg), &cmds
+}
+
+// Through a real SSH session: BusyBox's ip fails the first read, the
+// discovery script finds iproute2's further along the PATH, and from then
+// on, on this connection and the next one, only that ip runs, by its path.
+func TestBusyBoxIPReplacedByIproute2s(t *testing.T) {
+	s, d, cmds := busyBoxNode(t, "path /usr/local/sbin:/usr/sbin\nip busybox /usr/local/sbin/ip\nip iproute2 /usr/sbin/ip\nsbin iproute2\nend\n")
+	ctx := context.Background()
+	c, err := d.Dial(ctx, s.target())
+	if err != nil {
+		t.Fatal(err)
+	}
+	table, err := c.ReadRoutes(ctx, v4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Apply(ctx, []byte("route add 100.64.9.0/24 via 198.18.0.2 proto 114\n"), false, v4, &table.Digest)
+	if err != nil || res.BatchErr != nil || len(res.Table.Routes) != 1 {
+		t.Fatalf("apply: %v %v %+v", err, res.BatchErr, res.Table)
+	}
+	c.Close()
+	c, err = d.Dial(ctx, s.target())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ReadRoutes(ctx, v4); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	want := []string{"ip -4 -d -N -json -batch -", discoverCommand, "/usr/sbin/ip -4 -d -N -json -batch -", "/usr/sbin/ip -4 -d -N -json -batch -", "/usr/sbin/ip -4 -d -N -json -batch -"}
+	if got := strings.Join(*cmds, "\n"); got != strings.Join(want, "\n") {
+		t.Errorf("commands run:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
+	}
+}
+
+// With no usable iproute2 the read fails naming the node, before any
+// change: nothing but the first read and the script ran, and nothing a
+// hostile node printed reached a command line.
+func TestBusyBoxIPRefused(t *testing.T) {
+	for name, tc := range map[string]struct{ found, want string }{
+		"busybox only": {"path /usr/local/sbin:/usr/sbin\nip busybox /usr/local/sbin/ip\nip busybox /usr/sbin/ip\nend\n",
+			"n1: ip on the PATH is BusyBox's (/usr/local/sbin/ip), which cannot show route protocols: routepush cannot tell its routes from others'; install iproute2"},
+		"iproute2 at a shell-unsafe path": {"path /x;reboot\nip busybox /usr/local/sbin/ip\nip iproute2 /x;reboot/ip\nend\n",
+			`n1: iproute2's ip is at "/x;reboot/ip" on the PATH, which routepush will not run: byte ';' is not allowed`},
+		"garbage": {"path /usr/bin\n\x1b[2Jip iproute2 /usr/sbin/ip\nend\n", `n1: discovering ip and sftp-server: line 2 "\x1b[2Jip iproute2 /usr/sbin/ip": not a line discovery prints`},
+		"endless": {"path /usr/bin\n" + strings.Repeat("ip other /usr/bin/ip\n", discoverLimit/10) + "end\n", "n1: discover ip and sftp-server: output: exceeds 32 KiB (the limit for what discovery prints)"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s, d, cmds := busyBoxNode(t, tc.found)
+			ctx := context.Background()
+			c, err := d.Dial(ctx, s.target())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_, err = c.ReadRoutes(ctx, v4)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("read: %v, want %q", err, tc.want)
+			}
+			if got := strings.Join(*cmds, " | "); got != "ip -4 -d -N -json -batch - | "+discoverCommand {
+				t.Errorf("commands run: %s", got)
+			}
+		})
 	}
 }

@@ -36,7 +36,10 @@ type keepSSHD struct {
 	ip     fakeIP // what "ip ... -batch -" runs
 	// files, when set before the first login, serves SFTP instead of a
 	// plain in-memory filesystem.
-	files    func() sftp.Handlers
+	files func() sftp.Handlers
+	// exec, when set before the first login, runs a command first: it
+	// returns false to leave it to the defaults below.
+	exec     func(cmd string, ch ssh.Channel) bool
 	mu       sync.Mutex
 	serverCs []*ssh.ServerConn
 }
@@ -124,6 +127,7 @@ func (s *keepSSHD) serveConn(nc net.Conn, cfg *ssh.ServerConfig) {
 					_ = ssh.Unmarshal(req.Payload, &m)
 					_ = req.Reply(true, nil)
 					switch {
+					case s.exec != nil && s.exec(m.Command, ch):
 					case m.Command == "true":
 						_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{0}))
 						ch.Close()
