@@ -41,7 +41,7 @@ func (c *Client) files(ctx context.Context) (*sftp.Client, error) {
 	}
 	p, derr := d.sftpServer(c.name)
 	if derr != nil {
-		return nil, derr
+		return nil, errors.Join(err, derr)
 	}
 	if p == c.sftpPath() {
 		return nil, err
