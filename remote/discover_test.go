@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -352,5 +353,71 @@ func TestBusyBoxIPRefused(t *testing.T) {
 				t.Errorf("commands run: %s", got)
 			}
 		})
+	}
+}
+
+// become on a node whose sftp-server is only at RHEL's path: sudo refuses
+// Debian's (sudoers names the other), the script finds RHEL's, and the
+// SFTP session runs it; the next connection goes there at once. Named by
+// the target (sftp_server), nothing is looked for.
+func TestBecomeFindsTheNodesSFTPServer(t *testing.T) {
+	for _, named := range []bool{false, true} {
+		s, cfg := startKeepSSHD(t, 0)
+		var mu sync.Mutex
+		var cmds []string
+		s.exec = func(cmd string, ch ssh.Channel) bool {
+			mu.Lock()
+			cmds = append(cmds, cmd)
+			mu.Unlock()
+			exit := func(code uint32) {
+				_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{code}))
+				ch.Close()
+			}
+			switch cmd {
+			case "sudo -n /usr/libexec/openssh/sftp-server":
+				go func() {
+					_ = sftp.NewRequestServer(ch, sftp.InMemHandler()).Serve()
+					ch.Close()
+				}()
+			case discoverCommand:
+				go func() {
+					_, _ = io.ReadAll(ch)
+					_, _ = ch.Write([]byte("path /usr/local/bin:/usr/bin\nip iproute2 /usr/bin/ip\nsbin iproute2\nsftp /usr/libexec/openssh/sftp-server\nend\n"))
+					exit(0)
+				}()
+			default:
+				go func() {
+					_, _ = ch.Stderr().Write([]byte("sudo: a password is required\n"))
+					exit(1)
+				}()
+			}
+			return true
+		}
+		d := keptDialer(t, cfg)
+		tg := s.target()
+		tg.Become = true
+		if named {
+			tg.SFTPServer = "/usr/libexec/openssh/sftp-server"
+		}
+		for range 2 {
+			c, err := d.Dial(context.Background(), tg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.withFiles(context.Background(), "stat /", func(fsys sftpFS) error {
+				_, err := fsys.Lstat("/")
+				return err
+			}); err != nil {
+				t.Fatalf("named %v: %v", named, err)
+			}
+			c.Close()
+		}
+		want := "sudo -n /usr/lib/openssh/sftp-server | sh -s | sudo -n /usr/libexec/openssh/sftp-server | sudo -n /usr/libexec/openssh/sftp-server"
+		if named {
+			want = "sudo -n /usr/libexec/openssh/sftp-server | sudo -n /usr/libexec/openssh/sftp-server"
+		}
+		if got := strings.Join(cmds, " | "); got != want {
+			t.Errorf("named %v: commands run:\n%s\nwant\n%s", named, got, want)
+		}
 	}
 }
