@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -40,10 +41,29 @@ type fileDefaults struct {
 	SFTPServer   string `mapstructure:"sftp_server"`
 }
 
-// Load reads an inventory file (YAML, or JSON/TOML by extension), applies its
-// defaults to every node and validates the table. Errors name the file, the
-// node and the field.
+// Load reads an inventory file with the default Options (see LoadFile)
+// and returns its nodes.
 func Load(path string) ([]Node, error) {
+	f, err := LoadFile(path, Options{})
+	if err != nil {
+		return nil, err
+	}
+	return f.Nodes, nil
+}
+
+// LoadFile reads an inventory file, applies its defaults to every node and
+// validates the table. Errors name the file, the node and the field. The
+// file is routepush's hosts.yaml (YAML, or JSON/TOML by extension) or an
+// Ansible inventory (INI or YAML, with the group_vars/ and host_vars/
+// beside it), told apart by content.
+func LoadFile(path string, opts Options) (*File, error) {
+	format, data, err := detect(path)
+	if err != nil {
+		return nil, err
+	}
+	if format != formatRoutepush {
+		return loadAnsible(path, format, data, opts)
+	}
 	f, errs, err := read(path)
 	if err != nil {
 		return nil, err
@@ -54,7 +74,7 @@ func Load(path string) ([]Node, error) {
 	if len(errs) > 0 {
 		return nil, &ValidationError{Source: "inventory " + path, Errs: errs}
 	}
-	return f.Nodes, nil
+	return f, nil
 }
 
 // File is an inventory file used beside the Kubernetes API: the API says
@@ -66,15 +86,29 @@ type File struct {
 	Path     string
 	Defaults SSH
 	Nodes    []Node
+	// Groups are an Ansible inventory's groups; nil for hosts.yaml.
+	Groups Groups
+	// Warnings are settings of an Ansible inventory routepush ignores.
+	Warnings []string
 	// ipsWritten[i] says whether node i's internal IPs were written in the
 	// file rather than taken from its address.
 	ipsWritten []bool
 }
 
-// LoadAccess reads an inventory file for use beside the Kubernetes API (see
-// File). It checks each entry's name, address, user and port and that no
-// name is there twice; the rest is checked once merged with the API.
-func LoadAccess(path string) (*File, error) {
+// LoadAccess is LoadAccessWith with the default Options.
+func LoadAccess(path string) (*File, error) { return LoadAccessWith(path, Options{}) }
+
+// LoadAccessWith reads an inventory file for use beside the Kubernetes API
+// (see File). It checks each entry's name, address, user and port and that
+// no name is there twice; the rest is checked once merged with the API.
+func LoadAccessWith(path string, opts Options) (*File, error) {
+	format, data, err := detect(path)
+	if err != nil {
+		return nil, err
+	}
+	if format != formatRoutepush {
+		return loadAnsibleAccess(path, format, data, opts)
+	}
 	f, errs, err := read(path)
 	if err != nil {
 		return nil, err
@@ -103,6 +137,9 @@ func LoadAccess(path string) (*File, error) {
 func read(path string) (f *File, errs []error, err error) {
 	v := viper.New()
 	v.SetConfigFile(path)
+	if filepath.Ext(path) == "" {
+		v.SetConfigType("yaml")
+	}
 	if err := v.ReadInConfig(); err != nil {
 		return nil, nil, fmt.Errorf("inventory %s: %w", path, unwrapViper(err))
 	}

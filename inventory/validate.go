@@ -82,13 +82,20 @@ func Validate(path string, nodes []Node) error {
 // keys, or the Kubernetes API's fields the values came from.
 type fieldNames struct {
 	internalIP, podCIDR string
+	address, user, port string
 	listed              bool // the nodes are a file's list: report positions
 }
 
 var (
-	fileFields = fieldNames{internalIP: "internal_ip", podCIDR: "pod_cidr", listed: true}
-	apiFields  = fieldNames{internalIP: "status.addresses[InternalIP]", podCIDR: "spec.podCIDRs"}
+	fileFields = fieldNames{internalIP: "internal_ip", podCIDR: "pod_cidr", address: "address", user: "user", port: "port", listed: true}
+	apiFields  = fieldNames{internalIP: "status.addresses[InternalIP]", podCIDR: "spec.podCIDRs", address: "address", user: "user", port: "port"}
 )
+
+// ansibleFields are the variables of an Ansible inventory problems are
+// reported under.
+func ansibleFields(o Options) fieldNames {
+	return fieldNames{internalIP: o.ipVars()[0], podCIDR: o.podVars()[0], address: "ansible_host", user: "ansible_user", port: "ansible_port"}
+}
 
 func validate(source string, nodes []Node, fields fieldNames) error {
 	v := &validator{fields: fields}
@@ -146,11 +153,11 @@ func (v *validator) identity(i int, n *Node) {
 	}
 	if n.Address != "" {
 		if !proxyjump.ValidAddress(n.Address) {
-			v.add(i, n, "address", "%q is neither an IP address nor a host name", n.Address)
+			v.add(i, n, v.fields.address, "%q is neither an IP address nor a host name", n.Address)
 		}
 	}
 	if n.SSH.User != "" && !proxyjump.ValidUser(n.SSH.User) {
-		v.add(i, n, "user", "%q is not a valid user name", n.SSH.User)
+		v.add(i, n, v.fields.user, "%q is not a valid user name", n.SSH.User)
 	}
 	if n.SSH.SFTPServer != "" {
 		if err := nodepath.Check(n.SSH.SFTPServer); err != nil {
@@ -158,7 +165,7 @@ func (v *validator) identity(i int, n *Node) {
 		}
 	}
 	if n.SSH.Port < 0 || n.SSH.Port > 65535 {
-		v.add(i, n, "port", "%d is out of range 1-65535", n.SSH.Port)
+		v.add(i, n, v.fields.port, "%d is out of range 1-65535", n.SSH.Port)
 	}
 }
 
@@ -168,7 +175,7 @@ func (v *validator) routing(i int, n *Node) {
 	f := v.fields
 	switch {
 	case n.Address == "" && len(n.InternalIPs) == 0:
-		v.add(i, n, "address", "missing (give address, or %s to route through and, unless ssh_config has a HostName for the node, connect to)", f.internalIP)
+		v.add(i, n, f.address, "missing (give address, or %s to route through and, unless ssh_config has a HostName for the node, connect to)", f.internalIP)
 	case len(n.InternalIPs) == 0:
 		v.add(i, n, f.internalIP, "missing (needed when address is not an IP)")
 	}

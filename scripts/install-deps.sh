@@ -3,8 +3,9 @@
 # OpenSSH's server (one sshd per lab node) and client (ssh-agent, ssh-keygen),
 # iproute2, ping, sudo (nodes that log in as a user who becomes root), route
 # (net-tools, as the Ansible playbook used), etcd
-# (behind the test kube-apiserver, which the tests build themselves) and
-# staticcheck.
+# (behind the test kube-apiserver, which the tests build themselves),
+# Ansible (the inventory tests compare routepush's reading of Ansible
+# inventories with ansible-inventory's) and staticcheck.
 # Safe to run again: it installs nothing that is already there.
 set -eu
 
@@ -17,9 +18,11 @@ command -v etcd >/dev/null 2>&1 || need="$need etcd-server"
 command -v sudo >/dev/null 2>&1 || need="$need sudo"
 # net-tools' route: the tests reproduce what the Ansible playbook left behind.
 [ -x /usr/sbin/route ] || need="$need net-tools"
+# ansible-inventory: what routepush's Ansible inventory reader is checked
+# against (inventory/ansible_test.go); ansible-playbook: make bench's rival.
+command -v ansible-inventory >/dev/null 2>&1 && command -v ansible-playbook >/dev/null 2>&1 || need="$need ansible"
 # `install-deps.sh bench`: also what make bench races routepush against.
 if [ "${1:-}" = bench ]; then
-	command -v ansible-playbook >/dev/null 2>&1 || need="$need ansible"
 	command -v xargs >/dev/null 2>&1 || need="$need findutils"
 fi
 
