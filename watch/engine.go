@@ -30,9 +30,13 @@ type Config struct {
 	Cluster *inventory.Cluster
 	// Inventory is the inventory file, re-read when it changes: the node
 	// table without Cluster, how to reach each node with it.
-	Inventory    string
-	AllowUnknown bool          // Cluster: route inventory nodes the API does not know
-	FilePoll     time.Duration // how often the inventory is looked at; default 1 s
+	Inventory string
+	// InventoryOptions say how to read it (an Ansible inventory's
+	// variable names). Only the file itself is watched for changes, not
+	// the group_vars/ and host_vars/ beside an Ansible inventory.
+	InventoryOptions inventory.Options
+	AllowUnknown     bool          // Cluster: route inventory nodes the API does not know
+	FilePoll         time.Duration // how often the inventory is looked at; default 1 s
 	// Plan is how routes look and what else the diff deletes; the watcher
 	// adds PruneDst for the pod CIDRs of nodes that left.
 	Plan orchestrator.PlanOptions

@@ -234,7 +234,7 @@ func (s *source) readFile() {
 	if s.cfg.Cluster == nil {
 		return
 	}
-	f, err := inventory.LoadAccess(s.cfg.Inventory)
+	f, err := inventory.LoadAccessWith(s.cfg.Inventory, s.cfg.InventoryOptions)
 	if err != nil {
 		s.fileErr = err
 		return
@@ -266,8 +266,11 @@ func (s *source) table(ctx context.Context) ([]inventory.Node, map[string]bool, 
 		}
 	}
 	if s.cfg.Cluster == nil {
-		nodes, err := inventory.Load(s.cfg.Inventory)
-		return nodes, nil, err
+		f, err := inventory.LoadFile(s.cfg.Inventory, s.cfg.InventoryOptions)
+		if err != nil {
+			return nil, nil, err
+		}
+		return f.Nodes, nil, nil
 	}
 	kns, err := s.lister.List(labels.Everything())
 	if err != nil {

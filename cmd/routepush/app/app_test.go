@@ -244,8 +244,9 @@ func TestNodeLimit(t *testing.T) {
 		"worker-*,!worker-1": "worker-0 worker-2",
 		"!cp-*":              "worker-0 worker-1 worker-2",
 		"cp-0, worker-2":     "worker-2 cp-0",
+		"worker-*:!worker-1": "worker-0 worker-2",
 	} {
-		limit, err := nodeLimit(spec, names)
+		limit, err := nodeLimit(spec, names, nil)
 		if err != nil {
 			t.Fatalf("%q: %v", spec, err)
 		}
@@ -259,11 +260,28 @@ func TestNodeLimit(t *testing.T) {
 			t.Errorf("--limit %q picks %v, want %s", spec, got, want)
 		}
 	}
-	if _, err := nodeLimit("db-*", names); err == nil || !strings.Contains(err.Error(), "matches no node") {
+	if _, err := nodeLimit("db-*", names, nil); err == nil || !strings.Contains(err.Error(), "matches no node") {
 		t.Errorf("a limit matching nothing: %v", err)
 	}
-	if _, err := nodeLimit("worker-[", names); err == nil {
+	if _, err := nodeLimit("worker-[", names, nil); err == nil {
 		t.Error("a bad pattern was accepted")
+	}
+	// An Ansible inventory's groups: its whole pattern syntax.
+	groups := inventory.Groups{"all": names, "workers": names[:3], "rack1": {"worker-0", "cp-0"}}
+	limit, err := nodeLimit("workers:&rack1,cp-0", names, groups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !limit("worker-0") || !limit("cp-0") || limit("worker-1") {
+		t.Error("workers:&rack1,cp-0 picks the wrong nodes")
+	}
+	for spec, want := range map[string]string{
+		"racks":        `--limit "racks": "racks" matches no node and no group`,
+		"rack1:!rack1": `--limit "rack1:!rack1" matches no node`,
+	} {
+		if _, err := nodeLimit(spec, names, groups); err == nil || err.Error() != want {
+			t.Errorf("--limit %q: %v, want %s", spec, err, want)
+		}
 	}
 }
 

@@ -54,7 +54,7 @@ func (f *checkFlags) add(fs *pflag.FlagSet) {
 	f.reach.add(fs)
 	f.table.add(fs)
 	f.routes.add(fs)
-	add(fs, fs.StringVarP, &f.limit, "limit", "", "", "act only on these nodes, as Ansible's --limit: comma-separated name patterns (globs), '!' excludes; the others stay destinations")
+	add(fs, fs.StringVarP, &f.limit, "limit", "", "", "act only on these nodes, as Ansible's --limit: name patterns (globs) separated by ',' or ':', '!' excludes; with an Ansible inventory also its groups, '&' (intersection) and ~regex; the others stay destinations")
 	add(fs, fs.IntVarP, &f.maxUnreachable, "max-unreachable", "", 0, "nodes that may be unreachable at connect time and be left out; past it nothing changes")
 	add(fs, fs.BoolVarP, &f.prune, "prune", "", false, "delete routepush's routes that are no longer planned (nodes that left, CIDRs that moved)")
 	add(fs, fs.BoolVarP, &f.adopt, "adopt", "", false, "replace other owners' routes to planned destinations (e.g. the Ansible playbook's) and delete self routes, instead of refusing the node")
@@ -158,7 +158,7 @@ func runApply(cmd *cobra.Command, d deps, f *applyFlags) error {
 // apply is routepush's main job: load, plan, then check or apply, and
 // report.
 func apply(ctx context.Context, d deps, f *applyFlags, log *slog.Logger) error {
-	nodes, cluster, err := loadNodes(ctx, &f.source, log)
+	nodes, cluster, groups, err := loadNodes(ctx, &f.source, log)
 	if err != nil {
 		return err
 	}
@@ -173,7 +173,7 @@ func apply(ctx context.Context, d deps, f *applyFlags, log *slog.Logger) error {
 	planOpts := f.routes.planOptions(&f.table)
 	planOpts.Prune, planOpts.Adopt = f.prune, f.adopt
 	plan := orchestrator.NewPlanWith(nodes, planOpts)
-	limit, err := nodeLimit(f.limit, nodeNames(nodes))
+	limit, err := nodeLimit(f.limit, nodeNames(nodes), groups)
 	if err != nil {
 		return err
 	}

@@ -3,19 +3,34 @@ package app
 import (
 	"fmt"
 	"path"
+	"slices"
 	"strings"
+
+	"github.com/routepush/routepush/inventory"
 )
 
-// nodeLimit reads --limit as Ansible does, in part: comma-separated
-// patterns of node names (shell globs), a leading '!' excluding. A node is
-// in when it matches some pattern without '!' (or there is none) and no
-// pattern with it.
-func nodeLimit(spec string, names []string) (func(string) bool, error) {
+// nodeLimit reads --limit as Ansible does. With an Ansible inventory
+// (groups not nil) that is all of Ansible's host patterns
+// (inventory.MatchPattern). Otherwise it is a part of them: patterns of
+// node names (shell globs) separated by ',' or ':', a leading '!'
+// excluding; a node is in when it matches some pattern without '!' (or
+// there is none) and no pattern with it.
+func nodeLimit(spec string, names []string, groups inventory.Groups) (func(string) bool, error) {
 	if spec == "" {
 		return nil, nil
 	}
+	if groups != nil {
+		selected, err := inventory.MatchPattern(spec, names, groups)
+		if err != nil {
+			return nil, fmt.Errorf("--limit %q: %w", spec, err)
+		}
+		if len(selected) == 0 {
+			return nil, fmt.Errorf("--limit %q matches no node", spec)
+		}
+		return func(name string) bool { return slices.Contains(selected, name) }, nil
+	}
 	var in, out []string
-	for _, p := range strings.Split(spec, ",") {
+	for _, p := range strings.Split(strings.ReplaceAll(spec, ":", ","), ",") {
 		p = strings.TrimSpace(p)
 		neg := strings.HasPrefix(p, "!")
 		p = strings.TrimPrefix(p, "!")

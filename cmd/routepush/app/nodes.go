@@ -20,26 +20,62 @@ import (
 
 // loadNodes reads the node table: from the Kubernetes API (with the
 // inventory, if given, for SSH access) or from the inventory alone. No host
-// is contacted before it succeeds.
-func loadNodes(ctx context.Context, s *sourceFlags, log *slog.Logger) ([]inventory.Node, *inventory.Cluster, error) {
+// is contacted before it succeeds. groups are an Ansible inventory's, for
+// --limit; nil for hosts.yaml and the API alone.
+func loadNodes(ctx context.Context, s *sourceFlags, log *slog.Logger) (nodes []inventory.Node, cluster *inventory.Cluster, groups inventory.Groups, err error) {
 	kube := s.kube()
 	if kube == nil {
-		nodes, err := inventory.Load(s.inventory)
-		return nodes, nil, err
+		f, err := inventory.LoadFile(s.inventory, s.inventoryOptions())
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		logWarnings(log, f)
+		return f.Nodes, nil, f.Groups, nil
 	}
+	nodes, cluster, groups, err = loadFromAPI(ctx, s, kube, log)
+	return nodes, cluster, groups, err
+}
+
+// logWarnings says which of an Ansible inventory's settings routepush
+// ignores.
+func logWarnings(log *slog.Logger, f *inventory.File) {
+	for _, w := range f.Warnings {
+		log.Warn("inventory " + f.Path + ": " + w)
+	}
+}
+
+// tableGroups are an inventory's groups cut down to the nodes of the
+// table, with all of them in "all".
+func tableGroups(groups inventory.Groups, nodes []inventory.Node) inventory.Groups {
+	if groups == nil {
+		return nil
+	}
+	names := nodeNames(nodes)
+	out := make(inventory.Groups, len(groups))
+	for g, hosts := range groups {
+		out[g] = slices.DeleteFunc(slices.Clone(hosts), func(h string) bool { return !slices.Contains(names, h) })
+	}
+	out["all"] = names
+	return out
+}
+
+func loadFromAPI(ctx context.Context, s *sourceFlags, kube *inventory.KubeOptions, log *slog.Logger) ([]inventory.Node, *inventory.Cluster, inventory.Groups, error) {
 	cluster, err := inventory.NewCluster(*kube)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	var file *inventory.File
+	var groups inventory.Groups
 	if s.inventory != "" {
-		if file, err = inventory.LoadAccess(s.inventory); err != nil {
-			return nil, nil, err
+		if file, err = inventory.LoadAccessWith(s.inventory, s.inventoryOptions()); err != nil {
+			return nil, nil, nil, err
 		}
+		logWarnings(log, file)
+		groups = file.Groups
 	}
 	t, err := cluster.Nodes(ctx, file, s.allowUnknown)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	log.Info("node table from the Kubernetes API", "cluster", cluster.Name, "nodes", len(t.Nodes), "pages", t.Pages)
 	if len(t.Unselected) > 0 {
@@ -49,9 +85,9 @@ func loadNodes(ctx context.Context, s *sourceFlags, log *slog.Logger) ([]invento
 		log.Warn("node is not in the cluster; routing it from the inventory alone", "node", name)
 	}
 	if len(t.Nodes) == 0 {
-		return nil, nil, fmt.Errorf("kubernetes %s: no nodes%s", cluster.Name, selected(kube.Selector))
+		return nil, nil, nil, fmt.Errorf("kubernetes %s: no nodes%s", cluster.Name, selected(kube.Selector))
 	}
-	return t.Nodes, cluster, nil
+	return t.Nodes, cluster, tableGroups(groups, t.Nodes), nil
 }
 
 func selected(selector string) string {

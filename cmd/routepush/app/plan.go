@@ -59,7 +59,7 @@ func runPlan(cmd *cobra.Command, d deps, f *planFlags) error {
 	if err := f.load(cmd); err != nil {
 		return err
 	}
-	nodes, _, err := loadNodes(cmd.Context(), &f.source, newLogger(d.streams, &f.baseFlags))
+	nodes, _, _, err := loadNodes(cmd.Context(), &f.source, newLogger(d.streams, &f.baseFlags))
 	if err != nil {
 		return err
 	}

@@ -85,7 +85,7 @@ func runRollback(cmd *cobra.Command, d deps, f *rollbackFlags) error {
 		return err
 	}
 	ctx, log := cmd.Context(), newLogger(d.streams, &f.baseFlags)
-	nodes, _, err := loadNodes(ctx, &f.source, log)
+	nodes, _, _, err := loadNodes(ctx, &f.source, log)
 	if err != nil {
 		return err
 	}

@@ -36,6 +36,7 @@ Exit codes: 0 done or in sync, 1 error (changed nodes rolled back),
   routepush -i hosts.yaml --persist            # apply, verify, keep for the next boot; roll back on failure
   routepush --kubeconfig admin.conf -i hosts.yaml --mark-network-available
   routepush -i hosts.yaml --limit 'worker-*,!worker-3' --canary 1
+  routepush -i inventory.ini --limit 'workers:!node-3'   # an Ansible inventory and its groups
   routepush check -i hosts.yaml -o json        # one JSON document (docs/report.schema.json)
   routepush rollback -i hosts.yaml             # undo the newest run from the nodes' records`,
 		Args:          cobra.NoArgs,

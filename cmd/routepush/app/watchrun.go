@@ -125,10 +125,11 @@ func watchConfig(ctx context.Context, f *watchFlags, cluster *inventory.Cluster,
 		}
 	}
 	return watch.Config{
-		Cluster:      cluster,
-		Inventory:    f.source.inventory,
-		AllowUnknown: f.source.allowUnknown,
-		Plan:         planOpts,
+		Cluster:          cluster,
+		Inventory:        f.source.inventory,
+		InventoryOptions: f.source.inventoryOptions(),
+		AllowUnknown:     f.source.allowUnknown,
+		Plan:             planOpts,
 		Run: orchestrator.Options{
 			Concurrency:  f.reach.concurrency,
 			Rollback:     orchestrator.RollbackHost,
