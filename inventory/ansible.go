@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 
+	"github.com/google/shlex"
 	"github.com/relex/aini"
 	"go.yaml.in/yaml/v3"
 )
@@ -192,6 +194,10 @@ func readINI(path string, data []byte) (*ansibleInventory, error) {
 	if err != nil {
 		return nil, fmt.Errorf("inventory %s: %w", path, err)
 	}
+	ports, err := iniPorts(data)
+	if err != nil {
+		return nil, fmt.Errorf("inventory %s: %w", path, err)
+	}
 	inv := newAnsible(path)
 	for _, ag := range d.Groups {
 		g := inv.group(ag.Name)
@@ -210,14 +216,50 @@ func readINI(path string, data []byte) (*ansibleInventory, error) {
 		for g := range ah.DirectGroups {
 			h.groups = addTo(h.groups, g)
 		}
-		if ah.Port != 22 {
-			h.vars["ansible_port"] = val{int64(ah.Port), "the host's line (" + ah.Name + ":port)"}
+		if p, ok := ports[ah.Name]; ok {
+			h.vars["ansible_port"] = val{p, "the host's line (" + ah.Name + ":port)"}
 		}
 		for k, s := range ah.InventoryVars {
 			h.vars[k] = val{parseLiteral(s), "the host's line"}
 		}
 	}
 	return inv, nil
+}
+
+// iniSection is a section header, as Ansible (and aini) match it.
+var iniSection = regexp.MustCompile(`^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:\#.*)?$`)
+
+// iniPorts finds the ports host lines give (node1:2222). aini keeps the
+// port of a host's last line, 22 when that line gives none; Ansible keeps
+// the last port given, so a host listed again in another group keeps it.
+func iniPorts(data []byte) (map[string]int64, error) {
+	ports := map[string]int64{}
+	hosts := true
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || line[0] == '#' || line[0] == ';' {
+			continue
+		}
+		if m := iniSection.FindStringSubmatch(line); m != nil {
+			hosts = m[2] == "" || m[2] == "hosts"
+			continue
+		}
+		tok, err := shlex.Split(line)
+		if !hosts || err != nil || len(tok) == 0 || !strings.Contains(tok[0], ":") {
+			continue
+		}
+		if strings.HasSuffix(tok[0], "]") {
+			continue // a range (node[1:3]) and no port
+		}
+		d, err := aini.ParseString("[g]\n" + tok[0])
+		if err != nil {
+			return nil, err
+		}
+		for name, h := range d.Hosts {
+			ports[name] = int64(h.Port)
+		}
+	}
+	return ports, nil
 }
 
 // setVar sets a group's inventory variable; ansible_group_priority is the
