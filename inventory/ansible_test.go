@@ -206,6 +206,26 @@ func TestAnsibleNodes(t *testing.T) {
 	}
 }
 
+// TestAnsibleAccess: beside the Kubernetes API an Ansible inventory says
+// how to reach each node; internal IPs it writes must then agree with the
+// API, those taken from ansible_host need not.
+func TestAnsibleAccess(t *testing.T) {
+	t.Parallel()
+	f, err := LoadAccessWith("testdata/ansible/cluster/inventory.yml", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Nodes) != 5 || f.Nodes[1].SSH.Jump != "admin@jump.example:2222" || f.Nodes[4].SSH.Port != 2200 {
+		t.Errorf("nodes: %+v", f.Nodes)
+	}
+	if want := []bool{false, false, false, false, true}; !slices.Equal(f.ipsWritten, want) {
+		t.Errorf("internal IPs written: %v, want %v", f.ipsWritten, want)
+	}
+	if !slices.Equal(f.Groups["rack1"], []string{"node1", "node2"}) {
+		t.Errorf("group rack1: %v", f.Groups["rack1"])
+	}
+}
+
 func ips(s ...string) []netip.Addr {
 	var out []netip.Addr
 	for _, x := range s {
