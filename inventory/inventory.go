@@ -1,8 +1,15 @@
 // Package inventory builds routepush's node table: for every node its name,
 // where SSH reaches it, its internal IPs (the next hops other nodes route
-// through) and its pod CIDRs. The table comes from a hosts.yaml file (this
-// package) or from the Kubernetes API; either way it passes through
-// Validate before routepush connects anywhere.
+// through) and its pod CIDRs. The table comes from a hosts.yaml file, an
+// Ansible inventory (INI or YAML, with its group_vars/ and host_vars/, read
+// as ansible-inventory reads it; ansible*.go) or the Kubernetes API; either
+// way it passes through Validate before routepush connects anywhere. It
+// also matches Ansible's host patterns against an inventory's groups
+// (MatchPattern), for --limit.
+//
+// It reads an Ansible inventory, never runs it: dynamic inventory scripts
+// and plugins, ansible-vault and Jinja templates are refused, not
+// evaluated.
 //
 // Every string from the file is parsed into a netip value or checked against
 // a strict pattern here, so nothing later in the program ever has to quote
