@@ -185,3 +185,41 @@ func TestAnsibleYAMLInventory(t *testing.T) {
 	assertConverged(t, l)
 	hostsYAMLIsNoOp(t, l)
 }
+
+// Beside the Kubernetes API an Ansible inventory says how to reach each
+// node (ansible_host, ansible_user, the key) and its groups work in
+// --limit; the API says where the pods are. A pod CIDR the inventory
+// writes must agree with the API's.
+func TestKubeAnsibleInventory(t *testing.T) {
+	t.Parallel()
+	k := newKubeLab(t, 3, false)
+	k.registerAll(t)
+	cfg := ansibleConfig(t, k.Lab)
+	n := k.Nodes
+	inv := filepath.Join(mkdir(t, filepath.Join(k.Dir, "playbook", "group_vars")), "..", "hosts")
+	writeFile(t, filepath.Join(k.Dir, "playbook", "group_vars", "all.yml"), fmt.Sprintf("ansible_user: root\nansible_ssh_private_key_file: %s\n", k.IdentityPath()))
+	writeFile(t, inv, fmt.Sprintf("[control]\nnode-0 ansible_host=%s\n\n[workers]\nnode-1 ansible_host=%s\nnode-2 ansible_host=%s pod_cidr=%s\n",
+		n[0].Addr, n[1].Addr, n[2].Addr, n[2].PodCIDR))
+	before := snapshot(t, k.Lab)
+
+	res := rp(t, k.Lab, "--config", cfg, "--kubeconfig", k.kubeconfig, "-i", inv, "--limit", "workers")
+	if res.Code != 0 || !strings.Contains(res.Stdout, "2 changed, 1 excluded") {
+		t.Fatalf("--limit workers beside the API: exit %d, want 0, 2 changed and 1 excluded", res.Code)
+	}
+	assertNodesConverged(t, k.Lab, 1, 2)
+	assertNodesUnchanged(t, k.Lab, before, 0)
+
+	res = rp(t, k.Lab, "--config", cfg, "--kubeconfig", k.kubeconfig, "-i", inv)
+	if res.Code != 0 {
+		t.Fatalf("apply beside the API: exit %d", res.Code)
+	}
+	assertConverged(t, k.Lab)
+
+	converged := snapshot(t, k.Lab)
+	writeFile(t, inv, strings.Replace(readFile(t, inv), n[2].PodCIDR.String(), n[1].PodCIDR.String(), 1))
+	res = rp(t, k.Lab, "--config", cfg, "--kubeconfig", k.kubeconfig, "-i", inv)
+	if res.Code != 1 || !strings.Contains(res.Stderr, "but the Kubernetes API says "+n[2].PodCIDR.String()) {
+		t.Errorf("a pod_cidr the API contradicts: exit %d, want 1", res.Code)
+	}
+	assertUnchanged(t, k.Lab, converged)
+}
