@@ -25,6 +25,17 @@ var ansibleFixtures = []string{
 // missing ansible-inventory fails the test: make test installs it.
 func runAnsibleInventory(t *testing.T, path string) map[string]any {
 	t.Helper()
+	out := ansibleInventoryOutput(t, path, "--list")
+	var m map[string]any
+	if err := json.Unmarshal(out, &m); err != nil {
+		t.Fatalf("ansible-inventory's output: %v\n%s", err, out)
+	}
+	return m
+}
+
+// ansibleInventoryOutput runs ansible-inventory -i path with args.
+func ansibleInventoryOutput(t *testing.T, path string, args ...string) []byte {
+	t.Helper()
 	bin, err := exec.LookPath("ansible-inventory")
 	if err != nil {
 		t.Fatalf("ansible-inventory is needed to compare with (scripts/install-deps.sh installs Debian's ansible): %v", err)
@@ -38,7 +49,7 @@ func runAnsibleInventory(t *testing.T, path string) map[string]any {
 	if err := os.WriteFile(cfg, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-i", abs, "--list")
+	cmd := exec.Command(bin, append([]string{"-i", abs}, args...)...)
 	cmd.Dir = tmp // no group_vars/ of the working directory's
 	cmd.Env = []string{
 		"PATH=" + os.Getenv("PATH"), "HOME=" + tmp, "LC_ALL=C.UTF-8",
@@ -51,13 +62,9 @@ func runAnsibleInventory(t *testing.T, path string) map[string]any {
 		if ee, ok := err.(*exec.ExitError); ok {
 			stderr = ee.Stderr
 		}
-		t.Fatalf("ansible-inventory -i %s --list: %v\n%s", path, err, stderr)
+		t.Fatalf("ansible-inventory -i %s %v: %v\n%s", path, args, err, stderr)
 	}
-	var m map[string]any
-	if err := json.Unmarshal(out, &m); err != nil {
-		t.Fatalf("ansible-inventory's output: %v\n%s", err, out)
-	}
-	return m
+	return out
 }
 
 // ansibleMembers turns --list's groups (direct hosts and children) into
@@ -223,6 +230,27 @@ func TestAnsibleAccess(t *testing.T) {
 	}
 	if !slices.Equal(f.Groups["rack1"], []string{"node1", "node2"}) {
 		t.Errorf("group rack1: %v", f.Groups["rack1"])
+	}
+}
+
+// TestAnsibleExportedInventory: what a refused dynamic inventory is told
+// to do (ansible-inventory --list --yaml into a file) gives a file
+// routepush reads as the source itself.
+func TestAnsibleExportedInventory(t *testing.T) {
+	t.Parallel()
+	src := "testdata/ansible/cluster/inventory.ini"
+	exported := filepath.Join(t.TempDir(), "inventory.yml")
+	writeTestFile(t, exported, string(ansibleInventoryOutput(t, src, "--list", "--yaml")))
+	want, err := LoadFile(src, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadFile(exported, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.Nodes, want.Nodes) || !reflect.DeepEqual(got.Groups, want.Groups) {
+		t.Errorf("exported inventory:\n%+v\n%v\nwant\n%+v\n%v", got.Nodes, got.Groups, want.Nodes, want.Groups)
 	}
 }
 
