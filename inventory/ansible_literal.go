@@ -15,6 +15,9 @@ func parseLiteral(s string) any {
 	p.space()
 	v, err := p.value()
 	p.space()
+	if p.i < len(p.s) && p.s[p.i] == '#' {
+		p.i = len(p.s) // a comment, to Python's tokenizer
+	}
 	if err != nil || p.i != len(p.s) {
 		return s
 	}

@@ -23,7 +23,7 @@ func ansibleNodes(path string, f format, data []byte, opts Options) (*File, []er
 	var warnings []string
 	for _, name := range names {
 		r := &nodeVars{host: name, vars: inv.hostVars(inv.hosts[name]), opts: opts, failed: map[string]bool{}}
-		n, _ := r.node()
+		n := r.node()
 		errs = append(errs, r.errs...)
 		for _, w := range r.warnings {
 			if warned[w] == nil {

@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -184,9 +185,9 @@ func boolish(v any) (bool, bool) {
 // node maps the host's variables to a routepush node. Which of them
 // routepush honours, ignores and refuses is the README's "Coming from
 // Ansible" section.
-func (r *nodeVars) node() (Node, bool) {
+func (r *nodeVars) node() Node {
 	n := Node{Name: r.host}
-	for _, name := range slices.Sorted(mapKeys(r.vars)) {
+	for _, name := range slices.Sorted(maps.Keys(r.vars)) {
 		if what, ok := refusedVars[name]; ok {
 			r.bad(name, name, "is %s; routepush logs in with keys (ssh-agent or ansible_ssh_private_key_file) and becomes root with passwordless sudo: remove it", what)
 		}
@@ -225,17 +226,7 @@ func (r *nodeVars) node() (Node, bool) {
 	r.sshArgs(&n, "ansible_ssh_common_args")
 	r.sshArgs(&n, "ansible_ssh_extra_args")
 	r.routing(&n)
-	return n, len(r.errs) == 0
-}
-
-func mapKeys(v vars) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range v {
-			if !yield(k) {
-				return
-			}
-		}
-	}
+	return n
 }
 
 func (r *nodeVars) become(n *Node) {

@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -93,7 +94,7 @@ func matchTerm(term string, hosts []string, groups Groups) ([]string, error) {
 	}
 	var out []string
 	matchedGroup := false
-	for _, g := range slices.Sorted(mapKeysOf(groups)) {
+	for _, g := range slices.Sorted(maps.Keys(groups)) {
 		if re.MatchString(g) {
 			matchedGroup = true
 			for _, h := range groups[g] {
@@ -112,16 +113,6 @@ func matchTerm(term string, hosts []string, groups Groups) ([]string, error) {
 		return nil, fmt.Errorf("%q matches no node and no group", term)
 	}
 	return out, nil
-}
-
-func mapKeysOf(g Groups) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range g {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // termRegexp compiles a term as Ansible does: ~regex as a regular
