@@ -90,7 +90,7 @@ type sourceFlags struct {
 func (s *sourceFlags) add(fs *pflag.FlagSet) {
 	add(fs, fs.StringVarP, &s.inventory, "inventory", "i", "", "hosts.yaml or an Ansible inventory (INI or YAML, with group_vars/ and host_vars/ beside it): the node table, or with the Kubernetes API how to reach each node", carried)
 	add(fs, fs.StringSliceVarP, &s.podCIDRVars, "ansible-pod-cidr-vars", "", inventory.DefaultPodCIDRVars, "an Ansible inventory's host variables holding a node's pod CIDR(s), a string or a list", carried)
-	add(fs, fs.StringSliceVarP, &s.internalIPVars, "ansible-internal-ip-vars", "", inventory.DefaultInternalIPVars, "an Ansible inventory's host variables holding a node's internal IP(s), a string or a list (default without them: ansible_host, if an IP)", carried)
+	add(fs, fs.StringSliceVarP, &s.internalIPVars, "ansible-internal-ip-vars", "", inventory.DefaultInternalIPVars, "an Ansible inventory's host variables holding a node's internal IP(s), a string or a list; a node without them routes through its ansible_host, if an IP", carried)
 	add(fs, fs.StringVarP, &s.kubeconfig, "kubeconfig", "", "", "kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster)", carried)
 	add(fs, fs.StringVarP, &s.context, "context", "", "", "kubeconfig context to use (default: its current-context)", carried)
 	add(fs, fs.StringVarP, &s.selector, "selector", "l", "", "label selector for the nodes, as kubectl -l (e.g. node-role.kubernetes.io/worker=)", carried)
