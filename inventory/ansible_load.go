@@ -3,6 +3,7 @@ package inventory
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -86,6 +87,11 @@ func loadAnsible(path string, f format, data []byte, opts Options) (*File, error
 	errs = append(errs, ansibleValidation(validate("inventory "+path, file.Nodes, fields), fields, failed)...)
 	if len(errs) > 0 {
 		return nil, &ValidationError{Source: "inventory " + path, Errs: errs}
+	}
+	// Beside the API the pod CIDRs are the API's; alone, none at all is
+	// most likely a playbook that names the variable otherwise.
+	if !slices.ContainsFunc(file.Nodes, func(n Node) bool { return len(n.PodCIDRs) > 0 }) {
+		file.Warnings = append(file.Warnings, fmt.Sprintf("no host sets %s: no node is a destination; if the inventory names pod CIDRs otherwise, say which variable with --ansible-pod-cidr-vars", strings.Join(opts.podVars(), " or ")))
 	}
 	return file, nil
 }

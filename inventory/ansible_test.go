@@ -293,6 +293,11 @@ func TestAnsibleVarNames(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `node "w1" internal_ip: missing`) {
 		t.Errorf("default names: %v", err)
 	}
+	writeTestFile(t, path, "[k8s]\nw1 ansible_host=10.0.0.1 pod_subnet=10.1.1.0/24\n")
+	f, err = LoadFile(path, Options{})
+	if err != nil || !slices.ContainsFunc(f.Warnings, func(w string) bool { return strings.Contains(w, "no host sets pod_cidr or pod_cidrs") }) {
+		t.Errorf("no pod CIDRs under the default names: %v, warnings %q", err, f.Warnings)
+	}
 }
 
 func writeTestFile(t *testing.T, path, data string) {
