@@ -57,8 +57,8 @@ const (
 
 // detect tells routepush's own hosts.yaml from Ansible's inventories by
 // their content, so that --inventory takes either without a flag saying
-// which. It refuses what Ansible would run rather than read: an
-// executable (a dynamic inventory script) and a plugin's configuration.
+// which. It refuses what Ansible would run rather than read: a script (a
+// dynamic inventory) and a plugin's configuration.
 func detect(path string) (format, []byte, error) {
 	st, err := os.Stat(path)
 	if err != nil {
@@ -86,8 +86,10 @@ func detect(path string) (format, []byte, error) {
 	switch {
 	case nodes || defaults:
 		return formatRoutepush, data, nil
-	case st.Mode()&0o111 != 0:
-		return 0, nil, fmt.Errorf("inventory %s: is executable, so Ansible would run it as a dynamic inventory script; routepush runs nothing to find its nodes: write its output to a file with `ansible-inventory -i %s --list --yaml > inventory.yml` and give that", path, path)
+	case strings.HasPrefix(string(data), "#!"):
+		// Ansible runs such a file; one that is merely executable (a
+		// mount that marks every file so) it reads when running fails.
+		return 0, nil, fmt.Errorf("inventory %s: is a script (#!), which Ansible would run as a dynamic inventory; routepush runs nothing to find its nodes: write its output to a file with `ansible-inventory -i %s --list --yaml > inventory.yml` and give that", path, path)
 	case keys["plugin"] != nil:
 		return 0, nil, fmt.Errorf("inventory %s: configures the inventory plugin %q, which routepush does not run: write what it finds to a file with `ansible-inventory -i %s --list --yaml > inventory.yml` and give that", path, keys["plugin"].Value, path)
 	case isMap && ansibleShaped(keys):

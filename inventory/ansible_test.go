@@ -322,7 +322,7 @@ func TestAnsibleRefusals(t *testing.T) {
 			`node "n1" ansible_user: is encrypted with ansible-vault (!vault)`,
 			`node "n2" pod_cidr: is encrypted with ansible-vault, which routepush cannot read`, "(set in host_vars/n2.yml)"}},
 		{"testdata/ansible/refuse/vault-file/inventory.ini", []string{"group_vars/workers.yml (variables of group workers) is encrypted with ansible-vault"}},
-		{"testdata/ansible/refuse/script/inventory.py", []string{"is executable, so Ansible would run it as a dynamic inventory script", "--list --yaml > inventory.yml"}},
+		{"testdata/ansible/refuse/script/inventory.py", []string{"is a script (#!), which Ansible would run as a dynamic inventory", "--list --yaml > inventory.yml"}},
 		{"testdata/ansible/refuse/plugin.yml", []string{`configures the inventory plugin "amazon.aws.aws_ec2"`}},
 		{"testdata/ansible/refuse/passwords.ini", []string{
 			`node "n1" ansible_password: is a login password`,
@@ -414,6 +414,15 @@ func TestDetect(t *testing.T) {
 		if err != nil || got != c.want {
 			t.Errorf("%s %q: format %d, %v; want %d", c.name, c.data, got, err, c.want)
 		}
+	}
+	// Executable but no script: Ansible reads it when running it fails.
+	exe := filepath.Join(dir, "inventory")
+	writeTestFile(t, exe, "[workers]\na\n")
+	if err := os.Chmod(exe, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := detect(exe); err != nil || got != formatAnsibleINI {
+		t.Errorf("an executable INI file: format %d, %v", got, err)
 	}
 	if _, _, err := detect(dir); err == nil || !strings.Contains(err.Error(), "is a directory") {
 		t.Errorf("a directory: %v", err)
