@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -86,10 +87,11 @@ func detect(path string) (format, []byte, error) {
 	switch {
 	case nodes || defaults:
 		return formatRoutepush, data, nil
-	case strings.HasPrefix(string(data), "#!"):
-		// Ansible runs such a file; one that is merely executable (a
-		// mount that marks every file so) it reads when running fails.
-		return 0, nil, fmt.Errorf("inventory %s: is a script (#!), which Ansible would run as a dynamic inventory; routepush runs nothing to find its nodes: write its output to a file with `ansible-inventory -i %s --list --yaml > inventory.yml` and give that", path, path)
+	case strings.HasPrefix(string(data), "#!") || st.Mode()&0o111 != 0 && bytes.IndexByte(data, 0) >= 0:
+		// Ansible runs such a file (or an executable program); one that
+		// is merely executable (a mount that marks every file so) it
+		// reads when running fails.
+		return 0, nil, fmt.Errorf("inventory %s: is a script or program, which Ansible would run as a dynamic inventory; routepush runs nothing to find its nodes: write its output to a file with `ansible-inventory -i %s --list --yaml > inventory.yml` and give that", path, path)
 	case keys["plugin"] != nil:
 		return 0, nil, fmt.Errorf("inventory %s: configures the inventory plugin %q, which routepush does not run: write what it finds to a file with `ansible-inventory -i %s --list --yaml > inventory.yml` and give that", path, keys["plugin"].Value, path)
 	case isMap && ansibleShaped(keys):

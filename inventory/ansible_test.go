@@ -322,7 +322,7 @@ func TestAnsibleRefusals(t *testing.T) {
 			`node "n1" ansible_user: is encrypted with ansible-vault (!vault)`,
 			`node "n2" pod_cidr: is encrypted with ansible-vault, which routepush cannot read`, "(set in host_vars/n2.yml)"}},
 		{"testdata/ansible/refuse/vault-file/inventory.ini", []string{"group_vars/workers.yml (variables of group workers) is encrypted with ansible-vault"}},
-		{"testdata/ansible/refuse/script/inventory.py", []string{"is a script (#!), which Ansible would run as a dynamic inventory", "--list --yaml > inventory.yml"}},
+		{"testdata/ansible/refuse/script/inventory.py", []string{"is a script or program, which Ansible would run as a dynamic inventory", "--list --yaml > inventory.yml"}},
 		{"testdata/ansible/refuse/plugin.yml", []string{`configures the inventory plugin "amazon.aws.aws_ec2"`}},
 		{"testdata/ansible/refuse/passwords.ini", []string{
 			`node "n1" ansible_password: is a login password`,
@@ -423,6 +423,14 @@ func TestDetect(t *testing.T) {
 	}
 	if got, _, err := detect(exe); err != nil || got != formatAnsibleINI {
 		t.Errorf("an executable INI file: format %d, %v", got, err)
+	}
+	bin := filepath.Join(dir, "inventory-bin")
+	writeTestFile(t, bin, "\x7fELF\x02\x01\x01\x00")
+	if err := os.Chmod(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := detect(bin); err == nil || !strings.Contains(err.Error(), "is a script or program") {
+		t.Errorf("an executable program: %v", err)
 	}
 	if _, _, err := detect(dir); err == nil || !strings.Contains(err.Error(), "is a directory") {
 		t.Errorf("a directory: %v", err)
