@@ -5,7 +5,9 @@
 # (net-tools, as the Ansible playbook used), etcd
 # (behind the test kube-apiserver, which the tests build themselves),
 # Ansible (the inventory tests compare routepush's reading of Ansible
-# inventories with ansible-inventory's) and staticcheck.
+# inventories with ansible-inventory's), Dropbear (dropbear-bin: lab nodes
+# that run it instead of sshd), BusyBox (nodes whose ip is BusyBox's) and
+# staticcheck.
 # Safe to run again: it installs nothing that is already there.
 set -eu
 
@@ -21,6 +23,8 @@ command -v sudo >/dev/null 2>&1 || need="$need sudo"
 # ansible-inventory: what routepush's Ansible inventory reader is checked
 # against (inventory/ansible_test.go); ansible-playbook: make bench's rival.
 command -v ansible-inventory >/dev/null 2>&1 && command -v ansible-playbook >/dev/null 2>&1 || need="$need ansible"
+[ -x /usr/sbin/dropbear ] || need="$need dropbear-bin"
+command -v busybox >/dev/null 2>&1 || need="$need busybox"
 # `install-deps.sh bench`: also what make bench races routepush against.
 if [ "${1:-}" = bench ]; then
 	command -v xargs >/dev/null 2>&1 || need="$need findutils"
@@ -38,6 +42,18 @@ if [ -n "$need" ]; then
 	chmod +x /usr/sbin/policy-rc.d
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
 	rm -f /usr/sbin/policy-rc.d
+fi
+
+# Debian's Dropbear serves SFTP by running /usr/lib/sftp-server, which no
+# package ships: the lab's Dropbear nodes with SFTP get OpenSSH's there
+# (those without have it hidden in their own mount namespace).
+if [ ! -e /usr/lib/sftp-server ] && [ -x /usr/lib/openssh/sftp-server ]; then
+	if [ "$(id -u)" != 0 ]; then
+		echo "install-deps: need root to link /usr/lib/sftp-server to openssh/sftp-server" >&2
+		exit 1
+	fi
+	echo "install-deps: linking /usr/lib/sftp-server to openssh/sftp-server (Dropbear's SFTP server)"
+	ln -s openssh/sftp-server /usr/lib/sftp-server
 fi
 
 STATICCHECK_VERSION=v0.8.2

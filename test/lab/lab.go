@@ -12,8 +12,12 @@
 // Options.SudoUser nodes accept only that non-root user, who may run ip
 // through passwordless sudo.
 //
-// It needs root, iproute2, openssh-server, sudo and (for pings)
-// iputils-ping; scripts/install-deps.sh installs them.
+// With Options.Dropbear (or Lab.UseDropbear) nodes run Dropbear instead of
+// sshd; with Options.DropbearNoSFTP, without an SFTP server (dropbear.go).
+//
+// It needs root, iproute2, openssh-server, sudo, (for pings) iputils-ping
+// and (for Dropbear nodes) dropbear-bin with /usr/lib/sftp-server linked
+// to OpenSSH's; scripts/install-deps.sh installs them.
 package lab
 
 import (
@@ -29,6 +33,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -53,6 +58,10 @@ type Node struct {
 	Addr6    netip.Addr   `json:",omitzero"`
 	PodCIDR6 netip.Prefix `json:",omitzero"`
 	PodIP6   netip.Addr   `json:",omitzero"`
+	// Dropbear: the node runs Dropbear, not OpenSSH's sshd (dropbear.go);
+	// NoSFTP: without an SFTP server.
+	Dropbear bool `json:",omitempty"`
+	NoSFTP   bool `json:",omitempty"`
 }
 
 // Lab is a running lab.
@@ -86,6 +95,9 @@ type Options struct {
 	// SudoUser makes nodes refuse root and accept only this user (uid
 	// 4242), allowed to run ip through sudo without a password.
 	SudoUser string
+	// Dropbear lists the nodes (by index) that run Dropbear instead of
+	// OpenSSH's sshd; DropbearNoSFTP those of them without an SFTP server.
+	Dropbear, DropbearNoSFTP []int
 }
 
 var (
@@ -192,6 +204,11 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 			return nil, err
 		}
 	}
+	for _, i := range append(append([]int{}, o.Dropbear...), o.DropbearNoSFTP...) {
+		if i < 0 || i >= o.Nodes {
+			return nil, fmt.Errorf("lab: Dropbear node %d: the lab has nodes 0 to %d", i, o.Nodes-1)
+		}
+	}
 	for i := 0; i < o.Nodes; i++ {
 		n := &Node{
 			Name:    fmt.Sprintf("node-%d", i),
@@ -209,7 +226,7 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(16)
 	for _, n := range l.Nodes {
-		g.Go(func() error { return l.upNode(gctx, n) })
+		g.Go(func() error { return l.upNode(gctx, n, o) })
 	}
 	if err := g.Wait(); err != nil {
 		return nil, err
@@ -341,7 +358,7 @@ func (l *Lab) upJump(ctx context.Context) error {
 	return l.StartSSHD(ctx, j)
 }
 
-func (l *Lab) upNode(ctx context.Context, n *Node) error {
+func (l *Lab) upNode(ctx context.Context, n *Node, o Options) error {
 	veth := "v" + strings.TrimPrefix(n.Name, "node-")
 	if err := ipBatch(ctx, "",
 		"netns add "+n.NS,
@@ -376,6 +393,12 @@ func (l *Lab) upNode(ctx context.Context, n *Node) error {
 	}
 	if err := l.writeNodeFiles(n); err != nil {
 		return err
+	}
+	i, _ := strconv.Atoi(strings.TrimPrefix(n.Name, "node-"))
+	if noSFTP := slices.Contains(o.DropbearNoSFTP, i); noSFTP || slices.Contains(o.Dropbear, i) {
+		if err := l.setUpDropbear(ctx, n, noSFTP); err != nil {
+			return err
+		}
 	}
 	return l.StartSSHD(ctx, n)
 }
@@ -582,7 +605,12 @@ func (l *Lab) SetMounts(ctx context.Context, n *Node, script string, extra ...st
 // options such as "-o", "ForceCommand=/path/script". A forced command runs
 // for SFTP too: ExecSFTP is the line a script starts with to let it
 // through.
+//
+// A Dropbear node starts Dropbear instead, extra being Dropbear's options.
 func (l *Lab) StartSSHD(ctx context.Context, n *Node, extra ...string) error {
+	if n.Dropbear {
+		return l.startDropbear(ctx, n, extra...)
+	}
 	args := []string{"netns", "exec", n.NS, "sh", "-c", nodeStart, "sh", n.Dir,
 		"-f", filepath.Join(n.Dir, "sshd_config"), "-E", filepath.Join(n.Dir, "sshd.log")}
 	if err := run(ctx, "ip", append(args, extra...)...); err != nil {
@@ -703,8 +731,17 @@ func (l *Lab) AuthorizeKey(key ssh.PublicKey) error {
 		return err
 	}
 	defer f.Close()
-	_, err = f.Write(ssh.MarshalAuthorizedKey(key))
-	return err
+	if _, err = f.Write(ssh.MarshalAuthorizedKey(key)); err != nil {
+		return err
+	}
+	for _, n := range l.Nodes {
+		if n.Dropbear {
+			if err := l.writeDropbearKeys(n); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // WriteInventory writes a hosts.yaml for the given nodes.

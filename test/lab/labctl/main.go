@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/routepush/routepush/test/lab"
@@ -30,6 +31,8 @@ func main() {
 	fs.BoolVar(&o.DualStack, "dual-stack", false, "IPv6 addresses and pod CIDRs beside the IPv4 ones")
 	fs.BoolVar(&o.Jump, "jump", false, "put the bastion behind a jump host, its only way to the nodes")
 	fs.StringVar(&o.SudoUser, "sudo-user", "", "nodes accept only this user, with passwordless sudo for ip")
+	fs.Func("dropbear", "comma-separated node indexes that run Dropbear instead of sshd", indexes(&o.Dropbear))
+	fs.Func("dropbear-no-sftp", "comma-separated node indexes that run Dropbear without an SFTP server", indexes(&o.DropbearNoSFTP))
 	_ = fs.Parse(os.Args[2:])
 	o.Nodes, o.Dir = *nodes, *dir
 	var err error
@@ -46,6 +49,20 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ERROR:", err)
 		os.Exit(1)
+	}
+}
+
+// indexes parses a flag's comma-separated node indexes into list.
+func indexes(list *[]int) func(string) error {
+	return func(s string) error {
+		for _, f := range strings.Split(s, ",") {
+			i, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil {
+				return err
+			}
+			*list = append(*list, i)
+		}
+		return nil
 	}
 }
 
