@@ -76,3 +76,28 @@ func (e *LockedError) Error() string {
 	// The holder's text is the node's: escaped.
 	return fmt.Sprintf("%s: locked by another routepush run: %s", e.Host, safetext.Line(strings.TrimSpace(string(e.Holder))))
 }
+
+// NoSFTPError is a node without an SFTP server (a Dropbear node without
+// /usr/lib/sftp-server, an sshd_config without a Subsystem sftp): the
+// files routepush keeps there (the lock, run records, the --persist
+// routes file) cannot be read or written. Its routes can still be read,
+// changed, verified and restored within a run: that all goes through ip.
+// What the run does without those files is the orchestrator's decision.
+type NoSFTPError struct {
+	Host string // node name
+	// Why is what the node did when asked for SFTP (its shell's message,
+	// the exit status), already escaped.
+	Why string
+	// Fix is what to install or configure there.
+	Fix string
+}
+
+func (e *NoSFTPError) Error() string {
+	return fmt.Sprintf("%s: no SFTP server (%s): %s", e.Host, e.Why, e.Fix)
+}
+
+// Without says what a node without SFTP goes without (what), and what to
+// install: the same node, said the same way, whatever needs SFTP.
+func (e *NoSFTPError) Without(what string) string {
+	return fmt.Sprintf("%s: no SFTP server (%s): %s; %s", e.Host, e.Why, what, e.Fix)
+}

@@ -38,6 +38,9 @@ type Client struct {
 	// sftpEnded is closed when that channel has ended.
 	sftpEnded <-chan struct{}
 	meter     *meter // counts what the SFTP server sends
+	// noSFTP: the node has no SFTP server, as found on this connection
+	// (nosftp.go); every file operation fails with it, without asking.
+	noSFTP *host.NoSFTPError
 	// lockedDirs: this Client's Lock found the state directories safe
 	// (root's, written by no one else) and holds the node's lock; until
 	// Unlock only root can change them, so a record written meanwhile
@@ -117,7 +120,7 @@ func (d *Dialer) Dial(ctx context.Context, t Target) (*Client, error) {
 func (d *Dialer) client(t Target, k *keptConn) *Client {
 	c := &Client{name: t.Name, user: k.user, conn: k.conn, timeout: d.cfg.CommandTimeout, sudo: t.Become, wait: newIPWait(d.cfg.ReadOnly),
 		textMode: d.textNode(t.Name), dialer: d, table: d.cfg.Table, source: k.source, planned: d.cfg.PlannedRoutes, kept: k,
-		sftp: k.files.sftp, sftpCh: k.files.ch, meter: k.files.meter, sftpEnded: k.files.ended}
+		sftp: k.files.sftp, sftpCh: k.files.ch, meter: k.files.meter, sftpEnded: k.files.ended, noSFTP: k.noSFTP}
 	c.ipCmd = d.nodeIP(t.Name)
 	c.sftpServer, c.sftpSet = t.SFTPServer, t.SFTPServer != ""
 	if !c.sftpSet {

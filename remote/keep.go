@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pkg/sftp"
+	"github.com/routepush/routepush/host"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -76,16 +77,18 @@ type keptConn struct {
 	// alone (lock.go): only root can have changed it since.
 	runsChecked bool
 	bootID      string // the node's, once read through it (boot.go)
-	bootKnown   bool
-	user        string
-	source      netip.Addr
-	timeout     time.Duration // the endpoint's connect timeout: bounds the check before reuse
-	ended       chan struct{} // closed when the connection has ended (serve returned)
-	inUse       bool          // a Client has it
-	gone        bool          // Forget came while a Client had it: not kept after
-	born        time.Time     // when it was kept first: it is not kept past maxAge
-	idle        time.Time     // since when it is unused
-	resting     atomic.Bool   // !inUse, for its keepalives (sparse at rest)
+	// noSFTP: the node has no SFTP server, as found through it.
+	noSFTP    *host.NoSFTPError
+	bootKnown bool
+	user      string
+	source    netip.Addr
+	timeout   time.Duration // the endpoint's connect timeout: bounds the check before reuse
+	ended     chan struct{} // closed when the connection has ended (serve returned)
+	inUse     bool          // a Client has it
+	gone      bool          // Forget came while a Client had it: not kept after
+	born      time.Time     // when it was kept first: it is not kept past maxAge
+	idle      time.Time     // since when it is unused
+	resting   atomic.Bool   // !inUse, for its keepalives (sparse at rest)
 }
 
 func (k *keptConn) alive() bool {

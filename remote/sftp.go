@@ -2,6 +2,7 @@ package remote
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pkg/sftp"
+	"github.com/routepush/routepush/host"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -29,7 +31,8 @@ const defaultSFTPServer = "/usr/lib/openssh/sftp-server"
 func (c *Client) files(ctx context.Context) (*sftp.Client, error) {
 	s, err := c.openFiles(ctx)
 	var ce *CommandError
-	if err == nil || !c.sudo || c.sftpSet || !errors.As(err, &ce) {
+	var none *host.NoSFTPError
+	if err == nil || !c.sudo || c.sftpSet || !(errors.As(err, &ce) || errors.As(err, &none)) {
 		return s, err
 	}
 	// sudo says "command not found" only where sudoers allows the path;
@@ -51,6 +54,12 @@ func (c *Client) files(ctx context.Context) (*sftp.Client, error) {
 	if c.dialer != nil {
 		c.dialer.setNodeSFTPServer(c.name, p)
 	}
+	// What the first path's failure said of SFTP on this connection is
+	// asked again with the path found.
+	c.noSFTP = nil
+	if c.kept != nil {
+		c.kept.noSFTP = nil
+	}
 	return c.openFiles(ctx)
 }
 
@@ -62,6 +71,7 @@ func (c *Client) sftpPath() string {
 	return c.sftpServer
 }
 
+
 // openFiles opens, once per connection, the SFTP session that reads and writes
 // the node's lock and run records: the "sftp" subsystem, or sftp-server
 // through sudo -n with become. Opening it waits on the node three times
@@ -72,58 +82,109 @@ func (c *Client) openFiles(ctx context.Context) (*sftp.Client, error) {
 	if c.sftp != nil {
 		return c.sftp, nil
 	}
+	if c.noSFTP != nil {
+		return nil, c.noSFTP // known for this connection: asked once
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	ch, stderr, ended, err := c.openSFTPChannel(ctx)
+	s, err := c.openSFTPChannel(ctx)
+	if errors.Is(err, errSubsystemRefused) {
+		if none := c.sftpMissing(sftpEnd{refused: true, status: -1}); none != nil {
+			return nil, none
+		}
+	}
 	if err != nil {
 		c.taint()
 		return nil, err
 	}
+	ch := s.ch
 	// Everything the server sends is counted: see meter.
 	m := &meter{r: ch, limit: sftpSlack}
-	var s *sftp.Client
+	var fsys *sftp.Client
 	err = c.bounded(ctx, "sftp", c.conn.Close, func() error {
 		// Small packets, like batches (maxWrite): a connection keeps
 		// buffers the size of the largest packet it sent, and a run
 		// record is a few hundred kB on a large cluster.
 		var err error
-		s, err = sftp.NewClientPipe(m, ch, sftp.MaxPacket(maxWrite))
+		fsys, err = sftp.NewClientPipe(m, ch, sftp.MaxPacket(maxWrite))
 		return err
 	})
-	switch {
-	case abandoned(err):
+	if abandoned(err) {
 		return nil, err // the connection is closed
-	case err != nil && c.sudo:
-		c.taint()
+	}
+	if err != nil {
 		ch.Close()
-		// sudo said why on stderr, as it does for ip.
-		var msg string
-		select {
-		case msg = <-stderr:
-		case <-time.After(time.Second):
+		// The server ended the session before its handshake: why is in
+		// its exit status and stderr, which follow at once.
+		end := s.end(time.Second)
+		if none := c.sftpMissing(end); none != nil {
+			return nil, none
 		}
-		return nil, &CommandError{Host: c.name, Command: "sudo -n " + c.sftpPath(), ExitStatus: 1, Stderr: msg, Hint: c.hint(msg)}
-	case err != nil:
 		c.taint()
-		ch.Close()
+		if c.sudo {
+			// sudo said why on stderr, as it does for ip.
+			return nil, &CommandError{Host: c.name, Command: "sudo -n " + c.sftpPath(), ExitStatus: 1, Stderr: end.stderr, Hint: c.hint(end.stderr)}
+		}
 		return nil, fmt.Errorf("%s: sftp: %w", c.name, err)
 	}
-	c.sftp, c.sftpCh, c.meter, c.sftpEnded = s, ch, m, ended
-	return s, nil
+	c.sftp, c.sftpCh, c.meter, c.sftpEnded = fsys, ch, m, s.ended
+	return fsys, nil
+}
+
+// sftpMissing returns, and remembers for the connection, the node's
+// *host.NoSFTPError when end says it has no SFTP server; nil otherwise.
+// The connection itself is sound: it is kept.
+func (c *Client) sftpMissing(end sftpEnd) *host.NoSFTPError {
+	none := noSFTP(c.name, string(c.conn.ServerVersion()), c.sudo, c.sftpPath(), end)
+	if none != nil {
+		c.noSFTP = none
+		if c.kept != nil {
+			c.kept.noSFTP = none
+		}
+	}
+	return none
+}
+
+// sftpSession is a session channel opened for SFTP, with what its end
+// tells: its stderr and exit status.
+type sftpSession struct {
+	ch     ssh.Channel
+	ended  <-chan struct{} // closed once the channel has ended
+	said   <-chan string   // at most 4 KiB of stderr, once the channel ends
+	status *int            // the exit status, -1 if none came; read once ended
+}
+
+// end waits at most wait for the session's end, and says what it was.
+func (s *sftpSession) end(wait time.Duration) sftpEnd {
+	e := sftpEnd{status: -1}
+	timeout := time.After(wait)
+	select {
+	case <-s.ended:
+		e.status = *s.status
+	case <-timeout:
+	}
+	select {
+	case e.stderr = <-s.said:
+	case <-timeout:
+	}
+	return e
 }
 
 // openSFTPChannel opens the session channel SFTP runs on and starts the
-// SFTP server at its other end. With become, stderr gets (at most 4 KiB
-// of) what sudo says there.
-func (c *Client) openSFTPChannel(ctx context.Context) (ch ssh.Channel, stderr <-chan string, ended <-chan struct{}, err error) {
+// SFTP server at its other end. What the session writes on stderr (at
+// most 4 KiB: sudo's or a shell's message) and its exit status are kept
+// for when it ends before the handshake. A refused subsystem is
+// errSubsystemRefused.
+func (c *Client) openSFTPChannel(ctx context.Context) (*sftpSession, error) {
+	var ch ssh.Channel
 	var reqs <-chan *ssh.Request
-	err = c.bounded(ctx, "sftp", c.conn.Close, func() error {
+	err := c.bounded(ctx, "sftp", c.conn.Close, func() error {
 		var err error
 		ch, reqs, err = c.conn.OpenChannel("session", nil)
 		return err
 	})
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("%s: sftp: %w", c.name, err)
+		return nil, fmt.Errorf("%s: sftp: %w", c.name, err)
 	}
 	// Requests on the session are answered as they come: besides the
 	// exit-status at its end, an sshd with ClientAliveInterval probes the
@@ -135,33 +196,41 @@ func (c *Client) openSFTPChannel(ctx context.Context) (ch ssh.Channel, stderr <-
 	// and says so: a session kept for the next round is not reused once
 	// its channel is gone (keep.go).
 	done := make(chan struct{})
+	status := -1
 	go func() {
-		ssh.DiscardRequests(reqs)
+		for r := range reqs {
+			if r.Type == "exit-status" && len(r.Payload) >= 4 {
+				status = int(binary.BigEndian.Uint32(r.Payload))
+			}
+			if r.WantReply {
+				_ = r.Reply(false, nil)
+			}
+		}
 		close(done)
 	}()
-	var ok bool
 	said := make(chan string, 1)
+	go func() {
+		b, _ := io.ReadAll(io.LimitReader(ch.Stderr(), 4096))
+		said <- string(b)
+	}()
+	var ok bool
 	err = c.bounded(ctx, "sftp", c.conn.Close, func() error {
 		var err error
 		if c.sudo {
 			ok, err = ch.SendRequest("exec", true, ssh.Marshal(&struct{ Command string }{"sudo -n " + c.sftpPath()}))
-			go func() {
-				b, _ := io.ReadAll(io.LimitReader(ch.Stderr(), 4096))
-				said <- string(b)
-			}()
 		} else {
 			ok, err = ch.SendRequest("subsystem", true, ssh.Marshal(&struct{ Name string }{"sftp"}))
 		}
 		return err
 	})
 	if err == nil && !ok {
-		err = errors.New("the server refused the sftp subsystem")
+		err = errSubsystemRefused
 	}
 	if err != nil {
 		ch.Close()
-		return nil, nil, nil, fmt.Errorf("%s: sftp: %w", c.name, err)
+		return nil, fmt.Errorf("%s: sftp: %w", c.name, err)
 	}
-	return ch, said, done, nil
+	return &sftpSession{ch: ch, ended: done, said: said, status: &status}, nil
 }
 
 // withFiles runs fn on the node's SFTP session, bounded by the command

@@ -1,0 +1,80 @@
+package remote
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/routepush/routepush/host"
+	"github.com/routepush/routepush/internal/safetext"
+)
+
+// A node may have no SFTP server at all: Debian's dropbear-bin serves the
+// "sftp" subsystem by running a compiled-in /usr/lib/sftp-server through
+// the user's shell, and ships none there; an sshd_config may name none.
+// Dropbear (and sshd with a Subsystem line whose program is missing)
+// accepts the subsystem request, then its shell says "not found" or
+// "Permission denied" on stderr and exits 127 or 126, within milliseconds:
+// pkg/sftp sees only the end of its handshake ("server unexpectedly
+// closed connection: unexpected EOF"). An sshd with no Subsystem line
+// refuses the request. sftpEnd is what routepush saw, and noSFTP tells
+// those cases (a *host.NoSFTPError, which the orchestrator decides on)
+// from an SFTP server that started and failed for another reason.
+
+// errSubsystemRefused is the server's no to the subsystem request.
+var errSubsystemRefused = errors.New("the server refused the sftp subsystem")
+
+// sftpEnd is how a session meant for SFTP ended before its handshake.
+type sftpEnd struct {
+	refused bool   // the subsystem request was refused
+	status  int    // the exit status the server sent; -1 if none
+	stderr  string // what the session wrote on stderr (at most 4 KiB)
+}
+
+// Exit statuses of a POSIX shell that could not run a command: found but
+// not executable (or not a program), and not found.
+const (
+	exitCannotExecute = 126
+	exitNotFound      = 127
+)
+
+// noSFTP returns the *host.NoSFTPError for a node whose SSH server
+// (serverVersion, its identification string) ended an SFTP session as
+// end says, or nil when that end is not a missing SFTP server. With sudo
+// (become) routepush ran OpenSSH's sftp-server itself, through sudo -n:
+// server is the path it ran.
+func noSFTP(name, serverVersion string, sudo bool, server string, end sftpEnd) *host.NoSFTPError {
+	said := safetext.Line(strings.Join(strings.Fields(end.stderr), " "))
+	var why string
+	switch {
+	case sudo && strings.Contains(end.stderr, "command not found"):
+		why = "sudo: " + server + " not found"
+	case end.refused && !sudo:
+		why = "the SSH server refused the sftp subsystem"
+	case end.status == exitNotFound || end.status == exitCannotExecute:
+		if said == "" {
+			said = "no error output"
+		}
+		why = fmt.Sprintf("%s, exit status %d", said, end.status)
+	default:
+		return nil
+	}
+	dropbear := strings.Contains(strings.ToLower(serverVersion), "dropbear")
+	var fix string
+	switch {
+	case sudo:
+		fix = "install openssh-sftp-server, or name its path with sftp_server or --sftp-server (with become, routepush runs " + server + " through sudo)"
+	case dropbear:
+		why = "Dropbear runs " + dropbearSFTPPath + ": " + why
+		fix = "install openssh-sftp-server and link " + dropbearSFTPPath + " to " + defaultSFTPServer + " (ln -s openssh/sftp-server " + dropbearSFTPPath + ")"
+	case end.refused:
+		fix = "add `Subsystem sftp " + defaultSFTPServer + "` to sshd_config and install openssh-sftp-server"
+	default:
+		fix = "install openssh-sftp-server, or correct the sftp Subsystem line of sshd_config"
+	}
+	return &host.NoSFTPError{Host: name, Why: why, Fix: fix}
+}
+
+// dropbearSFTPPath is the SFTP server Debian's Dropbear runs for the sftp
+// subsystem (SFTPSERVER_PATH, compiled in).
+const dropbearSFTPPath = "/usr/lib/sftp-server"

@@ -1,0 +1,157 @@
+package remote
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/routepush/routepush/host"
+	"golang.org/x/crypto/ssh"
+)
+
+// sftpless is an in-process SSH server that answers the sftp subsystem as
+// a node without an SFTP server does: Dropbear (and sshd with a Subsystem
+// line naming a missing program) accepts the request, its shell writes
+// stderr and exits; sshd without a Subsystem line refuses it.
+type sftpless struct {
+	version string // the server's identification string
+	refuse  bool   // refuse the subsystem request
+	stderr  string
+	status  uint32
+	// opened counts the session channels opened: a node found without
+	// SFTP is not asked again on the same connection.
+	opened atomic.Int32
+}
+
+func (s *sftpless) dial(t *testing.T) *Client {
+	t.Helper()
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.NewSignerFromKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &ssh.ServerConfig{NoClientAuth: true, ServerVersion: s.version}
+	cfg.AddHostKey(signer)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		_, chans, reqs, err := ssh.NewServerConn(nc, cfg)
+		if err != nil {
+			return
+		}
+		go ssh.DiscardRequests(reqs) // Dropbear declines keepalive@openssh.com too
+		for newCh := range chans {
+			s.opened.Add(1)
+			ch, chReqs, err := newCh.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				for req := range chReqs {
+					if req.Type != "subsystem" || s.refuse {
+						_ = req.Reply(false, nil)
+						continue
+					}
+					_ = req.Reply(true, nil)
+					// As Dropbear's child: stderr, end of output, then
+					// the exit status and the close.
+					_, _ = ch.Stderr().Write([]byte(s.stderr))
+					_ = ch.CloseWrite()
+					_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(&struct{ Status uint32 }{s.status}))
+					_ = ch.Close()
+				}
+			}()
+		}
+	}()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, chans, reqs, err := ssh.NewClientConn(conn, "node-4", &ssh.ClientConfig{User: "root", HostKeyCallback: ssh.InsecureIgnoreHostKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go serve(chans, reqs)
+	t.Cleanup(func() { c.Close() })
+	return &Client{name: "node-4", user: "root", conn: c, timeout: 5 * time.Second}
+}
+
+// A node without an SFTP server is told apart from an SFTP server that
+// failed: the first is a *host.NoSFTPError naming what to install, found
+// within milliseconds and once per connection; the second stays an error
+// that fails the node.
+func TestNoSFTPServerClassified(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		server *sftpless
+		want   []string // in the NoSFTPError's text; nil: not a NoSFTPError
+	}{
+		{"dropbear without /usr/lib/sftp-server", &sftpless{version: "SSH-2.0-dropbear_2022.83", stderr: "bash: line 1: /usr/lib/sftp-server: No such file or directory\n", status: 127},
+			[]string{"node-4: no SFTP server (Dropbear runs /usr/lib/sftp-server: bash: line 1: /usr/lib/sftp-server: No such file or directory, exit status 127)", "install openssh-sftp-server and link /usr/lib/sftp-server to /usr/lib/openssh/sftp-server"}},
+		{"dropbear with it hidden", &sftpless{version: "SSH-2.0-dropbear_2022.83", stderr: "bash: line 1: /usr/lib/sftp-server: Permission denied\n", status: 126},
+			[]string{"Permission denied, exit status 126", "ln -s openssh/sftp-server /usr/lib/sftp-server"}},
+		{"sshd naming a missing program", &sftpless{version: "SSH-2.0-OpenSSH_9.2p1", stderr: "sh: 1: /usr/lib/openssh/sftp-server: not found\n", status: 127},
+			[]string{"not found, exit status 127", "install openssh-sftp-server, or correct the sftp Subsystem line"}},
+		{"sshd without a Subsystem line", &sftpless{version: "SSH-2.0-OpenSSH_9.2p1", refuse: true},
+			[]string{"the SSH server refused the sftp subsystem", "add `Subsystem sftp /usr/lib/openssh/sftp-server` to sshd_config"}},
+		{"an escape sequence in the shell's message", &sftpless{version: "SSH-2.0-dropbear_2022.83", stderr: "\x1b[2Jgone\n", status: 127},
+			[]string{`\x1b[2Jgone, exit status 127`}},
+		{"an SFTP server that failed", &sftpless{version: "SSH-2.0-dropbear_2022.83", stderr: "sftp-server: out of memory\n", status: 1}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := tc.server
+			c := s.dial(t)
+			start := time.Now()
+			_, err := c.files(context.Background())
+			took := time.Since(start)
+			var none *host.NoSFTPError
+			if tc.want == nil {
+				if err == nil || errors.As(err, &none) {
+					t.Fatalf("got %v, want an error that is no *host.NoSFTPError", err)
+				}
+				if !strings.HasPrefix(err.Error(), "node-4: ") {
+					t.Errorf("%v does not name the node", err)
+				}
+				return
+			}
+			if !errors.As(err, &none) {
+				t.Fatalf("got %v (%T), want a *host.NoSFTPError", err, err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("%q\ndoes not say %q", err, w)
+				}
+			}
+			if took > time.Second {
+				t.Errorf("found after %v: the end of the session says it at once", took)
+			}
+			if c.tainted.Load() {
+				t.Errorf("the connection is tainted: it is sound, and worth keeping")
+			}
+			// Every file operation fails with it, without asking again.
+			err2 := c.withFiles(context.Background(), "lock", func(sftpFS) error { return nil })
+			if !errors.As(err2, &none) || s.opened.Load() != 1 {
+				t.Errorf("second operation: %v after %d sessions, want the same NoSFTPError and no new session", err2, s.opened.Load())
+			}
+		})
+	}
+}
