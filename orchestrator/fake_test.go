@@ -51,11 +51,29 @@ type fakeKernel struct {
 	// beforeApply, when set, runs as a batch arrives, before anything is
 	// compared: someone else changing the table between read and batch.
 	beforeApply func(k *fakeKernel)
+	// noSFTP: the node has no SFTP server: every file operation (lock,
+	// records, boot id, routes file) fails with a *host.NoSFTPError;
+	// fileOps counts them all the same.
+	noSFTP  bool
+	fileOps int
+}
+
+// files is what a file operation meets first: the node's missing SFTP
+// server, if it has none.
+func (k *fakeKernel) files() error {
+	k.fileOps++
+	if k.noSFTP {
+		return &host.NoSFTPError{Host: k.name, Why: "Dropbear runs /usr/lib/sftp-server: not found, exit status 127", Fix: "install openssh-sftp-server"}
+	}
+	return nil
 }
 
 func (k *fakeKernel) ReadPersisted(context.Context) (persist.State, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if err := k.files(); err != nil {
+		return persist.State{}, err
+	}
 	return persist.State{Path: "/etc/routepush/routes", Exists: k.persisted != nil, Routes: slices.Clone(k.persisted),
 		UnitCurrent: k.persisted != nil, UnitEnabled: k.persisted != nil && k.systemd, Systemd: k.systemd, ForeignRoutesManaged: k.networkd}, nil
 }
@@ -63,6 +81,9 @@ func (k *fakeKernel) ReadPersisted(context.Context) (persist.State, error) {
 func (k *fakeKernel) WritePersisted(_ context.Context, routes []byte, _ persist.State) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if err := k.files(); err != nil {
+		return err
+	}
 	if k.failPersist {
 		return fmt.Errorf("%s: write /etc/routepush/routes: disk full", k.name)
 	}
@@ -75,6 +96,9 @@ func (k *fakeKernel) WritePersisted(_ context.Context, routes []byte, _ persist.
 func (k *fakeKernel) UndoPersisted(_ context.Context, found persist.State) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if err := k.files(); err != nil {
+		return err
+	}
 	k.persisted = nil
 	if found.Exists {
 		k.persisted = k.previous
@@ -85,6 +109,9 @@ func (k *fakeKernel) UndoPersisted(_ context.Context, found persist.State) error
 func (k *fakeKernel) RestorePersisted(_ context.Context, prev persist.State) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if err := k.files(); err != nil {
+		return err
+	}
 	k.persisted = nil
 	if prev.Exists {
 		k.persisted = slices.Clone(prev.Routes)
@@ -95,6 +122,9 @@ func (k *fakeKernel) RestorePersisted(_ context.Context, prev persist.State) err
 func (k *fakeKernel) Lock(_ context.Context, holder []byte) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if err := k.files(); err != nil {
+		return err
+	}
 	if k.lock != nil {
 		return &host.LockedError{Host: k.name, Holder: k.lock}
 	}
@@ -105,6 +135,9 @@ func (k *fakeKernel) Lock(_ context.Context, holder []byte) error {
 func (k *fakeKernel) Unlock(_ context.Context, holder []byte) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if err := k.files(); err != nil {
+		return err
+	}
 	if k.failUnlock {
 		return fmt.Errorf("%s: unlock: connection lost", k.name)
 	}
@@ -117,6 +150,9 @@ func (k *fakeKernel) Unlock(_ context.Context, holder []byte) error {
 func (k *fakeKernel) BootID(context.Context) (string, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if err := k.files(); err != nil {
+		return "", err
+	}
 	if k.bootErr != nil {
 		return "", k.bootErr
 	}
@@ -136,6 +172,9 @@ func (k *fakeKernel) SessionSource() netip.Addr { return k.source }
 func (k *fakeKernel) WriteRun(_ context.Context, id string, record []byte, _ int, _ func([]byte) bool, durable bool) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if err := k.files(); err != nil {
+		return err
+	}
 	k.countSync(durable)
 	if k.runs == nil {
 		k.runs = map[string][]byte{}
@@ -147,6 +186,9 @@ func (k *fakeKernel) WriteRun(_ context.Context, id string, record []byte, _ int
 func (k *fakeKernel) AppendRun(_ context.Context, id string, line []byte, durable bool) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if err := k.files(); err != nil {
+		return err
+	}
 	k.countSync(durable)
 	if k.failAppend {
 		return fmt.Errorf("%s: append to /var/lib/routepush/runs/%s.json: no space left on device", k.name, id)
@@ -344,6 +386,9 @@ func (k *fakeKernel) CloseFilesUntilNeeded() {}
 func (k *fakeKernel) Runs(context.Context) ([]string, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if err := k.files(); err != nil {
+		return nil, err
+	}
 	var ids []string
 	for id := range k.runs {
 		ids = append(ids, id)
@@ -355,6 +400,9 @@ func (k *fakeKernel) Runs(context.Context) ([]string, error) {
 func (k *fakeKernel) ReadRun(_ context.Context, id string) ([]byte, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if err := k.files(); err != nil {
+		return nil, err
+	}
 	b, ok := k.runs[id]
 	if !ok {
 		return nil, fmt.Errorf("%s: run %s: %w", k.name, id, fs.ErrNotExist)
@@ -365,6 +413,9 @@ func (k *fakeKernel) ReadRun(_ context.Context, id string) ([]byte, error) {
 func (k *fakeKernel) HeldLock(context.Context) ([]byte, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if err := k.files(); err != nil {
+		return nil, err
+	}
 	return slices.Clone(k.lock), nil
 }
 

@@ -85,8 +85,8 @@ func (e *heldError) Unwrap() error { return e.err }
 // taken again: this run held it), or another run may have taken it since
 // (then the node is left alone, and its lock with it).
 func (r *nodeRun) relock(ctx context.Context) error {
-	if !r.opts.journaling() {
-		return nil
+	if !r.opts.journaling() || r.rep.NoSFTP != nil {
+		return nil // a node without SFTP never had a lock of this run
 	}
 	ours := r.opts.Holder.lockText()
 	name := r.plan.Node().Name

@@ -60,6 +60,13 @@ func (r *nodeRun) prepare(ctx context.Context) {
 	if r.opts.Persist {
 		var err error
 		if have, err = r.host.ReadPersisted(ctx); err != nil {
+			if none, ok := errors.AsType[*host.NoSFTPError](err); ok {
+				// Refused before anything changes anywhere: the routes
+				// file and unit travel over SFTP.
+				r.rep.NoSFTP = none
+				r.refuse(noPersistError{none})
+				return
+			}
 			r.fail(err)
 			return
 		}
@@ -70,7 +77,7 @@ func (r *nodeRun) prepare(ctx context.Context) {
 		return
 	}
 	r.rep.Outcome = WouldChange
-	if r.opts.journaling() {
+	if r.opts.journaling() && r.rep.NoSFTP == nil {
 		r.writeRecord(ctx, table, have)
 	}
 }
@@ -93,11 +100,20 @@ func (r *nodeRun) connectAndRead(ctx context.Context) (route.Table, bool) {
 	if r.opts.journaling() {
 		// Locked before the read: no other run changes the node between
 		// this snapshot and this batch.
-		if err := r.lock(ctx); err != nil {
+		err := r.lock(ctx)
+		none, noSFTP := errors.AsType[*host.NoSFTPError](err)
+		switch {
+		case noSFTP:
+			// The node goes on without lock and record (NoSFTP says
+			// what that costs); its routes are restored from this
+			// run's snapshot, as anywhere, if the run fails.
+			r.rep.NoSFTP = none
+		case err != nil:
 			r.fail(r.opts.lockError(node.Name, err))
 			return route.Table{}, false
+		default:
+			r.locked = true
 		}
-		r.locked = true
 	}
 	table, err := h.ReadRoutes(ctx, r.plan.Families())
 	if err != nil {

@@ -1,12 +1,14 @@
 package orchestrator
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/routepush/routepush/host"
 	"github.com/routepush/routepush/internal/safetext"
 )
 
@@ -50,6 +52,9 @@ type NodeReport struct {
 	RecordErr  error
 	RolledBack bool
 	Persist    *PersistReport // with --persist, once the node was read
+	// NoSFTP says the node has no SFTP server: the run went on there
+	// without its lock and record (see NoSFTPWarning).
+	NoSFTP *host.NoSFTPError
 }
 
 // Changes reports whether the node differs from its plan: its routes, or
@@ -157,7 +162,10 @@ func (r *Report) WriteDiffColor(w io.Writer, color bool) {
 // diffHeading is the line that opens a node's part of the diff.
 func (r *Report) diffHeading(n *NodeReport) string {
 	table := inTable(r.Plan.Table)
+	_, noPersist := errors.AsType[noPersistError](n.Err)
 	switch {
+	case n.Outcome == Refused && noPersist:
+		return fmt.Sprintf("refused: no SFTP server for --persist's routes file; %d to add, %d to change, %d to delete, %d in sync%s", n.Added(), n.Replaced(), n.Removed(), n.Unchanged(), table)
 	case n.Outcome == Refused:
 		return fmt.Sprintf("refused: %d routes of other owners in the way (--adopt replaces them)", len(n.Diff.Conflicts()))
 	case n.Diff.Empty() && n.Persist.Changes():
@@ -236,6 +244,11 @@ func (r *Report) WriteSummary(w io.Writer) {
 	for i := range r.Nodes {
 		if n := &r.Nodes[i]; n.Outcome == Unreachable {
 			fmt.Fprintf(w, "note: %s was left out, unreachable (--max-unreachable): %s\n", n.Name, safetext.Line(n.Err.Error()))
+		}
+	}
+	for i := range r.Nodes {
+		if warn := r.Nodes[i].NoSFTPWarning(); warn != "" {
+			fmt.Fprintf(w, "note: %s\n", safetext.Line(warn))
 		}
 	}
 	r.writePersistNotes(w)

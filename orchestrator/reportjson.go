@@ -38,6 +38,9 @@ type JSONNode struct {
 	Error         string        `json:"error,omitempty"`
 	RollbackError string        `json:"rollback_error,omitempty"`
 	Persist       *JSONPersist  `json:"persist,omitempty"`
+	// Warnings are risks the run took on the node: no SFTP server, so
+	// no lock and no run record there (NodeReport.NoSFTPWarning).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // JSONPersist is the --persist part of a node's report.
@@ -120,6 +123,9 @@ func (r *Report) JSON(runID string) JSONReport {
 		}
 		if n.RollbackErr != nil {
 			jn.RollbackError = safetext.Text(n.RollbackErr.Error())
+		}
+		if warn := n.NoSFTPWarning(); warn != "" {
+			jn.Warnings = []string{safetext.Text(warn)}
 		}
 		if p := n.Persist; p != nil {
 			jn.Persist = &JSONPersist{Path: p.Path, Drift: []string{}, Written: p.Written, Warnings: append([]string{}, p.Warnings...)}

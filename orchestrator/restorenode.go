@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/routepush/routepush/host"
 	"github.com/routepush/routepush/internal/safetext"
 )
 
@@ -27,6 +28,11 @@ func undoable(s RunState) bool {
 // runs before are no more to undo than it is.
 func chooseRun(ctx context.Context, h RestoreHost, n *RestoreNode, opts *RestoreOptions) (RunRecord, bool) {
 	ids, err := h.Runs(ctx)
+	if none, ok := errors.AsType[*host.NoSFTPError](err); ok {
+		// No run could lock or record it: nothing to undo from.
+		n.Err = errors.New(none.Without("no run records there, so nothing to roll back: its routes are as the last run left them"))
+		return RunRecord{}, false
+	}
 	if err != nil {
 		n.Err = err
 		return RunRecord{}, false
