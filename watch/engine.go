@@ -91,6 +91,9 @@ type Engine struct {
 	fails     map[string]int
 	converged map[string]time.Time
 	flying    map[string]bool
+	// noSFTP: the nodes whose missing SFTP server was logged (once per
+	// node, not per round), until one is found with one again or leaves.
+	noSFTP map[string]bool
 	// Pod CIDRs no node owns any more, and since when: their routes are
 	// deleted wherever found until every node converged after that.
 	gone map[netip.Prefix]time.Time
@@ -129,7 +132,7 @@ func New(cfg Config) *Engine {
 	}
 	e := &Engine{cfg: cfg, log: cfg.logger(), obs: cfg.Observer,
 		due: map[string]time.Time{}, waiting: map[string]time.Time{}, fails: map[string]int{},
-		converged: map[string]time.Time{}, in: map[string]bool{}, flying: map[string]bool{}, gone: map[netip.Prefix]time.Time{},
+		converged: map[string]time.Time{}, in: map[string]bool{}, flying: map[string]bool{}, noSFTP: map[string]bool{}, gone: map[netip.Prefix]time.Time{},
 		done: make(chan *flight), nodeDone: make(chan nodeDone), now: time.Now}
 	if e.obs == nil {
 		e.obs = Observers{}
@@ -342,6 +345,7 @@ func (e *Engine) setTable(nodes []inventory.Node) {
 			delete(e.waiting, n)
 			delete(e.fails, n)
 			delete(e.converged, n)
+			delete(e.noSFTP, n)
 		}
 	}
 	e.nodes, e.in, e.known = nodes, in, known
@@ -470,8 +474,10 @@ func (e *Engine) settleNode(ctx context.Context, f *flight, n *orchestrator.Node
 	if !e.inTable(n.Name) {
 		delete(e.due, n.Name) // it left while the round had it
 		delete(e.fails, n.Name)
+		delete(e.noSFTP, n.Name)
 		return
 	}
+	e.warnNoSFTP(n)
 	now := e.now()
 	again := e.due[n.Name].After(f.started)
 	nr := NodeResult{Name: n.Name, Added: n.Added(), Changed: n.Replaced(), Removed: n.Removed(), Err: n.Err}
@@ -542,6 +548,20 @@ func (e *Engine) settleNode(ctx context.Context, f *flight, n *orchestrator.Node
 			nr.Err = fmt.Errorf("%s: %s", n.Name, n.Outcome)
 		}
 		retryAt()
+	}
+}
+
+// warnNoSFTP logs, once per node and not once per round, that a node has
+// no SFTP server and so neither lock nor run record (or with --persist,
+// is refused: that is its error, retried as any). A node found with one
+// again (locked, and converged) is warned of anew if it loses it.
+func (e *Engine) warnNoSFTP(n *orchestrator.NodeReport) {
+	switch warn := n.NoSFTPWarning(); {
+	case warn != "" && !e.noSFTP[n.Name]:
+		e.noSFTP[n.Name] = true
+		e.log.Warn(warn, "node", n.Name)
+	case n.NoSFTP == nil && (n.Outcome == orchestrator.InSync || n.Outcome == orchestrator.Changed):
+		delete(e.noSFTP, n.Name)
 	}
 }
 
