@@ -23,6 +23,9 @@ import (
 //     they were read; nothing was sent, the node is refused.
 //   - *host.LostError from Apply: the connection went mid-batch; whether
 //     the batch is in is unknown until the node is reached again.
+//   - *host.NoSFTPError from any Journal or Persister call: the node has
+//     no SFTP server; the run goes on there without lock and record, and
+//     refuses --persist (nosftp.go).
 //
 // Any other error fails the node.
 type Host interface {
