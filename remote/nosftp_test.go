@@ -22,6 +22,7 @@ import (
 type sftpless struct {
 	version string // the server's identification string
 	refuse  bool   // refuse the subsystem request
+	sudo    bool   // the Client runs sftp-server through sudo -n (become)
 	stderr  string
 	status  uint32
 	// opened counts the session channels opened: a node found without
@@ -65,7 +66,7 @@ func (s *sftpless) dial(t *testing.T) *Client {
 			}
 			go func() {
 				for req := range chReqs {
-					if req.Type != "subsystem" || s.refuse {
+					if (req.Type != "subsystem" && req.Type != "exec") || s.refuse {
 						_ = req.Reply(false, nil)
 						continue
 					}
@@ -90,7 +91,7 @@ func (s *sftpless) dial(t *testing.T) *Client {
 	}
 	go serve(chans, reqs)
 	t.Cleanup(func() { c.Close() })
-	return &Client{name: "node-4", user: "root", conn: c, timeout: 5 * time.Second}
+	return &Client{name: "node-4", user: "root", conn: c, timeout: 5 * time.Second, sudo: s.sudo}
 }
 
 // A node without an SFTP server is told apart from an SFTP server that
@@ -114,6 +115,9 @@ func TestNoSFTPServerClassified(t *testing.T) {
 			[]string{"the SSH server refused the sftp subsystem", "add `Subsystem sftp /usr/lib/openssh/sftp-server` to sshd_config"}},
 		{"an escape sequence in the shell's message", &sftpless{version: "SSH-2.0-dropbear_2022.83", stderr: "\x1b[2Jgone\n", status: 127},
 			[]string{`\x1b[2Jgone, exit status 127`}},
+		{"become, without openssh-sftp-server", &sftpless{version: "SSH-2.0-dropbear_2022.83", sudo: true, stderr: "sudo: /usr/lib/openssh/sftp-server: command not found\n", status: 1},
+			[]string{"no SFTP server (sudo: /usr/lib/openssh/sftp-server not found)", "install openssh-sftp-server (with become, routepush runs /usr/lib/openssh/sftp-server through sudo)"}},
+		{"become, sudo wanting a password", &sftpless{version: "SSH-2.0-dropbear_2022.83", sudo: true, stderr: "sudo: a password is required\n", status: 1}, nil},
 		{"an SFTP server that failed", &sftpless{version: "SSH-2.0-dropbear_2022.83", stderr: "sftp-server: out of memory\n", status: 1}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
