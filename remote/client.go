@@ -31,6 +31,9 @@ type Client struct {
 	// inventory or the command line chose it (never discovered).
 	sftpServer string
 	sftpSet    bool
+	// sftpLooked: the node was already searched for another sftp-server
+	// on this connection.
+	sftpLooked bool
 	boot       string       // the ip the boot unit runs, once found (persist.go)
 	table      string       // the managed table when not main (a number)
 	sftp       *sftp.Client // the node's lock and run records, opened when first needed

@@ -32,9 +32,10 @@ func (c *Client) files(ctx context.Context) (*sftp.Client, error) {
 	s, err := c.openFiles(ctx)
 	var ce *CommandError
 	var none *host.NoSFTPError
-	if err == nil || !c.sudo || c.sftpSet || !(errors.As(err, &ce) || errors.As(err, &none)) {
+	if err == nil || !c.sudo || c.sftpSet || c.sftpLooked || !(errors.As(err, &ce) || errors.As(err, &none)) {
 		return s, err
 	}
+	c.sftpLooked = true // once per connection, like the failure it answers
 	// sudo says "command not found" only where sudoers allows the path;
 	// elsewhere it asks for a password or says the user may not run it.
 	// Either way, another sftp-server on the node is worth one look.
@@ -70,7 +71,6 @@ func (c *Client) sftpPath() string {
 	}
 	return c.sftpServer
 }
-
 
 // openFiles opens, once per connection, the SFTP session that reads and writes
 // the node's lock and run records: the "sftp" subsystem, or sftp-server
