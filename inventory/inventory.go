@@ -56,7 +56,8 @@ type SSH struct {
 	Jump         string // jump hosts, as ssh's ProxyJump: [user@]host[:port][,...]
 	Become       bool   // run ip through sudo
 	// SFTPServer is the sftp-server become runs through sudo (absolute,
-	// checked by nodepath.Check); empty: Debian's, else the node's own.
+	// named sftp-server: nodepath.CheckProgram); empty: Debian's, else
+	// the node's own.
 	SFTPServer string
 }
 

@@ -220,7 +220,7 @@ func (f *File) decode(settings map[string]any) []error {
 		defaults.Jump = ""
 	}
 	if defaults.SFTPServer != "" {
-		if err := nodepath.Check(defaults.SFTPServer); err != nil {
+		if err := nodepath.CheckProgram(defaults.SFTPServer, "sftp-server"); err != nil {
 			errs = append(errs, &FieldError{Index: DefaultsIndex, Field: "sftp_server", Msg: fmt.Sprintf("%q: %v", defaults.SFTPServer, err)})
 			defaults.SFTPServer = ""
 		}

@@ -65,7 +65,9 @@ func TestLoadInvalid(t *testing.T) {
 			`node "worker-2" (nodes[2]) address: "fe80::1%$(touch /tmp/pwned)" is neither`}},
 		{"invalid-sftp-server.yaml", []string{`defaults sftp_server: "usr/lib/openssh/sftp-server": not an absolute path`,
 			`node "worker-0" (nodes[0]) sftp_server: "/usr/libexec/openssh/sftp-server;reboot": byte ';' is not allowed`,
-			`node "worker-1" (nodes[1]) sftp_server: "/usr/lib/../../tmp/sftp-server": ".." path element`}},
+			`node "worker-1" (nodes[1]) sftp_server: "/usr/lib/../../tmp/sftp-server": ".." path element`,
+			// Any other program would run as root through sudo -n.
+			`node "worker-3" (nodes[3]) sftp_server: "/sbin/reboot": names "reboot", not sftp-server`}},
 		{"invalid-yaml.yaml", []string{"testdata/invalid-yaml.yaml", "line 3"}},
 		{"invalid-no-nodes.yaml", []string{"no nodes"}},
 		{"invalid-bad-port.yaml", []string{`node "worker-0" (nodes[0]) port: 70000 is out of range`, `user: "root;id" is not a valid user name`}},
@@ -130,5 +132,20 @@ nodes:
 	}
 	if nodes[0].SSH.SFTPServer != "/usr/libexec/openssh/sftp-server" || nodes[1].SSH.SFTPServer != "/usr/lib/ssh/sftp-server" {
 		t.Errorf("sftp_server: %q, %q", nodes[0].SSH.SFTPServer, nodes[1].SSH.SFTPServer)
+	}
+}
+
+// defaults' sftp_server naming another program than an sftp-server is
+// refused for every node: a hostile inventory must not choose what sudo
+// -n runs as root on each of them.
+func TestLoadRefusesAnotherProgramAsDefaultSFTPServer(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "hosts.yaml")
+	if err := os.WriteFile(path, []byte("defaults:\n  become: true\n  sftp_server: /sbin/reboot\nnodes:\n  - {name: worker-0, address: 198.18.0.10, pod_cidr: 100.64.0.0/24}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(path)
+	if err == nil || !strings.Contains(err.Error(), `defaults sftp_server: "/sbin/reboot": names "reboot", not sftp-server`) {
+		t.Errorf("Load: %v", err)
 	}
 }

@@ -160,7 +160,7 @@ func (v *validator) identity(i int, n *Node) {
 		v.add(i, n, v.fields.user, "%q is not a valid user name", n.SSH.User)
 	}
 	if n.SSH.SFTPServer != "" {
-		if err := nodepath.Check(n.SSH.SFTPServer); err != nil {
+		if err := nodepath.CheckProgram(n.SSH.SFTPServer, "sftp-server"); err != nil {
 			v.add(i, n, "sftp_server", "%q: %v", n.SSH.SFTPServer, err)
 		}
 	}

@@ -12,6 +12,8 @@ import (
 
 	"github.com/pkg/sftp"
 	"github.com/routepush/routepush/host"
+	"github.com/routepush/routepush/internal/nodepath"
+	"github.com/routepush/routepush/internal/safetext"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -72,6 +74,13 @@ type Client struct {
 // authenticates. A host key that is unknown (unless accepted as new), changed
 // or revoked is refused with a *HostKeyError. Every error names the node.
 func (d *Dialer) Dial(ctx context.Context, t Target) (*Client, error) {
+	if t.SFTPServer != "" {
+		// Checked where it is read (inventory, flags) too: a Target
+		// built elsewhere must not choose what sudo -n runs as root.
+		if err := nodepath.CheckProgram(t.SFTPServer, "sftp-server"); err != nil {
+			return nil, fmt.Errorf("%s: sftp_server %s: %v", t.Name, safetext.Quote(t.SFTPServer), err)
+		}
+	}
 	if c, err := d.reuse(ctx, t); c != nil || err != nil {
 		return c, err
 	}

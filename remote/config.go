@@ -105,7 +105,8 @@ type Target struct {
 	Become          bool   // run ip through sudo -n
 	// SFTPServer is the sftp-server become runs through sudo -n (the
 	// inventory's sftp_server, --sftp-server), checked by
-	// nodepath.Check; empty: Debian's path, else what the node has.
+	// nodepath.CheckProgram (Dial refuses another program); empty:
+	// Debian's path, else what the node has.
 	SFTPServer string
 }
 

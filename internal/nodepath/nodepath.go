@@ -50,3 +50,21 @@ func Check(p string) error {
 	}
 	return nil
 }
+
+// CheckProgram is Check for a program routepush runs as root: besides
+// passing Check, the path must name the program it is meant to be (its
+// last element is base: "sftp-server", "ip"). A path that passes Check
+// may still name any program (/sbin/reboot, /usr/bin/curl): an
+// inventory, a configuration or a node's own output would otherwise
+// choose what sudo -n runs as root, and what the boot unit runs at every
+// boot. A wrapper under another name is refused; it can be installed as
+// .../sftp-server.
+func CheckProgram(p, base string) error {
+	if err := Check(p); err != nil {
+		return err
+	}
+	if name := p[strings.LastIndexByte(p, '/')+1:]; name != base {
+		return fmt.Errorf("names %q, not %s", name, base)
+	}
+	return nil
+}

@@ -49,3 +49,31 @@ func TestCheck(t *testing.T) {
 		}
 	}
 }
+
+// A path that passes Check but names another program than the one asked
+// for is refused: an inventory's sftp_server or a node's discovery must
+// not choose what runs as root.
+func TestCheckProgram(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		path, base string
+		ok         bool
+	}{
+		{"/usr/lib/openssh/sftp-server", "sftp-server", true},
+		{"/usr/libexec/openssh/sftp-server", "sftp-server", true},
+		{"/usr/sbin/ip", "ip", true},
+		{"/sbin/reboot", "sftp-server", false},
+		{"/bin/sh", "sftp-server", false},
+		{"/usr/bin/curl", "ip", false},
+		{"/usr/lib/openssh/sftp-server2", "sftp-server", false},
+		{"/usr/sbin/ip/x", "ip", false},
+		{"/usr/sbin/xip", "ip", false},
+		{"/tmp/../sbin/ip", "ip", false}, // Check's rules first
+		{"sftp-server", "sftp-server", false},
+	} {
+		err := CheckProgram(tc.path, tc.base)
+		if (err == nil) != tc.ok {
+			t.Errorf("CheckProgram(%q, %q) = %v, want ok %v", tc.path, tc.base, err, tc.ok)
+		}
+	}
+}

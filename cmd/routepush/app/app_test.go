@@ -47,6 +47,7 @@ func TestRunRejectsBadCommandLines(t *testing.T) {
 		{[]string{"-i", "x.yaml", "--concurrency", "0"}, "--concurrency must be at least 1"},
 		{[]string{"-i", "x.yaml", "--sftp-server", "/usr/lib/openssh/sftp-server;reboot"}, `--sftp-server "/usr/lib/openssh/sftp-server;reboot": byte ';' is not allowed`},
 		{[]string{"-i", "x.yaml", "--sftp-server", "sftp-server"}, `--sftp-server "sftp-server": not an absolute path`},
+		{[]string{"-i", "x.yaml", "--sftp-server", "/sbin/reboot"}, `--sftp-server "/sbin/reboot": names "reboot", not sftp-server`},
 		{[]string{"-i", "x.yaml", "--protocol", "256"}, "--protocol must be 1-255"},
 		{[]string{"-i", "x.yaml", "--protocol", "0"}, "--protocol must be 1-255"},
 		// Other owners' protocols, refused by every verb that takes

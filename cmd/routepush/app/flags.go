@@ -186,7 +186,7 @@ func (r *reachFlags) resolve(fs *pflag.FlagSet) error {
 	r.userFromFlag = fs.Changed("user")
 	r.sftpFromFlag = fs.Changed("sftp-server")
 	if r.sftpServer != "" {
-		if err := nodepath.Check(r.sftpServer); err != nil {
+		if err := nodepath.CheckProgram(r.sftpServer, "sftp-server"); err != nil {
 			return fmt.Errorf("--sftp-server %q: %v", r.sftpServer, err)
 		}
 	}
