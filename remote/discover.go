@@ -29,21 +29,39 @@ import (
 //
 // What it finds is cached per node in the Dialer (like text mode), so a
 // second connection (a rollback, a watcher's round) finds it again free.
+// A cached finding is only a guess about a node that may have changed
+// since (a watcher runs for weeks; iproute2 gets installed, an
+// sftp-server moves): one that leads nowhere, or to a path that has just
+// failed, is looked for again, once (lookFor). Only what worked is kept
+// as the node's ip or sftp-server.
 
 // discoverScript prints what the node has, one fact a line, for
 // parseDiscovery: the session's PATH; every executable `ip` along it, in
-// order, with what `ip -V` says it is; what /sbin/ip is; the distributions'
-// sftp-servers that exist; sshd_config's Subsystem sftp (readable without
-// root; `sshd -T` is not). It is a fixed string, run by `sh -s` from stdin
-// (the login shell may not be POSIX), and changes nothing. set -f: a PATH
-// entry is never a glob.
+// order up to the first iproute2 one, with what `ip -V` says it is; what
+// /sbin/ip is; the distributions' sftp-servers that exist; sshd_config's
+// Subsystem sftp (readable without root; `sshd -T` is not). It is a fixed
+// string, run by `sh -s` from stdin (the login shell may not be POSIX),
+// and changes nothing. set -f: a PATH entry is never a glob. It stops at
+// the first iproute2 ip: that is the one routepush uses, and every ip
+// after it would be run (as root without become) for nothing.
+//
+// It does not look at who may write the directories it finds an ip in:
+// the ip it reports is one the session's own PATH runs anyway (a plain
+// `ip`, had nothing BusyBox's come first), and the boot unit's is the one
+// that PATH finds too. A PATH directory others may write already gives
+// them root through every plain `ip`; refusing it here would not close
+// that, and `find -perm` is not on every node (README, Security model).
 const discoverScript = `set -f
 k() { v=$("$1" -V 2>&1 </dev/null | head -c 512); case $v in *iproute2*) echo iproute2 ;; *BusyBox*) echo busybox ;; *) echo other ;; esac; }
 printf 'path %s\n' "$PATH"
 IFS=:
 for d in $PATH; do
 	case $d in /*) ;; *) continue ;; esac
-	if [ -f "$d/ip" ] && [ -x "$d/ip" ]; then printf 'ip %s %s\n' "$(k "$d/ip")" "$d/ip"; fi
+	if [ -f "$d/ip" ] && [ -x "$d/ip" ]; then
+		t=$(k "$d/ip")
+		printf 'ip %s %s\n' "$t" "$d/ip"
+		if [ "$t" = iproute2 ]; then break; fi
+	fi
 done
 unset IFS
 if [ -f /sbin/ip ] && [ -x /sbin/ip ]; then printf 'sbin %s\n' "$(k /sbin/ip)"; fi
@@ -71,7 +89,7 @@ const (
 type ipFound struct {
 	kind string // iproute2, busybox or other, as its -V says
 	path string // as the node printed it
-	bad  error  // why path cannot be run by routepush (nodepath.Check)
+	bad  error  // why path cannot be run by routepush (nodepath.CheckProgram)
 }
 
 // discovered is what discoverScript found on a node.
@@ -81,13 +99,18 @@ type discovered struct {
 	sbin      string    // /sbin/ip's kind, "" if there is none
 	sftp      []string  // distributions' sftp-servers that exist, valid
 	subsystem string    // sshd_config's Subsystem sftp, if valid and executable
+	// badSubsystem says why sshd_config's Subsystem sftp is not used
+	// (nodepath.CheckProgram), "" if it is or there is none.
+	badSubsystem string
 }
 
 // parseDiscovery reads discoverScript's output strictly: every line must
-// be one it prints, paths must pass nodepath.Check (an ip whose path does
-// not is kept, marked bad: it cannot be run, but it says what is first on
-// the PATH), and the output must end with "end". A node that prints
-// anything else is refused.
+// be one it prints, paths must pass nodepath.CheckProgram (an ip whose
+// path does not is kept, marked bad: it cannot be run, but it says what
+// is first on the PATH; a Subsystem whose path does not is left out,
+// noted for the message: sshd_config is the admin's, and a custom
+// sftp-server there says nothing about ip), and the output must end with
+// "end". A node that prints anything else is refused.
 func parseDiscovery(out []byte) (discovered, error) {
 	var d discovered
 	if !bytes.HasSuffix(out, []byte("\nend\n")) {
@@ -116,7 +139,7 @@ func parseDiscovery(out []byte) (discovered, error) {
 			if !ok || !validKind(kind) {
 				return d, bad("not an ip line")
 			}
-			d.ips = append(d.ips, ipFound{kind: kind, path: p, bad: nodepath.Check(p)})
+			d.ips = append(d.ips, ipFound{kind: kind, path: p, bad: nodepath.CheckProgram(p, "ip")})
 		case "sbin":
 			if d.sbin != "" || !validKind(val) {
 				return d, bad("not a kind")
@@ -128,11 +151,12 @@ func parseDiscovery(out []byte) (discovered, error) {
 			}
 			d.sftp = append(d.sftp, val)
 		case "subsystem":
-			if d.subsystem != "" {
+			if d.subsystem != "" || d.badSubsystem != "" {
 				return d, bad("twice")
 			}
-			if err := nodepath.Check(val); err != nil {
-				return d, bad(err.Error())
+			if err := nodepath.CheckProgram(val, "sftp-server"); err != nil {
+				d.badSubsystem = fmt.Sprintf("%s: %v", safetext.Quote(cut(val, 120)), err)
+				continue
 			}
 			d.subsystem = val
 		default:
@@ -210,41 +234,80 @@ func (d discovered) sftpServer(host string) (string, error) {
 	if len(d.sftp) > 0 {
 		return d.sftp[0], nil
 	}
-	return "", &NodeSoftwareError{Host: host, Msg: fmt.Sprintf("no sftp-server for become: none at %s, and /etc/ssh/sshd_config names none (set sftp_server in the inventory or --sftp-server)", strings.Join(sftpServerPaths, ", "))}
+	names := "names none"
+	if d.badSubsystem != "" {
+		names = "names one routepush will not run (" + d.badSubsystem + ")"
+	}
+	return "", &NodeSoftwareError{Host: host, Msg: fmt.Sprintf("no sftp-server for become: none at %s, and /etc/ssh/sshd_config %s (set sftp_server in the inventory or --sftp-server)", strings.Join(sftpServerPaths, ", "), names)}
 }
 
 // discover runs discoverScript on the node, once per Dialer: the result
-// is cached under the node's name.
-func (c *Client) discover(ctx context.Context) (discovered, error) {
+// is cached under the node's name. cached says it came from the cache,
+// found by an earlier look.
+func (c *Client) discover(ctx context.Context) (d discovered, cached bool, err error) {
 	if c.dialer != nil {
 		if d, ok := c.dialer.discoveredOf(c.name); ok {
-			return d, nil
+			return d, true, nil
 		}
 	}
 	out, _, err := c.run(ctx, "discover ip and sftp-server", discoverCommand, strings.NewReader(discoverScript), discoverLimit, "what discovery prints")
 	if err != nil {
-		return discovered{}, err
+		return discovered{}, false, err
 	}
-	d, err := parseDiscovery(out)
+	d, err = parseDiscovery(out)
 	if err != nil {
-		return discovered{}, &NodeSoftwareError{Host: c.name, Msg: "discovering ip and sftp-server: " + err.Error()}
+		return discovered{}, false, &NodeSoftwareError{Host: c.name, Msg: "discovering ip and sftp-server: " + err.Error()}
 	}
 	if c.dialer != nil {
 		c.dialer.setDiscovered(c.name, d)
 	}
-	return d, nil
+	return d, false, nil
 }
 
-// ipMissing recognises a shell or sudo that found no ip to run.
-func (c *Client) ipMissing(ce *CommandError) bool {
-	s := ce.Stderr
-	switch {
-	case ce.ExitStatus == 127 && (strings.Contains(s, "ip: not found") || strings.Contains(s, "ip: command not found") || strings.Contains(s, "ip: No such file")):
-		return true
-	case c.sudo && strings.Contains(s, "sudo: ip: command not found"):
-		return true
+// lookFor picks a path from what discovery found on the node. When that
+// was found by an earlier look, and the pick fails (nothing usable: a
+// *NodeSoftwareError) or is a path that has just failed (failed), the
+// node is looked at again, once: it may have changed since the look (a
+// watcher's later round, iproute2 installed, an sftp-server moved), and a
+// finding kept for the Dialer's life must not refuse it for good. A
+// fresh look is believed: looking again at once would find the same.
+func (c *Client) lookFor(ctx context.Context, pick func(discovered) (string, error), failed func(string) bool) (discovered, string, error) {
+	d, cached, err := c.discover(ctx)
+	if err != nil {
+		return d, "", err
 	}
-	return false
+	p, err := pick(d)
+	if cached && (err != nil || failed(p)) {
+		c.dialer.forgetDiscovered(c.name)
+		if d, _, err = c.discover(ctx); err != nil {
+			return d, "", err
+		}
+		p, err = pick(d)
+	}
+	return d, p, err
+}
+
+// ipName is the ip the client runs: "ip" on the PATH, or its path.
+func (c *Client) ipName() string {
+	if c.ipCmd != "" {
+		return c.ipCmd
+	}
+	return "ip"
+}
+
+// ipMissing recognises a shell or sudo that found no ip to run. Without
+// become the login shell runs ip, and every shell (sh, bash, zsh, fish)
+// exits 127 for a command it cannot find, each in its own words ("ip: not
+// found", "command not found: ip", "Unknown command: ip"), while
+// iproute2's ip exits 0, 1, 2 or 255: 127 alone says it. With become sudo
+// runs it, exits 1 and names what it was asked for, the bare name or the
+// path (a stale one: "sudo: /usr/sbin/ip: command not found"); a 127 then
+// is the shell not finding sudo, which hint explains.
+func (c *Client) ipMissing(ce *CommandError) bool {
+	if c.sudo {
+		return strings.Contains(ce.Stderr, "sudo: "+c.ipName()+": command not found")
+	}
+	return ce.ExitStatus == 127
 }
 
 // busyBox recognises BusyBox's ip refusing iproute2's options: it prints
@@ -258,20 +321,9 @@ func busyBox(ce *CommandError) bool {
 // rest of the connection (and the node's later connections). It returns
 // an error naming the node when there is none: nothing was changed.
 func (c *Client) findIP(ctx context.Context) error {
-	d, err := c.discover(ctx)
-	if err != nil {
-		return err
-	}
-	p, err := d.iproute2(c.name)
-	if err == nil && p == c.ipCmd && c.dialer != nil {
-		// Found by an earlier look that no longer holds (a watcher's
-		// node changed since): look again, once.
-		c.dialer.forgetDiscovered(c.name)
-		if d, err = c.discover(ctx); err != nil {
-			return err
-		}
-		p, err = d.iproute2(c.name)
-	}
+	// The ip just run by its path failed as a missing one would: a
+	// finding that names it again is out of date (lookFor).
+	d, p, err := c.lookFor(ctx, func(d discovered) (string, error) { return d.iproute2(c.name) }, func(p string) bool { return p == c.ipCmd })
 	if err != nil {
 		return err
 	}

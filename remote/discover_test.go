@@ -55,8 +55,24 @@ func TestParseDiscovery(t *testing.T) {
 		{name: "relative ip", out: "path .:/usr/bin\nip iproute2 ./ip\nend\n", ip: "not an absolute path"},
 		{name: "dotdot ip", out: "path /usr/bin\nip iproute2 /usr/bin/../../tmp/ip\nend\n", ip: `".." path element`},
 		{name: "very long ip path", out: "path /x\nip iproute2 " + long + "/ip\nend\n", ip: "path longer than 256 bytes"},
-		{name: "subsystem relative", out: "path /usr/bin\nsubsystem internal-sftp\nend\n", wantErr: "not an absolute path"},
-		{name: "subsystem with a quote", out: "path /usr/bin\nsubsystem /usr/lib/sftp'x\nend\n", wantErr: "is not allowed"},
+		// A Subsystem routepush will not run is left out, said in the
+		// message when nothing else serves: it does not refuse the node,
+		// nor its ip (sshd_config is the admin's, and says nothing of ip).
+		{name: "subsystem relative", out: "path /usr/bin\nip iproute2 /usr/bin/ip\nsubsystem internal-sftp\nend\n",
+			ip: "/usr/bin/ip", sftp: `/etc/ssh/sshd_config names one routepush will not run ("internal-sftp": not an absolute path)`},
+		{name: "subsystem with a quote", out: "path /usr/bin\nsubsystem /usr/lib/sftp'x\nsftp /usr/lib/ssh/sftp-server\nend\n",
+			sftp: "/usr/lib/ssh/sftp-server"},
+		{name: "subsystem not poisoning ip", out: "path /usr/local/sbin:/usr/sbin\nip busybox /usr/local/sbin/ip\nip iproute2 /usr/sbin/ip\nsbin iproute2\nsubsystem /opt/openssh@9.6/libexec/sftp-server\nend\n",
+			ip: "/usr/sbin/ip", boot: "/sbin/ip", sftp: "byte '@' is not allowed"},
+		// Only a program of the right name is run as root: not whatever
+		// a node (or sshd_config) names.
+		{name: "subsystem names another program", out: "path /usr/bin\nip iproute2 /usr/bin/ip\nsftp /usr/libexec/openssh/sftp-server\nsubsystem /bin/sh\nend\n",
+			ip: "/usr/bin/ip", sftp: "/usr/libexec/openssh/sftp-server"},
+		{name: "subsystem names another program, nothing else", out: "path /usr/bin\nsubsystem /bin/sh\nend\n",
+			sftp: `names one routepush will not run ("/bin/sh": names "sh", not sftp-server)`},
+		{name: "ip names another program", out: "path /usr/bin\nip iproute2 /usr/bin/curl\nend\n",
+			ip: `iproute2's ip is at "/usr/bin/curl" on the PATH, which routepush will not run: names "curl", not ip`, boot: "which routepush will not run"},
+		{name: "two subsystem lines, the first bad", out: "path /usr/bin\nsubsystem /bin/sh\nsubsystem /usr/lib/x/sftp-server\nend\n", wantErr: "twice"},
 		{name: "sftp not asked about", out: "path /usr/bin\nsftp /tmp/sftp-server\nend\n", wantErr: "not one of the paths asked about"},
 		{name: "unknown line", out: "path /usr/bin\nrm -rf /\nend\n", wantErr: `line 2 "rm -rf /": not a line discovery prints`},
 		{name: "unknown kind", out: "path /usr/bin\nip iproute3 /usr/bin/ip\nend\n", wantErr: "not an ip line"},
@@ -116,9 +132,10 @@ func TestParseDiscovery(t *testing.T) {
 }
 
 // discoverScript itself, run by the shells a node may have (dash, bash,
-// BusyBox's ash) on a made-up PATH: a BusyBox ip first, a directory with
-// a space and a glob, a relative entry, a fake iproute2 ip further on.
-// Its output parses, and the first iproute2 ip is chosen.
+// BusyBox's ash) on made-up PATHs: a BusyBox ip first, a directory with a
+// space and a glob, a relative entry, a fake iproute2 ip further on. Its
+// output parses, the first iproute2 ip is chosen, and the script stops
+// there: an ip after it (here one that leaves a canary) is never run.
 func TestDiscoverScriptRuns(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -132,59 +149,81 @@ func TestDiscoverScriptRuns(t *testing.T) {
 		}
 		return p
 	}
+	canary := filepath.Join(dir, "ran")
 	bb := mk("bb/ip", "#!/bin/sh\necho 'BusyBox v1.35.0 (Debian) multi-call binary.' >&2\necho 'Usage: ip [OPTIONS]' >&2\nexit 1\n")
 	mk("with space/ip", "#!/bin/sh\necho 'ip utility, iproute2-6.1.0'\n")
 	mk("star/ip", "#!/bin/sh\necho 'ip utility, iproute2-6.1.0'\n")
 	mk("other/ip", "#!/bin/sh\necho 'something else'\n")
 	good := mk("good/ip", "#!/bin/sh\necho 'ip utility, iproute2-ss190107'\n")
+	mk("after/ip", "#!/bin/sh\ntouch '"+canary+"'\necho 'ip utility, iproute2-6.1.0'\n")
 	mk("notexec/ip", "")
 	if err := os.Chmod(filepath.Join(dir, "notexec/ip"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	path := strings.Join([]string{filepath.Join(dir, "bb"), filepath.Join(dir, "with space"), filepath.Join(dir, "st*"),
-		"relative", filepath.Join(dir, "notexec"), filepath.Join(dir, "other"), filepath.Join(dir, "good"), "/usr/bin", "/bin"}, ":")
+	pathOf := func(dirs ...string) string {
+		for i, d := range dirs {
+			if d != "relative" && d[0] != '/' {
+				dirs[i] = filepath.Join(dir, d)
+			}
+		}
+		return strings.Join(dirs, ":")
+	}
 	shells := [][]string{{"sh"}, {"dash"}, {"bash"}, {"busybox", "sh"}}
 	for _, sh := range shells {
 		if _, err := exec.LookPath(sh[0]); err != nil {
 			continue
 		}
 		t.Run(strings.Join(sh, " "), func(t *testing.T) {
-			cmd := exec.Command(sh[0], append(sh[1:], "-s")...)
-			cmd.Stdin = strings.NewReader(discoverScript)
-			cmd.Env = []string{"PATH=" + path}
-			out, err := cmd.Output()
-			if err != nil {
-				t.Fatalf("%v: %s", err, out)
+			run := func(path string) discovered {
+				t.Helper()
+				cmd := exec.Command(sh[0], append(sh[1:], "-s")...)
+				cmd.Stdin = strings.NewReader(discoverScript)
+				cmd.Env = []string{"PATH=" + path}
+				out, err := cmd.Output()
+				if err != nil {
+					t.Fatalf("%v: %s", err, out)
+				}
+				d, err := parseDiscovery(out)
+				if err != nil {
+					t.Fatalf("parse: %v\n%s", err, out)
+				}
+				return d
 			}
-			d, err := parseDiscovery(out)
-			if err != nil {
-				t.Fatalf("parse: %v\n%s", err, out)
+			kinds := func(d discovered) string {
+				var k []string
+				for _, f := range d.ips {
+					k = append(k, f.kind)
+				}
+				return strings.Join(k, " ")
 			}
-			var kinds []string
-			for _, f := range d.ips {
-				kinds = append(kinds, f.kind)
+			// The spaced directory's ip is the first iproute2 one but
+			// not runnable: refused, naming it; nothing after it ran.
+			d := run(pathOf("bb", "with space", "st*", "relative", "notexec", "other", "good", "after", "/usr/bin", "/bin"))
+			if got := kinds(d); got != "busybox iproute2" || d.ips[0].path != bb || d.ips[1].bad == nil {
+				t.Errorf("kinds along the PATH: %q, first %q, the spaced one %v", got, d.ips[0].path, d.ips[1].bad)
 			}
-			if got := strings.Join(kinds, " "); !strings.HasPrefix(got, "busybox iproute2 other iproute2") {
-				t.Errorf("kinds along the PATH: %q\n%s", got, out)
-			}
-			if d.ips[0].path != bb || d.ips[1].bad == nil {
-				t.Errorf("first ip %q, the spaced one %v\n%s", d.ips[0].path, d.ips[1].bad, out)
-			}
-			// The spaced directory's ip is iproute2's but not runnable:
-			// refused, naming it, even though a good one comes later.
 			if _, err := d.iproute2("n"); err == nil || !strings.Contains(err.Error(), "with space/ip") {
 				t.Errorf("iproute2() = %v, want the spaced path refused", err)
 			}
-			d.ips = d.ips[2:]
+			d = run(pathOf("bb", "st*", "relative", "notexec", "other", "good", "after", "/usr/bin", "/bin"))
+			if got := kinds(d); got != "busybox other iproute2" {
+				t.Errorf("kinds along the PATH: %q", got)
+			}
 			if ip, err := d.iproute2("n"); err != nil || ip != good {
 				t.Errorf("iproute2() = %q, %v; want %s", ip, err, good)
+			}
+			if _, err := os.Stat(canary); err == nil {
+				t.Errorf("the ip after the first iproute2 one was run")
 			}
 		})
 	}
 }
 
 // The usage BusyBox 1.35's ip prints for an option it lacks is told from
-// iproute2's errors; a missing ip from a failing one.
+// iproute2's errors; a missing ip from a failing one: without become by
+// the shell's 127 alone, whatever the login shell (zsh and fish word it
+// otherwise), with become by sudo's words for the ip it was asked to run,
+// bare or by the path found earlier (which may have gone since).
 func TestRecogniseBusyBoxAndMissingIP(t *testing.T) {
 	t.Parallel()
 	usage := "BusyBox v1.35.0 (Debian 1:1.35.0-4+deb12u1+b1) multi-call binary.\n\nUsage: ip [OPTIONS] address|route|link|tunnel|neigh|rule [ARGS]\n"
@@ -195,23 +234,41 @@ func TestRecogniseBusyBoxAndMissingIP(t *testing.T) {
 		t.Error("iproute2's unknown option taken for BusyBox")
 	}
 	c := &Client{}
-	for stderr, want := range map[string]bool{
-		"sh: 1: ip: not found":                                   true,
-		"bash: line 1: ip: command not found":                    true,
-		"sh: 1: /usr/sbin/ip: not found":                         true,
-		"RTNETLINK answers: File exists":                         false,
-		"Error: any valid prefix is expected rather than \"x\".": false,
+	for _, tc := range []struct {
+		status int
+		stderr string
+		want   bool
+	}{
+		{127, "sh: 1: ip: not found", true},
+		{127, "bash: line 1: ip: command not found", true},
+		{127, "sh: 1: /usr/sbin/ip: not found", true},
+		{127, "zsh:1: command not found: ip", true},
+		{127, "fish: Unknown command: ip", true},
+		{1, "RTNETLINK answers: File exists", false},
+		{255, "Error: any valid prefix is expected rather than \"x\".", false},
+		{1, "sudo: ip: command not found", false}, // not sudo's without become
+		{1, "ip: not found", false},
 	} {
-		if got := c.ipMissing(&CommandError{ExitStatus: 127, Stderr: stderr}); got != want {
-			t.Errorf("ipMissing(127, %q) = %v", stderr, got)
+		if got := c.ipMissing(&CommandError{ExitStatus: tc.status, Stderr: tc.stderr}); got != tc.want {
+			t.Errorf("ipMissing(%d, %q) = %v", tc.status, tc.stderr, got)
 		}
 	}
-	if c.ipMissing(&CommandError{ExitStatus: 1, Stderr: "sudo: ip: command not found"}) {
-		t.Error("sudo's not found counted without become")
-	}
 	c.sudo = true
-	if !c.ipMissing(&CommandError{ExitStatus: 1, Stderr: "sudo: ip: command not found"}) {
-		t.Error("sudo's not found not recognised with become")
+	for _, tc := range []struct {
+		ipCmd, stderr string
+		want          bool
+	}{
+		{"", "sudo: ip: command not found", true},
+		{"/usr/sbin/ip", "sudo: /usr/sbin/ip: command not found\n", true},
+		{"/usr/local/sbin/ip", "sudo: /usr/local/sbin/ip: command not found", true},
+		{"/usr/sbin/ip", "sudo: ip: command not found", false},
+		{"", "sh: 1: sudo: not found", false}, // 127, but sudo is what is missing
+		{"", "sudo: a password is required", false},
+	} {
+		c.ipCmd = tc.ipCmd
+		if got := c.ipMissing(&CommandError{ExitStatus: 127, Stderr: tc.stderr}); got != tc.want {
+			t.Errorf("become, ip %q: ipMissing(%q) = %v", tc.ipCmd, tc.stderr, got)
+		}
 	}
 }
 
@@ -419,5 +476,127 @@ func TestBecomeFindsTheNodesSFTPServer(t *testing.T) {
 		if got := strings.Join(cmds, " | "); got != want {
 			t.Errorf("named %v: commands run:\n%s\nwant\n%s", named, got, want)
 		}
+	}
+}
+
+// The script's lines about fixed paths (/sbin/ip, the distributions'
+// sftp-servers, sshd_config's Subsystem sftp and its sed) under each shell
+// a node may have: the paths are moved into a temporary directory in the
+// script's text (and back in its output), so that the real ones on the
+// machine running the test do not matter.
+func TestDiscoverScriptFixedPaths(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	mk := func(rel, body string, mode os.FileMode) string {
+		p := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	iproute2 := "#!/bin/sh\necho 'ip utility, iproute2-6.1.0'\n"
+	busybox := "#!/bin/sh\necho 'BusyBox v1.35.0 (Debian) multi-call binary.' >&2\nexit 1\n"
+	custom := mk("opt/ssh/sftp-server", "", 0o755)
+	odd := mk("opt/ssh@9/sftp-server", "", 0o755)
+	mk("opt/notexec/sftp-server", "", 0o644)
+	type fixed struct {
+		sbin       string // "": none; else its body
+		sbinMode   os.FileMode
+		sftps      []string // which of sftpServerPaths exist
+		sshdConfig string   // "": none
+	}
+	for _, tc := range []struct {
+		name      string
+		f         fixed
+		sbin      string
+		sftp      []string
+		subsystem string
+		bad       string
+	}{
+		{name: "debian", f: fixed{sbin: iproute2, sftps: []string{defaultSFTPServer}, sshdConfig: "Include /etc/ssh/sshd_config.d/*.conf\nSubsystem\tsftp\t" + custom + "\n"},
+			sbin: "iproute2", sftp: []string{defaultSFTPServer}, subsystem: custom},
+		{name: "busybox sbin, arguments after the path", f: fixed{sbin: busybox, sshdConfig: "  subsystem   sftp  " + custom + " -f AUTHPRIV -l INFO\n"},
+			sbin: "busybox", subsystem: custom},
+		{name: "commented out", f: fixed{sshdConfig: "#Subsystem sftp " + custom + "\n# Subsystem sftp " + custom + "\n"}},
+		{name: "internal-sftp", f: fixed{sftps: sftpServerPaths[1:], sshdConfig: "Subsystem sftp internal-sftp\n"}, sftp: sftpServerPaths[1:]},
+		{name: "another subsystem's name", f: fixed{sshdConfig: "Subsystem sftpx " + custom + "\nSubsystem\tsftp-legacy " + custom + "\n"}},
+		{name: "the first of two", f: fixed{sshdConfig: "Subsystem sftp " + custom + "\nSubsystem sftp /usr/lib/openssh/sftp-server\n"}, subsystem: custom},
+		{name: "not there", f: fixed{sshdConfig: "Subsystem sftp " + filepath.Join(dir, "nowhere/sftp-server") + "\n"}},
+		{name: "not executable", f: fixed{sbin: iproute2, sbinMode: 0o644, sshdConfig: "Subsystem sftp " + filepath.Join(dir, "opt/notexec/sftp-server") + "\n"}},
+		{name: "odd byte: printed, left out by the parse", f: fixed{sshdConfig: "Subsystem sftp " + odd + "\n"}, bad: "byte '@' is not allowed"},
+		{name: "no sshd_config", f: fixed{sbin: iproute2}, sbin: "iproute2"},
+	} {
+		for _, sh := range [][]string{{"sh"}, {"dash"}, {"bash"}, {"busybox", "sh"}} {
+			if _, err := exec.LookPath(sh[0]); err != nil {
+				continue
+			}
+			t.Run(tc.name+"/"+strings.Join(sh, " "), func(t *testing.T) {
+				t.Parallel()
+				root := t.TempDir()
+				script := discoverScript
+				moved := map[string]string{}
+				move := func(real string) string {
+					p := filepath.Join(root, "r"+real)
+					script = strings.ReplaceAll(script, real, p)
+					moved[p] = real
+					return p
+				}
+				// None of these paths holds another: each is moved alone.
+				sftps := map[string]string{}
+				for _, real := range sftpServerPaths {
+					sftps[real] = move(real)
+				}
+				sbin := move("/sbin/ip")
+				conf := move("/etc/ssh/sshd_config")
+				if tc.f.sbin != "" {
+					mode := tc.f.sbinMode
+					if mode == 0 {
+						mode = 0o755
+					}
+					writeAll(t, sbin, tc.f.sbin, mode)
+				}
+				for _, real := range tc.f.sftps {
+					writeAll(t, sftps[real], "", 0o755)
+				}
+				if tc.f.sshdConfig != "" {
+					writeAll(t, conf, tc.f.sshdConfig, 0o644)
+				}
+				cmd := exec.Command(sh[0], append(sh[1:], "-s")...)
+				cmd.Stdin = strings.NewReader(script)
+				cmd.Env = []string{"PATH=/usr/bin:/bin"}
+				out, err := cmd.Output()
+				if err != nil {
+					t.Fatalf("%v: %s", err, out)
+				}
+				text := string(out)
+				for p, real := range moved {
+					text = strings.ReplaceAll(text, p, real)
+				}
+				d, err := parseDiscovery([]byte(text))
+				if err != nil {
+					t.Fatalf("parse: %v\n%s", err, text)
+				}
+				if d.sbin != tc.sbin || strings.Join(d.sftp, " ") != strings.Join(tc.sftp, " ") || d.subsystem != tc.subsystem {
+					t.Errorf("sbin %q, sftp %q, subsystem %q; want %q, %q, %q\n%s", d.sbin, d.sftp, d.subsystem, tc.sbin, tc.sftp, tc.subsystem, text)
+				}
+				if (tc.bad == "") != (d.badSubsystem == "") || !strings.Contains(d.badSubsystem, tc.bad) {
+					t.Errorf("subsystem refused: %q, want %q", d.badSubsystem, tc.bad)
+				}
+			})
+		}
+	}
+}
+
+// writeAll writes a file, its folder made first.
+func writeAll(t *testing.T, name, body string, mode os.FileMode) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(name, []byte(body), mode); err != nil {
+		t.Fatal(err)
 	}
 }

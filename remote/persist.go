@@ -68,16 +68,15 @@ WantedBy=multi-user.target
 }
 
 // bootIP is the ip the node's boot unit runs (bootUnit), found once per
-// node (discover.go): one session on the node, only with --persist.
+// node (discover.go): one session on the node, only with --persist, on
+// every node, /sbin/ip-is-iproute2's Debian included: nothing cheaper
+// tells iproute2's /sbin/ip from BusyBox's (a link to busybox, or a copy
+// of it), and a unit naming BusyBox's would replay nothing at boot.
 func (c *Client) bootIP(ctx context.Context) (string, error) {
 	if c.boot != "" {
 		return c.boot, nil
 	}
-	d, err := c.discover(ctx)
-	if err != nil {
-		return "", err
-	}
-	p, err := d.bootIP(c.name)
+	_, p, err := c.lookFor(ctx, func(d discovered) (string, error) { return d.bootIP(c.name) }, func(string) bool { return false })
 	if err != nil {
 		return "", err
 	}

@@ -24,10 +24,13 @@ import (
 const defaultSFTPServer = "/usr/lib/openssh/sftp-server"
 
 // files opens the node's SFTP session (openFiles). With become, when
-// `sudo -n` fails to start the sftp-server at Debian's path and neither
-// the inventory nor the command line named one, the node's own is looked
-// for (discover.go): if it is elsewhere, the session is opened with it.
-// Only a failure costs that look.
+// `sudo -n` fails to start the sftp-server at Debian's path (or the one an
+// earlier connection found) and neither the inventory nor the command
+// line named one, the node's own is looked for (discover.go): if it is
+// elsewhere, the session is opened with it. Only a failure costs that
+// look. The path found is kept for the node's later connections only once
+// a session has opened with it: a path that has not worked (sudoers broken
+// for a moment) must not replace Debian's for the Dialer's life.
 func (c *Client) files(ctx context.Context) (*sftp.Client, error) {
 	s, err := c.openFiles(ctx)
 	var ce *CommandError
@@ -36,32 +39,39 @@ func (c *Client) files(ctx context.Context) (*sftp.Client, error) {
 		return s, err
 	}
 	c.sftpLooked = true // once per connection, like the failure it answers
+	failed := c.sftpPath()
+	if c.dialer != nil && c.dialer.nodeSFTPServer(c.name) == failed {
+		// Kept from an earlier connection, and it no longer works: the
+		// next connection starts from Debian's path again.
+		c.dialer.setNodeSFTPServer(c.name, "")
+	}
 	// sudo says "command not found" only where sudoers allows the path;
 	// elsewhere it asks for a password or says the user may not run it.
 	// Either way, another sftp-server on the node is worth one look.
-	d, derr := c.discover(ctx)
+	_, p, derr := c.lookFor(ctx, func(d discovered) (string, error) { return d.sftpServer(c.name) }, func(p string) bool { return p == failed })
 	if derr != nil {
 		return nil, errors.Join(err, derr)
 	}
-	p, derr := d.sftpServer(c.name)
-	if derr != nil {
-		return nil, errors.Join(err, derr)
-	}
-	if p == c.sftpPath() {
+	if p == failed {
 		return nil, err
 	}
 	c.dialer.logger().Info("become runs the node's own sftp-server", "node", c.name, "sftp-server", p)
 	c.sftpServer = p
-	if c.dialer != nil {
-		c.dialer.setNodeSFTPServer(c.name, p)
-	}
 	// What the first path's failure said of SFTP on this connection is
 	// asked again with the path found.
 	c.noSFTP = nil
 	if c.kept != nil {
 		c.kept.noSFTP = nil
 	}
-	return c.openFiles(ctx)
+	s, err = c.openFiles(ctx)
+	if err != nil {
+		c.sftpServer = failed
+		return nil, err
+	}
+	if c.dialer != nil {
+		c.dialer.setNodeSFTPServer(c.name, p)
+	}
+	return s, nil
 }
 
 // sftpPath is the sftp-server become runs.
