@@ -193,17 +193,55 @@ func unknownOption(stderr string) bool {
 // nothing is sent. Together with a batch that only adds and deletes
 // exactly, no route is ever overwritten that the batch was not written
 // against.
+//
+// Apply may be the first ip a connection runs (`routepush rollback` sends
+// the undo batch on a fresh one): when that ip is missing or BusyBox's,
+// it has read nothing, and the iproute2 ip along the PATH is looked for
+// (findIP) and the batch tried once more with it, as ReadRoutes does.
+// Looking first would cost every node a session; only a failure costs it.
 func (c *Client) Apply(ctx context.Context, batch []byte, force bool, fams []route.Family, expect *[32]byte) (host.ApplyResult, error) {
-	var res host.ApplyResult
-	var err error
-	if !c.textMode && len(fams) == 1 {
-		res, err = c.applyJSON(ctx, batch, force, fams[0], expect)
-	} else {
-		res, err = c.applyScripted(ctx, batch, force, fams, expect)
+	res, err := c.apply(ctx, batch, force, fams, expect)
+	if c.ipNotRun(res, err) {
+		if err := c.findIP(ctx); err != nil {
+			return host.ApplyResult{}, &host.NotSentError{Err: err}
+		}
+		res, err = c.apply(ctx, batch, force, fams, expect)
 	}
 	var ce *CommandError
 	if errors.As(res.BatchErr, &ce) {
 		res.FailedLine = route.FailedBatchLine(ce.Stderr)
 	}
 	return res, err
+}
+
+// apply is Apply with the ip the client has.
+func (c *Client) apply(ctx context.Context, batch []byte, force bool, fams []route.Family, expect *[32]byte) (host.ApplyResult, error) {
+	if !c.textMode && len(fams) == 1 {
+		return c.applyJSON(ctx, batch, force, fams[0], expect)
+	}
+	return c.applyScripted(ctx, batch, force, fams, expect)
+}
+
+// ipNotRun says an apply's ip never read the batch: it was missing (the
+// shell or sudo found none) or BusyBox's (it prints its usage while
+// parsing iproute2's options, before reading any input). Either failure
+// comes as the batch's own error (BatchErr) or, when the tables were
+// compared first, as what stopped that comparison (a *host.NotSentError):
+// nothing reached the node either way.
+func (c *Client) ipNotRun(res host.ApplyResult, err error) bool {
+	var ce *CommandError
+	var notSent *host.NotSentError
+	switch {
+	case res.BatchErr != nil:
+		if !errors.As(res.BatchErr, &ce) {
+			return false
+		}
+	case errors.As(err, &notSent):
+		if !errors.As(notSent.Err, &ce) {
+			return false
+		}
+	default:
+		return false
+	}
+	return c.ipMissing(ce) || busyBox(ce)
 }

@@ -101,8 +101,15 @@ func (c *Client) applyScripted(ctx context.Context, batch []byte, force bool, fa
 	if bytes.HasPrefix(out, []byte(batchOK+"\n")) {
 		out = out[len(batchOK)+1:]
 	} else {
-		// ip -batch exits 1 when a line fails; its stderr says which.
-		applyErr = &CommandError{Host: c.name, Command: apply, ExitStatus: 1, Stderr: string(r.errOut), Hint: c.hint(string(r.errOut))}
+		// ip -batch exits 1 when a line fails; its stderr says which. The
+		// script's own exit is the read's after it, by the same ip: 127
+		// there (iproute2's ip never exits with it) says the shell found
+		// no ip for either, which Apply looks for (ipMissing).
+		status := 1
+		if exit != nil && exit.code == 127 {
+			status = 127
+		}
+		applyErr = &CommandError{Host: c.name, Command: apply, ExitStatus: status, Stderr: string(r.errOut), Hint: c.hint(string(r.errOut))}
 	}
 	if !bytes.HasPrefix(out, []byte(readNext+"\n")) {
 		return host.ApplyResult{BatchErr: applyErr}, fmt.Errorf("%s: reading the tables after the batch: output cut short", c.name)
@@ -166,15 +173,30 @@ func (c *Client) checkBefore(ctx context.Context, s *scriptSession, apply string
 		}
 	})
 	if err != nil {
-		s.sess.Close()
-		if errors.Is(err, io.EOF) {
-			// The read failed by itself; its stderr says why.
-			<-s.errDone
-			if s.errOver {
-				return &host.NotSentError{Err: c.tooMuch(label+": stderr", stderrLimit, "")}
-			}
-			err = &CommandError{Host: c.name, Command: label, ExitStatus: 1, Stderr: string(s.errOut), Hint: c.hint(string(s.errOut))}
+		if !errors.Is(err, io.EOF) {
+			s.sess.Close()
+			return &host.NotSentError{Err: err}
 		}
+		// The read failed by itself; its stderr says why, and the
+		// script's exit status, the read's (127: no ip to run, for
+		// Apply's ipMissing), awaited within the command timeout before
+		// the session goes.
+		var wait error
+		_ = c.bounded(ctx, apply, s.sess.Close, func() error {
+			<-s.errDone
+			wait = s.sess.wait()
+			return nil
+		})
+		s.sess.Close()
+		if s.errOver {
+			return &host.NotSentError{Err: c.tooMuch(label+": stderr", stderrLimit, "")}
+		}
+		status := 1
+		var exit *exitStatus
+		if errors.As(wait, &exit) && exit.code == 127 {
+			status = 127
+		}
+		err = &CommandError{Host: c.name, Command: label, ExitStatus: status, Stderr: string(s.errOut), Hint: c.hint(string(s.errOut))}
 		return &host.NotSentError{Err: err}
 	}
 	now, err := c.parseTables(before, fams)
