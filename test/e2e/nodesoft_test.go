@@ -262,6 +262,11 @@ func TestNodeSoftwarePersistBootIP(t *testing.T) {
 		t.Fatalf("apply --persist: exit %d", res.Code)
 	}
 	t.Logf("sessions of a converging --persist run: node-0 %d, node-1 %d", sshdSessions(t, l.Nodes[0])-n0, sshdSessions(t, n)-n1)
+	// The price of --persist (README): one look a node and run, Debian's
+	// too, since only it tells iproute2's /sbin/ip from BusyBox's.
+	if got := sshdSessions(t, l.Nodes[0]) - n0; got != 3 {
+		t.Errorf("node-0 cost %d sessions with --persist, want 3 (SFTP, ip, the look)", got)
+	}
 	assertConverged(t, l)
 	for i, o := range l.Nodes {
 		want := "/sbin/ip"
@@ -290,4 +295,38 @@ func TestNodeSoftwarePersistBootIP(t *testing.T) {
 		t.Fatalf("%s: %v %s", cmd[1], err, out)
 	}
 	assertUnchanged(t, l, converged)
+}
+
+// (e) `routepush rollback` of a run that changed a node whose first ip on
+// the PATH is BusyBox's: the new process's first ip command there is the
+// undo batch, which finds iproute2's ip along the PATH as a read does, and
+// the node is restored byte for byte.
+func TestNodeSoftwareRollbackBusyBoxFirst(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, 3)
+	ctx := testContext(t)
+	bb := l.Nodes[1]
+	if err := os.MkdirAll(filepath.Join(bb.Dir, "bb"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/usr/bin/busybox", filepath.Join(bb.Dir, "bb", "ip")); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.SetMounts(ctx, bb, bbFirst); err != nil {
+		t.Fatal(err)
+	}
+	inv := l.InventoryPath()
+	before := snapshot(t, l)
+	if res := rp(t, l, "--inventory", inv); res.Code != 0 {
+		t.Fatalf("apply: exit %d", res.Code)
+	}
+	assertConverged(t, l)
+	res := rp(t, l, "rollback", "--inventory", inv, "-v")
+	if res.Code != 0 {
+		t.Errorf("rollback of a converged run with node-1 BusyBox-first: exit %d\n%s", res.Code, res)
+	}
+	if !regexp.MustCompile(`using iproute2's ip by its path.*node=node-1 ip=/usr/sbin/ip`).MatchString(res.Stderr) {
+		t.Errorf("-v does not say the rollback ran node-1's /usr/sbin/ip:\n%s", res.Stderr)
+	}
+	assertUnchanged(t, l, before)
 }
