@@ -13,6 +13,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/routepush/routepush/host"
+	"github.com/routepush/routepush/route"
 )
 
 // Regression tests for issue 18 items 3-4 as two reviews found them:
@@ -616,5 +617,81 @@ func TestDialRefusesAnotherProgramAsSFTPServer(t *testing.T) {
 	defer mu.Unlock()
 	if len(cmds) > 0 || s.conns.Load() != 0 {
 		t.Errorf("the node was reached: %d logins, commands %q", s.conns.Load(), cmds)
+	}
+}
+
+// A dual-stack node's rollback goes through one shell script (apply
+// and reads by the same ip): with a missing or BusyBox ip first, the
+// script's failure is told as an ip that never read the batch, whether
+// it failed at the reads compared first (expect) or at the batch, and the
+// script runs again with iproute2's ip by its path. A shell that finds no
+// ip exits 127 for the last one it tried: that status reaches ipMissing.
+func TestScriptedApplyFirstFindsIproute2(t *testing.T) {
+	dual := []route.Family{route.IPv4, route.IPv6}
+	tables := "[]\n" + endOfTable + "\n[]\n" + endOfTable + "\n"
+	for _, bare := range []string{"busybox", "missing"} {
+		s, cfg := startKeepSSHD(t, 0)
+		var mu sync.Mutex
+		var cmds []string
+		s.exec = func(cmd string, ch ssh.Channel) bool {
+			mu.Lock()
+			cmds = append(cmds, cmd)
+			mu.Unlock()
+			switch {
+			case cmd == discoverCommand:
+				go func() {
+					_, _ = io.ReadAll(ch)
+					_, _ = ch.Write([]byte(bbFirstFound))
+					exitWith(ch, 0)
+				}()
+			case strings.HasPrefix(cmd, "/usr/sbin/ip "):
+				// iproute2's, as the script prints through it.
+				go func() {
+					if strings.Contains(cmd, checked) {
+						_, _ = ch.Write([]byte(tables + checked + "\n"))
+					}
+					_, _ = io.ReadAll(ch)
+					_, _ = ch.Write([]byte(batchOK + "\n" + readNext + "\n" + tables))
+					exitWith(ch, 0)
+				}()
+			case bare == "busybox":
+				go func() {
+					if !strings.Contains(cmd, checked) {
+						_, _ = ch.Write([]byte(readNext + "\n"))
+					}
+					_, _ = ch.Stderr().Write([]byte("BusyBox v1.35.0 (Debian 1:1.35.0-4+deb12u1+b1) multi-call binary.\n\nUsage: ip [OPTIONS] address|route|link|tunnel|neigh|rule [ARGS]\n"))
+					exitWith(ch, 1)
+				}()
+			default:
+				go func() {
+					if !strings.Contains(cmd, checked) {
+						_, _ = ch.Write([]byte(readNext + "\n"))
+					}
+					_, _ = ch.Stderr().Write([]byte("sh: 1: ip: not found\n"))
+					exitWith(ch, 127)
+				}()
+			}
+			return true
+		}
+		var expect *[32]byte
+		for _, compared := range []bool{false, true} {
+			d := keptDialer(t, cfg)
+			c, err := d.Dial(context.Background(), s.target())
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := c.Apply(context.Background(), []byte(undoLine), true, dual, expect)
+			c.Close()
+			if err != nil || res.BatchErr != nil {
+				t.Fatalf("%s, compared %v: %v %v\ncommands: %q", bare, compared, err, res.BatchErr, cmds)
+			}
+			expect = &res.Table.Digest // the tables as the batch left them
+		}
+		mu.Lock()
+		if len(cmds) != 6 || !strings.HasPrefix(cmds[0], "ip -force -batch -") || cmds[1] != discoverCommand || !strings.HasPrefix(cmds[2], "/usr/sbin/ip -force -batch -") ||
+			!strings.HasPrefix(cmds[3], "ip -d -N -json -4") || !strings.HasPrefix(cmds[5], "/usr/sbin/ip -d -N -json -4") {
+			t.Errorf("%s: commands run: %q", bare, cmds)
+		}
+		mu.Unlock()
 	}
 }
