@@ -32,8 +32,9 @@ import (
 // A cached finding is only a guess about a node that may have changed
 // since (a watcher runs for weeks; iproute2 gets installed, an
 // sftp-server moves): one that leads nowhere, or to a path that has just
-// failed, is looked for again, once (lookFor). Only what worked is kept
-// as the node's ip or sftp-server.
+// failed, is looked for again, once (lookFor). An sftp-server is kept as
+// the node's only once a session opened with it (files); an ip kept by
+// its path that then fails as a missing one is looked for again (findIP).
 
 // discoverScript prints what the node has, one fact a line, for
 // parseDiscovery: the session's PATH; every executable `ip` along it, in
