@@ -126,7 +126,16 @@ func (c *Client) openFiles(ctx context.Context) (*sftp.Client, error) {
 		ch.Close()
 		// The server ended the session before its handshake: why is in
 		// its exit status and stderr, which follow at once.
-		end := s.end(time.Second)
+		end, ok := s.end(time.Second)
+		if !ok {
+			// The node neither ended the session nor finished its
+			// stderr: it is not answering the channel's close. The
+			// connection goes, and with it the goroutines reading that
+			// channel; nothing else waits on it.
+			c.taint()
+			_ = c.conn.Close()
+			return nil, fmt.Errorf("%s: sftp: %w; the SSH server did not close the session within %v: connection closed", c.name, err, time.Second)
+		}
 		if none := c.sftpMissing(end); none != nil {
 			return nil, none
 		}
@@ -164,20 +173,27 @@ type sftpSession struct {
 	status *int            // the exit status, -1 if none came; read once ended
 }
 
-// end waits at most wait for the session's end, and says what it was.
-func (s *sftpSession) end(wait time.Duration) sftpEnd {
-	e := sftpEnd{status: -1}
-	timeout := time.After(wait)
+// end waits at most wait, in all, for the session's end, and says what
+// it was; ok is false when it did not come in time. One deadline bounds
+// both waits: a time.After value is received once, so a second select on
+// it would wait for the node's stderr alone, for ever if the node never
+// answers the channel's close.
+func (s *sftpSession) end(wait time.Duration) (e sftpEnd, ok bool) {
+	e = sftpEnd{status: -1}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
 	select {
 	case <-s.ended:
 		e.status = *s.status
-	case <-timeout:
+	case <-ctx.Done():
+		return e, false
 	}
 	select {
 	case e.stderr = <-s.said:
-	case <-timeout:
+	case <-ctx.Done():
+		return e, false
 	}
-	return e
+	return e, true
 }
 
 // openSFTPChannel opens the session channel SFTP runs on and starts the
