@@ -15,8 +15,10 @@ import (
 //   - the lock: the run goes on without it. A concurrent run can then
 //     reach the node too; the compare before swap (Apply with expect)
 //     still refuses a batch to tables changed since they were read, and
-//     the lock of any other node the run takes (the first node by name
-//     alone, first) still stops a second run over the same cluster.
+//     the lock of any other node the run takes still stops a second run
+//     over the same cluster: nodes are locked alone, in name order, until
+//     one with SFTP is (run.go read), so two runs started at once do not
+//     both pass a first node without SFTP and deadlock on the rest.
 //   - the run record: the run goes on without it. If routepush itself
 //     dies mid-run, `routepush rollback` has nothing to undo there; the
 //     next run converges the node again, as it would any node.

@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -66,8 +67,8 @@ func newRun(plan *Plan, connect Connector, opts Options) *run {
 }
 
 // read is the first phase: connect to every active node, lock it when the
-// run journals, read its tables and diff them. It returns false when the
-// first node, locked alone, could not be.
+// run journals, read its tables and diff them. It returns false when a
+// node locked alone (see below) could not be.
 func (r *run) read(ctx context.Context) bool {
 	log, pr := r.opts.Logger, r.opts.Progress // pr is nil-safe: a run without a display
 	log.Info("reading route tables", "nodes", len(r.active), "concurrency", r.opts.Concurrency)
@@ -77,20 +78,27 @@ func (r *run) read(ctx context.Context) bool {
 	rest := r.active
 	if r.opts.journaling() && len(r.active) > 1 {
 		// Two runs started at once would each lock half of the nodes and
-		// both give up. The node first by name is locked first, alone:
-		// whichever run gets it goes on, the other stops there.
-		first := 0
-		for i, n := range r.active {
-			if n.rep.Name < r.active[first].rep.Name {
-				first = i
+		// both give up. So nodes are locked alone, in name order, until
+		// one is: whichever run gets it goes on, the other stops there.
+		// A node that takes no lock (no SFTP server, or unreachable)
+		// stops no other run, so the next by name is locked alone too;
+		// locking only the first by name let two runs both pass a first
+		// node without SFTP and deadlock each other on the rest.
+		byName := slices.Clone(r.active)
+		slices.SortStableFunc(byName, func(a, b *nodeRun) int { return strings.Compare(a.rep.Name, b.rep.Name) })
+		alone := map[*nodeRun]bool{}
+		for _, n := range byName {
+			alone[n] = true
+			r.readNode(ctx, n)
+			if n.rep.Outcome == Failed {
+				log.Warn("not changing anything: a node locked alone, first, could not be locked or read", "node", n.rep.Name)
+				return false
+			}
+			if n.rep.NoSFTP == nil && n.rep.Outcome != Unreachable {
+				break // it took this run's lock
 			}
 		}
-		r.readNode(ctx, r.active[first])
-		if r.active[first].rep.Outcome == Failed {
-			log.Warn("not changing anything: the first node could not be locked or read")
-			return false
-		}
-		rest = append(append([]*nodeRun{}, r.active[:first]...), r.active[first+1:]...)
+		rest = slices.DeleteFunc(slices.Clone(r.active), func(n *nodeRun) bool { return alone[n] })
 	}
 	each(ctx, rest, r.opts.Concurrency, r.readNode)
 	return true
