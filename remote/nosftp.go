@@ -42,12 +42,18 @@ const (
 // (serverVersion, its identification string) ended an SFTP session as
 // end says, or nil when that end is not a missing SFTP server. With sudo
 // (become) routepush ran OpenSSH's sftp-server itself, through sudo -n:
-// server is the path it ran.
-func noSFTP(name, serverVersion string, sudo bool, server string, end sftpEnd) *host.NoSFTPError {
+// server is the path it ran, and named says the operator gave it
+// (sftp_server or --sftp-server). A path the operator named that sudo
+// cannot find is a mistake in the configuration, not a node without SFTP:
+// taken for one, a typo would turn off the lock and run records on every
+// node, with only a note; it fails the node instead (namedSFTPMissing).
+func noSFTP(name, serverVersion string, sudo, named bool, server string, end sftpEnd) *host.NoSFTPError {
 	said := safetext.Line(strings.Join(strings.Fields(end.stderr), " "))
 	var why string
 	switch {
-	case sudo && strings.Contains(end.stderr, "command not found"):
+	case sudo && named && sudoNotFound(end.stderr):
+		return nil
+	case sudo && sudoNotFound(end.stderr):
 		why = "sudo: " + server + " not found"
 	case end.refused && !sudo:
 		why = "the SSH server refused the sftp subsystem"
@@ -78,3 +84,11 @@ func noSFTP(name, serverVersion string, sudo bool, server string, end sftpEnd) *
 // dropbearSFTPPath is the SFTP server Debian's Dropbear runs for the sftp
 // subsystem (SFTPSERVER_PATH, compiled in).
 const dropbearSFTPPath = "/usr/lib/sftp-server"
+
+// sudoNotFound says whether sudo's stderr says the command it was to run
+// does not exist (sudo prints "sudo: PATH: command not found").
+func sudoNotFound(stderr string) bool { return strings.Contains(stderr, "command not found") }
+
+// namedSFTPMissing is the hint for an sftp-server path the operator named
+// that sudo cannot find on the node.
+const namedSFTPMissing = "the sftp-server named by sftp_server (inventory) or --sftp-server is not on the node: correct the path, or leave both out to have routepush find the node's own"

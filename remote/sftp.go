@@ -142,7 +142,11 @@ func (c *Client) openFiles(ctx context.Context) (*sftp.Client, error) {
 		c.taint()
 		if c.sudo {
 			// sudo said why on stderr, as it does for ip.
-			return nil, &CommandError{Host: c.name, Command: "sudo -n " + c.sftpPath(), ExitStatus: 1, Stderr: end.stderr, Hint: c.hint(end.stderr)}
+			hint := c.hint(end.stderr)
+			if c.sftpSet && sudoNotFound(end.stderr) {
+				hint = namedSFTPMissing
+			}
+			return nil, &CommandError{Host: c.name, Command: "sudo -n " + c.sftpPath(), ExitStatus: 1, Stderr: end.stderr, Hint: hint}
 		}
 		return nil, fmt.Errorf("%s: sftp: %w", c.name, err)
 	}
@@ -154,7 +158,7 @@ func (c *Client) openFiles(ctx context.Context) (*sftp.Client, error) {
 // *host.NoSFTPError when end says it has no SFTP server; nil otherwise.
 // The connection itself is sound: it is kept.
 func (c *Client) sftpMissing(end sftpEnd) *host.NoSFTPError {
-	none := noSFTP(c.name, string(c.conn.ServerVersion()), c.sudo, c.sftpPath(), end)
+	none := noSFTP(c.name, string(c.conn.ServerVersion()), c.sudo, c.sftpSet, c.sftpPath(), end)
 	if none != nil {
 		c.noSFTP = none
 		if c.kept != nil {
