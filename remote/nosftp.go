@@ -38,6 +38,28 @@ const (
 	exitNotFound      = 127
 )
 
+// shellCouldNotRun says whether a session's end is a shell that could not
+// run the SFTP server: the exit status alone is not enough (126 is also
+// "Text file busy" while a package upgrade rewrites the binary, and a
+// server may exit 127 for reasons of its own), and taking a node with
+// SFTP for one without would skip another run's live lock. So 127 must
+// come with "not found" (dash, BusyBox sh: "sh: 1: PATH: not found"; bash
+// for a bare name: "command not found") or "No such file" (bash: "bash:
+// line 1: PATH: No such file or directory"; zsh: "no such file or
+// directory: PATH"), and 126 with "Permission denied" (all of them; the
+// case of a non-executable file, or /dev/null bound over it as the e2e
+// lab does).
+func shellCouldNotRun(end sftpEnd) bool {
+	said := strings.ToLower(end.stderr)
+	switch end.status {
+	case exitNotFound:
+		return strings.Contains(said, "not found") || strings.Contains(said, "no such file")
+	case exitCannotExecute:
+		return strings.Contains(said, "permission denied")
+	}
+	return false
+}
+
 // noSFTP returns the *host.NoSFTPError for a node whose SSH server
 // (serverVersion, its identification string) ended an SFTP session as
 // end says, or nil when that end is not a missing SFTP server. With sudo
@@ -57,7 +79,7 @@ func noSFTP(name, serverVersion string, sudo, named bool, server string, end sft
 		why = "sudo: " + server + " not found"
 	case end.refused && !sudo:
 		why = "the SSH server refused the sftp subsystem"
-	case end.status == exitNotFound || end.status == exitCannotExecute:
+	case shellCouldNotRun(end):
 		if said == "" {
 			said = "no error output"
 		}
@@ -92,3 +114,29 @@ func sudoNotFound(stderr string) bool { return strings.Contains(stderr, "command
 // namedSFTPMissing is the hint for an sftp-server path the operator named
 // that sudo cannot find on the node.
 const namedSFTPMissing = "the sftp-server named by sftp_server (inventory) or --sftp-server is not on the node: correct the path, or leave both out to have routepush find the node's own"
+
+// lockProbeCommand asks, over an exec session, whether a node found
+// without SFTP has routepush's lock, by exit status alone (nothing the
+// node prints is read): 3 if the lock exists, 4 if the state directory
+// exists but the login user cannot look into it (it is root's, 0700:
+// become without SFTP cannot tell), 0 otherwise. A fixed string: nothing
+// of the node's or the inventory's goes into it. The lock can only have
+// been taken through an SFTP server the node had then (a run holding it
+// while the server went, or one that died), or through one routepush
+// could not start this time.
+const lockProbeCommand = "if test -e " + lockPath + " || test -L " + lockPath + "; then exit 3; fi; if test -d " + stateDir + " && ! test -x " + stateDir + "; then exit 4; fi; exit 0"
+
+// Exit statuses of lockProbeCommand.
+const (
+	probeLocked    = 3
+	probeCannotSee = 4
+)
+
+// noSFTPLockError is a node found without SFTP whose lock exists: it is
+// not converged without one, since a run may hold it. Not a
+// *host.NoSFTPError, which would let the run go on there.
+type noSFTPLockError struct{ none *host.NoSFTPError }
+
+func (e *noSFTPLockError) Error() string {
+	return fmt.Sprintf("%s: no SFTP server (%s), and yet %s exists: another routepush run holds the node (through an SFTP server the node had then), or a run that died left it; routepush cannot read it without SFTP, and does not change the node. Once SFTP is back (%s), `routepush rollback` undoes that run and releases the lock; if no run is in progress and none is to be undone, remove %s there", e.none.Host, e.none.Why, lockPath, e.none.Fix, lockPath)
+}

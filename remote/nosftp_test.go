@@ -28,6 +28,10 @@ type sftpless struct {
 	// opened counts the session channels opened: a node found without
 	// SFTP is not asked again on the same connection.
 	opened atomic.Int32
+	// probeStatus is the exit status of lockProbeCommand (3: the lock
+	// exists); probed counts its runs.
+	probeStatus uint32
+	probed      atomic.Int32
 }
 
 func (s *sftpless) dial(t *testing.T) *Client {
@@ -66,11 +70,19 @@ func (s *sftpless) dial(t *testing.T) *Client {
 			}
 			go func() {
 				for req := range chReqs {
-					if (req.Type != "subsystem" && req.Type != "exec") || s.refuse {
+					if (req.Type != "subsystem" && req.Type != "exec") || (s.refuse && req.Type == "subsystem") {
 						_ = req.Reply(false, nil)
 						continue
 					}
 					_ = req.Reply(true, nil)
+					var cmd struct{ Command string }
+					if req.Type == "exec" && ssh.Unmarshal(req.Payload, &cmd) == nil && cmd.Command == lockProbeCommand {
+						s.probed.Add(1)
+						_ = ch.CloseWrite()
+						_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(&struct{ Status uint32 }{s.probeStatus}))
+						_ = ch.Close()
+						continue
+					}
 					// As Dropbear's child: stderr, end of output, then
 					// the exit status and the close.
 					_, _ = ch.Stderr().Write([]byte(s.stderr))
@@ -113,8 +125,19 @@ func TestNoSFTPServerClassified(t *testing.T) {
 			[]string{"not found, exit status 127", "install openssh-sftp-server, or correct the sftp Subsystem line"}},
 		{"sshd without a Subsystem line", &sftpless{version: "SSH-2.0-OpenSSH_9.2p1", refuse: true},
 			[]string{"the SSH server refused the sftp subsystem", "add `Subsystem sftp /usr/lib/openssh/sftp-server` to sshd_config"}},
-		{"an escape sequence in the shell's message", &sftpless{version: "SSH-2.0-dropbear_2022.83", stderr: "\x1b[2Jgone\n", status: 127},
-			[]string{`\x1b[2Jgone, exit status 127`}},
+		{"an escape sequence in the shell's message", &sftpless{version: "SSH-2.0-dropbear_2022.83", stderr: "\x1b[2J/usr/lib/sftp-server: not found\n", status: 127},
+			[]string{`\x1b[2J/usr/lib/sftp-server: not found, exit status 127`}},
+		{"BusyBox sh", &sftpless{version: "SSH-2.0-dropbear_2022.83", stderr: "sh: /usr/lib/sftp-server: not found\n", status: 127},
+			[]string{"sh: /usr/lib/sftp-server: not found, exit status 127"}},
+		{"zsh", &sftpless{version: "SSH-2.0-dropbear_2022.83", stderr: "zsh:1: no such file or directory: /usr/lib/sftp-server\n", status: 127},
+			[]string{"zsh:1: no such file or directory: /usr/lib/sftp-server, exit status 127"}},
+		{"become, root's state directory unseen", &sftpless{version: "SSH-2.0-dropbear_2022.83", sudo: true, stderr: "sudo: /usr/lib/openssh/sftp-server: command not found\n", status: 1, probeStatus: probeCannotSee},
+			[]string{"no SFTP server (sudo: /usr/lib/openssh/sftp-server not found)"}},
+		// The exit status alone is not enough: each of these is an SFTP
+		// server that is there, failing, and may hold another run's lock.
+		{"a busy binary (126 without Permission denied)", &sftpless{version: "SSH-2.0-dropbear_2022.83", stderr: "bash: line 1: /usr/lib/sftp-server: Text file busy\n", status: 126}, nil},
+		{"127 saying nothing", &sftpless{version: "SSH-2.0-OpenSSH_9.2p1", status: 127}, nil},
+		{"127 from the server itself", &sftpless{version: "SSH-2.0-OpenSSH_9.2p1", stderr: "sftp-server: fatal: out of memory\n", status: 127}, nil},
 		{"become, without openssh-sftp-server", &sftpless{version: "SSH-2.0-dropbear_2022.83", sudo: true, stderr: "sudo: /usr/lib/openssh/sftp-server: command not found\n", status: 1},
 			[]string{"no SFTP server (sudo: /usr/lib/openssh/sftp-server not found)", "install openssh-sftp-server, or name its path with sftp_server or --sftp-server (with become, routepush runs /usr/lib/openssh/sftp-server through sudo)"}},
 		{"become, sudo wanting a password", &sftpless{version: "SSH-2.0-dropbear_2022.83", sudo: true, stderr: "sudo: a password is required\n", status: 1}, nil},
@@ -160,5 +183,46 @@ func TestNoSFTPServerClassified(t *testing.T) {
 				t.Errorf("second operation: %v after %d sessions, want the same NoSFTPError and no new session", err2, s.opened.Load())
 			}
 		})
+	}
+}
+
+// A node found without SFTP is asked, once per connection, over an exec
+// session with a fixed command, whether it has routepush's lock: one may
+// be there from an SFTP server the node had then (a run holding it while
+// the server went, or one that died). With it, the node is refused
+// naming the lock and what to do, not converged without one; and the
+// connection does not remember it as merely without SFTP.
+func TestNoSFTPNodeWithLockRefused(t *testing.T) {
+	t.Parallel()
+	dropbear := "bash: line 1: /usr/lib/sftp-server: No such file or directory\n"
+	s := &sftpless{version: "SSH-2.0-dropbear_2022.83", stderr: dropbear, status: 127, probeStatus: probeLocked}
+	c := s.dial(t)
+	_, err := c.files(context.Background())
+	if none, ok := errors.AsType[*host.NoSFTPError](err); ok {
+		t.Fatalf("a node without SFTP holding routepush's lock goes on as one without SFTP: %v", none)
+	}
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, w := range []string{"node-4: no SFTP server", "/var/lib/routepush/lock exists", "routepush rollback", "remove /var/lib/routepush/lock"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("%q\ndoes not say %q", err, w)
+		}
+	}
+	_, err = c.files(context.Background())
+	if _, ok := errors.AsType[*host.NoSFTPError](err); ok || s.probed.Load() != 2 {
+		t.Errorf("second call: %v after %d lock checks, want the lock found again", err, s.probed.Load())
+	}
+
+	// Without a lock, the check runs once per connection.
+	s = &sftpless{version: "SSH-2.0-dropbear_2022.83", stderr: dropbear, status: 127}
+	c = s.dial(t)
+	for range 2 {
+		if _, err := c.files(context.Background()); !errors.As(err, new(*host.NoSFTPError)) {
+			t.Fatalf("got %v, want a *host.NoSFTPError", err)
+		}
+	}
+	if n := s.probed.Load(); n != 1 {
+		t.Errorf("%d lock checks on one connection, want 1", n)
 	}
 }

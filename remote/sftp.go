@@ -31,7 +31,52 @@ const defaultSFTPServer = "/usr/lib/openssh/sftp-server"
 // look. The path found is kept for the node's later connections only once
 // a session has opened with it: a path that has not worked (sudoers broken
 // for a moment) must not replace Debian's for the Dialer's life.
+//
+// A node found without SFTP on this connection is then asked whether it
+// has routepush's lock (checkNoSFTPLock) before that counts.
 func (c *Client) files(ctx context.Context) (*sftp.Client, error) {
+	known := c.noSFTP != nil
+	s, err := c.findFiles(ctx)
+	if !known {
+		err = c.checkNoSFTPLock(ctx, err)
+	}
+	return s, err
+}
+
+// checkNoSFTPLock returns err, unless it says the node has no SFTP server
+// and the node has routepush's lock all the same (lockProbeCommand): then
+// the node is refused, and the connection forgets that it has no SFTP, so
+// that nothing goes on there without asking again.
+func (c *Client) checkNoSFTPLock(ctx context.Context, err error) error {
+	none, ok := errors.AsType[*host.NoSFTPError](err)
+	if !ok {
+		return err
+	}
+	_, _, perr := c.run(ctx, "look for routepush's lock", lockProbeCommand, nil, 4096, "a lock check's output (it prints nothing)")
+	var ce *CommandError
+	switch {
+	case perr == nil:
+		return err
+	case errors.As(perr, &ce) && ce.ExitStatus == probeCannotSee:
+		// The login user (become) cannot look into root's state
+		// directory, and sudo runs nothing but ip and sftp-server: a
+		// lock there is not seen. Said at -v; the node goes on as one
+		// without SFTP.
+		c.dialer.logger().Info("cannot tell whether a node without SFTP has routepush's lock: its state directory is root's", "node", c.name, "dir", stateDir)
+		return err
+	}
+	c.noSFTP = nil
+	if c.kept != nil {
+		c.kept.noSFTP = nil
+	}
+	if errors.As(perr, &ce) && ce.ExitStatus == probeLocked {
+		return &noSFTPLockError{none}
+	}
+	return fmt.Errorf("%s: no SFTP server, and could not tell whether the node has routepush's lock: %w", c.name, perr)
+}
+
+// findFiles is files without the lock check.
+func (c *Client) findFiles(ctx context.Context) (*sftp.Client, error) {
 	s, err := c.openFiles(ctx)
 	var ce *CommandError
 	var none *host.NoSFTPError
