@@ -31,6 +31,9 @@ type sftpEnd struct {
 	stderr  string // what the session wrote on stderr (at most 4 KiB)
 }
 
+// noSFTPSaid is the most of a node's stderr a no-SFTP note shows.
+const noSFTPSaid = 200
+
 // Exit statuses of a POSIX shell that could not run a command: found but
 // not executable (or not a program), and not found.
 const (
@@ -70,7 +73,12 @@ func shellCouldNotRun(end sftpEnd) bool {
 // taken for one, a typo would turn off the lock and run records on every
 // node, with only a note; it fails the node instead (namedSFTPMissing).
 func noSFTP(name, serverVersion string, sudo, named bool, server string, end sftpEnd) *host.NoSFTPError {
-	said := safetext.Line(strings.Join(strings.Fields(end.stderr), " "))
+	// The node's own words go into a note every run prints: cut to
+	// noSFTPSaid (a shell's message is one short line; the rest of the
+	// 4 KiB read is the node's to fill) and quoted, escaped, as a lock's
+	// foreign holder is, so it can neither reach the terminal raw nor
+	// pass for routepush's own text.
+	said := safetext.Quote(cut(strings.Join(strings.Fields(end.stderr), " "), noSFTPSaid))
 	var why string
 	switch {
 	case sudo && named && sudoNotFound(end.stderr):
@@ -80,7 +88,7 @@ func noSFTP(name, serverVersion string, sudo, named bool, server string, end sft
 	case end.refused && !sudo:
 		why = "the SSH server refused the sftp subsystem"
 	case shellCouldNotRun(end):
-		if said == "" {
+		if strings.TrimSpace(end.stderr) == "" {
 			said = "no error output"
 		}
 		why = fmt.Sprintf("%s, exit status %d", said, end.status)

@@ -118,19 +118,19 @@ func TestNoSFTPServerClassified(t *testing.T) {
 		want   []string // in the NoSFTPError's text; nil: not a NoSFTPError
 	}{
 		{"dropbear without /usr/lib/sftp-server", &sftpless{version: "SSH-2.0-dropbear_2022.83", stderr: "bash: line 1: /usr/lib/sftp-server: No such file or directory\n", status: 127},
-			[]string{"node-4: no SFTP server (Dropbear runs /usr/lib/sftp-server: bash: line 1: /usr/lib/sftp-server: No such file or directory, exit status 127)", "install openssh-sftp-server and link /usr/lib/sftp-server to /usr/lib/openssh/sftp-server"}},
+			[]string{"node-4: no SFTP server (Dropbear runs /usr/lib/sftp-server: \"bash: line 1: /usr/lib/sftp-server: No such file or directory\", exit status 127)", "install openssh-sftp-server and link /usr/lib/sftp-server to /usr/lib/openssh/sftp-server"}},
 		{"dropbear with it hidden", &sftpless{version: "SSH-2.0-dropbear_2022.83", stderr: "bash: line 1: /usr/lib/sftp-server: Permission denied\n", status: 126},
-			[]string{"Permission denied, exit status 126", "ln -s openssh/sftp-server /usr/lib/sftp-server"}},
+			[]string{`Permission denied", exit status 126`, "ln -s openssh/sftp-server /usr/lib/sftp-server"}},
 		{"sshd naming a missing program", &sftpless{version: "SSH-2.0-OpenSSH_9.2p1", stderr: "sh: 1: /usr/lib/openssh/sftp-server: not found\n", status: 127},
-			[]string{"not found, exit status 127", "install openssh-sftp-server, or correct the sftp Subsystem line"}},
+			[]string{`: not found", exit status 127`, "install openssh-sftp-server, or correct the sftp Subsystem line"}},
 		{"sshd without a Subsystem line", &sftpless{version: "SSH-2.0-OpenSSH_9.2p1", refuse: true},
 			[]string{"the SSH server refused the sftp subsystem", "add `Subsystem sftp /usr/lib/openssh/sftp-server` to sshd_config"}},
 		{"an escape sequence in the shell's message", &sftpless{version: "SSH-2.0-dropbear_2022.83", stderr: "\x1b[2J/usr/lib/sftp-server: not found\n", status: 127},
-			[]string{`\x1b[2J/usr/lib/sftp-server: not found, exit status 127`}},
+			[]string{`"\x1b[2J/usr/lib/sftp-server: not found", exit status 127`}},
 		{"BusyBox sh", &sftpless{version: "SSH-2.0-dropbear_2022.83", stderr: "sh: /usr/lib/sftp-server: not found\n", status: 127},
-			[]string{"sh: /usr/lib/sftp-server: not found, exit status 127"}},
+			[]string{`"sh: /usr/lib/sftp-server: not found", exit status 127`}},
 		{"zsh", &sftpless{version: "SSH-2.0-dropbear_2022.83", stderr: "zsh:1: no such file or directory: /usr/lib/sftp-server\n", status: 127},
-			[]string{"zsh:1: no such file or directory: /usr/lib/sftp-server, exit status 127"}},
+			[]string{`"zsh:1: no such file or directory: /usr/lib/sftp-server", exit status 127`}},
 		{"become, root's state directory unseen", &sftpless{version: "SSH-2.0-dropbear_2022.83", sudo: true, stderr: "sudo: /usr/lib/openssh/sftp-server: command not found\n", status: 1, probeStatus: probeCannotSee},
 			[]string{"no SFTP server (sudo: /usr/lib/openssh/sftp-server not found)"}},
 		// The exit status alone is not enough: each of these is an SFTP
@@ -224,5 +224,25 @@ func TestNoSFTPNodeWithLockRefused(t *testing.T) {
 	}
 	if n := s.probed.Load(); n != 1 {
 		t.Errorf("%d lock checks on one connection, want 1", n)
+	}
+}
+
+// What the node wrote on stderr goes into a note every run prints: at
+// most about 200 bytes of it, quoted and escaped, so 4 KiB of a hostile
+// node's text neither floods the report nor passes for routepush's own
+// words (an unquoted "): ..." could forge the rest of the message).
+func TestNoSFTPStderrCutAndQuoted(t *testing.T) {
+	t.Parallel()
+	flood := "sh: 1: /usr/lib/sftp-server: not found\n\x1b[31m\"): forged; " + strings.Repeat("A", 4000)
+	none := noSFTP("node-4", "SSH-2.0-OpenSSH_9.2p1", false, false, defaultSFTPServer, sftpEnd{status: 127, stderr: flood})
+	if none == nil {
+		t.Fatal("not a node without SFTP")
+	}
+	if len(none.Why) > 300 {
+		t.Errorf("Why is %d bytes, want the node's text cut to about 200: %q", len(none.Why), none.Why)
+	}
+	want := `"sh: 1: /usr/lib/sftp-server: not found \x1b[31m\"): forged; AAA`
+	if !strings.HasPrefix(none.Why, want) || !strings.Contains(none.Why, `A...", exit status 127`) {
+		t.Errorf("Why = %q\nwant it to start %q and end with the cut marked, inside the quotes", none.Why, want)
 	}
 }

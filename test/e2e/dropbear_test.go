@@ -13,7 +13,7 @@ import (
 
 // noSFTPNote is how routepush says, once per run, that node-3 has no SFTP
 // server and what to install there.
-const noSFTPNote = "note: node-3: no SFTP server (Dropbear runs /usr/lib/sftp-server: bash: line 1: /usr/lib/sftp-server: Permission denied, exit status 126): no lock or run record on this node"
+const noSFTPNote = "note: node-3: no SFTP server (Dropbear runs /usr/lib/sftp-server: \"bash: line 1: /usr/lib/sftp-server: Permission denied\", exit status 126): no lock or run record on this node"
 
 // noSFTPFix is what to install, as every message about node-3 says it.
 const noSFTPFix = "install openssh-sftp-server and link /usr/lib/sftp-server to /usr/lib/openssh/sftp-server"
@@ -100,7 +100,7 @@ func TestDropbearNodes(t *testing.T) {
 	// --persist: node-3 is refused before anything changes anywhere,
 	// naming what to install; the others are left as they are.
 	res = rp(t, l, append(inv, "--persist")...)
-	refusal := "ERROR: node-3: refusing to change the node: --persist writes the routes file and boot unit over SFTP, and the node has no SFTP server (Dropbear runs /usr/lib/sftp-server: bash: line 1: /usr/lib/sftp-server: Permission denied, exit status 126); " + noSFTPFix
+	refusal := "ERROR: node-3: refusing to change the node: --persist writes the routes file and boot unit over SFTP, and the node has no SFTP server (Dropbear runs /usr/lib/sftp-server: \"bash: line 1: /usr/lib/sftp-server: Permission denied\", exit status 126); " + noSFTPFix
 	if res.Code != 1 || !strings.Contains(res.Stderr, refusal) || strings.Count(res.Stderr, "ERROR:") != 1 || notes(res) != 1 {
 		t.Errorf("--persist: exit %d, want 1 and node-3 alone refused, once:\n%s", res.Code, refusal)
 	}
@@ -127,7 +127,7 @@ func TestDropbearNodes(t *testing.T) {
 	// Over every node: the OpenSSH ones are rolled back too; node-3,
 	// which has no record, is named with what to install, and kept.
 	res = rp(t, l, "rollback", "--inventory", l.InventoryPath(), "--run", runID[1])
-	if res.Code != 1 || !strings.Contains(res.Stderr, "ERROR: node-3: no SFTP server (Dropbear runs /usr/lib/sftp-server: bash: line 1: /usr/lib/sftp-server: Permission denied, exit status 126): no run records there, so nothing to roll back: its routes are as the last run left them; "+noSFTPFix) {
+	if res.Code != 1 || !strings.Contains(res.Stderr, "ERROR: node-3: no SFTP server (Dropbear runs /usr/lib/sftp-server: \"bash: line 1: /usr/lib/sftp-server: Permission denied\", exit status 126): no run records there, so nothing to roll back: its routes are as the last run left them; "+noSFTPFix) {
 		t.Errorf("rollback over every node: exit %d, want 1 naming node-3's missing SFTP server", res.Code)
 	}
 	want["node-0"], want["node-1"] = before["node-0"], before["node-1"]
