@@ -160,3 +160,32 @@ func (k *fakeKernel) index(rep *Report) int {
 	}
 	return -1
 }
+
+// `routepush rollback` on a node that has no SFTP server now says it
+// cannot read its run records, and leaves it as it is: it does not claim
+// there are none, or that the node's routes are as the last run left
+// them, which is untrue of a node that had SFTP during the run (its
+// record is there, unread) and lost it since.
+func TestNoSFTPNodeRollbackSaysRecordsUnreadable(t *testing.T) {
+	nodes := labNodes(2)
+	c := newFakeCluster(nodes)
+	c.kernels["node-1"].noSFTP = true
+	self := Holder{RunID: NewRunID(time.Now()), Host: "bastion", PID: 2, Started: time.Now()}
+	rep, err := Restore(context.Background(), nodes, c.restoreConnect, RestoreOptions{Holder: self})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Failed() {
+		t.Fatal("a node whose records cannot be read does not fail the rollback")
+	}
+	var got string
+	for _, e := range rep.Errors() {
+		got += e.Error() + "\n"
+	}
+	if !strings.Contains(got, "node-1: no SFTP server (") || !strings.Contains(got, "cannot read its run records (no SFTP server now)") {
+		t.Errorf("rollback errors:\n%s\nwant node-1 named as one whose records cannot be read now", got)
+	}
+	if strings.Contains(got, "no run records there") || strings.Contains(got, "as the last run left them") {
+		t.Errorf("rollback errors:\n%s\nclaim what routepush cannot know", got)
+	}
+}

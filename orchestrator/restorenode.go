@@ -29,8 +29,10 @@ func undoable(s RunState) bool {
 func chooseRun(ctx context.Context, h RestoreHost, n *RestoreNode, opts *RestoreOptions) (RunRecord, bool) {
 	ids, err := h.Runs(ctx)
 	if none, ok := errors.AsType[*host.NoSFTPError](err); ok {
-		// No run could lock or record it: nothing to undo from.
-		n.Err = errors.New(none.Without("no run records there, so nothing to roll back: its routes are as the last run left them"))
+		// Its records cannot be read now. That says nothing of the runs
+		// before: the node may have had SFTP then (the server removed
+		// since), and a run may have changed it and recorded so.
+		n.Err = errors.New(none.Without("cannot read its run records (no SFTP server now), so it is not rolled back and is left as it is"))
 		return RunRecord{}, false
 	}
 	if err != nil {

@@ -127,7 +127,7 @@ func TestDropbearNodes(t *testing.T) {
 	// Over every node: the OpenSSH ones are rolled back too; node-3,
 	// which has no record, is named with what to install, and kept.
 	res = rp(t, l, "rollback", "--inventory", l.InventoryPath(), "--run", runID[1])
-	if res.Code != 1 || !strings.Contains(res.Stderr, "ERROR: node-3: no SFTP server (Dropbear runs /usr/lib/sftp-server: \"bash: line 1: /usr/lib/sftp-server: Permission denied\", exit status 126): no run records there, so nothing to roll back: its routes are as the last run left them; "+noSFTPFix) {
+	if res.Code != 1 || !strings.Contains(res.Stderr, "ERROR: node-3: no SFTP server (Dropbear runs /usr/lib/sftp-server: \"bash: line 1: /usr/lib/sftp-server: Permission denied\", exit status 126): cannot read its run records (no SFTP server now), so it is not rolled back and is left as it is; "+noSFTPFix) {
 		t.Errorf("rollback over every node: exit %d, want 1 naming node-3's missing SFTP server", res.Code)
 	}
 	want["node-0"], want["node-1"] = before["node-0"], before["node-1"]
