@@ -81,13 +81,13 @@ func noSFTP(name, serverVersion string, sudo, named bool, server string, end sft
 	said := safetext.Quote(cut(strings.Join(strings.Fields(end.stderr), " "), noSFTPSaid))
 	var why string
 	switch {
-	case sudo && named && sudoNotFound(end.stderr):
+	case sudo && named && sudoNotFound(end.stderr, server):
 		return nil
-	case sudo && sudoNotFound(end.stderr):
+	case sudo && sudoNotFound(end.stderr, server):
 		why = "sudo: " + server + " not found"
 	case end.refused && !sudo:
 		why = "the SSH server refused the sftp subsystem"
-	case shellCouldNotRun(end):
+	case !sudo && shellCouldNotRun(end):
 		if strings.TrimSpace(end.stderr) == "" {
 			said = "no error output"
 		}
@@ -115,9 +115,13 @@ func noSFTP(name, serverVersion string, sudo, named bool, server string, end sft
 // subsystem (SFTPSERVER_PATH, compiled in).
 const dropbearSFTPPath = "/usr/lib/sftp-server"
 
-// sudoNotFound says whether sudo's stderr says the command it was to run
-// does not exist (sudo prints "sudo: PATH: command not found").
-func sudoNotFound(stderr string) bool { return strings.Contains(stderr, "command not found") }
+// sudoNotFound says whether sudo's stderr says the sftp-server it was to
+// run (server) does not exist: "sudo: PATH: command not found". A shell's
+// "bash: sudo: command not found" is a node without sudo, which an
+// sftp-server would not mend.
+func sudoNotFound(stderr, server string) bool {
+	return strings.Contains(stderr, "sudo: "+server+": command not found")
+}
 
 // namedSFTPMissing is the hint for an sftp-server path the operator named
 // that sudo cannot find on the node.

@@ -140,6 +140,9 @@ func TestNoSFTPServerClassified(t *testing.T) {
 		{"127 from the server itself", &sftpless{version: "SSH-2.0-OpenSSH_9.2p1", stderr: "sftp-server: fatal: out of memory\n", status: 127}, nil},
 		{"become, without openssh-sftp-server", &sftpless{version: "SSH-2.0-dropbear_2022.83", sudo: true, stderr: "sudo: /usr/lib/openssh/sftp-server: command not found\n", status: 1},
 			[]string{"no SFTP server (sudo: /usr/lib/openssh/sftp-server not found)", "install openssh-sftp-server, or name its path with sftp_server or --sftp-server (with become, routepush runs /usr/lib/openssh/sftp-server through sudo)"}},
+		// No sudo at all: the shell's "command not found" names sudo, and an
+		// sftp-server would not mend it.
+		{"become, without sudo", &sftpless{version: "SSH-2.0-OpenSSH_9.2p1", sudo: true, stderr: "bash: line 1: sudo: command not found\n", status: 127}, nil},
 		{"become, sudo wanting a password", &sftpless{version: "SSH-2.0-dropbear_2022.83", sudo: true, stderr: "sudo: a password is required\n", status: 1}, nil},
 		{"an SFTP server that failed", &sftpless{version: "SSH-2.0-dropbear_2022.83", stderr: "sftp-server: out of memory\n", status: 1}, nil},
 	} {

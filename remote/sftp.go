@@ -188,7 +188,7 @@ func (c *Client) openFiles(ctx context.Context) (*sftp.Client, error) {
 		if c.sudo {
 			// sudo said why on stderr, as it does for ip.
 			hint := c.hint(end.stderr)
-			if c.sftpSet && sudoNotFound(end.stderr) {
+			if c.sftpSet && sudoNotFound(end.stderr, c.sftpPath()) {
 				hint = namedSFTPMissing
 			}
 			return nil, &CommandError{Host: c.name, Command: "sudo -n " + c.sftpPath(), ExitStatus: 1, Stderr: end.stderr, Hint: hint}
