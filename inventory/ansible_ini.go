@@ -14,6 +14,10 @@ import (
 // and ports; its values stay the text written, which Ansible would read as
 // Python literals (parseLiteral).
 func readINI(path string, data []byte) (*ansibleInventory, error) {
+	inv := newAnsible(path)
+	if err := inv.countINIHosts(data); err != nil {
+		return nil, fmt.Errorf("inventory %s: %w", path, err)
+	}
 	d, err := aini.Parse(bytes.NewReader(data))
 	if err != nil {
 		return nil, fmt.Errorf("inventory %s: %w", path, err)
@@ -22,7 +26,6 @@ func readINI(path string, data []byte) (*ansibleInventory, error) {
 	if err != nil {
 		return nil, fmt.Errorf("inventory %s: %w", path, err)
 	}
-	inv := newAnsible(path)
 	for _, ag := range d.Groups {
 		g := inv.group(ag.Name)
 		for p := range ag.DirectParents {

@@ -15,6 +15,8 @@ type ansibleInventory struct {
 	groups   map[string]*ansibleGroup
 	hosts    map[string]*ansibleHost
 	warnings []string
+	// hostCount is how many hosts its patterns name, ranges expanded.
+	hostCount int64
 }
 
 type ansibleGroup struct {

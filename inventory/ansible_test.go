@@ -18,6 +18,7 @@ var ansibleFixtures = []string{
 	"testdata/ansible/cluster/inventory.ini",
 	"testdata/ansible/cluster/inventory.yml",
 	"testdata/ansible/precedence/hosts",
+	"testdata/ansible/merge/inventory.yml",
 }
 
 // runAnsibleInventory runs the real `ansible-inventory --list` on an

@@ -112,11 +112,15 @@ func readVarsFile(path, entity string) (map[string]any, error) {
 	if len(doc.Content) == 0 || isNull(doc.Content[0]) {
 		return nil, nil
 	}
-	root := deref(doc.Content[0])
+	d := newYAMLDecoder(path)
+	root, err := d.resolve(doc.Content[0])
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
 	if root.Kind != yaml.MappingNode {
 		return nil, fmt.Errorf("%s: variables must be a mapping", path)
 	}
-	v, err := yamlValue(root)
+	v, err := d.value(root, 0)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}

@@ -1,0 +1,137 @@
+package inventory
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Regression tests for inventories written to mislead or exhaust
+// routepush: each must be read as Ansible reads it, or refused with a
+// message that says why, before anything is expanded without bound.
+
+// loadWithin runs LoadFile and fails the test if it does not return in
+// time (a read that blocks, a walk that never ends).
+func loadWithin(t *testing.T, path string, d time.Duration) (*File, error) {
+	t.Helper()
+	type result struct {
+		f   *File
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		f, err := LoadFile(path, Options{})
+		done <- result{f, err}
+	}()
+	select {
+	case r := <-done:
+		return r.f, r.err
+	case <-time.After(d):
+		t.Fatalf("LoadFile(%s) still running after %v", path, d)
+		return nil, nil
+	}
+}
+
+// wantErr fails unless err says each of parts.
+func wantErr(t *testing.T, err error, parts ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("accepted; want an error saying %q", parts)
+	}
+	for _, p := range parts {
+		if !strings.Contains(err.Error(), p) {
+			t.Errorf("error %q does not say %q", err, p)
+		}
+	}
+}
+
+// A merge key (<<: *anchor) gives n1 the anchor's ansible_host and
+// pod_cidr, as Ansible does; it used to be read as a variable named "<<".
+func TestAnsibleYAMLMergeKey(t *testing.T) {
+	f, err := LoadFile("testdata/ansible/hostile/merge/inventory.yml", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range f.Nodes {
+		if n.Name == "n1" && (n.Address != "10.0.0.9" || len(n.PodCIDRs) != 1 || n.PodCIDRs[0].String() != "10.244.9.0/24") {
+			t.Errorf("n1: address %q pod CIDRs %v; Ansible: 10.0.0.9, 10.244.9.0/24", n.Address, n.PodCIDRs)
+		}
+	}
+}
+
+// A merge list: the earlier mapping wins, a key written beside the merge
+// wins over both.
+func TestAnsibleYAMLMergeList(t *testing.T) {
+	f, data, err := detect("testdata/ansible/merge/inventory.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv, err := readAnsible("testdata/ansible/merge/inventory.yml", f, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for host, want := range map[string]map[string]any{
+		"n1": {"ansible_host": "10.0.0.9", "ansible_port": 2200, "owner": "platform"},
+		"n2": {"ansible_host": "10.0.0.99", "pod_cidr": "10.244.2.0/24", "zone": "z2"},
+		"n3": {"ansible_host": "10.0.0.3", "pod_cidr": "10.244.3.0/24", "rack": "r1"},
+	} {
+		got := inv.hostVars(inv.hosts[host])
+		for k, w := range want {
+			if g := got[k].v; g != w {
+				t.Errorf("%s %s: %v (%T), want %v", host, k, g, g, w)
+			}
+		}
+	}
+}
+
+// An alias inside its own anchor (loop: &a [*a]) is refused; it used to
+// recurse until the stack overflowed.
+func TestAnsibleYAMLAliasCycle(t *testing.T) {
+	_, err := loadWithin(t, "testdata/ansible/hostile/cycle/inventory.yml", 10*time.Second)
+	wantErr(t, err, "cycle", "*a")
+}
+
+// A cycle through a merge key, and through a group's children.
+func TestAnsibleYAMLMergeCycle(t *testing.T) {
+	dir := t.TempDir()
+	for name, text := range map[string]string{
+		"merge.yml":    "all:\n  hosts:\n    n1: &m\n      ansible_host: 10.0.0.1\n      <<: *m\n",
+		"children.yml": "all:\n  children:\n    a: &a\n      children:\n        b: *a\n      hosts:\n        n1:\n",
+	} {
+		p := filepath.Join(dir, name)
+		writeTestFile(t, p, text)
+		_, err := loadWithin(t, p, 10*time.Second)
+		wantErr(t, err, "inventory "+p)
+	}
+}
+
+// 541 bytes of aliases naming 10^9 strings (a "billion laughs") are
+// refused before they are expanded.
+func TestAnsibleYAMLAliasBomb(t *testing.T) {
+	_, err := loadWithin(t, "testdata/ansible/hostile/laughs/inventory.yml", 20*time.Second)
+	wantErr(t, err, "values once its aliases are expanded")
+}
+
+// A 40-byte INI line naming 10^8 hosts is refused before aini expands it,
+// as are ranges aini cannot expand (a step of 0 divides by zero in it).
+func TestAnsibleHostRangeBounded(t *testing.T) {
+	dir := t.TempDir()
+	for i, c := range []struct{ text, want string }{
+		{"[w]\nn[00000000:99999999] pod_cidr=10.244.1.0/24\n", "more than 10000 hosts"},
+		{"[w]\nn[0:99]-[0:99]-[0:99]\n", "more than 10000 hosts"},
+		{"[w]\nn[0:5000]\n[v]\nm[0:5000]\n", "more than 10000 hosts"},
+		{"[w]\nn[1:3:0]\n", `step "0" is not a positive number`},
+		{"[w]\nn[1:99999999999999999999]\n", "not a number below 2^32"},
+		{"all:\n  hosts:\n    n[00000000:99999999]:\n", "more than 10000 hosts"},
+	} {
+		ext := ".ini"
+		if strings.HasPrefix(c.text, "all:") {
+			ext = ".yml"
+		}
+		p := filepath.Join(dir, "hosts"+string(rune('a'+i))+ext)
+		writeTestFile(t, p, c.text)
+		_, err := loadWithin(t, p, 10*time.Second)
+		wantErr(t, err, c.want)
+	}
+}
