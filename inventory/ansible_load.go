@@ -38,6 +38,7 @@ func ansibleNodes(path string, f format, data []byte, opts Options) (*File, []er
 		_, written := r.oneOfNames(opts.ipVars())
 		file.Nodes = append(file.Nodes, n)
 		file.ipsWritten = append(file.ipsWritten, written)
+		file.addrFrom = append(file.addrFrom, r.addressFrom())
 	}
 	for _, w := range warnings {
 		file.Warnings = append(file.Warnings, fmt.Sprintf("%s (hosts %s)", w, strings.Join(warned[w], ", ")))
@@ -46,6 +47,16 @@ func ansibleNodes(path string, f format, data []byte, opts Options) (*File, []er
 }
 
 type failedField struct{ node, field string }
+
+// addressFrom says where the host's address was set, for messages.
+func (r *nodeVars) addressFrom() string {
+	for _, name := range []string{"ansible_host", "ansible_ssh_host"} {
+		if v, ok := r.vars[name]; ok && v.v != nil {
+			return v.from
+		}
+	}
+	return "" // its inventory name, which no other host has
+}
 
 // oneOfNames reports which of names the host sets, if any.
 func (r *nodeVars) oneOfNames(names []string) (string, bool) {
@@ -84,7 +95,7 @@ func loadAnsible(path string, f format, data []byte, opts Options) (*File, error
 		return nil, err
 	}
 	fields := ansibleFields(opts)
-	errs = append(errs, ansibleValidation(validate("inventory "+path, file.Nodes, fields), fields, failed)...)
+	errs = append(errs, ansibleValidation(validateFrom("inventory "+path, file.Nodes, fields, file.addrFrom), fields, failed)...)
 	if len(errs) > 0 {
 		return nil, &ValidationError{Source: "inventory " + path, Errs: errs}
 	}
@@ -108,6 +119,7 @@ func loadAnsibleAccess(path string, f format, data []byte, opts Options) (*File,
 	for i := range file.Nodes {
 		v.identity(i, &file.Nodes[i])
 	}
+	v.sharedAddresses(file.Nodes, file.addrFrom)
 	errs = append(errs, ansibleValidation(&ValidationError{Errs: v.errs}, fields, failed)...)
 	if len(errs) > 0 {
 		return nil, &ValidationError{Source: "inventory " + path, Errs: errs}

@@ -135,3 +135,31 @@ func TestAnsibleHostRangeBounded(t *testing.T) {
 		wantErr(t, err, c.want)
 	}
 }
+
+// ansible_host in group_vars/workers.yml gives every worker one SSH
+// address: each node's routes would be pushed to that one machine. Both
+// nodes and where the address was set are named.
+func TestSharedSSHAddressRefused(t *testing.T) {
+	_, err := LoadFile("testdata/ansible/hostile/dupaddr/hosts", Options{})
+	wantErr(t, err, `node "node2" ansible_host: 10.0.0.1 (port 22) is also where node "node1" is reached`,
+		`node "node3" ansible_host`, "set in group_vars/workers.yml")
+	_, err = LoadAccessWith("testdata/ansible/hostile/dupaddr/hosts", Options{})
+	wantErr(t, err, `node "node2" ansible_host: 10.0.0.1 (port 22) is also where node "node1" is reached`)
+
+	dir := t.TempDir()
+	same := filepath.Join(dir, "hosts.yaml")
+	writeTestFile(t, same, "nodes:\n  - name: a\n    address: Gw.Example.\n    internal_ip: 10.0.0.1\n  - name: b\n    address: gw.example\n    port: 22\n    internal_ip: 10.0.0.2\n")
+	_, err = LoadFile(same, Options{})
+	wantErr(t, err, `node "b" (nodes[1]) address: gw.example (port 22) is also where node "a" is reached`)
+	_, err = LoadAccess(same)
+	wantErr(t, err, `node "b" (nodes[1]) address`)
+
+	// Another port or jump host is another machine; no address is
+	// ssh_config's or the internal IP's, both unique.
+	other := filepath.Join(dir, "other.yaml")
+	writeTestFile(t, other, "nodes:\n  - name: a\n    address: 10.0.0.1\n  - name: b\n    address: 10.0.0.1\n    port: 2222\n    internal_ip: 10.0.0.2\n"+
+		"  - name: c\n    address: 10.0.0.1\n    jump: bastion\n    internal_ip: 10.0.0.3\n  - name: d\n    internal_ip: 10.0.0.4\n  - name: e\n    internal_ip: 10.0.0.5\n")
+	if _, err := LoadFile(other, Options{}); err != nil {
+		t.Errorf("refused nodes at other ports, jumps or no address: %v", err)
+	}
+}

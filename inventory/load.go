@@ -93,6 +93,9 @@ type File struct {
 	// ipsWritten[i] says whether node i's internal IPs were written in the
 	// file rather than taken from its address.
 	ipsWritten []bool
+	// addrFrom[i] says where an Ansible host's address was set, for
+	// messages; nil for hosts.yaml.
+	addrFrom []string
 }
 
 // LoadAccess is LoadAccessWith with the default Options.
@@ -124,6 +127,7 @@ func LoadAccessWith(path string, opts Options) (*File, error) {
 			names[n.Name] = i
 		}
 	}
+	v.sharedAddresses(f.Nodes, nil)
 	errs = append(errs, validationErrs(&ValidationError{Errs: v.errs}, errs)...)
 	if len(errs) > 0 {
 		return nil, &ValidationError{Source: "inventory " + path, Errs: errs}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/routepush/routepush/internal/nodepath"
@@ -98,6 +99,12 @@ func ansibleFields(o Options) fieldNames {
 }
 
 func validate(source string, nodes []Node, fields fieldNames) error {
+	return validateFrom(source, nodes, fields, nil)
+}
+
+// validateFrom is validate with where each node's address was set
+// (addrFrom[i], "" when not known), for the messages.
+func validateFrom(source string, nodes []Node, fields fieldNames, addrFrom []string) error {
 	v := &validator{fields: fields}
 	names := make(map[string]int, len(nodes))
 	ips := make(map[netip.Addr]int, len(nodes))
@@ -121,6 +128,7 @@ func validate(source string, nodes []Node, fields fieldNames) error {
 		}
 	}
 	v.cidrs(nodes)
+	v.sharedAddresses(nodes, addrFrom)
 	if len(v.errs) == 0 {
 		return nil
 	}
@@ -167,6 +175,60 @@ func (v *validator) identity(i int, n *Node) {
 	if n.SSH.Port < 0 || n.SSH.Port > 65535 {
 		v.add(i, n, v.fields.port, "%d is out of range 1-65535", n.SSH.Port)
 	}
+}
+
+// sharedAddresses refuses two nodes that SSH would reach at the same
+// address, port and jump host: both nodes' routes would be pushed to, and
+// verified on, the one machine behind it, and the other node would be
+// left as it was while reported done. An ansible_host set for a whole
+// group (group_vars) does that to every host of the group. Only what the
+// inventory says is compared: a node without an address is reached by its
+// name through ssh_config, or at its internal IP, and names and internal
+// IPs are unique already. A port not given counts as 22.
+func (v *validator) sharedAddresses(nodes []Node, addrFrom []string) {
+	type at struct {
+		addr string
+		port int
+		jump string
+	}
+	first := make(map[at]int, len(nodes))
+	for i := range nodes {
+		n := &nodes[i]
+		if n.Address == "" {
+			continue
+		}
+		k := at{sshAddressKey(n.Address), n.SSH.Port, n.SSH.Jump}
+		if k.port == 0 {
+			k.port = 22
+		}
+		j, dup := first[k]
+		if !dup {
+			first[k] = i
+			continue
+		}
+		how := fmt.Sprintf("port %d", k.port)
+		if k.jump != "" {
+			how += " via " + k.jump
+		}
+		msg := fmt.Sprintf("%s (%s) is also where node %q is reached: routepush would push both nodes' routes to one machine; give each node its own address", n.Address, how, nodes[j].Name)
+		if i < len(addrFrom) && addrFrom[i] != "" {
+			msg += " (set in " + addrFrom[i]
+			if j < len(addrFrom) && addrFrom[j] != "" && addrFrom[j] != addrFrom[i] {
+				msg += "; node " + strconv.Quote(nodes[j].Name) + "'s in " + addrFrom[j]
+			}
+			msg += ")"
+		}
+		v.add(i, n, v.fields.address, "%s", msg)
+	}
+}
+
+// sshAddressKey is an address as compared for sameness: an IP in its
+// canonical form, a DNS name in lower case without a final dot.
+func sshAddressKey(s string) string {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.Unmap().String()
+	}
+	return strings.TrimSuffix(strings.ToLower(s), ".")
 }
 
 // routing checks what a node contributes to the routing: its address (to
