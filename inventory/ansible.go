@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -61,14 +60,10 @@ const (
 // which. It refuses what Ansible would run rather than read: a script (a
 // dynamic inventory) and a plugin's configuration.
 func detect(path string) (format, []byte, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return 0, nil, fmt.Errorf("inventory %s: %w", path, err)
-	}
-	if st.IsDir() {
+	data, st, err := readInventory(path)
+	if errors.Is(err, errIsDir) {
 		return 0, nil, fmt.Errorf("inventory %s: is a directory; give one file (hosts.yaml, or an Ansible INI or YAML inventory)", path)
 	}
-	data, err := os.ReadFile(path)
 	if err != nil {
 		return 0, nil, fmt.Errorf("inventory %s: %w", path, err)
 	}

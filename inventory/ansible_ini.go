@@ -16,15 +16,15 @@ import (
 func readINI(path string, data []byte) (*ansibleInventory, error) {
 	inv := newAnsible(path)
 	if err := inv.countINIHosts(data); err != nil {
-		return nil, fmt.Errorf("inventory %s: %w", path, err)
+		return nil, fmt.Errorf("inventory %s: %s", path, printable(err))
 	}
 	d, err := aini.Parse(bytes.NewReader(data))
 	if err != nil {
-		return nil, fmt.Errorf("inventory %s: %w", path, err)
+		return nil, fmt.Errorf("inventory %s: %s", path, printable(err))
 	}
 	ports, err := iniPorts(data)
 	if err != nil {
-		return nil, fmt.Errorf("inventory %s: %w", path, err)
+		return nil, fmt.Errorf("inventory %s: %s", path, printable(err))
 	}
 	for _, ag := range d.Groups {
 		g := inv.group(ag.Name)

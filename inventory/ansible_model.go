@@ -3,6 +3,7 @@ package inventory
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -81,7 +82,7 @@ func (g *ansibleGroup) setVar(k string, v val, inv *ansibleInventory) {
 	}
 	n, ok := asInt(v.v)
 	if !ok {
-		inv.warnings = append(inv.warnings, fmt.Sprintf("group %s: ansible_group_priority %v is not a number; ignored", g.name, v.v))
+		inv.warnings = append(inv.warnings, fmt.Sprintf("group %s: ansible_group_priority %q is not a number; ignored", g.name, fmt.Sprint(v.v)))
 		return
 	}
 	g.priority = int(n)
@@ -114,18 +115,30 @@ func (inv *ansibleInventory) finish() error {
 			return fmt.Errorf("inventory %s: %w", inv.path, err)
 		}
 	}
+	// Names become paths under group_vars/ and host_vars/ (and appear in
+	// messages): check them all before any is looked up.
+	for _, name := range slices.Sorted(maps.Keys(inv.groups)) {
+		if err := safeEntityName(name); err != nil {
+			return fmt.Errorf("inventory %s: group %w", inv.path, err)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(inv.hosts)) {
+		if err := safeEntityName(name); err != nil {
+			return fmt.Errorf("inventory %s: host %w", inv.path, err)
+		}
+	}
 	dir := filepath.Dir(inv.path)
 	for _, g := range inv.groups {
 		f, err := readVarsFor(filepath.Join(dir, "group_vars"), g.name, "group "+g.name)
 		if err != nil {
-			return fmt.Errorf("inventory %s: %w", inv.path, err)
+			return fmt.Errorf("inventory %s: %s", inv.path, printable(err))
 		}
 		g.files = f
 	}
 	for _, h := range inv.hosts {
 		f, err := readVarsFor(filepath.Join(dir, "host_vars"), h.name, "host "+h.name)
 		if err != nil {
-			return fmt.Errorf("inventory %s: %w", inv.path, err)
+			return fmt.Errorf("inventory %s: %s", inv.path, printable(err))
 		}
 		h.files = f
 	}

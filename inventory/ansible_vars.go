@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -21,6 +22,10 @@ type vaulted struct{}
 // (recursively, hidden files and backups~ left out, only those without an
 // extension or with one of those) merged in name order.
 func readVarsFor(dir, name, entity string) (vars, error) {
+	// finish checked name already; this guards the path on its own.
+	if err := safeEntityName(name); err != nil {
+		return nil, err
+	}
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		return vars{}, nil
 	}
@@ -59,48 +64,78 @@ func readVarsFor(dir, name, entity string) (vars, error) {
 	return out, nil
 }
 
+// varsDir lists the files of a group's or host's folder. A folder it
+// has been in already (a symlink to . or to a parent) is refused, as is a
+// folder of more than maxVarsFiles files: either would keep routepush
+// walking for as long as the paths get longer.
 func varsDir(dir string) ([]string, error) {
-	entries, err := os.ReadDir(dir)
+	var out []string
+	seen := map[[2]uint64]bool{}
+	var walk func(dir string, st os.FileInfo) error
+	walk = func(dir string, st os.FileInfo) error {
+		if id, ok := fileID(st); ok {
+			if seen[id] {
+				return fmt.Errorf("%s: leads back to a folder already read (a symlink loop)", dir)
+			}
+			seen[id] = true
+		}
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return err
+		}
+		names := make([]string, 0, len(entries))
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		slices.Sort(names)
+		for _, n := range names {
+			if strings.HasPrefix(n, ".") || strings.HasSuffix(n, "~") {
+				continue
+			}
+			p := filepath.Join(dir, n)
+			ext := filepath.Ext(n)
+			st, err := os.Stat(p)
+			if err != nil {
+				return err
+			}
+			switch {
+			case st.IsDir() && ext == "":
+				if err := walk(p, st); err != nil {
+					return err
+				}
+			case ext == "" || ext == ".yml" || ext == ".yaml" || ext == ".json":
+				// readVarsBytes refuses what is not a regular file.
+				out = append(out, p)
+			}
+			if len(out) > maxVarsFiles {
+				return fmt.Errorf("%s: more than %d files of variables", dir, maxVarsFiles)
+			}
+		}
+		return nil
+	}
+	st, err := os.Stat(dir)
 	if err != nil {
 		return nil, err
 	}
-	names := make([]string, 0, len(entries))
-	for _, e := range entries {
-		names = append(names, e.Name())
+	return out, walk(dir, st)
+}
+
+// fileID is a file's device and inode.
+func fileID(st os.FileInfo) ([2]uint64, bool) {
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return [2]uint64{}, false
 	}
-	slices.Sort(names)
-	var out []string
-	for _, n := range names {
-		if strings.HasPrefix(n, ".") || strings.HasSuffix(n, "~") {
-			continue
-		}
-		p := filepath.Join(dir, n)
-		ext := filepath.Ext(n)
-		st, err := os.Stat(p)
-		if err != nil {
-			return nil, err
-		}
-		switch {
-		case st.IsDir() && ext == "":
-			sub, err := varsDir(p)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, sub...)
-		case st.Mode().IsRegular() && (ext == "" || ext == ".yml" || ext == ".yaml" || ext == ".json"):
-			out = append(out, p)
-		}
-	}
-	return out, nil
+	return [2]uint64{uint64(sys.Dev), sys.Ino}, true
 }
 
 // readVarsFile reads one YAML (or JSON) file of variables. A file
 // encrypted whole with ansible-vault is refused: what it sets, routepush
 // cannot know.
 func readVarsFile(path, entity string) (map[string]any, error) {
-	data, err := os.ReadFile(path)
+	data, err := readVarsBytes(path)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s (variables of %s): %w", path, entity, err)
 	}
 	if strings.HasPrefix(strings.TrimSpace(string(data)), "$ANSIBLE_VAULT;") {
 		return nil, fmt.Errorf("%s (variables of %s) is encrypted with ansible-vault; routepush cannot read it and so cannot know what it sets: move what routepush reads (ansible_* connection settings, pod CIDRs, internal IPs) out of it, or keep the vault in a file no inventory group names", path, entity)

@@ -16,21 +16,21 @@ import (
 func readYAML(path string, data []byte) (*ansibleInventory, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("inventory %s: %w", path, err)
+		return nil, fmt.Errorf("inventory %s: %s", path, printable(err))
 	}
 	inv := newAnsible(path)
 	d := newYAMLDecoder(path)
 	root, err := d.resolve(&doc)
 	if err != nil {
-		return nil, fmt.Errorf("inventory %s: %w", path, err)
+		return nil, fmt.Errorf("inventory %s: %s", path, printable(err))
 	}
 	groups, err := d.pairs(root, 0)
 	if err != nil {
-		return nil, fmt.Errorf("inventory %s: %w", path, err)
+		return nil, fmt.Errorf("inventory %s: %s", path, printable(err))
 	}
 	for _, g := range groups {
 		if err := inv.yamlGroup(d, g.key, g.value, "", 0); err != nil {
-			return nil, fmt.Errorf("inventory %s: %w", path, err)
+			return nil, fmt.Errorf("inventory %s: %s", path, printable(err))
 		}
 	}
 	return inv, nil

@@ -1,8 +1,10 @@
 package inventory
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -162,4 +164,79 @@ func TestSharedSSHAddressRefused(t *testing.T) {
 	if _, err := LoadFile(other, Options{}); err != nil {
 		t.Errorf("refused nodes at other ports, jumps or no address: %v", err)
 	}
+}
+
+// A group named ../../outside/evil would read a file outside group_vars/;
+// names are checked before any path is built from them.
+func TestAnsibleGroupNameTraversal(t *testing.T) {
+	_, err := LoadFile("testdata/ansible/hostile/trav/inv/hosts", Options{})
+	wantErr(t, err, `group "../../outside/evil"`, "not a name routepush can look up")
+
+	dir := t.TempDir()
+	for name, c := range map[string]struct{ text, want string }{
+		"slash.yml":   {"all:\n  children:\n    a/b:\n      hosts:\n        n1:\n", `group "a/b" contains a path separator`},
+		"control.yml": {"all:\n  children:\n    \"a\\e[31m\":\n      hosts:\n        n1:\n", `group "a\x1b[31m" contains control characters`},
+		"host.yml":    {"all:\n  hosts:\n    \"..\":\n", `host ".." is not a name`},
+	} {
+		p := filepath.Join(dir, name)
+		writeTestFile(t, p, c.text)
+		_, err := LoadFile(p, Options{})
+		wantErr(t, err, c.want)
+		if err != nil && strings.ContainsRune(err.Error(), 0x1b) {
+			t.Errorf("the error carries a raw escape: %q", err)
+		}
+	}
+}
+
+// group_vars/all as a FIFO, a symlink to /dev/zero, or too large a file:
+// each is refused, none blocks or fills the memory.
+func TestAnsibleVarsFilesBounded(t *testing.T) {
+	for name, create := range map[string]func(p string) error{
+		"fifo":  func(p string) error { return syscall.Mkfifo(p, 0o644) },
+		"zero":  func(p string) error { return os.Symlink("/dev/zero", p) },
+		"large": func(p string) error { return os.WriteFile(p, []byte("x: "+strings.Repeat("a", 2<<20)+"\n"), 0o644) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeTestFile(t, filepath.Join(dir, "hosts"), "[w]\nn1 ansible_host=10.0.0.1 pod_cidr=10.244.1.0/24\n")
+			if err := os.Mkdir(filepath.Join(dir, "group_vars"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := create(filepath.Join(dir, "group_vars", "all")); err != nil {
+				t.Fatal(err)
+			}
+			_, err := loadWithin(t, filepath.Join(dir, "hosts"), 5*time.Second)
+			want := "is not a regular file"
+			if name == "large" {
+				want = "is larger than 1 MiB"
+			}
+			wantErr(t, err, "group_vars/all (variables of group all)", want)
+		})
+	}
+}
+
+// group_vars/all/ holding two symlinks to itself is refused at once; the
+// walk used to follow both at every level (2^40 paths).
+func TestAnsibleVarsSymlinkLoop(t *testing.T) {
+	dir := t.TempDir()
+	writeTestFile(t, filepath.Join(dir, "hosts"), "[w]\nn1 ansible_host=10.0.0.1 pod_cidr=10.244.1.0/24\n")
+	all := filepath.Join(dir, "group_vars", "all")
+	if err := os.MkdirAll(all, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []string{"a", "b"} {
+		if err := os.Symlink(".", filepath.Join(all, l)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := loadWithin(t, filepath.Join(dir, "hosts"), 5*time.Second)
+	wantErr(t, err, "a symlink loop")
+}
+
+// The --inventory file itself is read to a cap too.
+func TestInventoryFileBounded(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "hosts")
+	writeTestFile(t, p, "[w]\n"+strings.Repeat("# padding\n", (16<<20)/10+1))
+	_, err := loadWithin(t, p, 10*time.Second)
+	wantErr(t, err, "is larger than 16 MiB")
 }
