@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -239,4 +240,33 @@ func TestInventoryFileBounded(t *testing.T) {
 	writeTestFile(t, p, "[w]\n"+strings.Repeat("# padding\n", (16<<20)/10+1))
 	_, err := loadWithin(t, p, 10*time.Second)
 	wantErr(t, err, "is larger than 16 MiB")
+}
+
+// hosts.yaml is parsed from the bytes detect read, not read again: from a
+// pipe (-i <(cat hosts.yaml)) the second read found nothing.
+func TestInventoryFromPipe(t *testing.T) {
+	data, err := os.ReadFile("testdata/valid-basic.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	go func() {
+		defer w.Close()
+		_, _ = w.Write(data)
+	}()
+	f, err := loadWithin(t, fmt.Sprintf("/dev/fd/%d", r.Fd()), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := LoadFile("testdata/valid-basic.yaml", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Nodes) != len(want.Nodes) || f.Nodes[0].Name != want.Nodes[0].Name {
+		t.Errorf("from a pipe: %+v, from the file: %+v", f.Nodes, want.Nodes)
+	}
 }

@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -64,7 +65,7 @@ func LoadFile(path string, opts Options) (*File, error) {
 	if format != formatRoutepush {
 		return loadAnsible(path, format, data, opts)
 	}
-	f, errs, err := read(path)
+	f, errs, err := read(path, data)
 	if err != nil {
 		return nil, err
 	}
@@ -112,7 +113,7 @@ func LoadAccessWith(path string, opts Options) (*File, error) {
 	if format != formatRoutepush {
 		return loadAnsibleAccess(path, format, data, opts)
 	}
-	f, errs, err := read(path)
+	f, errs, err := read(path, data)
 	if err != nil {
 		return nil, err
 	}
@@ -135,16 +136,23 @@ func LoadAccessWith(path string, opts Options) (*File, error) {
 	return f, nil
 }
 
-// read parses an inventory file into nodes with their defaults applied. A
-// file that is not there or not YAML is err; problems with single values
-// are errs, reported with the rest once the whole table has been checked.
-func read(path string) (f *File, errs []error, err error) {
+// read parses an inventory file's bytes, as detect read them, into nodes
+// with their defaults applied: reading the file again would see another
+// file if it changed in between, and nothing at all from a pipe (-i
+// <(...)). Bytes that are not YAML (JSON, TOML by extension) are err;
+// problems with single values are errs, reported with the rest once the
+// whole table has been checked.
+func read(path string, data []byte) (f *File, errs []error, err error) {
 	v := viper.New()
-	v.SetConfigFile(path)
-	if filepath.Ext(path) == "" {
+	switch strings.ToLower(strings.TrimPrefix(filepath.Ext(path), ".")) {
+	case "json":
+		v.SetConfigType("json")
+	case "toml":
+		v.SetConfigType("toml")
+	default:
 		v.SetConfigType("yaml")
 	}
-	if err := v.ReadInConfig(); err != nil {
+	if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
 		return nil, nil, fmt.Errorf("inventory %s: %w", path, unwrapViper(err))
 	}
 	f = &File{Path: path}
