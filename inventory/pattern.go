@@ -25,14 +25,28 @@ var patternSplit = regexp.MustCompile(`(?:[^\s:\[\],]|\[[^\]]*\])+`)
 // very node it was meant to spare.
 func MatchPattern(pattern string, hosts []string, groups Groups) ([]string, error) {
 	terms := patternSplit.FindAllString(pattern, -1)
-	if rest := strings.Trim(patternSplit.ReplaceAllString(pattern, ""), " \t:,"); rest != "" {
+	seps := patternSplit.ReplaceAllString(pattern, "")
+	if rest := strings.Trim(seps, " \t:,"); rest != "" {
 		return nil, fmt.Errorf("%q: unbalanced %q", pattern, rest)
+	}
+	// Ansible splits on ',' alone when there is one: "web:!node1,db" is
+	// to it the terms "web:!node1" (matching nothing) and "db". Taking
+	// both as separators would act on hosts it would not.
+	if strings.Contains(seps, ",") && strings.Contains(seps, ":") {
+		return nil, fmt.Errorf("%q mixes ',' and ':' between terms, which Ansible reads otherwise (it splits on ',' alone when there is one): use one of them", pattern)
 	}
 	if len(terms) == 0 {
 		return nil, fmt.Errorf("%q: no pattern", pattern)
 	}
 	var regular, and, not []string
 	for _, t := range terms {
+		if name := t[1:]; t[0] == '&' || t[0] == '!' {
+			// Ansible takes x alone as the host, but !x as the group
+			// (it spares the host): which one was meant cannot be told.
+			if _, isGroup := groups[name]; isGroup && slices.Contains(hosts, name) {
+				return nil, fmt.Errorf("%q: %q is both a host and a group, and Ansible reads %q as the one and %q as the other: rename one of them", t, name, name, t)
+			}
+		}
 		switch t[0] {
 		case '&':
 			and = append(and, t[1:])
@@ -81,12 +95,8 @@ func matchTerm(term string, hosts []string, groups Groups) ([]string, error) {
 	if slices.Contains(hosts, term) {
 		return []string{term}, nil
 	}
-	if strings.HasSuffix(term, "]") && !strings.HasPrefix(term, "~") {
-		if i := strings.LastIndex(term, "["); i > 0 {
-			if _, isGroup := groups[term[:i]]; isGroup {
-				return nil, fmt.Errorf("%q: subscripts of a group (group[0], group[1:3]) are not supported: name the hosts", term)
-			}
-		}
+	if !strings.HasPrefix(term, "~") && subscript.MatchString(term) {
+		return nil, fmt.Errorf("%q: Ansible reads [N], [N:M] and [N-M] as a subscript (the Nth host of what is before it), not as a glob class; routepush does not take subscripts: name the hosts, or use a ~regex", term)
 	}
 	re, err := termRegexp(term)
 	if err != nil {
@@ -115,6 +125,11 @@ func matchTerm(term string, hosts []string, groups Groups) ([]string, error) {
 	return out, nil
 }
 
+// subscript is a term Ansible takes as a subscript (its
+// PATTERN_WITH_SUBSCRIPT, [x-y] included, which it still reads so with a
+// warning): workers[0], node[1:3], node[-1], node[12].
+var subscript = regexp.MustCompile(`^(.+)\[(-?\d+|(-?\d+)?:(-?\d+)?|\d+-\d*)\]$`)
+
 // termRegexp compiles a term as Ansible does: ~regex as a regular
 // expression matched from the start, anything else as a whole-name glob
 // (fnmatch: *, ?, [seq], [!seq]).
@@ -140,11 +155,16 @@ func termRegexp(term string) (*regexp.Regexp, error) {
 				b.WriteString(`\[`)
 				continue
 			}
-			set := term[i+1 : i+1+j]
-			if strings.HasPrefix(set, "!") {
+			set := strings.ReplaceAll(term[i+1:i+1+j], `\`, `\\`)
+			switch {
+			case strings.HasPrefix(set, "!"):
 				set = "^" + set[1:]
+			case strings.HasPrefix(set, "^"):
+				// fnmatch takes a leading ^ as itself ([^3] is '^' or
+				// '3'), not as a negation.
+				set = `\` + set
 			}
-			b.WriteString("[" + strings.ReplaceAll(set, `\`, `\\`) + "]")
+			b.WriteString("[" + set + "]")
 			i += j + 1
 		default:
 			b.WriteString(regexp.QuoteMeta(string(c)))

@@ -269,7 +269,7 @@ func TestNodeLimit(t *testing.T) {
 	}
 	// An Ansible inventory's groups: its whole pattern syntax.
 	groups := inventory.Groups{"all": names, "workers": names[:3], "rack1": {"worker-0", "cp-0"}}
-	limit, err := nodeLimit("workers:&rack1,cp-0", names, groups)
+	limit, err := nodeLimit("workers:&rack1:cp-0", names, groups)
 	if err != nil {
 		t.Fatal(err)
 	}
