@@ -94,11 +94,15 @@ func (g *ansibleGroup) setVar(k string, v val, inv *ansibleInventory) {
 func (inv *ansibleInventory) finish() error {
 	inv.group("all")
 	for _, h := range inv.hosts {
+		// A host listed under all (YAML all: hosts:, INI [all]) is in
+		// no other group: Ansible puts it in ungrouped, whose
+		// group_vars and --limit apply to it.
+		h.groups = slices.DeleteFunc(h.groups, func(g string) bool { return g == "all" })
 		if len(h.groups) == 0 {
 			h.groups = []string{"ungrouped"}
 		}
 		if len(h.groups) > 1 {
-			h.groups = slices.DeleteFunc(h.groups, func(g string) bool { return g == "ungrouped" || g == "all" })
+			h.groups = slices.DeleteFunc(h.groups, func(g string) bool { return g == "ungrouped" })
 		}
 		for _, g := range h.groups {
 			inv.group(g)

@@ -19,6 +19,9 @@ var ansibleFixtures = []string{
 	"testdata/ansible/cluster/inventory.yml",
 	"testdata/ansible/precedence/hosts",
 	"testdata/ansible/merge/inventory.yml",
+	"testdata/ansible/hostile/ungrouped/inventory.yml",
+	"testdata/ansible/hostile/iniall.ini",
+	"testdata/ansible/hostile/port22.yml",
 }
 
 // runAnsibleInventory runs the real `ansible-inventory --list` on an

@@ -270,3 +270,44 @@ func TestInventoryFromPipe(t *testing.T) {
 		t.Errorf("from a pipe: %+v, from the file: %+v", f.Nodes, want.Nodes)
 	}
 }
+
+// A host listed under all: hosts: (or INI [all]) is in ungrouped, as in
+// Ansible: group_vars/ungrouped.yml gives it its pod CIDR and --limit
+// '!ungrouped' spares it.
+func TestAnsibleAllHostsUngrouped(t *testing.T) {
+	f, err := LoadFile("testdata/ansible/hostile/ungrouped/inventory.yml", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range f.Nodes {
+		if n.Name == "n1" && (len(n.PodCIDRs) != 1 || n.PodCIDRs[0].String() != "10.244.1.0/24") {
+			t.Errorf("n1: pod CIDRs %v; Ansible gives it 10.244.1.0/24 from group_vars/ungrouped.yml", n.PodCIDRs)
+		}
+	}
+	sel, err := MatchPattern("!ungrouped", f.Groups["all"], f.Groups)
+	if err != nil || strings.Join(sel, " ") != "n2" {
+		t.Errorf("--limit '!ungrouped': %v (%v); Ansible: n2", sel, err)
+	}
+	ini, err := LoadFile("testdata/ansible/hostile/iniall.ini", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := strings.Join(ini.Groups["ungrouped"], " "); g != "n1" {
+		t.Errorf("INI [all] n1: ungrouped is %q, want n1", g)
+	}
+}
+
+// "n1:22" as a YAML host key sets port 22 over all's ansible_port 2222, as
+// in Ansible; aini's port alone cannot tell it from no port.
+func TestAnsibleYAMLExplicitPort22(t *testing.T) {
+	f, err := LoadFile("testdata/ansible/hostile/port22.yml", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{"n1": 22, "n2": 22, "n3": 2222}
+	for _, n := range f.Nodes {
+		if n.SSH.Port != want[n.Name] {
+			t.Errorf("%s: port %d, Ansible %d", n.Name, n.SSH.Port, want[n.Name])
+		}
+	}
+}
