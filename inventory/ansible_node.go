@@ -11,13 +11,25 @@ import (
 // refusedVars are connection settings routepush cannot honour: it logs in
 // with keys and becomes root with sudo -n, never with a password.
 var refusedVars = map[string]string{
-	"ansible_password":        "a login password",
-	"ansible_ssh_pass":        "a login password",
-	"ansible_ssh_password":    "a login password",
-	"ansible_become_password": "a sudo password",
-	"ansible_become_pass":     "a sudo password",
-	"ansible_sudo_pass":       "a sudo password",
-	"ansible_sudo_password":   "a sudo password",
+	"ansible_password":          "a login password",
+	"ansible_ssh_pass":          "a login password",
+	"ansible_ssh_password":      "a login password",
+	"ansible_become_password":   "a sudo password",
+	"ansible_become_pass":       "a sudo password",
+	"ansible_sudo_pass":         "a sudo password",
+	"ansible_sudo_password":     "a sudo password",
+	"ansible_paramiko_pass":     "a login password",
+	"ansible_paramiko_password": "a login password",
+}
+
+// paramikoVars are the paramiko connection's own names for where and as
+// whom to connect. Ansible reads them only with ansible_connection
+// paramiko, and then over ansible_host and the others; routepush, which
+// speaks SSH as itself, refuses them rather than guess which applies.
+var paramikoVars = map[string]string{
+	"ansible_paramiko_host": "ansible_host",
+	"ansible_paramiko_user": "ansible_user",
+	"ansible_paramiko_port": "ansible_port",
 }
 
 // ignoredVars change how Ansible talks to a host in ways that do not
@@ -28,6 +40,8 @@ var ignoredVars = map[string]string{
 	"ansible_ssh_host_key_checking": "routepush always checks host keys (--accept-new-host-keys adds unknown ones)",
 	"ansible_become_flags":          "routepush runs sudo -n",
 	"ansible_become_exe":            "routepush runs sudo",
+	"ansible_sudo_flags":            "routepush runs sudo -n",
+	"ansible_sudo_exe":              "routepush runs sudo",
 	"ansible_sftp_extra_args":       "routepush's file transfers use its own SSH connection",
 	"ansible_scp_extra_args":        "routepush's file transfers use its own SSH connection",
 	"ansible_ssh_executable":        "routepush speaks SSH itself",
@@ -191,6 +205,9 @@ func (r *nodeVars) node() Node {
 		if what, ok := refusedVars[name]; ok {
 			r.bad(name, name, "is %s; routepush logs in with keys (ssh-agent or ansible_ssh_private_key_file) and becomes root with passwordless sudo: remove it", what)
 		}
+		if use, ok := paramikoVars[name]; ok {
+			r.bad(name, name, "is read by Ansible's paramiko connection only, which routepush does not use: set %s instead", use)
+		}
 		if why, ok := ignoredVars[name]; ok {
 			r.warnings = append(r.warnings, fmt.Sprintf("%s ignored: %s", name, why))
 		}
@@ -223,6 +240,7 @@ func (r *nodeVars) node() Node {
 		n.SSH.IdentityFile = key
 	}
 	r.become(&n)
+	r.sshArgs(&n, "ansible_ssh_args")
 	r.sshArgs(&n, "ansible_ssh_common_args")
 	r.sshArgs(&n, "ansible_ssh_extra_args")
 	r.routing(&n)
@@ -240,8 +258,9 @@ func (r *nodeVars) become(n *Node) {
 	if m, ok := r.str("ansible_become_method", "become"); ok && m != "sudo" && m != "ansible.builtin.sudo" {
 		r.bad("ansible_become_method", "become", "%q: routepush becomes root with sudo only", m)
 	}
-	if u, ok := r.str("ansible_become_user", "become"); ok && u != "root" {
-		r.bad("ansible_become_user", "become", "%q: routepush becomes root (sudo -n, to change routes), never another user", u)
+	// ansible_sudo_user is the sudo become plugin's older name for it.
+	if u, from, ok := r.first("become", "ansible_become_user", "ansible_sudo_user"); ok && u != "root" {
+		r.bad(from, "become", "%q: routepush becomes root (sudo -n, to change routes), never another user", u)
 	}
 }
 

@@ -24,6 +24,10 @@ var harmlessSSHOptions = map[string]bool{
 	"visualhostkey": true, "batchmode": true, "requesttty": true,
 }
 
+// sshOptionsWithValue are the letters of ssh's options that take the
+// next argument as their value (ssh(1)).
+const sshOptionsWithValue = "BbcDEeFIiJLlmOopQRSWw"
+
 // sshArgs takes the jump hosts out of extra ssh arguments (-J x, -o
 // ProxyJump=x). Options that change where or how routepush would log in
 // are refused; those that do not are ignored with a warning.
@@ -34,7 +38,8 @@ func (r *nodeVars) sshArgs(n *Node, name string) {
 	}
 	args, err := shlex.Split(s)
 	if err != nil {
-		r.bad(name, "jump", "%q: %v", s, err)
+		// Not the text itself: it may hold a password (sshpass -p).
+		r.bad(name, "jump", "does not split into arguments as a shell would: %v", err)
 		return
 	}
 	setJump := func(j string) {
@@ -74,23 +79,36 @@ func (r *nodeVars) sshArgs(n *Node, name string) {
 				}
 				opt = v
 			}
-			key, value, found := strings.Cut(opt, "=")
+			written, value, found := strings.Cut(opt, "=")
 			if !found {
-				key, value, _ = strings.Cut(strings.TrimSpace(opt), " ")
+				written, value, _ = strings.Cut(strings.TrimSpace(opt), " ")
 			}
-			key, value = strings.ToLower(strings.TrimSpace(key)), strings.TrimSpace(value)
+			written = strings.TrimSpace(written)
+			key := strings.ToLower(written)
+			value = strings.TrimSpace(value)
+			// Messages name the option, never its value: a refused
+			// ProxyCommand may carry a password (sshpass -p ...).
 			switch {
 			case key == "proxyjump":
 				setJump(value)
 			case harmlessSSHOptions[key]:
-				r.warnings = append(r.warnings, fmt.Sprintf("%s: -o %s ignored (routepush's own setting applies)", name, opt))
+				r.warnings = append(r.warnings, fmt.Sprintf("%s: -o %q ignored (routepush's own setting applies)", name, written))
 			default:
-				r.bad(name, "jump", "-o %s changes how or where routepush would connect and cannot be honoured here: use ansible_host, ansible_user, ansible_port, ansible_ssh_private_key_file, -J or -o ProxyJump, or ssh_config", opt)
+				r.bad(name, "jump", "-o %q changes how or where routepush would connect and cannot be honoured here (its value is not shown): use ansible_host, ansible_user, ansible_port, ansible_ssh_private_key_file, -J or -o ProxyJump, or ssh_config", written)
 			}
 		case a == "-C" || a == "-q" || a == "-T" || a == "-A" || strings.Trim(a, "v") == "-":
 			r.warnings = append(r.warnings, fmt.Sprintf("%s: %s ignored", name, a))
 		default:
-			r.bad(name, "jump", "%q changes how or where routepush would connect and cannot be honoured here: use ansible_host, ansible_user, ansible_port, ansible_ssh_private_key_file, -J or -o ProxyJump, or ssh_config", a)
+			// The option letter only (-i, -F, -p): what follows it, or
+			// a word that is no option at all, may be a secret.
+			what := "an argument that is no ssh option"
+			if len(a) >= 2 && a[0] == '-' {
+				what = fmt.Sprintf("%q", a[:2])
+				if len(a) == 2 && strings.ContainsRune(sshOptionsWithValue, rune(a[1])) {
+					i++ // its value is part of the refused option
+				}
+			}
+			r.bad(name, "jump", "%s changes how or where routepush would connect and cannot be honoured here (its value is not shown): use ansible_host, ansible_user, ansible_port, ansible_ssh_private_key_file, -J or -o ProxyJump, or ssh_config", what)
 		}
 	}
 }

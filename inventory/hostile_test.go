@@ -311,3 +311,57 @@ func TestAnsibleYAMLExplicitPort22(t *testing.T) {
 		}
 	}
 }
+
+// A refused ssh option is named, never printed whole: a ProxyCommand with
+// sshpass -p carries the password.
+func TestAnsibleRefusedSSHOptionHidesValue(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "hosts")
+	writeTestFile(t, p, "[w]\nn1 ansible_host=10.0.0.1 pod_cidr=10.244.1.0/24\n"+
+		"n2 ansible_host=10.0.0.2 ansible_ssh_extra_args='-i /root/Hunter2Key -o \"User Hunter2User\" sshpass Hunter2Word'\n"+
+		"n3 ansible_host=10.0.0.3 ansible_ssh_extra_args='-o \"ProxyCommand=unbalanced Hunter2Quote'\n"+
+		"[w:vars]\nansible_ssh_common_args='-o ProxyCommand=\"sshpass -p Hunter2Secret ssh -W %h:%p jump\"'\n")
+	_, err := LoadFile(p, Options{})
+	wantErr(t, err, `node "n1" ansible_ssh_common_args: -o "ProxyCommand" changes how or where`, `"-i" changes how`, `-o "User" changes`, "an argument that is no ssh option", "does not split into arguments")
+	if err != nil && strings.Contains(err.Error(), "Hunter2") {
+		t.Errorf("a secret is in the error: %v", err)
+	}
+}
+
+// ansible_ssh_args is read as the other ssh argument variables are;
+// paramiko's and sudo's own names are refused, warned about or honoured
+// as their become/ansible_host twins are.
+func TestAnsibleConnectionVarTwins(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "hosts")
+	writeTestFile(t, p, "[w]\n"+
+		"n1 ansible_host=10.0.0.1 ansible_ssh_args='-C -o ControlMaster=auto -o ControlPersist=60s -J bastion'\n"+
+		"n2 ansible_host=10.0.0.2 ansible_paramiko_pass=x ansible_paramiko_host=10.9.9.9\n"+
+		"n3 ansible_host=10.0.0.3 ansible_become=yes ansible_sudo_user=postgres\n"+
+		"n4 ansible_host=10.0.0.4 ansible_paramiko_user=admin ansible_paramiko_password=y\n"+
+		"n5 ansible_host=10.0.0.5 ansible_ssh_args='-o ProxyCommand=x'\n")
+	_, err := LoadFile(p, Options{})
+	wantErr(t, err,
+		`node "n2" ansible_paramiko_pass: is a login password`,
+		`node "n2" ansible_paramiko_host: is read by Ansible's paramiko connection only`, "set ansible_host instead",
+		`node "n3" ansible_sudo_user: "postgres": routepush becomes root`,
+		`node "n4" ansible_paramiko_user`, `node "n4" ansible_paramiko_password`,
+		`node "n5" ansible_ssh_args: -o "ProxyCommand"`)
+	if strings.Contains(err.Error(), `"n1"`) {
+		t.Errorf("n1 refused: %v", err)
+	}
+
+	ok := filepath.Join(t.TempDir(), "hosts")
+	writeTestFile(t, ok, "[w]\nn1 ansible_host=10.0.0.1 ansible_ssh_args='-C -o ControlMaster=auto -J bastion' ansible_sudo_exe=/bin/sudo ansible_sudo_flags=-H ansible_sudo_user=root\n")
+	f, err := LoadFile(ok, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Nodes[0].SSH.Jump != "bastion" {
+		t.Errorf("ansible_ssh_args -J: jump %q", f.Nodes[0].SSH.Jump)
+	}
+	w := strings.Join(f.Warnings, "\n")
+	for _, s := range []string{"ansible_sudo_exe ignored", "ansible_sudo_flags ignored", `ansible_ssh_args: -o "ControlMaster" ignored`} {
+		if !strings.Contains(w, s) {
+			t.Errorf("warnings %q lack %q", w, s)
+		}
+	}
+}
