@@ -2,8 +2,11 @@ package inventory
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/google/shlex"
@@ -16,6 +19,9 @@ import (
 func readINI(path string, data []byte) (*ansibleInventory, error) {
 	inv := newAnsible(path)
 	if err := inv.countINIHosts(data); err != nil {
+		return nil, fmt.Errorf("inventory %s: %s", path, printable(err))
+	}
+	if err := iniUndefinedGroups(data); err != nil {
 		return nil, fmt.Errorf("inventory %s: %s", path, printable(err))
 	}
 	d, err := aini.Parse(bytes.NewReader(data))
@@ -87,4 +93,87 @@ func iniPorts(data []byte) (map[string]int64, error) {
 		}
 	}
 	return ports, nil
+}
+
+// iniUndefinedGroups refuses what Ansible's ini plugin refuses and aini
+// accepts: a [g:children] section naming a group no section defines, and
+// a [g:vars] section for a group that has no [g] or [g:children]. aini
+// would make an empty group of the first and give the second's variables
+// to nothing, where Ansible reads no host of the file at all. It follows
+// the plugin's own bookkeeping (pending declarations, resolved by a later
+// section).
+func iniUndefinedGroups(data []byte) error {
+	type pending struct {
+		line    int
+		state   string
+		parents []string
+	}
+	defined := map[string]bool{"all": true, "ungrouped": true}
+	waiting := map[string]*pending{}
+	var resolve func(g string)
+	resolve = func(g string) {
+		p := waiting[g]
+		delete(waiting, g)
+		for _, parent := range p.parents {
+			if q := waiting[parent]; q != nil && q.state == "children" {
+				resolve(parent)
+			}
+		}
+	}
+	group, state := "ungrouped", "hosts"
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || line[0] == '#' || line[0] == ';' {
+			continue
+		}
+		if m := iniSection.FindStringSubmatch(line); m != nil {
+			group, state = m[1], m[2]
+			if state == "" {
+				state = "hosts"
+			}
+			if !defined[group] {
+				if state == "vars" && waiting[group] == nil {
+					waiting[group] = &pending{line: i + 1, state: "vars"}
+				}
+				defined[group] = true
+			}
+			if p := waiting[group]; p != nil && state != "vars" {
+				if p.state == "children" {
+					resolve(group)
+				} else {
+					delete(waiting, group)
+				}
+			}
+			continue
+		}
+		if state != "children" {
+			continue
+		}
+		tok, err := shlex.Split(line)
+		if err != nil || len(tok) == 0 {
+			continue // aini reports it
+		}
+		child := tok[0]
+		if defined[child] {
+			continue
+		}
+		if p := waiting[child]; p != nil {
+			p.parents = append(p.parents, group)
+		} else {
+			waiting[child] = &pending{line: i + 1, state: "children", parents: []string{group}}
+		}
+	}
+	var errs []string
+	for _, g := range slices.Sorted(maps.Keys(waiting)) {
+		p := waiting[g]
+		if p.state == "vars" {
+			errs = append(errs, fmt.Sprintf("line %d: [%s:vars] is for a group no [%s] or [%s:children] section defines (Ansible refuses it too): define the group, or remove the section", p.line, g, g, g))
+		} else {
+			errs = append(errs, fmt.Sprintf("line %d: [%s:children] names the group %s, which no section defines (Ansible refuses it too): define it, or remove the line", p.line, p.parents[len(p.parents)-1], g))
+		}
+	}
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "; "))
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package inventory
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -364,4 +365,57 @@ func TestAnsibleConnectionVarTwins(t *testing.T) {
 			t.Errorf("warnings %q lack %q", w, s)
 		}
 	}
+}
+
+// [a:children] naming an undefined group, and [g:vars] for a group no
+// section defines, are refused, as ansible-inventory refuses them; the
+// same groups defined later (in any order) are read, as it reads them.
+func TestAnsibleINIUndefinedGroups(t *testing.T) {
+	dir := t.TempDir()
+	for i, c := range []struct{ text, want string }{
+		{"[a:children]\nb\n[c]\nn1\n", "[a:children] names the group b, which no section defines"},
+		{"[w]\nn1\n[x:vars]\nk=1\n", "[x:vars] is for a group no [x] or [x:children] section defines"},
+		{"[a:children]\nb\n[b:children]\nc\n[c]\nn1\n", ""},
+		{"[x:vars]\nk=1\n[a:children]\nx\n[x]\nn1\n", ""},
+		{"[a:children]\nb\n[b:vars]\nk=1\n[w]\nn1\n", "[a:children] names the group b"},
+	} {
+		p := filepath.Join(dir, fmt.Sprintf("hosts%d", i))
+		writeTestFile(t, p, c.text)
+		_, err := readAnsibleFile(p)
+		if c.want == "" {
+			if err != nil {
+				t.Errorf("%q: %v", c.text, err)
+			}
+		} else {
+			wantErr(t, err, c.want)
+		}
+		if ansibleFails := ansibleRefuses(t, p); ansibleFails != (c.want != "") {
+			t.Errorf("%q: ansible-inventory refuses it: %v; routepush: %v", c.text, ansibleFails, err)
+		}
+	}
+}
+
+func readAnsibleFile(path string) (*ansibleInventory, error) {
+	f, data, err := detect(path)
+	if err != nil {
+		return nil, err
+	}
+	return readAnsible(path, f, data)
+}
+
+// ansibleRefuses reports whether ansible-inventory fails to parse path.
+func ansibleRefuses(t *testing.T, path string) bool {
+	t.Helper()
+	bin, err := exec.LookPath("ansible-inventory")
+	if err != nil {
+		t.Fatalf("ansible-inventory is needed to compare with: %v", err)
+	}
+	tmp := t.TempDir()
+	cfg := filepath.Join(tmp, "ansible.cfg")
+	writeTestFile(t, cfg, "")
+	cmd := exec.Command(bin, "-i", path, "--list")
+	cmd.Dir = tmp
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + tmp, "LC_ALL=C.UTF-8", "ANSIBLE_CONFIG=" + cfg,
+		"ANSIBLE_LOCAL_TEMP=" + tmp, "ANSIBLE_INVENTORY_UNPARSED_FAILED=true", "ANSIBLE_NOCOLOR=1"}
+	return cmd.Run() != nil
 }
