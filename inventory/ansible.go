@@ -133,6 +133,9 @@ func readAnsible(path string, f format, data []byte) (*ansibleInventory, error) 
 	if len(inv.hosts) == 0 {
 		return nil, errors.New("inventory " + path + ": no hosts")
 	}
+	if len(inv.hosts) > maxAnsibleHosts {
+		return nil, fmt.Errorf("inventory %s: %d hosts, more than the %d routepush reads from one inventory", path, len(inv.hosts), maxAnsibleHosts)
+	}
 	if err := inv.finish(); err != nil {
 		return nil, err
 	}

@@ -12,8 +12,13 @@ import (
 // maxAnsibleHosts is the most hosts an Ansible inventory may name. A
 // range expands before anything else is checked: "n[00000000:99999999]"
 // is 40 bytes and 10^8 hosts, which would exhaust the memory. No fleet
-// routepush serves is near it.
-const maxAnsibleHosts = 10000
+// routepush serves is near it. A host may be listed in many groups, so
+// the entries, counted before expanding, may be more (maxHostEntries);
+// the distinct hosts are counted once read (readAnsible).
+const (
+	maxAnsibleHosts = 10000
+	maxHostEntries  = 10 * maxAnsibleHosts
+)
 
 // hostRange is one [start:end] or [start:end:step] of a host pattern.
 var hostRange = regexp.MustCompile(`\[([^\]]*)\]`)
@@ -34,9 +39,12 @@ func (inv *ansibleInventory) countHosts(pattern string) error {
 			break
 		}
 	}
+	if n > maxAnsibleHosts {
+		return fmt.Errorf("host %q: names more than %d hosts; routepush refuses it rather than expand it", pattern, maxAnsibleHosts)
+	}
 	inv.hostCount += n
-	if n > maxAnsibleHosts || inv.hostCount > maxAnsibleHosts {
-		return fmt.Errorf("host %q: the inventory names more than %d hosts; routepush refuses it rather than expand it", pattern, maxAnsibleHosts)
+	if inv.hostCount > maxHostEntries {
+		return fmt.Errorf("host %q: the inventory lists more than %d hosts in its groups; routepush refuses it rather than expand it", pattern, maxHostEntries)
 	}
 	return nil
 }

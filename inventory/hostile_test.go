@@ -124,11 +124,20 @@ func TestAnsibleHostRangeBounded(t *testing.T) {
 	for i, c := range []struct{ text, want string }{
 		{"[w]\nn[00000000:99999999] pod_cidr=10.244.1.0/24\n", "more than 10000 hosts"},
 		{"[w]\nn[0:99]-[0:99]-[0:99]\n", "more than 10000 hosts"},
-		{"[w]\nn[0:5000]\n[v]\nm[0:5000]\n", "more than 10000 hosts"},
+		{"[w]\nn[0:5000]\n[v]\nm[0:5000]\n", "10002 hosts, more than the 10000"},
+		{strings.Repeat("[w]\nn[0:9999]\n", 11), "lists more than 100000 hosts in its groups"},
 		{"[w]\nn[1:3:0]\n", `step "0" is not a positive number`},
 		{"[w]\nn[1:99999999999999999999]\n", "not a number below 2^32"},
 		{"all:\n  hosts:\n    n[00000000:99999999]:\n", "more than 10000 hosts"},
 	} {
+		if i == 3 {
+			// One host in many groups is one host.
+			p := filepath.Join(dir, "many-groups")
+			writeTestFile(t, p, "[a]\nn[0:5999]\n[b]\nn[0:5999]\n")
+			if _, err := readAnsibleFile(p); err != nil {
+				t.Errorf("6,000 hosts in two groups: %v", err)
+			}
+		}
 		ext := ".ini"
 		if strings.HasPrefix(c.text, "all:") {
 			ext = ".yml"
