@@ -32,8 +32,9 @@ type Config struct {
 	// table without Cluster, how to reach each node with it.
 	Inventory string
 	// InventoryOptions say how to read it (an Ansible inventory's
-	// variable names). Only the file itself is watched for changes, not
-	// the group_vars/ and host_vars/ beside an Ansible inventory.
+	// variable names). The group_vars/ and host_vars/ beside an Ansible
+	// inventory are watched with it, under the same rule: read again
+	// once a change has stood still for a poll.
 	InventoryOptions inventory.Options
 	AllowUnknown     bool          // Cluster: route inventory nodes the API does not know
 	FilePoll         time.Duration // how often the inventory is looked at; default 1 s
@@ -97,6 +98,10 @@ type Engine struct {
 	// Pod CIDRs no node owns any more, and since when: their routes are
 	// deleted wherever found until every node converged after that.
 	gone map[netip.Prefix]time.Time
+	// lost are the nodes still in the table that lost pod CIDRs (and
+	// gained none) in a read not yet confirmed: held at their last
+	// entry, as a file read half written would have them lose.
+	lost map[string]lostCIDRs
 
 	done     chan *flight  // rounds hand their reports back
 	nodeDone chan nodeDone // and each node as soon as it is settled
@@ -132,7 +137,7 @@ func New(cfg Config) *Engine {
 	}
 	e := &Engine{cfg: cfg, log: cfg.logger(), obs: cfg.Observer,
 		due: map[string]time.Time{}, waiting: map[string]time.Time{}, fails: map[string]int{},
-		converged: map[string]time.Time{}, in: map[string]bool{}, flying: map[string]bool{}, noSFTP: map[string]bool{}, gone: map[netip.Prefix]time.Time{},
+		converged: map[string]time.Time{}, in: map[string]bool{}, flying: map[string]bool{}, noSFTP: map[string]bool{}, gone: map[netip.Prefix]time.Time{}, lost: map[string]lostCIDRs{},
 		done: make(chan *flight), nodeDone: make(chan nodeDone), now: time.Now}
 	if e.obs == nil {
 		e.obs = Observers{}
@@ -266,6 +271,7 @@ func (e *Engine) refresh(ctx context.Context) {
 		e.log.Error("failed to read the node table; waiting for the next change", "err", err)
 		return
 	}
+	nodes = e.holdLost(nodes)
 	c := Diff(e.nodes, nodes)
 	// A node held out of the table is not gone: its pod CIDR is not
 	// pruned anywhere, and the observers keep it.
@@ -317,6 +323,102 @@ func (e *Engine) refresh(ctx context.Context) {
 		}
 	}
 	e.log.Info("nodes changed", "affected", len(c.Affected), "gone", len(c.Gone))
+}
+
+// lostCIDRs is a node seen losing pod CIDRs: when, and at which read of
+// the inventory.
+type lostCIDRs struct {
+	at   time.Time
+	read int
+}
+
+// confirmAfter is how long after a node is first seen losing pod CIDRs
+// a read must still say so before routes to them are deleted: the
+// inventory's settle (two polls), and at least a second.
+func (e *Engine) confirmAfter() time.Duration {
+	poll := e.cfg.FilePoll
+	if poll <= 0 {
+		poll = time.Second
+	}
+	return max(2*poll, time.Second)
+}
+
+// holdLost keeps a node that is still in the table but lost pod CIDRs
+// (gained none) at its last routing entry until a later read, at least
+// confirmAfter on, says the same: a host_vars file read while a git pull
+// or an editor had it empty would otherwise take the node for one with
+// no pods, and every node's routes to them would be deleted. A node that
+// really lost its CIDR loses its routes a little later; the log says
+// which and why.
+func (e *Engine) holdLost(nodes []inventory.Node) []inventory.Node {
+	before := make(map[string]*inventory.Node, len(e.nodes))
+	for i := range e.nodes {
+		before[e.nodes[i].Name] = &e.nodes[i]
+	}
+	now, reads := e.now(), e.src.readCount()
+	// A CIDR another node now has moved: that is no read cut short.
+	var owned []netip.Prefix
+	for i := range nodes {
+		owned = append(owned, nodes[i].PodCIDRs...)
+	}
+	moved := func(o, n *inventory.Node) bool {
+		return slices.ContainsFunc(o.PodCIDRs, func(p netip.Prefix) bool {
+			return !slices.Contains(n.PodCIDRs, p) && slices.ContainsFunc(owned, p.Overlaps)
+		})
+	}
+	seen := map[string]bool{}
+	for i := range nodes {
+		n := &nodes[i]
+		seen[n.Name] = true
+		o, ok := before[n.Name]
+		if !ok || !lostOnly(o.PodCIDRs, n.PodCIDRs) || moved(o, n) {
+			if _, was := e.lost[n.Name]; was {
+				delete(e.lost, n.Name)
+				e.log.Info("node has its pod CIDRs again; nothing deleted", "node", n.Name)
+			}
+			continue
+		}
+		l, was := e.lost[n.Name]
+		if was && now.Sub(l.at) >= e.confirmAfter() && (e.cfg.Inventory == "" || reads > l.read) {
+			delete(e.lost, n.Name)
+			e.log.Warn("node lost pod CIDRs, read again to confirm: deleting the routes to them", "node", n.Name, "pod_cidrs", prefixes(n.PodCIDRs), "were", prefixes(o.PodCIDRs))
+			continue
+		}
+		if !was {
+			e.lost[n.Name] = lostCIDRs{at: now, read: reads}
+			e.log.Warn("node still in the table lost pod CIDRs: kept as it was until a read confirms it", "node", n.Name, "pod_cidrs", prefixes(n.PodCIDRs), "were", prefixes(o.PodCIDRs), "confirm_in", e.confirmAfter())
+			e.src.recheck(e.confirmAfter())
+		}
+		n.PodCIDRs, n.InternalIPs = slices.Clone(o.PodCIDRs), slices.Clone(o.InternalIPs)
+	}
+	for n := range e.lost {
+		if !seen[n] {
+			delete(e.lost, n)
+		}
+	}
+	return nodes
+}
+
+// lostOnly reports whether going from old to new loses pod CIDRs and
+// gains none.
+func lostOnly(old, new []netip.Prefix) bool {
+	if len(new) >= len(old) {
+		return false
+	}
+	for _, p := range new {
+		if !slices.Contains(old, p) {
+			return false
+		}
+	}
+	return true
+}
+
+func prefixes(ps []netip.Prefix) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
 }
 
 // setTable takes a new node table: nodes no longer in it are forgotten,

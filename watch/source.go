@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -23,9 +25,11 @@ import (
 )
 
 // source is where the node table comes from: a shared informer on the
-// selected Node objects and, when given, the inventory file (re-read when
-// its modification time or size changes). It tells of every change that
-// may move a route on kick, and builds the table on demand.
+// selected Node objects and, when given, the inventory (re-read when the
+// file, or a file in the group_vars/ or host_vars/ beside an Ansible
+// inventory, changes and has stood still for a poll; never in between,
+// so a file half written is not read). It tells of every change that may
+// move a route on kick, and builds the table on demand.
 type source struct {
 	cfg    *Config
 	lister listersv1.NodeLister // nil without the API
@@ -51,14 +55,56 @@ type source struct {
 	flapTimer   *time.Timer
 	lastFlapped string // the flapping nodes last logged
 
-	file    *inventory.File // the inventory's access, with the API
-	stamp   fileStamp
+	file      *inventory.File  // the inventory's access, with the API
+	fileNodes []inventory.Node // the inventory's table, alone
+	paths     []string         // what the last read depended on (inventory.Sources)
+	stamp     fileStamp        // their stamp before that read
+	announced fileStamp        // the last change the poll announced
+	// dirty: read the inventory again at the next table (a settled
+	// change, or a recheck). Between, every table uses the last read.
+	dirty   bool
+	reads   int   // reads of the inventory so far
 	fileErr error // the last read of the inventory, if it failed
 }
 
-type fileStamp struct {
-	mod  time.Time
-	size int64
+// fileStamp is the modification time and size of every file and folder
+// an inventory read depends on (folders walked whole), or that it is not
+// there: equal stamps, nothing changed.
+type fileStamp string
+
+// stampOf stamps paths: files, and folders with all they hold.
+func stampOf(paths []string) fileStamp {
+	var b strings.Builder
+	add := func(p string, fi os.FileInfo, err error) {
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			fmt.Fprintf(&b, "%s -\n", p)
+		case err != nil:
+			fmt.Fprintf(&b, "%s %v\n", p, err)
+		default:
+			fmt.Fprintf(&b, "%s %d %d %v\n", p, fi.ModTime().UnixNano(), fi.Size(), fi.Mode())
+		}
+	}
+	for _, p := range paths {
+		fi, err := os.Stat(p)
+		add(p, fi, err)
+		if err != nil || !fi.IsDir() {
+			continue
+		}
+		_ = filepath.WalkDir(p, func(q string, d fs.DirEntry, err error) error {
+			if q == p {
+				return nil
+			}
+			if err != nil {
+				add(q, nil, err)
+				return nil
+			}
+			fi, err := os.Stat(q) // through symlinks, as the read goes
+			add(q, fi, err)
+			return nil
+		})
+	}
+	return fileStamp(b.String())
 }
 
 func newSource(cfg *Config) *source {
@@ -185,7 +231,9 @@ func (s *source) take() (oldest time.Time, fileChanged bool) {
 	return oldest, fileChanged
 }
 
-// pollFile re-reads the inventory when it changes.
+// pollFile marks the inventory to be read again when what a read of it
+// depends on (the file, group_vars/, host_vars/) changed and has stood
+// still for a poll.
 func (s *source) pollFile(ctx context.Context) {
 	every := s.cfg.FilePoll
 	if every <= 0 {
@@ -199,22 +247,24 @@ func (s *source) pollFile(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			st, err := os.Stat(s.cfg.Inventory)
-			if err != nil {
-				continue
-			}
-			now := fileStamp{st.ModTime(), st.Size()}
 			s.mu.Lock()
-			same := s.stamp == now
+			paths := s.paths
 			s.mu.Unlock()
-			// A file being written in place may parse when cut at a node's
-			// end: read it once it has stood still for a poll.
+			now := stampOf(paths)
+			s.mu.Lock()
+			fresh := s.stamp != now && s.announced != now
+			s.mu.Unlock()
+			// A file being written in place (or a git pull half done)
+			// may parse when cut short: read once it all has stood
+			// still for a poll.
 			settled := now == seen
 			seen = now
-			if !same && settled {
+			if fresh && settled {
 				s.cfg.logger().Info("inventory changed; reading it again", "file", s.cfg.Inventory)
 				s.mu.Lock()
+				s.announced = now
 				s.fileChanged = true
+				s.dirty = true
 				s.mu.Unlock()
 				s.event()
 			}
@@ -222,16 +272,41 @@ func (s *source) pollFile(ctx context.Context) {
 	}
 }
 
-// readFile reads the inventory's SSH access (with the API), or notes its
-// stamp (alone: the table is read from it whole).
-func (s *source) readFile() {
-	st, err := os.Stat(s.cfg.Inventory)
+// recheck reads the inventory again after d, whether or not it changed.
+func (s *source) recheck(d time.Duration) {
+	time.AfterFunc(d, func() {
+		s.mu.Lock()
+		s.dirty = true
+		s.mu.Unlock()
+		s.event()
+	})
+}
+
+// readCount is how many times the inventory was read.
+func (s *source) readCount() int {
 	s.mu.Lock()
-	if err == nil {
-		s.stamp = fileStamp{st.ModTime(), st.Size()}
-	}
+	defer s.mu.Unlock()
+	return s.reads
+}
+
+// readFile reads the inventory: its SSH access (with the API) or its
+// whole table (alone). A read that fails keeps the last good one, and
+// says so in fileErr. The stamp is taken first: a change during the read
+// is a change after it.
+func (s *source) readFile() {
+	paths := inventory.Sources(s.cfg.Inventory)
+	stamp := stampOf(paths)
+	s.mu.Lock()
+	s.paths, s.stamp = paths, stamp
+	s.reads++
 	s.mu.Unlock()
 	if s.cfg.Cluster == nil {
+		f, err := inventory.LoadFile(s.cfg.Inventory, s.cfg.InventoryOptions)
+		if err != nil {
+			s.fileErr = err
+			return
+		}
+		s.fileNodes, s.fileErr = f.Nodes, nil
 		return
 	}
 	f, err := inventory.LoadAccessWith(s.cfg.Inventory, s.cfg.InventoryOptions)
@@ -257,20 +332,25 @@ func (s *source) readFile() {
 // why.
 func (s *source) table(ctx context.Context) ([]inventory.Node, map[string]bool, error) {
 	if s.cfg.Inventory != "" {
-		s.readFile()
-		if s.fileErr != nil && s.file == nil {
-			return nil, nil, s.fileErr
+		// Read again only when the poll saw a change settle (or a
+		// recheck is due): a Node event is no reason to, and a read
+		// between two writes of a git pull would see half of it.
+		s.mu.Lock()
+		dirty := s.dirty
+		s.dirty = false
+		s.mu.Unlock()
+		if dirty {
+			s.readFile()
+			if s.fileErr != nil && s.cfg.Cluster != nil && s.file != nil {
+				s.cfg.logger().Warn("inventory unreadable; keeping the last good one", "err", s.fileErr)
+			}
 		}
-		if s.fileErr != nil {
-			s.cfg.logger().Warn("inventory unreadable; keeping the last good one", "err", s.fileErr)
+		if s.fileErr != nil && (s.cfg.Cluster == nil || s.file == nil) {
+			return nil, nil, s.fileErr
 		}
 	}
 	if s.cfg.Cluster == nil {
-		f, err := inventory.LoadFile(s.cfg.Inventory, s.cfg.InventoryOptions)
-		if err != nil {
-			return nil, nil, err
-		}
-		return f.Nodes, nil, nil
+		return slices.Clone(s.fileNodes), nil, nil
 	}
 	kns, err := s.lister.List(labels.Everything())
 	if err != nil {
