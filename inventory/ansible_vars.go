@@ -1,7 +1,9 @@
 package inventory
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -26,15 +28,22 @@ func readVarsFor(dir, name, entity string) (vars, error) {
 	if err := safeEntityName(name); err != nil {
 		return nil, err
 	}
-	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+	// Only a file that is not there sets nothing: one routepush cannot
+	// look at (permissions, a symlink loop) may set anything.
+	if st, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) || err == nil && !st.IsDir() {
 		return vars{}, nil
+	} else if err != nil {
+		return nil, err
 	}
 	var files []string
 	for _, ext := range []string{"", ".yml", ".yaml", ".json"} {
 		p := filepath.Join(dir, name+ext)
 		st, err := os.Stat(p)
-		if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
 			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("variables of %s: %w", entity, err)
 		}
 		if st.IsDir() {
 			found, err := varsDir(p)
