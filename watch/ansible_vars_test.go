@@ -161,3 +161,35 @@ func TestSourceReadsTheInventoryOnlyWhenItChanged(t *testing.T) {
 	}
 	waitUntil(t, "host_vars/node-01.yml read once it stood still", 10*time.Second, func() bool { return port() == 2222 })
 }
+
+// The stamp changes with a vars file edited, added or removed, not with
+// an editor's swap file or backup beside it.
+func TestStampOfVarsFolders(t *testing.T) {
+	dir := t.TempDir()
+	writeVars(t, dir, 0, "pod_cidr: 100.64.0.0/24\n")
+	paths := []string{filepath.Join(dir, "inventory.ini"), filepath.Join(dir, "group_vars"), filepath.Join(dir, "host_vars")}
+	s0 := stampOf(paths)
+	for _, junk := range []string{".node-00.yml.swp", "node-00.yml~"} {
+		if err := os.WriteFile(filepath.Join(dir, "host_vars", junk), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := stampOf(paths); s != s0 {
+		t.Errorf("a swap file or backup changed the stamp:\n%s\n%s", s0, s)
+	}
+	writeVars(t, dir, 1, "pod_cidr: 100.64.1.0/24\n")
+	s1 := stampOf(paths)
+	if s1 == s0 {
+		t.Error("a new host_vars file left the stamp as it was")
+	}
+	writeVars(t, dir, 1, "pod_cidr: 100.64.9.0/24\n")
+	if s := stampOf(paths); s == s1 {
+		t.Error("an edited host_vars file left the stamp as it was")
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "group_vars", "k8s"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if s := stampOf(paths); s == s1 {
+		t.Error("a group_vars folder created left the stamp as it was")
+	}
+}

@@ -67,9 +67,10 @@ type source struct {
 	fileErr error // the last read of the inventory, if it failed
 }
 
-// fileStamp is the modification time and size of every file and folder
-// an inventory read depends on (folders walked whole), or that it is not
-// there: equal stamps, nothing changed.
+// fileStamp is the modification time and size of every file an
+// inventory read depends on (folders walked whole, hidden files and
+// backups~ left out as the read leaves them), or that it is not there:
+// equal stamps, nothing changed.
 type fileStamp string
 
 // stampOf stamps paths: files, and folders with all they hold.
@@ -81,6 +82,10 @@ func stampOf(paths []string) fileStamp {
 			fmt.Fprintf(&b, "%s -\n", p)
 		case err != nil:
 			fmt.Fprintf(&b, "%s %v\n", p, err)
+		case fi.IsDir():
+			// Its entries are walked: its own time would change with a
+			// file the read leaves out (an editor's swap file).
+			fmt.Fprintf(&b, "%s dir\n", p)
 		default:
 			fmt.Fprintf(&b, "%s %d %d %v\n", p, fi.ModTime().UnixNano(), fi.Size(), fi.Mode())
 		}
@@ -93,6 +98,14 @@ func stampOf(paths []string) fileStamp {
 		}
 		_ = filepath.WalkDir(p, func(q string, d fs.DirEntry, err error) error {
 			if q == p {
+				return nil
+			}
+			// What the read leaves out (hidden files, an editor's
+			// swap files and backups~) changes nothing it returns.
+			if name := filepath.Base(q); strings.HasPrefix(name, ".") || strings.HasSuffix(name, "~") {
+				if d != nil && d.IsDir() {
+					return filepath.SkipDir
+				}
 				return nil
 			}
 			if err != nil {
