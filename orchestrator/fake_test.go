@@ -56,12 +56,17 @@ type fakeKernel struct {
 	// fileOps counts them all the same.
 	noSFTP  bool
 	fileOps int
+	// loseSFTPAfter > 0: SFTP vanishes after that many file operations.
+	loseSFTPAfter int
 }
 
 // files is what a file operation meets first: the node's missing SFTP
 // server, if it has none.
 func (k *fakeKernel) files() error {
 	k.fileOps++
+	if k.loseSFTPAfter > 0 && k.fileOps > k.loseSFTPAfter {
+		k.noSFTP = true
+	}
 	if k.noSFTP {
 		return &host.NoSFTPError{Host: k.name, Why: "Dropbear runs /usr/lib/sftp-server: not found, exit status 127", Fix: "install openssh-sftp-server"}
 	}

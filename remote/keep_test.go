@@ -24,8 +24,8 @@ import (
 
 // keepSSHD is an in-process SSH server that logs in one key and counts
 // what routepush costs it: connections and SFTP sessions. A command
-// "true" exits 0, "hang" never ends, "ip ... -batch -" is a fakeIP; SFTP
-// serves an in-memory filesystem.
+// "true" exits 0, "hang" never ends, "ip ... -batch -" is a fakeIP,
+// lockProbeCommand finds no lock; SFTP serves an in-memory filesystem.
 // silent stops it answering global requests (keepalives).
 type keepSSHD struct {
 	port   int
@@ -39,9 +39,14 @@ type keepSSHD struct {
 	files func() sftp.Handlers
 	// exec, when set before the first login, runs a command first: it
 	// returns false to leave it to the defaults below.
-	exec     func(cmd string, ch ssh.Channel) bool
-	mu       sync.Mutex
-	serverCs []*ssh.ServerConn
+	exec func(cmd string, ch ssh.Channel) bool
+	// subsystem, when set before the first login, answers the sftp
+	// subsystem request first: it returns false to leave it to SFTP.
+	subsystem  func(req *ssh.Request, ch ssh.Channel) bool
+	subsysReqs atomic.Int32 // sftp subsystem requests, however answered
+	probes     atomic.Int32 // lockProbeCommand runs
+	mu         sync.Mutex
+	serverCs   []*ssh.ServerConn
 }
 
 // startKeepSSHD starts the server and returns a Config that reaches it,
@@ -128,6 +133,10 @@ func (s *keepSSHD) serveConn(nc net.Conn, cfg *ssh.ServerConfig) {
 					_ = req.Reply(true, nil)
 					switch {
 					case s.exec != nil && s.exec(m.Command, ch):
+					case m.Command == lockProbeCommand:
+						s.probes.Add(1)
+						_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{0}))
+						ch.Close()
 					case m.Command == "true":
 						_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{0}))
 						ch.Close()
@@ -135,6 +144,10 @@ func (s *keepSSHD) serveConn(nc net.Conn, cfg *ssh.ServerConfig) {
 						go s.ip.serve(ch, strings.Contains(m.Command, "-force "))
 					}
 				case "subsystem":
+					s.subsysReqs.Add(1)
+					if s.subsystem != nil && s.subsystem(req, ch) {
+						continue
+					}
 					_ = req.Reply(true, nil)
 					s.sftps.Add(1)
 					s.mu.Lock()
