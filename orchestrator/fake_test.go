@@ -56,7 +56,8 @@ type fakeKernel struct {
 	// fileOps counts them all the same.
 	noSFTP  bool
 	fileOps int
-	// loseSFTPAfter > 0: SFTP vanishes after that many file operations.
+	// loseSFTPAfter > 0: the node's SFTP server goes after that many
+	// file operations; every later one fails as noSFTP's do.
 	loseSFTPAfter int
 }
 
