@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -22,15 +20,7 @@ func TestMixedFleet(t *testing.T) {
 	l := newLabWith(t, lab.Options{Nodes: 5, Dropbear: []int{2}, DropbearNoSFTP: []int{3}})
 	ctx := testContext(t)
 	bb := l.Nodes[4]
-	if err := os.MkdirAll(filepath.Join(bb.Dir, "bb"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink("/usr/bin/busybox", filepath.Join(bb.Dir, "bb", "ip")); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.SetMounts(ctx, bb, bbFirst); err != nil {
-		t.Fatal(err)
-	}
+	busyBoxFirst(t, l, bb)
 	if out, err := l.NodeExec(ctx, bb, "sh", "-c", "ip -V 2>&1 | head -1"); err != nil || !strings.Contains(out, "BusyBox") {
 		t.Fatalf("node-4's first ip is not BusyBox's: %q, %v", out, err)
 	}

@@ -133,6 +133,21 @@ const (
 `
 )
 
+// busyBoxFirst makes BusyBox's ip the first on n's PATH: a folder holding
+// it is mounted over /usr/local/sbin (bbFirst).
+func busyBoxFirst(t *testing.T, l *lab.Lab, n *lab.Node) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(n.Dir, "bb"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/usr/bin/busybox", filepath.Join(n.Dir, "bb", "ip")); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.SetMounts(testContext(t), n, bbFirst); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // (b) A node whose first ip on the PATH is BusyBox's: served through the
 // iproute2 ip further along it (converges, verifies, is restored byte for
 // byte when another node fails); with no iproute2 at all, refused before
@@ -142,15 +157,7 @@ func TestNodeSoftwareBusyBoxIP(t *testing.T) {
 	l := newLab(t, 4)
 	ctx := testContext(t)
 	bb := l.Nodes[1]
-	if err := os.MkdirAll(filepath.Join(bb.Dir, "bb"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink("/usr/bin/busybox", filepath.Join(bb.Dir, "bb", "ip")); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.SetMounts(ctx, bb, bbFirst); err != nil {
-		t.Fatal(err)
-	}
+	busyBoxFirst(t, l, bb)
 	inv := l.InventoryPath()
 
 	rejectRouteVia(t, l, l.Nodes[3], l.Nodes[0].Addr)
@@ -304,17 +311,8 @@ func TestNodeSoftwarePersistBootIP(t *testing.T) {
 func TestNodeSoftwareRollbackBusyBoxFirst(t *testing.T) {
 	t.Parallel()
 	l := newLab(t, 3)
-	ctx := testContext(t)
 	bb := l.Nodes[1]
-	if err := os.MkdirAll(filepath.Join(bb.Dir, "bb"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink("/usr/bin/busybox", filepath.Join(bb.Dir, "bb", "ip")); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.SetMounts(ctx, bb, bbFirst); err != nil {
-		t.Fatal(err)
-	}
+	busyBoxFirst(t, l, bb)
 	inv := l.InventoryPath()
 	before := snapshot(t, l)
 	if res := rp(t, l, "--inventory", inv); res.Code != 0 {
