@@ -62,6 +62,10 @@ func readINI(path string, data []byte) (*ansibleInventory, error) {
 // iniSection is a section header, as Ansible (and aini) match it.
 var iniSection = regexp.MustCompile(`^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:\#.*)?$`)
 
+// iniPortWritten matches a host pattern that ends in a port: ":digits"
+// after the last range's "]", if any.
+var iniPortWritten = regexp.MustCompile(`^(?:.*\])?[^\[\]]*:[0-9]+$`)
+
 // iniPorts finds the ports host lines give (node1:2222). aini keeps the
 // port of a host's last line, 22 when that line gives none; Ansible keeps
 // the last port given, so a host listed again in another group keeps it.
@@ -81,8 +85,8 @@ func iniPorts(data []byte) (map[string]int64, error) {
 		if !hosts || err != nil || len(tok) == 0 || !strings.Contains(tok[0], ":") {
 			continue
 		}
-		if strings.HasSuffix(tok[0], "]") {
-			continue // a range (node[1:3]) and no port
+		if !iniPortWritten.MatchString(tok[0]) {
+			continue // a range (node[1:3], node[01:02].example) and no port
 		}
 		d, err := aini.ParseString("[g]\n" + tok[0])
 		if err != nil {

@@ -22,6 +22,8 @@ var ansibleFixtures = []string{
 	"testdata/ansible/hostile/ungrouped/inventory.yml",
 	"testdata/ansible/hostile/iniall.ini",
 	"testdata/ansible/hostile/port22.yml",
+	"testdata/ansible/ports/rangeport.ini",
+	"testdata/ansible/ports/ranges.ini",
 }
 
 // runAnsibleInventory runs the real `ansible-inventory --list` on an

@@ -1,0 +1,26 @@
+package inventory
+
+import (
+	"path/filepath"
+	"testing"
+)
+
+// A range in the middle of a name (node[01:02].k8s.example) is no
+// host:port: the port is [all:vars]'s, as ansible-inventory says.
+func TestAnsibleRangeWithSuffixKeepsGroupPort(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "inventory.ini")
+	writeTestFile(t, path, "[all:vars]\nansible_port=2222\n[workers]\nnode[01:02].k8s.example\nweb[a:b].example\ndb-[1:2]:2200\n")
+	f, err := LoadAccessWith(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{"node01.k8s.example": 2222, "node02.k8s.example": 2222, "weba.example": 2222, "webb.example": 2222, "db-1": 2200, "db-2": 2200}
+	if len(f.Nodes) != len(want) {
+		t.Fatalf("%d nodes, want %d", len(f.Nodes), len(want))
+	}
+	for _, n := range f.Nodes {
+		if n.SSH.Port != want[n.Name] {
+			t.Errorf("%s: port %d, ansible-inventory says %d", n.Name, n.SSH.Port, want[n.Name])
+		}
+	}
+}
