@@ -66,11 +66,14 @@ var iniSection = regexp.MustCompile(`^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:\#.*)?$`)
 // after the last range's "]", if any.
 var iniPortWritten = regexp.MustCompile(`^(?:.*\])?[^\[\]]*:[0-9]+$`)
 
-// iniPorts finds the ports host lines give (node1:2222). aini keeps the
-// port of a host's last line, 22 when that line gives none; Ansible keeps
-// the last port given, so a host listed again in another group keeps it.
+// iniPorts finds the ports host lines give (node1:2222). Ansible keeps
+// the port of the line that first names a host (InventoryData.add_host
+// creates it once): a host first listed without one has none from its
+// lines, whatever later lines say. aini instead keeps the last line's
+// port, 22 when that line gives none.
 func iniPorts(data []byte) (map[string]int64, error) {
 	ports := map[string]int64{}
+	seen := map[string]bool{}
 	hosts := true
 	for _, line := range strings.Split(string(data), "\n") {
 		line = strings.TrimSpace(line)
@@ -82,18 +85,23 @@ func iniPorts(data []byte) (map[string]int64, error) {
 			continue
 		}
 		tok, err := shlex.Split(line)
-		if !hosts || err != nil || len(tok) == 0 || !strings.Contains(tok[0], ":") {
+		if !hosts || err != nil || len(tok) == 0 {
 			continue
-		}
-		if !iniPortWritten.MatchString(tok[0]) {
-			continue // a range (node[1:3], node[01:02].example) and no port
 		}
 		d, err := aini.ParseString("[g]\n" + tok[0])
 		if err != nil {
 			return nil, err
 		}
+		// a range (node[1:3], node[01:02].example) is no port
+		written := iniPortWritten.MatchString(tok[0])
 		for name, h := range d.Hosts {
-			ports[name] = int64(h.Port)
+			if seen[name] {
+				continue
+			}
+			seen[name] = true
+			if written {
+				ports[name] = int64(h.Port)
+			}
 		}
 	}
 	return ports, nil

@@ -24,6 +24,8 @@ var ansibleFixtures = []string{
 	"testdata/ansible/hostile/port22.yml",
 	"testdata/ansible/ports/rangeport.ini",
 	"testdata/ansible/ports/ranges.ini",
+	"testdata/ansible/ports/first.ini",
+	"testdata/ansible/ports/first.yml",
 }
 
 // runAnsibleInventory runs the real `ansible-inventory --list` on an

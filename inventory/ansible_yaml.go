@@ -138,12 +138,14 @@ func (inv *ansibleInventory) yamlHost(d *yamlDecoder, pattern string, n *yaml.No
 		hv = v.(map[string]any)
 	}
 	for _, ah := range parsed.Hosts {
+		_, existed := inv.hosts[ah.Name]
 		h := inv.host(ah.Name)
 		h.groups = addTo(h.groups, group)
-		// aini says 22 both for "n1:22" and for "n1"; Ansible sets the
-		// port of the first (over ansible_port in the groups' vars), so
-		// the text says which it was.
-		if ah.Port != 22 || strings.HasSuffix(pattern, ":22") && !strings.HasSuffix(ah.Name, ":22") {
+		// Ansible sets the port of the key that first names the host
+		// (over ansible_port in the groups' vars); a later key's port
+		// is lost. aini says 22 both for "n1:22" and for "n1", so the
+		// text says which it was.
+		if !existed && (ah.Port != 22 || strings.HasSuffix(pattern, ":22") && !strings.HasSuffix(ah.Name, ":22")) {
 			h.vars["ansible_port"] = val{int64(ah.Port), "the host's key (" + pattern + ")"}
 		}
 		for k, v := range hv {

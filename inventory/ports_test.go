@@ -24,3 +24,28 @@ func TestAnsibleRangeWithSuffixKeepsGroupPort(t *testing.T) {
 		}
 	}
 }
+
+// Ansible keeps the port of the line (or YAML key) that first names a
+// host; later ones change nothing, and a host first named without a port
+// has none from its names.
+func TestAnsibleFirstPortWins(t *testing.T) {
+	for _, c := range []struct {
+		name, data string
+		want       int
+	}{
+		{"inventory.ini", "[a]\nn1:2200 ansible_host=10.0.0.1\n[b]\nn1:2300\n", 2200},
+		{"inventory.ini", "[a]\nn1 ansible_host=10.0.0.1\n[b]\nn1:2300\n", 0},
+		{"inventory.yml", "all:\n  children:\n    a:\n      hosts:\n        n1: {ansible_host: 10.0.0.1}\n    b:\n      hosts:\n        n1:2300:\n", 0},
+		{"inventory.yml", "all:\n  children:\n    a:\n      hosts:\n        n1:2200: {ansible_host: 10.0.0.1}\n    b:\n      hosts:\n        n1:2300:\n", 2200},
+	} {
+		path := filepath.Join(t.TempDir(), c.name)
+		writeTestFile(t, path, c.data)
+		f, err := LoadFile(path, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := f.Nodes[0].SSH.Port; p != c.want {
+			t.Errorf("%s:\n%s: port %d, ansible-inventory says %d", c.name, c.data, p, c.want)
+		}
+	}
+}
