@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strings"
@@ -24,11 +25,11 @@ func readINI(path string, data []byte) (*ansibleInventory, error) {
 	if err := iniUndefinedGroups(data); err != nil {
 		return nil, fmt.Errorf("inventory %s: %s", path, printable(err))
 	}
-	d, err := aini.Parse(bytes.NewReader(data))
+	ports, err := iniPorts(data)
 	if err != nil {
 		return nil, fmt.Errorf("inventory %s: %s", path, printable(err))
 	}
-	ports, err := iniPorts(data)
+	d, err := aini.Parse(bytes.NewReader(data))
 	if err != nil {
 		return nil, fmt.Errorf("inventory %s: %s", path, printable(err))
 	}
@@ -75,7 +76,7 @@ func iniPorts(data []byte) (map[string]int64, error) {
 	ports := map[string]int64{}
 	seen := map[string]bool{}
 	hosts := true
-	for _, line := range strings.Split(string(data), "\n") {
+	for i, line := range strings.Split(string(data), "\n") {
 		line = strings.TrimSpace(line)
 		if line == "" || line[0] == '#' || line[0] == ';' {
 			continue
@@ -87,6 +88,9 @@ func iniPorts(data []byte) (map[string]int64, error) {
 		tok, err := shlex.Split(line)
 		if !hosts || err != nil || len(tok) == 0 {
 			continue
+		}
+		if addr, ok := ipv6HostName(tok[0]); ok {
+			return nil, fmt.Errorf("line %d: host %q is an IPv6 address, which routepush does not take for a host name (aini, which it reads INI with, would mangle it): use a name with ansible_host=%s", i+1, tok[0], addr)
 		}
 		d, err := aini.ParseString("[g]\n" + tok[0])
 		if err != nil {
@@ -105,6 +109,35 @@ func iniPorts(data []byte) (map[string]int64, error) {
 		}
 	}
 	return ports, nil
+}
+
+// ipv6HostName reports whether a host pattern is an IPv6 address
+// (fe80::1, [2001:db8::7]:2200), and the address.
+func ipv6HostName(pattern string) (string, bool) {
+	if m := bracketedHost.FindStringSubmatch(pattern); m != nil && isIPv6(m[1]) {
+		return m[1], true
+	}
+	if isIPv6(pattern) {
+		return pattern, true
+	}
+	// Outside its ranges (x[1:7:3]), a name has at most one ':', its port's.
+	if strings.Count(rangeText.ReplaceAllString(pattern, ""), ":") > 1 {
+		return pattern, true
+	}
+	return "", false
+}
+
+var (
+	bracketedHost = regexp.MustCompile(`^\[([^\]]*)\](?::[0-9]+)?$`)
+	rangeText     = regexp.MustCompile(`\[[^\]]*\]`)
+)
+
+func isIPv6(s string) bool {
+	if i := strings.IndexByte(s, '%'); i >= 0 {
+		s = s[:i]
+	}
+	a, err := netip.ParseAddr(s)
+	return err == nil && a.Is6()
 }
 
 // iniUndefinedGroups refuses what Ansible's ini plugin refuses and aini

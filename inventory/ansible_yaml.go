@@ -115,6 +115,9 @@ func (inv *ansibleInventory) yamlHost(d *yamlDecoder, pattern string, n *yaml.No
 	if pattern == "" || strings.ContainsAny(pattern, " \t\n\"'#=;\\") {
 		return fmt.Errorf("group %s: %q is not a host name or pattern", group, pattern)
 	}
+	if addr, ok := ipv6HostName(pattern); ok {
+		return fmt.Errorf("group %s: host %q is an IPv6 address, which routepush does not take for a host name (aini, which it reads host patterns with, would mangle it): use a name with ansible_host: %s", group, pattern, addr)
+	}
 	if err := inv.countHosts(pattern); err != nil {
 		return fmt.Errorf("group %s: %w", group, err)
 	}

@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -47,5 +48,29 @@ func TestAnsibleFirstPortWins(t *testing.T) {
 		if p := f.Nodes[0].SSH.Port; p != c.want {
 			t.Errorf("%s:\n%s: port %d, ansible-inventory says %d", c.name, c.data, p, c.want)
 		}
+	}
+}
+
+// An IPv6 address for a host name is refused, naming the host, in both
+// formats: aini mangles it (fe80::1 becomes host "fe80:" port 1).
+func TestAnsibleIPv6HostNameRefused(t *testing.T) {
+	for _, c := range []struct{ name, data, host string }{
+		{"inventory.ini", "[g]\nfe80::1\n", "fe80::1"},
+		{"inventory.ini", "[g]\n[2001:db8::7]:2200 pod_cidr=10.1.0.0/24\n", "2001:db8::7"},
+		{"inventory.ini", "[g]\n2001:db8:0:0:0:0:0:7\n", "2001:db8:0:0:0:0:0:7"},
+		{"inventory.ini", "[g]\nfe80::1%eth0\n", "fe80::1%eth0"},
+		{"inventory.yml", "all:\n  hosts:\n    fe80::1:\n", "fe80::1"},
+		{"inventory.yml", "all:\n  hosts:\n    '[2001:db8::7]:2200': {pod_cidr: 10.1.0.0/24}\n", "2001:db8::7"},
+	} {
+		path := filepath.Join(t.TempDir(), c.name)
+		writeTestFile(t, path, c.data)
+		_, err := LoadFile(path, Options{})
+		if err == nil || !strings.Contains(err.Error(), "IPv6") || !strings.Contains(err.Error(), "ansible_host") || !strings.Contains(err.Error(), c.host) {
+			t.Errorf("%s:\n%s: %v; want it refused naming %s and ansible_host", c.name, c.data, err, c.host)
+		}
+	}
+	// Ranges with steps and ports stay host names.
+	if _, err := readINI("inventory.ini", []byte("[g]\nx[1:7:3]\ny[1:2]:2200\n[2:3]z\n")); err != nil {
+		t.Errorf("ranges: %v", err)
 	}
 }
