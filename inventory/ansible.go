@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -77,10 +78,8 @@ func detect(path string) (format, []byte, error) {
 			keys[m.Content[i].Value] = m.Content[i+1]
 		}
 	}
-	_, nodes := keys["nodes"]
-	_, defaults := keys["defaults"]
 	switch {
-	case nodes || defaults:
+	case isMap && routepushShaped(keys):
 		return formatRoutepush, data, nil
 	case strings.HasPrefix(string(data), "#!") || st.Mode()&0o111 != 0 && bytes.IndexByte(data, 0) >= 0:
 		// Ansible runs such a file (or an executable program); one that
@@ -95,6 +94,37 @@ func detect(path string) (format, []byte, error) {
 		return formatRoutepush, data, nil
 	}
 	return formatAnsibleINI, data, nil
+}
+
+// routepushShaped reports whether a YAML file's top-level keys are
+// hosts.yaml's: nodes a list, or defaults a mapping of hosts.yaml's
+// settings. An Ansible group may be called nodes or defaults too; when
+// neither is clear, a file that is no Ansible inventory is hosts.yaml's,
+// to be told what is wrong with it.
+func routepushShaped(keys map[string]*yaml.Node) bool {
+	nodes, defaults := keys["nodes"], keys["defaults"]
+	if nodes == nil && defaults == nil {
+		return false
+	}
+	if nodes != nil && nodes.Kind == yaml.SequenceNode {
+		return true
+	}
+	if defaults != nil && defaults.Kind == yaml.MappingNode &&
+		mapHasKey(defaults, "user", "port", "identity_file", "jump", "become", "sftp_server") &&
+		!mapHasKey(defaults, "hosts", "children", "vars") {
+		return true
+	}
+	return !ansibleShaped(keys)
+}
+
+// mapHasKey reports whether a YAML mapping has one of the keys.
+func mapHasKey(m *yaml.Node, keys ...string) bool {
+	for i := 0; i < len(m.Content); i += 2 {
+		if slices.Contains(keys, m.Content[i].Value) {
+			return true
+		}
+	}
+	return false
 }
 
 // ansibleShaped reports whether a YAML file's top-level keys are Ansible

@@ -26,6 +26,7 @@ var ansibleFixtures = []string{
 	"testdata/ansible/ports/ranges.ini",
 	"testdata/ansible/ports/first.ini",
 	"testdata/ansible/ports/first.yml",
+	"testdata/ansible/hostile/nodes-group.yml",
 }
 
 // runAnsibleInventory runs the real `ansible-inventory --list` on an
@@ -415,6 +416,14 @@ func TestDetect(t *testing.T) {
 		{"hosts", "a ansible_host=10.0.0.1\n", formatAnsibleINI},
 		{"hosts", "[workers]\na\n", formatAnsibleINI},
 		{"hosts", "all:\n  hosts:\n    a:\n", formatAnsibleYAML},
+		// Ansible groups called nodes or defaults.
+		{"inventory.yml", "nodes:\n  hosts:\n    a:\n", formatAnsibleYAML},
+		{"inventory.yml", "defaults:\n  vars: {user: root}\n  hosts:\n    a:\n", formatAnsibleYAML},
+		{"inventory.yml", "all:\n  children:\n    w:\n      hosts: {a: }\nnodes:\n", formatAnsibleYAML},
+		{"inventory.yml", "defaults:\n  children:\n    w:\n      hosts: {a: }\nnodes:\n  hosts: {b: }\n", formatAnsibleYAML},
+		{"hosts.yaml", "defaults: {user: root}\nnodes:\n", formatRoutepush},
+		{"hosts.yaml", "nodes: {}\n", formatRoutepush},
+		{"hosts.yaml", "nodes: []\ndefaults: {hosts: 1}\n", formatRoutepush},
 	} {
 		path := filepath.Join(dir, c.name)
 		writeTestFile(t, path, c.data)
