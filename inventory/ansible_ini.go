@@ -19,6 +19,7 @@ import (
 // Python literals (parseLiteral).
 func readINI(path string, data []byte) (*ansibleInventory, error) {
 	inv := newAnsible(path)
+	data = iniCutHostComments(data)
 	if err := inv.countINIHosts(data); err != nil {
 		return nil, fmt.Errorf("inventory %s: %s", path, printable(err))
 	}
@@ -109,6 +110,53 @@ func iniPorts(data []byte) (map[string]int64, error) {
 		}
 	}
 	return ports, nil
+}
+
+// iniCutHostComments cuts each host line where Ansible's shlex (posix,
+// comments on) sees a comment: at a '#' outside quotes, in the middle of
+// a word too (pod_cidr=10.1.0.0/24#x is pod_cidr=10.1.0.0/24, and the
+// line ends there). aini only cuts at " #". Lines of [g:vars] and
+// [g:children] sections are no shlex text and stay as they are.
+func iniCutHostComments(data []byte) []byte {
+	lines := strings.Split(string(data), "\n")
+	hosts := true
+	for i, line := range lines {
+		t := strings.TrimSpace(line)
+		if t == "" || t[0] == '#' || t[0] == ';' {
+			continue
+		}
+		if m := iniSection.FindStringSubmatch(t); m != nil {
+			hosts = m[2] == "" || m[2] == "hosts"
+			continue
+		}
+		if hosts {
+			lines[i] = cutShellComment(line)
+		}
+	}
+	return []byte(strings.Join(lines, "\n"))
+}
+
+// cutShellComment returns line up to the '#' Python's shlex.split(line,
+// comments=True) starts a comment at, all of it if none (or if a quote is
+// left open, which the parser reports).
+func cutShellComment(line string) string {
+	var quote byte
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case quote == 0 && c == '\\':
+			i++
+		case quote == 0 && (c == '\'' || c == '"'):
+			quote = c
+		case quote == 0 && c == '#':
+			return line[:i]
+		case quote == '"' && c == '\\' && i+1 < len(line) && (line[i+1] == '"' || line[i+1] == '\\'):
+			i++
+		case c == quote:
+			quote = 0
+		}
+	}
+	return line
 }
 
 // ipv6HostName reports whether a host pattern is an IPv6 address

@@ -27,6 +27,7 @@ var ansibleFixtures = []string{
 	"testdata/ansible/ports/first.ini",
 	"testdata/ansible/ports/first.yml",
 	"testdata/ansible/hostile/nodes-group.yml",
+	"testdata/ansible/hostile/hash.ini",
 }
 
 // runAnsibleInventory runs the real `ansible-inventory --list` on an

@@ -74,3 +74,25 @@ func TestAnsibleIPv6HostNameRefused(t *testing.T) {
 		t.Errorf("ranges: %v", err)
 	}
 }
+
+// On an INI host line, Ansible's shlex starts a comment at any '#' outside
+// quotes, in a word too: the pod CIDR is 10.1.0.0/24, and ansible_port
+// after it is comment.
+func TestAnsibleINIHashInHostLine(t *testing.T) {
+	f := chaosLoad(t, "inventory.ini", "[g]\nn1 ansible_host=10.0.0.1 pod_cidr=10.1.0.0/24#x ansible_port=2200\n")
+	n := f.Nodes[0]
+	if len(n.PodCIDRs) != 1 || n.PodCIDRs[0].String() != "10.1.0.0/24" || n.SSH.Port != 0 {
+		t.Errorf("n1: pod CIDRs %v, port %d; ansible-inventory: pod_cidr 10.1.0.0/24, no port", n.PodCIDRs, n.SSH.Port)
+	}
+}
+
+func chaosLoad(t *testing.T, name, data string) *File {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	writeTestFile(t, path, data)
+	f, err := LoadFile(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
