@@ -28,6 +28,8 @@ var ansibleFixtures = []string{
 	"testdata/ansible/ports/first.yml",
 	"testdata/ansible/hostile/nodes-group.yml",
 	"testdata/ansible/hostile/hash.ini",
+	"testdata/ansible/depth/inventory.ini",
+	"testdata/ansible/allvars/inventory.ini",
 }
 
 // runAnsibleInventory runs the real `ansible-inventory --list` on an
