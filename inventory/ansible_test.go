@@ -344,6 +344,13 @@ func TestAnsibleRefusals(t *testing.T) {
 		{"testdata/ansible/refuse/jinja.ini", []string{
 			`node "n1" ansible_host: "{{ lookup('env', 'N1_ADDR') }}" is a Jinja template, which routepush does not render`,
 			`node "n2" pod_cidr: "10.1.{{ rack }}.0/24" is a Jinja template`}},
+		{"testdata/ansible/refuse/become.ini", []string{
+			`node "n1" ansible_become_pass: is a sudo password; routepush logs in with keys`,
+			`node "n2" ansible_become_method: "su": routepush becomes root with sudo only`,
+			`node "n3" pod_cidr: "{% if true %}10.1.3.0/24{% endif %}" is a Jinja template, which routepush does not render`,
+			`node "n4" ansible_user: "{# note #}ops" is a Jinja template`,
+			`node "n5" ansible_become_method: "community.general.doas": routepush becomes root with sudo only`,
+			`node "n5" ansible_sudo_pass: is a sudo password`, "(set in [all:vars])"}},
 		{"testdata/ansible/refuse/connection.ini", []string{
 			`node "n1" ansible_become_user: "postgres": routepush becomes root`,
 			`node "n2" ansible_connection: "local": routepush reaches every node over SSH`,
