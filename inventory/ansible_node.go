@@ -80,6 +80,8 @@ func (r *nodeVars) str(name, canon string) (string, bool) {
 	switch x := v.v.(type) {
 	case string:
 		return x, true
+	case unsafeText:
+		return string(x), true
 	case bool, int, int64, float64:
 		return fmt.Sprint(x), true
 	}
@@ -99,9 +101,14 @@ func (r *nodeVars) list(name, canon string) ([]string, bool) {
 	switch x := v.v.(type) {
 	case string:
 		return []string{x}, true
+	case unsafeText:
+		return []string{string(x)}, true
 	case []any:
 		out := make([]string, 0, len(x))
 		for _, e := range x {
+			if u, ok := e.(unsafeText); ok {
+				e = string(u)
+			}
 			s, ok := e.(string)
 			if !ok {
 				r.bad(name, canon, "want strings, got %s in the list", kindOf(e))
@@ -116,7 +123,8 @@ func (r *nodeVars) list(name, canon string) ([]string, bool) {
 }
 
 // literal refuses values routepush cannot read as written: encrypted with
-// ansible-vault, or Jinja templates Ansible would render first.
+// ansible-vault, or Jinja templates Ansible would render first (not in a
+// string tagged !unsafe, which Ansible takes as written).
 func (r *nodeVars) literal(name, canon string, v any) bool {
 	switch x := v.(type) {
 	case vaulted:
@@ -180,6 +188,9 @@ func (r *nodeVars) first(canon string, names ...string) (string, string, bool) {
 }
 
 func boolish(v any) (bool, bool) {
+	if u, ok := v.(unsafeText); ok {
+		v = string(u)
+	}
 	switch x := v.(type) {
 	case bool:
 		return x, true

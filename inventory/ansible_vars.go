@@ -14,6 +14,10 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
+// unsafeText is a string tagged !unsafe: Ansible takes it as written,
+// never rendering the Jinja it may hold, and so does routepush.
+type unsafeText string
+
 // vaulted is a value encrypted with ansible-vault, which routepush cannot
 // read: it has no vault password, and wants none.
 type vaulted struct{}
@@ -172,6 +176,9 @@ func readVarsFile(path, entity string) (map[string]any, error) {
 }
 
 func asInt(v any) (int64, bool) {
+	if u, ok := v.(unsafeText); ok {
+		v = string(u)
+	}
 	switch x := v.(type) {
 	case int:
 		return int64(x), true

@@ -319,7 +319,7 @@ func (d *yamlDecoder) value(n *yaml.Node, depth int) (any, error) {
 		case "!vault", "!vault-encrypted":
 			return vaulted{}, nil
 		case "!unsafe":
-			return n.Value, nil
+			return unsafeText(n.Value), nil
 		}
 		var v any
 		if err := n.Decode(&v); err != nil {

@@ -96,3 +96,26 @@ func chaosLoad(t *testing.T, name, data string) *File {
 	}
 	return f
 }
+
+// A string tagged !unsafe is one Ansible never renders: routepush takes
+// it as written, Jinja markers and all, as ansible-inventory shows it
+// ({"__ansible_unsafe": "..."}), in the variables it reads too.
+func TestAnsibleUnsafeIsPlainString(t *testing.T) {
+	f := chaosLoad(t, "inventory.yml", `all:
+  hosts:
+    n1:
+      ansible_host: !unsafe 10.0.0.1
+      ansible_user: !unsafe ops
+      ansible_ssh_private_key_file: !unsafe "~/.ssh/{{id}}"
+      ansible_port: !unsafe "2222"
+      ansible_become: !unsafe "yes"
+      pod_cidr: !unsafe 10.1.0.0/24
+      internal_ips: [!unsafe 10.0.0.1]
+      motd: !unsafe "{% raw %}"
+`)
+	n := f.Nodes[0]
+	if n.Address != "10.0.0.1" || n.SSH.User != "ops" || n.SSH.IdentityFile != "~/.ssh/{{id}}" || n.SSH.Port != 2222 || !n.SSH.Become ||
+		len(n.PodCIDRs) != 1 || n.PodCIDRs[0].String() != "10.1.0.0/24" || len(n.InternalIPs) != 1 {
+		t.Errorf("n1: %+v; want the !unsafe strings as written", n)
+	}
+}
