@@ -42,10 +42,12 @@ func (p *literal) value() (any, error) {
 		return nil, errNotLiteral
 	}
 	switch c := p.s[p.i]; {
-	case c == '\'' || c == '"':
-		return p.str()
-	case c == '[' || c == '(':
-		return p.list(map[byte]byte{'[': ']', '(': ')'}[c])
+	case c == '\'' || c == '"' || p.strPrefix() > 0:
+		return p.strs()
+	case c == '[':
+		return p.list(']')
+	case c == '(':
+		return p.paren()
 	case c == '{':
 		return p.dict()
 	}
@@ -64,10 +66,28 @@ func (p *literal) value() (any, error) {
 		return nil, nil
 	}
 	digits := strings.TrimLeft(word, "+-")
-	if digits == "" || digits[0] < '0' || digits[0] > '9' || (len(digits) > 1 && digits[0] == '0' && digits[1] != '.') {
+	if digits == "" || !(digits[0] >= '0' && digits[0] <= '9' || digits[0] == '.' && len(digits) > 1 && digits[1] >= '0' && digits[1] <= '9') {
 		return nil, errNotLiteral
 	}
+	if strings.HasSuffix(word, "_") || strings.Contains(word, "__") || strings.Contains(word, "_.") || strings.Contains(word, "._") {
+		return nil, errNotLiteral // Python's '_' only stands between digits
+	}
 	clean := strings.ReplaceAll(word, "_", "")
+	if len(digits) > 1 && digits[0] == '0' {
+		switch digits[1] {
+		case 'x', 'X', 'o', 'O', 'b', 'B': // 0x10, 0o17, 0b101
+			if n, err := strconv.ParseInt(clean, 0, 64); err == nil {
+				return n, nil
+			}
+			return nil, errNotLiteral
+		case '.', 'e', 'E':
+		default:
+			if strings.Trim(digits, "0_") != "" {
+				return nil, errNotLiteral // 017: no number to Python 3
+			}
+			return int64(0), nil
+		}
+	}
 	if n, err := strconv.ParseInt(clean, 10, 64); err == nil {
 		return n, nil
 	}
@@ -77,7 +97,65 @@ func (p *literal) value() (any, error) {
 	return nil, errNotLiteral
 }
 
-func (p *literal) str() (any, error) {
+// strPrefix is the length of a string literal's prefix (b'', u'', r'',
+// rb''), 0 if none.
+func (p *literal) strPrefix() int {
+	j := p.i
+	for j < len(p.s) && j-p.i < 2 && strings.ContainsRune("bBuUrR", rune(p.s[j])) {
+		j++
+	}
+	if j > p.i && j < len(p.s) && (p.s[j] == '\'' || p.s[j] == '"') {
+		return j - p.i
+	}
+	return 0
+}
+
+// strs reads adjacent string literals, which Python joins ("a" "b").
+// Bytes (b'x') Ansible shows as text.
+func (p *literal) strs() (any, error) {
+	var b strings.Builder
+	for {
+		n := p.strPrefix()
+		raw := strings.ContainsAny(p.s[p.i:p.i+n], "rR")
+		p.i += n
+		v, err := p.str(raw)
+		if err != nil {
+			return nil, err
+		}
+		b.WriteString(v)
+		j := p.i
+		p.space()
+		if p.i >= len(p.s) || (p.s[p.i] != '\'' && p.s[p.i] != '"' && p.strPrefix() == 0) {
+			p.i = j
+			return b.String(), nil
+		}
+	}
+}
+
+// paren reads a tuple, which Ansible shows as a list, or a parenthesised
+// value: (1) is 1, (1,) a tuple.
+func (p *literal) paren() (any, error) {
+	start := p.i
+	p.i++
+	p.space()
+	if p.i < len(p.s) && p.s[p.i] == ')' {
+		p.i++
+		return []any{}, nil
+	}
+	v, err := p.value()
+	if err != nil {
+		return nil, err
+	}
+	p.space()
+	if p.i < len(p.s) && p.s[p.i] == ')' {
+		p.i++
+		return v, nil
+	}
+	p.i = start
+	return p.list(')')
+}
+
+func (p *literal) str(raw bool) (string, error) {
 	q := p.s[p.i]
 	var b strings.Builder
 	for p.i++; p.i < len(p.s); p.i++ {
@@ -86,6 +164,10 @@ func (p *literal) str() (any, error) {
 		case c == q:
 			p.i++
 			return b.String(), nil
+		case c == '\\' && raw && p.i+1 < len(p.s):
+			b.WriteByte(c)
+			p.i++
+			b.WriteByte(p.s[p.i])
 		case c == '\\' && p.i+1 < len(p.s):
 			p.i++
 			switch e := p.s[p.i]; e {
@@ -103,7 +185,7 @@ func (p *literal) str() (any, error) {
 			b.WriteByte(c)
 		}
 	}
-	return nil, errNotLiteral
+	return "", errNotLiteral
 }
 
 func (p *literal) list(end byte) (any, error) {

@@ -28,6 +28,8 @@ var ansibleFixtures = []string{
 	"testdata/ansible/ports/first.yml",
 	"testdata/ansible/hostile/nodes-group.yml",
 	"testdata/ansible/hostile/hash.ini",
+	"testdata/ansible/hostile/values.ini",
+	"testdata/ansible/hostile/values2.ini",
 	"testdata/ansible/depth/inventory.ini",
 	"testdata/ansible/allvars/inventory.ini",
 }
