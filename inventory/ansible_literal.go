@@ -97,8 +97,8 @@ func (p *literal) value() (any, error) {
 	return nil, errNotLiteral
 }
 
-// strPrefix is the length of a string literal's prefix (b'', u'', r'',
-// rb''), 0 if none.
+// strPrefix is the length of a string literal's prefix (b”, u”, r”,
+// rb”), 0 if none.
 func (p *literal) strPrefix() int {
 	j := p.i
 	for j < len(p.s) && j-p.i < 2 && strings.ContainsRune("bBuUrR", rune(p.s[j])) {
