@@ -97,8 +97,8 @@ func (p *literal) value() (any, error) {
 	return nil, errNotLiteral
 }
 
-// strPrefix is the length of a string literal's prefix (b”, u”, r”,
-// rb”), 0 if none.
+// strPrefix is the length of a string literal's prefix (b"x", u"x",
+// r"x", rb"x"), 0 if none.
 func (p *literal) strPrefix() int {
 	j := p.i
 	for j < len(p.s) && j-p.i < 2 && strings.ContainsRune("bBuUrR", rune(p.s[j])) {
@@ -111,7 +111,7 @@ func (p *literal) strPrefix() int {
 }
 
 // strs reads adjacent string literals, which Python joins ("a" "b").
-// Bytes (b'x') Ansible shows as text.
+// Bytes (b"x") Ansible shows as text.
 func (p *literal) strs() (any, error) {
 	var b strings.Builder
 	for {
