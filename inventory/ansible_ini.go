@@ -113,7 +113,8 @@ func iniPorts(data []byte) (map[string]int64, error) {
 }
 
 // iniCutHostComments cuts each host line where Ansible's shlex (posix,
-// comments on) sees a comment: at a '#' outside quotes, in the middle of
+// comments on) sees a comment, and keeps the backslashes it keeps (see
+// cutShellComment): at a '#' outside quotes, in the middle of
 // a word too (pod_cidr=10.1.0.0/24#x is pod_cidr=10.1.0.0/24, and the
 // line ends there). aini only cuts at " #". Lines of [g:vars] and
 // [g:children] sections are no shlex text and stay as they are.
@@ -138,25 +139,39 @@ func iniCutHostComments(data []byte) []byte {
 
 // cutShellComment returns line up to the '#' Python's shlex.split(line,
 // comments=True) starts a comment at, all of it if none (or if a quote is
-// left open, which the parser reports).
+// left open, which the parser reports). A backslash in double quotes
+// escapes only '"' and '\\' for Python's shlex, where aini's drops it
+// before any character: such a backslash is doubled, to be kept.
 func cutShellComment(line string) string {
+	var b strings.Builder
 	var quote byte
 	for i := 0; i < len(line); i++ {
 		c := line[i]
 		switch {
-		case quote == 0 && c == '\\':
+		case quote == 0 && c == '\\' && i+1 < len(line):
+			b.WriteByte(c)
 			i++
+			c = line[i]
 		case quote == 0 && (c == '\'' || c == '"'):
 			quote = c
 		case quote == 0 && c == '#':
-			return line[:i]
-		case quote == '"' && c == '\\' && i+1 < len(line) && (line[i+1] == '"' || line[i+1] == '\\'):
+			return b.String()
+		case quote == '"' && c == '\\' && i+1 < len(line):
+			if line[i+1] != '"' && line[i+1] != '\\' {
+				b.WriteByte('\\')
+			}
+			b.WriteByte(c)
 			i++
+			c = line[i]
 		case c == quote:
 			quote = 0
 		}
+		b.WriteByte(c)
 	}
-	return line
+	if quote != 0 {
+		return line
+	}
+	return b.String()
 }
 
 // ipv6HostName reports whether a host pattern is an IPv6 address

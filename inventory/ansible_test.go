@@ -30,6 +30,7 @@ var ansibleFixtures = []string{
 	"testdata/ansible/hostile/hash.ini",
 	"testdata/ansible/hostile/values.ini",
 	"testdata/ansible/hostile/values2.ini",
+	"testdata/ansible/hostile/escapes.ini",
 	"testdata/ansible/depth/inventory.ini",
 	"testdata/ansible/allvars/inventory.ini",
 }
