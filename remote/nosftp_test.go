@@ -32,6 +32,10 @@ type sftpless struct {
 	// exists); probed counts its runs.
 	probeStatus uint32
 	probed      atomic.Int32
+	// statusAfter delays the exit status after the end of output, as a
+	// loaded node's shell may: a client that closes the channel at the
+	// end of output never gets it.
+	statusAfter time.Duration
 }
 
 func (s *sftpless) dial(t *testing.T) *Client {
@@ -87,6 +91,7 @@ func (s *sftpless) dial(t *testing.T) *Client {
 					// the exit status and the close.
 					_, _ = ch.Stderr().Write([]byte(s.stderr))
 					_ = ch.CloseWrite()
+					time.Sleep(s.statusAfter)
 					_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(&struct{ Status uint32 }{s.status}))
 					_ = ch.Close()
 				}
@@ -140,6 +145,8 @@ func TestNoSFTPServerClassified(t *testing.T) {
 		{"127 from the server itself", &sftpless{version: "SSH-2.0-OpenSSH_9.2p1", stderr: "sftp-server: fatal: out of memory\n", status: 127}, nil},
 		{"become, without openssh-sftp-server", &sftpless{version: "SSH-2.0-dropbear_2022.83", sudo: true, stderr: "sudo: /usr/lib/openssh/sftp-server: command not found\n", status: 1},
 			[]string{"no SFTP server (sudo: /usr/lib/openssh/sftp-server not found)", "install openssh-sftp-server, or name its path with sftp_server or --sftp-server (with become, routepush runs /usr/lib/openssh/sftp-server through sudo)"}},
+		{"dropbear without /usr/lib/sftp-server, its exit status late", &sftpless{version: "SSH-2.0-dropbear_2022.83", stderr: "bash: line 1: /usr/lib/sftp-server: No such file or directory\n", status: 127, statusAfter: 100 * time.Millisecond},
+			[]string{"no SFTP server (Dropbear runs /usr/lib/sftp-server:"}},
 		// No sudo at all: the shell's "command not found" names sudo, and an
 		// sftp-server would not mend it.
 		{"become, without sudo", &sftpless{version: "SSH-2.0-OpenSSH_9.2p1", sudo: true, stderr: "bash: line 1: sudo: command not found\n", status: 127}, nil},

@@ -161,17 +161,20 @@ func (c *Client) openFiles(ctx context.Context) (*sftp.Client, error) {
 		// buffers the size of the largest packet it sent, and a run
 		// record is a few hundred kB on a large cluster.
 		var err error
-		fsys, err = sftp.NewClientPipe(m, ch, sftp.MaxPacket(maxWrite))
+		fsys, err = sftp.NewClientPipe(m, endWrites{ch}, sftp.MaxPacket(maxWrite))
 		return err
 	})
 	if abandoned(err) {
 		return nil, err // the connection is closed
 	}
 	if err != nil {
-		ch.Close()
 		// The server ended the session before its handshake: why is in
-		// its exit status and stderr, which follow at once.
+		// its exit status and stderr, which follow at once. The channel
+		// is closed only after them: a server that gets our close first
+		// may never send its exit status (sshd and Dropbear send it
+		// before their own close, not after ours).
 		end, ok := s.end(time.Second)
+		ch.Close()
 		if !ok {
 			// The node neither ended the session nor finished its
 			// stderr: it is not answering the channel's close. The
@@ -198,6 +201,15 @@ func (c *Client) openFiles(ctx context.Context) (*sftp.Client, error) {
 	c.sftp, c.sftpCh, c.meter, c.sftpEnded = fsys, ch, m, s.ended
 	return fsys, nil
 }
+
+// endWrites is the SFTP session's channel as pkg/sftp writes to it: its
+// Close ends our side only. pkg/sftp closes its writer when its handshake
+// fails, and a whole channel closed then could reach the node before its
+// exit status left it: the status that says why would be lost. The
+// channel itself is closed by openFiles and closeFiles.
+type endWrites struct{ ssh.Channel }
+
+func (w endWrites) Close() error { return w.CloseWrite() }
 
 // sftpMissing returns, and remembers for the connection, the node's
 // *host.NoSFTPError when end says it has no SFTP server; nil otherwise.
