@@ -72,6 +72,13 @@ func (p *literal) value() (any, error) {
 	if strings.HasSuffix(word, "_") || strings.Contains(word, "__") || strings.Contains(word, "_.") || strings.Contains(word, "._") {
 		return nil, errNotLiteral // Python's '_' only stands between digits
 	}
+	if hex := len(digits) > 1 && digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X'); !hex {
+		for i := 1; i < len(digits); i++ {
+			if digits[i] == '_' && !(isDigit(digits[i-1]) && i+1 < len(digits) && isDigit(digits[i+1])) && !(i == 2 && digits[0] == '0' && strings.IndexByte("oObB", digits[1]) >= 0) {
+				return nil, errNotLiteral // 1_e3, 1e_3: '_' next to no digit
+			}
+		}
+	}
 	clean := strings.ReplaceAll(word, "_", "")
 	if len(digits) > 1 && digits[0] == '0' {
 		switch digits[1] {
@@ -82,6 +89,9 @@ func (p *literal) value() (any, error) {
 			return nil, errNotLiteral
 		case '.', 'e', 'E':
 		default:
+			if strings.ContainsAny(digits, ".eE") {
+				break // 00.5, 0_0.5, 00e1: floats, leading zeros and all
+			}
 			if strings.Trim(digits, "0_") != "" {
 				return nil, errNotLiteral // 017: no number to Python 3
 			}
@@ -135,7 +145,6 @@ func (p *literal) strs() (any, error) {
 // paren reads a tuple, which Ansible shows as a list, or a parenthesised
 // value: (1) is 1, (1,) a tuple.
 func (p *literal) paren() (any, error) {
-	start := p.i
 	p.i++
 	p.space()
 	if p.i < len(p.s) && p.s[p.i] == ')' {
@@ -151,8 +160,13 @@ func (p *literal) paren() (any, error) {
 		p.i++
 		return v, nil
 	}
-	p.i = start
-	return p.list(')')
+	if p.i < len(p.s) && p.s[p.i] == ',' {
+		// A tuple: read on from here with the value already read, never
+		// again from the '(' (nested tuples would be read 2^depth times).
+		p.i++
+		return p.items(')', []any{v})
+	}
+	return nil, errNotLiteral
 }
 
 func (p *literal) str(raw bool) (string, error) {
@@ -190,7 +204,11 @@ func (p *literal) str(raw bool) (string, error) {
 
 func (p *literal) list(end byte) (any, error) {
 	p.i++
-	out := []any{}
+	return p.items(end, []any{})
+}
+
+// items reads a list's items after those in out, up to and past end.
+func (p *literal) items(end byte, out []any) (any, error) {
 	for {
 		p.space()
 		if p.i < len(p.s) && p.s[p.i] == end {
@@ -251,3 +269,5 @@ func (p *literal) dict() (any, error) {
 		return nil, errNotLiteral
 	}
 }
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }

@@ -33,6 +33,7 @@ var ansibleFixtures = []string{
 	"testdata/ansible/hostile/escapes.ini",
 	"testdata/ansible/depth/inventory.ini",
 	"testdata/ansible/allvars/inventory.ini",
+	"testdata/ansible/review/values3.ini",
 }
 
 // runAnsibleInventory runs the real `ansible-inventory --list` on an
