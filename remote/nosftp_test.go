@@ -2,10 +2,7 @@ package remote
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
-	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -40,75 +37,32 @@ type sftpless struct {
 
 func (s *sftpless) dial(t *testing.T) *Client {
 	t.Helper()
-	_, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := ssh.NewSignerFromKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := &ssh.ServerConfig{NoClientAuth: true, ServerVersion: s.version}
-	cfg.AddHostKey(signer)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		nc, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer nc.Close()
-		_, chans, reqs, err := ssh.NewServerConn(nc, cfg)
-		if err != nil {
-			return
-		}
-		go ssh.DiscardRequests(reqs) // Dropbear declines keepalive@openssh.com too
-		for newCh := range chans {
-			s.opened.Add(1)
-			ch, chReqs, err := newCh.Accept()
-			if err != nil {
-				return
+	addr := serveOneConn(t, s.version, func(ch ssh.Channel, chReqs <-chan *ssh.Request) {
+		s.opened.Add(1)
+		for req := range chReqs {
+			if (req.Type != "subsystem" && req.Type != "exec") || (s.refuse && req.Type == "subsystem") {
+				_ = req.Reply(false, nil)
+				continue
 			}
-			go func() {
-				for req := range chReqs {
-					if (req.Type != "subsystem" && req.Type != "exec") || (s.refuse && req.Type == "subsystem") {
-						_ = req.Reply(false, nil)
-						continue
-					}
-					_ = req.Reply(true, nil)
-					var cmd struct{ Command string }
-					if req.Type == "exec" && ssh.Unmarshal(req.Payload, &cmd) == nil && cmd.Command == lockProbeCommand {
-						s.probed.Add(1)
-						_ = ch.CloseWrite()
-						_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(&struct{ Status uint32 }{s.probeStatus}))
-						_ = ch.Close()
-						continue
-					}
-					// As Dropbear's child: stderr, end of output, then
-					// the exit status and the close.
-					_, _ = ch.Stderr().Write([]byte(s.stderr))
-					_ = ch.CloseWrite()
-					time.Sleep(s.statusAfter)
-					_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(&struct{ Status uint32 }{s.status}))
-					_ = ch.Close()
-				}
-			}()
+			_ = req.Reply(true, nil)
+			var cmd struct{ Command string }
+			if req.Type == "exec" && ssh.Unmarshal(req.Payload, &cmd) == nil && cmd.Command == lockProbeCommand {
+				s.probed.Add(1)
+				_ = ch.CloseWrite()
+				_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(&struct{ Status uint32 }{s.probeStatus}))
+				_ = ch.Close()
+				continue
+			}
+			// As Dropbear's child: stderr, end of output, then
+			// the exit status and the close.
+			_, _ = ch.Stderr().Write([]byte(s.stderr))
+			_ = ch.CloseWrite()
+			time.Sleep(s.statusAfter)
+			_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(&struct{ Status uint32 }{s.status}))
+			_ = ch.Close()
 		}
-	}()
-	conn, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, chans, reqs, err := ssh.NewClientConn(conn, "node-4", &ssh.ClientConfig{User: "root", HostKeyCallback: ssh.InsecureIgnoreHostKey()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go serve(chans, reqs)
-	t.Cleanup(func() { c.Close() })
-	return &Client{name: "node-4", user: "root", conn: c, timeout: 5 * time.Second, sudo: s.sudo}
+	})
+	return &Client{name: "node-4", user: "root", conn: dialSSH(t, addr, "node-4"), timeout: 5 * time.Second, sudo: s.sudo}
 }
 
 // A node without an SFTP server is told apart from an SFTP server that

@@ -2,8 +2,6 @@ package remote
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"io"
 	"net"
 	"strings"
@@ -25,43 +23,16 @@ import (
 // the server has replied to the subsystem request.
 func TestSFTPEndBoundedOnSilentNode(t *testing.T) {
 	t.Parallel()
-	_, key, _ := ed25519.GenerateKey(rand.Reader)
-	signer, _ := ssh.NewSignerFromKey(key)
-	cfg := &ssh.ServerConfig{NoClientAuth: true, ServerVersion: "SSH-2.0-OpenSSH_9.2p1"}
-	cfg.AddHostKey(signer)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	var freeze atomic.Bool
-	go func() {
-		nc, err := ln.Accept()
-		if err != nil {
-			return
+	addr := serveOneConn(t, "SSH-2.0-OpenSSH_9.2p1", func(ch ssh.Channel, chReqs <-chan *ssh.Request) {
+		for req := range chReqs {
+			_ = req.Reply(true, nil)
+			freeze.Store(true) // from now on the server hears nothing
+			time.Sleep(50 * time.Millisecond)
+			// Not SSH_FXP_VERSION: pkg/sftp's handshake fails.
+			_, _ = ch.Write([]byte{0, 0, 0, 5, 0xff, 0, 0, 0, 3})
 		}
-		defer nc.Close()
-		_, chans, reqs, err := ssh.NewServerConn(nc, cfg)
-		if err != nil {
-			return
-		}
-		go ssh.DiscardRequests(reqs)
-		for newCh := range chans {
-			ch, chReqs, err := newCh.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				for req := range chReqs {
-					_ = req.Reply(true, nil)
-					freeze.Store(true) // from now on the server hears nothing
-					time.Sleep(50 * time.Millisecond)
-					// Not SSH_FXP_VERSION: pkg/sftp's handshake fails.
-					_, _ = ch.Write([]byte{0, 0, 0, 5, 0xff, 0, 0, 0, 3})
-				}
-			}()
-		}
-	}()
+	})
 	// client <-> proxy <-> server
 	pl, _ := net.Listen("tcp", "127.0.0.1:0")
 	t.Cleanup(func() { pl.Close() })
@@ -70,7 +41,7 @@ func TestSFTPEndBoundedOnSilentNode(t *testing.T) {
 		if err != nil {
 			return
 		}
-		sc, err := net.Dial("tcp", ln.Addr().String())
+		sc, err := net.Dial("tcp", addr)
 		if err != nil {
 			return
 		}
@@ -86,17 +57,7 @@ func TestSFTPEndBoundedOnSilentNode(t *testing.T) {
 			}
 		}
 	}()
-	conn, err := net.Dial("tcp", pl.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, chans, reqs, err := ssh.NewClientConn(conn, "node-x", &ssh.ClientConfig{User: "root", HostKeyCallback: ssh.InsecureIgnoreHostKey()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go serve(chans, reqs)
-	t.Cleanup(func() { c.Close() })
-	cl := &Client{name: "node-x", user: "root", conn: c, timeout: 2 * time.Second}
+	cl := &Client{name: "node-x", user: "root", conn: dialSSH(t, pl.Addr().String(), "node-x"), timeout: 2 * time.Second}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	done := make(chan error, 1)

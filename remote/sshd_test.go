@@ -27,6 +27,44 @@ type fakeSSHD struct {
 // connected to it.
 func (s *fakeSSHD) dial(t *testing.T, timeout time.Duration) *Client {
 	t.Helper()
+	addr := serveOneConn(t, "", func(ch ssh.Channel, chReqs <-chan *ssh.Request) {
+		for req := range chReqs {
+			if req.Type != "subsystem" {
+				_ = req.Reply(false, nil)
+				continue
+			}
+			_ = req.Reply(true, nil)
+			// sshd does not wait for an answer before its next
+			// probe; x/crypto/ssh's SendRequest does when it wants
+			// one: the probes but the last want none here.
+			for range s.probes - 1 {
+				_, _ = ch.SendRequest("keepalive@openssh.com", false, nil)
+			}
+			go func() {
+				if ok, err := ch.SendRequest("keepalive@openssh.com", true, nil); !ok && err == nil {
+					s.replies.Add(1) // a failure is the usual answer
+				}
+			}()
+			time.Sleep(50 * time.Millisecond) // the probes go first
+			go func() {
+				srv, err := sftp.NewServer(ch)
+				if err == nil {
+					_ = srv.Serve()
+				}
+				ch.Close()
+			}()
+		}
+	})
+	return &Client{name: "node-7", user: "root", conn: dialSSH(t, addr, "node-7"), timeout: timeout}
+}
+
+// serveOneConn is an in-process SSH server on a loopback listener for
+// one connection: no client authentication, a host key of its own, version
+// as its identification string (x/crypto/ssh's when empty). Each session
+// channel goes to session, in a goroutine of its own, with its requests.
+// It returns the listener's address.
+func serveOneConn(t *testing.T, version string, session func(ch ssh.Channel, reqs <-chan *ssh.Request)) string {
+	t.Helper()
 	_, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +73,7 @@ func (s *fakeSSHD) dial(t *testing.T, timeout time.Duration) *Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := &ssh.ServerConfig{NoClientAuth: true}
+	cfg := &ssh.ServerConfig{NoClientAuth: true, ServerVersion: version}
 	cfg.AddHostKey(signer)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -58,47 +96,27 @@ func (s *fakeSSHD) dial(t *testing.T, timeout time.Duration) *Client {
 			if err != nil {
 				return
 			}
-			go func() {
-				for req := range chReqs {
-					if req.Type != "subsystem" {
-						_ = req.Reply(false, nil)
-						continue
-					}
-					_ = req.Reply(true, nil)
-					// sshd does not wait for an answer before its next
-					// probe; x/crypto/ssh's SendRequest does when it wants
-					// one: the probes but the last want none here.
-					for range s.probes - 1 {
-						_, _ = ch.SendRequest("keepalive@openssh.com", false, nil)
-					}
-					go func() {
-						if ok, err := ch.SendRequest("keepalive@openssh.com", true, nil); !ok && err == nil {
-							s.replies.Add(1) // a failure is the usual answer
-						}
-					}()
-					time.Sleep(50 * time.Millisecond) // the probes go first
-					go func() {
-						srv, err := sftp.NewServer(ch)
-						if err == nil {
-							_ = srv.Serve()
-						}
-						ch.Close()
-					}()
-				}
-			}()
+			go session(ch, chReqs)
 		}
 	}()
-	conn, err := net.Dial("tcp", ln.Addr().String())
+	return ln.Addr().String()
+}
+
+// dialSSH connects to the SSH server at addr as root, the node name,
+// whatever its host key; the connection is closed when the test ends.
+func dialSSH(t *testing.T, addr, node string) ssh.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, chans, reqs, err := ssh.NewClientConn(conn, "node-7", &ssh.ClientConfig{User: "root", HostKeyCallback: ssh.InsecureIgnoreHostKey()})
+	c, chans, reqs, err := ssh.NewClientConn(conn, node, &ssh.ClientConfig{User: "root", HostKeyCallback: ssh.InsecureIgnoreHostKey()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	go serve(chans, reqs)
 	t.Cleanup(func() { c.Close() })
-	return &Client{name: "node-7", user: "root", conn: c, timeout: timeout}
+	return c
 }
 
 // A healthy node whose sshd probes the SFTP session (ClientAliveInterval
