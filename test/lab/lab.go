@@ -196,7 +196,7 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 			}
 		}
 	}
-	if err := l.upBridgeAndBastion(ctx); err != nil {
+	if err := l.upBridgeAndBastion(ctx, o.Nodes); err != nil {
 		return nil, err
 	}
 	if l.Jump != nil {
@@ -287,7 +287,21 @@ func ipBatch(ctx context.Context, ns string, lines ...string) error {
 	return nil
 }
 
-func (l *Lab) upBridgeAndBastion(ctx context.Context) error {
+// portsPerBridge is how many nodes share one bridge: a Linux bridge holds
+// at most 1,024 ports (BR_MAX_PORTS), so a bigger lab hangs further
+// bridges of this many nodes off br0, each by a veth pair. The segment
+// stays one layer-2 network, a tree without loops.
+const portsPerBridge = 1000
+
+// nodeBridge is the bridge node i's veth joins.
+func nodeBridge(i int) string {
+	if i < portsPerBridge {
+		return "br0"
+	}
+	return fmt.Sprintf("br0-%d", i/portsPerBridge)
+}
+
+func (l *Lab) upBridgeAndBastion(ctx context.Context, nodes int) error {
 	if err := ipBatch(ctx, "",
 		"netns add "+l.Bridge,
 		"netns add "+l.Bastion,
@@ -311,6 +325,20 @@ func (l *Lab) upBridgeAndBastion(ctx context.Context) error {
 		"link set bastion up",
 	); err != nil {
 		return err
+	}
+	for k := 1; k*portsPerBridge < nodes; k++ {
+		leaf := nodeBridge(k * portsPerBridge)
+		if err := ipBatch(ctx, l.Bridge,
+			"link add "+leaf+" type bridge mcast_snooping 0",
+			fmt.Sprintf("link add up%d type veth peer name down%d", k, k),
+			fmt.Sprintf("link set up%d master br0", k),
+			fmt.Sprintf("link set down%d master %s", k, leaf),
+			fmt.Sprintf("link set up%d up", k),
+			fmt.Sprintf("link set down%d up", k),
+			"link set "+leaf+" up",
+		); err != nil {
+			return err
+		}
 	}
 	lines := []string{
 		"link set lo up",
@@ -366,7 +394,8 @@ func (l *Lab) upNode(ctx context.Context, n *Node, o Options) error {
 	); err != nil {
 		return err
 	}
-	if err := ipBatch(ctx, l.Bridge, "link set "+veth+" master br0", "link set "+veth+" up"); err != nil {
+	i, _ := strconv.Atoi(strings.TrimPrefix(n.Name, "node-"))
+	if err := ipBatch(ctx, l.Bridge, "link set "+veth+" master "+nodeBridge(i), "link set "+veth+" up"); err != nil {
 		return err
 	}
 	lines := []string{
@@ -394,7 +423,6 @@ func (l *Lab) upNode(ctx context.Context, n *Node, o Options) error {
 	if err := l.writeNodeFiles(n); err != nil {
 		return err
 	}
-	i, _ := strconv.Atoi(strings.TrimPrefix(n.Name, "node-"))
 	if noSFTP := slices.Contains(o.DropbearNoSFTP, i); noSFTP || slices.Contains(o.Dropbear, i) {
 		if err := l.setUpDropbear(ctx, n, noSFTP); err != nil {
 			return err
