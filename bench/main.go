@@ -44,7 +44,14 @@ type Result struct {
 	Ratio     float64   `json:"ratio_to_routepush_apply"`
 	Found     int       `json:"routes_found"`
 	Expected  int       `json:"routes_expected"`
-	Err       string    `json:"error,omitempty"`
+	// The scale sequence's (scale.go): routes that should not be there,
+	// the whole machine's CPU time (nodes included) and how far its
+	// available memory fell during the run.
+	Scale      bool    `json:"scale,omitempty"`
+	Wrong      int     `json:"routes_wrong,omitempty"`
+	MachineCPU float64 `json:"machine_cpu_s,omitempty"`
+	LabMemMB   float64 `json:"lab_memory_mb,omitempty"`
+	Err        string  `json:"error,omitempty"`
 }
 
 type contender struct {
@@ -89,8 +96,9 @@ func main() {
 	joins := flag.Int("watch-joins", 5, "joins timed per size (a leave between two)")
 	idle := flag.Duration("watch-idle", time.Minute, "how long the idle watcher is sampled, at the largest watch size (0: not)")
 	watchArgs := flag.String("watch-args", "", "more arguments for routepush watch, space-separated (to compare settings)")
+	scaleFrom := flag.Int("scale-from", atoiOr(envOr("BENCH_SCALE_FROM", ""), 2000), "lab sizes from which the scale sequence runs instead of the contenders (env BENCH_SCALE_FROM)")
 	flag.Parse()
-	wo := watchOptions{sizes: map[int]bool{}, joins: max(*joins, 1), idle: *idle, args: strings.Fields(*watchArgs)}
+	wo := watchOptions{sizes: map[int]bool{}, joins: max(*joins, 1), idle: *idle, args: strings.Fields(*watchArgs), scaleFrom: *scaleFrom}
 	for _, s := range strings.Split(*watchNodes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 2 {
@@ -104,6 +112,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
+}
+
+func atoiOr(s string, def int) int {
+	if n, err := strconv.Atoi(s); err == nil {
+		return n
+	}
+	return def
 }
 
 func envOr(k, def string) string {
@@ -139,7 +154,7 @@ func run(nodesList string, concurrency int, bin, out, only string, wo watchOptio
 			return err
 		}
 	}
-	report := render(results, concurrency) + renderWatch(watched)
+	report := render(results, concurrency) + renderScale(results) + renderWatch(watched)
 	fmt.Print(report)
 	js, _ := json.MarshalIndent(struct {
 		Contenders []Result      `json:"contenders"`
@@ -153,21 +168,32 @@ func run(nodesList string, concurrency int, bin, out, only string, wo watchOptio
 
 func runSize(n, concurrency int, bin, out, only string, wo watchOptions) ([]Result, []WatchResult, error) {
 	ctx := context.Background()
+	scale := n >= wo.scaleFrom
+	labNodes := n
+	if scale {
+		labNodes = n + 1 // the last one joins
+	}
 	fmt.Fprintf(os.Stderr, "== %d nodes: bringing up the lab\n", n)
-	l, err := lab.Up(ctx, lab.Options{Nodes: n})
+	started := time.Now()
+	l, err := lab.Up(ctx, lab.Options{Nodes: labNodes})
 	if err != nil {
 		return nil, nil, err
 	}
 	defer l.Down()
+	fmt.Fprintf(os.Stderr, "   lab of %d nodes up in %s\n", labNodes, time.Since(started).Round(time.Second))
 	b := &bench{lab: l, dir: filepath.Join(l.Dir, "bench"), routepushBin: bin, concurrency: concurrency, out: out}
 	if err := b.writeFiles(); err != nil {
 		return nil, nil, err
+	}
+	if scale {
+		rs, err := b.scale(ctx)
+		return rs, nil, err
 	}
 	results, err := b.contenders(ctx, only)
 	if err != nil || !wo.sizes[n] || (only != "" && !slices.Contains(strings.Split(only, ","), "watch")) {
 		return results, nil, err
 	}
-	started := time.Now()
+	started = time.Now()
 	w, err := b.watch(ctx, wo)
 	if err != nil {
 		w.Err = err.Error()
@@ -307,10 +333,12 @@ func (b *bench) countRoutes(ctx context.Context) (int, error) {
 }
 
 type measured struct {
-	wall, cpu float64
-	maxRSS    int64
-	exit      int
-	stderr    string
+	wall, cpu  float64
+	machineCPU float64 // measureLab's
+	labMemMB   float64 // measureLab's
+	maxRSS     int64
+	exit       int
+	stderr     string
 }
 
 // measure runs a command in the bastion namespace and takes its wall time
@@ -443,6 +471,9 @@ func render(results []Result, concurrency int) string {
 	b.WriteString("| nodes | contender | wall (s) | runs (s) | CPU (s) | max RSS (MB) | × routepush apply | routes correct |\n")
 	b.WriteString("| ---: | --- | ---: | --- | ---: | ---: | ---: | --- |\n")
 	for _, r := range results {
+		if r.Scale {
+			continue // renderScale's
+		}
 		var runs []string
 		for _, x := range r.Runs {
 			runs = append(runs, strconv.FormatFloat(x, 'f', 2, 64))

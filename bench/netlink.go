@@ -39,7 +39,7 @@ type routeMonitor struct {
 func monitorRoutes(nodes []*lab.Node) (*routeMonitor, error) {
 	m := &routeMonitor{changed: make(chan struct{}, 1)}
 	for i, n := range nodes {
-		fd, err := netlinkIn(n.NS)
+		fd, err := netlinkIn(n.NS, unix.RTMGRP_IPV4_ROUTE)
 		if err != nil {
 			m.close()
 			return nil, fmt.Errorf("%s: %w", n.Name, err)
@@ -57,10 +57,11 @@ func monitorRoutes(nodes []*lab.Node) (*routeMonitor, error) {
 	return m, nil
 }
 
-// netlinkIn opens an rtnetlink socket subscribed to IPv4 route changes in
-// a named namespace: made on an OS thread that joins it and goes back (as
-// lab.DialIn does), the socket stays in the namespace it was made in.
-func netlinkIn(ns string) (int, error) {
+// netlinkIn opens an rtnetlink socket in a named namespace, subscribed to
+// groups (RTMGRP_IPV4_ROUTE: IPv4 route changes; 0: none): made on an OS
+// thread that joins the namespace and goes back (as lab.DialIn does), the
+// socket stays in the namespace it was made in.
+func netlinkIn(ns string, groups uint32) (int, error) {
 	type result struct {
 		fd  int
 		err error
@@ -92,7 +93,7 @@ func netlinkIn(ns string) (int, error) {
 			// Room for a full table's announcements at once (a joining
 			// node gets one per other node in one batch).
 			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
-			if err = unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: unix.RTMGRP_IPV4_ROUTE}); err != nil {
+			if err = unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: groups}); err != nil {
 				unix.Close(fd)
 				fd = -1
 			}

@@ -61,6 +61,9 @@ type watchOptions struct {
 	idle  time.Duration // the idle window, at the largest size
 	idleN int
 	args  []string // more watcher arguments
+	// scaleFrom is the lab size from which the scale sequence (scale.go)
+	// runs instead of the contenders and the watcher.
+	scaleFrom int
 }
 
 // watch measures routepush watch on the bench's lab. The lab's routes are

@@ -1,0 +1,369 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/routepush/routepush/test/lab"
+)
+
+// The scale sequence (issue 19) is what a cluster at the ceiling lives
+// through, on a lab of N+1 nodes whose last one is not yet in the
+// inventory: the bare connection floor over the N members, apply from
+// empty, --check converged, an idempotent apply, the last node joining
+// (the inventory gains it), and --prune after ten nodes leave (the
+// inventory loses them). Each step runs once (three times where a run
+// is under 30 s), after the one before: nothing is flushed or converged
+// again between steps, which at 5,000 nodes would take longer than the
+// steps. Every step's tables are read by the bench itself, over
+// rtnetlink, and every route is checked.
+var scaleSteps = []struct {
+	key, name string
+}{
+	{"floor", "bare connection floor: OpenSSH fan-out running true"},
+	{"apply", "routepush apply from empty"},
+	{"check", "routepush --check, converged"},
+	{"reapply", "routepush apply, converged (idempotent)"},
+	{"join", "routepush apply, one node joins"},
+	{"prune", "routepush apply --prune, ten nodes leave"},
+}
+
+// leaving is how many nodes the prune step's inventory drops.
+const leaving = 10
+
+// scale runs the scale sequence on a lab of n+1 nodes.
+func (b *bench) scale(ctx context.Context) ([]Result, error) {
+	all := b.lab.Nodes
+	n := len(all) - 1
+	members := all[:n]
+	var results []Result
+	if err := b.flush(ctx); err != nil {
+		return nil, err
+	}
+	inventory := func(nodes []*lab.Node) error { return b.lab.WriteInventory(b.lab.InventoryPath(), nodes) }
+	hosts := filepath.Join(b.dir, "hosts.txt")
+	var list strings.Builder
+	for _, m := range members {
+		fmt.Fprintln(&list, m.Addr)
+	}
+	if err := os.WriteFile(hosts, []byte(list.String()), 0o644); err != nil {
+		return nil, err
+	}
+	for _, step := range scaleSteps {
+		var argv []string
+		cluster, wantExit := members, 0
+		switch step.key {
+		case "floor":
+			argv = b.fanOut("true")
+		case "apply", "reapply":
+			argv = b.routepush()
+		case "check":
+			argv = append(b.routepush(), "--check")
+		case "join":
+			cluster = all
+			argv = b.routepush()
+		case "prune":
+			cluster = all[leaving:]
+			argv = append(b.routepush(), "--prune")
+		}
+		if err := inventory(cluster); err != nil {
+			return results, err
+		}
+		r := Result{Nodes: n, Contender: step.name, Key: step.key, Scale: true}
+		var runs []measured
+		for i := 0; i < 3; i++ {
+			m := b.measureLab(ctx, argv)
+			runs = append(runs, m)
+			fmt.Fprintf(os.Stderr, "   %-8s run %d: %.2fs exit %d, %.1f CPU-s, %.1f MB; machine %.0f CPU-s, lab memory +%.0f MB\n",
+				step.key, i+1, m.wall, m.exit, m.cpu, float64(m.maxRSS)/1024, m.machineCPU, m.labMemMB)
+			if m.exit != wantExit {
+				r.Err = fmt.Sprintf("exit %d: %s", m.exit, lastLine(m.stderr))
+			}
+			if m.wall >= 30 || r.Err != "" {
+				break
+			}
+		}
+		med := median3(runs)
+		for _, m := range runs {
+			r.Runs = append(r.Runs, round(m.wall))
+		}
+		r.Wall, r.CPU, r.MaxRSSKB = round(med.wall), round(med.cpu), med.maxRSS
+		r.MachineCPU, r.LabMemMB = round(med.machineCPU), round(med.labMemMB)
+		started := time.Now()
+		found, expected, wrong, err := checkTables(cluster)
+		if err != nil {
+			return results, err
+		}
+		r.Found, r.Expected, r.Wrong = found, expected, wrong
+		if step.key == "floor" {
+			r.Expected = r.Found // it changes nothing: the column is not its
+		}
+		fmt.Fprintf(os.Stderr, "   %-8s tables: %d / %d routes correct, %d wrong (read in %s)\n", step.key, found, expected, wrong, time.Since(started).Round(time.Millisecond))
+		results = append(results, r)
+		if r.Err != "" {
+			return results, fmt.Errorf("%s: %s", step.key, r.Err)
+		}
+	}
+	return results, nil
+}
+
+func median3(runs []measured) measured {
+	s := append([]measured(nil), runs...)
+	for i := range s {
+		for j := i + 1; j < len(s); j++ {
+			if s[j].wall < s[i].wall {
+				s[i], s[j] = s[j], s[i]
+			}
+		}
+	}
+	return s[len(s)/2]
+}
+
+// measureLab is measure, plus what the whole machine spent meanwhile:
+// CPU time over every core (the nodes' sshd, ip and kernel work
+// included), and how far MemAvailable fell below where it started (the
+// nodes' sessions and the routes they were given).
+func (b *bench) measureLab(ctx context.Context, argv []string) measured {
+	cpu0, err0 := machineCPU()
+	mem0, _ := memAvailableKB()
+	low := mem0
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				if m, err := memAvailableKB(); err == nil {
+					low = min(low, m)
+				}
+			}
+		}
+	}()
+	m := b.measure(ctx, argv)
+	close(stop)
+	wg.Wait()
+	if cpu1, err1 := machineCPU(); err0 == nil && err1 == nil {
+		m.machineCPU = (cpu1 - cpu0).Seconds()
+	}
+	m.labMemMB = float64(mem0-low) / 1024
+	return m
+}
+
+// machineCPU is the CPU time all cores have spent, idle and iowait aside
+// (/proc/stat's first line).
+func machineCPU() (time.Duration, error) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, errors.New("/proc/stat: no cpu line")
+	}
+	var ticks int64
+	for i, v := range f[1:8] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		var t int64
+		fmt.Sscan(v, &t)
+		ticks += t
+	}
+	return time.Duration(ticks) * time.Second / clockTick, nil
+}
+
+// memAvailableKB is /proc/meminfo's MemAvailable.
+func memAvailableKB() (int64, error) {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
+			var kb int64
+			_, err := fmt.Sscan(v, &kb)
+			return kb, err
+		}
+	}
+	return 0, errors.New("/proc/meminfo: no MemAvailable")
+}
+
+// checkTables reads every cluster node's main IPv4 table over rtnetlink
+// and counts, over all of them, the protocol-114 routes to another
+// member's pod CIDR via its address (found, of expected), and every other
+// protocol-114 route into the pod range (wrong: to a node that left, or by
+// the wrong gateway).
+func checkTables(cluster []*lab.Node) (found, expected, wrong int, err error) {
+	want := make(map[netip.Prefix]netip.Addr, len(cluster))
+	for _, n := range cluster {
+		want[n.PodCIDR] = n.Addr
+	}
+	var mu sync.Mutex
+	var errs []error
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for _, n := range cluster {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			table, err := dumpPodRoutes(n.NS)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", n.Name, err))
+				return
+			}
+			expected += len(cluster) - 1
+			for dst, via := range table {
+				if dst != n.PodCIDR && want[dst] == via {
+					found++
+				} else {
+					wrong++
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return found, expected, wrong, errors.Join(errs...)
+}
+
+// dumpPodRoutes reads a namespace's main-table protocol-114 routes into
+// the pod range (parseRoute's) with one rtnetlink dump.
+func dumpPodRoutes(ns string) (map[netip.Prefix]netip.Addr, error) {
+	fd, err := netlinkIn(ns, 0)
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), "rtnetlink "+ns)
+	defer f.Close()
+	if err := f.SetReadDeadline(time.Now().Add(30 * time.Second)); err != nil {
+		return nil, err
+	}
+	if err := dumpRequest(f); err != nil {
+		return nil, err
+	}
+	table := map[netip.Prefix]netip.Addr{}
+	buf := make([]byte, 64<<10)
+	for {
+		k, err := f.Read(buf)
+		if err != nil {
+			return nil, err
+		}
+		for b := buf[:k]; len(b) >= unix.SizeofNlMsghdr; {
+			l := int(binary.NativeEndian.Uint32(b[0:]))
+			if l < unix.SizeofNlMsghdr || l > len(b) {
+				return nil, errors.New("a truncated netlink message")
+			}
+			switch binary.NativeEndian.Uint16(b[4:]) {
+			case unix.NLMSG_DONE:
+				return table, nil
+			case unix.NLMSG_ERROR:
+				return nil, errors.New("the route dump failed")
+			case unix.RTM_NEWROUTE:
+				if dst, via, ok := parseRoute(b[unix.SizeofNlMsghdr:l]); ok {
+					table[dst] = via
+				}
+			}
+			b = b[min((l+3)&^3, len(b)):]
+		}
+	}
+}
+
+// renderScale writes the scale sequence's table and issue 19's targets,
+// for every lab size it ran at.
+func renderScale(results []Result) string {
+	var sizes []int
+	bySize := map[int]map[string]Result{}
+	for _, r := range results {
+		if !r.Scale {
+			continue
+		}
+		if bySize[r.Nodes] == nil {
+			bySize[r.Nodes] = map[string]Result{}
+			sizes = append(sizes, r.Nodes)
+		}
+		bySize[r.Nodes][r.Key] = r
+	}
+	if len(sizes) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("\n### Scale sequence (issue 19)\n\n")
+	b.WriteString("One lab of N+1 nodes, the steps in order; machine CPU is every core's (nodes included), lab memory how far MemAvailable fell during the step.\n\n")
+	b.WriteString("| nodes | step | wall (s) | runs (s) | CPU (s) | max RSS (MB) | machine CPU (s) | lab memory (MB) | × floor | routes correct | wrong |\n")
+	b.WriteString("| ---: | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |\n")
+	for _, n := range sizes {
+		floor := bySize[n]["floor"].Wall
+		for _, step := range scaleSteps {
+			r, ok := bySize[n][step.key]
+			if !ok {
+				continue
+			}
+			var runs []string
+			for _, x := range r.Runs {
+				runs = append(runs, fmt.Sprintf("%.2f", x))
+			}
+			ratio := ""
+			if floor > 0 {
+				ratio = fmt.Sprintf("%.2f", r.Wall/floor)
+			}
+			correct := fmt.Sprintf("%d / %d", r.Found, r.Expected)
+			if r.Err != "" {
+				correct += " (" + r.Err + ")"
+			}
+			fmt.Fprintf(&b, "| %d | %s | %.2f | %s | %.2f | %.1f | %.1f | %.0f | %s | %s | %d |\n", n, step.name, r.Wall, strings.Join(runs, ", "),
+				r.CPU, float64(r.MaxRSSKB)/1024, r.MachineCPU, r.LabMemMB, ratio, correct, r.Wrong)
+		}
+	}
+	b.WriteString("\nTargets:\n\n")
+	for _, n := range sizes {
+		s := bySize[n]
+		floor, okF := s["floor"]
+		verdict := func(desc string, ran, pass bool, figures string) {
+			v := "not run"
+			if ran {
+				v = passMiss(pass)
+			}
+			fmt.Fprintf(&b, "- %s at N = %d: %s %s\n", desc, n, v, figures)
+		}
+		a, okA := s["apply"]
+		verdict("apply from empty ≤ 1.0 × the bare connection floor", okA && okF, a.Wall <= floor.Wall, fmt.Sprintf("(%.2f s vs %.2f s: %.2f×)", a.Wall, floor.Wall, a.Wall/floor.Wall))
+		c, okC := s["check"]
+		verdict("--check converged ≤ 0.5 × the bare connection floor", okC && okF, c.Wall <= 0.5*floor.Wall, fmt.Sprintf("(%.2f s vs %.2f s: %.2f×)", c.Wall, floor.Wall, c.Wall/floor.Wall))
+		var peak int64
+		correct := true
+		steps := 0
+		for _, step := range scaleSteps {
+			r, ok := s[step.key]
+			if !ok {
+				continue
+			}
+			steps++
+			if step.key != "floor" {
+				peak = max(peak, r.MaxRSSKB)
+			}
+			correct = correct && r.Err == "" && r.Found == r.Expected && r.Wrong == 0
+		}
+		verdict("routepush max RSS ≤ 256 MB in every step", steps > 1, peak <= 256*1024, fmt.Sprintf("(%.1f MB)", float64(peak)/1024))
+		verdict("every route correct after every step", steps == len(scaleSteps), correct, "")
+	}
+	return b.String()
+}
