@@ -58,7 +58,8 @@ demo: deps build
 
 # routepush against OpenSSH fan-out, the bare SSH connection floor and
 # Ansible on labs of BENCH_NODES (default 10,20,50,200; BENCH_NODES=1000 for
-# the big run); routepush watch against the lab's kube-apiserver at 50 and
+# the big run; from 2,000 nodes, BENCH_NODES=5000, the scale sequence of
+# issue 19 instead); routepush watch against the lab's kube-apiserver at 50 and
 # 200 nodes (BENCH_WATCH_NODES): a node joining and leaving, and the idle
 # watcher for a minute; then the Go benchmarks of plan+diff and parsing.
 # Writes bench/out/results.{md,json} and the watchers' logs;

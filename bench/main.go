@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -96,8 +97,18 @@ func main() {
 	joins := flag.Int("watch-joins", 5, "joins timed per size (a leave between two)")
 	idle := flag.Duration("watch-idle", time.Minute, "how long the idle watcher is sampled, at the largest watch size (0: not)")
 	watchArgs := flag.String("watch-args", "", "more arguments for routepush watch, space-separated (to compare settings)")
-	scaleFrom := flag.Int("scale-from", atoiOr(envOr("BENCH_SCALE_FROM", ""), 2000), "lab sizes from which the scale sequence runs instead of the contenders (env BENCH_SCALE_FROM)")
+	scaleFrom := flag.Int("scale-from", 2000, "lab sizes from which the scale sequence runs instead of the contenders (env BENCH_SCALE_FROM)")
+	if v := os.Getenv("BENCH_SCALE_FROM"); v != "" {
+		if err := flag.Set("scale-from", v); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: BENCH_SCALE_FROM=%q: %v\n", v, err)
+			os.Exit(2)
+		}
+	}
 	flag.Parse()
+	if *scaleFrom < leaving+2 {
+		fmt.Fprintf(os.Stderr, "bench: -scale-from %d: the scale sequence needs at least %d nodes (%d leave)\n", *scaleFrom, leaving+2, leaving)
+		os.Exit(2)
+	}
 	wo := watchOptions{sizes: map[int]bool{}, joins: max(*joins, 1), idle: *idle, args: strings.Fields(*watchArgs), scaleFrom: *scaleFrom}
 	for _, s := range strings.Split(*watchNodes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -112,13 +123,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
-}
-
-func atoiOr(s string, def int) int {
-	if n, err := strconv.Atoi(s); err == nil {
-		return n
-	}
-	return def
 }
 
 func envOr(k, def string) string {
@@ -146,14 +150,28 @@ func run(nodesList string, concurrency int, bin, out, only string, wo watchOptio
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
+	// An interrupt tears the lab down (runSize's deferred Down) instead
+	// of leaving thousands of sshd behind; what was measured is written
+	// either way.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var runErr error
 	for _, n := range sizes {
-		rs, ws, err := runSize(n, concurrency, bin, out, only, wo)
+		rs, ws, err := runSize(ctx, n, concurrency, bin, out, only, wo)
 		results = append(results, rs...)
 		watched = append(watched, ws...)
 		if err != nil {
-			return err
+			runErr = fmt.Errorf("%d nodes: %w", n, err)
+			break
 		}
 	}
+	if err := writeResults(out, results, watched, concurrency); err != nil {
+		return errors.Join(runErr, err)
+	}
+	return runErr
+}
+
+func writeResults(out string, results []Result, watched []WatchResult, concurrency int) error {
 	report := render(results, concurrency) + renderScale(results) + renderWatch(watched)
 	fmt.Print(report)
 	js, _ := json.MarshalIndent(struct {
@@ -166,12 +184,14 @@ func run(nodesList string, concurrency int, bin, out, only string, wo watchOptio
 	return os.WriteFile(filepath.Join(out, "results.md"), []byte(report), 0o644)
 }
 
-func runSize(n, concurrency int, bin, out, only string, wo watchOptions) ([]Result, []WatchResult, error) {
-	ctx := context.Background()
+func runSize(ctx context.Context, n, concurrency int, bin, out, only string, wo watchOptions) ([]Result, []WatchResult, error) {
 	scale := n >= wo.scaleFrom
 	labNodes := n
 	if scale {
 		labNodes = n + 1 // the last one joins
+		if err := fitsInMemory(labNodes); err != nil {
+			return nil, nil, err
+		}
 	}
 	fmt.Fprintf(os.Stderr, "== %d nodes: bringing up the lab\n", n)
 	started := time.Now()
