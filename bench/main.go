@@ -397,7 +397,7 @@ func (b *bench) routepush() []string {
 // most -P at once, each running remote (a fixed command; "$1" is the node's
 // address, from the bench's own host list).
 func (b *bench) fanOut(remote string) []string {
-	ssh := fmt.Sprintf(`exec ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=%s -i %s root@"$1" %s`,
+	ssh := fmt.Sprintf(`exec ssh -F /dev/null -o BatchMode=yes -o ConnectTimeout=30 -o ServerAliveInterval=5 -o ServerAliveCountMax=6 -o StrictHostKeyChecking=yes -o UserKnownHostsFile=%s -i %s root@"$1" %s`,
 		b.lab.KnownHostsPath(), b.lab.IdentityPath(), remote)
 	return []string{"sh", "-c", fmt.Sprintf(`xargs -P %d -n 1 sh -c '%s' sh < %s/hosts.txt`, b.concurrency, ssh, b.dir)}
 }

@@ -46,7 +46,7 @@ func TestRunLetsGoOfVerifiedTables(t *testing.T) {
 	last := nodes[len(nodes)-1].Name
 	collected := false
 	c.kernels[last].beforeApply = func(*fakeKernel) {
-		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
 			runtime.GC()
 			if freed.Load() == int32(len(nodes)-1) {
 				collected = true
