@@ -185,7 +185,7 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	if err := l.writeClientKey(); err != nil {
 		return nil, err
 	}
-	if err := raiseNeighbourLimits(o.Nodes); err != nil {
+	if err := raiseHostLimits(o.Nodes); err != nil {
 		return nil, err
 	}
 	if o.SudoUser != "" {
@@ -240,25 +240,36 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	return l, l.writeConfig()
 }
 
-// raiseNeighbourLimits makes room in the kernel's ARP and NDP tables for a
-// big lab. Their limits (gc_thresh1-3) are the host's, shared by every
+// raiseHostLimits makes room in the kernel's backlog and its ARP and NDP
+// tables for a big lab. Their limits (gc_thresh1-3) are the host's, shared by every
 // namespace: with the defaults (128/512/1024) a 1,000-node lab's bastion
 // loses neighbours as fast as it learns them, and connects fail with "no
 // route to host". Limits are only ever raised.
-func raiseNeighbourLimits(nodes int) error {
+func raiseHostLimits(nodes int) error {
+	limits := map[string]int{
+		// A broadcast (an ARP request) on the lab's segment is copied to
+		// every port of every bridge in one go, each copy queued on the
+		// CPU's backlog, 1,000 packets by default: past that, copies
+		// were dropped, and at 3,000 nodes a node whose place in the
+		// flood came late never answered the bastion's ARP ("no route
+		// to host" after ten tries).
+		"/proc/sys/net/core/netdev_max_backlog": 2*nodes + 1000,
+	}
 	for _, fam := range []string{"ipv4", "ipv6"} {
 		for i, want := range []int{2 * nodes, 4 * nodes, 8 * nodes} {
-			path := fmt.Sprintf("/proc/sys/net/%s/neigh/default/gc_thresh%d", fam, i+1)
-			data, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			if have, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && have >= want {
-				continue
-			}
-			if err := os.WriteFile(path, []byte(strconv.Itoa(want)), 0o644); err != nil {
-				return fmt.Errorf("lab: raising %s for %d nodes: %w", path, nodes, err)
-			}
+			limits[fmt.Sprintf("/proc/sys/net/%s/neigh/default/gc_thresh%d", fam, i+1)] = want
+		}
+	}
+	for path, want := range limits {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if have, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && have >= want {
+			continue
+		}
+		if err := os.WriteFile(path, []byte(strconv.Itoa(want)), 0o644); err != nil {
+			return fmt.Errorf("lab: raising %s for %d nodes: %w", path, nodes, err)
 		}
 	}
 	return nil
@@ -798,8 +809,10 @@ func (l *Lab) WriteInventory(path string, nodes []*Node) error {
 // Down kills every process in the lab's namespaces, deletes them and the
 // lab's folder. It carries on past errors and returns them all.
 func (l *Lab) Down() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+	// Bounded per namespace, not in all: 3,000 nodes take about six
+	// minutes to delete on two cores, and a lab cut short leaves its
+	// sshd running.
+	ctx := context.Background()
 	namespaces := []string{l.Bastion}
 	if l.Jump != nil {
 		namespaces = append(namespaces, l.Jump.NS)
@@ -814,6 +827,8 @@ func (l *Lab) Down() error {
 	g.SetLimit(16)
 	for _, ns := range namespaces {
 		g.Go(func() error {
+			ctx, cancel := context.WithTimeout(ctx, time.Minute)
+			defer cancel()
 			if err := DeleteNamespace(ctx, ns); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
