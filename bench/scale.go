@@ -48,12 +48,13 @@ const leaving = 10
 // and then stalls must not hang a lab that took long to bring up.
 const stepTimeout = 2 * time.Hour
 
-// What a lab node costs this machine, measured (bench/RESULTS.md): an
-// idle node (namespace, veth, sshd), a node whose session apply holds
-// from its read to the end of the run, and a route in a node's table.
+// What a lab node costs this machine, measured at 2,000 nodes
+// (bench/RESULTS.md): an idle node (namespace, veth, sshd), a node whose
+// session apply holds from its read to the end of the run, and a route in
+// a node's table.
 const (
-	idleNodeBytes = 2_100_000
-	heldNodeBytes = 2_400_000
+	idleNodeBytes = 1_900_000
+	heldNodeBytes = 2_500_000
 	routeBytes    = 345
 )
 
