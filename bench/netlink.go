@@ -192,37 +192,14 @@ func (m *routeMonitor) apply(i int, b []byte, at time.Time) {
 	}
 }
 
-// parseRoute reads an rtmsg and its attributes: a main-table route of
-// protocol 114 into the pod range, with a next hop.
+// parseRoute reads an rtmsg: a main-table unicast route of protocol 114
+// into the pod range, with one gateway (parseAnyPodRoute's "ours").
 func parseRoute(b []byte) (dst netip.Prefix, via netip.Addr, ok bool) {
-	if len(b) < unix.SizeofRtMsg || b[0] != unix.AF_INET || b[5] != 114 {
+	r, ok := parseAnyPodRoute(b)
+	if !ok || !r.ours {
 		return dst, via, false
 	}
-	bits, table := int(b[1]), uint32(b[4])
-	var addr netip.Addr
-	for a := b[unix.SizeofRtMsg:]; len(a) >= 4; {
-		l := int(binary.NativeEndian.Uint16(a[0:]))
-		if l < 4 || l > len(a) {
-			break
-		}
-		data := a[4:l]
-		switch binary.NativeEndian.Uint16(a[2:]) {
-		case unix.RTA_DST:
-			addr, _ = netip.AddrFromSlice(data)
-		case unix.RTA_GATEWAY:
-			via, _ = netip.AddrFromSlice(data)
-		case unix.RTA_TABLE:
-			if len(data) == 4 {
-				table = binary.NativeEndian.Uint32(data)
-			}
-		}
-		a = a[min((l+3)&^3, len(a)):]
-	}
-	if table != unix.RT_TABLE_MAIN || !addr.IsValid() || !via.IsValid() {
-		return dst, via, false
-	}
-	dst = netip.PrefixFrom(addr, bits)
-	return dst, via, podRange.Overlaps(dst)
+	return r.dst, r.via, true
 }
 
 // wait waits until cond holds over the tables and returns when the change

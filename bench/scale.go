@@ -365,7 +365,7 @@ type podRoute struct {
 	ours bool
 }
 
-// parseAnyPodRoute reads an IPv4 rtmsg whose destination overlaps the pod
+// parseAnyPodRoute reads an IPv4 rtmsg whose destination lies in the pod
 // range, whatever its table, type, protocol or next hops.
 func parseAnyPodRoute(b []byte) (podRoute, bool) {
 	if len(b) < unix.SizeofRtMsg || b[0] != unix.AF_INET {
@@ -396,8 +396,8 @@ func parseAnyPodRoute(b []byte) (podRoute, bool) {
 		a = a[min((l+3)&^3, len(a)):]
 	}
 	dst := netip.PrefixFrom(addr, bits)
-	if !podRange.Overlaps(dst) {
-		return podRoute{}, false
+	if bits < podRange.Bits() || !podRange.Contains(addr) {
+		return podRoute{}, false // a default route, say: not into the pod range alone
 	}
 	ours := table == unix.RT_TABLE_MAIN && proto == 114 && typ == unix.RTN_UNICAST && via.IsValid() && !multipath
 	return podRoute{dst: dst, via: via, ours: ours}, true

@@ -60,6 +60,7 @@ func TestClassifyPodRoutes(t *testing.T) {
 		}, 0, 0},
 		{"routes outside the pod range are not looked at", [][]byte{
 			rtmsg("198.18.0.0/15", unix.RT_TABLE_MAIN, unix.RTPROT_KERNEL, unix.RTN_UNICAST),
+			rtmsg("0.0.0.0/0", unix.RT_TABLE_MAIN, unix.RTPROT_STATIC, unix.RTN_UNICAST, gw("198.18.0.1")),
 		}, 0, 0},
 		{"the wrong gateway", [][]byte{rtmsg("100.64.1.0/24", unix.RT_TABLE_MAIN, 114, unix.RTN_UNICAST, gw("198.18.0.12"))}, 0, 1},
 		{"another protocol", [][]byte{rtmsg("100.64.1.0/24", unix.RT_TABLE_MAIN, unix.RTPROT_STATIC, unix.RTN_UNICAST, gw("198.18.0.11"))}, 0, 1},
