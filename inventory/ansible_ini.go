@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"iter"
 	"maps"
 	"net/netip"
 	"regexp"
@@ -68,6 +69,32 @@ var iniSection = regexp.MustCompile(`^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:\#.*)?$`)
 // after the last range's "]", if any.
 var iniPortWritten = regexp.MustCompile(`^(?:.*\])?[^\[\]]*:[0-9]+$`)
 
+// iniHostLines yields each host line's number (from 1) and host pattern,
+// its first word: the lines of [group] and [group:hosts] sections (and
+// before any section) that are not blank or comments. A line shlex
+// cannot split is left to aini, which reports it.
+func iniHostLines(data []byte) iter.Seq2[int, string] {
+	return func(yield func(int, string) bool) {
+		hosts := true
+		for i, line := range strings.Split(string(data), "\n") {
+			line = strings.TrimSpace(line)
+			if line == "" || line[0] == '#' || line[0] == ';' {
+				continue
+			}
+			if m := iniSection.FindStringSubmatch(line); m != nil {
+				hosts = m[2] == "" || m[2] == "hosts"
+				continue
+			}
+			if !hosts {
+				continue
+			}
+			if tok, err := shlex.Split(line); err == nil && len(tok) > 0 && !yield(i+1, tok[0]) {
+				return
+			}
+		}
+	}
+}
+
 // iniPorts finds the ports host lines give (node1:2222). Ansible keeps
 // the port of the line that first names a host (InventoryData.add_host
 // creates it once): a host first listed without one has none from its
@@ -76,29 +103,16 @@ var iniPortWritten = regexp.MustCompile(`^(?:.*\])?[^\[\]]*:[0-9]+$`)
 func iniPorts(data []byte) (map[string]int64, error) {
 	ports := map[string]int64{}
 	seen := map[string]bool{}
-	hosts := true
-	for i, line := range strings.Split(string(data), "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || line[0] == '#' || line[0] == ';' {
-			continue
+	for line, host := range iniHostLines(data) {
+		if addr, ok := ipv6HostName(host); ok {
+			return nil, fmt.Errorf("line %d: host %q is an IPv6 address, which routepush does not take for a host name (aini, which it reads INI with, would mangle it): use a name with ansible_host=%s", line, host, addr)
 		}
-		if m := iniSection.FindStringSubmatch(line); m != nil {
-			hosts = m[2] == "" || m[2] == "hosts"
-			continue
-		}
-		tok, err := shlex.Split(line)
-		if !hosts || err != nil || len(tok) == 0 {
-			continue
-		}
-		if addr, ok := ipv6HostName(tok[0]); ok {
-			return nil, fmt.Errorf("line %d: host %q is an IPv6 address, which routepush does not take for a host name (aini, which it reads INI with, would mangle it): use a name with ansible_host=%s", i+1, tok[0], addr)
-		}
-		d, err := aini.ParseString("[g]\n" + tok[0])
+		d, err := aini.ParseString("[g]\n" + host)
 		if err != nil {
 			return nil, err
 		}
 		// a range (node[1:3], node[01:02].example) is no port
-		written := iniPortWritten.MatchString(tok[0])
+		written := iniPortWritten.MatchString(host)
 		for name, h := range d.Hosts {
 			if seen[name] {
 				continue

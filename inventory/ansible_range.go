@@ -5,8 +5,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-
-	"github.com/google/shlex"
 )
 
 // maxAnsibleHosts is the most hosts an Ansible inventory may name. A
@@ -93,24 +91,8 @@ func rangeSize(r string) (int64, error) {
 // countINIHosts counts the hosts of an INI inventory's host lines before
 // aini expands them (countHosts).
 func (inv *ansibleInventory) countINIHosts(data []byte) error {
-	hosts := true
-	for _, line := range strings.Split(string(data), "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || line[0] == '#' || line[0] == ';' {
-			continue
-		}
-		if m := iniSection.FindStringSubmatch(line); m != nil {
-			hosts = m[2] == "" || m[2] == "hosts"
-			continue
-		}
-		if !hosts {
-			continue
-		}
-		tok, err := shlex.Split(line)
-		if err != nil || len(tok) == 0 {
-			continue // aini reports it
-		}
-		if err := inv.countHosts(tok[0]); err != nil {
+	for _, host := range iniHostLines(data) {
+		if err := inv.countHosts(host); err != nil {
 			return err
 		}
 	}
