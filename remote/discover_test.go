@@ -426,10 +426,6 @@ func TestBecomeFindsTheNodesSFTPServer(t *testing.T) {
 			mu.Lock()
 			cmds = append(cmds, cmd)
 			mu.Unlock()
-			exit := func(code uint32) {
-				_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{code}))
-				ch.Close()
-			}
 			switch cmd {
 			case "sudo -n /usr/libexec/openssh/sftp-server":
 				go func() {
@@ -440,12 +436,12 @@ func TestBecomeFindsTheNodesSFTPServer(t *testing.T) {
 				go func() {
 					_, _ = io.ReadAll(ch)
 					_, _ = ch.Write([]byte("path /usr/local/bin:/usr/bin\nip iproute2 /usr/bin/ip\nsbin iproute2\nsftp /usr/libexec/openssh/sftp-server\nend\n"))
-					exit(0)
+					exitWith(ch, 0)
 				}()
 			default:
 				go func() {
 					_, _ = ch.Stderr().Write([]byte("sudo: a password is required\n"))
-					exit(1)
+					exitWith(ch, 1)
 				}()
 			}
 			return true

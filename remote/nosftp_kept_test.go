@@ -52,11 +52,7 @@ func TestKeptConnectionRemembersNoSFTP(t *testing.T) {
 	var missing atomic.Bool
 	missing.Store(true)
 	s.subsystem = dropbearWithoutSFTP(&missing)
-	d, err := NewDialer(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d := keptDialer(t, cfg)
 	for i := range 3 {
 		c, err := d.Dial(context.Background(), s.target())
 		if err != nil {
@@ -103,18 +99,11 @@ func TestBecomeKeptSFTPServerEndedAtRestReopened(t *testing.T) {
 		case lockProbeCommand:
 			return false
 		default:
-			go func() {
-				_, _ = ch.Stderr().Write([]byte("sudo: " + strings.TrimPrefix(cmd, "sudo -n ") + ": command not found\n"))
-				exitWith(ch, 1)
-			}()
+			go answerSudoNotFound(ch, cmd)
 		}
 		return true
 	}
-	d, err := NewDialer(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d := keptDialer(t, cfg)
 	tg := s.target()
 	tg.Become = true
 	for i := range 3 {
@@ -172,18 +161,11 @@ func TestBecomeSFTPServerInstalledLaterIsFound(t *testing.T) {
 		case cmd == lockProbeCommand:
 			return false
 		default:
-			go func() {
-				_, _ = ch.Stderr().Write([]byte("sudo: " + strings.TrimPrefix(cmd, "sudo -n ") + ": command not found\n"))
-				exitWith(ch, 1)
-			}()
+			go answerSudoNotFound(ch, cmd)
 		}
 		return true
 	}
-	d, err := NewDialer(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d := keptDialer(t, cfg)
 	tg := s.target()
 	tg.Become = true
 	try := func() error {
@@ -233,4 +215,11 @@ func TestNoSFTPNodeWithForeignLockRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// answerSudoNotFound answers a command as sudo does when the program it names
+// is not on the node.
+func answerSudoNotFound(ch ssh.Channel, cmd string) {
+	_, _ = ch.Stderr().Write([]byte("sudo: " + strings.TrimPrefix(cmd, "sudo -n ") + ": command not found\n"))
+	exitWith(ch, 1)
 }
