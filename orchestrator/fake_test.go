@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/routepush/routepush/host"
 	"github.com/routepush/routepush/internal/persist"
@@ -41,9 +42,10 @@ type fakeKernel struct {
 	networkd      bool // systemd-networkd manages foreign routes
 	failPersist   bool
 	persistWrites int
-	source        netip.Addr // where the node sees routepush's session come from
-	failAppend    bool       // AppendRun fails: the node's disk is full
-	failUnlock    bool       // Unlock fails: the node went silent at the end
+	source        netip.Addr    // where the node sees routepush's session come from
+	failAppend    bool          // AppendRun fails: the node's disk is full
+	failUnlock    bool          // Unlock fails: the node went silent at the end
+	slowUnlock    time.Duration // Unlock takes this long, unless its context ends first
 	// lostApplies is how many batches, from the (lostAfter+1)th on, fail
 	// before anything is sent: a connection that died while kept open.
 	lostApplies, lostAfter int
@@ -138,7 +140,14 @@ func (k *fakeKernel) Lock(_ context.Context, holder []byte) error {
 	return nil
 }
 
-func (k *fakeKernel) Unlock(_ context.Context, holder []byte) error {
+func (k *fakeKernel) Unlock(ctx context.Context, holder []byte) error {
+	if k.slowUnlock > 0 {
+		select {
+		case <-time.After(k.slowUnlock):
+		case <-ctx.Done():
+			return fmt.Errorf("%s: unlock: %w", k.name, ctx.Err())
+		}
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if err := k.files(); err != nil {

@@ -96,9 +96,10 @@ type Options struct {
 	// Persist installs each node's routes to be replayed at boot once
 	// they verify (Persister); with Check, reports where that differs.
 	Persist bool
-	// SettleTimeout bounds what a run does once its outcome is known:
-	// rolling back, recording states, releasing locks. It runs on a
-	// context of its own, so an interrupt never cuts it short. Default 5
+	// SettleTimeout bounds what a run does on each node once its outcome
+	// is known: rolling back, recording states, releasing the lock, from
+	// when that node's turn comes. It runs on a context of its own, so an
+	// interrupt never cuts it short (a second one abandons it). Default 5
 	// minutes.
 	SettleTimeout time.Duration
 }

@@ -206,8 +206,7 @@ func (r *run) applyNode(ctx context.Context, n *nodeRun, stop *atomic.Bool) {
 // on each node still held and release it. It runs on a context of its
 // own: an interrupt is often why there is anything to settle.
 func (r *run) settle(ctx context.Context) {
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.SettleTimeout)
-	defer cancel()
+	sctx := context.WithoutCancel(ctx)
 	if ctx.Err() != nil && r.rep.Err == nil {
 		r.rep.Err = fmt.Errorf("run interrupted: %w", context.Cause(ctx))
 	}
@@ -216,8 +215,19 @@ func (r *run) settle(ctx context.Context) {
 	}
 	// Every node still connected holds its lock until here, verified ones
 	// included: the run's outcome is final only now.
-	each(sctx, r.nodes, r.opts.Concurrency, func(ctx context.Context, n *nodeRun) { n.release(ctx) })
+	each(sctx, r.nodes, r.opts.Concurrency, func(ctx context.Context, n *nodeRun) { r.settling(ctx, n.release) })
 	r.rep.Duration = time.Since(r.start)
+}
+
+// settling runs one node's part of settle, bounded by SettleTimeout from
+// when its turn comes rather than from when settle began: settle goes
+// Concurrency nodes at a time, and one bound for all of them would run
+// out on a large cluster (5,000 nodes, 50 at a time, on slow links) with
+// the last nodes still locked.
+func (r *run) settling(ctx context.Context, fn func(context.Context)) {
+	sctx, cancel := context.WithTimeout(ctx, r.opts.SettleTimeout)
+	defer cancel()
+	fn(sctx)
 }
 
 // rollBack restores, after a failure, the nodes --rollback asks for: every
@@ -238,7 +248,7 @@ func (r *run) rollBack(ctx context.Context) {
 		return
 	}
 	r.opts.Logger.Warn("rolling back", "nodes", len(undo))
-	each(ctx, undo, r.opts.Concurrency, func(ctx context.Context, n *nodeRun) { n.rollback(ctx) })
+	each(ctx, undo, r.opts.Concurrency, func(ctx context.Context, n *nodeRun) { r.settling(ctx, n.rollback) })
 }
 
 // independent runs every active node through all its phases on its own
@@ -262,14 +272,14 @@ func (r *run) independent(ctx context.Context) {
 			r.applyNode(context.WithoutCancel(ctx), n, &stop)
 		}
 		// Settling one node, on a context of its own as settle's.
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.SettleTimeout)
-		defer cancel()
-		switch o := n.rep.Outcome; {
-		case o == Unknown || r.opts.Rollback == RollbackNone || r.opts.Check:
-		case o == Failed && n.touched:
-			n.rollback(sctx)
-		}
-		n.release(sctx)
+		r.settling(context.WithoutCancel(ctx), func(sctx context.Context) {
+			switch o := n.rep.Outcome; {
+			case o == Unknown || r.opts.Rollback == RollbackNone || r.opts.Check:
+			case o == Failed && n.touched:
+				n.rollback(sctx)
+			}
+			n.release(sctx)
+		})
 		if r.opts.NodeDone != nil {
 			r.opts.NodeDone(*n.rep)
 		}

@@ -344,3 +344,27 @@ func TestRunIndependent(t *testing.T) {
 		}
 	}
 }
+
+// Settling is bounded per node, from when its turn comes: a run whose
+// nodes take longer to release, all together, than SettleTimeout still
+// releases every one of them. One bound for the whole of settle left the
+// last nodes of a large cluster locked.
+func TestRunSettlesEveryNodeWithinItsOwnBound(t *testing.T) {
+	t.Parallel()
+	nodes := labNodes(8)
+	c := newFakeCluster(nodes)
+	for _, k := range c.kernels {
+		k.slowUnlock = 40 * time.Millisecond // 8 at a time of one: 320 ms in all
+	}
+	holder := Holder{RunID: NewRunID(time.Now()), Host: "bastion", PID: 42, Started: time.Now()}
+	opts := Options{Holder: holder, Concurrency: 1, SettleTimeout: 150 * time.Millisecond}
+	rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), c.connect, opts)
+	if rep.Failed() {
+		t.Fatalf("run failed: %v", rep.Errors())
+	}
+	for name, k := range c.kernels {
+		if k.lock != nil {
+			t.Errorf("%s still locked after the run: %s", name, k.lock)
+		}
+	}
+}
