@@ -29,6 +29,14 @@ func (r *nodeRun) apply(ctx context.Context) (ok bool) {
 			r.record(context.WithoutCancel(ctx), state, r.rep.Err, r.after)
 		}
 	}()
+	if r.host == nil {
+		// Parked while it waited: nothing goes unless the node is
+		// reached again under this run's lock.
+		if err := r.resume(ctx); err != nil {
+			r.fail(fmt.Errorf("connecting again to apply: %w", err))
+			return false
+		}
+	}
 	r.touched = true
 	if r.rep.Diff.Empty() {
 		return r.persistVerified(ctx) // only the routes file differs

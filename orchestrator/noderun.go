@@ -39,8 +39,13 @@ type nodeRun struct {
 	// state was merely appended in (after a reconnect to a node that
 	// restarted under the batch, the run may send nothing more).
 	sentBoot string
-	rep      *NodeReport
-	opts     *Options
+	// unkept: the node found no place to wait with its connection open
+	// (Options.MaxIdleConnections), so it is parked whenever it waits;
+	// parked: its connection was closed that way and not opened again
+	// since: nothing was sent, and settling it needs a new one.
+	unkept, parked bool
+	rep            *NodeReport
+	opts           *Options
 }
 
 // prepare is a node's part of the read phase: connect (and lock), read
@@ -205,7 +210,13 @@ func (r *nodeRun) record(ctx context.Context, state RunState, cause error, diges
 // it fails this one (RecordErr, exit 1) and says which node.
 func (r *nodeRun) release(ctx context.Context) {
 	if r.host == nil {
-		return
+		if !r.parked || !r.locked {
+			return // never reached, lost (its error says so), or not this run's
+		}
+		if err := r.resume(ctx); err != nil {
+			r.rep.RecordErr = errors.Join(r.rep.RecordErr, fmt.Errorf("%s: could not connect again to record how the run ended and release its lock, which refuses the next run there until removed (the node's routes are as its outcome says): %w", r.plan.Node().Name, err))
+			return
+		}
 	}
 	if r.recorded && !r.touched {
 		r.record(ctx, StateNotApplied, nil, nil) // the run stopped before this node
@@ -219,6 +230,33 @@ func (r *nodeRun) release(ctx context.Context) {
 	}
 	r.host.Close()
 	r.host = nil
+}
+
+// park closes the connection of a node that waits for others, keeping
+// what the run holds there: its lock and its record are files on the
+// node. resume connects again when the node's turn comes.
+func (r *nodeRun) park() {
+	r.host.Close()
+	r.host = nil
+	r.parked = true
+}
+
+// resume connects to the node again, after its connection was parked or
+// lost, and makes sure the run still holds its lock (relock); on error
+// the node is left unconnected.
+func (r *nodeRun) resume(ctx context.Context) error {
+	h, err := r.connect(ctx, r.plan.Node())
+	if err != nil {
+		return err
+	}
+	r.host = h
+	if err := r.relock(ctx); err != nil {
+		h.Close()
+		r.host = nil
+		return err
+	}
+	r.parked = false
+	return nil
 }
 
 func (r *nodeRun) fail(err error) {

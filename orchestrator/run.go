@@ -40,6 +40,10 @@ type run struct {
 	nodes   []*nodeRun // every node of the plan, in its order
 	active  []*nodeRun // the nodes --limit leaves in
 	start   time.Time
+	// idle counts the nodes that took a place to wait with their
+	// connection open (keepOpen), up to MaxIdleConnections. A place is
+	// kept until the run ends: the count only grows.
+	idle atomic.Int64
 }
 
 // newRun sets up every node's report: skipped until read, or excluded by
@@ -118,9 +122,23 @@ func (r *run) readNode(ctx context.Context, n *nodeRun) {
 	default:
 		pr.end(n.rep.Name, stepRead)
 	}
-	if r.opts.Check || n.rep.Outcome == InSync {
+	switch {
+	case r.opts.Check || n.rep.Outcome == InSync:
 		n.release(ctx)
+	case n.rep.Outcome == WouldChange && !r.opts.Independent && !r.keepOpen():
+		n.unkept = true
+		n.park() // until its apply
 	}
+}
+
+// keepOpen takes one of the MaxIdleConnections places for a node to wait
+// with its connection open, and says whether there was one left.
+func (r *run) keepOpen() bool {
+	if r.idle.Add(1) <= int64(r.opts.MaxIdleConnections) {
+		return true
+	}
+	r.idle.Add(-1)
+	return false
 }
 
 // decide is the second phase: it applies the --max-unreachable policy and
@@ -196,8 +214,11 @@ func (r *run) applyNode(ctx context.Context, n *nodeRun, stop *atomic.Bool) {
 		return
 	}
 	pr.end(n.rep.Name, stepVerified)
-	if r.opts.idleJournals {
-		n.host.CloseFilesUntilNeeded() // until the run's outcome is final
+	switch { // until the run's outcome is final
+	case n.unkept:
+		n.park()
+	case r.opts.idleJournals:
+		n.host.CloseFilesUntilNeeded()
 	}
 }
 

@@ -151,5 +151,6 @@ func (r *nodeRun) reconnect(ctx context.Context, prev error) bool {
 		r.host = nil
 		return false
 	}
+	r.parked = false
 	return true
 }

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -25,6 +26,7 @@ type applyFlags struct {
 	canary        int
 	waitLock      time.Duration
 	keepRuns      int
+	maxIdle       int
 	carried       map[string]bool // carriedFlags of the parsed command
 	checkVerb     bool            // the check verb: checkFlags alone, and check set
 }
@@ -79,6 +81,7 @@ func (f *applyFlags) add(fs *pflag.FlagSet, checkVerb bool) {
 	add(fs, fs.IntVarP, &f.canary, "canary", "", 0, "apply and verify this many nodes first, the rest only if they succeed (like Ansible's serial)")
 	add(fs, fs.DurationVarP, &f.waitLock, "wait-lock", "", 0, "wait this long for nodes another run has locked, instead of failing at once")
 	add(fs, fs.IntVarP, &f.keepRuns, "keep-runs", "", 10, "run records each node keeps in /var/lib/routepush/runs")
+	add(fs, fs.IntVarP, &f.maxIdle, "max-idle-connections", "", 1000, "nodes that wait for others (read, not yet applied; verified, run not over) with their connection open, about 125 KB of memory each; the rest connect again when their turn comes (0: none)")
 }
 
 // load resolves the settings of cmd (whose flags f registered) and checks
@@ -97,6 +100,9 @@ func (f *applyFlags) load(cmd *cobra.Command) (err error) {
 	if !f.checkVerb {
 		if f.rollbackMode, err = orchestrator.ParseRollbackMode(f.rollback); err != nil {
 			return err
+		}
+		if f.maxIdle < 0 {
+			return fmt.Errorf("--max-idle-connections must be 0 or more, got %d", f.maxIdle)
 		}
 	}
 	if err := f.source.check(); err != nil {
@@ -202,6 +208,8 @@ func apply(ctx context.Context, d deps, f *applyFlags, log *slog.Logger) error {
 		Canary:         f.canary,
 		Limit:          limit,
 		Persist:        f.persist,
+		// 0 is the option's default; the flag's 0 keeps none open.
+		MaxIdleConnections: cmp.Or(f.maxIdle, -1),
 	})
 	stopProgress()
 	return settle(ctx, d.streams, f, rep, holder.RunID, cluster)

@@ -1,0 +1,248 @@
+package orchestrator
+
+import (
+	"context"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/routepush/routepush/inventory"
+)
+
+// openConns wraps a fake cluster's connector and counts the connections
+// open at once (the most there were) and those each node was given.
+type openConns struct {
+	mu       sync.Mutex
+	open     int
+	most     int
+	per      map[string]int
+	connect  Connector
+	onDialed func(name string, nth int) error // before the nth connection to a node is handed out
+}
+
+func newOpenConns(c *fakeCluster) *openConns {
+	return &openConns{per: map[string]int{}, connect: c.connect}
+}
+
+func (o *openConns) dial(ctx context.Context, n *inventory.Node) (Host, error) {
+	o.mu.Lock()
+	o.per[n.Name]++
+	nth := o.per[n.Name]
+	o.mu.Unlock()
+	if o.onDialed != nil {
+		if err := o.onDialed(n.Name, nth); err != nil {
+			return nil, err
+		}
+	}
+	h, err := o.connect(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	o.mu.Lock()
+	o.open++
+	o.most = max(o.most, o.open)
+	o.mu.Unlock()
+	return &countedHost{Host: h, o: o}, nil
+}
+
+type countedHost struct {
+	Host
+	o    *openConns
+	once sync.Once
+}
+
+func (h *countedHost) Close() error {
+	h.once.Do(func() {
+		h.o.mu.Lock()
+		h.o.open--
+		h.o.mu.Unlock()
+	})
+	return h.Host.Close()
+}
+
+func parkOptions() Options {
+	return Options{
+		Holder:      Holder{RunID: NewRunID(time.Now()), Host: "bastion", PID: 42, Started: time.Now()},
+		Concurrency: 1, MaxIdleConnections: 2,
+	}
+}
+
+// states lists the states a node's record went through.
+func states(k *fakeKernel, runID string) string {
+	var got []string
+	for _, s := range regexp.MustCompile(`"state":"([a-z-]+)"`).FindAllStringSubmatch(string(k.runs[runID]), -1) {
+		got = append(got, s[1])
+	}
+	return strings.Join(got, " ")
+}
+
+// Past MaxIdleConnections, a node that waits for others does so with its
+// connection closed (parked): it connects again to apply, and again to
+// settle, under the same lock. The run's connections stay within the
+// bound plus the nodes worked on, and every node ends as if none had
+// been parked: converged, recorded, unlocked.
+func TestRunParksWaitingNodesPastMaxIdleConnections(t *testing.T) {
+	t.Parallel()
+	nodes := labNodes(6)
+	c := newFakeCluster(nodes)
+	o := newOpenConns(c)
+	opts := parkOptions()
+	rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), o.dial, opts)
+	if rep.Failed() {
+		t.Fatalf("apply failed: %v", rep.Errors())
+	}
+	if o.most > opts.MaxIdleConnections+opts.Concurrency {
+		t.Errorf("%d connections were open at once, want at most %d waiting and %d worked on", o.most, opts.MaxIdleConnections, opts.Concurrency)
+	}
+	kept, parked := 0, 0
+	for _, n := range nodes {
+		k := c.kernels[n.Name]
+		switch o.per[n.Name] {
+		case 1:
+			kept++
+		case 3: // read, apply, settle
+			parked++
+		default:
+			t.Errorf("%s: %d connections, want 1 (kept open) or 3 (parked)", n.Name, o.per[n.Name])
+		}
+		if k.lock != nil {
+			t.Errorf("%s still locked: %s", n.Name, k.lock)
+		}
+		if got := states(k, opts.Holder.RunID); got != "applying verified" {
+			t.Errorf("%s: record went through %q, want applying verified", n.Name, got)
+		}
+		if k.applied != 1 {
+			t.Errorf("%s: %d batches, want 1", n.Name, k.applied)
+		}
+	}
+	if kept != opts.MaxIdleConnections || parked != len(nodes)-kept {
+		t.Errorf("%d nodes kept their connection and %d were parked, want %d and %d", kept, parked, opts.MaxIdleConnections, len(nodes)-opts.MaxIdleConnections)
+	}
+	if rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), c.connect, Options{Check: true}); rep.Changes() || rep.Failed() {
+		t.Errorf("after the run, check finds changes (%v) or fails: %v", rep.Changes(), rep.Errors())
+	}
+}
+
+// A parked node is rolled back as a kept one is: a failure on the last
+// node undoes every other, parked or not, and each record says so.
+func TestRunRollsBackParkedNodes(t *testing.T) {
+	t.Parallel()
+	nodes := labNodes(6)
+	c := newFakeCluster(nodes)
+	before := c.digests()
+	c.kernels["node-5"].failDst = "100.64.0.0/24"
+	opts := parkOptions()
+	rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), newOpenConns(c).dial, opts)
+	if !rep.Failed() {
+		t.Fatal("run did not fail")
+	}
+	after := c.digests()
+	for _, n := range nodes {
+		k := c.kernels[n.Name]
+		if after[n.Name] != before[n.Name] {
+			t.Errorf("%s: table not restored", n.Name)
+		}
+		if k.lock != nil {
+			t.Errorf("%s still locked: %s", n.Name, k.lock)
+		}
+		want := "applying verified rolled-back"
+		if n.Name == "node-5" {
+			want = "applying failed rolled-back"
+		}
+		if got := states(k, opts.Holder.RunID); got != want {
+			t.Errorf("%s: record went through %q, want %s", n.Name, got, want)
+		}
+	}
+}
+
+// A parked node that another run locked while it waited, or that cannot
+// be reached when its turn comes, gets nothing: the run fails there
+// before sending its batch, rolls the others back, and leaves the other
+// run's lock alone; a node out of reach keeps this run's lock, and the
+// report says so.
+func TestRunSendsNothingToAParkedNodeItCannotHoldAgain(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		// meddle acts on the node's second connection, the one to apply.
+		meddle func(k *fakeKernel) error
+		errors []string // in the node's report
+	}{
+		{"locked by another run", func(k *fakeKernel) error {
+			k.mu.Lock()
+			k.lock = []byte(`{"run":"20261201T000000.000Z-000000","host":"other","pid":7}` + "\n")
+			k.mu.Unlock()
+			return nil
+		}, []string{"connecting again to apply", "no longer this run's"}},
+		{"out of reach", func(k *fakeKernel) error {
+			return &testUnreachable{k.name}
+		}, []string{"connecting again to apply", "no route to host"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			nodes := labNodes(6)
+			c := newFakeCluster(nodes)
+			before := c.digests()
+			o := newOpenConns(c)
+			victim := "node-4" // parked: MaxIdleConnections 2, Concurrency 1
+			lost := false
+			o.onDialed = func(name string, nth int) error {
+				if name != victim || nth < 2 {
+					return nil
+				}
+				if tc.name == "out of reach" {
+					lost = true
+				}
+				return tc.meddle(c.kernels[name])
+			}
+			opts := parkOptions()
+			rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), o.dial, opts)
+			if !rep.Failed() {
+				t.Fatal("run did not fail")
+			}
+			var nr *NodeReport
+			for i := range rep.Nodes {
+				if rep.Nodes[i].Name == victim {
+					nr = &rep.Nodes[i]
+				}
+			}
+			if nr.Outcome != Failed || nr.Err == nil {
+				t.Fatalf("%s: %s (%v), want failed", victim, nr.Outcome, nr.Err)
+			}
+			for _, want := range tc.errors {
+				if !strings.Contains(nr.Err.Error(), want) {
+					t.Errorf("%s: error %q does not say %q", victim, nr.Err, want)
+				}
+			}
+			k := c.kernels[victim]
+			if k.applied != 0 {
+				t.Errorf("%s: %d batches sent, want none", victim, k.applied)
+			}
+			after := c.digests()
+			for _, n := range nodes {
+				if after[n.Name] != before[n.Name] {
+					t.Errorf("%s: table changed", n.Name)
+				}
+				if n.Name != victim && c.kernels[n.Name].lock != nil {
+					t.Errorf("%s still locked: %s", n.Name, c.kernels[n.Name].lock)
+				}
+			}
+			switch {
+			case lost && string(k.lock) != string(opts.Holder.lockText()):
+				t.Errorf("%s: lock %q, want this run's kept (the node was out of reach)", victim, k.lock)
+			case lost && (nr.RecordErr == nil || !strings.Contains(nr.RecordErr.Error(), "release its lock")):
+				t.Errorf("%s: report does not say its lock stays: %v", victim, nr.RecordErr)
+			case !lost && !strings.Contains(string(k.lock), `"host":"other"`):
+				t.Errorf("%s: lock %q, want the other run's left alone", victim, k.lock)
+			}
+		})
+	}
+}
+
+type testUnreachable struct{ name string }
+
+func (e *testUnreachable) Error() string {
+	return e.name + ": dial tcp: connect: no route to host"
+}
