@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/routepush/routepush/orchestrator"
 	"github.com/routepush/routepush/test/lab"
 )
 
@@ -52,12 +53,19 @@ const stepTimeout = 2 * time.Hour
 // What a lab node costs this machine, measured at 2,000 nodes
 // (bench/RESULTS.md): an idle node (namespace, veth, sshd), a node whose
 // session apply holds from its read to the end of the run, and a route in
-// a node's table.
+// a node's table. Apply holds the sessions of the nodes it works on and
+// of at most --max-idle-connections waiting ones (routepush's default).
 const (
 	idleNodeBytes = 1_900_000
 	heldNodeBytes = 2_500_000
 	routeBytes    = 345
+	heldSessions  = orchestrator.DefaultMaxIdleConnections + 50 // and --concurrency's
 )
+
+// labBytes is what a lab of n nodes needs at apply's peak.
+func labBytes(n int) int64 {
+	return int64(n)*idleNodeBytes + int64(min(n, heldSessions))*heldNodeBytes + int64(n)*int64(n-1)*routeBytes
+}
 
 // fitsInMemory refuses a scale lab whose nodes, at apply's peak, would
 // need more than 90 % of the memory available now: the machine has no
@@ -68,14 +76,13 @@ func fitsInMemory(nodes int) error {
 	if err != nil {
 		return err
 	}
-	need := int64(nodes)*(idleNodeBytes+heldNodeBytes) + int64(nodes)*int64(nodes-1)*routeBytes
-	if need > avail*1024/10*9 {
+	if need := labBytes(nodes); need > avail*1024/10*9 {
 		largest := nodes
-		for largest > 2 && int64(largest)*(idleNodeBytes+heldNodeBytes)+int64(largest)*int64(largest-1)*routeBytes > avail*1024/10*9 {
+		for largest > 2 && labBytes(largest) > avail*1024/10*9 {
 			largest -= 100
 		}
-		return fmt.Errorf("a lab of %d nodes would need about %.1f GB at apply's peak (%.1f MB per node, sshd's session held, and %d bytes per route), more than 90 %% of the %.1f GB available: memory runs out first; the largest lab that fits here is about %d nodes",
-			nodes, float64(need)/1e9, float64(idleNodeBytes+heldNodeBytes)/1e6, routeBytes, float64(avail)*1024/1e9, largest)
+		return fmt.Errorf("a lab of %d nodes would need about %.1f GB at apply's peak (%.1f MB per node, %.1f MB more for each of up to %d sessions apply holds, and %d bytes per route), more than 90 %% of the %.1f GB available: memory runs out first; the largest lab that fits here is about %d nodes",
+			nodes, float64(need)/1e9, float64(idleNodeBytes)/1e6, float64(heldNodeBytes)/1e6, heldSessions, routeBytes, float64(avail)*1024/1e9, largest)
 	}
 	return nil
 }

@@ -31,8 +31,12 @@ func (r *nodeRun) apply(ctx context.Context) (ok bool) {
 	}()
 	if r.host == nil {
 		// Parked while it waited: nothing goes unless the node is
-		// reached again under this run's lock.
-		if err := r.resume(ctx); err != nil {
+		// reached again, still as the run left it.
+		if err := r.resumeToApply(ctx); err != nil {
+			if ctx.Err() != nil {
+				r.rep.Outcome = Skipped // interrupted: nothing was sent
+				return false
+			}
 			r.fail(fmt.Errorf("connecting again to apply: %w", err))
 			return false
 		}
@@ -103,6 +107,70 @@ func (r *nodeRun) send(ctx context.Context) (route.Table, bool) {
 		return res.Table, false
 	}
 	return res.Table, true
+}
+
+// resumeToApply connects again to a parked node for its batch. A failed
+// connection is tried twice more, a second then two apart: nothing has
+// been sent. The batch then goes only if nothing happened there that the
+// run could not undo (stillHeld).
+func (r *nodeRun) resumeToApply(ctx context.Context) error {
+	wait := time.Second
+	for try := 1; ; try++ {
+		h, err := r.connect(ctx, r.plan.Node())
+		if err == nil {
+			r.host = h
+			break
+		}
+		if try == 3 {
+			return err
+		}
+		r.opts.Logger.Warn("connecting again to apply", "node", r.plan.Node().Name, "try", try, "err", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
+	if err := r.stillHeld(ctx); err != nil {
+		r.host.Close()
+		r.host = nil
+		return err
+	}
+	r.parked = false
+	return nil
+}
+
+// stillHeld checks a parked node connected again: the run's lock is there
+// as the run wrote it, and the node has not restarted since its read. A
+// restart loses the lock (it is not synced to the node's disk) and may
+// lose the record (synced only with --persist), without which a crash of
+// routepush would leave the batch with nothing to undo it from. The
+// rollback's and settle's reconnects (relock) take a lost lock again
+// instead: by then the node has nothing more to receive.
+func (r *nodeRun) stillHeld(ctx context.Context) error {
+	name := r.plan.Node().Name
+	if r.locked {
+		ours := r.opts.Holder.lockText()
+		err := r.host.Lock(ctx, ours)
+		var held *host.LockedError
+		switch {
+		case err == nil:
+			// Taken again now, and released at settle.
+			return fmt.Errorf("%s: the run's lock was gone: the node may have restarted since its read, and lost its record; nothing was sent", name)
+		case !errors.As(err, &held):
+			return err
+		case string(held.Holder) != string(ours):
+			r.locked = false
+			return fmt.Errorf("%s: the node's lock is no longer this run's, and the node is left as it is: %w", name, r.opts.lockError(name, err))
+		}
+	}
+	if r.readBoot != "" {
+		if boot, err := r.host.BootID(ctx); err == nil && boot != "" && boot != r.readBoot {
+			return fmt.Errorf("%s: the node restarted since its read; nothing was sent", name)
+		}
+	}
+	return nil
 }
 
 // digestOf is a copy of a table's digest. A pointer into the table would

@@ -44,8 +44,11 @@ type nodeRun struct {
 	// parked: its connection was closed that way and not opened again
 	// since: nothing was sent, and settling it needs a new one.
 	unkept, parked bool
-	rep            *NodeReport
-	opts           *Options
+	// readBoot is the node's boot id when its record was written, if
+	// known: a parked node that restarted since gets no batch.
+	readBoot string
+	rep      *NodeReport
+	opts     *Options
 }
 
 // prepare is a node's part of the read phase: connect (and lock), read
@@ -172,6 +175,7 @@ func conflictText(h HostPlan, conflicts []Finding) string {
 // `routepush rollback` needs nothing else.
 func (r *nodeRun) writeRecord(ctx context.Context, table route.Table, have persist.State) {
 	boot, _ := r.host.BootID(ctx) // unknown (""): the record is as one of before boot ids
+	r.readBoot = boot
 	record := newRecord(r.opts.Holder, r.plan, table, &r.rep.Diff, r.opts.CompactRecords)
 	record.Boot = boot
 	if r.rep.Persist.Changes() {

@@ -30,11 +30,13 @@ const (
 	defaultConcurrency   = 50
 	defaultKeep          = 10
 	defaultSettleTimeout = 5 * time.Minute
-	// defaultMaxIdle keeps every connection of a run of up to 1,000
-	// nodes open while it waits, as measured at 1,000 nodes: about 125
-	// MB of routepush's memory. A larger run reconnects the rest.
-	defaultMaxIdle = 1000
 )
+
+// DefaultMaxIdleConnections keeps every connection of a run of up to
+// 1,000 nodes open while it waits: about 95 MB of routepush's memory, as
+// measured at 1,000 nodes (bench/RESULTS.md). A larger run parks the
+// rest, for two more connections each.
+const DefaultMaxIdleConnections = 1000
 
 // Options tune a run. Zero values are sensible defaults.
 type Options struct {
@@ -112,7 +114,7 @@ type Options struct {
 	// past the bound a waiting node is parked (nodeRun.park): its
 	// connection is closed and opened again when its turn comes, under
 	// the same lock, and its batch still goes only if its tables are as
-	// read. An open connection costs routepush about 125 KB (x/crypto/ssh
+	// read. An open connection costs routepush about 95 KB (x/crypto/ssh
 	// keeps a buffer the size of the largest packet it carried, a table
 	// read's 32 KB, and a few goroutines) and the node a session; a
 	// reconnect costs a handshake, the node's share mostly. Default 1000;
@@ -137,7 +139,7 @@ func (o Options) withDefaults() Options {
 		o.SettleTimeout = defaultSettleTimeout
 	}
 	if o.MaxIdleConnections == 0 {
-		o.MaxIdleConnections = defaultMaxIdle
+		o.MaxIdleConnections = DefaultMaxIdleConnections
 	}
 	return o
 }

@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"context"
+	"fmt"
 	"regexp"
 	"strings"
 	"sync"
@@ -245,4 +246,125 @@ type testUnreachable struct{ name string }
 
 func (e *testUnreachable) Error() string {
 	return e.name + ": dial tcp: connect: no route to host"
+}
+
+// A parked node gets its batch only if it is still as the run left it:
+// its lock in place (a restart of the node loses it, and may lose the
+// record, without which nothing could undo the batch after a crash of
+// routepush) and the same boot. Otherwise nothing is sent there, and the
+// others are rolled back.
+func TestRunSendsNothingToAParkedNodeThatRestarted(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, want string
+		meddle     func(k *fakeKernel)
+	}{
+		{"lock gone", "the run's lock was gone", func(k *fakeKernel) { k.lock = nil }},
+		{"booted again", "the node restarted since its read", func(k *fakeKernel) { k.boot = "boot-2" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			nodes := labNodes(6)
+			c := newFakeCluster(nodes)
+			for _, k := range c.kernels {
+				k.boot = "boot-1"
+			}
+			before := c.digests()
+			o := newOpenConns(c)
+			victim := "node-4"
+			o.onDialed = func(name string, nth int) error {
+				if name == victim && nth == 2 {
+					k := c.kernels[name]
+					k.mu.Lock()
+					tc.meddle(k)
+					k.mu.Unlock()
+				}
+				return nil
+			}
+			rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), o.dial, parkOptions())
+			if !rep.Failed() {
+				t.Fatal("run did not fail")
+			}
+			for _, n := range rep.Nodes {
+				if n.Name == victim && (n.Outcome != Failed || !strings.Contains(fmt.Sprint(n.Err), tc.want)) {
+					t.Errorf("%s: %s (%v), want failed: %s", victim, n.Outcome, n.Err, tc.want)
+				}
+			}
+			if k := c.kernels[victim]; k.applied != 0 {
+				t.Errorf("%s: %d batches sent, want none", victim, k.applied)
+			}
+			after := c.digests()
+			for _, n := range nodes {
+				if after[n.Name] != before[n.Name] {
+					t.Errorf("%s: table changed", n.Name)
+				}
+				if k := c.kernels[n.Name]; k.lock != nil {
+					t.Errorf("%s still locked: %s", n.Name, k.lock)
+				}
+			}
+		})
+	}
+}
+
+// Once a node is refused at its read the run will change nothing, so the
+// nodes read after it are let go at once rather than parked and
+// connected to again only to be released.
+func TestRunParksNoNodeOnceTheRunIsDoomed(t *testing.T) {
+	t.Parallel()
+	nodes := labNodes(6)
+	c := newFakeCluster(nodes)
+	c.kernels["node-0"].seed(t, "100.64.2.0/24 via 198.18.0.12 dev eth0 proto static scope global")
+	o := newOpenConns(c)
+	opts := parkOptions()
+	opts.MaxIdleConnections = -1
+	rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), o.dial, opts)
+	if !rep.Failed() || rep.Nodes[0].Outcome != Refused {
+		t.Fatalf("node-0: %s, want refused", rep.Nodes[0].Outcome)
+	}
+	for _, n := range nodes {
+		if o.per[n.Name] != 1 {
+			t.Errorf("%s: %d connections, want 1", n.Name, o.per[n.Name])
+		}
+		if k := c.kernels[n.Name]; k.lock != nil || k.applied != 0 {
+			t.Errorf("%s: lock %q, %d batches, want neither", n.Name, k.lock, k.applied)
+		}
+	}
+}
+
+// Independent runs (routepush watch) go through each node in one turn:
+// nothing waits, so nothing is parked, whatever MaxIdleConnections says.
+func TestRunIndependentParksNothing(t *testing.T) {
+	t.Parallel()
+	nodes := labNodes(4)
+	c := newFakeCluster(nodes)
+	o := newOpenConns(c)
+	opts := parkOptions()
+	opts.MaxIdleConnections, opts.Independent = -1, true
+	if rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), o.dial, opts); rep.Failed() {
+		t.Fatalf("run failed: %v", rep.Errors())
+	}
+	for _, n := range nodes {
+		if o.per[n.Name] != 1 {
+			t.Errorf("%s: %d connections, want 1", n.Name, o.per[n.Name])
+		}
+	}
+}
+
+// A rollback at scale holds no more connections than the bound: each
+// parked node is rolled back and released in one turn, and let go before
+// the next.
+func TestRunRollbackKeepsTheBound(t *testing.T) {
+	t.Parallel()
+	nodes := labNodes(8)
+	c := newFakeCluster(nodes)
+	c.kernels["node-7"].failDst = "100.64.0.0/24"
+	o := newOpenConns(c)
+	opts := parkOptions()
+	if rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), o.dial, opts); !rep.Failed() {
+		t.Fatal("run did not fail")
+	}
+	// node-7 failed and kept its connection for its own rollback: one more.
+	if most := opts.MaxIdleConnections + opts.Concurrency + 1; o.most > most {
+		t.Errorf("%d connections were open at once, want at most %d", o.most, most)
+	}
 }

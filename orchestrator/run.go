@@ -44,6 +44,11 @@ type run struct {
 	// connection open (keepOpen), up to MaxIdleConnections. A place is
 	// kept until the run ends: the count only grows.
 	idle atomic.Int64
+	// doomed: a node failed or was refused at its read, or more than
+	// --max-unreachable were out of reach, so the run will change
+	// nothing (decide).
+	doomed      atomic.Bool
+	unreachable atomic.Int64
 }
 
 // newRun sets up every node's report: skipped until read, or excluded by
@@ -122,10 +127,22 @@ func (r *run) readNode(ctx context.Context, n *nodeRun) {
 	default:
 		pr.end(n.rep.Name, stepRead)
 	}
-	switch {
-	case r.opts.Check || n.rep.Outcome == InSync:
+	switch o := n.rep.Outcome; {
+	case o == Failed || o == Refused:
+		r.doomed.Store(true)
+	case o == Unreachable:
+		if r.unreachable.Add(1) > int64(r.opts.MaxUnreachable) {
+			r.doomed.Store(true)
+		}
+	case r.opts.Check || o == InSync:
 		n.release(ctx)
-	case n.rep.Outcome == WouldChange && !r.opts.Independent && !r.keepOpen():
+	case o != WouldChange || r.opts.Independent:
+	case ctx.Err() != nil || r.doomed.Load():
+		// Nothing will be applied anywhere (decide): let go of the node
+		// while its connection is open, rather than park it and connect
+		// again only to release it.
+		r.settling(context.WithoutCancel(ctx), n.release)
+	case !r.keepOpen():
 		n.unkept = true
 		n.park() // until its apply
 	}
@@ -226,50 +243,74 @@ func (r *run) applyNode(ctx context.Context, n *nodeRun, stop *atomic.Bool) {
 // --rollback asks for if anything failed, then record how the run ended
 // on each node still held and release it. It runs on a context of its
 // own: an interrupt is often why there is anything to settle.
+//
+// Each node is rolled back and released in one turn, the nodes to roll
+// back first: a node parked while it waited connects again for both,
+// and is let go before the next, so that a failure at 5,000 nodes does
+// not hold every parked node's connection at once.
 func (r *run) settle(ctx context.Context) {
 	sctx := context.WithoutCancel(ctx)
 	if ctx.Err() != nil && r.rep.Err == nil {
 		r.rep.Err = fmt.Errorf("run interrupted: %w", context.Cause(ctx))
 	}
+	undo := map[*nodeRun]bool{}
 	if r.rep.nodeFailed() && r.opts.Rollback != RollbackNone && !r.opts.Check {
-		r.rollBack(sctx)
+		undo = r.toRollBack()
 	}
 	// Every node still connected holds its lock until here, verified ones
 	// included: the run's outcome is final only now.
-	each(sctx, r.nodes, r.opts.Concurrency, func(ctx context.Context, n *nodeRun) { r.settling(ctx, n.release) })
+	order := slices.Clone(r.nodes)
+	slices.SortStableFunc(order, func(a, b *nodeRun) int {
+		switch {
+		case undo[a] == undo[b]:
+			return 0
+		case undo[a]:
+			return -1
+		}
+		return 1
+	})
+	each(sctx, order, r.opts.Concurrency, func(ctx context.Context, n *nodeRun) {
+		r.settling(ctx, func(ctx context.Context) {
+			if undo[n] {
+				n.rollback(ctx)
+			}
+			n.release(ctx)
+		})
+	})
 	r.rep.Duration = time.Since(r.start)
 }
 
-// settling runs one node's part of settle, bounded by SettleTimeout from
-// when its turn comes rather than from when settle began: settle goes
-// Concurrency nodes at a time, and one bound for all of them would run
-// out on a large cluster (5,000 nodes, 50 at a time, on slow links) with
-// the last nodes still locked.
+// settling runs a node's settle (its rollback and its release) within
+// SettleTimeout from when its turn comes, rather than from when settle
+// began: settle goes Concurrency nodes at a time, and one bound for all
+// of them would run out on a large cluster (5,000 nodes, 50 at a time, on
+// slow links) with the last nodes still locked. All of settle is so
+// bounded by SettleTimeout per Concurrency nodes; a second interrupt
+// abandons it sooner.
 func (r *run) settling(ctx context.Context, fn func(context.Context)) {
 	sctx, cancel := context.WithTimeout(ctx, r.opts.SettleTimeout)
 	defer cancel()
 	fn(sctx)
 }
 
-// rollBack restores, after a failure, the nodes --rollback asks for: every
-// node the run may have changed, or only the failed ones. Each goes
-// through nodeRun.rollback, which undoes it as `routepush rollback` does
-// (undoNode).
-func (r *run) rollBack(ctx context.Context) {
-	var undo []*nodeRun
+// toRollBack is the set of nodes --rollback asks to restore after a
+// failure: every node the run may have changed, or only the failed ones.
+// Each goes through nodeRun.rollback, which undoes it as `routepush
+// rollback` does (undoNode).
+func (r *run) toRollBack() map[*nodeRun]bool {
+	undo := map[*nodeRun]bool{}
 	for _, n := range r.nodes {
 		if n.rep.Outcome == Unknown {
 			continue // out of reach: its error says how to restore it later
 		}
 		if n.touched && (r.opts.Rollback == RollbackAll || n.rep.Outcome == Failed) {
-			undo = append(undo, n)
+			undo[n] = true
 		}
 	}
-	if len(undo) == 0 {
-		return
+	if len(undo) > 0 {
+		r.opts.Logger.Warn("rolling back", "nodes", len(undo))
 	}
-	r.opts.Logger.Warn("rolling back", "nodes", len(undo))
-	each(ctx, undo, r.opts.Concurrency, func(ctx context.Context, n *nodeRun) { r.settling(ctx, n.rollback) })
+	return undo
 }
 
 // independent runs every active node through all its phases on its own

@@ -368,3 +368,21 @@ func TestRunSettlesEveryNodeWithinItsOwnBound(t *testing.T) {
 		}
 	}
 }
+
+// The bound holds: a node whose release hangs is given up on after
+// SettleTimeout, and the report says its lock stays.
+func TestRunSettleBoundCutsAHungNode(t *testing.T) {
+	t.Parallel()
+	nodes := labNodes(3)
+	c := newFakeCluster(nodes)
+	c.kernels["node-1"].slowUnlock = time.Hour
+	holder := Holder{RunID: NewRunID(time.Now()), Host: "bastion", PID: 42, Started: time.Now()}
+	start := time.Now()
+	rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), c.connect, Options{Holder: holder, SettleTimeout: 200 * time.Millisecond})
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("the run took %s with one node's release hung", d)
+	}
+	if err := rep.Nodes[1].RecordErr; err == nil || !strings.Contains(err.Error(), "could not release its lock") {
+		t.Errorf("node-1: %v, want its lock reported as left", err)
+	}
+}

@@ -130,6 +130,9 @@ func (r *nodeRun) noteSent(boot string, err error) {
 // lock; prev is the rollback's error that made it necessary, if any. On
 // failure the rollback failed.
 func (r *nodeRun) reconnect(ctx context.Context, prev error) bool {
+	// Tried once: a node this fails on keeps its lock, as a node whose
+	// kept connection died does, for `routepush rollback` to finish.
+	r.parked = false
 	host, err := r.connect(ctx, r.plan.Node())
 	if err != nil {
 		if prev != nil {
@@ -151,6 +154,5 @@ func (r *nodeRun) reconnect(ctx context.Context, prev error) bool {
 		r.host = nil
 		return false
 	}
-	r.parked = false
 	return true
 }

@@ -66,6 +66,10 @@ func TestSafeCompareBeforeSwapAfterParking(t *testing.T) {
 	// line is held once every node has been read and parked.
 	h := holdNode(t, l, l.Nodes[0], "first-batch", atBatchLine, 1, "")
 	want := snapshot(t, l)
+	before := make([]int, len(l.Nodes))
+	for i, n := range l.Nodes {
+		before[i] = logins(t, n)
+	}
 	done := startRun(t, l, "--max-idle-connections", "0", "--concurrency", "1")
 	if res, ok := h.waitPaused(t, done); !ok {
 		t.Fatalf("node-0 never got a batch line:\n%s", res)
@@ -92,4 +96,16 @@ func TestSafeCompareBeforeSwapAfterParking(t *testing.T) {
 	}
 	assertUnchanged(t, l, want)
 	assertNoLocks(t, l)
+	// Parked, each node connected again: node-3 to apply (refused, then
+	// released over that connection), the others to apply and then to
+	// roll back and release.
+	for i, n := range l.Nodes {
+		want := 3
+		if n == victim {
+			want = 2
+		}
+		if got := logins(t, n) - before[i]; got != want {
+			t.Errorf("%s: %d connections, want %d", n.Name, got, want)
+		}
+	}
 }
