@@ -33,8 +33,9 @@ func (r *nodeRun) apply(ctx context.Context) (ok bool) {
 		// Parked while it waited: nothing goes unless the node is
 		// reached again, still as the run left it.
 		if err := r.resumeToApply(ctx); err != nil {
-			if ctx.Err() != nil {
-				r.rep.Outcome = Skipped // interrupted: nothing was sent
+			var notHeld *notHeldError
+			if ctx.Err() != nil && !errors.As(err, &notHeld) {
+				r.rep.Outcome = Skipped // interrupted connecting: nothing was sent
 				return false
 			}
 			r.fail(fmt.Errorf("connecting again to apply: %w", err))
@@ -143,35 +144,56 @@ func (r *nodeRun) resumeToApply(ctx context.Context) error {
 
 // stillHeld checks a parked node connected again: the run's lock is there
 // as the run wrote it, and the node has not restarted since its read. A
-// restart loses the lock (it is not synced to the node's disk) and may
-// lose the record (synced only with --persist), without which a crash of
-// routepush would leave the batch with nothing to undo it from. The
-// rollback's and settle's reconnects (relock) take a lost lock again
-// instead: by then the node has nothing more to receive.
+// restart loses the lock (it is not synced to the node's disk: it is gone,
+// or empty) and may lose the record (synced only with --persist), without
+// which a crash of routepush would leave the batch with nothing to undo
+// it from. The rollback's and settle's reconnects (relock) take a lost
+// lock again instead: by then the node has nothing more to receive. Its
+// errors are *notHeldError.
 func (r *nodeRun) stillHeld(ctx context.Context) error {
 	name := r.plan.Node().Name
+	restarted := func(why string) error {
+		return &notHeldError{fmt.Errorf("%s: %s: the node may have restarted since its read, and lost its record; nothing was sent", name, why)}
+	}
 	if r.locked {
 		ours := r.opts.Holder.lockText()
 		err := r.host.Lock(ctx, ours)
 		var held *host.LockedError
 		switch {
 		case err == nil:
-			// Taken again now, and released at settle.
-			return fmt.Errorf("%s: the run's lock was gone: the node may have restarted since its read, and lost its record; nothing was sent", name)
+			// Taken now: said and let go of at once, while connected.
+			r.record(ctx, StateNotApplied, nil, nil)
+			if err := r.host.Unlock(ctx, ours); err == nil {
+				r.locked = false
+			}
+			return restarted("the run's lock was gone")
 		case !errors.As(err, &held):
 			return err
+		case len(held.Holder) == 0:
+			// Left by a crash of the node: settle's relock removes it.
+			return restarted("the run's lock was left empty")
 		case string(held.Holder) != string(ours):
 			r.locked = false
-			return fmt.Errorf("%s: the node's lock is no longer this run's, and the node is left as it is: %w", name, r.opts.lockError(name, err))
+			return &notHeldError{fmt.Errorf("%s: the node's lock is no longer this run's, and the node is left as it is: %w", name, r.opts.lockError(name, err))}
 		}
 	}
 	if r.readBoot != "" {
-		if boot, err := r.host.BootID(ctx); err == nil && boot != "" && boot != r.readBoot {
-			return fmt.Errorf("%s: the node restarted since its read; nothing was sent", name)
+		boot, err := r.host.BootID(ctx)
+		switch {
+		case err != nil:
+			return &notHeldError{fmt.Errorf("%s: could not read its boot id again, to tell whether it restarted since its read; nothing was sent: %w", name, err)}
+		case boot != r.readBoot:
+			return restarted("its boot id changed")
 		}
 	}
 	return nil
 }
+
+// notHeldError is a parked node found no longer as the run left it.
+type notHeldError struct{ err error }
+
+func (e *notHeldError) Error() string { return e.err.Error() }
+func (e *notHeldError) Unwrap() error { return e.err }
 
 // digestOf is a copy of a table's digest. A pointer into the table would
 // keep its routes alive for the rest of the run: at 1,000 nodes, 216 MB

@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -260,7 +261,9 @@ func TestRunSendsNothingToAParkedNodeThatRestarted(t *testing.T) {
 		meddle     func(k *fakeKernel)
 	}{
 		{"lock gone", "the run's lock was gone", func(k *fakeKernel) { k.lock = nil }},
-		{"booted again", "the node restarted since its read", func(k *fakeKernel) { k.boot = "boot-2" }},
+		{"lock left empty", "the run's lock was left empty", func(k *fakeKernel) { k.lock = []byte{} }},
+		{"booted again", "its boot id changed", func(k *fakeKernel) { k.boot = "boot-2" }},
+		{"boot id unreadable", "could not read its boot id again", func(k *fakeKernel) { k.bootErr = errors.New("read boot_id: permission denied") }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -366,5 +369,95 @@ func TestRunRollbackKeepsTheBound(t *testing.T) {
 	// node-7 failed and kept its connection for its own rollback: one more.
 	if most := opts.MaxIdleConnections + opts.Concurrency + 1; o.most > most {
 		t.Errorf("%d connections were open at once, want at most %d", o.most, most)
+	}
+}
+
+// A parked node whose lock was gone when it was reached again is let go
+// of at once, while connected: the lock this run took back to look is
+// not left behind when settle cannot reach the node again.
+func TestRunLetsGoOfALockItFoundGone(t *testing.T) {
+	t.Parallel()
+	nodes := labNodes(6)
+	c := newFakeCluster(nodes)
+	o := newOpenConns(c)
+	victim := "node-4"
+	o.onDialed = func(name string, nth int) error {
+		switch {
+		case name != victim:
+		case nth == 2:
+			k := c.kernels[name]
+			k.mu.Lock()
+			k.lock = nil
+			k.mu.Unlock()
+		case nth > 2:
+			return &testUnreachable{name}
+		}
+		return nil
+	}
+	opts := parkOptions()
+	if rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), o.dial, opts); !rep.Failed() {
+		t.Fatal("run did not fail")
+	}
+	k := c.kernels[victim]
+	if k.lock != nil || k.applied != 0 {
+		t.Errorf("%s: lock %q, %d batches; want neither", victim, k.lock, k.applied)
+	}
+	if got := states(k, opts.Holder.RunID); got != "applying not-applied" {
+		t.Errorf("%s: record went through %q, want applying not-applied", victim, got)
+	}
+}
+
+// --check, and a run doomed at its read, let go of every node as it is
+// read, refused ones included: a cluster-wide refusal holds no more
+// connections than the nodes being read.
+func TestRunHoldsNoRefusedNode(t *testing.T) {
+	t.Parallel()
+	for _, check := range []bool{true, false} {
+		nodes := labNodes(6)
+		c := newFakeCluster(nodes)
+		for i, n := range nodes {
+			// Another owner's route to a destination the node's plan has.
+			next := nodes[(i+1)%len(nodes)]
+			c.kernels[n.Name].seed(t, fmt.Sprintf("%s via %s dev eth0 proto static scope global", next.PodCIDRs[0], next.InternalIPs[0]))
+		}
+		o := newOpenConns(c)
+		opts := parkOptions()
+		opts.Check = check
+		rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), o.dial, opts)
+		for _, n := range rep.Nodes {
+			if n.Outcome != Refused {
+				t.Fatalf("check=%v: %s %s, want refused", check, n.Name, n.Outcome)
+			}
+		}
+		if o.most > opts.Concurrency {
+			t.Errorf("check=%v: %d connections open at once, want at most %d", check, o.most, opts.Concurrency)
+		}
+		for _, k := range c.kernels {
+			if k.lock != nil {
+				t.Errorf("check=%v: %s still locked", check, k.name)
+			}
+		}
+	}
+}
+
+// A parked node that cannot be reached once when its turn comes is tried
+// again (nothing has been sent): a blip does not fail the run.
+func TestRunTriesAParkedNodeAgain(t *testing.T) {
+	t.Parallel()
+	nodes := labNodes(4)
+	c := newFakeCluster(nodes)
+	o := newOpenConns(c)
+	o.onDialed = func(name string, nth int) error {
+		if name == "node-3" && nth == 2 {
+			return &testUnreachable{name}
+		}
+		return nil
+	}
+	opts := parkOptions()
+	if rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), o.dial, opts); rep.Failed() {
+		t.Fatalf("run failed: %v", rep.Errors())
+	}
+	if k := c.kernels["node-3"]; k.applied != 1 || o.per["node-3"] != 4 {
+		t.Errorf("node-3: %d batches over %d connection attempts, want 1 over 4 (read, a failed one, apply, release)", k.applied, o.per["node-3"])
 	}
 }

@@ -129,7 +129,10 @@ func (r *run) readNode(ctx context.Context, n *nodeRun) {
 	}
 	switch o := n.rep.Outcome; {
 	case o == Failed || o == Refused:
+		// The run will change nothing (decide): let go of the node now,
+		// as settle would, rather than hold its connection until then.
 		r.doomed.Store(true)
+		r.settling(context.WithoutCancel(ctx), n.release)
 	case o == Unreachable:
 		if r.unreachable.Add(1) > int64(r.opts.MaxUnreachable) {
 			r.doomed.Store(true)
@@ -270,23 +273,22 @@ func (r *run) settle(ctx context.Context) {
 		return 1
 	})
 	each(sctx, order, r.opts.Concurrency, func(ctx context.Context, n *nodeRun) {
-		r.settling(ctx, func(ctx context.Context) {
-			if undo[n] {
-				n.rollback(ctx)
-			}
-			n.release(ctx)
-		})
+		if undo[n] {
+			r.settling(ctx, n.rollback)
+		}
+		r.settling(ctx, n.release)
 	})
 	r.rep.Duration = time.Since(r.start)
 }
 
-// settling runs a node's settle (its rollback and its release) within
-// SettleTimeout from when its turn comes, rather than from when settle
+// settling runs part of a node's settle (its rollback, its release)
+// within SettleTimeout from when it begins, rather than from when settle
 // began: settle goes Concurrency nodes at a time, and one bound for all
 // of them would run out on a large cluster (5,000 nodes, 50 at a time, on
-// slow links) with the last nodes still locked. All of settle is so
-// bounded by SettleTimeout per Concurrency nodes; a second interrupt
-// abandons it sooner.
+// slow links) with the last nodes still locked; nor may a rollback that
+// took most of its bound leave the release too little to unlock. All of
+// settle is so bounded by twice SettleTimeout per Concurrency nodes; a
+// second interrupt abandons it sooner.
 func (r *run) settling(ctx context.Context, fn func(context.Context)) {
 	sctx, cancel := context.WithTimeout(ctx, r.opts.SettleTimeout)
 	defer cancel()
@@ -334,14 +336,13 @@ func (r *run) independent(ctx context.Context) {
 			r.applyNode(context.WithoutCancel(ctx), n, &stop)
 		}
 		// Settling one node, on a context of its own as settle's.
-		r.settling(context.WithoutCancel(ctx), func(sctx context.Context) {
-			switch o := n.rep.Outcome; {
-			case o == Unknown || r.opts.Rollback == RollbackNone || r.opts.Check:
-			case o == Failed && n.touched:
-				n.rollback(sctx)
-			}
-			n.release(sctx)
-		})
+		sctx := context.WithoutCancel(ctx)
+		switch o := n.rep.Outcome; {
+		case o == Unknown || r.opts.Rollback == RollbackNone || r.opts.Check:
+		case o == Failed && n.touched:
+			r.settling(sctx, n.rollback)
+		}
+		r.settling(sctx, n.release)
 		if r.opts.NodeDone != nil {
 			r.opts.NodeDone(*n.rep)
 		}

@@ -354,10 +354,10 @@ func TestRunSettlesEveryNodeWithinItsOwnBound(t *testing.T) {
 	nodes := labNodes(8)
 	c := newFakeCluster(nodes)
 	for _, k := range c.kernels {
-		k.slowUnlock = 40 * time.Millisecond // 8 at a time of one: 320 ms in all
+		k.slowUnlock = 300 * time.Millisecond // one at a time: 2.4 s in all
 	}
 	holder := Holder{RunID: NewRunID(time.Now()), Host: "bastion", PID: 42, Started: time.Now()}
-	opts := Options{Holder: holder, Concurrency: 1, SettleTimeout: 150 * time.Millisecond}
+	opts := Options{Holder: holder, Concurrency: 1, SettleTimeout: 2 * time.Second}
 	rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), c.connect, opts)
 	if rep.Failed() {
 		t.Fatalf("run failed: %v", rep.Errors())
