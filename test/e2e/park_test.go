@@ -1,24 +1,10 @@
 package e2e
 
 import (
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-
-	"github.com/routepush/routepush/test/lab"
 )
-
-// logins counts the connections a node's sshd has accepted so far.
-func logins(t *testing.T, n *lab.Node) int {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(n.Dir, "sshd.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.Count(string(b), "Accepted publickey for ")
-}
 
 // With --max-idle-connections 0 every node waits for the others with its
 // connection closed (parked): it is read over one connection, applied
@@ -29,7 +15,7 @@ func TestParkedNodesConverge(t *testing.T) {
 	l := newLab(t, 4)
 	before := make([]int, len(l.Nodes))
 	for i, n := range l.Nodes {
-		before[i] = logins(t, n)
+		before[i] = connections(t, n)
 	}
 	res := rp(t, l, "--inventory", l.InventoryPath(), "--max-idle-connections", "0", "--concurrency", "1")
 	if res.Code != 0 {
@@ -39,7 +25,7 @@ func TestParkedNodesConverge(t *testing.T) {
 		if got, want := ipv4Table(t, n), expectedTable(l, i); got != want {
 			t.Errorf("%s: table\n%s\nwant\n%s", n.Name, got, want)
 		}
-		if got := logins(t, n) - before[i]; got != 3 {
+		if got := connections(t, n) - before[i]; got != 3 {
 			t.Errorf("%s: %d connections, want 3 (read, apply, release)", n.Name, got)
 		}
 	}
@@ -68,7 +54,7 @@ func TestSafeCompareBeforeSwapAfterParking(t *testing.T) {
 	want := snapshot(t, l)
 	before := make([]int, len(l.Nodes))
 	for i, n := range l.Nodes {
-		before[i] = logins(t, n)
+		before[i] = connections(t, n)
 	}
 	done := startRun(t, l, "--max-idle-connections", "0", "--concurrency", "1")
 	if res, ok := h.waitPaused(t, done); !ok {
@@ -104,7 +90,7 @@ func TestSafeCompareBeforeSwapAfterParking(t *testing.T) {
 		if n == victim {
 			want = 2
 		}
-		if got := logins(t, n) - before[i]; got != want {
+		if got := connections(t, n) - before[i]; got != want {
 			t.Errorf("%s: %d connections, want %d", n.Name, got, want)
 		}
 	}
