@@ -133,25 +133,12 @@ func (r *nodeRun) reconnect(ctx context.Context, prev error) bool {
 	// Tried once: a node this fails on keeps its lock, as a node whose
 	// kept connection died does, for `routepush rollback` to finish.
 	r.parked = false
-	host, err := r.connect(ctx, r.plan.Node())
-	if err != nil {
-		if prev != nil {
-			r.rep.RollbackErr = fmt.Errorf("rollback: %w (and reconnecting: %v)", prev, err)
-		} else {
-			r.rep.RollbackErr = fmt.Errorf("rollback: %w", err)
-		}
-		r.rep.Outcome = RollbackFailed
-		return false
-	}
-	r.host = host
-	if err := r.relock(ctx); err != nil {
+	if err := r.resume(ctx); err != nil {
 		if prev != nil {
 			err = fmt.Errorf("%w (after: %v)", err, prev)
 		}
 		r.rep.RollbackErr = fmt.Errorf("rollback: %w", err)
 		r.rep.Outcome = RollbackFailed
-		host.Close()
-		r.host = nil
 		return false
 	}
 	return true
