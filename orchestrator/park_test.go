@@ -461,3 +461,46 @@ func TestRunTriesAParkedNodeAgain(t *testing.T) {
 		t.Errorf("node-3: %d batches over %d connection attempts, want 1 over 4 (read, a failed one, apply, release)", k.applied, o.per["node-3"])
 	}
 }
+
+// Ctrl-C while a parked node connects again for its batch: nothing is
+// sent there, the node is reported skipped (not failed), the nodes
+// already applied are rolled back, and settle, on a context of its own,
+// still releases every lock.
+func TestRunInterruptedWhileAParkedNodeConnectsAgain(t *testing.T) {
+	t.Parallel()
+	nodes := labNodes(6)
+	c := newFakeCluster(nodes)
+	before := c.digests()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	o := newOpenConns(c)
+	victim := "node-4"
+	o.onDialed = func(name string, nth int) error {
+		if name == victim && nth == 2 {
+			cancel()
+			return context.Canceled
+		}
+		return nil
+	}
+	rep := Run(ctx, NewPlan(nodes, DefaultProtocol), o.dial, parkOptions())
+	if rep.Err == nil {
+		t.Error("the report does not say the run was interrupted")
+	}
+	for _, n := range rep.Nodes {
+		if n.Name == victim && n.Outcome != Skipped {
+			t.Errorf("%s: %s (%v), want skipped", victim, n.Outcome, n.Err)
+		}
+	}
+	if k := c.kernels[victim]; k.applied != 0 {
+		t.Errorf("%s: %d batches sent, want none", victim, k.applied)
+	}
+	after := c.digests()
+	for _, n := range nodes {
+		if after[n.Name] != before[n.Name] {
+			t.Errorf("%s: table changed", n.Name)
+		}
+		if k := c.kernels[n.Name]; k.lock != nil {
+			t.Errorf("%s still locked: %s", n.Name, k.lock)
+		}
+	}
+}
