@@ -35,27 +35,7 @@ func (e *UnconnectedError) Error() string { return e.msg }
 
 // unconnectedNextHops is UnconnectedNextHops, with the next hops.
 func unconnectedNextHops(h HostPlan, current []route.Route) ([]string, []netip.Addr) {
-	// Only routes that are not pod routes can reach a node's internal IP:
-	// pod CIDRs never contain one (inventory validation refuses that).
-	var infra []*route.Route
-	for i := range current {
-		c := &current[i]
-		if c.Table != "" {
-			continue
-		}
-		if _, _, planned := h.plan.find(c.Dst); planned {
-			continue
-		}
-		infra = append(infra, c)
-	}
-	// Most specific first (the lower metric first among equals): the first
-	// route that contains a next hop is the one the kernel would use.
-	slices.SortStableFunc(infra, func(a, b *route.Route) int {
-		if c := cmp.Compare(b.Dst.Bits(), a.Dst.Bits()); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Metric, b.Metric)
-	})
+	infra := infraRoutes(h, current)
 	var problems []string
 	var hops []netip.Addr
 	for _, s := range h.segs {
@@ -72,15 +52,55 @@ func unconnectedNextHops(h HostPlan, current []route.Route) ([]string, []netip.A
 	return problems, hops
 }
 
-// nextHopProblem says why via is not directly connected, or "".
-func nextHopProblem(infra []*route.Route, via netip.Addr) string {
-	var best *route.Route
+// infraRoutes are the main table's routes that may reach a node's
+// internal IP, most specific first (the lower metric first among equals):
+// the first that contains a next hop is the one the kernel would use.
+// Pod routes never do: pod CIDRs never contain an internal IP (inventory
+// validation refuses that).
+func infraRoutes(h HostPlan, current []route.Route) []*route.Route {
+	var infra []*route.Route
+	for i := range current {
+		c := &current[i]
+		if c.Table != "" {
+			continue
+		}
+		if _, _, planned := h.plan.find(c.Dst); planned {
+			continue
+		}
+		infra = append(infra, c)
+	}
+	slices.SortStableFunc(infra, func(a, b *route.Route) int {
+		if c := cmp.Compare(b.Dst.Bits(), a.Dst.Bits()); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Metric, b.Metric)
+	})
+	return infra
+}
+
+// routeTo is the route of infra the kernel would use to reach via, nil if
+// none.
+func routeTo(infra []*route.Route, via netip.Addr) *route.Route {
 	for _, r := range infra {
 		if r.Dst.Contains(via) {
-			best = r
-			break
+			return r
 		}
 	}
+	return nil
+}
+
+// connectedRoute is the route through which via is directly connected,
+// nil if it is not.
+func connectedRoute(infra []*route.Route, via netip.Addr) *route.Route {
+	if nextHopProblem(infra, via) != "" {
+		return nil
+	}
+	return routeTo(infra, via)
+}
+
+// nextHopProblem says why via is not directly connected, or "".
+func nextHopProblem(infra []*route.Route, via netip.Addr) string {
+	best := routeTo(infra, via)
 	switch {
 	case best == nil:
 		return fmt.Sprintf("next hop %s: no route to it", via)
