@@ -59,7 +59,13 @@ func (r *nodeRun) prepare(ctx context.Context) {
 	t0 := time.Now()
 	defer func() { r.rep.Duration += time.Since(t0) }()
 	table, ok := r.connectAndRead(ctx)
-	if !ok || !r.diff(table) {
+	if !ok {
+		return
+	}
+	if r.opts.Preflight != PreflightOff {
+		r.rep.Preflight = Preflight(r.plan, table.Routes, table.Facts)
+	}
+	if !r.diff(table) || !r.preflightAllows() {
 		return
 	}
 	// The routes file as found goes into the run's record, not into
@@ -153,6 +159,29 @@ func (r *nodeRun) diff(table route.Table) bool {
 	}
 	return true
 }
+
+// preflightAllows refuses the node (false) under --preflight strict when
+// preflight found a reason its pods may not reach the others'.
+func (r *nodeRun) preflightAllows() bool {
+	if r.opts.Preflight != PreflightStrict {
+		return true
+	}
+	var whys []string
+	for _, f := range r.rep.Preflight {
+		if f.Problem() {
+			whys = append(whys, f.Why+" (fix: "+f.Fix+")")
+		}
+	}
+	if len(whys) == 0 {
+		return true
+	}
+	return r.refuse(&PreflightError{msg: summarize(whys) + "; --preflight strict refuses it (report only reports)"})
+}
+
+// PreflightError refuses a node under --preflight strict.
+type PreflightError struct{ msg string }
+
+func (e *PreflightError) Error() string { return "preflight: " + e.msg }
 
 // refuse marks the node Refused, saying why, and returns false.
 func (r *nodeRun) refuse(why error) bool {

@@ -120,6 +120,31 @@ type Options struct {
 	// reconnect costs a handshake, the node's share mostly. Default 1000;
 	// negative: none stays open.
 	MaxIdleConnections int
+	// Preflight is what the run does with what pods need beyond routes
+	// (preflight.go): report it (the default), refuse the nodes that
+	// lack it, or not look (the Host then reads no facts).
+	Preflight PreflightMode
+}
+
+// PreflightMode is --preflight.
+type PreflightMode string
+
+// Preflight modes.
+const (
+	PreflightReport PreflightMode = "report"
+	PreflightStrict PreflightMode = "strict"
+	PreflightOff    PreflightMode = "off"
+)
+
+// ParsePreflightMode checks a --preflight value.
+func ParsePreflightMode(s string) (PreflightMode, error) {
+	switch m := PreflightMode(s); m {
+	case PreflightReport, PreflightStrict, PreflightOff:
+		return m, nil
+	case "":
+		return PreflightReport, nil
+	}
+	return "", fmt.Errorf("--preflight %q: give report, strict or off", s)
 }
 
 // withDefaults returns the options with every zero value that stands for
@@ -140,6 +165,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxIdleConnections == 0 {
 		o.MaxIdleConnections = DefaultMaxIdleConnections
+	}
+	if o.Preflight == "" {
+		o.Preflight = PreflightReport
 	}
 	return o
 }

@@ -11,13 +11,6 @@ import (
 	"github.com/routepush/routepush/route"
 )
 
-// Facts are what a node's read says about how it forwards, read in the
-// same ip as its tables: the settings preflight checks.
-type Facts struct {
-	Netconf   []route.Netconf
-	Addresses []route.Address
-}
-
 // PreflightKind names a reason pods may not reach each other through
 // routes that verified.
 type PreflightKind string
@@ -33,7 +26,18 @@ const (
 	// NoPodAddress: nothing on the node holds an address in its own pod
 	// CIDR: no pod bridge answers for its pods yet.
 	NoPodAddress PreflightKind = "no-pod-address"
+	// ForwardDrop: a netfilter chain on the forward hook (iptables'
+	// FORWARD, Docker's doing) drops what no rule of it accepts.
+	ForwardDrop PreflightKind = "forward-drop"
+	// NotRead: something preflight checks could not be read on the node
+	// (Why says what and why); not a problem found, and not counted as
+	// one.
+	NotRead PreflightKind = "not-read"
 )
+
+// Problem reports whether the finding is a reason pods may not reach
+// each other, rather than something preflight could not read.
+func (f PreflightFinding) Problem() bool { return f.Kind != NotRead }
 
 // PreflightFinding is one reason pods may not reach each other through a
 // node, with the line that fixes it.
@@ -51,8 +55,17 @@ type PreflightFinding struct {
 // routes cannot fix: forwarding, reverse-path filtering on the interfaces
 // toward its next hops (those of the connected routes that reach them,
 // in its main table), and an address in its own pod CIDR.
-func Preflight(h HostPlan, current []route.Route, f Facts) []PreflightFinding {
+//
+// FORWARD chains whose policy is drop are findings whatever rules they
+// hold: preflight does not judge rules, and says so in the finding.
+func Preflight(h HostPlan, current []route.Route, f *route.Facts) []PreflightFinding {
 	var out []PreflightFinding
+	if f == nil {
+		return nil
+	}
+	for _, why := range f.Unread {
+		out = append(out, PreflightFinding{Kind: NotRead, Why: why})
+	}
 	for _, fam := range h.Families() {
 		conf := map[string]route.Netconf{}
 		for _, n := range f.Netconf {
@@ -81,6 +94,14 @@ func Preflight(h HostPlan, current []route.Route, f Facts) []PreflightFinding {
 					Why: fmt.Sprintf("reverse-path filtering is strict on %s, the interface toward the other nodes: a pod's packet that comes back by another path than the route to its source is dropped", safetext.Quote(dev)),
 					Fix: sysctlFix(fam, dev, "rp_filter", "2")})
 			}
+		}
+		for _, c := range f.Forward {
+			if c.Family != fam || !c.Drop {
+				continue
+			}
+			out = append(out, PreflightFinding{Kind: ForwardDrop, Family: fam, Interface: "",
+				Why: fmt.Sprintf("%s's policy is drop: the node forwards no pod's packet that none of its rules accepts (preflight reads the policy, not the rules)", chainName(c)),
+				Fix: forwardFix(c, fam, h.Node().PodCIDRs)})
 		}
 		for _, cidr := range h.Node().PodCIDRs {
 			if famOf(cidr) != fam || slices.ContainsFunc(f.Addresses, func(a route.Address) bool { return cidr.Contains(a.Prefix.Addr()) }) {
@@ -145,3 +166,42 @@ func sysctlFix(fam route.Family, dev, name, value string) string {
 // plainName is an interface name that is safe to show in a command line
 // a user may paste.
 var plainName = regexp.MustCompile(`^[A-Za-z0-9_@.-]{1,15}$`)
+
+// chainName names a FORWARD chain as its tool shows it, the node's names
+// escaped.
+func chainName(c route.ForwardChain) string {
+	if c.Tool == "nft" {
+		return fmt.Sprintf("nft chain %s %s %s", safetext.Quote(c.TableFamily), safetext.Quote(c.Table), safetext.Quote(c.Chain))
+	}
+	return c.Tool + "'s FORWARD chain"
+}
+
+// forwardFix is the command that accepts, ahead of the chain's rules, what
+// the node forwards to and from its own pod CIDRs of a family; what to do
+// when the node's names are not ones to paste into a shell.
+func forwardFix(c route.ForwardChain, fam route.Family, pods []netip.Prefix) string {
+	var cmds []string
+	for _, cidr := range pods {
+		if famOf(cidr) != fam {
+			continue
+		}
+		for _, dir := range []string{"s", "d"} {
+			if c.Tool != "nft" {
+				cmds = append(cmds, fmt.Sprintf("%s -I FORWARD -%s %s -j ACCEPT", c.Tool, dir, cidr))
+				continue
+			}
+			if !plainName.MatchString(c.TableFamily) || !plainName.MatchString(c.Table) || !plainName.MatchString(c.Chain) {
+				return "accept the node's pod CIDRs in that chain (its names are not ones to paste here)"
+			}
+			match := "ip"
+			if fam == route.IPv6 {
+				match = "ip6"
+			}
+			cmds = append(cmds, fmt.Sprintf("nft insert rule %s %s %s %s %saddr %s accept", c.TableFamily, c.Table, c.Chain, match, dir, cidr))
+		}
+	}
+	if len(cmds) == 0 {
+		return "accept the pods' traffic in that chain"
+	}
+	return strings.Join(cmds, " && ")
+}

@@ -55,6 +55,9 @@ type NodeReport struct {
 	// NoSFTP says the node has no SFTP server: the run went on there
 	// without its lock and record (see NoSFTPWarning).
 	NoSFTP *host.NoSFTPError
+	// Preflight is what preflight found on the node, once read (none
+	// with --preflight off).
+	Preflight []PreflightFinding
 }
 
 // Changes reports whether the node differs from its plan: its routes, or
@@ -164,6 +167,8 @@ func (r *Report) diffHeading(n *NodeReport) string {
 	table := inTable(r.Plan.Table)
 	_, noPersist := errors.AsType[noPersistError](n.Err)
 	switch {
+	case n.Outcome == Refused && errors.As(n.Err, new(*PreflightError)):
+		return fmt.Sprintf("refused by --preflight strict; %d to add, %d to change, %d to delete, %d in sync%s", n.Added(), n.Replaced(), n.Removed(), n.Unchanged(), table)
 	case n.Outcome == Refused && noPersist:
 		return fmt.Sprintf("refused: no SFTP server for --persist's routes file; %d to add, %d to change, %d to delete, %d in sync%s", n.Added(), n.Replaced(), n.Removed(), n.Unchanged(), table)
 	case n.Outcome == Refused:
@@ -252,6 +257,7 @@ func (r *Report) WriteSummary(w io.Writer) {
 		}
 	}
 	r.writePersistNotes(w)
+	problems, problemNodes, unread := r.writePreflight(w)
 	for i := range r.Plan.Nodes {
 		if len(r.Plan.Nodes[i].PodCIDRs) == 0 {
 			fmt.Fprintf(w, "note: %s has no pod CIDR: it receives routes but no node routes to it\n", r.Plan.Nodes[i].Name)
@@ -271,7 +277,55 @@ func (r *Report) WriteSummary(w io.Writer) {
 	if !r.Check {
 		fmt.Fprintf(w, "; %d routes added, %d changed, %d removed", added, replaced, removed)
 	}
+	if problems > 0 || unread > 0 {
+		fmt.Fprintf(w, "; preflight: %d problems on %d nodes", problems, problemNodes)
+		if unread > 0 {
+			fmt.Fprintf(w, ", %d things not read", unread)
+		}
+	}
 	fmt.Fprintln(w)
+}
+
+// writePreflight prints what preflight found, each finding once with the
+// nodes it was found on (a cluster set up alike has the same on many),
+// and counts the problems, the nodes they are on and what was not read.
+func (r *Report) writePreflight(w io.Writer) (problems, problemNodes, unread int) {
+	type key struct{ why, fix string }
+	var order []key
+	nodes := map[key][]string{}
+	for i := range r.Nodes {
+		n := &r.Nodes[i]
+		has := false
+		for _, f := range n.Preflight {
+			if f.Problem() {
+				problems++
+				has = true
+			} else {
+				unread++
+			}
+			k := key{f.Why, f.Fix}
+			if nodes[k] == nil {
+				order = append(order, k)
+			}
+			nodes[k] = append(nodes[k], n.Name)
+		}
+		if has {
+			problemNodes++
+		}
+	}
+	for _, k := range order {
+		names := nodes[k]
+		list := strings.Join(names, ", ")
+		if len(names) > 3 {
+			list = fmt.Sprintf("%s and %d more", strings.Join(names[:3], ", "), len(names)-3)
+		}
+		if k.fix == "" {
+			fmt.Fprintf(w, "preflight: %s: not read: %s\n", list, safetext.Line(k.why))
+			continue
+		}
+		fmt.Fprintf(w, "preflight: %s: %s\n  fix: %s\n", list, safetext.Line(k.why), safetext.Line(k.fix))
+	}
+	return problems, problemNodes, unread
 }
 
 // writePersistNotes prints each --persist warning once, with the nodes it

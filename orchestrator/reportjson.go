@@ -41,6 +41,18 @@ type JSONNode struct {
 	// Warnings are risks the run took on the node: no SFTP server, so
 	// no lock and no run record there (NodeReport.NoSFTPWarning).
 	Warnings []string `json:"warnings,omitempty"`
+	// Preflight is what preflight found on the node; absent when nothing
+	// (or with --preflight off).
+	Preflight []JSONPreflight `json:"preflight,omitempty"`
+}
+
+// JSONPreflight is one preflight finding.
+type JSONPreflight struct {
+	Kind      PreflightKind `json:"kind"`
+	Family    string        `json:"family,omitempty"`
+	Interface string        `json:"interface,omitempty"`
+	Why       string        `json:"why"`
+	Fix       string        `json:"fix,omitempty"`
 }
 
 // JSONPersist is the --persist part of a node's report.
@@ -126,6 +138,13 @@ func (r *Report) JSON(runID string) JSONReport {
 		}
 		if warn := n.NoSFTPWarning(); warn != "" {
 			jn.Warnings = []string{safetext.Text(warn)}
+		}
+		for _, f := range n.Preflight {
+			jf := JSONPreflight{Kind: f.Kind, Interface: safetext.Text(f.Interface), Why: safetext.Text(f.Why), Fix: safetext.Text(f.Fix)}
+			if f.Kind != NotRead {
+				jf.Family = f.Family.String()
+			}
+			jn.Preflight = append(jn.Preflight, jf)
 		}
 		if p := n.Persist; p != nil {
 			jn.Persist = &JSONPersist{Path: p.Path, Drift: []string{}, Written: p.Written, Warnings: append([]string{}, p.Warnings...)}

@@ -31,8 +31,9 @@ const ipPath = "/usr/sbin/ip"
 // with become, for the tables it reads (main, and --table's when it names
 // another): the reads (JSON, and text on an iproute2 without -json), the
 // one-family ip that reads, applies and verifies (and, with -force, rolls
-// back), the dual-stack and rollback batches, sftp-server with no arguments ("" in sudoers) and,
-// for --persist on systemd, enabling the boot unit. ip and sftp-server
+// back), the dual-stack and rollback batches, preflight's reads,
+// sftp-server with no arguments ("" in sudoers) and, for --persist on
+// systemd, enabling the boot unit. ip and sftp-server
 // are at their Debian paths (sudo finds ip through secure_path).
 func BecomeCommands(tables ...string) []string {
 	return BecomeCommandsFor(ipPath, defaultSFTPServer, tables...)
@@ -62,6 +63,11 @@ func BecomeCommandsFor(ipPath, sftpServer string, tables ...string) []string {
 				fmt.Sprintf("%s -d -%d route show table %s", ipPath, fam, t))
 		}
 	}
+	// Preflight's reads (facts.go): the settings and addresses of a
+	// dual-stack node, and the FORWARD chains. Without them in sudoers,
+	// preflight says it could not read them, and nothing else fails.
+	cmds = append(cmds, ipPath+" -json netconf show", ipPath+" -json address show",
+		"/usr/sbin/nft -j list chains", "/usr/sbin/iptables -S FORWARD", "/usr/sbin/ip6tables -S FORWARD")
 	return append(cmds, sftpServer+` ""`, "/usr/bin/systemctl enable "+unitName)
 }
 

@@ -57,7 +57,8 @@ type Client struct {
 	record    *openRecord
 	bootID    string // the node's boot id, once read (boot.go)
 	bootKnown bool
-	planned   int // Config.PlannedRoutes: sizes the read limits
+	planned   int  // Config.PlannedRoutes: sizes the read limits
+	preflight bool // Config.Preflight: read what preflight checks beside the tables
 	dialer    *Dialer
 	wait      ipWait // the ip a read may leave waiting for Apply
 	// source is the address the node sees the session come from: this
@@ -131,7 +132,7 @@ func (d *Dialer) Dial(ctx context.Context, t Target) (*Client, error) {
 // last one left on it if any.
 func (d *Dialer) client(t Target, k *keptConn) *Client {
 	c := &Client{name: t.Name, user: k.user, conn: k.conn, timeout: d.cfg.CommandTimeout, sudo: t.Become, wait: newIPWait(d.cfg.ReadOnly),
-		textMode: d.textNode(t.Name), dialer: d, table: d.cfg.Table, source: k.source, planned: d.cfg.PlannedRoutes, kept: k,
+		textMode: d.textNode(t.Name), dialer: d, table: d.cfg.Table, source: k.source, planned: d.cfg.PlannedRoutes, preflight: d.cfg.Preflight, kept: k,
 		sftp: k.files.sftp, sftpCh: k.files.ch, meter: k.files.meter, sftpEnded: k.files.ended, noSFTP: k.noSFTP}
 	c.ipCmd = d.nodeIP(t.Name)
 	c.sftpServer, c.sftpSet = t.SFTPServer, t.SFTPServer != ""

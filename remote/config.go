@@ -61,6 +61,10 @@ type Config struct {
 	// ReadOnly says the run only reads (--check): no ip is left waiting for
 	// a batch after the snapshot.
 	ReadOnly bool
+	// Preflight reads, beside each table read, what preflight checks:
+	// the forwarding settings, the addresses and the FORWARD chains
+	// (route.Table.Facts; facts.go).
+	Preflight bool
 	// Table is the routing table routepush manages when it is not main: a
 	// number, validated by ParseTable. Nodes' main tables are read too, to
 	// resolve next hops.

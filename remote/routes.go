@@ -88,7 +88,39 @@ func (c *Client) ip(args string) string {
 // On an iproute2 without JSON output it falls back to parsing text, and
 // stays with text for the rest of the connection so before/after digests
 // compare alike.
+//
+// With Config.Preflight it also reads what preflight checks (facts.go).
 func (c *Client) ReadRoutes(ctx context.Context, fams []route.Family) (route.Table, error) {
+	if !c.preflight {
+		return c.readTables(ctx, fams)
+	}
+	// Where the tables' ip cannot print the forwarding settings and the
+	// addresses, the session beside it does.
+	inBatch := !c.textMode && len(fams) == 1
+	beside := make(chan *route.Facts, 1)
+	script := c.factsScript(!inBatch)
+	go func() { beside <- c.readFacts(ctx, script, !inBatch) }()
+	t, err := c.readTables(ctx, fams)
+	f := <-beside
+	if err != nil {
+		return t, err
+	}
+	if t.Facts == nil {
+		t.Facts = &route.Facts{}
+		if inBatch {
+			f.Unread = append(f.Unread, "forwarding settings and addresses: this node's ip has no JSON output")
+		}
+	}
+	t.Facts.Forward = f.Forward
+	if !inBatch {
+		t.Facts.Netconf, t.Facts.Addresses = f.Netconf, f.Addresses
+	}
+	t.Facts.Unread = append(t.Facts.Unread, f.Unread...)
+	return t, nil
+}
+
+// readTables is ReadRoutes without preflight's facts.
+func (c *Client) readTables(ctx context.Context, fams []route.Family) (route.Table, error) {
 	t, err := c.readRoutes(ctx, fams)
 	var ce *CommandError
 	if err != nil && errors.As(err, &ce) && (c.ipMissing(ce) || busyBox(ce)) {

@@ -25,12 +25,45 @@ func (c *Client) readJSON(ctx context.Context, fam route.Family) (route.Table, e
 		}
 		return c.startPending(ctx, fam)
 	}
+	if c.preflight {
+		return c.readJSONFacts(ctx, fam)
+	}
 	out, _, err := c.run(ctx, c.ip("route show table main"), c.ip(batchArgs[fam]), strings.NewReader(c.showLines()),
 		c.tableLimit()*int64(len(c.tables())), c.tableWhy())
 	if err != nil {
 		return route.Table{}, err
 	}
 	return c.parseJSONTable(out, fam)
+}
+
+// readJSONFacts is readJSON's read in one go, with the lines that print
+// what preflight reads after the tables. An ip that stops at one of those
+// (it exits 1, its tables printed) leaves them unread, not the node.
+func (c *Client) readJSONFacts(ctx context.Context, fam route.Family) (route.Table, error) {
+	n := len(c.tables())
+	out, stderr, err := c.run(ctx, c.ip("route show table main"), c.ip(batchArgs[fam]), strings.NewReader(c.showLines()+factLines),
+		c.tableLimit()*int64(n)+factsLimit*int64(strings.Count(factLines, "\n")), c.tableWhy())
+	lines := bytes.SplitAfter(out, []byte("\n"))
+	if len(lines) > 0 && len(lines[len(lines)-1]) == 0 {
+		lines = lines[:len(lines)-1]
+	}
+	var ce *CommandError
+	ended := err != nil && errors.As(err, &ce) && len(lines) >= n && len(lines) < n+strings.Count(factLines, "\n")
+	if err != nil && !ended {
+		return route.Table{}, err
+	}
+	t, err := c.parseJSONTable(out, fam)
+	if err != nil {
+		return t, err
+	}
+	facts := lines[n:]
+	for _, l := range facts {
+		if len(l) > factsLimit {
+			return route.Table{}, c.tooMuch(c.ip("netconf show")+": output", factsLimit, "a node's interfaces (--preflight off reads none)")
+		}
+	}
+	t.Facts = c.batchFacts(facts, ended, string(stderr))
+	return t, nil
 }
 
 // showRest reads the tables through the ip the connection's previous
@@ -42,7 +75,7 @@ func (c *Client) readJSON(ctx context.Context, fam route.Family) (route.Table, e
 func (c *Client) showRest(ctx context.Context, p *pendingIP, fam route.Family) (t route.Table, err error, done bool) {
 	label := c.ip("route show table main")
 	c.wait.started()
-	line, err := c.show(ctx, p, label, true)
+	line, facts, err := c.show(ctx, p, label, true, c.preflight)
 	var tooMuch *LimitError
 	var renamed *notKeptError
 	switch {
@@ -53,7 +86,10 @@ func (c *Client) showRest(ctx context.Context, p *pendingIP, fam route.Family) (
 			p.abandon() // not kept past a table it printed wrong
 			return t, err, true
 		}
-		c.wait.hold(p)
+		t.Facts = facts
+		if !p.ended {
+			c.wait.hold(p)
+		}
 		return t, nil, true
 	case c.tainted.Load() || errors.As(err, &tooMuch) || ctx.Err() != nil:
 		return route.Table{}, err, true
@@ -89,7 +125,7 @@ func (c *Client) startPending(ctx context.Context, fam route.Family) (route.Tabl
 		return route.Table{}, err
 	}
 	c.wait.started()
-	line, err := c.show(ctx, p, label, c.kept != nil)
+	line, facts, err := c.show(ctx, p, label, c.kept != nil, c.preflight)
 	var renamed *notKeptError
 	if errors.As(err, &renamed) {
 		// A new ip prints today's names; too many links to watch them
@@ -104,7 +140,10 @@ func (c *Client) startPending(ctx context.Context, fam route.Family) (route.Tabl
 		p.abandon() // not kept past a table it printed wrong
 		return t, err
 	}
-	c.wait.hold(p)
+	t.Facts = facts
+	if !p.ended {
+		c.wait.hold(p)
+	}
 	return t, nil
 }
 
@@ -113,14 +152,21 @@ func (c *Client) startPending(ctx context.Context, fam route.Family) (route.Tabl
 // stderr say why when it ended by itself.
 //
 // With links (a read on a kept connection) it shows the links first
-// (sameLinks).
-func (c *Client) show(ctx context.Context, p *pendingIP, label string, links bool) ([]byte, error) {
+// (sameLinks). With facts (a read of a run with preflight) it shows the
+// forwarding settings and the addresses after the tables (factLines); an
+// ip that stops at one of those is ended (p.ended), its tables kept.
+func (c *Client) show(ctx context.Context, p *pendingIP, label string, links, facts bool) ([]byte, *route.Facts, error) {
 	var out []byte
 	var renamed error
+	var factOut [][]byte
+	var factsEnded bool
 	err := c.bounded(ctx, label, p.sess.Close, func() error {
 		lines := c.showLines()
 		if links {
 			lines = "link show\n" + lines
+		}
+		if facts {
+			lines += factLines
 		}
 		if _, err := io.WriteString(p, lines); err != nil {
 			return err
@@ -147,20 +193,42 @@ func (c *Client) show(ctx context.Context, p *pendingIP, label string, links boo
 		}
 		p.shown += strings.Count(c.showLines(), "\n")
 		p.lastTable = true
+		if facts {
+			var err error
+			if factOut, factsEnded, err = c.readFactLines(p); err != nil {
+				return err
+			}
+			p.shown += len(factOut)
+		}
 		return nil
 	})
+	if err == nil && !facts {
+		return out, nil, renamed
+	}
 	if err == nil {
-		return out, renamed
+		var stderr string
+		if factsEnded {
+			// Its tables stand; the ip is done with, and its stderr says
+			// why it stopped.
+			p.ended = true
+			_ = c.bounded(ctx, label, p.sess.Close, func() error {
+				p.closeInput()
+				stderr = p.readStderr()
+				return nil
+			})
+			p.sess.Close()
+		}
+		return out, c.batchFacts(factOut, factsEnded, stderr), renamed
 	}
 	var tooMuch *LimitError
 	if errors.As(err, &tooMuch) {
 		p.sess.Close() // stop reading: ip is ended with its session
-		return nil, err
+		return nil, nil, err
 	}
 	if !errors.Is(err, io.EOF) {
 		c.taint()
 		p.sess.Close()
-		return nil, err // cut short by the context or the timeout, or the session failed
+		return nil, nil, err // cut short by the context or the timeout, or the session failed
 	}
 	// ip ended before printing the tables: its exit status and stderr say
 	// why (an iproute2 without -json, sudo wanting a password).
@@ -173,14 +241,14 @@ func (c *Client) show(ctx context.Context, p *pendingIP, label string, links boo
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	err = c.exitError(label, wait, stderr)
 	p.sess.Close()
 	if err == nil {
 		err = fmt.Errorf("%s: %s: output cut short", c.name, label)
 	}
-	return nil, err
+	return nil, nil, err
 }
 
 // applyJSON sends the batch and the show lines to the ip the read left
@@ -207,7 +275,7 @@ func (c *Client) applyJSON(ctx context.Context, batch []byte, force bool, fam ro
 	if expect != nil {
 		// Everything up to the batch's first byte sends nothing: a
 		// failure here leaves the node as it was.
-		line, err := c.show(ctx, p, label, false)
+		line, _, err := c.show(ctx, p, label, false, false)
 		if err != nil {
 			return host.ApplyResult{}, &host.NotSentError{Err: err}
 		}

@@ -1,9 +1,11 @@
 package route
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"strings"
 )
 
 // RPFilter is an interface's reverse-path filter, in the kernel's values
@@ -128,4 +130,88 @@ func ParseAddressesJSON(data []byte) ([]Address, error) {
 		}
 	}
 	return out, nil
+}
+
+// Facts are what a node's read says about how it forwards: the settings
+// preflight checks, read beside its tables and never part of their
+// digest. Unread says, one line each, what could not be read there and
+// why: preflight says so rather than guess.
+type Facts struct {
+	Netconf   []Netconf
+	Addresses []Address
+	Forward   []ForwardChain
+	Unread    []string
+}
+
+// ForwardChain is a netfilter base chain on the forward hook: every
+// packet a node routes between two other hosts, its pods' included, goes
+// through it, and its policy decides what no rule accepts.
+type ForwardChain struct {
+	Family Family
+	// Tool is what reads and changes it: "nft", or "iptables" where the
+	// node has no nft (iptables-legacy's chains).
+	Tool string
+	// Family of the nft table ("ip", "ip6", "inet"), the table and the
+	// chain, as the node names them: shown escaped, never run.
+	TableFamily, Table, Chain string
+	Drop                      bool // the policy is drop
+}
+
+type jsonNft struct {
+	Nftables []struct {
+		Chain *struct {
+			Family string `json:"family"`
+			Table  string `json:"table"`
+			Name   string `json:"name"`
+			Hook   string `json:"hook"`
+			Policy string `json:"policy"`
+		} `json:"chain"`
+	} `json:"nftables"`
+}
+
+// ParseNftChainsJSON parses `nft -j list chains`: the base chains on the
+// forward hook of the ip, ip6 and inet tables (an inet chain is both
+// families'). Chains of other hooks and families are not routing's.
+func ParseNftChainsJSON(data []byte) ([]ForwardChain, error) {
+	var doc jsonNft
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("route: parse nft -j list chains output: %w", err)
+	}
+	var out []ForwardChain
+	for _, o := range doc.Nftables {
+		c := o.Chain
+		if c == nil || c.Hook != "forward" {
+			continue
+		}
+		var fams []Family
+		switch c.Family {
+		case "ip":
+			fams = []Family{IPv4}
+		case "ip6":
+			fams = []Family{IPv6}
+		case "inet":
+			fams = []Family{IPv4, IPv6}
+		default:
+			continue
+		}
+		for _, fam := range fams {
+			out = append(out, ForwardChain{Family: fam, Tool: "nft", TableFamily: c.Family, Table: c.Table, Chain: c.Name, Drop: c.Policy == "drop"})
+		}
+	}
+	return out, nil
+}
+
+// ParseIptablesPolicy parses `iptables -S FORWARD` (ip6tables' for IPv6):
+// its first line is the chain's policy, `-P FORWARD DROP`.
+func ParseIptablesPolicy(data []byte, fam Family) ([]ForwardChain, error) {
+	first, _, _ := bytes.Cut(data, []byte("\n"))
+	f := strings.Fields(string(first))
+	if len(f) != 3 || f[0] != "-P" || f[1] != "FORWARD" {
+		return nil, fmt.Errorf("route: iptables -S FORWARD: no policy line")
+	}
+	tool := "iptables"
+	if fam == IPv6 {
+		tool = "ip6tables"
+	}
+	return []ForwardChain{{Family: fam, Tool: tool, Table: "filter", Chain: "FORWARD", Drop: f[2] == "DROP"}}, nil
 }

@@ -13,6 +13,9 @@ import (
 type Table struct {
 	Routes []Route
 	Digest [32]byte
+	// Facts are what the read found about how the node forwards, when
+	// the run's preflight asked (nil otherwise): never in the digest.
+	Facts *Facts
 }
 
 // ParseTable checks a --table value: "main", or a table number. Names

@@ -13,6 +13,7 @@ import (
 
 	"github.com/routepush/routepush/inventory"
 	"github.com/routepush/routepush/orchestrator"
+	"github.com/routepush/routepush/remote"
 )
 
 // applyFlags are the settings of apply (and of routepush without a verb);
@@ -46,6 +47,8 @@ type checkFlags struct {
 	rails          inventory.Rails
 	runningOn      string // watch --running-on: the node this pod runs on
 	output         string
+	preflight      string
+	preflightMode  orchestrator.PreflightMode
 	profile        string
 	profileOutput  string
 }
@@ -63,6 +66,7 @@ func (f *checkFlags) add(fs *pflag.FlagSet) {
 	add(fs, fs.BoolVarP, &f.persist, "persist", "", false, "after a node verifies, keep its routes for the next boot: /etc/routepush/routes and routepush-routes.service, enabled where systemd runs; --check reports where they differ")
 	add(fs, fs.IntVarP, &f.rails.MinPrefix[0], "min-prefix-v4", "", inventory.DefaultRails().MinPrefix[0], "refuse IPv4 pod CIDRs wider than this prefix length")
 	add(fs, fs.IntVarP, &f.rails.MinPrefix[1], "min-prefix-v6", "", inventory.DefaultRails().MinPrefix[1], "refuse IPv6 pod CIDRs wider than this prefix length")
+	add(fs, fs.StringVarP, &f.preflight, "preflight", "", "report", "what pods need beyond routes (forwarding, rp_filter, the FORWARD chains' policy, an address in the node's pod CIDR), read in the same sessions: report (each problem with its fix), strict (refuse those nodes before any change) or off")
 	add(fs, fs.StringVarP, &f.output, "output", "o", "text", "report format on stdout: text, or json (docs/report.schema.json; nothing else is printed on stdout)")
 	add(fs, fs.StringVarP, &f.profile, "profile", "", "none", "profile to write, as kubectl's: "+strings.Join(profiles, "|")+" (heap: at the live heap's peak)", flagOnly)
 	add(fs, fs.StringVarP, &f.profileOutput, "profile-output", "", "profile.pprof", "file the profile is written to", flagOnly)
@@ -104,6 +108,9 @@ func (f *applyFlags) load(cmd *cobra.Command) (err error) {
 		if f.maxIdle < 0 {
 			return fmt.Errorf("--max-idle-connections must be 0 or more, got %d", f.maxIdle)
 		}
+	}
+	if f.preflightMode, err = orchestrator.ParsePreflightMode(f.preflight); err != nil {
+		return err
 	}
 	if err := f.source.check(); err != nil {
 		return err
@@ -168,7 +175,12 @@ func apply(ctx context.Context, d deps, f *applyFlags, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	dialer, err := newDialer(&f.reach, &f.table, log, f.check, plannedRoutes(nodes))
+	cfg, err := dialerConfig(&f.reach, &f.table, log, f.check, plannedRoutes(nodes))
+	if err != nil {
+		return err
+	}
+	cfg.Preflight = f.preflightMode != orchestrator.PreflightOff
+	dialer, err := remote.NewDialer(cfg)
 	if err != nil {
 		return err
 	}
@@ -210,6 +222,7 @@ func apply(ctx context.Context, d deps, f *applyFlags, log *slog.Logger) error {
 		Persist:        f.persist,
 		// 0 is the option's default; the flag's 0 keeps none open.
 		MaxIdleConnections: cmp.Or(f.maxIdle, -1),
+		Preflight:          f.preflightMode,
 	})
 	stopProgress()
 	return settle(ctx, d.streams, f, rep, holder.RunID, cluster)

@@ -99,7 +99,7 @@ func TestConfigKeysOfOtherVerbs(t *testing.T) {
 // host's lock) has to be added to this list on purpose.
 func TestFlagOnlySettingsIgnoreEnvironment(t *testing.T) {
 	root := newRootCommand(deps{})
-	want := "accept-new-host-keys adopt allow-unknown-nodes ansible-internal-ip-vars ansible-pod-cidr-vars become canary check chunk-size command-timeout concurrency connect-timeout context debounce identity inventory jump keep-runs known-hosts kubeconfig lease-duration lease-name lease-namespace lease-renew-deadline lease-retry-period limit log-format log-level mark-network-available max-idle-connections max-unreachable metric metrics-addr min-prefix-v4 min-prefix-v6 output persist protocol prune request-timeout resync rollback running-on selector server-alive-count-max server-alive-interval sftp-server ssh-config table trust-node-addresses user wait-lock"
+	want := "accept-new-host-keys adopt allow-unknown-nodes ansible-internal-ip-vars ansible-pod-cidr-vars become canary check chunk-size command-timeout concurrency connect-timeout context debounce identity inventory jump keep-runs known-hosts kubeconfig lease-duration lease-name lease-namespace lease-renew-deadline lease-retry-period limit log-format log-level mark-network-available max-idle-connections max-unreachable metric metrics-addr min-prefix-v4 min-prefix-v6 output persist preflight protocol prune request-timeout resync rollback running-on selector server-alive-count-max server-alive-interval sftp-server ssh-config table trust-node-addresses user wait-lock"
 	if got := strings.Join(configKeys(root), " "); got != want {
 		t.Errorf("config keys:\n got %s\nwant %s", got, want)
 	}
