@@ -67,6 +67,10 @@ var contenders = []contender{
 		cmd: func(b *bench) []string { return b.routepush() }},
 	{key: "check", name: "routepush --check, converged lab",
 		cmd: func(b *bench) []string { return append(b.routepush(), "--check") }},
+	{key: "check-nopre", name: "routepush --check --preflight off, converged lab",
+		cmd: func(b *bench) []string { return append(b.routepush(), "--check", "--preflight", "off") }},
+	{key: "check-probe", name: "routepush --check --probe (K = 3), converged lab",
+		cmd: func(b *bench) []string { return append(b.routepush(), "--check", "--probe") }},
 	{key: "reapply", name: "routepush apply, converged lab (idempotent)",
 		cmd: func(b *bench) []string { return b.routepush() }},
 	{key: "ssh", name: "OpenSSH fan-out: xargs -P, ssh node ip -batch - (no verify)", empty: true,
@@ -261,7 +265,7 @@ func (b *bench) contenders(ctx context.Context, only string) ([]Result, error) {
 		if r.Found, err = b.countRoutes(ctx); err != nil {
 			return results, err
 		}
-		if c.key == "floor" || c.key == "check" {
+		if c.key == "floor" || strings.HasPrefix(c.key, "check") {
 			r.Expected = r.Found // they change nothing: the column is not theirs
 		}
 		if c.key == "apply" {
@@ -546,6 +550,20 @@ func render(results []Result, concurrency int) string {
 			return false, "", false
 		}
 		return c.Wall <= 0.5*s.Wall, fmt.Sprintf("(%.2f s vs %.2f s: %.2f×)", c.Wall, s.Wall, c.Wall/s.Wall), true
+	})
+	target("preflight adds ≤ 5 % to --check on a converged lab at N = 200", func() (bool, string, bool) {
+		c, o := get(200, "check"), get(200, "check-nopre")
+		if c == nil || o == nil {
+			return false, "", false
+		}
+		return c.Wall <= 1.05*o.Wall, fmt.Sprintf("(%.2f s vs %.2f s with --preflight off: %+.1f %%; CPU %.2f s vs %.2f s)", c.Wall, o.Wall, 100*(c.Wall/o.Wall-1), c.CPU, o.CPU), true
+	})
+	target("--probe (K = 3) adds ≤ 1 s to --check on a converged lab at N = 200", func() (bool, string, bool) {
+		p, c := get(200, "check-probe"), get(200, "check")
+		if p == nil || c == nil {
+			return false, "", false
+		}
+		return p.Wall-c.Wall <= 1, fmt.Sprintf("(%.2f s vs %.2f s: %+.2f s; CPU %.2f s vs %.2f s)", p.Wall, c.Wall, p.Wall-c.Wall, p.CPU, c.CPU), true
 	})
 	target("≥ 100 × faster than the classic Ansible playbook at N = 20", func() (bool, string, bool) {
 		a, c := get(20, "apply"), get(20, "classic")

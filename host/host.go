@@ -8,6 +8,7 @@ package host
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 
 	"github.com/routepush/routepush/internal/safetext"
@@ -100,4 +101,13 @@ func (e *NoSFTPError) Error() string {
 // install: the same node, said the same way, whatever needs SFTP.
 func (e *NoSFTPError) Without(what string) string {
 	return fmt.Sprintf("%s: no SFTP server (%s): %s; %s", e.Host, e.Why, what, e.Fix)
+}
+
+// ProbeResult is what a node's probe of one address said: how many echo
+// requests went from the source and how many replies came back. Err says
+// why there is no count (the node's words, escaped); "" when there is.
+type ProbeResult struct {
+	Dst            netip.Addr
+	Sent, Received int
+	Err            string
 }

@@ -61,6 +61,30 @@ type fakeKernel struct {
 	// loseSFTPAfter > 0: the node's SFTP server goes after that many
 	// file operations; every later one fails as noSFTP's do.
 	loseSFTPAfter int
+	// facts is what its reads find about how it forwards; unanswered
+	// are the addresses its probes get no reply from; probes counts the
+	// Probe calls, probeErr what each fails with.
+	facts      *route.Facts
+	unanswered map[netip.Addr]bool
+	probes     int
+	probeErr   error
+}
+
+func (k *fakeKernel) Probe(_ context.Context, src netip.Addr, dsts []netip.Addr, count int) ([]host.ProbeResult, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.probes++
+	if k.probeErr != nil {
+		return nil, k.probeErr
+	}
+	out := make([]host.ProbeResult, len(dsts))
+	for i, d := range dsts {
+		out[i] = host.ProbeResult{Dst: d, Sent: count, Received: count}
+		if k.unanswered[d] {
+			out[i].Received = 0
+		}
+	}
+	return out, nil
 }
 
 // files is what a file operation meets first: the node's missing SFTP
@@ -220,7 +244,7 @@ func (k *fakeKernel) digest() [32]byte { return fakeDigest(k.routes) }
 func (k *fakeKernel) ReadRoutes(_ context.Context, _ []route.Family) (route.Table, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	t := route.Table{Routes: make([]route.Route, len(k.routes)), Digest: k.digest()}
+	t := route.Table{Routes: make([]route.Route, len(k.routes)), Digest: k.digest(), Facts: k.facts}
 	for i := range k.routes {
 		t.Routes[i] = k.routes[i].routeValue()
 	}

@@ -48,6 +48,11 @@ type Host interface {
 	// come from, as far as routepush knows it (the jump host's with one);
 	// invalid if unknown. A batch never touches the route back to it.
 	SessionSource() netip.Addr
+	// Probe sends count ICMP echo requests from src, an address of the
+	// node, to each of dsts at once, and says what came back for each,
+	// in dsts' order; bounded in time whatever the node does. err is a
+	// probe that could not run at all.
+	Probe(ctx context.Context, src netip.Addr, dsts []netip.Addr, count int) ([]host.ProbeResult, error)
 	Close() error
 	Journal
 	Persister

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/routepush/routepush/host"
@@ -47,6 +48,9 @@ type nodeRun struct {
 	// readBoot is the node's boot id when its record was written, if
 	// known: a parked node that restarted since gets no batch.
 	readBoot string
+	// podAddrs are the node's addresses in its own pod CIDRs, IPv4's and
+	// IPv6's, as its read found them: what the probe sends from and to.
+	podAddrs [2]netip.Addr
 	rep      *NodeReport
 	opts     *Options
 }
@@ -65,6 +69,7 @@ func (r *nodeRun) prepare(ctx context.Context) {
 	if r.opts.Preflight != PreflightOff {
 		r.rep.Preflight = Preflight(r.plan, table.Routes, table.Facts)
 	}
+	r.podAddrs = [2]netip.Addr{podAddress(r.plan, table.Facts, route.IPv4), podAddress(r.plan, table.Facts, route.IPv6)}
 	if !r.diff(table) || !r.preflightAllows() {
 		return
 	}

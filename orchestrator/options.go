@@ -124,6 +124,11 @@ type Options struct {
 	// (preflight.go): report it (the default), refuse the nodes that
 	// lack it, or not look (the Host then reads no facts).
 	Preflight PreflightMode
+	// Probe, once every node has its routes, makes each node ping this
+	// many others' pod addresses from its own (probe.go); ProbeAll every
+	// other; 0 none. The Hosts must read facts (preflight not off): the
+	// addresses come from there.
+	Probe int
 }
 
 // PreflightMode is --preflight.

@@ -173,7 +173,7 @@ func chainName(c route.ForwardChain) string {
 	if c.Tool == "nft" {
 		return fmt.Sprintf("nft chain %s %s %s", safetext.Quote(c.TableFamily), safetext.Quote(c.Table), safetext.Quote(c.Chain))
 	}
-	return c.Tool + "'s FORWARD chain"
+	return c.Tool + " chain filter FORWARD"
 }
 
 // forwardFix is the command that accepts, ahead of the chain's rules, what

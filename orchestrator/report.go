@@ -37,6 +37,9 @@ type Report struct {
 	Nodes    []NodeReport // in inventory order
 	Duration time.Duration
 	Err      error // what stopped the run as a whole (e.g. an interrupt)
+	// Probe is the pod-to-pod probe's results (Options.Probe), when it
+	// ran: after every node had its routes, in a run that did not fail.
+	Probe *ProbeReport
 }
 
 // NodeReport is the result of a run on one node.
@@ -277,10 +280,14 @@ func (r *Report) WriteSummary(w io.Writer) {
 	if !r.Check {
 		fmt.Fprintf(w, "; %d routes added, %d changed, %d removed", added, replaced, removed)
 	}
+	if p := r.Probe; p != nil {
+		pairs, passed, failed := p.Counts()
+		fmt.Fprintf(w, "; probe: %d pairs, %d answered, %d did not", pairs, passed, failed)
+	}
 	if problems > 0 || unread > 0 {
-		fmt.Fprintf(w, "; preflight: %d problems on %d nodes", problems, problemNodes)
+		fmt.Fprintf(w, "; preflight: %s on %s", plural(problems, "problem"), plural(problemNodes, "node"))
 		if unread > 0 {
-			fmt.Fprintf(w, ", %d things not read", unread)
+			fmt.Fprintf(w, ", %d not read", unread)
 		}
 	}
 	fmt.Fprintln(w)
@@ -351,4 +358,12 @@ func (r *Report) writePersistNotes(w io.Writer) {
 		}
 		fmt.Fprintf(w, "note: %s: %s\n", list, safetext.Line(warn))
 	}
+}
+
+// plural is n things, or 1 thing.
+func plural(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }

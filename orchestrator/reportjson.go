@@ -22,6 +22,31 @@ type JSONReport struct {
 	Failed        bool       `json:"failed"`
 	Error         string     `json:"error,omitempty"` // what stopped the run as a whole
 	Nodes         []JSONNode `json:"nodes"`
+	Probe         *JSONProbe `json:"probe,omitempty"` // with --probe, when it ran
+}
+
+// JSONProbe is the pod-to-pod probe's part of a run.
+type JSONProbe struct {
+	PerNode  int               `json:"per_node"` // targets per node; 0 for every pair
+	Pairs    int               `json:"pairs"`
+	Answered int               `json:"answered"`
+	Failed   int               `json:"failed"`
+	Results  []JSONProbePair   `json:"results"`
+	Skipped  map[string]string `json:"skipped,omitempty"` // node: why it was not probed
+}
+
+// JSONProbePair is one probed pair in one family.
+type JSONProbePair struct {
+	From     string `json:"from"`
+	To       string `json:"to"`
+	Family   string `json:"family"`
+	Src      string `json:"src"`
+	Dst      string `json:"dst"`
+	Sent     int    `json:"sent"`
+	Received int    `json:"received"`
+	Answered bool   `json:"answered"`
+	Error    string `json:"error,omitempty"`
+	Cause    string `json:"cause,omitempty"` // for a pair that did not answer
 }
 
 // JSONNode is one node's part of a run.
@@ -108,7 +133,22 @@ func jsonFinding(h HostPlan, f Finding) JSONFinding {
 // JSON returns the report as the --output json document.
 func (r *Report) JSON(runID string) JSONReport {
 	j := JSONReport{SchemaVersion: JSONSchemaVersion, RunID: runID, Check: r.Check,
-		DurationMS: r.Duration.Milliseconds(), Failed: r.Failed(), Nodes: make([]JSONNode, len(r.Nodes))}
+		DurationMS: r.Duration.Milliseconds(), Failed: r.Failed() || r.ProbeFailed(), Nodes: make([]JSONNode, len(r.Nodes))}
+	if p := r.Probe; p != nil {
+		jp := &JSONProbe{PerNode: max(p.K, 0), Results: []JSONProbePair{}}
+		jp.Pairs, jp.Answered, jp.Failed = p.Counts()
+		for _, q := range p.Pairs {
+			jp.Results = append(jp.Results, JSONProbePair{From: q.From, To: q.To, Family: q.Family.String(), Src: q.Src.String(), Dst: q.Dst.String(),
+				Sent: q.Sent, Received: q.Received, Answered: q.Passed(), Error: safetext.Text(q.Err), Cause: safetext.Text(q.Cause)})
+		}
+		if len(p.Skipped) > 0 {
+			jp.Skipped = map[string]string{}
+			for k, v := range p.Skipped {
+				jp.Skipped[k] = safetext.Text(v)
+			}
+		}
+		j.Probe = jp
+	}
 	if r.Err != nil {
 		j.Error = safetext.Text(r.Err.Error())
 	}

@@ -25,10 +25,12 @@ func Run(ctx context.Context, plan *Plan, connect Connector, opts Options) *Repo
 		return r.rep
 	}
 	defer r.settle(ctx)
-	if !r.read(ctx) || !r.decide(ctx) {
-		return r.rep
+	if r.read(ctx) && r.decide(ctx) {
+		r.apply(ctx)
 	}
-	r.apply(ctx)
+	if r.opts.Probe != 0 && ctx.Err() == nil && !r.rep.nodeFailed() {
+		r.probe(ctx)
+	}
 	return r.rep
 }
 
@@ -137,6 +139,8 @@ func (r *run) readNode(ctx context.Context, n *nodeRun) {
 		if r.unreachable.Add(1) > int64(r.opts.MaxUnreachable) {
 			r.doomed.Store(true)
 		}
+	case (r.opts.Check || o == InSync) && r.opts.Probe != 0 && !r.doomed.Load() && r.keepOpen():
+		// Held for the probe, which runs over it; settle lets go of it.
 	case r.opts.Check || o == InSync:
 		n.release(ctx)
 	case o != WouldChange || r.opts.Independent:

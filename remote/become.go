@@ -67,7 +67,7 @@ func BecomeCommandsFor(ipPath, sftpServer string, tables ...string) []string {
 	// dual-stack node, and the FORWARD chains. Without them in sudoers,
 	// preflight says it could not read them, and nothing else fails.
 	cmds = append(cmds, ipPath+" -json netconf show", ipPath+" -json address show",
-		"/usr/sbin/nft -j list chains", "/usr/sbin/iptables -S FORWARD", "/usr/sbin/ip6tables -S FORWARD")
+		"/usr/sbin/nft -j list chains", "/usr/sbin/iptables -S FORWARD")
 	return append(cmds, sftpServer+` ""`, "/usr/bin/systemctl enable "+unitName)
 }
 

@@ -91,32 +91,12 @@ func (c *Client) ip(args string) string {
 //
 // With Config.Preflight it also reads what preflight checks (facts.go).
 func (c *Client) ReadRoutes(ctx context.Context, fams []route.Family) (route.Table, error) {
-	if !c.preflight {
-		return c.readTables(ctx, fams)
-	}
-	// Where the tables' ip cannot print the forwarding settings and the
-	// addresses, the session beside it does.
-	inBatch := !c.textMode && len(fams) == 1
-	beside := make(chan *route.Facts, 1)
-	script := c.factsScript(!inBatch)
-	go func() { beside <- c.readFacts(ctx, script, !inBatch) }()
 	t, err := c.readTables(ctx, fams)
-	f := <-beside
-	if err != nil {
-		return t, err
+	if err == nil && c.preflight && t.Facts == nil {
+		// Read in text after all: an iproute2 without -json.
+		t.Facts = &route.Facts{Unread: []string{"preflight: this node's ip has no JSON output"}}
 	}
-	if t.Facts == nil {
-		t.Facts = &route.Facts{}
-		if inBatch {
-			f.Unread = append(f.Unread, "forwarding settings and addresses: this node's ip has no JSON output")
-		}
-	}
-	t.Facts.Forward = f.Forward
-	if !inBatch {
-		t.Facts.Netconf, t.Facts.Addresses = f.Netconf, f.Addresses
-	}
-	t.Facts.Unread = append(t.Facts.Unread, f.Unread...)
-	return t, nil
+	return t, err
 }
 
 // readTables is ReadRoutes without preflight's facts.

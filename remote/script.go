@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/routepush/routepush/host"
@@ -33,11 +34,34 @@ func (c *Client) readScript(fams []route.Family) string {
 // text mode).
 func (c *Client) readScripted(ctx context.Context, fams []route.Family) (route.Table, error) {
 	label := c.ip("route show table main")
-	out, _, err := c.run(ctx, label, c.readScript(fams), nil, c.scriptLimit(fams), c.tableWhy())
+	script, limit := c.readScript(fams), c.scriptLimit(fams)
+	if c.preflight {
+		script, limit = c.scriptPrefix()+script, limit+3*factsLimit
+	}
+	out, _, err := c.run(ctx, label, script, nil, limit, c.tableWhy())
 	if err != nil {
 		return route.Table{}, err
 	}
-	return c.parseTables(out, fams)
+	if !c.preflight {
+		return c.parseTables(out, fams)
+	}
+	prefix, out, ok := cutPrefix(out)
+	if !ok {
+		return route.Table{}, fmt.Errorf("%s: %s: output cut short", c.name, label)
+	}
+	t, err := c.parseTables(out, fams)
+	if err == nil {
+		t.Facts = prefixFacts(prefix, true)
+		if c.textMode {
+			// An iproute2 without -json printed no settings it could
+			// parse: one line says so.
+			t.Facts.Netconf, t.Facts.Addresses = nil, nil
+			t.Facts.Unread = append([]string{"forwarding settings and addresses: this node's ip has no JSON output"}, slices.DeleteFunc(t.Facts.Unread, func(u string) bool {
+				return strings.HasPrefix(u, "forwarding settings:") || strings.HasPrefix(u, "addresses:")
+			})...)
+		}
+	}
+	return t, err
 }
 
 // scriptLimit bounds what readScript prints: a table per family and

@@ -41,8 +41,12 @@ func (c *Client) readJSON(ctx context.Context, fam route.Family) (route.Table, e
 // (it exits 1, its tables printed) leaves them unread, not the node.
 func (c *Client) readJSONFacts(ctx context.Context, fam route.Family) (route.Table, error) {
 	n := len(c.tables())
-	out, stderr, err := c.run(ctx, c.ip("route show table main"), c.ip(batchArgs[fam]), strings.NewReader(c.showLines()+factLines),
-		c.tableLimit()*int64(n)+factsLimit*int64(strings.Count(factLines, "\n")), c.tableWhy())
+	out, stderr, err := c.run(ctx, c.ip("route show table main"), c.forwardPrefix()+"exec "+c.ip(batchArgs[fam]), strings.NewReader(c.showLines()+factLines),
+		c.tableLimit()*int64(n)+factsLimit*int64(1+strings.Count(factLines, "\n")), c.tableWhy()+" and what preflight reads")
+	prefix, out, ok := cutPrefix(out)
+	if !ok && err == nil {
+		return route.Table{}, fmt.Errorf("%s: %s: output cut short", c.name, c.ip("route show table main"))
+	}
 	lines := bytes.SplitAfter(out, []byte("\n"))
 	if len(lines) > 0 && len(lines[len(lines)-1]) == 0 {
 		lines = lines[:len(lines)-1]
@@ -63,6 +67,8 @@ func (c *Client) readJSONFacts(ctx context.Context, fam route.Family) (route.Tab
 		}
 	}
 	t.Facts = c.batchFacts(facts, ended, string(stderr))
+	pf := prefixFacts(prefix, false)
+	t.Facts.Forward, t.Facts.Unread = pf.Forward, append(t.Facts.Unread, pf.Unread...)
 	return t, nil
 }
 
@@ -101,14 +107,21 @@ func (c *Client) showRest(ctx context.Context, p *pendingIP, fam route.Family) (
 // startIP starts an `ip -json -batch -` with args, waiting on stdin;
 // keepable if it may outlive its Client (a kept connection's, without
 // -force: a -force ip is never kept, and carries on past what it refuses).
-func (c *Client) startIP(ctx context.Context, label, args string, fam route.Family, keepable bool) (*pendingIP, error) {
-	sess, err := c.exec(ctx, label, c.ip(args))
+//
+// With prefixed, preflight's forwardPrefix runs first in the same
+// session (p.prefixed: show reads what it printed).
+func (c *Client) startIP(ctx context.Context, label, args string, fam route.Family, keepable, prefixed bool) (*pendingIP, error) {
+	cmd := c.ip(args)
+	if prefixed {
+		cmd = c.forwardPrefix() + "exec " + cmd
+	}
+	sess, err := c.exec(ctx, label, cmd)
 	if err != nil {
 		return nil, err
 	}
 	// A waiting ip per node is kept until apply: its buffer is per-node
 	// memory, so keep it small (ReadBytes grows a line).
-	p := &pendingIP{sess: sess, stdout: bufio.NewReaderSize(sess.ch, 512), stderr: sess.ch.Stderr(), fam: fam}
+	p := &pendingIP{sess: sess, stdout: bufio.NewReaderSize(sess.ch, 512), stderr: sess.ch.Stderr(), fam: fam, prefixed: prefixed}
 	if keepable && c.kept != nil {
 		p.watchStderr() // it may be kept: see watchStderr
 		sess.answerRequests()
@@ -120,7 +133,7 @@ func (c *Client) startIP(ctx context.Context, label, args string, fam route.Fami
 // and reads the table it prints, leaving it waiting for the batch.
 func (c *Client) startPending(ctx context.Context, fam route.Family) (route.Table, error) {
 	label := c.ip("route show table main")
-	p, err := c.startIP(ctx, label, batchArgs[fam], fam, true)
+	p, err := c.startIP(ctx, label, batchArgs[fam], fam, true, c.preflight)
 	if err != nil {
 		return route.Table{}, err
 	}
@@ -156,11 +169,18 @@ func (c *Client) startPending(ctx context.Context, fam route.Family) (route.Tabl
 // forwarding settings and the addresses after the tables (factLines); an
 // ip that stops at one of those is ended (p.ended), its tables kept.
 func (c *Client) show(ctx context.Context, p *pendingIP, label string, links, facts bool) ([]byte, *route.Facts, error) {
-	var out []byte
+	var out, prefix []byte
 	var renamed error
 	var factOut [][]byte
 	var factsEnded bool
 	err := c.bounded(ctx, label, p.sess.Close, func() error {
+		if p.prefixed {
+			var err error
+			if prefix, err = c.readPrefix(p); err != nil {
+				return err
+			}
+			p.prefixed = false
+		}
 		lines := c.showLines()
 		if links {
 			lines = "link show\n" + lines
@@ -218,7 +238,12 @@ func (c *Client) show(ctx context.Context, p *pendingIP, label string, links, fa
 			})
 			p.sess.Close()
 		}
-		return out, c.batchFacts(factOut, factsEnded, stderr), renamed
+		f := c.batchFacts(factOut, factsEnded, stderr)
+		if prefix != nil {
+			pf := prefixFacts(prefix, false)
+			f.Forward, f.Unread = pf.Forward, append(f.Unread, pf.Unread...)
+		}
+		return out, f, renamed
 	}
 	var tooMuch *LimitError
 	if errors.As(err, &tooMuch) {
@@ -268,7 +293,7 @@ func (c *Client) applyJSON(ctx context.Context, batch []byte, force bool, fam ro
 			args = "-force " + args
 		}
 		var err error
-		if p, err = c.startIP(ctx, label, args, fam, !force); err != nil {
+		if p, err = c.startIP(ctx, label, args, fam, !force, false); err != nil {
 			return host.ApplyResult{}, &host.NotSentError{Err: err}
 		}
 	}

@@ -143,6 +143,7 @@ type pendingIP struct {
 	lastTable bool
 	retire    bool // not to be kept past its Client
 	ended     bool // it stopped at a line of factLines: not to be held
+	prefixed  bool // preflight's forwardPrefix runs before it: its output is read first
 	// resting is set while it waits with its connection between rounds;
 	// awoken is closed once the goroutine that watches it then has let go
 	// of stdout (rest).

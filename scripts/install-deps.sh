@@ -24,6 +24,10 @@ command -v sudo >/dev/null 2>&1 || need="$need sudo"
 # against (inventory/ansible_test.go); ansible-playbook: make bench's rival.
 command -v ansible-inventory >/dev/null 2>&1 && command -v ansible-playbook >/dev/null 2>&1 || need="$need ansible"
 [ -x /usr/sbin/dropbear ] || need="$need dropbear-bin"
+# nft: the preflight and probe tests' FORWARD policy and dropped pings;
+# iptables: preflight's reading where a node has no nft.
+[ -x /usr/sbin/nft ] || need="$need nftables"
+[ -x /usr/sbin/iptables ] || need="$need iptables"
 command -v busybox >/dev/null 2>&1 || need="$need busybox"
 # `install-deps.sh bench`: also what make bench races routepush against.
 if [ "${1:-}" = bench ]; then

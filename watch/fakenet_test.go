@@ -125,7 +125,10 @@ func (k *fakeNode) Apply(_ context.Context, batch []byte, _ bool, _ []route.Fami
 }
 
 func (k *fakeNode) SessionSource() netip.Addr { return netip.Addr{} }
-func (k *fakeNode) Close() error              { return nil }
+func (k *fakeNode) Probe(context.Context, netip.Addr, []netip.Addr, int) ([]host.ProbeResult, error) {
+	return nil, fmt.Errorf("%s: watch does not probe", k.name)
+}
+func (k *fakeNode) Close() error { return nil }
 func (k *fakeNode) Lock(_ context.Context, holder []byte) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()

@@ -132,17 +132,23 @@ func TestHostileText(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Every ip -batch session logs what it reads on stdin; a JSON one
-		// answers each show line with the crafted table.
+		// answers each show line with the crafted table, and preflight's
+		// lines with nothing to report, as a real ip would.
 		withForceCommand(t, l, n, "hostile-ip.sh", `#!/bin/sh
 `+lab.ExecSFTP+`
 dir='`+dir+`'
 printf '%s\n' "$SSH_ORIGINAL_COMMAND" >> "$dir/commands"
 case "$SSH_ORIGINAL_COMMAND" in
 *-batch*)
+	# What runs before ip in the read's session (preflight's FORWARD
+	# read) runs as it would.
+	prefix=${SSH_ORIGINAL_COMMAND%exec *}
+	[ "$prefix" = "$SSH_ORIGINAL_COMMAND" ] || eval "$prefix"
 	while IFS= read -r line; do
 		printf '%s\n' "$line" >> "$dir/stdin"
 		case "$SSH_ORIGINAL_COMMAND:$line" in
 		*-json*:"route show"*) cat "$dir/table.json" ;;
+		*-json*:"netconf show"*|*-json*:"address show"*) echo '[]' ;;
 		esac
 	done
 	exit 0 ;;
@@ -179,7 +185,7 @@ exec sh -c "$SSH_ORIGINAL_COMMAND"
 			t.Fatalf("node-2 received no batch input: the ForceCommand did not run")
 		}
 		for _, line := range strings.Split(strings.TrimSuffix(string(stdin), "\n"), "\n") {
-			if !regexp.MustCompile(`^route show table [0-9a-z]+$`).MatchString(line) {
+			if !regexp.MustCompile(`^(route show table [0-9a-z]+|netconf show|address show)$`).MatchString(line) { // reads only, preflight's included
 				t.Errorf("node-2 received a batch line: %q", line)
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -49,6 +50,9 @@ type checkFlags struct {
 	output         string
 	preflight      string
 	preflightMode  orchestrator.PreflightMode
+	probe          string // --probe: "" none, a number of targets, or all
+	probeK         int    // probe, parsed: 0 none, orchestrator.ProbeAll
+	probeVerb      bool   // the probe verb: check, probing, judged by the probe
 	profile        string
 	profileOutput  string
 }
@@ -67,6 +71,8 @@ func (f *checkFlags) add(fs *pflag.FlagSet) {
 	add(fs, fs.IntVarP, &f.rails.MinPrefix[0], "min-prefix-v4", "", inventory.DefaultRails().MinPrefix[0], "refuse IPv4 pod CIDRs wider than this prefix length")
 	add(fs, fs.IntVarP, &f.rails.MinPrefix[1], "min-prefix-v6", "", inventory.DefaultRails().MinPrefix[1], "refuse IPv6 pod CIDRs wider than this prefix length")
 	add(fs, fs.StringVarP, &f.preflight, "preflight", "", "report", "what pods need beyond routes (forwarding, rp_filter, the FORWARD chains' policy, an address in the node's pod CIDR), read in the same sessions: report (each problem with its fix), strict (refuse those nodes before any change) or off")
+	add(fs, fs.StringVarP, &f.probe, "probe", "", "", "once every node has its routes, each node pings K others' pod addresses from its own (every node is pinged by K); --probe alone is K=3, --probe all every pair; a pair that does not answer fails the run (exit 1) and is rolled back nowhere", flagOnly)
+	fs.Lookup("probe").NoOptDefVal = strconv.Itoa(defaultProbeTargets)
 	add(fs, fs.StringVarP, &f.output, "output", "o", "text", "report format on stdout: text, or json (docs/report.schema.json; nothing else is printed on stdout)")
 	add(fs, fs.StringVarP, &f.profile, "profile", "", "none", "profile to write, as kubectl's: "+strings.Join(profiles, "|")+" (heap: at the live heap's peak)", flagOnly)
 	add(fs, fs.StringVarP, &f.profileOutput, "profile-output", "", "profile.pprof", "file the profile is written to", flagOnly)
@@ -112,6 +118,12 @@ func (f *applyFlags) load(cmd *cobra.Command) (err error) {
 	if f.preflightMode, err = orchestrator.ParsePreflightMode(f.preflight); err != nil {
 		return err
 	}
+	if f.probeK, err = parseProbe(f.probe); err != nil {
+		return err
+	}
+	if f.probeK != 0 && f.preflightMode == orchestrator.PreflightOff {
+		return fmt.Errorf("--probe needs the pod addresses preflight reads: it cannot go with --preflight off")
+	}
 	if err := f.source.check(); err != nil {
 		return err
 	}
@@ -134,6 +146,41 @@ func (f *applyFlags) load(cmd *cobra.Command) (err error) {
 	return f.baseFlags.check()
 }
 
+// defaultProbeTargets is K for --probe without a value.
+const defaultProbeTargets = 3
+
+// parseProbe checks a --probe value: "" none, a number of targets per
+// node (1 or more), or all.
+func parseProbe(s string) (int, error) {
+	switch s {
+	case "":
+		return 0, nil
+	case "all":
+		return orchestrator.ProbeAll, nil
+	}
+	k, err := strconv.Atoi(s)
+	if err != nil || k < 1 {
+		return 0, fmt.Errorf("--probe %q: give the nodes each node pings (1 or more), or all", s)
+	}
+	return k, nil
+}
+
+// probeArgs is cobra.NoArgs, but for the value of a --probe given
+// without '=' (`--probe all`, `--probe 5`), which pflag leaves as an
+// argument: --probe's value is optional.
+func probeArgs(f *applyFlags) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		probe := cmd.Flags().Lookup("probe")
+		if len(args) == 1 && probe != nil && probe.Changed && f.probe == probe.NoOptDefVal {
+			if _, err := parseProbe(args[0]); err == nil {
+				f.probe = args[0]
+				return nil
+			}
+		}
+		return cobra.NoArgs(cmd, args)
+	}
+}
+
 func newApplyCommand(d deps) *cobra.Command {
 	f := &applyFlags{}
 	cmd := &cobra.Command{
@@ -141,8 +188,9 @@ func newApplyCommand(d deps) *cobra.Command {
 		Short: "Push the routes, verify them, roll back on failure (what routepush does without a subcommand)",
 		Example: `  routepush apply -i hosts.yaml
   routepush apply -i hosts.yaml --persist --prune     # keep for the next boot; delete routes of nodes that left
-  routepush apply -i hosts.yaml --adopt               # take over the Ansible playbook's routes`,
-		Args:          cobra.NoArgs,
+  routepush apply -i hosts.yaml --adopt               # take over the Ansible playbook's routes
+  routepush apply -i hosts.yaml --probe               # then ping pod to pod: each node 3 others`,
+		Args:          probeArgs(f),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE:          func(cmd *cobra.Command, _ []string) error { return runApply(cmd, d, f) },
@@ -223,6 +271,7 @@ func apply(ctx context.Context, d deps, f *applyFlags, log *slog.Logger) error {
 		// 0 is the option's default; the flag's 0 keeps none open.
 		MaxIdleConnections: cmp.Or(f.maxIdle, -1),
 		Preflight:          f.preflightMode,
+		Probe:              f.probeK,
 	})
 	stopProgress()
 	return settle(ctx, d.streams, f, rep, holder.RunID, cluster)

@@ -15,7 +15,7 @@ node in sync, 2 changes pending, 1 error (or apply would refuse a node).`,
 		Example: `  routepush check -i hosts.yaml
   routepush check -i hosts.yaml --persist         # also the routes files and boot units
   routepush check --kubeconfig admin.conf -o json # for scripts: docs/report.schema.json`,
-		Args:          cobra.NoArgs,
+		Args:          probeArgs(f),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE:          func(cmd *cobra.Command, _ []string) error { return runApply(cmd, d, f) },

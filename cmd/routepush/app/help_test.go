@@ -13,7 +13,7 @@ var update = flag.Bool("update", false, "rewrite testdata/help-*.golden from the
 // Each verb's --help, flags included, as testdata/help-<verb>.golden
 // holds it: a flag a verb does not read is not listed.
 func TestHelp(t *testing.T) {
-	for _, verb := range []string{"", "apply", "check", "plan", "rollback", "watch", "version"} {
+	for _, verb := range []string{"", "apply", "check", "plan", "probe", "rollback", "watch", "version"} {
 		name := "help-" + verb + ".golden"
 		if verb == "" {
 			name = "help-routepush.golden"
@@ -85,7 +85,7 @@ func TestConfigKeysOfOtherVerbs(t *testing.T) {
 		t.Errorf("plan with apply's keys: exit %d\n%s", code, out)
 	}
 	bad := writeConfig(t, "inventory: hosts.yaml\nforce: true\n")
-	for _, verb := range []string{"apply", "check", "plan", "rollback", "watch"} {
+	for _, verb := range []string{"apply", "check", "plan", "probe", "rollback", "watch"} {
 		if out, code := run(t, verb, "--config", bad); code != ExitError || !strings.Contains(out, `unknown key "force"`) {
 			t.Errorf("%s with a config key no verb reads: exit %d\n%s", verb, code, out)
 		}

@@ -38,7 +38,12 @@ func settle(ctx context.Context, streams Streams, f *applyFlags, rep *orchestrat
 		}
 		return &exitError{code: ExitError, err: err}
 	}
-	if f.check && rep.Changes() {
+	if p := rep.Probe; p != nil {
+		if pairs, _, failed := p.Counts(); failed > 0 {
+			return &exitError{code: ExitError, err: fmt.Errorf("the probe: %d of %d pairs did not answer (routes stay as they are: a probe rolls nothing back)", failed, pairs)}
+		}
+	}
+	if f.check && rep.Changes() && !f.probeVerb {
 		return &exitError{code: ExitChanges}
 	}
 	return nil
@@ -52,14 +57,21 @@ func writeReport(out io.Writer, f *applyFlags, rep *orchestrator.Report, runID s
 		enc.SetIndent("", "  ")
 		return enc.Encode(rep.JSON(runID))
 	}
-	if f.check {
+	if f.check && !f.probeVerb {
 		rep.WriteDiffColor(out, useColor(out))
 	}
 	rep.WriteSummary(out)
+	rep.WriteProbe(out, isTerminal(out))
 	if !f.check {
 		fmt.Fprintf(out, "run %s\n", runID)
 	}
 	return nil
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // useColor: colours only on a terminal, and never with NO_COLOR set to

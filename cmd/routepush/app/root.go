@@ -28,8 +28,8 @@ API, read with kubectl's kubeconfig rules, or from an inventory file alone
 when --inventory is given without --kubeconfig or --context. Given both, the
 API says where pods are and the inventory how to reach each node over SSH.
 
-Exit codes: 0 done or in sync, 1 error (changed nodes rolled back),
-2 --check found changes, 130 interrupted.`,
+Exit codes: 0 done or in sync, 1 error (changed nodes rolled back) or a
+--probe pair that did not answer, 2 --check found changes, 130 interrupted.`,
 		Example: `  routepush check                              # nodes from ~/.kube/config's cluster; change nothing
   routepush plan -i hosts.yaml                 # each node's routes from the inventory; connect nowhere
   routepush check -i hosts.yaml                # no cluster: the inventory is the table
@@ -39,7 +39,7 @@ Exit codes: 0 done or in sync, 1 error (changed nodes rolled back),
   routepush -i inventory.ini --limit 'workers:!node-3'   # an Ansible inventory and its groups
   routepush check -i hosts.yaml -o json        # one JSON document (docs/report.schema.json)
   routepush rollback -i hosts.yaml             # undo the newest run from the nodes' records`,
-		Args:          cobra.NoArgs,
+		Args:          probeArgs(f),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE:          func(cmd *cobra.Command, _ []string) error { return runApply(cmd, d, f) },
@@ -51,6 +51,7 @@ Exit codes: 0 done or in sync, 1 error (changed nodes rolled back),
 		newApplyCommand(d),
 		newCheckCommand(d),
 		newPlanCommand(d),
+		newProbeCommand(d),
 		newRollbackCommand(d),
 		newVersionCommand(d),
 		newWatchCommand(d),
