@@ -68,12 +68,20 @@ type fakeKernel struct {
 	unanswered map[netip.Addr]bool
 	probes     int
 	probeErr   error
+	// onProbe, when set, runs as a probe arrives (an interrupt then);
+	// lockedAtProbe says the node's lock was held when it did.
+	onProbe       func()
+	lockedAtProbe bool
 }
 
 func (k *fakeKernel) Probe(_ context.Context, src netip.Addr, dsts []netip.Addr, count int) ([]host.ProbeResult, error) {
+	if k.onProbe != nil {
+		k.onProbe()
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.probes++
+	k.lockedAtProbe = k.lock != nil
 	if k.probeErr != nil {
 		return nil, k.probeErr
 	}

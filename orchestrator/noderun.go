@@ -175,6 +175,10 @@ func (r *nodeRun) preflightAllows() bool {
 	for _, f := range r.rep.Preflight {
 		if f.Problem() {
 			whys = append(whys, f.Why+" (fix: "+f.Fix+")")
+		} else {
+			// Strict vouches for the node: what it could not read
+			// refuses it too.
+			whys = append(whys, "not read: "+f.Why)
 		}
 	}
 	if len(whys) == 0 {
@@ -268,6 +272,18 @@ func (r *nodeRun) release(ctx context.Context) {
 	}
 	r.host.Close()
 	r.host = nil
+}
+
+// unlock releases the node's lock, if the run holds it, and keeps its
+// connection: a node the run will not change, held for the probe.
+func (r *nodeRun) unlock(ctx context.Context) {
+	if !r.locked {
+		return
+	}
+	if err := r.host.Unlock(ctx, r.opts.Holder.lockText()); err != nil {
+		r.rep.RecordErr = errors.Join(r.rep.RecordErr, fmt.Errorf("%s: could not release its lock, which refuses the next run there until removed (the node's routes are as its outcome says): %w", r.plan.Node().Name, err))
+	}
+	r.locked = false
 }
 
 // park closes the connection of a node that waits for others, keeping

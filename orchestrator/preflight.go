@@ -164,8 +164,11 @@ func sysctlFix(fam route.Family, dev, name, value string) string {
 }
 
 // plainName is an interface name that is safe to show in a command line
-// a user may paste.
-var plainName = regexp.MustCompile(`^[A-Za-z0-9_@.-]{1,15}$`)
+// a user may paste: no shell syntax, and not taken for an option.
+var plainName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_@.-]{0,14}$`)
+
+// plainNftName is the same for an nft family, table or chain name.
+var plainNftName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$`)
 
 // chainName names a FORWARD chain as its tool shows it, the node's names
 // escaped.
@@ -186,11 +189,11 @@ func forwardFix(c route.ForwardChain, fam route.Family, pods []netip.Prefix) str
 			continue
 		}
 		for _, dir := range []string{"s", "d"} {
-			if c.Tool != "nft" {
-				cmds = append(cmds, fmt.Sprintf("%s -I FORWARD -%s %s -j ACCEPT", c.Tool, dir, cidr))
+			if tool := iptablesOf(c); tool != "" {
+				cmds = append(cmds, fmt.Sprintf("%s -I FORWARD -%s %s -j ACCEPT", tool, dir, cidr))
 				continue
 			}
-			if !plainName.MatchString(c.TableFamily) || !plainName.MatchString(c.Table) || !plainName.MatchString(c.Chain) {
+			if !plainNftName.MatchString(c.TableFamily) || !plainNftName.MatchString(c.Table) || !plainNftName.MatchString(c.Chain) {
 				return "accept the node's pod CIDRs in that chain (its names are not ones to paste here)"
 			}
 			match := "ip"
@@ -204,4 +207,22 @@ func forwardFix(c route.ForwardChain, fam route.Family, pods []netip.Prefix) str
 		return "accept the pods' traffic in that chain"
 	}
 	return strings.Join(cmds, " && ")
+}
+
+// iptablesOf is the iptables command that manages a FORWARD chain: one
+// iptables read, or the one iptables-nft keeps in nft (family ip or ip6,
+// table filter, chain FORWARD), which nft itself must not change; "" for
+// an nft chain of its own.
+func iptablesOf(c route.ForwardChain) string {
+	switch {
+	case c.Tool != "nft":
+		return c.Tool
+	case c.Table != "filter" || c.Chain != "FORWARD":
+		return ""
+	case c.TableFamily == "ip":
+		return "iptables"
+	case c.TableFamily == "ip6":
+		return "ip6tables"
+	}
+	return ""
 }

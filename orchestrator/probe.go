@@ -13,7 +13,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/routepush/routepush/host"
-	"github.com/routepush/routepush/internal/safetext"
 	"github.com/routepush/routepush/route"
 )
 
@@ -231,7 +230,7 @@ func (n *nodeRun) probe(ctx context.Context, to []*nodeRun, connects chan struct
 		}
 		if err != nil {
 			for k := range res {
-				res[k].Err = safetext.Line(err.Error())
+				res[k].Err = err.Error() // its node's words escaped where they are
 			}
 		}
 		out = append(out, res...)
@@ -302,14 +301,14 @@ func (r *Report) WriteProbe(w io.Writer, matrix bool) {
 			}
 			replies := fmt.Sprintf("%d/%d", q.Received, q.Sent)
 			if q.Err != "" {
-				replies = safetext.Line(q.Err)
+				replies = oneLine(q.Err)
 			}
-			fmt.Fprintf(tw, "%s (%s)\t%s (%s)\t%s\t%s\t%s\n", q.From, q.Src, q.To, q.Dst, q.Family, replies, safetext.Line(q.Cause))
+			fmt.Fprintf(tw, "%s (%s)\t%s (%s)\t%s\t%s\t%s\n", q.From, q.Src, q.To, q.Dst, q.Family, replies, oneLine(q.Cause))
 		}
 		tw.Flush()
 	}
 	for _, name := range slices.Sorted(maps.Keys(p.Skipped)) {
-		fmt.Fprintf(w, "note: %s was not probed: %s\n", name, p.Skipped[name])
+		fmt.Fprintf(w, "note: %s was not probed: %s\n", name, oneLine(p.Skipped[name]))
 	}
 	if matrix && len(p.Nodes) > 1 && len(p.Nodes) <= MatrixNodes {
 		writeProbeMatrix(w, p)

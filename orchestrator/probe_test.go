@@ -2,11 +2,13 @@ package orchestrator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/routepush/routepush/route"
 )
@@ -153,5 +155,99 @@ func TestRunProbeLeavesOutWhatItCannotProbe(t *testing.T) {
 	rep = Run(context.Background(), NewPlan(nodes, DefaultProtocol), c.connect, Options{Probe: 3})
 	if !rep.Failed() || rep.Probe != nil {
 		t.Errorf("a failed run probed: failed=%v probe=%v", rep.Failed(), rep.Probe)
+	}
+}
+
+// A probe that fails, and an interrupt during the probe, come after every
+// node verified: nothing is rolled back for either; the interrupt is
+// reported, and no lock is left. Nodes in sync are probed over the
+// connection that read them, their lock let go of at once.
+func TestRunProbeRollsNothingBack(t *testing.T) {
+	t.Parallel()
+	nodes := labNodes(5)
+	c := newFakeCluster(nodes)
+	withPodAddresses(c, 5)
+	p := NewPlan(nodes, DefaultProtocol)
+	holder := func() Holder {
+		return Holder{RunID: NewRunID(time.Now()), Host: "bastion", PID: 42, Started: time.Now()}
+	}
+	// node-0 and node-1 are in sync already.
+	if rep := Run(context.Background(), p, c.connect, Options{Limit: func(n string) bool { return n == "node-0" || n == "node-1" }}); rep.Failed() {
+		t.Fatal(rep.Errors())
+	}
+	for _, k := range c.kernels {
+		k.connects = 0
+		k.unanswered = map[netip.Addr]bool{netip.MustParseAddr("100.64.4.1"): true} // node-4's drops pings
+	}
+	rep := Run(context.Background(), p, c.connect, Options{Probe: 2, Holder: holder()})
+	if rep.Failed() || !rep.ProbeFailed() {
+		t.Fatalf("failed=%v probeFailed=%v: %v", rep.Failed(), rep.ProbeFailed(), rep.Errors())
+	}
+	for i := range rep.Nodes {
+		n := &rep.Nodes[i]
+		want := Changed
+		if n.Name == "node-0" || n.Name == "node-1" {
+			want = InSync
+		}
+		if n.Outcome != want || n.RolledBack {
+			t.Errorf("%s: %s (rolled back %v), want %s", n.Name, n.Outcome, n.RolledBack, want)
+		}
+		k := c.kernels[n.Name]
+		if k.lock != nil || k.connects != 1 {
+			t.Errorf("%s: lock %q, %d connections; want none left and one", n.Name, k.lock, k.connects)
+		}
+		if want == InSync && k.lockedAtProbe {
+			t.Errorf("%s is in sync, yet its lock was held through the probe", n.Name)
+		}
+	}
+
+	// From empty again, interrupted while probing.
+	c = newFakeCluster(nodes)
+	withPodAddresses(c, 5)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c.kernels["node-2"].onProbe = cancel
+	before := c.digests()
+	rep = Run(ctx, p, c.connect, Options{Probe: 2, Holder: holder()})
+	if rep.Err == nil || !errors.Is(rep.Err, context.Canceled) {
+		t.Errorf("the interrupt is not reported: %v", rep.Err)
+	}
+	for name, d := range c.digests() {
+		if d == before[name] {
+			t.Errorf("%s: rolled back by an interrupt during the probe", name)
+		}
+		if k := c.kernels[name]; k.lock != nil {
+			t.Errorf("%s: lock left", name)
+		}
+	}
+	for i := range rep.Nodes {
+		if rep.Nodes[i].Outcome != Changed {
+			t.Errorf("%s: %s, want changed", rep.Nodes[i].Name, rep.Nodes[i].Outcome)
+		}
+	}
+}
+
+// --preflight strict refuses what it could not read as well as what it
+// found: it vouches for every node it lets through.
+func TestPreflightStrictRefusesWhatItCouldNotRead(t *testing.T) {
+	t.Parallel()
+	nodes := labNodes(3)
+	c := newFakeCluster(nodes)
+	withPodAddresses(c, 3)
+	c.kernels["node-1"].facts.Unread = []string{"FORWARD policy: sudo: a password is required"}
+	rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), c.connect, Options{Preflight: PreflightStrict})
+	for i := range rep.Nodes {
+		n := &rep.Nodes[i]
+		if refused := n.Outcome == Refused; refused != (n.Name == "node-1") {
+			t.Errorf("%s: %s", n.Name, n.Outcome)
+		}
+	}
+	for _, k := range c.kernels {
+		if k.applied != 0 {
+			t.Errorf("%s: a batch went", k.name)
+		}
+	}
+	if err := rep.Nodes[1].Err; err == nil || !strings.Contains(err.Error(), "not read: FORWARD policy: sudo: a password is required") {
+		t.Errorf("node-1: %v", err)
 	}
 }

@@ -327,10 +327,10 @@ func (r *Report) writePreflight(w io.Writer) (problems, problemNodes, unread int
 			list = fmt.Sprintf("%s and %d more", strings.Join(names[:3], ", "), len(names)-3)
 		}
 		if k.fix == "" {
-			fmt.Fprintf(w, "preflight: %s: not read: %s\n", list, safetext.Line(k.why))
+			fmt.Fprintf(w, "preflight: %s: not read: %s\n", list, oneLine(k.why))
 			continue
 		}
-		fmt.Fprintf(w, "preflight: %s: %s\n  fix: %s\n", list, safetext.Line(k.why), safetext.Line(k.fix))
+		fmt.Fprintf(w, "preflight: %s: %s\n  fix: %s\n", list, oneLine(k.why), oneLine(k.fix))
 	}
 	return problems, problemNodes, unread
 }
@@ -366,4 +366,12 @@ func plural(n int, thing string) string {
 		return "1 " + thing
 	}
 	return fmt.Sprintf("%d %ss", n, thing)
+}
+
+// oneLine is text already escaped where it holds a node's words (a
+// finding's, a probe's), for one line of output: safetext's last line of
+// defence, which leaves its escapes as they are, and no line or tab
+// breaks.
+func oneLine(s string) string {
+	return strings.NewReplacer("\n", `\n`, "\t", `\t`).Replace(safetext.Text(s))
 }

@@ -27,8 +27,11 @@ func Run(ctx context.Context, plan *Plan, connect Connector, opts Options) *Repo
 	defer r.settle(ctx)
 	if r.read(ctx) && r.decide(ctx) {
 		r.apply(ctx)
+		r.converged = ctx.Err() == nil && !r.rep.nodeFailed()
 	}
 	if r.opts.Probe != 0 && ctx.Err() == nil && !r.rep.nodeFailed() {
+		// After apply: what an interrupt here stops is the probe alone,
+		// which changed nothing; settle rolls nothing back for it.
 		r.probe(ctx)
 	}
 	return r.rep
@@ -51,6 +54,9 @@ type run struct {
 	// nothing (decide).
 	doomed      atomic.Bool
 	unreachable atomic.Int64
+	// converged: apply finished with every node verified and no
+	// interrupt. Nothing after it (the probe) is a reason to roll back.
+	converged bool
 }
 
 // newRun sets up every node's report: skipped until read, or excluded by
@@ -140,7 +146,9 @@ func (r *run) readNode(ctx context.Context, n *nodeRun) {
 			r.doomed.Store(true)
 		}
 	case (r.opts.Check || o == InSync) && r.opts.Probe != 0 && !r.doomed.Load() && r.keepOpen():
-		// Held for the probe, which runs over it; settle lets go of it.
+		// Its connection is held for the probe, which runs over it
+		// (settle closes it); not its lock: nothing will change there.
+		n.unlock(ctx)
 	case r.opts.Check || o == InSync:
 		n.release(ctx)
 	case o != WouldChange || r.opts.Independent:
@@ -261,7 +269,7 @@ func (r *run) settle(ctx context.Context) {
 		r.rep.Err = fmt.Errorf("run interrupted: %w", context.Cause(ctx))
 	}
 	undo := map[*nodeRun]bool{}
-	if r.rep.nodeFailed() && r.opts.Rollback != RollbackNone && !r.opts.Check {
+	if r.rep.nodeFailed() && !r.converged && r.opts.Rollback != RollbackNone && !r.opts.Check {
 		undo = r.toRollBack()
 	}
 	// Every node still connected holds its lock until here, verified ones

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"strconv"
 	"strings"
 
 	"github.com/routepush/routepush/internal/safetext"
@@ -12,61 +13,81 @@ import (
 
 // What preflight reads (Config.Preflight), all in the session that reads
 // the tables: the FORWARD chains from nft (or iptables, where nft is
-// missing or refuses), printed before the tables by the same shell that
-// then runs ip (a prefix to the read's command: no session more, one
-// process); and the forwarding settings and the addresses, on a node with
-// one family and ip's JSON from that ip itself, two lines more after its
-// show lines, else from ip run twice more in the read's script. Nothing
-// read here fails a node: what cannot be read is said in Facts.Unread.
+// missing or refuses), printed before the tables by a fixed sh script that
+// then runs ip in its place (exec: no session more, one process); and the
+// forwarding settings and the addresses, on a node with one family and
+// ip's JSON from that ip itself, two lines more after its show lines, else
+// from ip run twice more by that script. Nothing read here fails a node:
+// what cannot be read is said in Facts.Unread.
 
 // factLines are the batch lines that print the forwarding settings and
 // the addresses of the ip's family, one JSON line each.
 const factLines = "netconf show\naddress show\n"
 
-// factsLimit bounds each of those lines, and what the read's prefix
-// prints: a node's interfaces, not its routes (a thousand pods' veths
-// are about 200 kB).
-const factsLimit = 1 << 20
+// factsLimit bounds each of those lines, and each part of what the read's
+// prefix prints; the node cuts those parts at prefixCap itself (head -c),
+// so that a large ruleset (kube-proxy's nftables mode makes a chain per
+// service) leaves the FORWARD policy unread, not the node.
+const (
+	factsLimit = 1 << 20
+	prefixCap  = factsLimit - 4<<10
+)
 
 // Markers of the read's prefix: after the FORWARD chains, and in a read
-// script after each of the settings and the addresses.
+// script after the settings and after the addresses. Each is printed on a
+// line of its own (printf "\n%s\n"), whatever came before it.
 const (
 	factsEnd     = "--- routepush: preflight read ---"
 	netconfEnd   = "--- routepush: forwarding settings read ---"
 	addressesEnd = "--- routepush: addresses read ---"
 )
 
-// forwardPrefix runs before the read's ip, in the same shell session:
-// nft's base chains, or where nft is missing or refuses, iptables'
-// FORWARD policy, then the end marker. A fixed string (the login shell
-// runs it: nothing but ;, || and redirections), through sudo -n with
-// become as ip is: a sudoers rule that allows ip alone makes nft and
-// iptables fail, which preflight reports, and nothing else.
-func (c *Client) forwardPrefix() string {
-	sudo := ""
-	if c.sudo {
-		sudo = "sudo -n "
+// forwardScript reads the FORWARD chains: nft's base chains, or where nft
+// is missing or refuses, the first line of iptables' and ip6tables' -S
+// FORWARD (their policy; the rules after it, whose comments are anyone's
+// text, are never read). Through sudo -n with become, as ip is: a sudoers
+// rule that allows ip alone makes them fail, which preflight reports, and
+// nothing else. Their stdin is /dev/null: ip's is the batch.
+func forwardScript(sudo bool) string {
+	s := ""
+	if sudo {
+		s = "sudo -n "
 	}
-	return sudo + "nft -j list chains 2>&1 </dev/null || " + sudo + "iptables -S FORWARD 2>&1 </dev/null; echo '" + factsEnd + "'; "
+	return `{ ` + s + `nft -j list chains || { echo v4; ` + s + `iptables -S FORWARD | head -n 1; echo v6; ` + s + `ip6tables -S FORWARD | head -n 1; }; } 2>&1 </dev/null | head -c ` + strconv.Itoa(prefixCap) + `
+printf "\n%s\n" "` + factsEnd + `"
+`
 }
 
-// scriptPrefix is forwardPrefix for a read script (a dual-stack node, or
-// text mode), with the settings and the addresses of both families first.
+// readCommand is the command line of a read's ip (its words, as c.ip
+// renders them) with preflight's FORWARD read before it: a fixed script
+// run by sh -c (it holds no single quote; the login shell may not be
+// POSIX), which then execs the ip given as its arguments.
+func (c *Client) readCommand(ipArgs string) string {
+	return "sh -c '" + forwardScript(c.sudo) + `exec "$@"` + "' sh " + c.ip(ipArgs)
+}
+
+// scriptPrefix starts a read script (a dual-stack node, or text mode):
+// the settings and the addresses of both families, then the FORWARD
+// chains, by the ip given as its arguments.
 func (c *Client) scriptPrefix() string {
-	return c.ip("-json netconf show") + " 2>&1 </dev/null; echo '" + netconfEnd + "'; " +
-		c.ip("-json address show") + " 2>&1 </dev/null; echo '" + addressesEnd + "'; " + c.forwardPrefix()
+	script := `"$@" -json netconf show 2>&1 </dev/null | head -c ` + strconv.Itoa(prefixCap) + `
+printf "\n%s\n" "` + netconfEnd + `"
+"$@" -json address show 2>&1 </dev/null | head -c ` + strconv.Itoa(prefixCap) + `
+printf "\n%s\n" "` + addressesEnd + `"
+` + forwardScript(c.sudo)
+	return "sh -c '" + script + "' sh " + strings.TrimSpace(c.ip("")) + "; "
 }
 
 // cutPrefix splits a read's output at the end of its prefix: what the
-// prefix printed, and the rest. ok is false when the marker is not where
-// it must be, within factsLimit.
-func cutPrefix(out []byte) (prefix, rest []byte, ok bool) {
-	mark := []byte(factsEnd + "\n")
+// prefix printed, and the rest. ok is false when the marker is not within
+// limit.
+func cutPrefix(out []byte, limit int) (prefix, rest []byte, ok bool) {
+	mark := []byte("\n" + factsEnd + "\n")
 	i := bytes.Index(out, mark)
-	if i < 0 || i > factsLimit || (i > 0 && out[i-1] != '\n') {
+	if i < 0 || i > limit {
 		return nil, out, false
 	}
-	return out[:i], out[i+len(mark):], true
+	return out[:i+1], out[i+len(mark):], true
 }
 
 // readPrefix reads what a streaming read's prefix printed, up to its end
@@ -76,7 +97,7 @@ func (c *Client) readPrefix(p *pendingIP) ([]byte, error) {
 	for {
 		line, err := readLineAtMost(p.stdout, factsLimit)
 		if errors.Is(err, errOverLimit) || len(out)+len(line) > factsLimit {
-			return nil, c.tooMuch("nft -j list chains: output", factsLimit, "a node's FORWARD chains (--preflight off reads none)")
+			return nil, c.tooMuch("nft -j list chains: output", factsLimit, "a node's FORWARD chains, which it cuts at "+strconv.Itoa(prefixCap)+" bytes itself")
 		}
 		if err != nil {
 			return nil, err
@@ -100,7 +121,7 @@ func prefixFacts(prefix []byte, script bool) *route.Facts {
 			{netconfEnd, "forwarding settings", func(b []byte) (err error) { f.Netconf, err = route.ParseNetconfJSON(b); return }},
 			{addressesEnd, "addresses", func(b []byte) (err error) { f.Addresses, err = route.ParseAddressesJSON(b); return }},
 		} {
-			before, after, found := bytes.Cut(prefix, []byte(part.mark+"\n"))
+			before, after, found := bytes.Cut(prefix, []byte("\n"+part.mark+"\n"))
 			if !found {
 				f.Unread = append(f.Unread, part.what+": not printed")
 				continue
@@ -115,27 +136,38 @@ func prefixFacts(prefix []byte, script bool) *route.Facts {
 	return f
 }
 
-// parseForward reads forwardPrefix's output: nft's JSON document if it
-// printed one, else iptables' policy line; else what they said is why
-// the policy is not read.
+// parseForward reads forwardScript's output: nft's JSON document if it
+// printed one, else iptables' and ip6tables' policy lines (each after its
+// family's line); else what they said is why the policy is not read.
 func parseForward(out []byte, unread []string) ([]route.ForwardChain, []string) {
-	for _, line := range bytes.Split(out, []byte("\n")) {
-		switch {
-		case bytes.HasPrefix(line, []byte(`{"nftables"`)):
+	lines := bytes.Split(out, []byte("\n"))
+	for _, line := range lines {
+		if bytes.HasPrefix(line, []byte(`{"nftables"`)) {
 			chains, err := route.ParseNftChainsJSON(line)
 			if err != nil {
-				return nil, append(unread, "FORWARD policy: "+safetext.Line(err.Error()))
-			}
-			return chains, unread
-		case bytes.HasPrefix(line, []byte("-P FORWARD ")):
-			chains, err := route.ParseIptablesPolicy(line, route.IPv4)
-			if err != nil {
-				return nil, append(unread, "FORWARD policy: "+safetext.Line(err.Error()))
+				return nil, append(unread, "FORWARD policy: nft's chains: "+firstLine(err.Error()))
 			}
 			return chains, unread
 		}
 	}
-	return nil, append(unread, "FORWARD policy: neither nft nor iptables could read it: "+firstLine(string(out)))
+	var chains []route.ForwardChain
+	fam := route.Family(0)
+	for i, line := range lines {
+		switch {
+		case string(line) == "v4":
+			fam = route.IPv4
+		case string(line) == "v6":
+			fam = route.IPv6
+		case fam != 0 && i > 0 && (string(lines[i-1]) == "v4" || string(lines[i-1]) == "v6") && bytes.HasPrefix(line, []byte("-P FORWARD ")):
+			if c, err := route.ParseIptablesPolicy(line, fam); err == nil {
+				chains = append(chains, c...)
+			}
+		}
+	}
+	if len(chains) == 0 {
+		return nil, append(unread, "FORWARD policy: neither nft nor iptables could read it: "+firstLine(string(out)))
+	}
+	return chains, unread
 }
 
 // readFactLines reads the lines factLines print, after the tables. ended
@@ -148,7 +180,9 @@ func (c *Client) readFactLines(p *pendingIP) (lines [][]byte, ended bool, err er
 		if errors.Is(err, errOverLimit) {
 			return nil, false, c.tooMuch(c.ip("netconf show")+": output", factsLimit, "a node's interfaces (--preflight off reads none)")
 		}
-		if errors.Is(err, io.EOF) && len(line) == 0 {
+		if errors.Is(err, io.EOF) {
+			// ip stopped there: what it began of the line (its JSON
+			// printer opens "[" before a dump that fails) is not one.
 			return lines, true, nil
 		}
 		if err != nil {

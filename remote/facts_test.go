@@ -2,6 +2,7 @@ package remote
 
 import (
 	"net/netip"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -17,10 +18,16 @@ func TestPrefixFacts(t *testing.T) {
 		t.Errorf("nft: %+v", f)
 	}
 
-	// No nft: iptables' policy.
-	f = prefixFacts([]byte("sh: 1: nft: not found\n-P FORWARD DROP\n-A FORWARD -j DOCKER-USER\n"), false)
-	if len(f.Unread) != 0 || len(f.Forward) != 1 || !f.Forward[0].Drop || f.Forward[0].Tool != "iptables" {
+	// No nft: iptables' and ip6tables' policies, each after its
+	// family's line; a rule's comment can forge nothing (only the first
+	// line of -S is printed).
+	f = prefixFacts([]byte("sh: 1: nft: not found\nv4\n-P FORWARD DROP\nv6\n-P FORWARD ACCEPT\n"), false)
+	if len(f.Unread) != 0 || len(f.Forward) != 2 || !f.Forward[0].Drop || f.Forward[0].Tool != "iptables" || f.Forward[1].Drop || f.Forward[1].Tool != "ip6tables" {
 		t.Errorf("iptables: %+v", f)
+	}
+	f = prefixFacts([]byte("sh: 1: nft: not found\nv4\niptables: Permission denied (you must be root)\nv6\n-P FORWARD DROP\n"), false)
+	if len(f.Forward) != 1 || f.Forward[0].Family != route.IPv6 {
+		t.Errorf("ip6tables alone: %+v", f)
 	}
 
 	// Nothing can read it (sudo allows ip alone): said, with the node's
@@ -32,62 +39,104 @@ func TestPrefixFacts(t *testing.T) {
 
 	// A script's prefix: settings and addresses first.
 	script := `[{"family":"inet","interface":"all","forwarding":true,"rp_filter":"off"}]
-` + netconfEnd + `
+` + "\n" + netconfEnd + `
 Error: something
-` + addressesEnd + "\n" + nft
+` + "\n" + addressesEnd + "\n" + nft
 	f = prefixFacts([]byte(script), true)
 	if len(f.Netconf) != 1 || len(f.Forward) != 2 || len(f.Unread) != 1 || !strings.HasPrefix(f.Unread[0], "addresses: Error: something") {
 		t.Errorf("script: %+v", f)
 	}
 }
 
-// The prefix is fixed: sudo -n with become, and nothing of the node's;
-// its marker is found only at a line's start.
-func TestForwardPrefixIsFixed(t *testing.T) {
+// The prefix is fixed: sudo -n with become, nothing of the node's, and
+// a script sh -c can hold; its marker ends it only on a line of its own.
+func TestReadCommandIsFixed(t *testing.T) {
 	t.Parallel()
-	if got := (&Client{}).forwardPrefix(); got != "nft -j list chains 2>&1 </dev/null || iptables -S FORWARD 2>&1 </dev/null; echo '"+factsEnd+"'; " {
-		t.Errorf("without become: %q", got)
+	plain := (&Client{}).readCommand("-4 -d -N -json -batch -")
+	if !strings.HasPrefix(plain, "sh -c '{ nft -j list chains || { echo v4; iptables -S FORWARD | head -n 1;") || !strings.HasSuffix(plain, `exec "$@"' sh ip -4 -d -N -json -batch -`) {
+		t.Errorf("without become: %s", plain)
 	}
-	become := (&Client{sudo: true, ipCmd: "/usr/local/sbin/ip"}).scriptPrefix()
-	for _, want := range []string{"sudo -n nft -j list chains", "sudo -n iptables -S FORWARD", "sudo -n /usr/local/sbin/ip -json netconf show", "sudo -n /usr/local/sbin/ip -json address show"} {
-		if !strings.Contains(become, want) {
-			t.Errorf("with become lacks %q:\n%s", want, become)
+	become := (&Client{sudo: true, ipCmd: "/usr/local/sbin/ip"})
+	for _, cmd := range []string{become.readCommand("-4 -d -N -json -batch -"), become.scriptPrefix()} {
+		if strings.Count(cmd, "'") != 2 {
+			t.Errorf("the script holds a single quote: %s", cmd)
+		}
+		for _, want := range []string{"sudo -n nft -j list chains", "sudo -n iptables -S FORWARD | head -n 1", "sudo -n ip6tables -S FORWARD | head -n 1", "sh sudo -n /usr/local/sbin/ip"} {
+			if !strings.Contains(cmd, want) {
+				t.Errorf("with become lacks %q:\n%s", want, cmd)
+			}
 		}
 	}
-	if _, _, ok := cutPrefix([]byte(`{"x": 1} ` + factsEnd + "\n[]\n")); ok {
+	if !strings.Contains(become.scriptPrefix(), `"$@" -json netconf show`) || !strings.HasSuffix(become.scriptPrefix(), "' sh sudo -n /usr/local/sbin/ip; ") {
+		t.Errorf("script prefix: %s", become.scriptPrefix())
+	}
+	if _, _, ok := cutPrefix([]byte(`{"x": 1} `+factsEnd+"\n[]\n"), factsLimit); ok {
 		t.Errorf("a marker inside a line was taken for the end")
 	}
-	if p, rest, ok := cutPrefix([]byte("x\n" + factsEnd + "\n[]\n")); !ok || string(p) != "x\n" || string(rest) != "[]\n" {
+	if p, rest, ok := cutPrefix([]byte("x\n\n"+factsEnd+"\n[]\n"), factsLimit); !ok || string(p) != "x\n\n" || string(rest) != "[]\n" {
 		t.Errorf("cutPrefix: %q %q %v", p, rest, ok)
 	}
 }
 
 func TestParseProbes(t *testing.T) {
 	t.Parallel()
-	a, b, c := netip.MustParseAddr("100.64.1.1"), netip.MustParseAddr("100.64.2.1"), netip.MustParseAddr("2001:db8::1")
-	out := `PING 100.64.1.1 (100.64.1.1) from 100.64.0.1 : 56(84) bytes of data.
+	a, b, c, d := netip.MustParseAddr("100.64.1.1"), netip.MustParseAddr("100.64.2.1"), netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("100.64.4.1")
+	out := probeHead + ` 100.64.1.1 0
+PING 100.64.1.1 (100.64.1.1) from 100.64.0.1 : 56(84) bytes of data.
 
 --- 100.64.1.1 ping statistics ---
 3 packets transmitted, 3 received, 0% packet loss, time 402ms
 rtt min/avg/max/mdev = 0.031/0.040/0.050/0.008 ms
+` + probeHead + ` 2001:db8::1 2
+ping: bind icmp socket: Cannot assign requested address` + "\x1b[2J" + `
+` + probeHead + ` 100.64.2.1 1
 PING 100.64.2.1 (100.64.2.1) from 100.64.0.1 : 56(84) bytes of data.
 
 --- 100.64.2.1 ping statistics ---
 3 packets transmitted, 0 received, 100% packet loss, time 2031ms
 
-ping: bind icmp socket: Cannot assign requested address` + "\x1b[2J\n--- routepush: probes done\n"
-	res, err := parseProbes([]byte(out), []netip.Addr{a, b, c})
+` + probesDone + "\n"
+	res, err := parseProbes([]byte(out), []netip.Addr{a, b, c, d})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res[0].Sent != 3 || res[0].Received != 3 || res[0].Err != "" || res[1].Received != 0 || res[1].Sent != 3 {
+	if res[0].Sent != 3 || res[0].Received != 3 || res[0].Err != "" || res[1].Received != 0 || res[1].Sent != 3 || res[1].Err != "" {
 		t.Errorf("%+v", res)
 	}
-	if !strings.Contains(res[2].Err, "Cannot assign requested address") || strings.Contains(res[2].Err, "\x1b") {
+	// Each complaint stays with its own address, escaped once.
+	if res[2].Err != `ping exited 2 without statistics: ping: bind icmp socket: Cannot assign requested address\x1b[2J` {
 		t.Errorf("no statistics: %q", res[2].Err)
+	}
+	if res[3].Err != "no answer from its ping" {
+		t.Errorf("no block: %q", res[3].Err)
 	}
 	if _, err := parseProbes([]byte(out[:100]), []netip.Addr{a}); err == nil {
 		t.Errorf("cut short: no error")
+	}
+}
+
+// The probe script as a node's sh runs it: loopback pings itself (no
+// other address is sent anything), an address the node does not hold as
+// a source is ping's complaint, and each stays with its address.
+func TestProbeScriptRuns(t *testing.T) {
+	t.Parallel()
+	lo := netip.MustParseAddr("127.0.0.1")
+	cmd := exec.Command("sh", "-c", probeScript)
+	cmd.Stdin = strings.NewReader("2\n127.0.0.1\n127.0.0.1\n")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	res, err := parseProbes(out, []netip.Addr{lo})
+	if err != nil || res[0].Sent != 2 || res[0].Received != 2 {
+		t.Fatalf("%+v %v:\n%s", res, err, out)
+	}
+	cmd = exec.Command("sh", "-c", probeScript)
+	cmd.Stdin = strings.NewReader("1\n198.18.255.254\n127.0.0.1\n")
+	out, _ = cmd.Output()
+	res, err = parseProbes(out, []netip.Addr{lo})
+	if err != nil || res[0].Err == "" || res[0].Sent != 0 {
+		t.Errorf("a source the host does not hold: %+v %v:\n%s", res, err, out)
 	}
 }
 

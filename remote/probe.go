@@ -15,20 +15,35 @@ import (
 )
 
 // probeScript pings, from the source address on the second line of
-// stdin, every address on the lines after it, all at once, each count
-// times (the first line): a fixed string, run as `sh -c '...'` (it holds
-// no single quote), whose stdin carries the addresses as data only. ping runs as the login user, as ping is made to (it
-// needs no root); each prints its statistics when it ends, in one write
-// to the pipe. -w bounds each, whatever answers.
+// stdin, every address on the lines after it, each count times (the
+// first line), probeBatch at a time: a fixed string, run as
+// `sh -c '...'` (it holds no single quote), whose stdin carries the
+// addresses as data only. Each ping's output, its complaints included,
+// is printed in one write after a line that names its address and exit
+// status, so that what it said stays with its address. ping runs as the
+// login user, as ping is made to (it needs no root); -w bounds each.
 const probeScript = `set -f
 read -r count
 read -r src
+n=0
 while read -r dst; do
-	ping -n -q -c "$count" -i 0.2 -w ` + probeDeadline + ` -I "$src" "$dst" </dev/null 2>&1 &
+	( out=$(ping -n -q -c "$count" -i 0.2 -w ` + probeDeadline + ` -I "$src" "$dst" 2>&1 </dev/null); s=$?; printf "%s %s %s\n%s\n" "` + probeHead + `" "$dst" "$s" "$out" ) &
+	n=$((n+1))
+	[ $((n % ` + probeBatch + `)) -ne 0 ] || wait
 done
 wait
-echo "--- routepush: probes done"
+echo "` + probesDone + `"
 `
+
+// Markers of probeScript's output.
+const (
+	probeHead  = "--- routepush: probe"
+	probesDone = "--- routepush: probes done"
+)
+
+// probeBatch is how many pings run at once on a node (--probe all on a
+// large cluster is that many at a time, not every other node at once).
+const probeBatch = "64"
 
 // probeCommand runs probeScript.
 var probeCommand = "sh -c '" + probeScript + "'"
@@ -36,16 +51,19 @@ var probeCommand = "sh -c '" + probeScript + "'"
 // probeDeadline is ping's -w: how long one probe may take, in seconds.
 const probeDeadline = "2"
 
-// probeTimeout bounds a whole probe on a node: every ping at once, and
-// the session around them.
-const probeTimeout = 15 * time.Second
+// probeTimeout bounds a whole probe on a node of n addresses: each batch
+// of pings within its deadline, and the session around them.
+func probeTimeout(n int) time.Duration {
+	batch, _ := strconv.Atoi(probeBatch)
+	return 10*time.Second + time.Duration((n+batch-1)/batch)*3*time.Second
+}
 
 // probeLimit bounds what the probes print: a few lines each.
-func probeLimit(n int) int64 { return 4<<10 + int64(n)*1<<10 }
+func probeLimit(n int) int64 { return 4<<10 + int64(n)*2<<10 }
 
 // Probe pings dsts from src on the node (orchestrator.Host).
 func (c *Client) Probe(ctx context.Context, src netip.Addr, dsts []netip.Addr, count int) ([]host.ProbeResult, error) {
-	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout(len(dsts)))
 	defer cancel()
 	var in strings.Builder
 	fmt.Fprintf(&in, "%d\n%s\n", count, src)
@@ -60,48 +78,52 @@ func (c *Client) Probe(ctx context.Context, src netip.Addr, dsts []netip.Addr, c
 }
 
 // pingStats is the two lines iputils' and BusyBox's ping end with.
-var pingStats = regexp.MustCompile(`(?m)^--- (\S+) ping statistics ---\n(\d+) packets transmitted, (\d+) (?:packets )?received`)
+var pingStats = regexp.MustCompile(`(?m)^(\d+) packets transmitted, (\d+) (?:packets )?received`)
 
-// parseProbes finds each destination's statistics in what the probes
-// printed. A destination without them got no count: what the node said
-// instead (ping missing, the source not its own) is its Err.
+// parseProbes finds each destination's block in what probeScript printed,
+// and in it ping's statistics. A destination without them got no count:
+// what its ping said instead (ping missing, the source not the node's) is
+// its Err, escaped.
 func parseProbes(out []byte, dsts []netip.Addr) ([]host.ProbeResult, error) {
-	body, done := bytes.CutSuffix(out, []byte("--- routepush: probes done\n"))
+	body, done := bytes.CutSuffix(out, []byte(probesDone+"\n"))
 	if !done {
 		return nil, fmt.Errorf("the probes' output was cut short")
 	}
-	stats := map[netip.Addr][2]int{}
-	for _, m := range pingStats.FindAllSubmatch(body, -1) {
-		a, err := netip.ParseAddr(string(m[1]))
+	blocks := map[netip.Addr]string{}
+	status := map[netip.Addr]string{}
+	for _, part := range strings.Split("\n"+string(body), "\n"+probeHead+" ")[1:] {
+		head, rest, _ := strings.Cut(part, "\n")
+		f := strings.Fields(head)
+		if len(f) != 2 {
+			continue
+		}
+		a, err := netip.ParseAddr(f[0])
 		if err != nil {
 			continue
 		}
-		sent, _ := strconv.Atoi(string(m[2]))
-		recv, _ := strconv.Atoi(string(m[3]))
-		stats[a.Unmap()] = [2]int{sent, recv}
-	}
-	// What is not statistics: a ping's complaint (to its stderr), said
-	// as the node said it, escaped.
-	var said []string
-	for _, line := range strings.Split(string(body), "\n") {
-		if line = strings.TrimSpace(line); line == "" || strings.HasPrefix(line, "PING ") || strings.HasPrefix(line, "---") ||
-			strings.Contains(line, "packets transmitted") || strings.HasPrefix(line, "rtt ") || strings.HasPrefix(line, "round-trip") {
-			continue
-		}
-		said = append(said, line)
-	}
-	why := "ping printed no statistics"
-	if len(said) > 0 {
-		why += ": " + firstLine(said[0])
+		blocks[a], status[a] = rest, f[1]
 	}
 	res := make([]host.ProbeResult, len(dsts))
 	for i, d := range dsts {
 		res[i].Dst = d
-		if s, ok := stats[d]; ok {
-			res[i].Sent, res[i].Received = s[0], s[1]
-		} else {
-			res[i].Err = safetext.Line(why)
+		block, ok := blocks[d]
+		if !ok {
+			res[i].Err = "no answer from its ping"
+			continue
 		}
+		if m := pingStats.FindStringSubmatch(block); m != nil {
+			res[i].Sent, _ = strconv.Atoi(m[1])
+			res[i].Received, _ = strconv.Atoi(m[2])
+			continue
+		}
+		why := "ping exited " + safetext.Line(status[d]) + " without statistics"
+		for _, line := range strings.Split(block, "\n") {
+			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "PING ") && !strings.HasPrefix(line, "---") {
+				why += ": " + firstLine(line)
+				break
+			}
+		}
+		res[i].Err = why
 	}
 	return res, nil
 }

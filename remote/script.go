@@ -45,7 +45,7 @@ func (c *Client) readScripted(ctx context.Context, fams []route.Family) (route.T
 	if !c.preflight {
 		return c.parseTables(out, fams)
 	}
-	prefix, out, ok := cutPrefix(out)
+	prefix, out, ok := cutPrefix(out, 3*factsLimit)
 	if !ok {
 		return route.Table{}, fmt.Errorf("%s: %s: output cut short", c.name, label)
 	}

@@ -41,15 +41,20 @@ func (c *Client) readJSON(ctx context.Context, fam route.Family) (route.Table, e
 // (it exits 1, its tables printed) leaves them unread, not the node.
 func (c *Client) readJSONFacts(ctx context.Context, fam route.Family) (route.Table, error) {
 	n := len(c.tables())
-	out, stderr, err := c.run(ctx, c.ip("route show table main"), c.forwardPrefix()+"exec "+c.ip(batchArgs[fam]), strings.NewReader(c.showLines()+factLines),
+	out, stderr, err := c.run(ctx, c.ip("route show table main"), c.readCommand(batchArgs[fam]), strings.NewReader(c.showLines()+factLines),
 		c.tableLimit()*int64(n)+factsLimit*int64(1+strings.Count(factLines, "\n")), c.tableWhy()+" and what preflight reads")
-	prefix, out, ok := cutPrefix(out)
-	if !ok && err == nil {
+	prefix, out, ok := cutPrefix(out, factsLimit)
+	if !ok {
+		if err != nil {
+			return route.Table{}, err
+		}
 		return route.Table{}, fmt.Errorf("%s: %s: output cut short", c.name, c.ip("route show table main"))
 	}
 	lines := bytes.SplitAfter(out, []byte("\n"))
-	if len(lines) > 0 && len(lines[len(lines)-1]) == 0 {
-		lines = lines[:len(lines)-1]
+	if last := len(lines) - 1; last >= 0 && !bytes.HasSuffix(lines[last], []byte("\n")) {
+		// Nothing, or what ip began of a line before it stopped (its
+		// JSON printer opens "[" before a dump that fails): not a line.
+		lines = lines[:last]
 	}
 	var ce *CommandError
 	ended := err != nil && errors.As(err, &ce) && len(lines) >= n && len(lines) < n+strings.Count(factLines, "\n")
@@ -113,7 +118,7 @@ func (c *Client) showRest(ctx context.Context, p *pendingIP, fam route.Family) (
 func (c *Client) startIP(ctx context.Context, label, args string, fam route.Family, keepable, prefixed bool) (*pendingIP, error) {
 	cmd := c.ip(args)
 	if prefixed {
-		cmd = c.forwardPrefix() + "exec " + cmd
+		cmd = c.readCommand(args)
 	}
 	sess, err := c.exec(ctx, label, cmd)
 	if err != nil {

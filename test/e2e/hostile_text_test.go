@@ -141,9 +141,11 @@ printf '%s\n' "$SSH_ORIGINAL_COMMAND" >> "$dir/commands"
 case "$SSH_ORIGINAL_COMMAND" in
 *-batch*)
 	# What runs before ip in the read's session (preflight's FORWARD
-	# read) runs as it would.
-	prefix=${SSH_ORIGINAL_COMMAND%exec *}
-	[ "$prefix" = "$SSH_ORIGINAL_COMMAND" ] || eval "$prefix"
+	# read, a script that then execs the ip it is given) runs as it
+	# would, given true for that ip.
+	case "$SSH_ORIGINAL_COMMAND" in
+	"sh -c '"*) eval "${SSH_ORIGINAL_COMMAND%% sh ip *} sh true" ;;
+	esac
 	while IFS= read -r line; do
 		printf '%s\n' "$line" >> "$dir/stdin"
 		case "$SSH_ORIGINAL_COMMAND:$line" in
