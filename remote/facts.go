@@ -42,18 +42,27 @@ const (
 	addressesEnd = "--- routepush: addresses read ---"
 )
 
-// forwardScript reads the FORWARD chains: nft's base chains, or where nft
-// is missing or refuses, the first line of iptables' and ip6tables' -S
-// FORWARD (their policy; the rules after it, whose comments are anyone's
-// text, are never read). Through sudo -n with become, as ip is: a sudoers
-// rule that allows ip alone makes them fail, which preflight reports, and
-// nothing else. Their stdin is /dev/null: ip's is the batch.
+// forwardScript reads the FORWARD chains: nft's base chains (cut at
+// prefixCap on the node: a large ruleset leaves them unread, not the
+// node); then, where nft is missing or iptables-legacy has tables of the
+// family (which nft does not see; /proc/net/ip_tables_names lists them,
+// read by the shell itself), the first line iptables -S FORWARD prints,
+// its policy (the rules after it, whose comments are anyone's text, are
+// never read; its warnings go nowhere). Through sudo -n with become, as
+// ip is: a sudoers rule that allows ip alone makes them fail, which
+// preflight reports, and nothing else. Their stdin is /dev/null: ip's is
+// the batch.
 func forwardScript(sudo bool) string {
 	s := ""
 	if sudo {
 		s = "sudo -n "
 	}
-	return `{ ` + s + `nft -j list chains || { echo v4; ` + s + `iptables -S FORWARD | head -n 1; echo v6; ` + s + `ip6tables -S FORWARD | head -n 1; }; } 2>&1 </dev/null | head -c ` + strconv.Itoa(prefixCap) + `
+	return s + `nft -j list chains 2>&1 </dev/null | head -c ` + strconv.Itoa(prefixCap) + `
+printf "\n"
+nft=1
+command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || nft=
+if [ -z "$nft" ] || read -r t </proc/net/ip_tables_names 2>/dev/null; then echo v4; ` + s + `iptables -S FORWARD 2>/dev/null </dev/null | head -n 1; fi
+if [ -z "$nft" ] || read -r t </proc/net/ip6_tables_names 2>/dev/null; then echo v6; ` + s + `ip6tables -S FORWARD 2>/dev/null </dev/null | head -n 1; fi
 printf "\n%s\n" "` + factsEnd + `"
 `
 }
@@ -136,36 +145,45 @@ func prefixFacts(prefix []byte, script bool) *route.Facts {
 	return f
 }
 
-// parseForward reads forwardScript's output: nft's JSON document if it
-// printed one, else iptables' and ip6tables' policy lines (each after its
-// family's line); else what they said is why the policy is not read.
+// parseForward reads forwardScript's output: nft's JSON document, and
+// iptables' policy line of each family it printed one for (a line "v4" or
+// "v6" before it). A family neither gave is said to be unread.
 func parseForward(out []byte, unread []string) ([]route.ForwardChain, []string) {
+	var chains []route.ForwardChain
 	lines := bytes.Split(out, []byte("\n"))
+	nft := false
 	for _, line := range lines {
 		if bytes.HasPrefix(line, []byte(`{"nftables"`)) {
-			chains, err := route.ParseNftChainsJSON(line)
+			c, err := route.ParseNftChainsJSON(line)
 			if err != nil {
-				return nil, append(unread, "FORWARD policy: nft's chains: "+firstLine(err.Error()))
+				unread = append(unread, "FORWARD policy: nft's chains: "+firstLine(err.Error()))
+				break
 			}
-			return chains, unread
+			chains, nft = c, true
+			break
 		}
 	}
-	var chains []route.ForwardChain
-	fam := route.Family(0)
+	read := map[route.Family]bool{route.IPv4: nft, route.IPv6: nft}
 	for i, line := range lines {
-		switch {
-		case string(line) == "v4":
-			fam = route.IPv4
-		case string(line) == "v6":
-			fam = route.IPv6
-		case fam != 0 && i > 0 && (string(lines[i-1]) == "v4" || string(lines[i-1]) == "v6") && bytes.HasPrefix(line, []byte("-P FORWARD ")):
-			if c, err := route.ParseIptablesPolicy(line, fam); err == nil {
-				chains = append(chains, c...)
+		fam := map[string]route.Family{"v4": route.IPv4, "v6": route.IPv6}[string(line)]
+		if fam == 0 {
+			continue
+		}
+		if i+1 < len(lines) && bytes.HasPrefix(lines[i+1], []byte("-P FORWARD ")) {
+			if c, err := route.ParseIptablesPolicy(lines[i+1], fam); err == nil {
+				chains, read[fam] = append(chains, c...), true
+				continue
 			}
 		}
+		if nft {
+			// iptables-legacy has tables here that nft does not see.
+			unread = append(unread, fam.String()+" FORWARD policy: iptables-legacy's, which nft does not show, printed no policy")
+		}
 	}
-	if len(chains) == 0 {
-		return nil, append(unread, "FORWARD policy: neither nft nor iptables could read it: "+firstLine(string(out)))
+	for _, fam := range []route.Family{route.IPv4, route.IPv6} {
+		if !read[fam] {
+			unread = append(unread, fam.String()+" FORWARD policy: neither nft nor iptables printed it: "+firstLine(string(lines[0])))
+		}
 	}
 	return chains, unread
 }

@@ -2,7 +2,9 @@ package remote
 
 import (
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -13,27 +15,38 @@ func TestPrefixFacts(t *testing.T) {
 	t.Parallel()
 	nft := `{"nftables": [{"metainfo": {"version": "1.0.6"}}, {"chain": {"family": "inet", "table": "filter", "name": "forward", "handle": 1, "type": "filter", "hook": "forward", "prio": 0, "policy": "drop"}}, {"chain": {"family": "ip", "table": "nat", "name": "POSTROUTING", "hook": "postrouting", "policy": "accept"}}]}
 `
-	f := prefixFacts([]byte(nft), false)
+	f := prefixFacts([]byte(nft+"\n"), false)
 	if len(f.Unread) != 0 || len(f.Forward) != 2 || !f.Forward[0].Drop || f.Forward[0].Family != route.IPv4 || f.Forward[1].Family != route.IPv6 || f.Forward[0].Table != "filter" {
 		t.Errorf("nft: %+v", f)
 	}
 
-	// No nft: iptables' and ip6tables' policies, each after its
-	// family's line; a rule's comment can forge nothing (only the first
-	// line of -S is printed).
-	f = prefixFacts([]byte("sh: 1: nft: not found\nv4\n-P FORWARD DROP\nv6\n-P FORWARD ACCEPT\n"), false)
+	// No nft: iptables' and ip6tables' policies, each after its family's
+	// line (only the first line of -S is printed: a rule's comment can
+	// forge nothing).
+	f = prefixFacts([]byte("sh: 1: nft: not found\n\nv4\n-P FORWARD DROP\nv6\n-P FORWARD ACCEPT\n"), false)
 	if len(f.Unread) != 0 || len(f.Forward) != 2 || !f.Forward[0].Drop || f.Forward[0].Tool != "iptables" || f.Forward[1].Drop || f.Forward[1].Tool != "ip6tables" {
 		t.Errorf("iptables: %+v", f)
 	}
-	f = prefixFacts([]byte("sh: 1: nft: not found\nv4\niptables: Permission denied (you must be root)\nv6\n-P FORWARD DROP\n"), false)
-	if len(f.Forward) != 1 || f.Forward[0].Family != route.IPv6 {
+	// One family's policy not printed (not root): that family unread.
+	f = prefixFacts([]byte("sh: 1: nft: not found\n\nv4\nv6\n-P FORWARD DROP\n"), false)
+	if len(f.Forward) != 1 || f.Forward[0].Family != route.IPv6 || len(f.Unread) != 1 || !strings.HasPrefix(f.Unread[0], "IPv4 FORWARD policy: neither") {
 		t.Errorf("ip6tables alone: %+v", f)
+	}
+	// nft, and iptables-legacy's tables beside it: both read.
+	f = prefixFacts([]byte(nft+"\nv4\n-P FORWARD DROP\n"), false)
+	if len(f.Forward) != 3 || len(f.Unread) != 0 || f.Forward[2].Tool != "iptables" || !f.Forward[2].Drop {
+		t.Errorf("nft and legacy: %+v", f)
+	}
+	// nft's chains cut short on the node (a large ruleset): unread.
+	f = prefixFacts([]byte(nft[:50]+"\n"), false)
+	if len(f.Forward) != 0 || len(f.Unread) != 3 {
+		t.Errorf("cut short: %+v", f)
 	}
 
 	// Nothing can read it (sudo allows ip alone): said, with the node's
 	// words escaped.
-	f = prefixFacts([]byte("sudo: a password is required\x1b[2J\nsudo: a password is required\n"), false)
-	if len(f.Forward) != 0 || len(f.Unread) != 1 || !strings.Contains(f.Unread[0], "a password is required") || strings.Contains(f.Unread[0], "\x1b") {
+	f = prefixFacts([]byte("sudo: a password is required\x1b[2J\n\n"), false)
+	if len(f.Forward) != 0 || len(f.Unread) != 2 || !strings.Contains(f.Unread[0], "a password is required") || strings.Contains(f.Unread[0], "\x1b") {
 		t.Errorf("none: %+v", f)
 	}
 
@@ -48,12 +61,46 @@ Error: something
 	}
 }
 
+// The FORWARD read as a node's sh runs it, with a fake nft first on the
+// PATH: the chains it prints, the marker on a line of its own though nft
+// ends without a newline, and ip's stdin left whole for the ip after it
+// (cat here).
+func TestForwardScriptRuns(t *testing.T) {
+	t.Parallel()
+	run := func(t *testing.T, tools map[string]string) *route.Facts {
+		t.Helper()
+		dir := t.TempDir()
+		for name, body := range tools {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte("#!/bin/sh\n"+body), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cmd := exec.Command("sh", "-c", forwardScript(false)+"cat", "sh")
+		cmd.Env = []string{"PATH=" + dir + ":/usr/bin:/bin"}
+		cmd.Stdin = strings.NewReader("route show table main\n")
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		prefix, rest, ok := cutPrefix(out, factsLimit)
+		if !ok || string(rest) != "route show table main\n" {
+			t.Fatalf("marker or stdin lost: %q", out)
+		}
+		return prefixFacts(prefix, false)
+	}
+	// nft prints its document without a newline at the end.
+	f := run(t, map[string]string{"nft": `printf '%s' '{"nftables": [{"chain": {"family": "ip", "table": "filter", "name": "FORWARD", "hook": "forward", "policy": "drop"}}]}'`})
+	if len(f.Forward) != 1 || !f.Forward[0].Drop || len(f.Unread) != 0 {
+		t.Errorf("nft: %+v", f)
+	}
+}
+
 // The prefix is fixed: sudo -n with become, nothing of the node's, and
 // a script sh -c can hold; its marker ends it only on a line of its own.
 func TestReadCommandIsFixed(t *testing.T) {
 	t.Parallel()
 	plain := (&Client{}).readCommand("-4 -d -N -json -batch -")
-	if !strings.HasPrefix(plain, "sh -c '{ nft -j list chains || { echo v4; iptables -S FORWARD | head -n 1;") || !strings.HasSuffix(plain, `exec "$@"' sh ip -4 -d -N -json -batch -`) {
+	if !strings.HasPrefix(plain, "sh -c 'nft -j list chains 2>&1 </dev/null | head -c ") || !strings.Contains(plain, "echo v4; iptables -S FORWARD 2>/dev/null </dev/null | head -n 1;") || !strings.HasSuffix(plain, `exec "$@"' sh ip -4 -d -N -json -batch -`) {
 		t.Errorf("without become: %s", plain)
 	}
 	become := (&Client{sudo: true, ipCmd: "/usr/local/sbin/ip"})
@@ -61,7 +108,7 @@ func TestReadCommandIsFixed(t *testing.T) {
 		if strings.Count(cmd, "'") != 2 {
 			t.Errorf("the script holds a single quote: %s", cmd)
 		}
-		for _, want := range []string{"sudo -n nft -j list chains", "sudo -n iptables -S FORWARD | head -n 1", "sudo -n ip6tables -S FORWARD | head -n 1", "sh sudo -n /usr/local/sbin/ip"} {
+		for _, want := range []string{"sudo -n nft -j list chains", "sudo -n iptables -S FORWARD 2>/dev/null </dev/null | head -n 1", "sudo -n ip6tables -S FORWARD 2>/dev/null </dev/null | head -n 1", "sh sudo -n /usr/local/sbin/ip"} {
 			if !strings.Contains(cmd, want) {
 				t.Errorf("with become lacks %q:\n%s", want, cmd)
 			}
@@ -80,23 +127,14 @@ func TestReadCommandIsFixed(t *testing.T) {
 
 func TestParseProbes(t *testing.T) {
 	t.Parallel()
-	a, b, c, d := netip.MustParseAddr("100.64.1.1"), netip.MustParseAddr("100.64.2.1"), netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("100.64.4.1")
-	out := probeHead + ` 100.64.1.1 0
-PING 100.64.1.1 (100.64.1.1) from 100.64.0.1 : 56(84) bytes of data.
-
---- 100.64.1.1 ping statistics ---
-3 packets transmitted, 3 received, 0% packet loss, time 402ms
-rtt min/avg/max/mdev = 0.031/0.040/0.050/0.008 ms
-` + probeHead + ` 2001:db8::1 2
-ping: bind icmp socket: Cannot assign requested address` + "\x1b[2J" + `
-` + probeHead + ` 100.64.2.1 1
-PING 100.64.2.1 (100.64.2.1) from 100.64.0.1 : 56(84) bytes of data.
-
---- 100.64.2.1 ping statistics ---
-3 packets transmitted, 0 received, 100% packet loss, time 2031ms
-
-` + probesDone + "\n"
-	res, err := parseProbes([]byte(out), []netip.Addr{a, b, c, d})
+	a, b, c, d, e := netip.MustParseAddr("100.64.1.1"), netip.MustParseAddr("100.64.2.1"), netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("100.64.4.1"), netip.MustParseAddr("100.64.5.1")
+	out := probeHead + " 100.64.1.1 0 PING 100.64.1.1 (100.64.1.1) from 100.64.0.1 : 56(84) bytes of data. --- 100.64.1.1 ping statistics --- 3 packets transmitted, 3 received, 0% packet loss, time 402ms rtt min/avg/max/mdev = 0.031/0.040/0.050/0.008 ms\n" +
+		probeHead + " 2001:db8::1 2 ping: bind icmp socket: Cannot assign requested address\x1b[2J\n" +
+		probeBatched + "\n" +
+		probeHead + " 100.64.2.1 1 PING 100.64.2.1 (100.64.2.1) from 100.64.0.1 : 56(84) bytes of data. --- 100.64.2.1 ping statistics --- 3 packets transmitted, 0 received, 100% packet loss, time 2031ms\n" +
+		probeHead + " 100.64.5.1 0 --- 100.64.9.9 ping statistics --- 3 packets transmitted, 3 received\n" +
+		probesDone + "\n"
+	res, err := parseProbes([]byte(out), []netip.Addr{a, b, c, d, e})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +146,10 @@ PING 100.64.2.1 (100.64.2.1) from 100.64.0.1 : 56(84) bytes of data.
 		t.Errorf("no statistics: %q", res[2].Err)
 	}
 	if res[3].Err != "no answer from its ping" {
-		t.Errorf("no block: %q", res[3].Err)
+		t.Errorf("no line: %q", res[3].Err)
+	}
+	if res[4].Received != 0 || !strings.Contains(res[4].Err, "another address's statistics") {
+		t.Errorf("another's statistics: %+v", res[4])
 	}
 	if _, err := parseProbes([]byte(out[:100]), []netip.Addr{a}); err == nil {
 		t.Errorf("cut short: no error")
@@ -131,6 +172,40 @@ func TestProbeScriptRuns(t *testing.T) {
 	if err != nil || res[0].Sent != 2 || res[0].Received != 2 {
 		t.Fatalf("%+v %v:\n%s", res, err, out)
 	}
+	// Under bash, whose printf writes in pieces, 70 pings ending at
+	// once (a fake ping: no traffic) each keep their own statistics.
+	dir := t.TempDir()
+	fake := "#!/bin/sh\nfor a; do dst=$a; done\nsleep 0.2\necho \"PING $dst\"\necho\necho \"--- $dst ping statistics ---\"\ncase $dst in *.7) echo \"3 packets transmitted, 0 received\"; exit 1;; esac\necho \"3 packets transmitted, 3 received\"\n"
+	if err := os.WriteFile(filepath.Join(dir, "ping"), []byte(fake), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var in strings.Builder
+	var dsts []netip.Addr
+	in.WriteString("3\n100.64.0.1\n")
+	for i := range 70 {
+		d := netip.AddrFrom4([4]byte{100, 64, byte(i), byte(i % 10)})
+		dsts = append(dsts, d)
+		in.WriteString(d.String() + "\n")
+	}
+	if _, err := exec.LookPath("bash"); err == nil {
+		cmd = exec.Command("bash", "-c", probeScript)
+		cmd.Env = []string{"PATH=" + dir + ":/usr/bin:/bin"}
+		cmd.Stdin = strings.NewReader(in.String())
+		out, err = cmd.Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err = parseProbes(out, dsts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range res {
+			if r.Err != "" || r.Sent != 3 || (r.Received == 0) != (i%10 == 7) {
+				t.Errorf("%s: %+v", dsts[i], r)
+			}
+		}
+	}
+
 	cmd = exec.Command("sh", "-c", probeScript)
 	cmd.Stdin = strings.NewReader("1\n198.18.255.254\n127.0.0.1\n")
 	out, _ = cmd.Output()

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/routepush/routepush/host"
-	"github.com/routepush/routepush/internal/safetext"
 )
 
 // probeScript pings, from the source address on the second line of
@@ -19,17 +18,21 @@ import (
 // first line), probeBatch at a time: a fixed string, run as
 // `sh -c '...'` (it holds no single quote), whose stdin carries the
 // addresses as data only. Each ping's output, its complaints included,
-// is printed in one write after a line that names its address and exit
-// status, so that what it said stays with its address. ping runs as the
+// is printed as one line (its lines joined by the shell, no process),
+// after its address and exit status: one write, shorter than a pipe's
+// atomic size, so that what a ping said stays with its address whatever
+// the shell (bash's printf writes in pieces). A line after each batch
+// ends the script by SIGPIPE once routepush has gone. ping runs as the
 // login user, as ping is made to (it needs no root); -w bounds each.
 const probeScript = `set -f
 read -r count
 read -r src
 n=0
 while read -r dst; do
-	( out=$(ping -n -q -c "$count" -i 0.2 -w ` + probeDeadline + ` -I "$src" "$dst" 2>&1 </dev/null); s=$?; printf "%s %s %s\n%s\n" "` + probeHead + `" "$dst" "$s" "$out" ) &
+	( out=$(ping -n -q -c "$count" -i 0.2 -w ` + probeDeadline + ` -I "$src" "$dst" 2>&1 </dev/null); s=$?; IFS="
+"; set -- $out; IFS=" "; echo "` + probeHead + ` $dst $s $*" ) &
 	n=$((n+1))
-	[ $((n % ` + probeBatch + `)) -ne 0 ] || wait
+	[ $((n % ` + probeBatch + `)) -ne 0 ] || { wait; echo "` + probeBatched + `"; }
 done
 wait
 echo "` + probesDone + `"
@@ -37,8 +40,9 @@ echo "` + probesDone + `"
 
 // Markers of probeScript's output.
 const (
-	probeHead  = "--- routepush: probe"
-	probesDone = "--- routepush: probes done"
+	probeHead    = "--- routepush: probe"
+	probeBatched = "--- routepush: probes batched"
+	probesDone   = "--- routepush: probes done"
 )
 
 // probeBatch is how many pings run at once on a node (--probe all on a
@@ -77,51 +81,59 @@ func (c *Client) Probe(ctx context.Context, src netip.Addr, dsts []netip.Addr, c
 	return parseProbes(out, dsts)
 }
 
-// pingStats is the two lines iputils' and BusyBox's ping end with.
-var pingStats = regexp.MustCompile(`(?m)^(\d+) packets transmitted, (\d+) (?:packets )?received`)
+// pingStats is how iputils' and BusyBox's ping end: the statistics of
+// the address they pinged.
+var pingStats = regexp.MustCompile(`--- (\S+) ping statistics --- (\d+) packets transmitted, (\d+) (?:packets )?received`)
 
-// parseProbes finds each destination's block in what probeScript printed,
+// parseProbes finds each destination's line in what probeScript printed,
 // and in it ping's statistics. A destination without them got no count:
-// what its ping said instead (ping missing, the source not the node's) is
-// its Err, escaped.
+// what its ping said instead (ping missing, the source not the node's)
+// is its Err, escaped.
 func parseProbes(out []byte, dsts []netip.Addr) ([]host.ProbeResult, error) {
 	body, done := bytes.CutSuffix(out, []byte(probesDone+"\n"))
 	if !done {
 		return nil, fmt.Errorf("the probes' output was cut short")
 	}
-	blocks := map[netip.Addr]string{}
-	status := map[netip.Addr]string{}
-	for _, part := range strings.Split("\n"+string(body), "\n"+probeHead+" ")[1:] {
-		head, rest, _ := strings.Cut(part, "\n")
-		f := strings.Fields(head)
-		if len(f) != 2 {
+	said := map[netip.Addr][2]string{} // exit status, what it printed
+	for _, line := range strings.Split(string(body), "\n") {
+		rest, ok := strings.CutPrefix(line, probeHead+" ")
+		if !ok {
+			continue
+		}
+		f := strings.SplitN(rest, " ", 3)
+		if len(f) < 2 {
 			continue
 		}
 		a, err := netip.ParseAddr(f[0])
 		if err != nil {
 			continue
 		}
-		blocks[a], status[a] = rest, f[1]
+		text := ""
+		if len(f) == 3 {
+			text = f[2]
+		}
+		said[a] = [2]string{f[1], text}
 	}
 	res := make([]host.ProbeResult, len(dsts))
 	for i, d := range dsts {
 		res[i].Dst = d
-		block, ok := blocks[d]
+		s, ok := said[d]
 		if !ok {
 			res[i].Err = "no answer from its ping"
 			continue
 		}
-		if m := pingStats.FindStringSubmatch(block); m != nil {
-			res[i].Sent, _ = strconv.Atoi(m[1])
-			res[i].Received, _ = strconv.Atoi(m[2])
+		if m := pingStats.FindStringSubmatch(s[1]); m != nil {
+			if a, err := netip.ParseAddr(m[1]); err != nil || a.Unmap() != d {
+				res[i].Err = "ping printed another address's statistics: " + firstLine(m[1])
+				continue
+			}
+			res[i].Sent, _ = strconv.Atoi(m[2])
+			res[i].Received, _ = strconv.Atoi(m[3])
 			continue
 		}
-		why := "ping exited " + safetext.Line(status[d]) + " without statistics"
-		for _, line := range strings.Split(block, "\n") {
-			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "PING ") && !strings.HasPrefix(line, "---") {
-				why += ": " + firstLine(line)
-				break
-			}
+		why := "ping exited " + firstLine(s[0]) + " without statistics"
+		if text := strings.TrimSpace(s[1]); text != "" {
+			why += ": " + firstLine(text)
 		}
 		res[i].Err = why
 	}

@@ -134,3 +134,26 @@ func TestPreflightStrictRefusesExactlyThoseNodes(t *testing.T) {
 		t.Errorf("report: exit %d, want 0 with the four fixes", res.Code)
 	}
 }
+
+// A dual-stack node is read by a script (ip once per family), and
+// preflight's reads come with it: a lab set up right has no finding, and
+// IPv6 forwarding turned off on one node is named with its fix, as is the
+// probe of both families.
+func TestPreflightDualStack(t *testing.T) {
+	t.Parallel()
+	l := newLabWith(t, lab.Options{Nodes: 3, DualStack: true})
+	res := rp(t, l, "--inventory", l.InventoryPath(), "--probe")
+	if res.Code != 0 || strings.Contains(res.Stdout, "preflight") || !strings.Contains(res.Stdout, "; probe: 12 pairs, 12 answered, 0 did not") {
+		t.Errorf("exit %d, want 0, no preflight finding, and 12 pairs answered (3 nodes, each the 2 others, in both families)", res.Code)
+	}
+	if out, err := l.Exec(testContext(t), l.Nodes[1].NS, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=0"); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	res = rp(t, l, "--inventory", l.InventoryPath(), "--check")
+	if res.Code != 0 || !strings.Contains(res.Stdout, "preflight: node-1: IPv6 forwarding is off") || !strings.Contains(res.Stdout, "  fix: sysctl -w net.ipv6.conf.all.forwarding=1\n") {
+		t.Errorf("exit %d, want 0 and node-1's IPv6 forwarding named with its fix", res.Code)
+	}
+	if strings.Count(res.Stdout, "\n  fix: ") != 1 {
+		t.Errorf("want exactly one finding")
+	}
+}
