@@ -53,13 +53,16 @@ const probeBatch = "64"
 var probeCommand = "sh -c '" + probeScript + "'"
 
 // probeDeadline is ping's -w: how long one probe may take, in seconds.
-const probeDeadline = "2"
+// It stops as soon as its count of replies came; a busy node (hundreds
+// of pings starting at once on a lab's two cores) needs more than a
+// round trip's time to see the first.
+const probeDeadline = "5"
 
 // probeTimeout bounds a whole probe on a node of n addresses: each batch
 // of pings within its deadline, and the session around them.
 func probeTimeout(n int) time.Duration {
 	batch, _ := strconv.Atoi(probeBatch)
-	return 10*time.Second + time.Duration((n+batch-1)/batch)*3*time.Second
+	return 10*time.Second + time.Duration((n+batch-1)/batch)*6*time.Second
 }
 
 // probeLimit bounds what the probes print: a few lines each.

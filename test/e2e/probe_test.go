@@ -51,7 +51,7 @@ func TestProbePodToPod(t *testing.T) {
 	for _, r := range doc.Probe.Results {
 		sent[r.From]++
 		got[r.To]++
-		if r.Sent != 3 || r.Received != 3 || r.From == r.To {
+		if r.Sent != 3 || r.Received < 1 || r.From == r.To {
 			t.Errorf("pair %+v", r)
 		}
 	}
