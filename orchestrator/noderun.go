@@ -263,24 +263,20 @@ func (r *nodeRun) release(ctx context.Context) {
 	if r.recorded && !r.touched {
 		r.record(ctx, StateNotApplied, nil, nil) // the run stopped before this node
 	}
-	if r.locked {
-		if err := r.host.Unlock(ctx, r.opts.Holder.lockText()); err != nil {
-			r.opts.Logger.Warn("could not release the node's lock", "node", r.plan.Node().Name, "err", err)
-			r.rep.RecordErr = errors.Join(r.rep.RecordErr, fmt.Errorf("%s: could not release its lock, which refuses the next run there until removed (the node's routes are as its outcome says): %w", r.plan.Node().Name, err))
-		}
-		r.locked = false
-	}
+	r.unlock(ctx)
 	r.host.Close()
 	r.host = nil
 }
 
 // unlock releases the node's lock, if the run holds it, and keeps its
-// connection: a node the run will not change, held for the probe.
+// connection: release's first part, and alone for a node the run will
+// not change, held for the probe.
 func (r *nodeRun) unlock(ctx context.Context) {
 	if !r.locked {
 		return
 	}
 	if err := r.host.Unlock(ctx, r.opts.Holder.lockText()); err != nil {
+		r.opts.Logger.Warn("could not release the node's lock", "node", r.plan.Node().Name, "err", err)
 		r.rep.RecordErr = errors.Join(r.rep.RecordErr, fmt.Errorf("%s: could not release its lock, which refuses the next run there until removed (the node's routes are as its outcome says): %w", r.plan.Node().Name, err))
 	}
 	r.locked = false

@@ -170,13 +170,11 @@ func (r *run) probe(ctx context.Context) {
 	// Every node at once: over the connections the run holds, a probe
 	// costs the control host a session, and the nodes do the rest.
 	connects := make(chan struct{}, r.opts.Concurrency)
-	each(ctx, slices.Collect(func(yield func(int) bool) {
-		for p := range order {
-			if !yield(p) {
-				return
-			}
-		}
-	}), max(len(order), 1), func(ctx context.Context, p int) {
+	positions := make([]int, len(order))
+	for p := range positions {
+		positions[p] = p
+	}
+	each(ctx, positions, max(len(order), 1), func(ctx context.Context, p int) {
 		var to []*nodeRun
 		for _, t := range targets[p] {
 			to = append(to, senders[order[t]])
@@ -186,9 +184,13 @@ func (r *run) probe(ctx context.Context) {
 	for _, rs := range results {
 		rep.Pairs = append(rep.Pairs, rs...)
 	}
+	byName := map[string]*NodeReport{}
+	for _, n := range senders {
+		byName[n.rep.Name] = n.rep
+	}
 	for i := range rep.Pairs {
 		if !rep.Pairs[i].Passed() {
-			rep.Pairs[i].Cause = r.probeCause(&rep.Pairs[i])
+			rep.Pairs[i].Cause = probeCause(&rep.Pairs[i], byName)
 		}
 	}
 	r.rep.Probe = rep
@@ -261,17 +263,12 @@ func (n *nodeRun) probeHost(ctx context.Context, connects chan struct{}) (Host, 
 
 // probeCause names, for a failed pair, what preflight found on either
 // end in its family, or where to look when it found nothing.
-func (r *run) probeCause(p *ProbeResult) string {
+func probeCause(p *ProbeResult, nodes map[string]*NodeReport) string {
 	var whys []string
 	for _, name := range []string{p.From, p.To} {
-		for i := range r.rep.Nodes {
-			if r.rep.Nodes[i].Name != name {
-				continue
-			}
-			for _, f := range r.rep.Nodes[i].Preflight {
-				if f.Problem() && f.Family == p.Family {
-					whys = append(whys, name+": "+string(f.Kind))
-				}
+		for _, f := range nodes[name].Preflight {
+			if f.Problem() && f.Family == p.Family {
+				whys = append(whys, name+": "+string(f.Kind))
 			}
 		}
 	}

@@ -297,7 +297,10 @@ func (r *Report) WriteSummary(w io.Writer) {
 // nodes it was found on (a cluster set up alike has the same on many),
 // and counts the problems, the nodes they are on and what was not read.
 func (r *Report) writePreflight(w io.Writer) (problems, problemNodes, unread int) {
-	type key struct{ why, fix string }
+	type key struct {
+		why, fix string
+		notRead  bool
+	}
 	var order []key
 	nodes := map[key][]string{}
 	for i := range r.Nodes {
@@ -310,7 +313,7 @@ func (r *Report) writePreflight(w io.Writer) (problems, problemNodes, unread int
 			} else {
 				unread++
 			}
-			k := key{f.Why, f.Fix}
+			k := key{f.Why, f.Fix, !f.Problem()}
 			if nodes[k] == nil {
 				order = append(order, k)
 			}
@@ -321,12 +324,8 @@ func (r *Report) writePreflight(w io.Writer) (problems, problemNodes, unread int
 		}
 	}
 	for _, k := range order {
-		names := nodes[k]
-		list := strings.Join(names, ", ")
-		if len(names) > 3 {
-			list = fmt.Sprintf("%s and %d more", strings.Join(names[:3], ", "), len(names)-3)
-		}
-		if k.fix == "" {
+		list := nodeList(nodes[k])
+		if k.notRead {
 			fmt.Fprintf(w, "preflight: %s: not read: %s\n", list, oneLine(k.why))
 			continue
 		}
@@ -351,13 +350,17 @@ func (r *Report) writePersistNotes(w io.Writer) {
 		}
 	}
 	for _, warn := range warnings {
-		names := nodes[warn]
-		list := strings.Join(names, ", ")
-		if len(names) > 3 {
-			list = fmt.Sprintf("%s and %d more", strings.Join(names[:3], ", "), len(names)-3)
-		}
-		fmt.Fprintf(w, "note: %s: %s\n", list, safetext.Line(warn))
+		fmt.Fprintf(w, "note: %s: %s\n", nodeList(nodes[warn]), safetext.Line(warn))
 	}
+}
+
+// nodeList names the nodes a note is about, the first three and how many
+// more: on a large cluster it is usually all of them.
+func nodeList(names []string) string {
+	if len(names) > 3 {
+		return fmt.Sprintf("%s and %d more", strings.Join(names[:3], ", "), len(names)-3)
+	}
+	return strings.Join(names, ", ")
 }
 
 // plural is n things, or 1 thing.

@@ -118,27 +118,25 @@ func (c *Client) readPrefix(p *pendingIP) ([]byte, error) {
 	}
 }
 
-// prefixFacts parses what a read's prefix printed: the FORWARD chains,
-// and in a script's, the settings and addresses before them.
-func prefixFacts(prefix []byte, script bool) *route.Facts {
+// scriptFacts parses what a read script's prefix printed: the settings
+// and addresses of both families, then the FORWARD chains.
+func scriptFacts(prefix []byte) *route.Facts {
 	f := &route.Facts{}
-	if script {
-		for _, part := range []struct {
-			mark, what string
-			parse      func([]byte) error
-		}{
-			{netconfEnd, "forwarding settings", func(b []byte) (err error) { f.Netconf, err = route.ParseNetconfJSON(b); return }},
-			{addressesEnd, "addresses", func(b []byte) (err error) { f.Addresses, err = route.ParseAddressesJSON(b); return }},
-		} {
-			before, after, found := bytes.Cut(prefix, []byte("\n"+part.mark+"\n"))
-			if !found {
-				f.Unread = append(f.Unread, part.what+": not printed")
-				continue
-			}
-			prefix = after
-			if err := part.parse(before); err != nil {
-				f.Unread = append(f.Unread, part.what+": "+firstLine(string(before)))
-			}
+	for _, part := range []struct {
+		mark, what string
+		parse      func([]byte) error
+	}{
+		{netconfEnd, "forwarding settings", func(b []byte) (err error) { f.Netconf, err = route.ParseNetconfJSON(b); return }},
+		{addressesEnd, "addresses", func(b []byte) (err error) { f.Addresses, err = route.ParseAddressesJSON(b); return }},
+	} {
+		before, after, found := bytes.Cut(prefix, []byte("\n"+part.mark+"\n"))
+		if !found {
+			f.Unread = append(f.Unread, part.what+": not printed")
+			continue
+		}
+		prefix = after
+		if err := part.parse(before); err != nil {
+			f.Unread = append(f.Unread, part.what+": "+firstLine(string(before)))
 		}
 	}
 	f.Forward, f.Unread = parseForward(prefix, f.Unread)
@@ -211,9 +209,10 @@ func (c *Client) readFactLines(p *pendingIP) (lines [][]byte, ended bool, err er
 	return lines, false, nil
 }
 
-// batchFacts parses the lines factLines printed; ended and stderr say ip
-// stopped at one of them, and why.
-func (c *Client) batchFacts(lines [][]byte, ended bool, stderr string) *route.Facts {
+// readFacts parses what a one-family JSON read brought for preflight: its
+// prefix's FORWARD chains, and the lines factLines printed; ended and
+// stderr say ip stopped at one of those, and why.
+func readFacts(prefix []byte, lines [][]byte, ended bool, stderr string) *route.Facts {
 	f := &route.Facts{}
 	if len(lines) > 0 {
 		n, err := route.ParseNetconfJSON(lines[0])
@@ -230,12 +229,9 @@ func (c *Client) batchFacts(lines [][]byte, ended bool, stderr string) *route.Fa
 		f.Addresses = a
 	}
 	if ended {
-		why := firstLine(stderr)
-		if why == "" {
-			why = "it ended"
-		}
-		f.Unread = append(f.Unread, "ip stopped at `"+strings.TrimSpace(strings.Split(factLines, "\n")[len(lines)])+"`: "+why)
+		f.Unread = append(f.Unread, "ip stopped at `"+strings.TrimSpace(strings.Split(factLines, "\n")[len(lines)])+"`: "+firstLine(stderr))
 	}
+	f.Forward, f.Unread = parseForward(prefix, f.Unread)
 	return f
 }
 

@@ -11,11 +11,11 @@ import (
 	"github.com/routepush/routepush/route"
 )
 
-func TestPrefixFacts(t *testing.T) {
+func TestReadFacts(t *testing.T) {
 	t.Parallel()
 	nft := `{"nftables": [{"metainfo": {"version": "1.0.6"}}, {"chain": {"family": "inet", "table": "filter", "name": "forward", "handle": 1, "type": "filter", "hook": "forward", "prio": 0, "policy": "drop"}}, {"chain": {"family": "ip", "table": "nat", "name": "POSTROUTING", "hook": "postrouting", "policy": "accept"}}]}
 `
-	f := prefixFacts([]byte(nft+"\n"), false)
+	f := readFacts([]byte(nft+"\n"), nil, false, "")
 	if len(f.Unread) != 0 || len(f.Forward) != 2 || !f.Forward[0].Drop || f.Forward[0].Family != route.IPv4 || f.Forward[1].Family != route.IPv6 || f.Forward[0].Table != "filter" {
 		t.Errorf("nft: %+v", f)
 	}
@@ -23,29 +23,29 @@ func TestPrefixFacts(t *testing.T) {
 	// No nft: iptables' and ip6tables' policies, each after its family's
 	// line (only the first line of -S is printed: a rule's comment can
 	// forge nothing).
-	f = prefixFacts([]byte("sh: 1: nft: not found\n\nv4\n-P FORWARD DROP\nv6\n-P FORWARD ACCEPT\n"), false)
+	f = readFacts([]byte("sh: 1: nft: not found\n\nv4\n-P FORWARD DROP\nv6\n-P FORWARD ACCEPT\n"), nil, false, "")
 	if len(f.Unread) != 0 || len(f.Forward) != 2 || !f.Forward[0].Drop || f.Forward[0].Tool != "iptables" || f.Forward[1].Drop || f.Forward[1].Tool != "ip6tables" {
 		t.Errorf("iptables: %+v", f)
 	}
 	// One family's policy not printed (not root): that family unread.
-	f = prefixFacts([]byte("sh: 1: nft: not found\n\nv4\nv6\n-P FORWARD DROP\n"), false)
+	f = readFacts([]byte("sh: 1: nft: not found\n\nv4\nv6\n-P FORWARD DROP\n"), nil, false, "")
 	if len(f.Forward) != 1 || f.Forward[0].Family != route.IPv6 || len(f.Unread) != 1 || !strings.HasPrefix(f.Unread[0], "IPv4 FORWARD policy: neither") {
 		t.Errorf("ip6tables alone: %+v", f)
 	}
 	// nft, and iptables-legacy's tables beside it: both read.
-	f = prefixFacts([]byte(nft+"\nv4\n-P FORWARD DROP\n"), false)
+	f = readFacts([]byte(nft+"\nv4\n-P FORWARD DROP\n"), nil, false, "")
 	if len(f.Forward) != 3 || len(f.Unread) != 0 || f.Forward[2].Tool != "iptables" || !f.Forward[2].Drop {
 		t.Errorf("nft and legacy: %+v", f)
 	}
 	// nft's chains cut short on the node (a large ruleset): unread.
-	f = prefixFacts([]byte(nft[:50]+"\n"), false)
+	f = readFacts([]byte(nft[:50]+"\n"), nil, false, "")
 	if len(f.Forward) != 0 || len(f.Unread) != 3 {
 		t.Errorf("cut short: %+v", f)
 	}
 
 	// Nothing can read it (sudo allows ip alone): said, with the node's
 	// words escaped.
-	f = prefixFacts([]byte("sudo: a password is required\x1b[2J\n\n"), false)
+	f = readFacts([]byte("sudo: a password is required\x1b[2J\n\n"), nil, false, "")
 	if len(f.Forward) != 0 || len(f.Unread) != 2 || !strings.Contains(f.Unread[0], "a password is required") || strings.Contains(f.Unread[0], "\x1b") {
 		t.Errorf("none: %+v", f)
 	}
@@ -55,7 +55,7 @@ func TestPrefixFacts(t *testing.T) {
 ` + "\n" + netconfEnd + `
 Error: something
 ` + "\n" + addressesEnd + "\n" + nft
-	f = prefixFacts([]byte(script), true)
+	f = scriptFacts([]byte(script))
 	if len(f.Netconf) != 1 || len(f.Forward) != 2 || len(f.Unread) != 1 || !strings.HasPrefix(f.Unread[0], "addresses: Error: something") {
 		t.Errorf("script: %+v", f)
 	}
@@ -86,7 +86,7 @@ func TestForwardScriptRuns(t *testing.T) {
 		if !ok || string(rest) != "route show table main\n" {
 			t.Fatalf("marker or stdin lost: %q", out)
 		}
-		return prefixFacts(prefix, false)
+		return readFacts(prefix, nil, false, "")
 	}
 	// nft prints its document without a newline at the end.
 	f := run(t, map[string]string{"nft": `printf '%s' '{"nftables": [{"chain": {"family": "ip", "table": "filter", "name": "FORWARD", "hook": "forward", "policy": "drop"}}]}'`})

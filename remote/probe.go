@@ -24,7 +24,7 @@ import (
 // the shell (bash's printf writes in pieces). A line after each batch
 // ends the script by SIGPIPE once routepush has gone. ping runs as the
 // login user, as ping is made to (it needs no root); -w bounds each.
-const probeScript = `set -f
+var probeScript = `set -f
 read -r count
 read -r src
 n=0
@@ -32,7 +32,7 @@ while read -r dst; do
 	( out=$(ping -n -q -c "$count" -i 0.2 -w ` + probeDeadline + ` -I "$src" "$dst" 2>&1 </dev/null); s=$?; IFS="
 "; set -- $out; IFS=" "; echo "` + probeHead + ` $dst $s $*" ) &
 	n=$((n+1))
-	[ $((n % ` + probeBatch + `)) -ne 0 ] || { wait; echo "` + probeBatched + `"; }
+	[ $((n % ` + strconv.Itoa(probeBatch) + `)) -ne 0 ] || { wait; echo "` + probeBatched + `"; }
 done
 wait
 echo "` + probesDone + `"
@@ -47,7 +47,7 @@ const (
 
 // probeBatch is how many pings run at once on a node (--probe all on a
 // large cluster is that many at a time, not every other node at once).
-const probeBatch = "64"
+const probeBatch = 64
 
 // probeCommand runs probeScript.
 var probeCommand = "sh -c '" + probeScript + "'"
@@ -61,8 +61,7 @@ const probeDeadline = "5"
 // probeTimeout bounds a whole probe on a node of n addresses: each batch
 // of pings within its deadline, and the session around them.
 func probeTimeout(n int) time.Duration {
-	batch, _ := strconv.Atoi(probeBatch)
-	return 10*time.Second + time.Duration((n+batch-1)/batch)*6*time.Second
+	return 10*time.Second + time.Duration((n+probeBatch-1)/probeBatch)*6*time.Second
 }
 
 // probeLimit bounds what the probes print: a few lines each.

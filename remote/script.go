@@ -51,7 +51,7 @@ func (c *Client) readScripted(ctx context.Context, fams []route.Family) (route.T
 	}
 	t, err := c.parseTables(out, fams)
 	if err == nil {
-		t.Facts = prefixFacts(prefix, true)
+		t.Facts = scriptFacts(prefix)
 		if c.textMode {
 			// An iproute2 without -json printed no settings it could
 			// parse: one line says so.

@@ -71,9 +71,7 @@ func (c *Client) readJSONFacts(ctx context.Context, fam route.Family) (route.Tab
 			return route.Table{}, c.tooMuch(c.ip("netconf show")+": output", factsLimit, "a node's interfaces (--preflight off reads none)")
 		}
 	}
-	t.Facts = c.batchFacts(facts, ended, string(stderr))
-	pf := prefixFacts(prefix, false)
-	t.Facts.Forward, t.Facts.Unread = pf.Forward, append(t.Facts.Unread, pf.Unread...)
+	t.Facts = readFacts(prefix, facts, ended, string(stderr))
 	return t, nil
 }
 
@@ -113,8 +111,8 @@ func (c *Client) showRest(ctx context.Context, p *pendingIP, fam route.Family) (
 // keepable if it may outlive its Client (a kept connection's, without
 // -force: a -force ip is never kept, and carries on past what it refuses).
 //
-// With prefixed, preflight's forwardPrefix runs first in the same
-// session (p.prefixed: show reads what it printed).
+// With prefixed, preflight's FORWARD read runs first in the same session
+// (readCommand; p.prefixed: show reads what it printed).
 func (c *Client) startIP(ctx context.Context, label, args string, fam route.Family, keepable, prefixed bool) (*pendingIP, error) {
 	cmd := c.ip(args)
 	if prefixed {
@@ -243,12 +241,7 @@ func (c *Client) show(ctx context.Context, p *pendingIP, label string, links, fa
 			})
 			p.sess.Close()
 		}
-		f := c.batchFacts(factOut, factsEnded, stderr)
-		if prefix != nil {
-			pf := prefixFacts(prefix, false)
-			f.Forward, f.Unread = pf.Forward, append(f.Unread, pf.Unread...)
-		}
-		return out, f, renamed
+		return out, readFacts(prefix, factOut, factsEnded, stderr), renamed
 	}
 	var tooMuch *LimitError
 	if errors.As(err, &tooMuch) {

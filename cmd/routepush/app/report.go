@@ -77,11 +77,7 @@ func isTerminal(w io.Writer) bool {
 // useColor: colours only on a terminal, and never with NO_COLOR set to
 // anything but "" (no-color.org).
 func useColor(w io.Writer) bool {
-	if os.Getenv("NO_COLOR") != "" {
-		return false
-	}
-	f, ok := w.(*os.File)
-	return ok && term.IsTerminal(int(f.Fd()))
+	return os.Getenv("NO_COLOR") == "" && isTerminal(w)
 }
 
 // markNetworkAvailable sets NetworkUnavailable=False on every node whose
