@@ -77,6 +77,10 @@ var contenders = []contender{
 		cmd: func(b *bench) []string { return b.fanOut(`ip -batch - < ` + b.dir + `/batch/"$1"`) }},
 	{key: "floor", name: "bare connection floor: the same fan-out running true",
 		cmd: func(b *bench) []string { return b.fanOut("true") }},
+	{key: "go-true", name: "Go floor: one x/crypto/ssh connection per node running true",
+		cmd: func(b *bench) []string { return b.goFloor("true") }},
+	{key: "go-apply", name: "Go floor: one connection per node, ip -batch - then ip -d -N -json route show", empty: true,
+		cmd: func(b *bench) []string { return b.goFloor("apply") }},
 	{key: "ansible", name: "Ansible, expert: one shell ip -batch - task, pipelining", empty: true,
 		cmd: func(b *bench) []string { return b.ansible("expert.yml", "expert.cfg") }},
 	{key: "classic", name: "Ansible, classic: one command task item per route", empty: true, maxNodes: 20,
@@ -87,6 +91,7 @@ type bench struct {
 	lab          *lab.Lab
 	dir          string // the bench's files in the lab folder
 	routepushBin string
+	floorBin     string // bench/gofloor, built by run
 	concurrency  int
 	out          string // the results folder: the watcher's logs go there too
 }
@@ -154,6 +159,13 @@ func run(nodesList string, concurrency int, bin, out, only string, wo watchOptio
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
+	floorBin, err := filepath.Abs(filepath.Join(out, "gofloor"))
+	if err != nil {
+		return err
+	}
+	if msg, err := exec.Command("go", "build", "-o", floorBin, "./bench/gofloor").CombinedOutput(); err != nil {
+		return fmt.Errorf("building the Go floors: %v: %s", err, msg)
+	}
 	// An interrupt tears the lab down (runSize's deferred Down) instead
 	// of leaving thousands of sshd behind; what was measured is written
 	// either way.
@@ -161,7 +173,7 @@ func run(nodesList string, concurrency int, bin, out, only string, wo watchOptio
 	defer stop()
 	var runErr error
 	for _, n := range sizes {
-		rs, ws, err := runSize(ctx, n, concurrency, bin, out, only, wo)
+		rs, ws, err := runSize(ctx, n, concurrency, bin, floorBin, out, only, wo)
 		results = append(results, rs...)
 		watched = append(watched, ws...)
 		if err != nil {
@@ -188,7 +200,7 @@ func writeResults(out string, results []Result, watched []WatchResult, concurren
 	return os.WriteFile(filepath.Join(out, "results.md"), []byte(report), 0o644)
 }
 
-func runSize(ctx context.Context, n, concurrency int, bin, out, only string, wo watchOptions) ([]Result, []WatchResult, error) {
+func runSize(ctx context.Context, n, concurrency int, bin, floorBin, out, only string, wo watchOptions) ([]Result, []WatchResult, error) {
 	scale := n >= wo.scaleFrom
 	labNodes := n
 	if scale {
@@ -205,7 +217,7 @@ func runSize(ctx context.Context, n, concurrency int, bin, out, only string, wo 
 	}
 	defer l.Down()
 	fmt.Fprintf(os.Stderr, "   lab of %d nodes up in %s\n", labNodes, time.Since(started).Round(time.Second))
-	b := &bench{lab: l, dir: filepath.Join(l.Dir, "bench"), routepushBin: bin, concurrency: concurrency, out: out}
+	b := &bench{lab: l, dir: filepath.Join(l.Dir, "bench"), routepushBin: bin, floorBin: floorBin, concurrency: concurrency, out: out}
 	if err := b.writeFiles(); err != nil {
 		return nil, nil, err
 	}
@@ -265,7 +277,7 @@ func (b *bench) contenders(ctx context.Context, only string) ([]Result, error) {
 		if r.Found, err = b.countRoutes(ctx); err != nil {
 			return results, err
 		}
-		if c.key == "floor" || strings.HasPrefix(c.key, "check") {
+		if c.key == "floor" || c.key == "go-true" || strings.HasPrefix(c.key, "check") {
 			r.Expected = r.Found // they change nothing: the column is not theirs
 		}
 		if c.key == "apply" {
@@ -404,6 +416,13 @@ func (b *bench) fanOut(remote string) []string {
 	ssh := fmt.Sprintf(`exec ssh -F /dev/null -o BatchMode=yes -o ConnectTimeout=30 -o ServerAliveInterval=5 -o ServerAliveCountMax=6 -o StrictHostKeyChecking=yes -o UserKnownHostsFile=%s -i %s root@"$1" %s`,
 		b.lab.KnownHostsPath(), b.lab.IdentityPath(), remote)
 	return []string{"sh", "-c", fmt.Sprintf(`xargs -P %d -n 1 sh -c '%s' sh < %s/hosts.txt`, b.concurrency, ssh, b.dir)}
+}
+
+// goFloor is one of the Go floors (bench/gofloor): the least an SSH tool
+// on x/crypto/ssh does on each node, concurrency at a time.
+func (b *bench) goFloor(mode string) []string {
+	return []string{b.floorBin, "-mode", mode, "-hosts", filepath.Join(b.dir, "hosts.txt"), "-identity", b.lab.IdentityPath(),
+		"-known-hosts", b.lab.KnownHostsPath(), "-batch-dir", filepath.Join(b.dir, "batch"), "-concurrency", strconv.Itoa(b.concurrency)}
 }
 
 func (b *bench) ansible(play, cfg string) []string {
@@ -565,6 +584,25 @@ func render(results []Result, concurrency int) string {
 		}
 		return p.Wall-c.Wall <= 1, fmt.Sprintf("(%.2f s vs %.2f s: %+.2f s; CPU %.2f s vs %.2f s)", p.Wall, c.Wall, p.Wall-c.Wall, p.CPU, c.CPU), true
 	})
+	for _, n := range sizesOf(results) {
+		for _, t := range []struct {
+			key, floor string
+			max        float64
+			what       string
+		}{
+			{"apply", "go-apply", 1.25, "apply from empty"},
+			{"check", "go-true", 1.05, "--check on a converged lab"},
+			{"reapply", "go-true", 1.1, "idempotent apply"},
+		} {
+			target(fmt.Sprintf("%s ≤ %.2f × %s at N = %d", t.what, t.max, t.floor, n), func() (bool, string, bool) {
+				r, f := get(n, t.key), get(n, t.floor)
+				if r == nil || f == nil {
+					return false, "", false
+				}
+				return r.Wall <= t.max*f.Wall, fmt.Sprintf("(%.2f s vs %.2f s: %.2f×; CPU %.2f s vs %.2f s)", r.Wall, f.Wall, r.Wall/f.Wall, r.CPU, f.CPU), true
+			})
+		}
+	}
 	target("≥ 100 × faster than the classic Ansible playbook at N = 20", func() (bool, string, bool) {
 		a, c := get(20, "apply"), get(20, "classic")
 		if a == nil || c == nil {
@@ -593,4 +631,15 @@ func hostDescription() string {
 		}
 	}
 	return "unknown CPU"
+}
+
+// sizesOf are the lab sizes results were taken at, in order.
+func sizesOf(results []Result) []int {
+	var sizes []int
+	for _, r := range results {
+		if !slices.Contains(sizes, r.Nodes) {
+			sizes = append(sizes, r.Nodes)
+		}
+	}
+	return sizes
 }
