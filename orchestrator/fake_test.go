@@ -24,11 +24,15 @@ type fakeKernel struct {
 	mu      sync.Mutex
 	name    string
 	routes  []kroute
-	failDst string            // a "route replace" of this destination fails like the kernel would
-	applied int               // batches received
-	closed  int               // Close calls
-	lock    []byte            // the node's lock, as a Journal keeps it
-	runs    map[string][]byte // run records by id
+	failDst string // a "route replace" of this destination fails like the kernel would
+	applied int    // batches received
+	closed  int    // Close calls
+	lock    []byte // the node's lock, as a Journal keeps it
+	// unlocked is what the last read said of the lock (Unlocked);
+	// cannotLook: reads never look (become).
+	unlocked, cannotLook bool
+	locks                int // Lock calls
+	runs                 map[string][]byte // run records by id
 	// unsynced counts the record writes and appends that were not
 	// durable, synced the ones that were.
 	unsynced, synced int
@@ -165,6 +169,7 @@ func (k *fakeKernel) Lock(_ context.Context, holder []byte) error {
 	if err := k.files(); err != nil {
 		return err
 	}
+	k.locks++
 	if k.lock != nil {
 		return &host.LockedError{Host: k.name, Holder: k.lock}
 	}
@@ -216,6 +221,12 @@ func (k *fakeKernel) countSync(durable bool) {
 
 func (k *fakeKernel) SessionSource() netip.Addr { return k.source }
 
+func (k *fakeKernel) Unlocked() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.unlocked
+}
+
 func (k *fakeKernel) WriteRun(_ context.Context, id string, record []byte, _ int, _ func([]byte) bool, durable bool) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -252,6 +263,7 @@ func (k *fakeKernel) digest() [32]byte { return fakeDigest(k.routes) }
 func (k *fakeKernel) ReadRoutes(_ context.Context, _ []route.Family) (route.Table, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.unlocked = k.lock == nil && !k.cannotLook
 	t := route.Table{Routes: make([]route.Route, len(k.routes)), Digest: k.digest(), Facts: k.facts}
 	for i := range k.routes {
 		t.Routes[i] = k.routes[i].routeValue()

@@ -48,6 +48,10 @@ type Host interface {
 	// come from, as far as routepush knows it (the jump host's with one);
 	// invalid if unknown. A batch never touches the route back to it.
 	SessionSource() netip.Addr
+	// Unlocked says whether the last ReadRoutes found no routepush lock
+	// on the node, having looked: false if there was one, or the read
+	// could not look. A run locks a node it leaves as it is only if not.
+	Unlocked() bool
 	// Probe sends count ICMP echo requests from src, an address of the
 	// node, to each of dsts at once, and says what came back for each,
 	// in dsts' order; bounded in time whatever the node does. err is a

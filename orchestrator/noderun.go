@@ -51,14 +51,23 @@ type nodeRun struct {
 	// podAddrs are the node's addresses in its own pod CIDRs, IPv4's and
 	// IPv6's, as its read found them: what the probe sends from and to.
 	podAddrs [2]netip.Addr
-	rep      *NodeReport
-	opts     *Options
+	// lockFirst: the node is locked before its read (run.read's first
+	// nodes, locked alone), not after it, and only if needed.
+	lockFirst bool
+	rep       *NodeReport
+	opts      *Options
 }
 
-// prepare is a node's part of the read phase: connect (and lock), read
-// its tables, diff them against its plan and refuse what routepush must
-// not do there; with --persist, read its routes file; and when the node
-// will change and the run journals, record the run on it.
+// prepare is a node's part of the read phase: connect, read its tables,
+// diff them against its plan and refuse what routepush must not do there;
+// with --persist, read its routes file; and when the run journals, lock
+// the node if it will change (or may be locked), and record the run on it.
+//
+// The lock is taken after the read, so that a node left as it is costs
+// one session and no SFTP: the read says whether the node has a lock
+// (Host.Unlocked). That order is safe because the batch goes only if the
+// tables are still those read (compare-before-swap); a node whose lock had
+// to be waited for, or taken over from a dead run, is read again under it.
 func (r *nodeRun) prepare(ctx context.Context) {
 	t0 := time.Now()
 	defer func() { r.rep.Duration += time.Since(t0) }()
@@ -66,12 +75,42 @@ func (r *nodeRun) prepare(ctx context.Context) {
 	if !ok {
 		return
 	}
+	have, ok := r.examine(ctx, table)
+	if !ok {
+		return
+	}
+	if r.opts.journaling() && !r.locked && r.rep.NoSFTP == nil && (r.rep.Outcome == WouldChange || !r.host.Unlocked()) {
+		waited, ok := r.takeLock(ctx)
+		if !ok {
+			return
+		}
+		if waited {
+			// Another run held the node, or a dead run's changes were
+			// undone: what was read is gone.
+			if table, ok = r.read(ctx); !ok {
+				return
+			}
+			if have, ok = r.examine(ctx, table); !ok {
+				return
+			}
+		}
+	}
+	if r.rep.Outcome == WouldChange && r.opts.journaling() && r.rep.NoSFTP == nil {
+		r.writeRecord(ctx, table, have)
+	}
+}
+
+// examine is what prepare decides from a read: preflight's findings, the
+// diff, what must be refused, the routes file's drift with --persist
+// (read here, returned as found: it goes into the run's record), and the
+// outcome, InSync or WouldChange. false: the node failed or was refused.
+func (r *nodeRun) examine(ctx context.Context, table route.Table) (persist.State, bool) {
 	if r.opts.Preflight != PreflightOff {
 		r.rep.Preflight = Preflight(r.plan, table.Routes, table.Facts)
 	}
 	r.podAddrs = [2]netip.Addr{podAddress(r.plan, table.Facts, route.IPv4), podAddress(r.plan, table.Facts, route.IPv6)}
 	if !r.diff(table) || !r.preflightAllows() {
-		return
+		return persist.State{}, false
 	}
 	// The routes file as found goes into the run's record, not into
 	// memory: a thousand nodes' files would be most of routepush's heap.
@@ -84,26 +123,24 @@ func (r *nodeRun) prepare(ctx context.Context) {
 				// file and unit travel over SFTP.
 				r.rep.NoSFTP = none
 				r.refuse(noPersistError{none})
-				return
+				return have, false
 			}
 			r.fail(err)
-			return
+			return have, false
 		}
 		r.rep.Persist = persistDrift(have, PersistFile(r.plan))
 	}
+	r.rep.Outcome = WouldChange
 	if !r.rep.Changes() {
 		r.rep.Outcome = InSync
-		return
 	}
-	r.rep.Outcome = WouldChange
-	if r.opts.journaling() && r.rep.NoSFTP == nil {
-		r.writeRecord(ctx, table, have)
-	}
+	return have, true
 }
 
-// connectAndRead connects to the node, locks it when the run journals,
-// and reads its tables. A node that cannot be connected to at all is
-// Unreachable, which fails the run only past --max-unreachable.
+// connectAndRead connects to the node, locks it first if lockFirst and
+// the run journals, and reads its tables. A node that cannot be connected
+// to at all is Unreachable, which fails the run only past
+// --max-unreachable.
 func (r *nodeRun) connectAndRead(ctx context.Context) (route.Table, bool) {
 	node := r.plan.Node()
 	h, err := r.connect(ctx, node)
@@ -116,31 +153,44 @@ func (r *nodeRun) connectAndRead(ctx context.Context) (route.Table, bool) {
 		return route.Table{}, false
 	}
 	r.host = h
-	if r.opts.journaling() {
-		// Locked before the read: no other run changes the node between
-		// this snapshot and this batch.
-		err := r.lock(ctx)
-		none, noSFTP := errors.AsType[*host.NoSFTPError](err)
-		switch {
-		case noSFTP:
-			// The node goes on without lock and record (NoSFTP says
-			// what that costs); its routes are restored from this
-			// run's snapshot, as anywhere, if the run fails.
-			r.rep.NoSFTP = none
-		case err != nil:
-			r.fail(r.opts.lockError(node.Name, err))
+	if r.lockFirst && r.opts.journaling() {
+		if _, ok := r.takeLock(ctx); !ok {
 			return route.Table{}, false
-		default:
-			r.locked = true
 		}
 	}
-	table, err := h.ReadRoutes(ctx, r.plan.Families())
+	return r.read(ctx)
+}
+
+// read reads the node's tables, the snapshot its batch is checked
+// against.
+func (r *nodeRun) read(ctx context.Context) (route.Table, bool) {
+	table, err := r.host.ReadRoutes(ctx, r.plan.Families())
 	if err != nil {
 		r.fail(err)
 		return route.Table{}, false
 	}
 	r.before = table.Digest
 	return table, true
+}
+
+// takeLock takes the node's lock (lock), or finds it has no SFTP server:
+// then the node goes on without lock and record (NoSFTP says what that
+// costs; its routes are restored from the run's snapshot, as anywhere,
+// if the run fails). waited: another run held it first. false: the node
+// failed.
+func (r *nodeRun) takeLock(ctx context.Context) (waited, ok bool) {
+	waited, err := r.lock(ctx)
+	none, noSFTP := errors.AsType[*host.NoSFTPError](err)
+	switch {
+	case noSFTP:
+		r.rep.NoSFTP = none
+	case err != nil:
+		r.fail(r.opts.lockError(r.plan.Node().Name, err))
+		return waited, false
+	default:
+		r.locked = true
+	}
+	return waited, true
 }
 
 // diff computes the node's diff and refuses the node (false) when its

@@ -106,6 +106,7 @@ func (r *run) read(ctx context.Context) bool {
 		alone := map[*nodeRun]bool{}
 		for _, n := range byName {
 			alone[n] = true
+			n.lockFirst = true
 			r.readNode(ctx, n)
 			if n.rep.Outcome == Failed {
 				log.Warn("not changing anything: a node locked alone, first, could not be locked or read", "node", n.rep.Name)

@@ -59,6 +59,7 @@ type Client struct {
 	bootKnown bool
 	planned   int  // Config.PlannedRoutes: sizes the read limits
 	preflight bool // Config.Preflight: read what preflight checks beside the tables
+	unlocked  bool // the last read looked for routepush's lock and found none (Unlocked)
 	dialer    *Dialer
 	wait      ipWait // the ip a read may leave waiting for Apply
 	// source is the address the node sees the session come from: this

@@ -38,6 +38,7 @@ const (
 // line of its own (printf "\n%s\n"), whatever came before it.
 const (
 	factsEnd     = "--- routepush: preflight read ---"
+	lockedEnd    = "--- routepush: preflight read; a lock, or not looked for ---"
 	netconfEnd   = "--- routepush: forwarding settings read ---"
 	addressesEnd = "--- routepush: addresses read ---"
 )
@@ -63,17 +64,44 @@ nft=1
 command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || nft=
 if [ -z "$nft" ] || read -r t </proc/net/ip_tables_names 2>/dev/null; then echo v4; ` + s + `iptables -S FORWARD 2>/dev/null </dev/null | head -n 1; fi
 if [ -z "$nft" ] || read -r t </proc/net/ip6_tables_names 2>/dev/null; then echo v6; ` + s + `ip6tables -S FORWARD 2>/dev/null </dev/null | head -n 1; fi
-printf "\n%s\n" "` + factsEnd + `"
 `
 }
 
+// prefixEnd ends every read's prefix with its marker, which also says
+// whether routepush's lock is absent from the node: factsEnd only where
+// the shell could look into the state directory (root's alone: the login
+// user is root) and found no lock there, else lockedEnd. It is shell
+// builtins only, no process: a run reads first, and needs the lock (and
+// so SFTP) only on a node it will change or that has a lock (Unlocked).
+// A node that lies here fools only the run about itself: a lock it hides
+// is one it could delete.
+const prefixEnd = `if [ -x ` + stateDir + ` ] && ! [ -e ` + lockPath + ` ] && ! [ -L ` + lockPath + ` ]; then printf "\n%s\n" "` + factsEnd + `"; else printf "\n%s\n" "` + lockedEnd + `"; fi
+`
+
 // readCommand is the command line of a read's ip (its words, as c.ip
-// renders them) with preflight's FORWARD read before it: a fixed script
-// run by sh -c (it holds no single quote; the login shell may not be
-// POSIX), which then execs the ip given as its arguments.
+// renders them) with its prefix before it: preflight's FORWARD read (with
+// Config.Preflight) and prefixEnd. A fixed script run by sh -c (it holds
+// no single quote; the login shell may not be POSIX), which then execs the
+// ip given as its arguments.
 func (c *Client) readCommand(ipArgs string) string {
-	return "sh -c '" + forwardScript(c.sudo) + `exec "$@"` + "' sh " + c.ip(ipArgs)
+	script := prefixEnd
+	if c.preflight {
+		script = forwardScript(c.sudo) + prefixEnd
+	}
+	return "sh -c '" + script + `exec "$@"` + "' sh " + c.ip(ipArgs)
 }
+
+// prefixed says whether a read that leaves its ip waiting for Apply runs
+// readCommand's prefix: for preflight, or to look for the lock where the
+// login user can (not through sudo, whose rules name ip alone). A
+// watcher's kept connection does not look: its rounds lock every node.
+func (c *Client) prefixed() bool { return c.preflight || (!c.sudo && c.kept == nil) }
+
+// Unlocked says whether the node's last read found no routepush lock
+// there, having looked (prefixEnd); false if it had one, or could not
+// look (become, a read without the prefix, a dual-stack read without
+// preflight).
+func (c *Client) Unlocked() bool { return c.unlocked }
 
 // scriptPrefix starts a read script (a dual-stack node, or text mode):
 // the settings and the addresses of both families, then the FORWARD
@@ -83,36 +111,40 @@ func (c *Client) scriptPrefix() string {
 printf "\n%s\n" "` + netconfEnd + `"
 "$@" -json address show 2>&1 </dev/null | head -c ` + strconv.Itoa(prefixCap) + `
 printf "\n%s\n" "` + addressesEnd + `"
-` + forwardScript(c.sudo)
+` + forwardScript(c.sudo) + prefixEnd
 	return "sh -c '" + script + "' sh " + strings.TrimSpace(c.ip("")) + "; "
 }
 
 // cutPrefix splits a read's output at the end of its prefix: what the
-// prefix printed, and the rest. ok is false when the marker is not within
-// limit.
-func cutPrefix(out []byte, limit int) (prefix, rest []byte, ok bool) {
-	mark := []byte("\n" + factsEnd + "\n")
-	i := bytes.Index(out, mark)
-	if i < 0 || i > limit {
-		return nil, out, false
+// prefix printed, and the rest; unlocked is the end's (prefixEnd). ok is
+// false when no end marker is within limit.
+func cutPrefix(out []byte, limit int) (prefix, rest []byte, unlocked, ok bool) {
+	i, mark := -1, ""
+	for _, m := range []string{factsEnd, lockedEnd} {
+		if j := bytes.Index(out, []byte("\n"+m+"\n")); j >= 0 && (i < 0 || j < i) {
+			i, mark = j, m
+		}
 	}
-	return out[:i+1], out[i+len(mark):], true
+	if i < 0 || i > limit {
+		return nil, out, false, false
+	}
+	return out[:i+1], out[i+len(mark)+2:], mark == factsEnd, true
 }
 
 // readPrefix reads what a streaming read's prefix printed, up to its end
 // marker, at most factsLimit. Call it inside c.bounded.
-func (c *Client) readPrefix(p *pendingIP) ([]byte, error) {
+func (c *Client) readPrefix(p *pendingIP) (prefix []byte, unlocked bool, err error) {
 	var out []byte
 	for {
 		line, err := readLineAtMost(p.stdout, factsLimit)
 		if errors.Is(err, errOverLimit) || len(out)+len(line) > factsLimit {
-			return nil, c.tooMuch("nft -j list chains: output", factsLimit, "a node's FORWARD chains, which it cuts at "+strconv.Itoa(prefixCap)+" bytes itself")
+			return nil, false, c.tooMuch("nft -j list chains: output", factsLimit, "a node's FORWARD chains, which it cuts at "+strconv.Itoa(prefixCap)+" bytes itself")
 		}
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
-		if string(line) == factsEnd+"\n" {
-			return out, nil
+		if l := string(line); l == factsEnd+"\n" || l == lockedEnd+"\n" {
+			return out, l == factsEnd+"\n", nil
 		}
 		out = append(out, line...)
 	}

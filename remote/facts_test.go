@@ -75,14 +75,14 @@ func TestForwardScriptRuns(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		cmd := exec.Command("sh", "-c", forwardScript(false)+"cat", "sh")
+		cmd := exec.Command("sh", "-c", forwardScript(false)+prefixEnd+"cat", "sh")
 		cmd.Env = []string{"PATH=" + dir + ":/usr/bin:/bin"}
 		cmd.Stdin = strings.NewReader("route show table main\n")
 		out, err := cmd.Output()
 		if err != nil {
 			t.Fatalf("%v: %s", err, out)
 		}
-		prefix, rest, ok := cutPrefix(out, factsLimit)
+		prefix, rest, _, ok := cutPrefix(out, factsLimit)
 		if !ok || string(rest) != "route show table main\n" {
 			t.Fatalf("marker or stdin lost: %q", out)
 		}
@@ -99,11 +99,11 @@ func TestForwardScriptRuns(t *testing.T) {
 // a script sh -c can hold; its marker ends it only on a line of its own.
 func TestReadCommandIsFixed(t *testing.T) {
 	t.Parallel()
-	plain := (&Client{}).readCommand("-4 -d -N -json -batch -")
+	plain := (&Client{preflight: true}).readCommand("-4 -d -N -json -batch -")
 	if !strings.HasPrefix(plain, "sh -c 'nft -j list chains 2>&1 </dev/null | head -c ") || !strings.Contains(plain, "echo v4; iptables -S FORWARD 2>/dev/null </dev/null | head -n 1;") || !strings.HasSuffix(plain, `exec "$@"' sh ip -4 -d -N -json -batch -`) {
 		t.Errorf("without become: %s", plain)
 	}
-	become := (&Client{sudo: true, ipCmd: "/usr/local/sbin/ip"})
+	become := (&Client{sudo: true, preflight: true, ipCmd: "/usr/local/sbin/ip"})
 	for _, cmd := range []string{become.readCommand("-4 -d -N -json -batch -"), become.scriptPrefix()} {
 		if strings.Count(cmd, "'") != 2 {
 			t.Errorf("the script holds a single quote: %s", cmd)
@@ -117,11 +117,14 @@ func TestReadCommandIsFixed(t *testing.T) {
 	if !strings.Contains(become.scriptPrefix(), `"$@" -json netconf show`) || !strings.HasSuffix(become.scriptPrefix(), "' sh sudo -n /usr/local/sbin/ip; ") {
 		t.Errorf("script prefix: %s", become.scriptPrefix())
 	}
-	if _, _, ok := cutPrefix([]byte(`{"x": 1} `+factsEnd+"\n[]\n"), factsLimit); ok {
+	if _, _, _, ok := cutPrefix([]byte(`{"x": 1} `+factsEnd+"\n[]\n"), factsLimit); ok {
 		t.Errorf("a marker inside a line was taken for the end")
 	}
-	if p, rest, ok := cutPrefix([]byte("x\n\n"+factsEnd+"\n[]\n"), factsLimit); !ok || string(p) != "x\n\n" || string(rest) != "[]\n" {
-		t.Errorf("cutPrefix: %q %q %v", p, rest, ok)
+	if p, rest, unlocked, ok := cutPrefix([]byte("x\n\n"+factsEnd+"\n[]\n"), factsLimit); !ok || !unlocked || string(p) != "x\n\n" || string(rest) != "[]\n" {
+		t.Errorf("cutPrefix: %q %q %v %v", p, rest, unlocked, ok)
+	}
+	if p, rest, unlocked, ok := cutPrefix([]byte("x\n\n"+lockedEnd+"\n[]\n"), factsLimit); !ok || unlocked || string(p) != "x\n\n" || string(rest) != "[]\n" {
+		t.Errorf("cutPrefix, a lock: %q %q %v %v", p, rest, unlocked, ok)
 	}
 }
 

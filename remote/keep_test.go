@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/pem"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -48,6 +49,9 @@ type keepSSHD struct {
 	mu         sync.Mutex
 	serverCs   []*ssh.ServerConn
 }
+
+// lockLookOnly is a read's command line before its ip, without preflight.
+const lockLookOnly = "sh -c '" + prefixEnd + `exec "$@"' sh `
 
 // startKeepSSHD starts the server and returns a Config that reaches it,
 // keeping keep connections.
@@ -131,6 +135,13 @@ func (s *keepSSHD) serveConn(nc net.Conn, cfg *ssh.ServerConfig) {
 					var m struct{ Command string }
 					_ = ssh.Unmarshal(req.Payload, &m)
 					_ = req.Reply(true, nil)
+					if rest, ok := strings.CutPrefix(m.Command, lockLookOnly); ok {
+						// A read's prefix without preflight: the
+						// server says it has a lock, or could not
+						// look, and runs the ip that follows.
+						_, _ = io.WriteString(ch, "\n"+lockedEnd+"\n")
+						m.Command = rest
+					}
 					switch {
 					case s.exec != nil && s.exec(m.Command, ch):
 					case m.Command == lockProbeCommand:

@@ -91,6 +91,7 @@ func (c *Client) ip(args string) string {
 //
 // With Config.Preflight it also reads what preflight checks (facts.go).
 func (c *Client) ReadRoutes(ctx context.Context, fams []route.Family) (route.Table, error) {
+	c.unlocked = false
 	t, err := c.readTables(ctx, fams)
 	if err == nil && c.preflight && t.Facts == nil {
 		// A read that brought none (a watcher's kept ip at rest shows no

@@ -45,12 +45,13 @@ func (c *Client) readScripted(ctx context.Context, fams []route.Family) (route.T
 	if !c.preflight {
 		return c.parseTables(out, fams)
 	}
-	prefix, out, ok := cutPrefix(out, 3*factsLimit)
+	prefix, out, unlocked, ok := cutPrefix(out, 3*factsLimit)
 	if !ok {
 		return route.Table{}, fmt.Errorf("%s: %s: output cut short", c.name, label)
 	}
 	t, err := c.parseTables(out, fams)
 	if err == nil {
+		c.unlocked = unlocked
 		t.Facts = scriptFacts(prefix)
 		if c.textMode {
 			// An iproute2 without -json printed no settings it could

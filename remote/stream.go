@@ -43,7 +43,7 @@ func (c *Client) readJSONFacts(ctx context.Context, fam route.Family) (route.Tab
 	n := len(c.tables())
 	out, stderr, err := c.run(ctx, c.ip("route show table main"), c.readCommand(batchArgs[fam]), strings.NewReader(c.showLines()+factLines),
 		c.tableLimit()*int64(n)+factsLimit*int64(1+strings.Count(factLines, "\n")), c.tableWhy()+" and what preflight reads")
-	prefix, out, ok := cutPrefix(out, factsLimit)
+	prefix, out, unlocked, ok := cutPrefix(out, factsLimit)
 	if !ok {
 		if err != nil {
 			return route.Table{}, err
@@ -72,6 +72,7 @@ func (c *Client) readJSONFacts(ctx context.Context, fam route.Family) (route.Tab
 		}
 	}
 	t.Facts = readFacts(prefix, facts, ended, string(stderr))
+	c.unlocked = unlocked
 	return t, nil
 }
 
@@ -111,7 +112,7 @@ func (c *Client) showRest(ctx context.Context, p *pendingIP, fam route.Family) (
 // keepable if it may outlive its Client (a kept connection's, without
 // -force: a -force ip is never kept, and carries on past what it refuses).
 //
-// With prefixed, preflight's FORWARD read runs first in the same session
+// With prefixed, the read's prefix runs first in the same session
 // (readCommand; p.prefixed: show reads what it printed).
 func (c *Client) startIP(ctx context.Context, label, args string, fam route.Family, keepable, prefixed bool) (*pendingIP, error) {
 	cmd := c.ip(args)
@@ -136,7 +137,7 @@ func (c *Client) startIP(ctx context.Context, label, args string, fam route.Fami
 // and reads the table it prints, leaving it waiting for the batch.
 func (c *Client) startPending(ctx context.Context, fam route.Family) (route.Table, error) {
 	label := c.ip("route show table main")
-	p, err := c.startIP(ctx, label, batchArgs[fam], fam, true, c.preflight)
+	p, err := c.startIP(ctx, label, batchArgs[fam], fam, true, c.prefixed())
 	if err != nil {
 		return route.Table{}, err
 	}
@@ -175,14 +176,14 @@ func (c *Client) show(ctx context.Context, p *pendingIP, label string, links, fa
 	var out, prefix []byte
 	var renamed error
 	var factOut [][]byte
-	var factsEnded bool
+	var factsEnded, unlocked, looked bool
 	err := c.bounded(ctx, label, p.sess.Close, func() error {
 		if p.prefixed {
 			var err error
-			if prefix, err = c.readPrefix(p); err != nil {
+			if prefix, unlocked, err = c.readPrefix(p); err != nil {
 				return err
 			}
-			p.prefixed = false
+			p.prefixed, looked = false, true
 		}
 		lines := c.showLines()
 		if links {
@@ -225,6 +226,9 @@ func (c *Client) show(ctx context.Context, p *pendingIP, label string, links, fa
 		}
 		return nil
 	})
+	if err == nil && looked {
+		c.unlocked = unlocked
+	}
 	if err == nil && !facts {
 		return out, nil, renamed
 	}

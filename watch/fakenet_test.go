@@ -125,6 +125,9 @@ func (k *fakeNode) Apply(_ context.Context, batch []byte, _ bool, _ []route.Fami
 }
 
 func (k *fakeNode) SessionSource() netip.Addr { return netip.Addr{} }
+
+// Unlocked: the fake's reads never look for a lock.
+func (k *fakeNode) Unlocked() bool { return false }
 func (k *fakeNode) Probe(context.Context, netip.Addr, []netip.Addr, int) ([]host.ProbeResult, error) {
 	return nil, fmt.Errorf("%s: watch does not probe", k.name)
 }
