@@ -43,8 +43,11 @@ type Result struct {
 	CPU       float64   `json:"cpu_s"`  // user+system of the median run, children included
 	MaxRSSKB  int64     `json:"max_rss_kb"`
 	Ratio     float64   `json:"ratio_to_routepush_apply"`
-	Found     int       `json:"routes_found"`
-	Expected  int       `json:"routes_expected"`
+	// FloorRatio is a routepush run's wall over its Go floor's (floorOf).
+	FloorRatio float64 `json:"ratio_to_go_floor,omitempty"`
+	Commit     string  `json:"commit"`
+	Found      int     `json:"routes_found"`
+	Expected   int     `json:"routes_expected"`
 	// The scale sequence's (scale.go): routes that should not be there,
 	// the whole machine's CPU time (nodes included) and how far its
 	// available memory fell during the run.
@@ -92,6 +95,7 @@ type bench struct {
 	dir          string // the bench's files in the lab folder
 	routepushBin string
 	floorBin     string // bench/gofloor, built by run
+	commit       string // commitOf
 	concurrency  int
 	out          string // the results folder: the watcher's logs go there too
 }
@@ -217,7 +221,7 @@ func runSize(ctx context.Context, n, concurrency int, bin, floorBin, out, only s
 	}
 	defer l.Down()
 	fmt.Fprintf(os.Stderr, "   lab of %d nodes up in %s\n", labNodes, time.Since(started).Round(time.Second))
-	b := &bench{lab: l, dir: filepath.Join(l.Dir, "bench"), routepushBin: bin, floorBin: floorBin, concurrency: concurrency, out: out}
+	b := &bench{lab: l, dir: filepath.Join(l.Dir, "bench"), routepushBin: bin, floorBin: floorBin, concurrency: concurrency, out: out, commit: commitOf()}
 	if err := b.writeFiles(); err != nil {
 		return nil, nil, err
 	}
@@ -242,9 +246,12 @@ func runSize(ctx context.Context, n, concurrency int, bin, floorBin, out, only s
 // contenders races every contender selected on the lab.
 func (b *bench) contenders(ctx context.Context, only string) ([]Result, error) {
 	n := len(b.lab.Nodes)
-	var results []Result
-	var applyWall float64
-	var err error
+	type raced struct {
+		c    contender
+		r    Result
+		runs []measured
+	}
+	var all []*raced
 	for _, c := range contenders {
 		if only != "" && !slices.Contains(strings.Split(only, ","), c.key) {
 			continue
@@ -252,43 +259,90 @@ func (b *bench) contenders(ctx context.Context, only string) ([]Result, error) {
 		if c.maxNodes > 0 && n > c.maxNodes {
 			continue
 		}
-		r := Result{Nodes: n, Contender: c.name, Key: c.key, Expected: n * (n - 1)}
-		var runs []measured
-		for i := 0; i < 3; i++ {
-			if err := b.prepare(ctx, c.empty); err != nil {
-				return results, err
+		all = append(all, &raced{c: c, r: Result{Nodes: n, Contender: c.name, Key: c.key, Expected: n * (n - 1), Commit: b.commit}})
+	}
+	// Round by round, every contender once a round: the ratios the
+	// targets judge compare runs minutes apart, not a contender's three
+	// runs against another's three taken while the machine was faster
+	// or slower (a VM's speed drifts by tens of percent in an hour).
+	var err error
+	for i := 0; i < 3; i++ {
+		for _, x := range all {
+			if len(x.runs) < i || (i > 0 && x.runs[0].wall >= 30) {
+				continue // median of 3 only where a run is under 30 s
 			}
-			m := b.measure(ctx, c.cmd(b))
-			runs = append(runs, m)
-			fmt.Fprintf(os.Stderr, "   %-8s run %d: %.2fs exit %d\n", c.key, i+1, m.wall, m.exit)
+			if err := b.prepare(ctx, x.c.empty); err != nil {
+				return nil, err
+			}
+			m := b.measureLab(ctx, x.c.cmd(b))
+			x.runs = append(x.runs, m)
+			fmt.Fprintf(os.Stderr, "   %-11s run %d: %.2fs exit %d\n", x.c.key, i+1, m.wall, m.exit)
 			if m.exit != 0 {
-				r.Err = fmt.Sprintf("exit %d: %s", m.exit, lastLine(m.stderr))
+				x.r.Err = fmt.Sprintf("exit %d: %s", m.exit, lastLine(m.stderr))
 			}
-			if m.wall >= 30 {
-				break // median of 3 only where a run is under 30 s
+			if x.r.Found, err = b.countRoutes(ctx); err != nil {
+				return nil, err
 			}
 		}
+	}
+	var results []Result
+	var applyWall float64
+	for _, x := range all {
+		r, runs := x.r, x.runs
 		slices.SortFunc(runs, func(a, b measured) int { return compareFloat(a.wall, b.wall) })
 		med := runs[len(runs)/2]
 		for _, m := range runs {
 			r.Runs = append(r.Runs, round(m.wall))
 		}
-		r.Wall, r.CPU, r.MaxRSSKB = round(med.wall), round(med.cpu), med.maxRSS
-		if r.Found, err = b.countRoutes(ctx); err != nil {
-			return results, err
-		}
-		if c.key == "floor" || c.key == "go-true" || strings.HasPrefix(c.key, "check") {
+		r.Wall, r.CPU, r.MaxRSSKB, r.MachineCPU = round(med.wall), round(med.cpu), med.maxRSS, round(med.machineCPU)
+		if x.c.key == "floor" || x.c.key == "go-true" || strings.HasPrefix(x.c.key, "check") {
 			r.Expected = r.Found // they change nothing: the column is not theirs
 		}
-		if c.key == "apply" {
+		if x.c.key == "apply" {
 			applyWall = r.Wall
-		}
-		if applyWall > 0 {
-			r.Ratio = round(r.Wall / applyWall)
 		}
 		results = append(results, r)
 	}
+	for i := range results {
+		if applyWall > 0 {
+			results[i].Ratio = round(results[i].Wall / applyWall)
+		}
+		if f := floorOf(results[i].Key); f != "" {
+			for _, o := range results {
+				if o.Key == f && o.Wall > 0 {
+					results[i].FloorRatio = round(results[i].Wall / o.Wall)
+				}
+			}
+		}
+	}
 	return results, nil
+}
+
+// floorOf is the Go floor a routepush contender is measured against:
+// go-apply for an apply from empty tables, go-true for the runs on a
+// converged lab (which change nothing); "" for the others.
+func floorOf(key string) string {
+	switch {
+	case key == "apply":
+		return "go-apply"
+	case key == "reapply" || strings.HasPrefix(key, "check"):
+		return "go-true"
+	}
+	return ""
+}
+
+// commitOf names the source a bench ran: the commit, "+dirty" when the
+// work tree differs from it.
+func commitOf() string {
+	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "unknown"
+	}
+	c := strings.TrimSpace(string(out))
+	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(bytes.TrimSpace(st)) > 0 {
+		c += "+dirty"
+	}
+	return c
 }
 
 func compareFloat(a, b float64) int {
@@ -511,8 +565,9 @@ func render(results []Result, concurrency int) string {
 	fmt.Fprintf(&b, "## routepush benchmark, %s\n\n", time.Now().UTC().Format("2006-01-02"))
 	fmt.Fprintf(&b, "Machine: %s, %d cores (`nproc`), Go %s. Every contender runs at most %d nodes at once; wall time is the median of 3 runs where a run is under 30 s. CPU and max RSS are the run's own and its children's (for routepush: routepush alone).\n\n",
 		hostDescription(), runtime.NumCPU(), strings.TrimPrefix(runtime.Version(), "go"), concurrency)
-	b.WriteString("| nodes | contender | wall (s) | runs (s) | CPU (s) | max RSS (MB) | × routepush apply | routes correct |\n")
-	b.WriteString("| ---: | --- | ---: | --- | ---: | ---: | ---: | --- |\n")
+	b.WriteString("Machine CPU is every core's over the run: the nodes' sshd, shells and ip included (they share the machine). × Go floor is a routepush run's wall over go-apply's (apply from empty) or go-true's (runs on a converged lab), taken in the same rounds: each round runs every contender once.\n\n")
+	b.WriteString("| nodes | contender | wall (s) | runs (s) | CPU (s) | machine CPU (s) | max RSS (MB) | × routepush apply | × Go floor | routes correct | commit |\n")
+	b.WriteString("| ---: | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |\n")
 	for _, r := range results {
 		if r.Scale {
 			continue // renderScale's
@@ -525,8 +580,12 @@ func render(results []Result, concurrency int) string {
 		if r.Err != "" {
 			correct += " (" + r.Err + ")"
 		}
-		fmt.Fprintf(&b, "| %d | %s | %.2f | %s | %.2f | %.1f | %.2f | %s |\n", r.Nodes, r.Contender, r.Wall, strings.Join(runs, ", "),
-			r.CPU, float64(r.MaxRSSKB)/1024, r.Ratio, correct)
+		floor := ""
+		if r.FloorRatio > 0 {
+			floor = fmt.Sprintf("%.2f", r.FloorRatio)
+		}
+		fmt.Fprintf(&b, "| %d | %s | %.2f | %s | %.2f | %.1f | %.1f | %.2f | %s | %s | %s |\n", r.Nodes, r.Contender, r.Wall, strings.Join(runs, ", "),
+			r.CPU, r.MachineCPU, float64(r.MaxRSSKB)/1024, r.Ratio, floor, correct, r.Commit)
 	}
 	b.WriteString("\n### Targets\n\n")
 	get := func(n int, key string) *Result {

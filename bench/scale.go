@@ -125,7 +125,7 @@ func (b *bench) scale(ctx context.Context) ([]Result, error) {
 		if err := inventory(cluster); err != nil {
 			return results, err
 		}
-		r := Result{Nodes: n, Contender: step.name, Key: step.key, Scale: true}
+		r := Result{Nodes: n, Contender: step.name, Key: step.key, Scale: true, Commit: b.commit}
 		var runs []measured
 		for i := 0; i < 3; i++ {
 			sctx, cancel := context.WithTimeout(ctx, stepTimeout)
