@@ -31,7 +31,7 @@ type fakeKernel struct {
 	// unlocked is what the last read said of the lock (Unlocked);
 	// cannotLook: reads never look (become).
 	unlocked, cannotLook bool
-	locks                int // Lock calls
+	locks                int               // Lock calls
 	runs                 map[string][]byte // run records by id
 	// unsynced counts the record writes and appends that were not
 	// durable, synced the ones that were.
