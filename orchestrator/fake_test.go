@@ -440,8 +440,6 @@ func (c *fakeCluster) digests() map[string][32]byte {
 	return m
 }
 
-func (k *fakeKernel) CloseFilesUntilNeeded() {}
-
 func (k *fakeKernel) Runs(context.Context) ([]string, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()

@@ -40,11 +40,6 @@ type Journal interface {
 	// nothing once the node has restarted, whatever its record says (a
 	// record is not synced to disk then, and a crash may cut it short).
 	BootID(ctx context.Context) (string, error)
-	// CloseFilesUntilNeeded closes what the journal keeps open until it is needed
-	// again: a run holds every node's connection from its read to its
-	// apply, and an idle SFTP session per node would be a good part of
-	// routepush's memory on a large cluster.
-	CloseFilesUntilNeeded()
 }
 
 // RunState is how far a run got on a node.

@@ -93,12 +93,6 @@ type Options struct {
 	// settled and released (from that node's goroutine), so the caller
 	// need not wait for the run's slowest node to act on the others.
 	NodeDone func(NodeReport)
-	// idleJournals: nodes wait for others between their read and their
-	// apply (more of them than Concurrency), so each closes what its
-	// journal keeps open meanwhile (Journal.CloseFilesUntilNeeded). Otherwise that
-	// stays open: opening it again is most of what the journal costs a
-	// small cluster.
-	idleJournals bool
 	// Persist installs each node's routes to be replayed at boot once
 	// they verify (Persister); with Check, reports where that differs.
 	Persist bool

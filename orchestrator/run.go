@@ -79,7 +79,6 @@ func newRun(plan *Plan, connect Connector, opts Options) *run {
 		}
 		r.active = append(r.active, r.nodes[i])
 	}
-	r.opts.idleJournals = len(r.active) > opts.Concurrency && !opts.Independent
 	return r
 }
 
@@ -247,11 +246,8 @@ func (r *run) applyNode(ctx context.Context, n *nodeRun, stop *atomic.Bool) {
 		return
 	}
 	pr.end(n.rep.Name, stepVerified)
-	switch { // until the run's outcome is final
-	case n.unkept:
+	if n.unkept { // until the run's outcome is final
 		n.park()
-	case r.opts.idleJournals:
-		n.host.CloseFilesUntilNeeded()
 	}
 }
 

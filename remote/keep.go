@@ -28,9 +28,7 @@ import (
 // ip (waiting.go), and the node's next Dial (its next round) gets a new
 // Client on them: the login, the sftp-server start and the ip session
 // and process are saved; every lock, record and file operation is each
-// Client's own, as before. On a kept connection CloseFilesUntilNeeded
-// keeps the SFTP session (it stays open between rounds anyway, so
-// closing it saves no memory). One-shot runs keep nothing: Close closes,
+// Client's own, as before. One-shot runs keep nothing: Close closes,
 // as it always did.
 //
 // A kept connection is never trusted blindly:

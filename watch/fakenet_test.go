@@ -161,7 +161,6 @@ func (k *fakeNode) AppendRun(_ context.Context, id string, line []byte, _ bool) 
 	k.runs[id] = append(k.runs[id], line...)
 	return nil
 }
-func (k *fakeNode) CloseFilesUntilNeeded()                 {}
 func (k *fakeNode) BootID(context.Context) (string, error) { return "", nil }
 func (k *fakeNode) ReadPersisted(context.Context) (persist.State, error) {
 	return persist.State{}, nil
