@@ -57,6 +57,11 @@ type fakeKernel struct {
 	// beforeApply, when set, runs as a batch arrives, before anything is
 	// compared: someone else changing the table between read and batch.
 	beforeApply func(k *fakeKernel)
+	// beforeLock runs as a Lock arrives (outside k.mu): someone else
+	// between the read and the lock. failReadOn fails that ReadRoutes
+	// call (1-based); reads counts them.
+	beforeLock        func(k *fakeKernel)
+	failReadOn, reads int
 	// noSFTP: the node has no SFTP server: every file operation (lock,
 	// records, boot id, routes file) fails with a *host.NoSFTPError;
 	// fileOps counts them all the same.
@@ -164,6 +169,9 @@ func (k *fakeKernel) RestorePersisted(_ context.Context, prev persist.State) err
 }
 
 func (k *fakeKernel) Lock(_ context.Context, holder []byte) error {
+	if k.beforeLock != nil {
+		k.beforeLock(k)
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if err := k.files(); err != nil {
@@ -263,6 +271,10 @@ func (k *fakeKernel) digest() [32]byte { return fakeDigest(k.routes) }
 func (k *fakeKernel) ReadRoutes(_ context.Context, _ []route.Family) (route.Table, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.reads++
+	if k.failReadOn > 0 && k.reads == k.failReadOn {
+		return route.Table{}, fmt.Errorf("%s: read: connection lost", k.name)
+	}
 	k.unlocked = k.lock == nil && !k.cannotLook
 	t := route.Table{Routes: make([]route.Route, len(k.routes)), Digest: k.digest(), Facts: k.facts}
 	for i := range k.routes {

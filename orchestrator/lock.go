@@ -19,15 +19,15 @@ func (h Holder) lockText() []byte {
 
 // lock takes the node's lock, waiting up to WaitLock while another run
 // holds it; a holder that Options.TakeOver says is gone is taken over
-// once. waited says another run held it at first.
-func (r *nodeRun) lock(ctx context.Context) (waited bool, err error) {
+// once.
+func (r *nodeRun) lock(ctx context.Context) error {
 	deadline := time.Now().Add(r.opts.WaitLock)
 	triedTakeOver := false
-	for try := 0; ; try++ {
+	for {
 		err := r.host.Lock(ctx, r.opts.Holder.lockText())
 		var held *host.LockedError
 		if err == nil || !errors.As(err, &held) {
-			return try > 0, err
+			return err
 		}
 		if !triedTakeOver && r.opts.TakeOver != nil {
 			triedTakeOver = true
@@ -36,11 +36,11 @@ func (r *nodeRun) lock(ctx context.Context) (waited bool, err error) {
 			}
 		}
 		if time.Now().After(deadline) {
-			return true, err
+			return err
 		}
 		select {
 		case <-ctx.Done():
-			return true, err
+			return err
 		case <-time.After(min(500*time.Millisecond, time.Until(deadline)+time.Millisecond)):
 		}
 	}

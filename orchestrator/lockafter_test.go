@@ -2,7 +2,9 @@ package orchestrator
 
 import (
 	"context"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -110,5 +112,111 @@ func TestLockWaitedForRereadsTheNode(t *testing.T) {
 	}
 	if k.lock != nil {
 		t.Errorf("node-2's lock left: %q", k.lock)
+	}
+}
+
+// Between a node's read and its lock, another run (whose lock the read
+// saw, or which took it after the read) adds a route this run plans and
+// releases the node before this run's first try: the lock is taken at
+// once, and the node is read again under it all the same. So the run
+// changes it (not refused as changed since its read), and its record,
+// made from the node as locked, is one whose rollback after a kill -9
+// before the batch leaves the other run's route alone.
+func staleBetweenReadAndLock(t *testing.T, lockedAtRead bool) {
+	t.Parallel()
+	nodes := labNodes(3)
+	c := newFakeCluster(nodes)
+	other := Holder{RunID: "20261126T101010.000Z-abcdef", Host: "elsewhere", PID: 7}
+	k := c.kernels["node-2"]
+	if lockedAtRead {
+		k.lock = other.lockText()
+	}
+	var once sync.Once
+	k.beforeLock = func(k *fakeKernel) {
+		once.Do(func() {
+			k.mu.Lock()
+			k.seed(t, "100.64.0.0/24 via 198.18.0.10 dev eth0 proto 114 scope global")
+			k.lock = nil
+			k.mu.Unlock()
+		})
+	}
+	opts := journaled()
+	var record []byte // as the batch arrives: what a kill -9 then leaves
+	reads := 0        // reads before it
+	k.beforeApply = func(k *fakeKernel) {
+		if record == nil {
+			record, reads = slices.Clone(k.runs[opts.Holder.RunID]), k.reads
+		}
+	}
+	rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), c.connect, opts)
+	n := rep.Nodes[2]
+	if rep.Failed() || n.Outcome != Changed || n.Diff.Add.Len() != 1 || reads != 2 {
+		t.Fatalf("node-2: %s, %d added, read %d times before its batch, %v; want changed, 1 added, read twice", n.Outcome, n.Diff.Add.Len(), reads, rep.Errors())
+	}
+	has := func() bool {
+		return slices.ContainsFunc(k.routes, func(r kroute) bool { return r.dst.String() == "100.64.0.0/24" })
+	}
+	// A kill -9 just before node-2's batch: its record says applying,
+	// the lock is the run's; `routepush rollback --run` follows.
+	k.routes = slices.DeleteFunc(k.routes, func(r kroute) bool { return r.dst.String() != "100.64.0.0/24" })
+	k.runs[opts.Holder.RunID] = record
+	k.lock = opts.Holder.lockText()
+	self := Holder{RunID: NewRunID(time.Now().Add(time.Second)), Host: "bastion", PID: 2, Started: time.Now()}
+	if _, err := Restore(context.Background(), nodes[2:], c.restoreConnect, RestoreOptions{Holder: self, RunID: opts.Holder.RunID}); err != nil {
+		t.Fatal(err)
+	}
+	if !has() {
+		t.Errorf("the rollback of a run that never sent node-2 its batch deleted the other run's route")
+	}
+}
+
+func TestLockReleasedBeforeTheFirstTryRereads(t *testing.T) { staleBetweenReadAndLock(t, true) }
+func TestChangedBetweenReadAndLockRereads(t *testing.T)     { staleBetweenReadAndLock(t, false) }
+
+// The read under the lock fails: the node fails, and its lock is
+// released.
+func TestRereadFailingReleasesTheLock(t *testing.T) {
+	t.Parallel()
+	nodes := labNodes(3)
+	c := newFakeCluster(nodes)
+	k := c.kernels["node-2"]
+	k.failReadOn = 2
+	rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), c.connect, journaled())
+	if n := rep.Nodes[2]; n.Outcome != Failed || !strings.Contains(n.Err.Error(), "connection lost") {
+		t.Errorf("node-2: %s, %v; want failed, its read under the lock lost", n.Outcome, n.Err)
+	}
+	for _, kk := range c.kernels {
+		if kk.lock != nil || kk.applied != 0 {
+			t.Errorf("%s: lock left %q, %d batches", kk.name, kk.lock, kk.applied)
+		}
+	}
+}
+
+// Ctrl-C while a node read first waits for another run's lock: the run
+// ends at once, sends nothing, leaves no lock of its own and the other
+// run's as it was.
+func TestInterruptWhileWaitingForALockAfterTheRead(t *testing.T) {
+	t.Parallel()
+	nodes := labNodes(3)
+	c := newFakeCluster(nodes)
+	other := Holder{RunID: "20261126T101010.000Z-abcdef", Host: "elsewhere", PID: 7}
+	c.kernels["node-2"].lock = other.lockText()
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	opts := journaled()
+	opts.WaitLock = time.Minute
+	t0 := time.Now()
+	Run(ctx, NewPlan(nodes, DefaultProtocol), c.connect, opts)
+	if d := time.Since(t0); d > 10*time.Second {
+		t.Errorf("the run took %s after the interrupt", d)
+	}
+	for _, kk := range c.kernels {
+		want := []byte(nil)
+		if kk.name == "node-2" {
+			want = other.lockText()
+		}
+		if string(kk.lock) != string(want) || kk.applied != 0 {
+			t.Errorf("%s: lock %q, %d batches", kk.name, kk.lock, kk.applied)
+		}
 	}
 }

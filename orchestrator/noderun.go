@@ -51,8 +51,11 @@ type nodeRun struct {
 	// podAddrs are the node's addresses in its own pod CIDRs, IPv4's and
 	// IPv6's, as its read found them: what the probe sends from and to.
 	podAddrs [2]netip.Addr
-	// lockFirst: the node is locked before its read (run.read's first
-	// nodes, locked alone), not after it, and only if needed.
+	// lockFirst: the node is locked before its read, not after it and
+	// only if needed: run.read's first nodes, locked alone; with
+	// --persist, whose routes file is read over SFTP anyway and must be
+	// read under the lock; and a watcher's rounds (TakeOver, Independent),
+	// which take dead runs' locks over before deciding anything.
 	lockFirst bool
 	rep       *NodeReport
 	opts      *Options
@@ -63,11 +66,14 @@ type nodeRun struct {
 // with --persist, read its routes file; and when the run journals, lock
 // the node if it will change (or may be locked), and record the run on it.
 //
-// The lock is taken after the read, so that a node left as it is costs
-// one session and no SFTP: the read says whether the node has a lock
-// (Host.Unlocked). That order is safe because the batch goes only if the
-// tables are still those read (compare-before-swap); a node whose lock had
-// to be waited for, or taken over from a dead run, is read again under it.
+// Unless lockFirst, the lock is taken after the read, so that a node left
+// as it is costs one session and no SFTP: the read says whether the node
+// has a lock (Host.Unlocked). A node locked after its read is read again
+// under the lock (through the ip the first read left waiting: one round
+// trip), and everything decided from the read is decided again: another
+// run may have changed the node between the read and the lock, and the
+// run's record, whose undo lines a rollback sends without comparing,
+// must be made from the node as it is locked.
 func (r *nodeRun) prepare(ctx context.Context) {
 	t0 := time.Now()
 	defer func() { r.rep.Duration += time.Since(t0) }()
@@ -80,16 +86,15 @@ func (r *nodeRun) prepare(ctx context.Context) {
 		return
 	}
 	if r.opts.journaling() && !r.locked && r.rep.NoSFTP == nil && (r.rep.Outcome == WouldChange || !r.host.Unlocked()) {
-		waited, ok := r.takeLock(ctx)
-		if !ok {
+		if !r.takeLock(ctx) {
 			return
 		}
-		if waited {
-			// Another run held the node, or a dead run's changes were
-			// undone: what was read is gone.
+		if r.locked {
+			facts := table.Facts // preflight's, from the first read
 			if table, ok = r.read(ctx); !ok {
 				return
 			}
+			table.Facts = facts
 			if have, ok = r.examine(ctx, table); !ok {
 				return
 			}
@@ -153,10 +158,8 @@ func (r *nodeRun) connectAndRead(ctx context.Context) (route.Table, bool) {
 		return route.Table{}, false
 	}
 	r.host = h
-	if r.lockFirst && r.opts.journaling() {
-		if _, ok := r.takeLock(ctx); !ok {
-			return route.Table{}, false
-		}
+	if r.lockFirst && r.opts.journaling() && !r.takeLock(ctx) {
+		return route.Table{}, false
 	}
 	return r.read(ctx)
 }
@@ -176,21 +179,20 @@ func (r *nodeRun) read(ctx context.Context) (route.Table, bool) {
 // takeLock takes the node's lock (lock), or finds it has no SFTP server:
 // then the node goes on without lock and record (NoSFTP says what that
 // costs; its routes are restored from the run's snapshot, as anywhere,
-// if the run fails). waited: another run held it first. false: the node
-// failed.
-func (r *nodeRun) takeLock(ctx context.Context) (waited, ok bool) {
-	waited, err := r.lock(ctx)
+// if the run fails). false: the node failed.
+func (r *nodeRun) takeLock(ctx context.Context) bool {
+	err := r.lock(ctx)
 	none, noSFTP := errors.AsType[*host.NoSFTPError](err)
 	switch {
 	case noSFTP:
 		r.rep.NoSFTP = none
 	case err != nil:
 		r.fail(r.opts.lockError(r.plan.Node().Name, err))
-		return waited, false
+		return false
 	default:
 		r.locked = true
 	}
-	return waited, true
+	return true
 }
 
 // diff computes the node's diff and refuses the node (false) when its

@@ -72,7 +72,8 @@ func newRun(plan *Plan, connect Connector, opts Options) *run {
 	// most of routepush's memory. Rolling a node back connects again.
 	for i := range r.nodes {
 		r.rep.Nodes[i] = NodeReport{Name: plan.Nodes[i].Name, Outcome: Skipped}
-		r.nodes[i] = &nodeRun{plan: plan.Host(i), rep: &r.rep.Nodes[i], opts: &r.opts, connect: connect}
+		r.nodes[i] = &nodeRun{plan: plan.Host(i), rep: &r.rep.Nodes[i], opts: &r.opts, connect: connect,
+			lockFirst: opts.Persist || opts.TakeOver != nil || opts.Independent}
 		if opts.Limit != nil && !opts.Limit(plan.Nodes[i].Name) {
 			r.rep.Nodes[i].Outcome = Excluded
 			continue

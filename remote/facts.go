@@ -93,8 +93,9 @@ func (c *Client) readCommand(ipArgs string) string {
 
 // prefixed says whether a read that leaves its ip waiting for Apply runs
 // readCommand's prefix: for preflight, or to look for the lock where the
-// login user can (not through sudo, whose rules name ip alone). A
-// watcher's kept connection does not look: its rounds lock every node.
+// login user can (not through sudo, whose rules name ip alone). Without
+// preflight a watcher's kept connection does not look (its rounds lock
+// every node first anyway).
 func (c *Client) prefixed() bool { return c.preflight || (!c.sudo && c.kept == nil) }
 
 // Unlocked says whether the node's last read found no routepush lock

@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"errors"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -223,5 +224,45 @@ func TestProbeScriptQuotes(t *testing.T) {
 	t.Parallel()
 	if strings.Contains(probeScript, "'") {
 		t.Errorf("probeScript holds a single quote:\n%s", probeScript)
+	}
+}
+
+// prefixEnd says "unlocked" only where the shell could look into the
+// state directory and found no lock there: a lock, a dangling symlink
+// in its place, or no directory at all (routepush makes it with its
+// first lock) each say "a lock, or not looked for".
+func TestPrefixEndLooksForTheLock(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		setup    func(dir string) error
+		unlocked bool
+	}{
+		"no lock": {func(dir string) error { return os.Mkdir(dir, 0o700) }, true},
+		"a lock": {func(dir string) error {
+			return errors.Join(os.Mkdir(dir, 0o700), os.WriteFile(filepath.Join(dir, "lock"), []byte("{}\n"), 0o600))
+		}, false},
+		"an empty lock": {func(dir string) error {
+			return errors.Join(os.Mkdir(dir, 0o700), os.WriteFile(filepath.Join(dir, "lock"), nil, 0o600))
+		}, false},
+		"a dangling link": {func(dir string) error {
+			return errors.Join(os.Mkdir(dir, 0o700), os.Symlink("/nonexistent", filepath.Join(dir, "lock")))
+		}, false},
+		"no state dir yet": {func(string) error { return nil }, false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "routepush")
+			if err := tc.setup(dir); err != nil {
+				t.Fatal(err)
+			}
+			script := strings.ReplaceAll(prefixEnd, stateDir, dir)
+			out, err := exec.Command("sh", "-c", script+`exec cat`).Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _, unlocked, ok := cutPrefix(out, factsLimit)
+			if !ok || unlocked != tc.unlocked {
+				t.Errorf("%q: unlocked %v (marker found %v), want %v", out, unlocked, ok, tc.unlocked)
+			}
+		})
 	}
 }

@@ -135,7 +135,15 @@ func (c *Client) sftpPath() string {
 // connection closed under them.
 func (c *Client) openFiles(ctx context.Context) (*sftp.Client, error) {
 	if c.sftp != nil {
-		return c.sftp, nil
+		select {
+		case <-c.sftpEnded:
+			// It ended under the run, which keeps it open from the lock
+			// to the settle (sshd's ChannelTimeout, sftp-server killed):
+			// what is left goes through a new one.
+			c.closeFiles()
+		default:
+			return c.sftp, nil
+		}
 	}
 	if c.noSFTP != nil {
 		return nil, c.noSFTP // known for this connection: asked once

@@ -17,6 +17,9 @@ import (
 // readJSON reads a family's table through `ip -json -batch -`: left
 // running for Apply the first time when the run will apply, else in one go.
 func (c *Client) readJSON(ctx context.Context, fam route.Family) (route.Table, error) {
+	if p := c.wait.ip; c.wait.state == waiting && p.fam == fam {
+		return c.showAgain(ctx, p, fam)
+	}
 	if c.wait.wantNext() {
 		if p := c.wait.takeRest(fam); p != nil {
 			if t, err, done := c.showRest(ctx, p, fam); done {
@@ -73,6 +76,26 @@ func (c *Client) readJSONFacts(ctx context.Context, fam route.Family) (route.Tab
 	}
 	t.Facts = readFacts(prefix, facts, ended, string(stderr))
 	c.unlocked = unlocked
+	return t, nil
+}
+
+// showAgain reads the tables once more through the ip a read left
+// waiting, and leaves it waiting: a read under the lock taken after the
+// first costs one round trip, no session and no process. It brings no
+// facts: preflight's come from the first read. On failure the ip is gone,
+// as after any failed show.
+func (c *Client) showAgain(ctx context.Context, p *pendingIP, fam route.Family) (route.Table, error) {
+	c.wait.take()
+	line, _, err := c.show(ctx, p, c.ip("route show table main"), false, false)
+	if err != nil {
+		return route.Table{}, err
+	}
+	t, err := c.parseJSONTable(line, fam)
+	if err != nil {
+		p.abandon()
+		return t, err
+	}
+	c.wait.hold(p)
 	return t, nil
 }
 

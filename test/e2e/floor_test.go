@@ -55,6 +55,22 @@ func TestInSyncNodesCostNoSFTP(t *testing.T) {
 		t.Errorf("after a run that changed nothing: locks %v, %d records (were %d)", locked, records(), recorded)
 	}
 
+	// node-3 lost its routes: it is locked after its read and read again
+	// under the lock through the ip its read left waiting, so the node
+	// still costs one command session (and one SFTP session).
+	ipRun(t, l.Nodes[3], "route", "flush", "proto", "114")
+	if err := os.Truncate(filepath.Join(l.Nodes[3].Dir, "sshd.log"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if res := rp(t, l, inv...); res.Code != 0 || !strings.Contains(res.Stdout, "1 changed") {
+		t.Fatalf("node-3 repaired: exit %d, want 0 with it changed", res.Code)
+	}
+	log := sshdLog(t, l.Nodes[3].Dir)
+	if sftp, sessions := strings.Count(log, "subsystem 'sftp'"), sshdSessions(t, l.Nodes[3]); sftp != 1 || sessions != 2 {
+		t.Errorf("node-3 repaired with %d SFTP sessions of %d; want 1 of 2", sftp, sessions)
+	}
+	assertConverged(t, l)
+
 	lock := filepath.Join(l.Nodes[2].Dir, "var-lib-routepush", "lock")
 	dead := `{"run_id":"20261126T101010.000Z-abcdef","host":"elsewhere","pid":7,"started":"2026-11-26T10:10:10Z"}` + "\n"
 	if err := os.WriteFile(lock, []byte(dead), 0o600); err != nil {
