@@ -311,7 +311,9 @@ func TestSafeCompareBeforeSwap(t *testing.T) {
 	t.Parallel()
 	faultCase(t, "14-A1 (foreign route after the read, before the re-check: node refused)")
 	l := newLab(t, 4)
-	// The second route show of node-0's batch session: the re-check.
+	// The second route show of node-0's batch session: the re-check
+	// (node-0 is locked before its read, first by name, so no read under
+	// the lock comes between).
 	h := holdNode(t, l, l.Nodes[0], "recheck", atShow, 2, "")
 	want := snapshot(t, l)
 	done := startRun(t, l)

@@ -261,9 +261,10 @@ func TestSilentAtVerify(t *testing.T) {
 	faultCase(t, "15-silent-verify (silent at its verify; the others rolled back)")
 	l := newLab(t, 4)
 	cut := l.Nodes[2]
-	// The ip that read the table also re-checks it (2nd show line) and
-	// verifies (3rd), in the same session.
-	h := holdNode(t, l, cut, "verify", atShow, 3, "")
+	// The ip that read the table also reads it again under the lock
+	// (2nd show line: node-2 is locked after its read), re-checks it
+	// before the batch (3rd) and verifies (4th), in the same session.
+	h := holdNode(t, l, cut, "verify", atShow, 4, "")
 	before := snapshot(t, l)
 	done := startRun(t, l, silentArgs...)
 	if res, ok := h.waitPaused(t, done); !ok {
