@@ -17,6 +17,6 @@
 //
 // Any of them may import the leaves under internal/ (safetext, proxyjump,
 // nodepath, homedir, persist), which import no other routepush package. Tests may
-// also use the helpers under test/. test/... and bench are tools outside
+// also use the helpers under test/. test/... and bench/... are tools outside
 // the layers and may import anything.
 package layering

@@ -35,7 +35,7 @@ var rules = []rule{
 	{path: "route", imports: []string{"internal/..."}, pure: true},
 	{path: "internal/...", imports: nil},
 	{path: "test/...", imports: []string{"..."}},
-	{path: "bench", imports: []string{"..."}},
+	{path: "bench/...", imports: []string{"..."}},
 }
 
 // impure are standard packages a pure package must not import.
