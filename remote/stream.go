@@ -17,7 +17,7 @@ import (
 // readJSON reads a family's table through `ip -json -batch -`: left
 // running for Apply the first time when the run will apply, else in one go.
 func (c *Client) readJSON(ctx context.Context, fam route.Family) (route.Table, error) {
-	if p := c.wait.ip; c.wait.state == waiting && p.fam == fam {
+	if p := c.wait.waitingFor(fam); p != nil {
 		return c.showAgain(ctx, p, fam)
 	}
 	if c.wait.wantNext() {

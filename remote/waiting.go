@@ -77,6 +77,15 @@ func (w *ipWait) started() { w.state = waitSpent }
 // hold keeps an ip that has printed the tables waiting for the batch.
 func (w *ipWait) hold(p *pendingIP) { w.state, w.ip = waiting, p }
 
+// waitingFor is the ip waiting for fam's batch, if one is (it stays
+// waiting: take takes it).
+func (w *ipWait) waitingFor(fam route.Family) *pendingIP {
+	if w.state == waiting && w.ip.fam == fam {
+		return w.ip
+	}
+	return nil
+}
+
 // take hands the waiting ip to its caller, or nil if none is waiting.
 func (w *ipWait) take() *pendingIP {
 	p := w.ip
