@@ -27,7 +27,9 @@ type fakeKernel struct {
 	failDst string // a "route replace" of this destination fails like the kernel would
 	applied int    // batches received
 	closed  int    // Close calls
-	lock    []byte // the node's lock, as a Journal keeps it
+	// filesClosed counts CloseFilesUntilNeeded calls.
+	filesClosed int
+	lock        []byte // the node's lock, as a Journal keeps it
 	// unlocked is what the last read said of the lock (Unlocked);
 	// cannotLook: reads never look (become).
 	unlocked, cannotLook bool
@@ -450,6 +452,12 @@ func (c *fakeCluster) digests() map[string][32]byte {
 		m[name] = k.digest()
 	}
 	return m
+}
+
+func (k *fakeKernel) CloseFilesUntilNeeded() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.filesClosed++
 }
 
 func (k *fakeKernel) Runs(context.Context) ([]string, error) {

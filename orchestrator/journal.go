@@ -40,6 +40,11 @@ type Journal interface {
 	// nothing once the node has restarted, whatever its record says (a
 	// record is not synced to disk then, and a crash may cut it short).
 	BootID(ctx context.Context) (string, error)
+	// CloseFilesUntilNeeded closes what the journal keeps open (the SFTP
+	// session, and with it sftp-server on the node) until the next lock,
+	// record or file operation opens it again. A node waiting for others
+	// keeps it open only while the run has room for it (run.keepFiles).
+	CloseFilesUntilNeeded()
 }
 
 // RunState is how far a run got on a node.

@@ -45,6 +45,9 @@ type nodeRun struct {
 	// parked: its connection was closed that way and not opened again
 	// since: nothing was sent, and settling it needs a new one.
 	unkept, parked bool
+	// filesUnkept: the node found no place to wait with its SFTP session
+	// open (run.keepFiles), so it closes it whenever it waits.
+	filesUnkept bool
 	// readBoot is the node's boot id when its record was written, if
 	// known: a parked node that restarted since gets no batch.
 	readBoot string
@@ -277,11 +280,9 @@ func (r *nodeRun) writeRecord(ctx context.Context, table route.Table, have persi
 		r.fail(err)
 		return
 	}
-	// The node's SFTP session stays open with its connection, to the
-	// end of the run: opening it again costs the node an sftp-server
-	// start for each state appended, and the session's memory (three
-	// goroutines, about 20 kB) is a fifth of its connection's, which
-	// --max-idle-connections bounds with it.
+	// The node's SFTP session stays open while it waits for the others
+	// if the run has room for it (run.keepFiles): opening it again costs
+	// the node an sftp-server start for each state appended.
 	r.recorded = true
 }
 

@@ -111,8 +111,10 @@ type Options struct {
 	// read. An open connection costs routepush about 95 KB (x/crypto/ssh
 	// keeps a buffer the size of the largest packet it carried, a table
 	// read's 32 KB, and a few goroutines) and the node a session; a
-	// reconnect costs a handshake, the node's share mostly. Default 1000;
-	// negative: none stays open.
+	// reconnect costs a handshake, the node's share mostly. A fifth of
+	// the nodes kept open also keep their SFTP session (about 20 KB
+	// more, run.keepFiles); the others close it while they wait. Default
+	// 1000; negative: none stays open.
 	MaxIdleConnections int
 	// Preflight is what the run does with what pods need beyond routes
 	// (preflight.go): report it (the default), refuse the nodes that

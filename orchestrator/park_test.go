@@ -504,3 +504,55 @@ func TestRunInterruptedWhileAParkedNodeConnectsAgain(t *testing.T) {
 		}
 	}
 }
+
+// A node waiting for others keeps its SFTP session open only while the
+// run has places for that (a fifth of MaxIdleConnections): past them it
+// closes the session
+// after its record and again after its verify, and opens another for
+// what comes next. Every node still ends converged, recorded, unlocked.
+func TestRunClosesWaitingNodesFilesPastTheirPlaces(t *testing.T) {
+	t.Parallel()
+	nodes := labNodes(6)
+	c := newFakeCluster(nodes)
+	opts := parkOptions()
+	opts.MaxIdleConnections = 10 // every connection kept open, 2 SFTP sessions
+	rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), c.connect, opts)
+	if rep.Failed() {
+		t.Fatalf("apply failed: %v", rep.Errors())
+	}
+	kept, closed := 0, 0
+	for _, n := range nodes {
+		k := c.kernels[n.Name]
+		switch k.filesClosed {
+		case 0:
+			kept++
+		case 2: // after its record, after its verify
+			closed++
+		default:
+			t.Errorf("%s: SFTP session closed %d times while waiting, want 0 (kept) or 2", n.Name, k.filesClosed)
+		}
+		if k.lock != nil {
+			t.Errorf("%s still locked: %s", n.Name, k.lock)
+		}
+		if got := states(k, opts.Holder.RunID); got != "applying verified" {
+			t.Errorf("%s: record went through %q, want applying verified", n.Name, got)
+		}
+	}
+	if kept != 2 || closed != len(nodes)-kept {
+		t.Errorf("%d nodes kept their SFTP session and %d closed it, want 2 and %d", kept, closed, len(nodes)-2)
+	}
+
+	// Within the places (200 with the default), no session is closed.
+	nodes = labNodes(6)
+	c = newFakeCluster(nodes)
+	opts = parkOptions()
+	opts.MaxIdleConnections = 30
+	if rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), c.connect, opts); rep.Failed() {
+		t.Fatalf("apply failed: %v", rep.Errors())
+	}
+	for _, n := range nodes {
+		if k := c.kernels[n.Name]; k.filesClosed != 0 {
+			t.Errorf("%s: SFTP session closed %d times, want 0 within the places", n.Name, k.filesClosed)
+		}
+	}
+}

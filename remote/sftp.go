@@ -392,6 +392,17 @@ type sftpFS struct {
 	m *meter
 }
 
+// CloseFilesUntilNeeded closes the node's SFTP session, and with it
+// sftp-server on the node, until the next lock or record operation opens
+// another. On a kept connection (keep.go) it does nothing: the session
+// stays open for the node's next round anyway, so closing it saves no
+// memory, and it would cost the node an sftp-server start.
+func (c *Client) CloseFilesUntilNeeded() {
+	if c.kept == nil {
+		c.closeFiles()
+	}
+}
+
 // syncFile asks for fsync@openssh.com: a record is on disk before it
 // counts. A server without the extension still gets the write. (pkg/sftp
 // says so with a *StatusError, which errors.Is does not match with

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -92,6 +94,47 @@ func TestSafeCompareBeforeSwapAfterParking(t *testing.T) {
 		}
 		if got := connections(t, n) - before[i]; got != want {
 			t.Errorf("%s: %d connections, want %d", n.Name, got, want)
+		}
+	}
+}
+
+// A fifth of the nodes kept waiting with their connection open keep their
+// SFTP session open too; the others close it after their record and after
+// their verify, and open another for what comes next (the verified state,
+// the release): 3 SFTP sessions on one connection instead of 1. With
+// --max-idle-connections 10 two nodes keep theirs: node-0 (locked alone,
+// first) and node-1 (read next, --concurrency 1).
+func TestWaitingNodesCloseSFTPPastTheirPlaces(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, 4)
+	before := make([]int, len(l.Nodes))
+	for i, n := range l.Nodes {
+		before[i] = connections(t, n)
+		if err := os.Truncate(filepath.Join(n.Dir, "sshd.log"), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res := rp(t, l, "--inventory", l.InventoryPath(), "--max-idle-connections", "10", "--concurrency", "1")
+	if res.Code != 0 {
+		t.Fatalf("apply exit %d, want 0\n%s", res.Code, res)
+	}
+	for i, n := range l.Nodes {
+		want := 3
+		if i < 2 {
+			want = 1
+		}
+		if got := strings.Count(sshdLog(t, n.Dir), "subsystem 'sftp'"); got != want {
+			t.Errorf("%s: %d SFTP sessions, want %d", n.Name, got, want)
+		}
+		if got := connections(t, n) - before[i]; got != 1 {
+			t.Errorf("%s: %d connections, want 1 (kept open)", n.Name, got)
+		}
+	}
+	assertConverged(t, l)
+	assertNoLocks(t, l)
+	for name, recs := range records(t, l) {
+		if len(recs) != 1 || !strings.Contains(recs[0].last, `"state":"verified"`) {
+			t.Errorf("%s: records %+v, want one, ending verified", name, recs)
 		}
 	}
 }

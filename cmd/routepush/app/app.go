@@ -51,13 +51,13 @@ type Streams struct {
 // gcPercent replaces Go's default GOGC of 100 unless GOGC is set. Most of
 // routepush's heap is long-lived: one SSH connection per node, all open
 // from the first read to the end of apply so that no node is changed
-// before every node has been reached, and a changed node's SFTP session
-// with it. The garbage is short-lived table text. With GOGC=100 the heap
-// grows to twice the connections' size before a collection; at 30 a
-// 1,000-node run peaked near 90 MB instead of 125 MB, for about 1 s more
-// CPU; at 15 the SFTP sessions kept open (about 20 kB a node) cost no
-// more memory than closing them did: 56.8 MB at 200 nodes, against 54.7
-// to 56.8 MB before, for no CPU that a run shows (bench/RESULTS.md).
+// before every node has been reached, and up to 200 changed nodes' SFTP
+// sessions with them. The garbage is short-lived table text. With
+// GOGC=100 the heap grows to twice the connections' size before a
+// collection. At 15 the SFTP sessions kept open (about 20 kB a node) cost
+// no more memory than closing them did at GOGC 30: 56.8 MB at 200 nodes
+// against 54.7 to 56.8 MB, 153 MB at 1,000 against 159 MB, for about 10 %
+// more of routepush's own CPU at 1,000 (bench/RESULTS.md, issue 21).
 const gcPercent = 15
 
 // Main runs routepush with the process's arguments and exits.
