@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -27,8 +29,11 @@ type fakeKernel struct {
 	failDst string // a "route replace" of this destination fails like the kernel would
 	applied int    // batches received
 	closed  int    // Close calls
-	// filesClosed counts CloseFilesUntilNeeded calls.
+	// filesClosed counts CloseFilesUntilNeeded calls, closedAt the states
+	// of the node's records at each; closeErr is what they return.
 	filesClosed int
+	closedAt    []string
+	closeErr    error
 	lock        []byte // the node's lock, as a Journal keeps it
 	// unlocked is what the last read said of the lock (Unlocked);
 	// cannotLook: reads never look (become).
@@ -454,10 +459,24 @@ func (c *fakeCluster) digests() map[string][32]byte {
 	return m
 }
 
-func (k *fakeKernel) CloseFilesUntilNeeded() {
+func (k *fakeKernel) CloseFilesUntilNeeded() error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.filesClosed++
+	k.closedAt = append(k.closedAt, k.statesLocked())
+	return k.closeErr
+}
+
+// statesLocked lists the states of the node's records, oldest run first
+// (k.mu held).
+func (k *fakeKernel) statesLocked() string {
+	var got []string
+	for _, id := range slices.Sorted(maps.Keys(k.runs)) {
+		for _, s := range regexp.MustCompile(`"state":"([a-z-]+)"`).FindAllStringSubmatch(string(k.runs[id]), -1) {
+			got = append(got, s[1])
+		}
+	}
+	return strings.Join(got, " ")
 }
 
 func (k *fakeKernel) Runs(context.Context) ([]string, error) {

@@ -44,7 +44,9 @@ type Journal interface {
 	// session, and with it sftp-server on the node) until the next lock,
 	// record or file operation opens it again. A node waiting for others
 	// keeps it open only while the run has room for it (run.keepFiles).
-	CloseFilesUntilNeeded()
+	// An error says the node did not answer the close in time, and its
+	// connection is closed.
+	CloseFilesUntilNeeded() error
 }
 
 // RunState is how far a run got on a node.

@@ -528,6 +528,9 @@ func TestRunClosesWaitingNodesFilesPastTheirPlaces(t *testing.T) {
 			kept++
 		case 2: // after its record, after its verify
 			closed++
+			if got := strings.Join(k.closedAt, ", "); got != "applying, applying verified" {
+				t.Errorf("%s: SFTP session closed with its record at %q, want after the record and after the verify (applying, applying verified)", n.Name, got)
+			}
 		default:
 			t.Errorf("%s: SFTP session closed %d times while waiting, want 0 (kept) or 2", n.Name, k.filesClosed)
 		}
@@ -540,6 +543,35 @@ func TestRunClosesWaitingNodesFilesPastTheirPlaces(t *testing.T) {
 	}
 	if kept != 2 || closed != len(nodes)-kept {
 		t.Errorf("%d nodes kept their SFTP session and %d closed it, want 2 and %d", kept, closed, len(nodes)-2)
+	}
+
+	// A node that does not answer the close in time has lost its
+	// connection with it (remote's bound closes it): it waits parked and
+	// connects again under the same lock, for its apply and its release.
+	nodes = labNodes(6)
+	c = newFakeCluster(nodes)
+	c.kernels["node-5"].closeErr = errors.New("node-5: close sftp: no answer within 1m0s: connection closed")
+	o := newOpenConns(c)
+	opts = parkOptions()
+	opts.MaxIdleConnections = 10
+	if rep := Run(context.Background(), NewPlan(nodes, DefaultProtocol), o.dial, opts); rep.Failed() {
+		t.Fatalf("apply with node-5's close timing out failed: %v", rep.Errors())
+	}
+	for _, n := range nodes {
+		k := c.kernels[n.Name]
+		want := 1
+		if n.Name == "node-5" {
+			want = 3 // read, apply, release
+		}
+		if o.per[n.Name] != want {
+			t.Errorf("%s: %d connections, want %d", n.Name, o.per[n.Name], want)
+		}
+		if k.lock != nil {
+			t.Errorf("%s still locked: %s", n.Name, k.lock)
+		}
+		if got := states(k, opts.Holder.RunID); got != "applying verified" {
+			t.Errorf("%s: record went through %q, want applying verified", n.Name, got)
+		}
 	}
 
 	// Within the places (200 with the default), no session is closed.

@@ -164,9 +164,9 @@ func (r *run) readNode(ctx context.Context, n *nodeRun) {
 	case !r.keepOpen():
 		n.unkept = true
 		n.park() // until its apply
-	case !r.keepFiles():
+	case n.rep.NoSFTP == nil && !r.keepFiles():
 		n.filesUnkept = true
-		n.host.CloseFilesUntilNeeded() // until its apply
+		n.closeFiles() // until its apply
 	}
 }
 
@@ -279,7 +279,7 @@ func (r *run) applyNode(ctx context.Context, n *nodeRun, stop *atomic.Bool) {
 	case n.unkept:
 		n.park()
 	case n.filesUnkept:
-		n.host.CloseFilesUntilNeeded()
+		n.closeFiles()
 	}
 }
 

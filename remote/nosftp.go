@@ -147,8 +147,16 @@ const (
 // noSFTPLockError is a node found without SFTP whose lock exists: it is
 // not converged without one, since a run may hold it. Not a
 // *host.NoSFTPError, which would let the run go on there.
-type noSFTPLockError struct{ none *host.NoSFTPError }
+// ours: this run took that lock, through an SFTP session since closed.
+type noSFTPLockError struct {
+	none *host.NoSFTPError
+	ours bool
+}
 
 func (e *noSFTPLockError) Error() string {
-	return fmt.Sprintf("%s: no SFTP server (%s), and yet %s exists: another routepush run holds the node (through an SFTP server the node had then), or a run that died left it; routepush cannot read it without SFTP, and does not change the node. Once SFTP is back (%s), `routepush rollback` undoes that run and releases the lock; if no run is in progress and none is to be undone, remove %s there", e.none.Host, e.none.Why, lockPath, e.none.Fix, lockPath)
+	whose := "another routepush run holds the node (through an SFTP server the node had then), or a run that died left it; routepush cannot read it without SFTP, and does not change the node"
+	if e.ours {
+		whose = "this run took it through an SFTP server that no longer starts, so it stays, with the run's record"
+	}
+	return fmt.Sprintf("%s: no SFTP server (%s), and yet %s exists: %s. Once SFTP is back (%s), `routepush rollback` undoes that run and releases the lock; if no run is in progress and none is to be undone, remove %s there", e.none.Host, e.none.Why, lockPath, whose, e.none.Fix, lockPath)
 }

@@ -173,9 +173,21 @@ func TestNoSFTPNodeWithLockRefused(t *testing.T) {
 			t.Errorf("%q\ndoes not say %q", err, w)
 		}
 	}
+	if !strings.Contains(err.Error(), "another routepush run holds the node") {
+		t.Errorf("%q\ndoes not say another run may hold the lock", err)
+	}
 	_, err = c.files(context.Background())
 	if _, ok := errors.AsType[*host.NoSFTPError](err); ok || s.probed.Load() != 2 {
 		t.Errorf("second call: %v after %d lock checks, want the lock found again", err, s.probed.Load())
+	}
+
+	// The lock is this run's, taken through an SFTP session since closed
+	// (the node waited for others without it): the error says so.
+	s = &sftpless{version: "SSH-2.0-dropbear_2022.83", stderr: dropbear, status: 127, probeStatus: probeLocked}
+	c = s.dial(t)
+	c.lockedDirs = true
+	if _, err := c.files(context.Background()); err == nil || !strings.Contains(err.Error(), "this run took it through an SFTP server that no longer starts") || strings.Contains(err.Error(), "another routepush run") {
+		t.Errorf("this run's own lock, SFTP gone: %v", err)
 	}
 
 	// Without a lock, the check runs once per connection.

@@ -70,7 +70,7 @@ func (c *Client) checkNoSFTPLock(ctx context.Context, err error) error {
 		c.kept.noSFTP = nil
 	}
 	if errors.As(perr, &ce) && ce.ExitStatus == probeLocked {
-		return &noSFTPLockError{none}
+		return &noSFTPLockError{none: none, ours: c.lockedDirs}
 	}
 	return fmt.Errorf("%s: no SFTP server, and could not tell whether the node has routepush's lock: %w", c.name, perr)
 }
@@ -376,13 +376,18 @@ func (c *Client) opBudget() int64 { return c.recordLimit() + sftpSlack }
 // Close waits for its reader, which only the channel's end stops; and a
 // silent node has the connection closed under it after the command
 // timeout (if keepalives have not closed it first).
-func (c *Client) closeFiles() {
+// The error is the bound's: the node did not answer in time, and the
+// connection is closed.
+func (c *Client) closeFiles() error {
 	c.record = nil // closed with the session
 	if s, ch := c.sftp, c.sftpCh; s != nil {
 		c.sftp, c.sftpCh, c.meter, c.sftpEnded = nil, nil, nil, nil
 		_ = ch.Close()
-		_ = c.bounded(context.Background(), "close sftp", c.conn.Close, s.Close)
+		if err := c.bounded(context.Background(), "close sftp", c.conn.Close, s.Close); abandoned(err) {
+			return err
+		}
 	}
+	return nil
 }
 
 // sftpFS is the node's SFTP session as an operation sees it: the client
@@ -396,11 +401,13 @@ type sftpFS struct {
 // sftp-server on the node, until the next lock or record operation opens
 // another. On a kept connection (keep.go) it does nothing: the session
 // stays open for the node's next round anyway, so closing it saves no
-// memory, and it would cost the node an sftp-server start.
-func (c *Client) CloseFilesUntilNeeded() {
-	if c.kept == nil {
-		c.closeFiles()
+// memory, and it would cost the node an sftp-server start. An error says
+// the node did not answer the close in time: its connection is closed.
+func (c *Client) CloseFilesUntilNeeded() error {
+	if c.kept != nil {
+		return nil
 	}
+	return c.closeFiles()
 }
 
 // syncFile asks for fsync@openssh.com: a record is on disk before it

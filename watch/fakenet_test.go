@@ -162,7 +162,7 @@ func (k *fakeNode) AppendRun(_ context.Context, id string, line []byte, _ bool) 
 	return nil
 }
 func (k *fakeNode) BootID(context.Context) (string, error) { return "", nil }
-func (k *fakeNode) CloseFilesUntilNeeded()                 {}
+func (k *fakeNode) CloseFilesUntilNeeded() error           { return nil }
 func (k *fakeNode) ReadPersisted(context.Context) (persist.State, error) {
 	return persist.State{}, nil
 }
