@@ -340,6 +340,12 @@ func (r *nodeRun) unlock(ctx context.Context) {
 // park closes the connection of a node that waits for others, keeping
 // what the run holds there: its lock and its record are files on the
 // node. resume connects again when the node's turn comes.
+func (r *nodeRun) park() {
+	r.host.Close()
+	r.host = nil
+	r.parked = true
+}
+
 // closeFiles closes the node's SFTP session while it waits for the
 // others (run.keepFiles). A node that does not answer the close in time
 // has lost its connection with it: it waits parked, and connects again
@@ -349,12 +355,6 @@ func (r *nodeRun) closeFiles() {
 		r.opts.Logger.Warn("the node did not close its SFTP session in time: it waits unconnected, and is connected again when its turn comes", "node", r.rep.Name, "error", err)
 		r.park()
 	}
-}
-
-func (r *nodeRun) park() {
-	r.host.Close()
-	r.host = nil
-	r.parked = true
 }
 
 // resume connects to the node again, after its connection was parked or

@@ -172,11 +172,15 @@ func (r *run) readNode(ctx context.Context, n *nodeRun) {
 
 // keepOpen takes one of the MaxIdleConnections places for a node to wait
 // with its connection open, and says whether there was one left.
-func (r *run) keepOpen() bool {
-	if r.idle.Add(1) <= int64(r.opts.MaxIdleConnections) {
+func (r *run) keepOpen() bool { return takePlace(&r.idle, r.opts.MaxIdleConnections) }
+
+// takePlace takes one of limit places, taken is how many are, and says
+// whether there was one left.
+func takePlace(taken *atomic.Int64, limit int) bool {
+	if taken.Add(1) <= int64(limit) {
 		return true
 	}
-	r.idle.Add(-1)
+	taken.Add(-1)
 	return false
 }
 
@@ -195,11 +199,7 @@ const idleFilesShare = 5
 // session open (idleFilesShare), and says whether there was one left.
 // Like a connection's place, it is kept until the run ends.
 func (r *run) keepFiles() bool {
-	if r.idleFiles.Add(1) <= int64(r.opts.MaxIdleConnections/idleFilesShare) {
-		return true
-	}
-	r.idleFiles.Add(-1)
-	return false
+	return takePlace(&r.idleFiles, r.opts.MaxIdleConnections/idleFilesShare)
 }
 
 // decide is the second phase: it applies the --max-unreachable policy and

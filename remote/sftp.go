@@ -375,9 +375,8 @@ func (c *Client) opBudget() int64 { return c.recordLimit() + sftpSlack }
 // closeFiles ends the SFTP session. The channel goes first: pkg/sftp's
 // Close waits for its reader, which only the channel's end stops; and a
 // silent node has the connection closed under it after the command
-// timeout (if keepalives have not closed it first).
-// The error is the bound's: the node did not answer in time, and the
-// connection is closed.
+// timeout (if keepalives have not closed it first): the error then says
+// so, and the connection is closed.
 func (c *Client) closeFiles() error {
 	c.record = nil // closed with the session
 	if s, ch := c.sftp, c.sftpCh; s != nil {
